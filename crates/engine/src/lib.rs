@@ -1,0 +1,1335 @@
+//! The shard state machine of tradelog: a deterministic function from (state, input) to
+//! (state, events, outgoing messages).
+//!
+//! Owns: routing checks (does this shard own the account or market?), authorization
+//! ([`Authority`]), idempotency (deduplication of transfer ids and client order ids within
+//! [`IDEMPOTENCY_WINDOW_MS`]), the cross-shard message protocol (outbox per destination,
+//! exactly-once inbox per source, local delivery when both ends live here), event
+//! numbering, snapshots and the state hash, and `validate()` over all of it.
+//!
+//! Inputs are the only source of change and of time: a [`Command`] with its [`Meta`], a
+//! delivered [`Message`], an acknowledgement that trims the outbox, or a tick that lets
+//! timeouts fire. The same inputs always give byte-identical events and state.
+//!
+//! Must never depend on: storage, network, Raft, tokio, clocks, randomness, floats, or the
+//! iteration order of a hash map. Those belong to the crates that wrap this one.
+
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod projection;
+pub mod routing;
+mod snapshot;
+
+pub use routing::{Placement, Route};
+pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+
+use rustc_hash::{FxHashMap, FxHasher};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use tradelog_domain::*;
+use tradelog_ledger::Ledger;
+use tradelog_matching::{AmendResult, Book, Closed, MatchEvent, MatchOutput, TakerEnd};
+
+/// One entry of a shard's input log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Input {
+    /// A client command.
+    Command {
+        /// Who and when.
+        meta: Meta,
+        /// What.
+        command: Command,
+    },
+    /// A message from another shard, delivered at leader time `timestamp`.
+    Message {
+        /// Leader time of delivery.
+        timestamp: Timestamp,
+        /// The message.
+        message: Message,
+    },
+    /// The shard `to` has applied our messages up to `upto`: drop them from the outbox.
+    Ack {
+        /// Leader time.
+        timestamp: Timestamp,
+        /// The receiving shard.
+        to: ShardId,
+        /// Highest sequence number it applied.
+        upto: u64,
+    },
+    /// Time passes (fires timeouts).
+    Tick {
+        /// Leader time.
+        timestamp: Timestamp,
+    },
+}
+
+/// What applying an input produced (besides events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The answer to a command.
+    Command(Outcome),
+    /// What happened to a delivered message.
+    Message(Delivery),
+    /// Ack or tick.
+    Other,
+}
+
+/// A broken engine invariant (a bug).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<tradelog_ledger::Violation> for Violation {
+    fn from(v: tradelog_ledger::Violation) -> Self {
+        Violation(format!("ledger: {}", v.0))
+    }
+}
+
+impl From<tradelog_matching::Violation> for Violation {
+    fn from(v: tradelog_matching::Violation) -> Self {
+        Violation(format!("book: {}", v.0))
+    }
+}
+
+/// Idempotency key namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DedupeKey {
+    ns: u8,
+    a: u64,
+    b: u64,
+}
+
+const NS_TRANSFER: u8 = 1;
+const NS_PENDING_RESOLVE: u8 = 2;
+const NS_CLIENT_ORDER: u8 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DedupeEntry {
+    fingerprint: u64,
+    outcome: Outcome,
+    at: Timestamp,
+}
+
+/// Outgoing messages to one destination that it has not acknowledged yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Outbox {
+    next_seq: u64,
+    unacked: VecDeque<Message>,
+}
+
+/// The state machine of one shard.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    shard: ShardId,
+    placement: Placement,
+    assets: BTreeMap<AssetId, Asset>,
+    markets: BTreeMap<MarketId, MarketSpec>,
+    ledger: Ledger,
+    books: BTreeMap<MarketId, Book>,
+    dedupe: FxHashMap<DedupeKey, DedupeEntry>,
+    dedupe_order: VecDeque<(Timestamp, DedupeKey)>,
+    order_counter: u64,
+    inbox_next: BTreeMap<ShardId, u64>,
+    outbox: BTreeMap<ShardId, Outbox>,
+    next_event_seq: u64,
+    inputs: u64,
+    last_timestamp: Timestamp,
+    // Scratch space, always empty between inputs; not part of the state.
+    local: VecDeque<(Principal, MessageBody)>,
+    match_out: MatchOutput,
+}
+
+type R<T = ()> = Result<T, RejectCode>;
+
+fn fingerprint<T: Hash>(v: &T) -> u64 {
+    let mut h = FxHasher::default();
+    v.hash(&mut h);
+    h.finish()
+}
+
+impl Engine {
+    /// A new, empty shard.
+    pub fn new(shard: ShardId, placement: Placement) -> Engine {
+        assert!(placement.shard_count() > shard.0, "shard outside the placement");
+        Engine {
+            shard,
+            placement,
+            assets: BTreeMap::new(),
+            markets: BTreeMap::new(),
+            ledger: Ledger::new(),
+            books: BTreeMap::new(),
+            dedupe: FxHashMap::default(),
+            dedupe_order: VecDeque::new(),
+            order_counter: 0,
+            inbox_next: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+            next_event_seq: 1,
+            inputs: 0,
+            last_timestamp: Timestamp(0),
+            local: VecDeque::new(),
+            match_out: MatchOutput::default(),
+        }
+    }
+
+    // ----- queries ---------------------------------------------------------------------
+
+    /// This shard's id.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// Where accounts and markets live.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The ledger (accounts this shard owns).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The books of the markets this shard owns.
+    pub fn books(&self) -> &BTreeMap<MarketId, Book> {
+        &self.books
+    }
+
+    /// The market catalog.
+    pub fn markets(&self) -> &BTreeMap<MarketId, MarketSpec> {
+        &self.markets
+    }
+
+    /// The asset catalog.
+    pub fn assets(&self) -> &BTreeMap<AssetId, Asset> {
+        &self.assets
+    }
+
+    /// Number of inputs applied.
+    pub fn inputs_applied(&self) -> u64 {
+        self.inputs
+    }
+
+    /// Sequence number the next event will get.
+    pub fn next_event_seq(&self) -> u64 {
+        self.next_event_seq
+    }
+
+    /// Messages to `to` not yet acknowledged, oldest first.
+    pub fn outbox(&self, to: ShardId) -> impl Iterator<Item = &Message> {
+        self.outbox.get(&to).into_iter().flat_map(|o| o.unacked.iter())
+    }
+
+    /// Destinations with unacknowledged messages.
+    pub fn outbox_destinations(&self) -> Vec<ShardId> {
+        self.outbox
+            .iter()
+            .filter(|(_, o)| !o.unacked.is_empty())
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// Highest sequence number applied from `from` (0 = none).
+    pub fn inbox_applied(&self, from: ShardId) -> u64 {
+        self.inbox_next.get(&from).map(|n| n - 1).unwrap_or(0)
+    }
+
+    // ----- inputs ----------------------------------------------------------------------
+
+    /// Applies one input, appending its events to `out`.
+    pub fn apply(&mut self, input: &Input, out: &mut Vec<EventRecord>) -> Applied {
+        match input {
+            Input::Command { meta, command } => Applied::Command(self.execute(*meta, command, out)),
+            Input::Message { timestamp, message } => {
+                Applied::Message(self.deliver(*timestamp, message, out))
+            }
+            Input::Ack {
+                timestamp,
+                to,
+                upto,
+            } => {
+                self.ack(*timestamp, *to, *upto, out);
+                Applied::Other
+            }
+            Input::Tick { timestamp } => {
+                self.tick(*timestamp, out);
+                Applied::Other
+            }
+        }
+    }
+
+    /// Starts an input: counts it, makes time monotonic, fires due timeouts.
+    fn begin(&mut self, ts: Timestamp, out: &mut Vec<EventRecord>) -> Timestamp {
+        self.inputs += 1;
+        let ts = ts.max(self.last_timestamp);
+        self.last_timestamp = ts;
+        if self.ledger.has_due_expiry(ts) {
+            let mut seq = self.next_event_seq;
+            let mut sink =
+                EventSink::new(out, self.shard, self.inputs, ts, Principal::SYSTEM, &mut seq);
+            self.ledger.expire(ts, &mut sink);
+            self.next_event_seq = seq;
+        }
+        while let Some(&(at, key)) = self.dedupe_order.front() {
+            if at.plus_ms(IDEMPOTENCY_WINDOW_MS) > ts {
+                break;
+            }
+            self.dedupe_order.pop_front();
+            if self.dedupe.get(&key).map(|e| e.at) == Some(at) {
+                self.dedupe.remove(&key);
+            }
+        }
+        ts
+    }
+
+    /// Lets time pass.
+    pub fn tick(&mut self, ts: Timestamp, out: &mut Vec<EventRecord>) {
+        self.begin(ts, out);
+    }
+
+    /// Drops acknowledged messages from the outbox to `to`.
+    pub fn ack(&mut self, ts: Timestamp, to: ShardId, upto: u64, out: &mut Vec<EventRecord>) {
+        self.begin(ts, out);
+        if let Some(o) = self.outbox.get_mut(&to) {
+            while o.unacked.front().is_some_and(|m| m.seq <= upto) {
+                o.unacked.pop_front();
+            }
+        }
+    }
+
+    /// Applies a message from another shard exactly once.
+    pub fn deliver(&mut self, ts: Timestamp, m: &Message, out: &mut Vec<EventRecord>) -> Delivery {
+        let ts = self.begin(ts, out);
+        if m.to != self.shard || m.from == self.shard {
+            return Delivery::Misrouted;
+        }
+        let expected = *self.inbox_next.get(&m.from).unwrap_or(&1);
+        if m.seq < expected {
+            return Delivery::Duplicate;
+        }
+        if m.seq > expected {
+            return Delivery::Gap { expected };
+        }
+        self.inbox_next.insert(m.from, expected + 1);
+        let mut seq = self.next_event_seq;
+        let mut sink = EventSink::new(out, self.shard, self.inputs, ts, m.principal, &mut seq);
+        Self::on_message(
+            &mut self.ledger,
+            &mut self.books,
+            &self.markets,
+            &self.placement,
+            self.shard,
+            &mut self.order_counter,
+            &mut self.outbox,
+            &mut self.local,
+            &mut self.match_out,
+            m.from,
+            m.principal,
+            &m.body,
+            &mut sink,
+        );
+        self.drain_local(&mut sink);
+        drop(sink);
+        self.next_event_seq = seq;
+        Delivery::Applied
+    }
+
+    /// Applies a client command.
+    pub fn execute(&mut self, meta: Meta, cmd: &Command, out: &mut Vec<EventRecord>) -> Outcome {
+        let ts = self.begin(meta.timestamp, out);
+        let mut seq = self.next_event_seq;
+        let mut sink = EventSink::new(out, self.shard, self.inputs, ts, meta.principal, &mut seq);
+        let outcome = self.execute_in(meta, ts, cmd, &mut sink);
+        drop(sink);
+        self.next_event_seq = seq;
+        outcome
+    }
+
+    fn execute_in(
+        &mut self,
+        meta: Meta,
+        ts: Timestamp,
+        cmd: &Command,
+        sink: &mut EventSink,
+    ) -> Outcome {
+        let key = dedupe_key(cmd);
+        if let Some(key) = key {
+            if let Some(e) = self.dedupe.get(&key) {
+                if e.fingerprint == fingerprint(cmd) {
+                    return Outcome {
+                        result: e.outcome.result,
+                        duplicate: true,
+                    };
+                }
+                let code = match key.ns {
+                    NS_CLIENT_ORDER => RejectCode::DuplicateClientOrderId,
+                    _ => RejectCode::DuplicateId,
+                };
+                sink.emit(Event::Rejected {
+                    subject: subject(cmd),
+                    code,
+                });
+                return Outcome::rejected(code);
+            }
+        }
+        if let Command::LinkedTransfers(batch) = cmd {
+            if let Some(index) = self.linked_duplicate(batch) {
+                let code = RejectCode::DuplicateId;
+                sink.emit(Event::Rejected {
+                    subject: subject(cmd),
+                    code,
+                });
+                return Outcome {
+                    result: Err(Rejection { code, index }),
+                    duplicate: false,
+                };
+            }
+        }
+        let result = Self::command(
+            &mut self.ledger,
+            &mut self.books,
+            &mut self.assets,
+            &mut self.markets,
+            &self.placement,
+            self.shard,
+            &mut self.order_counter,
+            &mut self.outbox,
+            &mut self.local,
+            meta,
+            cmd,
+            sink,
+        );
+        let outcome = match result {
+            Ok(a) => Outcome::ok(a),
+            Err(rej) => {
+                sink.emit(Event::Rejected {
+                    subject: subject(cmd),
+                    code: rej.code,
+                });
+                Outcome {
+                    result: Err(rej),
+                    duplicate: false,
+                }
+            }
+        };
+        self.drain_local(sink);
+        if let Some(key) = key {
+            self.remember(key, fingerprint(cmd), outcome, ts);
+            if let Command::LinkedTransfers(batch) = cmd {
+                // Every member id is taken by the batch.
+                for t in batch.iter().skip(1) {
+                    let k = DedupeKey {
+                        ns: NS_TRANSFER,
+                        a: t.id.0,
+                        b: 0,
+                    };
+                    if !self.dedupe.contains_key(&k) {
+                        self.remember(k, fingerprint(cmd), outcome, ts);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Index of the first member of a linked batch (after the first, which is the batch's
+    /// own key) whose id is already taken, or repeated inside the batch.
+    fn linked_duplicate(&self, batch: &[TransferSpec]) -> Option<u32> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (n, t) in batch.iter().enumerate() {
+            let taken = n > 0
+                && self.dedupe.contains_key(&DedupeKey {
+                    ns: NS_TRANSFER,
+                    a: t.id.0,
+                    b: 0,
+                });
+            if taken || !seen.insert(t.id) {
+                return Some(n as u32);
+            }
+        }
+        None
+    }
+
+    fn remember(&mut self, key: DedupeKey, fingerprint: u64, outcome: Outcome, at: Timestamp) {
+        self.dedupe.insert(
+            key,
+            DedupeEntry {
+                fingerprint,
+                outcome,
+                at,
+            },
+        );
+        self.dedupe_order.push_back((at, key));
+    }
+
+    /// Delivers messages addressed to this shard itself, in order, within the same input.
+    fn drain_local(&mut self, sink: &mut EventSink) {
+        let original = sink.principal();
+        while let Some((principal, body)) = self.local.pop_front() {
+            sink.set_principal(principal);
+            Self::on_message(
+                &mut self.ledger,
+                &mut self.books,
+                &self.markets,
+                &self.placement,
+                self.shard,
+                &mut self.order_counter,
+                &mut self.outbox,
+                &mut self.local,
+                &mut self.match_out,
+                self.shard,
+                principal,
+                &body,
+                sink,
+            );
+        }
+        sink.set_principal(original);
+    }
+
+    // The handlers below take the engine's fields separately so that the borrow checker
+    // lets them use the ledger, the books and the outbox at the same time.
+
+    #[allow(clippy::too_many_arguments)]
+    fn command(
+        ledger: &mut Ledger,
+        books: &mut BTreeMap<MarketId, Book>,
+        assets: &mut BTreeMap<AssetId, Asset>,
+        markets: &mut BTreeMap<MarketId, MarketSpec>,
+        placement: &Placement,
+        shard: ShardId,
+        order_counter: &mut u64,
+        outbox: &mut BTreeMap<ShardId, Outbox>,
+        local: &mut VecDeque<(Principal, MessageBody)>,
+        meta: Meta,
+        cmd: &Command,
+        sink: &mut EventSink,
+    ) -> Result<Accepted, Rejection> {
+        let rej = |code| Rejection { code, index: 0 };
+        let p = meta.principal;
+        let operator = meta.authority == Authority::Operator;
+        if meta.authority == Authority::ReadOnly {
+            return Err(rej(RejectCode::NotOwner));
+        }
+        let mut out = Outgoing {
+            shard,
+            outbox,
+            local,
+        };
+        // Routing and authorization.
+        let own_account = |ledger: &Ledger, a: AccountId| -> R {
+            if placement.account_shard(a) != shard {
+                return Err(RejectCode::WrongShard);
+            }
+            if !operator && ledger.owner(a)? != p {
+                return Err(RejectCode::NotOwner);
+            }
+            Ok(())
+        };
+        let own_market = |markets: &BTreeMap<MarketId, MarketSpec>, m: MarketId| -> R {
+            let spec = markets.get(&m).ok_or(RejectCode::UnknownMarket)?;
+            if spec.shard != shard {
+                return Err(RejectCode::WrongShard);
+            }
+            Ok(())
+        };
+        let operator_only = || if operator { Ok(()) } else { Err(RejectCode::NotOwner) };
+        match cmd {
+            Command::CreateAsset(a) => {
+                operator_only().map_err(rej)?;
+                if a.code.is_empty()
+                    || a.code.len() > ASSET_CODE_LEN_MAX
+                    || !a.code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    || a.scale > ASSET_SCALE_MAX
+                    || a.id.0 == 0
+                {
+                    return Err(rej(RejectCode::InvalidAsset));
+                }
+                if assets.contains_key(&a.id) || assets.values().any(|x| x.code == a.code) {
+                    return Err(rej(RejectCode::DuplicateId));
+                }
+                assets.insert(a.id, a.clone());
+                ledger.add_asset(a.id);
+                sink.emit(Event::AssetCreated(a.clone()));
+                Ok(Accepted::Done)
+            }
+            Command::CreateMarket(m) => {
+                operator_only().map_err(rej)?;
+                m.validate().map_err(rej)?;
+                if m.id.0 == 0 || m.shard.0 >= placement.shard_count() {
+                    return Err(rej(RejectCode::InvalidMarket));
+                }
+                if !assets.contains_key(&m.base) || !assets.contains_key(&m.quote) {
+                    return Err(rej(RejectCode::UnknownAsset));
+                }
+                if markets.contains_key(&m.id) {
+                    return Err(rej(RejectCode::DuplicateId));
+                }
+                markets.insert(m.id, m.clone());
+                if m.shard == shard {
+                    books.insert(m.id, Book::new(m.clone()));
+                }
+                sink.emit(Event::MarketCreated(m.clone()));
+                Ok(Accepted::Done)
+            }
+            Command::OpenAccount { account, owner } => {
+                if placement.account_shard(*account) != shard {
+                    return Err(rej(RejectCode::WrongShard));
+                }
+                if !operator && *owner != p {
+                    return Err(rej(RejectCode::NotOwner));
+                }
+                ledger.open_account(*account, *owner, sink).map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::Deposit {
+                id,
+                account,
+                asset,
+                amount,
+            } => {
+                operator_only().map_err(rej)?;
+                own_account(ledger, *account).map_err(rej)?;
+                ledger
+                    .deposit(*id, *account, *asset, *amount, sink)
+                    .map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::Withdraw {
+                id,
+                account,
+                asset,
+                amount,
+            } => {
+                own_account(ledger, *account).map_err(rej)?;
+                ledger
+                    .withdraw(*id, *account, *asset, *amount, sink)
+                    .map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::Transfer(t) => {
+                own_account(ledger, t.debit).map_err(rej)?;
+                let to = placement.account_shard(t.credit);
+                if to == shard {
+                    ledger.transfer_local(t, sink).map_err(rej)?;
+                    Ok(Accepted::Done)
+                } else {
+                    let amount = ledger.begin_remote(t, to, sink).map_err(rej)?;
+                    out.send(
+                        to,
+                        p,
+                        MessageBody::TransferCredit {
+                            id: t.id,
+                            debit: t.debit,
+                            credit: t.credit,
+                            asset: t.asset,
+                            amount,
+                        },
+                    );
+                    Ok(Accepted::InFlight)
+                }
+            }
+            Command::LinkedTransfers(batch) => {
+                for (n, t) in batch.iter().enumerate() {
+                    let index = n as u32;
+                    own_account(ledger, t.debit).map_err(|code| Rejection { code, index })?;
+                    if placement.account_shard(t.credit) != shard {
+                        return Err(Rejection {
+                            code: RejectCode::LinkedCrossShard,
+                            index,
+                        });
+                    }
+                }
+                ledger
+                    .transfer_linked(batch, sink)
+                    .map_err(|(index, code)| Rejection { code, index })?;
+                Ok(Accepted::Done)
+            }
+            Command::CreatePending { spec, timeout_ms } => {
+                own_account(ledger, spec.debit).map_err(rej)?;
+                let local_credit = placement.account_shard(spec.credit) == shard;
+                ledger
+                    .create_pending(spec, *timeout_ms, local_credit, sink)
+                    .map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::PostPending { debit, id, amount } => {
+                own_account(ledger, *debit).map_err(rej)?;
+                let pend = ledger.pending_transfer(*id).map_err(rej)?;
+                if pend.debit != *debit {
+                    return Err(rej(RejectCode::UnknownTransfer));
+                }
+                let to = placement.account_shard(pend.credit);
+                if to == shard {
+                    ledger.post_pending(*id, *amount, None, sink).map_err(rej)?;
+                    Ok(Accepted::Done)
+                } else {
+                    let (credit, asset) = (pend.credit, pend.asset);
+                    let posted = ledger
+                        .post_pending(*id, *amount, Some(to), sink)
+                        .map_err(rej)?;
+                    out.send(
+                        to,
+                        p,
+                        MessageBody::TransferCredit {
+                            id: *id,
+                            debit: *debit,
+                            credit,
+                            asset,
+                            amount: posted,
+                        },
+                    );
+                    Ok(Accepted::InFlight)
+                }
+            }
+            Command::VoidPending { debit, id } => {
+                own_account(ledger, *debit).map_err(rej)?;
+                if ledger.pending_transfer(*id).map_err(rej)?.debit != *debit {
+                    return Err(rej(RejectCode::UnknownTransfer));
+                }
+                ledger.void_pending(*id, false, sink).map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::FreezeAccount { account } => {
+                operator_only().map_err(rej)?;
+                own_account(ledger, *account).map_err(rej)?;
+                ledger.freeze(*account, sink).map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::UnfreezeAccount { account } => {
+                operator_only().map_err(rej)?;
+                own_account(ledger, *account).map_err(rej)?;
+                ledger.unfreeze(*account, sink).map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::CloseAccount { account } => {
+                own_account(ledger, *account).map_err(rej)?;
+                ledger.close(*account, sink).map_err(rej)?;
+                Ok(Accepted::Done)
+            }
+            Command::PlaceOrder(o) => {
+                own_account(ledger, o.account).map_err(rej)?;
+                let spec = markets.get(&o.market).ok_or(rej(RejectCode::UnknownMarket))?;
+                let id = Self::submit_order(
+                    ledger,
+                    spec,
+                    shard,
+                    order_counter,
+                    &mut out,
+                    p,
+                    o,
+                    None,
+                    sink,
+                )
+                .map_err(rej)?;
+                Ok(Accepted::Order(id))
+            }
+            Command::CancelOrder { market, order } => {
+                own_market(markets, *market).map_err(rej)?;
+                let book = books.get_mut(market).expect("owned market has a book");
+                let by = if operator { Principal::SYSTEM } else { p };
+                let side = book.order(*order).map(|o| o.side);
+                let closed = book.cancel(*order, by).map_err(rej)?;
+                let side = side.expect("cancelled order existed");
+                Self::close_order(placement, book.spec(), &mut out, p, side, &closed, sink);
+                Ok(Accepted::Done)
+            }
+            Command::AmendOrder {
+                market,
+                order,
+                price,
+                qty,
+            } => {
+                own_market(markets, *market).map_err(rej)?;
+                let book = books.get_mut(market).expect("owned market has a book");
+                let by = if operator { Principal::SYSTEM } else { p };
+                let side = book.order(*order).map(|o| o.side);
+                match book.amend(*order, by, *price, *qty).map_err(rej)? {
+                    AmendResult::Reduced { account, released } => {
+                        let side = side.expect("amended order existed");
+                        sink.emit(Event::OrderAmended {
+                            order: *order,
+                            market: *market,
+                            price: *price,
+                            qty: *qty,
+                        });
+                        if !released.is_zero() {
+                            out.send(
+                                placement.account_shard(account),
+                                p,
+                                MessageBody::Release {
+                                    order: *order,
+                                    account,
+                                    asset: held_asset(book.spec(), side),
+                                    amount: released,
+                                    done: false,
+                                },
+                            );
+                        }
+                    }
+                    AmendResult::Replaced(closed) => {
+                        let side = side.expect("amended order existed");
+                        let spec = book.spec();
+                        Self::close_order(placement, spec, &mut out, p, side, &closed, sink);
+                        out.send(
+                            placement.account_shard(closed.account),
+                            p,
+                            MessageBody::Replace {
+                                old: *order,
+                                account: closed.account,
+                                market: *market,
+                                price: *price,
+                                qty: *qty,
+                                side,
+                            },
+                        );
+                    }
+                }
+                Ok(Accepted::Done)
+            }
+            Command::HaltMarket { market } => {
+                operator_only().map_err(rej)?;
+                own_market(markets, *market).map_err(rej)?;
+                books
+                    .get_mut(market)
+                    .expect("owned market has a book")
+                    .halt()
+                    .map_err(rej)?;
+                sink.emit(Event::MarketHalted { market: *market });
+                Ok(Accepted::Done)
+            }
+            Command::ResumeMarket { market } => {
+                operator_only().map_err(rej)?;
+                own_market(markets, *market).map_err(rej)?;
+                books
+                    .get_mut(market)
+                    .expect("owned market has a book")
+                    .resume()
+                    .map_err(rej)?;
+                sink.emit(Event::MarketResumed { market: *market });
+                Ok(Accepted::Done)
+            }
+        }
+    }
+
+    /// Account side of a new order: checks, holds funds, sends the ticket to the market.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_order(
+        ledger: &mut Ledger,
+        spec: &MarketSpec,
+        shard: ShardId,
+        order_counter: &mut u64,
+        out: &mut Outgoing,
+        principal: Principal,
+        o: &NewOrder,
+        replaces: Option<OrderId>,
+        sink: &mut EventSink,
+    ) -> R<OrderId> {
+        ledger.check_active(o.account)?;
+        tradelog_matching::check_new_order(spec, o.side, o.order_type, o.tif, o.price, o.qty)?;
+        if o.post_only && (o.order_type == OrderType::Market || o.tif != TimeInForce::Gtc) {
+            return Err(RejectCode::InvalidTimeInForce);
+        }
+        let (asset, hold) = spec.hold_for(o.side, o.qty, o.price)?;
+        let other = if asset == spec.base {
+            spec.quote
+        } else {
+            spec.base
+        };
+        let id = OrderId::new(shard, *order_counter + 1);
+        ledger.hold_order(id, o.account, asset, other, hold, sink)?;
+        *order_counter += 1;
+        sink.emit(Event::OrderSubmitted {
+            order: id,
+            account: o.account,
+            market: o.market,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.tif,
+            price: o.price,
+            qty: o.qty,
+            client_order_id: o.client_order_id,
+            replaces,
+        });
+        let owner = ledger.owner(o.account).expect("checked active");
+        out.send(
+            spec.shard,
+            principal,
+            MessageBody::OrderHeld(OrderTicket {
+                order: id,
+                account: o.account,
+                owner,
+                market: o.market,
+                side: o.side,
+                order_type: o.order_type,
+                tif: o.tif,
+                price: o.price,
+                qty: o.qty,
+                post_only: o.post_only,
+                stp: o.stp,
+                hold,
+                client_order_id: o.client_order_id,
+            }),
+        );
+        Ok(id)
+    }
+
+    /// Market side: an order left the book unfilled; tell its account to release the rest.
+    fn close_order(
+        placement: &Placement,
+        spec: &MarketSpec,
+        out: &mut Outgoing,
+        principal: Principal,
+        side: Side,
+        c: &Closed,
+        sink: &mut EventSink,
+    ) {
+        sink.emit(Event::OrderCancelled {
+            order: c.order,
+            market: spec.id,
+            remaining: c.remaining,
+            reason: c.reason,
+        });
+        out.send(
+            placement.account_shard(c.account),
+            principal,
+            MessageBody::Release {
+                order: c.order,
+                account: c.account,
+                asset: held_asset(spec, side),
+                amount: c.hold_left,
+                done: true,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_message(
+        ledger: &mut Ledger,
+        books: &mut BTreeMap<MarketId, Book>,
+        markets: &BTreeMap<MarketId, MarketSpec>,
+        placement: &Placement,
+        shard: ShardId,
+        order_counter: &mut u64,
+        outbox: &mut BTreeMap<ShardId, Outbox>,
+        local: &mut VecDeque<(Principal, MessageBody)>,
+        match_out: &mut MatchOutput,
+        from: ShardId,
+        principal: Principal,
+        body: &MessageBody,
+        sink: &mut EventSink,
+    ) {
+        let mut out = Outgoing {
+            shard,
+            outbox,
+            local,
+        };
+        match body {
+            MessageBody::OrderHeld(t) => {
+                let Some(book) = books.get_mut(&t.market) else {
+                    // The market is not here (moved or misrouted): refuse, release the hold.
+                    let spec = markets.get(&t.market).expect("ticket for a catalog market");
+                    sink.emit(Event::OrderRejected {
+                        order: t.order,
+                        market: t.market,
+                        code: RejectCode::WrongShard,
+                    });
+                    out.send(
+                        from,
+                        principal,
+                        MessageBody::Release {
+                            order: t.order,
+                            account: t.account,
+                            asset: held_asset(spec, t.side),
+                            amount: t.hold,
+                            done: true,
+                        },
+                    );
+                    return;
+                };
+                Self::match_order(placement, book, &mut out, principal, t, match_out, sink);
+            }
+            MessageBody::Settle {
+                order,
+                account,
+                paid_asset,
+                paid,
+                received_asset,
+                received,
+                fee,
+            } => ledger.settle(
+                *order,
+                *account,
+                *paid_asset,
+                *paid,
+                *received_asset,
+                *received,
+                *fee,
+                sink,
+            ),
+            MessageBody::Release {
+                order,
+                account,
+                asset,
+                amount,
+                done,
+            } => ledger.release(*order, *account, *asset, *amount, *done, sink),
+            MessageBody::Replace {
+                old,
+                account,
+                market,
+                price,
+                qty,
+                side,
+            } => {
+                let spec = markets.get(market).expect("replace for a catalog market");
+                let o = NewOrder {
+                    account: *account,
+                    market: *market,
+                    side: *side,
+                    order_type: OrderType::Limit,
+                    tif: TimeInForce::Gtc,
+                    price: *price,
+                    qty: *qty,
+                    post_only: false,
+                    client_order_id: 0,
+                    stp: SelfTradePrevention::CancelResting,
+                };
+                if let Err(code) = Self::submit_order(
+                    ledger,
+                    spec,
+                    shard,
+                    order_counter,
+                    &mut out,
+                    principal,
+                    &o,
+                    Some(*old),
+                    sink,
+                ) {
+                    sink.emit(Event::Rejected {
+                        subject: Subject::Order(*old),
+                        code,
+                    });
+                }
+            }
+            MessageBody::FeeCredit {
+                market,
+                account,
+                asset,
+                amount,
+            } => ledger.credit_fee(*market, *account, *asset, *amount, sink),
+            MessageBody::TransferCredit {
+                id,
+                debit,
+                credit,
+                asset,
+                amount,
+            } => {
+                let result = ledger.credit_remote(*id, *debit, *credit, *asset, *amount, from, sink);
+                if let Err(code) = result {
+                    sink.emit(Event::Rejected {
+                        subject: Subject::Transfer(*id),
+                        code,
+                    });
+                }
+                out.send(
+                    from,
+                    principal,
+                    MessageBody::TransferCreditResult { id: *id, result },
+                );
+            }
+            MessageBody::TransferCreditResult { id, result } => {
+                ledger.finish_remote(*id, *result, sink)
+            }
+        }
+    }
+
+    /// Market side of a new order: match, then settle every fill and close what is done.
+    fn match_order(
+        placement: &Placement,
+        book: &mut Book,
+        out: &mut Outgoing,
+        principal: Principal,
+        t: &OrderTicket,
+        mo: &mut MatchOutput,
+        sink: &mut EventSink,
+    ) {
+        let market = t.market;
+        if let Err(code) = book.place(t, mo) {
+            sink.emit(Event::OrderRejected {
+                order: t.order,
+                market,
+                code,
+            });
+            out.send(
+                placement.account_shard(t.account),
+                principal,
+                MessageBody::Release {
+                    order: t.order,
+                    account: t.account,
+                    asset: held_asset(book.spec(), t.side),
+                    amount: t.hold,
+                    done: true,
+                },
+            );
+            return;
+        }
+        sink.emit(Event::OrderAccepted {
+            order: t.order,
+            market,
+            account: t.account,
+            side: t.side,
+            price: t.price,
+            qty: t.qty,
+        });
+        let spec = book.spec();
+        let mut fees = Amount::ZERO;
+        for ev in &mo.events {
+            match ev {
+                MatchEvent::Fill(f) => {
+                    sink.emit(Event::Trade {
+                        market,
+                        price: f.price,
+                        qty: f.qty,
+                        taker_side: f.taker_side,
+                        taker: f.taker.order,
+                        maker: f.maker.order,
+                        taker_account: f.taker.account,
+                        maker_account: f.maker.account,
+                        taker_fee: f.taker.fee,
+                        maker_fee: f.maker.fee,
+                    });
+                    fees = fees
+                        .checked_add(f.taker.fee)
+                        .and_then(|x| x.checked_add(f.maker.fee))
+                        .expect("fees bounded by notional");
+                    for leg in [&f.taker, &f.maker] {
+                        out.send(
+                            placement.account_shard(leg.account),
+                            principal,
+                            MessageBody::Settle {
+                                order: leg.order,
+                                account: leg.account,
+                                paid_asset: leg.paid_asset,
+                                paid: leg.paid,
+                                received_asset: leg.received_asset,
+                                received: leg.received,
+                                fee: leg.fee,
+                            },
+                        );
+                    }
+                    if f.maker_done {
+                        sink.emit(Event::OrderFilled {
+                            order: f.maker.order,
+                            market,
+                        });
+                        out.send(
+                            placement.account_shard(f.maker.account),
+                            principal,
+                            MessageBody::Release {
+                                order: f.maker.order,
+                                account: f.maker.account,
+                                asset: f.maker.paid_asset,
+                                amount: f.maker_hold_left,
+                                done: true,
+                            },
+                        );
+                    }
+                }
+                MatchEvent::MakerCancelled(c) => {
+                    Self::close_order(
+                        placement,
+                        spec,
+                        out,
+                        principal,
+                        t.side.opposite(),
+                        c,
+                        sink,
+                    );
+                }
+            }
+        }
+        let held = held_asset(spec, t.side);
+        let to = placement.account_shard(t.account);
+        match mo.end.expect("place sets the end") {
+            TakerEnd::Rested { released, .. } => {
+                if !released.is_zero() {
+                    out.send(
+                        to,
+                        principal,
+                        MessageBody::Release {
+                            order: t.order,
+                            account: t.account,
+                            asset: held,
+                            amount: released,
+                            done: false,
+                        },
+                    );
+                }
+            }
+            TakerEnd::Filled { hold_left } => {
+                sink.emit(Event::OrderFilled {
+                    order: t.order,
+                    market,
+                });
+                out.send(
+                    to,
+                    principal,
+                    MessageBody::Release {
+                        order: t.order,
+                        account: t.account,
+                        asset: held,
+                        amount: hold_left,
+                        done: true,
+                    },
+                );
+            }
+            TakerEnd::Cancelled(c) => {
+                Self::close_order(placement, spec, out, principal, t.side, &c, sink);
+            }
+        }
+        if !fees.is_zero() {
+            out.send(
+                placement.account_shard(spec.fee_account),
+                principal,
+                MessageBody::FeeCredit {
+                    market,
+                    account: spec.fee_account,
+                    asset: spec.quote,
+                    amount: fees,
+                },
+            );
+        }
+    }
+
+    // ----- invariants ------------------------------------------------------------------
+
+    /// Checks every invariant of this shard. Tests call it after every input.
+    pub fn validate(&self) -> Result<(), Violation> {
+        self.ledger.validate()?;
+        for (id, b) in &self.books {
+            b.validate()?;
+            if self.markets.get(id) != Some(b.spec()) || b.spec().shard != self.shard {
+                return Err(Violation(format!("book {id} does not match the catalog")));
+            }
+        }
+        for (id, m) in &self.markets {
+            if m.shard == self.shard && !self.books.contains_key(id) {
+                return Err(Violation(format!("owned market {id} has no book")));
+            }
+        }
+        for a in self.ledger.accounts() {
+            if self.placement.account_shard(a.id) != self.shard {
+                return Err(Violation(format!("account {} is not ours", a.id)));
+            }
+        }
+        for (to, o) in &self.outbox {
+            let mut expect = o.next_seq + 1 - o.unacked.len() as u64;
+            for m in &o.unacked {
+                if m.seq != expect || m.to != *to || m.from != self.shard {
+                    return Err(Violation(format!("outbox to {to} out of order")));
+                }
+                expect += 1;
+            }
+        }
+        if !self.local.is_empty() {
+            return Err(Violation("local queue not drained".into()));
+        }
+        if self.dedupe.len() > self.dedupe_order.len() {
+            return Err(Violation("dedupe entries without expiry".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The asset an order holds: quote for buys, base for sells.
+pub fn held_asset(spec: &MarketSpec, side: Side) -> AssetId {
+    match side {
+        Side::Buy => spec.quote,
+        Side::Sell => spec.base,
+    }
+}
+
+/// Messages leaving the current input.
+struct Outgoing<'a> {
+    shard: ShardId,
+    outbox: &'a mut BTreeMap<ShardId, Outbox>,
+    local: &'a mut VecDeque<(Principal, MessageBody)>,
+}
+
+impl Outgoing<'_> {
+    fn send(&mut self, to: ShardId, principal: Principal, body: MessageBody) {
+        if to == self.shard {
+            self.local.push_back((principal, body));
+            return;
+        }
+        let o = self.outbox.entry(to).or_default();
+        o.next_seq += 1;
+        o.unacked.push_back(Message {
+            from: self.shard,
+            to,
+            seq: o.next_seq,
+            principal,
+            body,
+        });
+    }
+}
+
+fn dedupe_key(cmd: &Command) -> Option<DedupeKey> {
+    let t = |id: TransferId| {
+        Some(DedupeKey {
+            ns: NS_TRANSFER,
+            a: id.0,
+            b: 0,
+        })
+    };
+    match cmd {
+        Command::Deposit { id, .. } | Command::Withdraw { id, .. } => t(*id),
+        Command::Transfer(s) => t(s.id),
+        Command::CreatePending { spec, .. } => t(spec.id),
+        Command::LinkedTransfers(b) => b.first().and_then(|s| t(s.id)),
+        Command::PostPending { id, .. } | Command::VoidPending { id, .. } => Some(DedupeKey {
+            ns: NS_PENDING_RESOLVE,
+            a: id.0,
+            b: 0,
+        }),
+        Command::PlaceOrder(o) if o.client_order_id != 0 => Some(DedupeKey {
+            ns: NS_CLIENT_ORDER,
+            a: o.account.0,
+            b: o.client_order_id,
+        }),
+        _ => None,
+    }
+}
+
+fn subject(cmd: &Command) -> Subject {
+    match cmd {
+        Command::CreateAsset(a) => Subject::Asset(a.id),
+        Command::CreateMarket(m) => Subject::Market(m.id),
+        Command::OpenAccount { account, .. }
+        | Command::FreezeAccount { account }
+        | Command::UnfreezeAccount { account }
+        | Command::CloseAccount { account } => Subject::Account(*account),
+        Command::Deposit { id, .. } | Command::Withdraw { id, .. } => Subject::Transfer(*id),
+        Command::Transfer(t) => Subject::Transfer(t.id),
+        Command::LinkedTransfers(b) => Subject::Transfer(b.first().map(|t| t.id).unwrap_or_default()),
+        Command::CreatePending { spec, .. } => Subject::Transfer(spec.id),
+        Command::PostPending { id, .. } | Command::VoidPending { id, .. } => Subject::Transfer(*id),
+        Command::PlaceOrder(o) => Subject::ClientOrder {
+            account: o.account,
+            client_order_id: o.client_order_id,
+        },
+        Command::CancelOrder { order, .. } | Command::AmendOrder { order, .. } => {
+            Subject::Order(*order)
+        }
+        Command::HaltMarket { market } | Command::ResumeMarket { market } => {
+            Subject::Market(*market)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
