@@ -650,9 +650,8 @@ impl Engine {
             }
             Command::CreatePending { spec, timeout_ms } => {
                 own_account(ledger, spec.debit).map_err(rej)?;
-                let local_credit = placement.account_shard(spec.credit) == shard;
                 ledger
-                    .create_pending(spec, *timeout_ms, local_credit, sink)
+                    .create_pending(spec, *timeout_ms, sink)
                     .map_err(rej)?;
                 Ok(Accepted::Done)
             }

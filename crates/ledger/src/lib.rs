@@ -109,10 +109,13 @@ pub struct InFlight {
     pub credit: AccountId,
     /// Asset.
     pub asset: AssetId,
-    /// Held amount.
+    /// Held amount (for a posted pending transfer: the whole pending amount).
     pub amount: Amount,
-    /// True if it came from posting a pending transfer.
-    pub from_pending: bool,
+    /// Amount to credit (at most `amount`; the rest is released when the credit succeeds).
+    pub posted: Amount,
+    /// For a posted pending transfer, its timeout: if the credit is refused the pending
+    /// transfer is open again, exactly as if the post had been rejected.
+    pub pending_expires_at: Option<Timestamp>,
 }
 
 /// What an order holds on its account.
@@ -583,7 +586,8 @@ impl Ledger {
                 credit: t.credit,
                 asset: t.asset,
                 amount,
-                from_pending: false,
+                posted: amount,
+                pending_expires_at: None,
             },
         );
         sink.emit(Event::TransferInitiated {
@@ -642,36 +646,64 @@ impl Ledger {
         let s = self
             .existing_slot(i, f.asset)
             .expect("in-flight balance vanished");
-        match result {
-            Ok(()) => {
+        match (result, f.pending_expires_at) {
+            (Ok(()), _) => {
+                let released = f.amount.checked_sub(f.posted).expect("posted over held");
                 let b = &mut self.accounts[i].balances[s];
-                b.held = b.held.checked_sub(f.amount).expect("in-flight over held");
-                self.totals_mut(f.asset).sent += f.amount.0 as u128;
+                b.held = b.held.checked_sub(f.posted).expect("in-flight over held");
+                self.unhold(i, s, released);
+                self.totals_mut(f.asset).sent += f.posted.0 as u128;
+                if f.pending_expires_at.is_some() {
+                    sink.emit(Event::PendingPosted {
+                        id,
+                        amount: f.posted,
+                        released,
+                    });
+                }
                 sink.emit(Event::TransferPosted {
                     id,
                     debit: f.debit,
                     credit: f.credit,
                     asset: f.asset,
-                    amount: f.amount,
+                    amount: f.posted,
                 });
+                self.emit_balance(i, s, sink);
             }
-            Err(code) => {
+            (Err(code), None) => {
                 self.unhold(i, s, f.amount);
                 sink.emit(Event::TransferRefunded { id, code });
+                self.emit_balance(i, s, sink);
+            }
+            (Err(code), Some(expires_at)) => {
+                // The post failed: the pending transfer is open again, funds still held.
+                self.pending.insert(
+                    id,
+                    Pending {
+                        id,
+                        debit: f.debit,
+                        credit: f.credit,
+                        asset: f.asset,
+                        amount: f.amount,
+                        expires_at,
+                    },
+                );
+                self.expiries.insert((expires_at, id));
+                sink.emit(Event::TransferRefunded { id, code });
+                if expires_at <= sink.timestamp() {
+                    self.void_pending(id, true, sink).expect("just reinserted");
+                }
             }
         }
-        self.emit_balance(i, s, sink);
     }
 
     // ----- pending transfers -----------------------------------------------------------
 
-    /// Reserves funds for a two-phase transfer. The credit account is checked only when it
-    /// is local (`credit_local`); a remote one is checked when the transfer is posted.
+    /// Reserves funds for a two-phase transfer. The credit account is checked when the
+    /// transfer is posted (wherever it lives), so the outcome never depends on placement.
     pub fn create_pending(
         &mut self,
         t: &TransferSpec,
         timeout_ms: u64,
-        credit_local: bool,
         sink: &mut EventSink,
     ) -> R<Amount> {
         self.check_spec(t)?;
@@ -682,15 +714,6 @@ impl Ledger {
             return Err(RejectCode::DuplicateId);
         }
         let d = self.active_idx(t.debit)?;
-        if credit_local {
-            let c = self.active_idx(t.credit)?;
-            // Make sure the credit can take it later (slot limit), without changing it now.
-            if self.existing_slot(c, t.asset).is_none()
-                && self.accounts[c].balances.len() >= ACCOUNT_ASSETS_MAX
-            {
-                return Err(RejectCode::LimitExceeded);
-            }
-        }
         let amount = if t.balancing {
             let avail = self.accounts[d].balance(t.asset).available;
             if avail.is_zero() {
@@ -764,7 +787,9 @@ impl Ledger {
         let p = self.pending.remove(&id).expect("checked above");
         self.expiries.remove(&(p.expires_at, id));
         let released = p.amount.checked_sub(post).expect("checked above");
-        self.unhold(d, ds, released);
+        if c_slot.is_some() {
+            self.unhold(d, ds, released);
+        }
         match (c_slot, remote_to) {
             (Some(c), _) => {
                 let cs = self.slot(c, p.asset).expect("checked");
@@ -798,15 +823,12 @@ impl Ledger {
                         debit: p.debit,
                         credit: p.credit,
                         asset: p.asset,
-                        amount: post,
-                        from_pending: true,
+                        amount: p.amount,
+                        posted: post,
+                        pending_expires_at: Some(p.expires_at),
                     },
                 );
-                sink.emit(Event::PendingPosted {
-                    id,
-                    amount: post,
-                    released,
-                });
+                // Nothing moves until the credit shard answers (see finish_remote).
                 sink.emit(Event::TransferInitiated {
                     id,
                     debit: p.debit,
@@ -815,7 +837,6 @@ impl Ledger {
                     amount: post,
                     to,
                 });
-                self.emit_balance(d, ds, sink);
             }
             (None, None) => unreachable!("local post always has a credit slot"),
         }
@@ -1122,7 +1143,9 @@ impl Ledger {
                 return v(format!("account {} open order count is wrong", a.id));
             }
         }
-        if let Some(((a, s), x)) = held.into_iter().find(|(_, x)| *x > 0) {
+        // Every hold needs its balance, even a zero one (a fully settled order still
+        // settles and releases against that slot).
+        if let Some(((a, s), x)) = held.into_iter().next() {
             return v(format!("holds of {x} on account {a} asset {s} with no balance"));
         }
         Ok(())
@@ -1141,13 +1164,32 @@ impl Ledger {
             l.accounts.push(a);
         }
         l.assets = parts.assets.into_iter().collect();
-        l.totals = parts.totals.into_iter().collect();
+        let twice = |what: &str, id: &dyn std::fmt::Display| {
+            Err(Violation(format!("{what} {id} twice in snapshot")))
+        };
+        for (asset, t) in parts.totals {
+            if l.totals.insert(asset, t).is_some() {
+                return twice("totals of asset", &asset);
+            }
+        }
         for p in parts.pending {
             l.expiries.insert((p.expires_at, p.id));
-            l.pending.insert(p.id, p);
+            let id = p.id;
+            if l.pending.insert(id, p).is_some() {
+                return twice("pending transfer", &id);
+            }
         }
-        l.inflight = parts.inflight.into_iter().map(|f| (f.id, f)).collect();
-        l.order_holds = parts.order_holds.into_iter().collect();
+        for f in parts.inflight {
+            let id = f.id;
+            if l.inflight.insert(id, f).is_some() {
+                return twice("in-flight transfer", &id);
+            }
+        }
+        for (o, h) in parts.order_holds {
+            if l.order_holds.insert(o, h).is_some() {
+                return twice("hold of order", &o);
+            }
+        }
         l.validate()?;
         Ok(l)
     }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The tradelog test command: the read-only gate `cargo xtask verify`
+# (fmt check, clippy -D warnings, tests, docs). Works from any directory.
+set -euo pipefail
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$script_dir/.." && pwd)"
+
+die() {
+    echo "test.sh: error: $*" >&2
+    exit 1
+}
+
+# (a) Toolchain pieces: cargo, rustfmt, clippy.
+command -v cargo >/dev/null 2>&1 \
+    || die "cargo not found on PATH; install Rust from https://rustup.rs"
+cargo --version >/dev/null 2>&1 || die "\`cargo --version\` failed"
+
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "test.sh: rustfmt and/or clippy missing; running \`rustup component add rustfmt clippy\`" >&2
+    command -v rustup >/dev/null 2>&1 \
+        || die "rustfmt/clippy are missing and rustup is not available to install them"
+    # Run from the repo root so a rust-toolchain file there, if any, picks the toolchain.
+    (cd "$repo_root" && rustup component add rustfmt clippy) \
+        || die "\`rustup component add rustfmt clippy\` failed; install rustfmt and clippy for this toolchain"
+    (cd "$repo_root" && cargo fmt --version >/dev/null 2>&1) \
+        || die "\`cargo fmt\` still does not work after installing rustfmt"
+    (cd "$repo_root" && cargo clippy --version >/dev/null 2>&1) \
+        || die "\`cargo clippy\` still does not work after installing clippy"
+fi
+
+# (b) A target directory outside the checkout, so CI on a fresh clone reuses artifacts.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tradelog-target}"
+
+# (c) No colour escapes in CI logs. PROPTEST_CASES is left to the tests.
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_TERM_COLOR=never
+fi
+
+# (d) The gate.
+cd "$repo_root"
+exec cargo xtask verify
