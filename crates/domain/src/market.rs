@@ -45,8 +45,8 @@ impl MarketSpec {
             && self.tick_size > 0
             && self.min_qty.0 > 0
             && self.min_qty <= self.max_qty
-            && self.min_qty.0 % self.lot_size == 0
-            && self.max_qty.0 % self.lot_size == 0
+            && self.min_qty.0.is_multiple_of(self.lot_size)
+            && self.max_qty.0.is_multiple_of(self.lot_size)
             && self.max_qty.0 <= crate::AMOUNT_MAX
             && self.maker_fee_bps <= FEE_BPS_MAX
             && self.taker_fee_bps <= FEE_BPS_MAX
@@ -104,7 +104,7 @@ impl MarketSpec {
 
     /// Checks quantity rules (lot, min, max).
     pub fn check_qty(&self, qty: Qty) -> Result<(), RejectCode> {
-        if qty.0 == 0 || qty.0 % self.lot_size != 0 {
+        if qty.0 == 0 || !qty.0.is_multiple_of(self.lot_size) {
             return Err(RejectCode::InvalidQuantity);
         }
         if qty < self.min_qty {
@@ -118,7 +118,7 @@ impl MarketSpec {
 
     /// Checks price rules (positive multiple of the tick).
     pub fn check_price(&self, price: Price) -> Result<(), RejectCode> {
-        if price.0 == 0 || price.0 % self.tick_size != 0 || price.0 > crate::AMOUNT_MAX {
+        if price.0 == 0 || !price.0.is_multiple_of(self.tick_size) || price.0 > crate::AMOUNT_MAX {
             return Err(RejectCode::InvalidPrice);
         }
         Ok(())

@@ -16,6 +16,7 @@ pub struct LocalCluster {
     shards: Vec<Engine>,
     logs: Vec<Vec<Input>>,
     events: Vec<Vec<EventRecord>>,
+    timeline: Vec<EventRecord>,
     record: bool,
 }
 
@@ -30,6 +31,7 @@ impl LocalCluster {
                 .collect(),
             logs: vec![Vec::new(); n as usize],
             events: vec![Vec::new(); n as usize],
+            timeline: Vec::new(),
             record,
         }
     }
@@ -49,6 +51,11 @@ impl LocalCluster {
         &self.events[s.0 as usize]
     }
 
+    /// Every event of every shard in the order the cluster applied them (causal order).
+    pub fn timeline(&self) -> &[EventRecord] {
+        &self.timeline
+    }
+
     /// Every event of every shard, shard by shard.
     pub fn all_events(&self) -> impl Iterator<Item = &EventRecord> {
         self.events.iter().flatten()
@@ -59,6 +66,7 @@ impl LocalCluster {
         let r = self.shards[s].apply(&input, &mut out);
         if self.record {
             self.logs[s].push(input);
+            self.timeline.extend(out.iter().cloned());
             self.events[s].extend(out);
         }
         r
@@ -109,10 +117,7 @@ impl LocalCluster {
                             },
                         );
                         assert!(
-                            matches!(
-                                r,
-                                Applied::Message(Delivery::Applied | Delivery::Duplicate)
-                            ),
+                            matches!(r, Applied::Message(Delivery::Applied | Delivery::Duplicate)),
                             "in-order delivery failed: {r:?}"
                         );
                         upto = seq;

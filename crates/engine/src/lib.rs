@@ -17,14 +17,16 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+mod dedupe;
 pub mod projection;
 pub mod routing;
 mod snapshot;
 
+use dedupe::{Dedupe, DedupeEntry, DedupeKey};
 pub use routing::{Placement, Route};
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHasher;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use tradelog_domain::*;
@@ -98,23 +100,9 @@ impl From<tradelog_matching::Violation> for Violation {
 }
 
 /// Idempotency key namespaces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub(crate) struct DedupeKey {
-    ns: u8,
-    a: u64,
-    b: u64,
-}
-
 const NS_TRANSFER: u8 = 1;
 const NS_PENDING_RESOLVE: u8 = 2;
 const NS_CLIENT_ORDER: u8 = 3;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct DedupeEntry {
-    fingerprint: u64,
-    outcome: Outcome,
-    at: Timestamp,
-}
 
 /// Outgoing messages to one destination that it has not acknowledged yet.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,8 +120,7 @@ pub struct Engine {
     markets: BTreeMap<MarketId, MarketSpec>,
     ledger: Ledger,
     books: BTreeMap<MarketId, Book>,
-    dedupe: FxHashMap<DedupeKey, DedupeEntry>,
-    dedupe_order: VecDeque<(Timestamp, DedupeKey)>,
+    dedupe: Dedupe,
     order_counter: u64,
     inbox_next: BTreeMap<ShardId, u64>,
     outbox: BTreeMap<ShardId, Outbox>,
@@ -156,7 +143,10 @@ fn fingerprint<T: Hash>(v: &T) -> u64 {
 impl Engine {
     /// A new, empty shard.
     pub fn new(shard: ShardId, placement: Placement) -> Engine {
-        assert!(placement.shard_count() > shard.0, "shard outside the placement");
+        assert!(
+            placement.shard_count() > shard.0,
+            "shard outside the placement"
+        );
         Engine {
             shard,
             placement,
@@ -164,8 +154,7 @@ impl Engine {
             markets: BTreeMap::new(),
             ledger: Ledger::new(),
             books: BTreeMap::new(),
-            dedupe: FxHashMap::default(),
-            dedupe_order: VecDeque::new(),
+            dedupe: Dedupe::default(),
             order_counter: 0,
             inbox_next: BTreeMap::new(),
             outbox: BTreeMap::new(),
@@ -221,7 +210,10 @@ impl Engine {
 
     /// Messages to `to` not yet acknowledged, oldest first.
     pub fn outbox(&self, to: ShardId) -> impl Iterator<Item = &Message> {
-        self.outbox.get(&to).into_iter().flat_map(|o| o.unacked.iter())
+        self.outbox
+            .get(&to)
+            .into_iter()
+            .flat_map(|o| o.unacked.iter())
     }
 
     /// Destinations with unacknowledged messages.
@@ -269,20 +261,18 @@ impl Engine {
         self.last_timestamp = ts;
         if self.ledger.has_due_expiry(ts) {
             let mut seq = self.next_event_seq;
-            let mut sink =
-                EventSink::new(out, self.shard, self.inputs, ts, Principal::SYSTEM, &mut seq);
+            let mut sink = EventSink::new(
+                out,
+                self.shard,
+                self.inputs,
+                ts,
+                Principal::SYSTEM,
+                &mut seq,
+            );
             self.ledger.expire(ts, &mut sink);
             self.next_event_seq = seq;
         }
-        while let Some(&(at, key)) = self.dedupe_order.front() {
-            if at.plus_ms(IDEMPOTENCY_WINDOW_MS) > ts {
-                break;
-            }
-            self.dedupe_order.pop_front();
-            if self.dedupe.get(&key).map(|e| e.at) == Some(at) {
-                self.dedupe.remove(&key);
-            }
-        }
+        self.dedupe.rotate(ts);
         ts
     }
 
@@ -333,7 +323,6 @@ impl Engine {
             &mut sink,
         );
         self.drain_local(&mut sink);
-        drop(sink);
         self.next_event_seq = seq;
         Delivery::Applied
     }
@@ -343,19 +332,12 @@ impl Engine {
         let ts = self.begin(meta.timestamp, out);
         let mut seq = self.next_event_seq;
         let mut sink = EventSink::new(out, self.shard, self.inputs, ts, meta.principal, &mut seq);
-        let outcome = self.execute_in(meta, ts, cmd, &mut sink);
-        drop(sink);
+        let outcome = self.execute_in(meta, cmd, &mut sink);
         self.next_event_seq = seq;
         outcome
     }
 
-    fn execute_in(
-        &mut self,
-        meta: Meta,
-        ts: Timestamp,
-        cmd: &Command,
-        sink: &mut EventSink,
-    ) -> Outcome {
+    fn execute_in(&mut self, meta: Meta, cmd: &Command, sink: &mut EventSink) -> Outcome {
         let key = dedupe_key(cmd);
         if let Some(key) = key {
             if let Some(e) = self.dedupe.get(&key) {
@@ -418,7 +400,7 @@ impl Engine {
         };
         self.drain_local(sink);
         if let Some(key) = key {
-            self.remember(key, fingerprint(cmd), outcome, ts);
+            self.remember(key, fingerprint(cmd), outcome);
             if let Command::LinkedTransfers(batch) = cmd {
                 // Every member id is taken by the batch.
                 for t in batch.iter().skip(1) {
@@ -427,8 +409,8 @@ impl Engine {
                         a: t.id.0,
                         b: 0,
                     };
-                    if !self.dedupe.contains_key(&k) {
-                        self.remember(k, fingerprint(cmd), outcome, ts);
+                    if !self.dedupe.contains(&k) {
+                        self.remember(k, fingerprint(cmd), outcome);
                     }
                 }
             }
@@ -442,7 +424,7 @@ impl Engine {
         let mut seen = std::collections::BTreeSet::new();
         for (n, t) in batch.iter().enumerate() {
             let taken = n > 0
-                && self.dedupe.contains_key(&DedupeKey {
+                && self.dedupe.contains(&DedupeKey {
                     ns: NS_TRANSFER,
                     a: t.id.0,
                     b: 0,
@@ -454,16 +436,14 @@ impl Engine {
         None
     }
 
-    fn remember(&mut self, key: DedupeKey, fingerprint: u64, outcome: Outcome, at: Timestamp) {
+    fn remember(&mut self, key: DedupeKey, fingerprint: u64, outcome: Outcome) {
         self.dedupe.insert(
             key,
             DedupeEntry {
                 fingerprint,
                 outcome,
-                at,
             },
         );
-        self.dedupe_order.push_back((at, key));
     }
 
     /// Delivers messages addressed to this shard itself, in order, within the same input.
@@ -536,13 +516,22 @@ impl Engine {
             }
             Ok(())
         };
-        let operator_only = || if operator { Ok(()) } else { Err(RejectCode::NotOwner) };
+        let operator_only = || {
+            if operator {
+                Ok(())
+            } else {
+                Err(RejectCode::NotOwner)
+            }
+        };
         match cmd {
             Command::CreateAsset(a) => {
                 operator_only().map_err(rej)?;
                 if a.code.is_empty()
                     || a.code.len() > ASSET_CODE_LEN_MAX
-                    || !a.code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    || !a
+                        .code
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
                     || a.scale > ASSET_SCALE_MAX
                     || a.id.0 == 0
                 {
@@ -711,7 +700,9 @@ impl Engine {
             }
             Command::PlaceOrder(o) => {
                 own_account(ledger, o.account).map_err(rej)?;
-                let spec = markets.get(&o.market).ok_or(rej(RejectCode::UnknownMarket))?;
+                let spec = markets
+                    .get(&o.market)
+                    .ok_or(rej(RejectCode::UnknownMarket))?;
                 let id = Self::submit_order(
                     ledger,
                     spec,
@@ -1027,7 +1018,8 @@ impl Engine {
                 asset,
                 amount,
             } => {
-                let result = ledger.credit_remote(*id, *debit, *credit, *asset, *amount, from, sink);
+                let result =
+                    ledger.credit_remote(*id, *debit, *credit, *asset, *amount, from, sink);
                 if let Err(code) = result {
                     sink.emit(Event::Rejected {
                         subject: Subject::Transfer(*id),
@@ -1139,15 +1131,7 @@ impl Engine {
                     }
                 }
                 MatchEvent::MakerCancelled(c) => {
-                    Self::close_order(
-                        placement,
-                        spec,
-                        out,
-                        principal,
-                        t.side.opposite(),
-                        c,
-                        sink,
-                    );
+                    Self::close_order(placement, spec, out, principal, t.side.opposite(), c, sink);
                 }
             }
         }
@@ -1226,19 +1210,15 @@ impl Engine {
             }
         }
         for (to, o) in &self.outbox {
-            let mut expect = o.next_seq + 1 - o.unacked.len() as u64;
-            for m in &o.unacked {
+            let first = o.next_seq + 1 - o.unacked.len() as u64;
+            for (expect, m) in (first..).zip(o.unacked.iter()) {
                 if m.seq != expect || m.to != *to || m.from != self.shard {
                     return Err(Violation(format!("outbox to {to} out of order")));
                 }
-                expect += 1;
             }
         }
         if !self.local.is_empty() {
             return Err(Violation("local queue not drained".into()));
-        }
-        if self.dedupe.len() > self.dedupe_order.len() {
-            return Err(Violation("dedupe entries without expiry".into()));
         }
         Ok(())
     }
@@ -1314,7 +1294,9 @@ fn subject(cmd: &Command) -> Subject {
         | Command::CloseAccount { account } => Subject::Account(*account),
         Command::Deposit { id, .. } | Command::Withdraw { id, .. } => Subject::Transfer(*id),
         Command::Transfer(t) => Subject::Transfer(t.id),
-        Command::LinkedTransfers(b) => Subject::Transfer(b.first().map(|t| t.id).unwrap_or_default()),
+        Command::LinkedTransfers(b) => {
+            Subject::Transfer(b.first().map(|t| t.id).unwrap_or_default())
+        }
         Command::CreatePending { spec, .. } => Subject::Transfer(spec.id),
         Command::PostPending { id, .. } | Command::VoidPending { id, .. } => Subject::Transfer(*id),
         Command::PlaceOrder(o) => Subject::ClientOrder {

@@ -75,7 +75,10 @@ pub fn route(
         | Command::UnfreezeAccount { account }
         | Command::CloseAccount { account } => acc(*account),
         Command::Transfer(t) => acc(t.debit),
-        Command::LinkedTransfers(b) => b.first().map(|t| acc(t.debit)).unwrap_or(Route::Shard(ShardId(0))),
+        Command::LinkedTransfers(b) => b
+            .first()
+            .map(|t| acc(t.debit))
+            .unwrap_or(Route::Shard(ShardId(0))),
         Command::CreatePending { spec, .. } => acc(spec.debit),
         Command::PostPending { debit, .. } | Command::VoidPending { debit, .. } => acc(*debit),
         Command::PlaceOrder(o) => acc(o.account),

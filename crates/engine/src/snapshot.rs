@@ -5,7 +5,8 @@
 //! lists sorted by key, books as orders in priority order, so equal states always give
 //! equal bytes and equal hashes.
 
-use crate::{DedupeEntry, DedupeKey, Engine, Outbox, Placement, Violation};
+use crate::dedupe::{Dedupe, DedupeParts};
+use crate::{Engine, Outbox, Placement, Violation};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use tradelog_domain::*;
@@ -36,8 +37,7 @@ struct State {
     markets: Vec<MarketSpec>,
     ledger: LedgerParts,
     books: Vec<BookParts>,
-    dedupe: Vec<(DedupeKey, DedupeEntry)>,
-    dedupe_order: Vec<(Timestamp, DedupeKey)>,
+    dedupe: DedupeParts,
     order_counter: u64,
     inbox_next: Vec<(ShardId, u64)>,
     outbox: Vec<(ShardId, Outbox)>,
@@ -48,8 +48,6 @@ struct State {
 
 impl Engine {
     fn state(&self) -> State {
-        let mut dedupe: Vec<_> = self.dedupe.iter().map(|(k, v)| (*k, *v)).collect();
-        dedupe.sort_unstable_by_key(|(k, _)| *k);
         State {
             shard: self.shard,
             placement: self.placement.clone(),
@@ -57,15 +55,10 @@ impl Engine {
             markets: self.markets.values().cloned().collect(),
             ledger: self.ledger.to_parts(),
             books: self.books.values().map(|b| b.to_parts()).collect(),
-            dedupe,
-            dedupe_order: self.dedupe_order.iter().copied().collect(),
+            dedupe: self.dedupe.to_parts(),
             order_counter: self.order_counter,
             inbox_next: self.inbox_next.iter().map(|(k, v)| (*k, *v)).collect(),
-            outbox: self
-                .outbox
-                .iter()
-                .map(|(k, v)| (*k, v.clone()))
-                .collect(),
+            outbox: self.outbox.iter().map(|(k, v)| (*k, v.clone())).collect(),
             next_event_seq: self.next_event_seq,
             inputs: self.inputs,
             last_timestamp: self.last_timestamp,
@@ -111,8 +104,7 @@ impl Engine {
             markets: s.markets.into_iter().map(|m| (m.id, m)).collect(),
             ledger,
             books,
-            dedupe: s.dedupe.into_iter().collect(),
-            dedupe_order: s.dedupe_order.into_iter().collect::<VecDeque<_>>(),
+            dedupe: Dedupe::from_parts(s.dedupe),
             order_counter: s.order_counter,
             inbox_next: s.inbox_next.into_iter().collect(),
             outbox: s.outbox.into_iter().collect(),

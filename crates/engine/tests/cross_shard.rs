@@ -41,6 +41,11 @@ fn adversarial_delivery_is_exercised() {
         s.delivered > 300 && s.duplicates > 10 && s.gaps > 5 && s.restarts > 5,
         "{s:?}"
     );
-    let trades = one.summary().trades.values().map(|t| t.len()).sum::<usize>();
+    let trades = one
+        .summary()
+        .trades
+        .values()
+        .map(|t| t.len())
+        .sum::<usize>();
     assert!(trades > 20, "workload made too few trades: {trades}");
 }

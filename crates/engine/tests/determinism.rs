@@ -68,9 +68,17 @@ proptest! {
 
 #[test]
 fn different_histories_have_different_hashes() {
-    let ops = vec![Op::Deposit { account: 1, asset: USD, amount: 5 }];
+    let ops = vec![Op::Deposit {
+        account: 1,
+        asset: USD,
+        amount: 5,
+    }];
     let a = workload(&ops, 1);
-    let ops = vec![Op::Deposit { account: 1, asset: USD, amount: 6 }];
+    let ops = vec![Op::Deposit {
+        account: 1,
+        asset: USD,
+        amount: 6,
+    }];
     let b = workload(&ops, 1);
     assert_ne!(a.shards[1].state_hash(), b.shards[1].state_hash());
     // The untouched shards are equal.
@@ -80,8 +88,24 @@ fn different_histories_have_different_hashes() {
 #[test]
 fn damaged_snapshots_are_refused() {
     let ops = vec![
-        Op::Place { account: 1, market: 1, side: Side::Buy, order_type: OrderType::Limit, tif: TimeInForce::Gtc, price: 10_000, qty: 20, post_only: false, stp: SelfTradePrevention::CancelResting },
-        Op::Transfer { from: 1, to: 2, asset: USD, amount: 77, balancing: false },
+        Op::Place {
+            account: 1,
+            market: 1,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: 10_000,
+            qty: 20,
+            post_only: false,
+            stp: SelfTradePrevention::CancelResting,
+        },
+        Op::Transfer {
+            from: 1,
+            to: 2,
+            asset: USD,
+            amount: 77,
+            balancing: false,
+        },
     ];
     let sim = workload(&ops, 3);
     let snap = sim.shards[1].snapshot();
@@ -90,7 +114,10 @@ fn damaged_snapshots_are_refused() {
     for i in (0..snap.len()).step_by(7) {
         let mut bad = snap.clone();
         bad[i] ^= 0x5a;
-        assert!(Engine::restore(&bad).is_err(), "damage at byte {i} accepted");
+        assert!(
+            Engine::restore(&bad).is_err(),
+            "damage at byte {i} accepted"
+        );
     }
     // Truncation.
     assert!(matches!(

@@ -28,11 +28,15 @@ const NS_PER_MS: u64 = 1_000_000;
 
 /// The record a step's sink stamps around `event`.
 fn rec(seq: u64, event: Event) -> EventRecord {
+    rec_at(NOW, seq, event)
+}
+
+fn rec_at(timestamp: Timestamp, seq: u64, event: Event) -> EventRecord {
     EventRecord {
         shard: ShardId(0),
         seq,
         input: 1,
-        timestamp: NOW,
+        timestamp,
         principal: OWNER,
         event,
     }
@@ -89,6 +93,8 @@ fn order(n: u64) -> OrderId {
 struct H {
     l: Ledger,
     seq: u64,
+    /// Leader time of the next steps (always `NOW` but where a test needs time to pass).
+    now: Timestamp,
 }
 
 impl H {
@@ -98,7 +104,11 @@ impl H {
         l.add_asset(USD);
         l.add_asset(BTC);
         l.validate().unwrap();
-        H { l, seq: 1 }
+        H {
+            l,
+            seq: 1,
+            now: NOW,
+        }
     }
 
     fn with_accounts(ids: &[AccountId]) -> H {
@@ -124,7 +134,7 @@ impl H {
     ) -> (T, Vec<EventRecord>) {
         let mut out = Vec::new();
         let r = {
-            let mut sink = EventSink::new(&mut out, ShardId(0), 1, NOW, OWNER, &mut self.seq);
+            let mut sink = EventSink::new(&mut out, ShardId(0), 1, self.now, OWNER, &mut self.seq);
             f(&mut self.l, &mut sink)
         };
         if let Err(v) = self.l.validate() {
@@ -155,7 +165,7 @@ impl H {
         let expected: Vec<EventRecord> = events
             .into_iter()
             .enumerate()
-            .map(|(n, e)| rec(first + n as u64, e))
+            .map(|(n, e)| rec_at(self.now, first + n as u64, e))
             .collect();
         assert_eq!(expected, out);
         assert_eq!(first + out.len() as u64, self.seq);
@@ -220,7 +230,7 @@ fn open_account_emits_opened() {
         id,
         owner,
         status: AccountStatus::Active,
-        balances: vec![],
+        balances: Default::default(),
         open_orders: 0,
     };
     assert_eq!(
@@ -304,7 +314,7 @@ fn deposit_and_withdraw() {
     // Balances keep the order in which assets were first touched.
     let a = h.l.account(A).unwrap();
     assert_eq!(
-        a.balances,
+        a.balances.to_vec(),
         vec![
             Balance {
                 asset: USD,
@@ -391,7 +401,13 @@ fn transfer_local_moves_available() {
         |l, s| l.transfer_local(&spec(6, A, C, USD, 700), s),
     );
     // B got its USD slot after its BTC one.
-    let assets: Vec<AssetId> = h.l.account(B).unwrap().balances.iter().map(|b| b.asset).collect();
+    let assets: Vec<AssetId> =
+        h.l.account(B)
+            .unwrap()
+            .balances
+            .iter()
+            .map(|b| b.asset)
+            .collect();
     assert_eq!(assets, vec![BTC, USD]);
     // Local transfers are not flows.
     assert_eq!(
@@ -509,7 +525,8 @@ fn remote_transfer_begin_then_finish_ok() {
             credit: REMOTE,
             asset: USD,
             amount: Amount(400),
-            from_pending: false,
+            posted: Amount(400),
+            pending_expires_at: None,
         }]
     );
     h.step(
@@ -623,7 +640,7 @@ fn pending_create_then_post_full() {
     h.step(
         Ok(Amount(300)),
         vec![pending_created(40, B, 300, 5_000), bal_ev(A, USD, 700, 300)],
-        |l, s| l.create_pending(&spec(40, A, B, USD, 300), 5_000, true, s),
+        |l, s| l.create_pending(&spec(40, A, B, USD, 300), 5_000, s),
     );
     let p = Pending {
         id: TransferId(40),
@@ -670,14 +687,14 @@ fn pending_create_balancing_reserves_at_most_available() {
     h.step(
         Ok(Amount(1_000)),
         vec![pending_created(40, B, 1_000, 1), bal_ev(A, USD, 0, 1_000)],
-        |l, s| l.create_pending(&balancing(40, A, B, USD, 9_999), 1, true, s),
+        |l, s| l.create_pending(&balancing(40, A, B, USD, 9_999), 1, s),
     );
 }
 
 #[test]
 fn pending_post_partial_releases_the_rest() {
     let mut h = H::funded();
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 300), 5_000, true, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 300), 5_000, s));
     h.step(
         Ok(Amount(120)),
         vec![
@@ -702,7 +719,7 @@ fn pending_post_partial_releases_the_rest() {
 }
 
 #[test]
-fn pending_post_remote_goes_in_flight() {
+fn pending_post_remote_then_credit_ok() {
     let mut h = H::funded();
     h.step(
         Ok(Amount(300)),
@@ -710,28 +727,22 @@ fn pending_post_remote_goes_in_flight() {
             pending_created(41, REMOTE, 300, 5_000),
             bal_ev(A, USD, 700, 300),
         ],
-        |l, s| l.create_pending(&spec(41, A, REMOTE, USD, 300), 5_000, false, s),
+        |l, s| l.create_pending(&spec(41, A, REMOTE, USD, 300), 5_000, s),
     );
+    // Nothing moves until the credit shard answers: the whole pending amount stays held.
     h.step(
         Ok(Amount(100)),
-        vec![
-            Event::PendingPosted {
-                id: TransferId(41),
-                amount: Amount(100),
-                released: Amount(200),
-            },
-            Event::TransferInitiated {
-                id: TransferId(41),
-                debit: A,
-                credit: REMOTE,
-                asset: USD,
-                amount: Amount(100),
-                to: ShardId(5),
-            },
-            bal_ev(A, USD, 900, 100),
-        ],
+        vec![Event::TransferInitiated {
+            id: TransferId(41),
+            debit: A,
+            credit: REMOTE,
+            asset: USD,
+            amount: Amount(100),
+            to: ShardId(5),
+        }],
         |l, s| l.post_pending(TransferId(41), Some(Amount(100)), Some(ShardId(5)), s),
     );
+    assert_eq!(bal(&h.l, A, USD), (700, 300));
     assert!(h.l.pending().is_empty());
     assert_eq!(
         h.l.inflight().values().cloned().collect::<Vec<_>>(),
@@ -740,15 +751,22 @@ fn pending_post_remote_goes_in_flight() {
             debit: A,
             credit: REMOTE,
             asset: USD,
-            amount: Amount(100),
-            from_pending: true,
+            amount: Amount(300),
+            posted: Amount(100),
+            pending_expires_at: Some(Timestamp(NOW.0 + 5_000 * NS_PER_MS)),
         }]
     );
-    // No expiry left behind.
+    // In flight, it cannot time out.
+    assert!(!h.l.has_due_expiry(Timestamp(u64::MAX)));
     h.step((), vec![], |l, s| l.expire(Timestamp(u64::MAX), s));
     h.step(
         (),
         vec![
+            Event::PendingPosted {
+                id: TransferId(41),
+                amount: Amount(100),
+                released: Amount(200),
+            },
             Event::TransferPosted {
                 id: TransferId(41),
                 debit: A,
@@ -760,49 +778,103 @@ fn pending_post_remote_goes_in_flight() {
         ],
         |l, s| l.finish_remote(TransferId(41), Ok(()), s),
     );
-    assert_eq!(totals(&h.l, USD).sent, 100);
+    assert!(h.l.inflight().is_empty() && h.l.pending().is_empty());
+    assert_eq!(
+        totals(&h.l, USD),
+        AssetTotals {
+            deposited: 1_000,
+            sent: 100,
+            ..Default::default()
+        }
+    );
+}
 
-    // The same, refused by the credit side.
-    h.ok(|l, s| l.create_pending(&spec(42, A, REMOTE, USD, 300), 5_000, false, s));
+#[test]
+fn pending_post_remote_refused_reopens_the_pending_transfer() {
+    let mut h = H::funded();
+    h.ok(|l, s| l.create_pending(&spec(42, A, REMOTE, USD, 300), 5_000, s));
     h.step(
         Ok(Amount(300)),
-        vec![
-            Event::PendingPosted {
-                id: TransferId(42),
-                amount: Amount(300),
-                released: Amount(0),
-            },
-            Event::TransferInitiated {
-                id: TransferId(42),
-                debit: A,
-                credit: REMOTE,
-                asset: USD,
-                amount: Amount(300),
-                to: ShardId(5),
-            },
-            bal_ev(A, USD, 600, 300),
-        ],
+        vec![Event::TransferInitiated {
+            id: TransferId(42),
+            debit: A,
+            credit: REMOTE,
+            asset: USD,
+            amount: Amount(300),
+            to: ShardId(5),
+        }],
         |l, s| l.post_pending(TransferId(42), None, Some(ShardId(5)), s),
     );
+    let parts_before_post = {
+        let mut p = h.l.to_parts();
+        p.inflight.clear();
+        p
+    };
+    // Refused before the timeout: the pending transfer is open again, funds still held.
+    h.step(
+        (),
+        vec![Event::TransferRefunded {
+            id: TransferId(42),
+            code: RejectCode::AccountClosed,
+        }],
+        |l, s| l.finish_remote(TransferId(42), Err(RejectCode::AccountClosed), s),
+    );
+    assert!(h.l.inflight().is_empty());
+    let p = Pending {
+        id: TransferId(42),
+        debit: A,
+        credit: REMOTE,
+        asset: USD,
+        amount: Amount(300),
+        expires_at: Timestamp(NOW.0 + 5_000 * NS_PER_MS),
+    };
+    assert_eq!(h.l.pending_transfer(TransferId(42)), Ok(&p));
+    assert_eq!(bal(&h.l, A, USD), (700, 300));
+    assert_eq!(h.l.to_parts().pending, vec![p.clone()]);
+    assert_eq!(h.l.to_parts().accounts, parts_before_post.accounts);
+    assert_eq!(totals(&h.l, USD).sent, 0);
+    // ... with its timeout back.
+    assert!(h.l.has_due_expiry(p.expires_at));
+    h.step(
+        (),
+        vec![
+            Event::PendingVoided {
+                id: TransferId(42),
+                amount: Amount(300),
+                expired: true,
+            },
+            bal_ev(A, USD, 1_000, 0),
+        ],
+        |l, s| l.expire(p.expires_at, s),
+    );
+
+    // Refused after the timeout passed: reopened and voided by the timeout at once.
+    h.ok(|l, s| l.create_pending(&spec(43, A, REMOTE, USD, 300), 5, s));
+    h.ok(|l, s| l.post_pending(TransferId(43), Some(Amount(10)), Some(ShardId(5)), s));
+    h.now = Timestamp(NOW.0 + 5 * NS_PER_MS);
     h.step(
         (),
         vec![
             Event::TransferRefunded {
-                id: TransferId(42),
-                code: RejectCode::AccountClosed,
+                id: TransferId(43),
+                code: RejectCode::AccountFrozen,
             },
-            bal_ev(A, USD, 900, 0),
+            Event::PendingVoided {
+                id: TransferId(43),
+                amount: Amount(300),
+                expired: true,
+            },
+            bal_ev(A, USD, 1_000, 0),
         ],
-        |l, s| l.finish_remote(TransferId(42), Err(RejectCode::AccountClosed), s),
+        |l, s| l.finish_remote(TransferId(43), Err(RejectCode::AccountFrozen), s),
     );
-    assert!(h.l.inflight().is_empty());
-    assert_eq!(totals(&h.l, USD).sent, 100);
+    assert!(h.l.pending().is_empty() && h.l.inflight().is_empty());
 }
 
 #[test]
 fn pending_void_releases_everything() {
     let mut h = H::funded();
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 300), 5_000, true, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 300), 5_000, s));
     h.step(
         Ok(()),
         vec![
@@ -825,9 +897,9 @@ fn pending_void_releases_everything() {
 #[test]
 fn expire_voids_due_pending_transfers_oldest_first() {
     let mut h = H::funded();
-    h.ok(|l, s| l.create_pending(&spec(50, A, B, USD, 100), 20, true, s));
-    h.ok(|l, s| l.create_pending(&spec(51, A, B, USD, 200), 10, true, s));
-    h.ok(|l, s| l.create_pending(&spec(52, A, B, USD, 300), 30, true, s));
+    h.ok(|l, s| l.create_pending(&spec(50, A, B, USD, 100), 20, s));
+    h.ok(|l, s| l.create_pending(&spec(51, A, B, USD, 200), 10, s));
+    h.ok(|l, s| l.create_pending(&spec(52, A, B, USD, 300), 30, s));
     assert_eq!(bal(&h.l, A, USD), (400, 600));
     // Just before the first timeout: nothing.
     h.step((), vec![], |l, s| {
@@ -876,11 +948,9 @@ fn expire_voids_due_pending_transfers_oldest_first() {
 fn freeze_unfreeze_close() {
     let mut h = H::with_accounts(&[A]);
     let status = |h: &H| h.l.account(A).unwrap().status;
-    h.step(
-        Ok(()),
-        vec![Event::AccountFrozen { account: A }],
-        |l, s| l.freeze(A, s),
-    );
+    h.step(Ok(()), vec![Event::AccountFrozen { account: A }], |l, s| {
+        l.freeze(A, s)
+    });
     assert_eq!(status(&h), AccountStatus::Frozen);
     assert_eq!(h.l.check_active(A), Err(RejectCode::AccountFrozen));
     h.step(
@@ -893,11 +963,9 @@ fn freeze_unfreeze_close() {
     // Emptied balances do not keep an account open.
     h.ok(|l, s| l.deposit(TransferId(1), A, USD, Amount(10), s));
     h.ok(|l, s| l.withdraw(TransferId(2), A, USD, Amount(10), s));
-    h.step(
-        Ok(()),
-        vec![Event::AccountClosed { account: A }],
-        |l, s| l.close(A, s),
-    );
+    h.step(Ok(()), vec![Event::AccountClosed { account: A }], |l, s| {
+        l.close(A, s)
+    });
     assert_eq!(status(&h), AccountStatus::Closed);
     assert_eq!(h.l.check_active(A), Err(RejectCode::AccountClosed));
 }
@@ -923,7 +991,7 @@ fn orders_hold_settle_release() {
     let a = h.l.account(A).unwrap();
     assert_eq!(a.open_orders, 1);
     assert_eq!(
-        a.balances,
+        a.balances.to_vec(),
         vec![
             Balance {
                 asset: USD,
@@ -1046,9 +1114,7 @@ fn orders_hold_settle_release() {
         |l, s| l.settle(o2, A, USD, Amount(100), BTC, Amount(1), Amount(0), s),
     );
     assert_eq!(h.l.order_hold(o2).unwrap().amount, Amount(0));
-    h.step((), vec![], |l, s| {
-        l.release(o2, A, USD, Amount(0), true, s)
-    });
+    h.step((), vec![], |l, s| l.release(o2, A, USD, Amount(0), true, s));
     assert_eq!(h.l.order_hold(o2), None);
     assert_eq!(h.l.account(A).unwrap().open_orders, 0);
     assert!(h.l.order_holds_sorted().is_empty());
@@ -1113,17 +1179,16 @@ fn rejects_unknown_account() {
     let mut h = H::funded();
     h.reject(U, |l, s| l.open_account(AccountId(0), OWNER, s));
     h.reject(U, |l, s| l.deposit(TransferId(3), GHOST, USD, Amount(1), s));
-    h.reject(U, |l, s| l.withdraw(TransferId(3), GHOST, USD, Amount(1), s));
+    h.reject(U, |l, s| {
+        l.withdraw(TransferId(3), GHOST, USD, Amount(1), s)
+    });
     h.reject(U, |l, s| l.transfer_local(&spec(3, A, GHOST, USD, 1), s));
     h.reject(U, |l, s| l.transfer_local(&spec(3, GHOST, A, USD, 1), s));
     h.reject(U, |l, s| {
         l.begin_remote(&spec(3, GHOST, REMOTE, USD, 1), ShardId(1), s)
     });
     h.reject(U, |l, s| {
-        l.create_pending(&spec(3, A, GHOST, USD, 1), 10, true, s)
-    });
-    h.reject(U, |l, s| {
-        l.create_pending(&spec(3, GHOST, A, USD, 1), 10, true, s)
+        l.create_pending(&spec(3, GHOST, A, USD, 1), 10, s)
     });
     h.reject(U, |l, s| {
         l.credit_remote(TransferId(3), REMOTE, GHOST, USD, Amount(1), ShardId(1), s)
@@ -1131,12 +1196,13 @@ fn rejects_unknown_account() {
     h.reject(U, |l, s| l.freeze(GHOST, s));
     h.reject(U, |l, s| l.unfreeze(GHOST, s));
     h.reject(U, |l, s| l.close(GHOST, s));
-    h.reject(U, |l, s| l.hold_order(order(1), GHOST, USD, BTC, Amount(1), s));
+    h.reject(U, |l, s| {
+        l.hold_order(order(1), GHOST, USD, BTC, Amount(1), s)
+    });
     assert_eq!(h.l.owner(GHOST), Err(U));
     assert_eq!(h.l.check_active(GHOST), Err(U));
-    // A pending transfer created for a remote credit, then posted locally: the credit
-    // account is checked at posting.
-    h.ok(|l, s| l.create_pending(&spec(4, A, GHOST, USD, 10), 10, false, s));
+    // The credit account of a pending transfer is checked when it is posted (locally).
+    h.ok(|l, s| l.create_pending(&spec(4, A, GHOST, USD, 10), 10, s));
     h.reject(U, |l, s| l.post_pending(TransferId(4), None, None, s));
 }
 
@@ -1151,9 +1217,7 @@ fn rejects_unknown_asset() {
     h.reject(U, |l, s| {
         l.begin_remote(&spec(3, A, REMOTE, NOPE, 1), ShardId(1), s)
     });
-    h.reject(U, |l, s| {
-        l.create_pending(&spec(3, A, B, NOPE, 1), 10, true, s)
-    });
+    h.reject(U, |l, s| l.create_pending(&spec(3, A, B, NOPE, 1), 10, s));
     h.reject(U, |l, s| {
         l.credit_remote(TransferId(3), REMOTE, A, NOPE, Amount(1), ShardId(1), s)
     });
@@ -1171,9 +1235,9 @@ fn rejects_zero_amount() {
     h.reject(Z, |l, s| {
         l.begin_remote(&spec(3, A, REMOTE, USD, 0), ShardId(1), s)
     });
-    h.reject(Z, |l, s| l.create_pending(&spec(3, A, B, USD, 0), 10, true, s));
+    h.reject(Z, |l, s| l.create_pending(&spec(3, A, B, USD, 0), 10, s));
     h.reject(Z, |l, s| l.hold_order(order(1), A, USD, BTC, Amount(0), s));
-    h.ok(|l, s| l.create_pending(&spec(4, A, B, USD, 10), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(4, A, B, USD, 10), 10, s));
     h.reject(Z, |l, s| {
         l.post_pending(TransferId(4), Some(Amount(0)), None, s)
     });
@@ -1191,11 +1255,13 @@ fn rejects_amount_over_max() {
     h.reject(O, |l, s| {
         l.begin_remote(&spec(3, A, REMOTE, USD, big), ShardId(1), s)
     });
+    h.reject(O, |l, s| l.create_pending(&spec(3, A, B, USD, big), 10, s));
     h.reject(O, |l, s| {
-        l.create_pending(&spec(3, A, B, USD, big), 10, true, s)
+        l.hold_order(order(1), A, USD, BTC, Amount(big), s)
     });
-    h.reject(O, |l, s| l.hold_order(order(1), A, USD, BTC, Amount(big), s));
-    h.reject(O, |l, s| l.deposit(TransferId(3), A, USD, Amount(u64::MAX), s));
+    h.reject(O, |l, s| {
+        l.deposit(TransferId(3), A, USD, Amount(u64::MAX), s)
+    });
 
     // Each amount is fine, but the balance would overflow.
     let max = Amount(AMOUNT_MAX);
@@ -1204,11 +1270,13 @@ fn rejects_amount_over_max() {
     h.ok(|l, s| l.deposit(TransferId(6), C, USD, max, s));
     h.reject(O, |l, s| l.deposit(TransferId(7), C, USD, max, s));
     h.ok(|l, s| l.deposit(TransferId(8), B, USD, max, s));
-    h.reject(O, |l, s| l.transfer_local(&spec(9, B, C, USD, AMOUNT_MAX), s));
+    h.reject(O, |l, s| {
+        l.transfer_local(&spec(9, B, C, USD, AMOUNT_MAX), s)
+    });
     h.reject(O, |l, s| {
         l.credit_remote(TransferId(9), REMOTE, C, USD, max, ShardId(1), s)
     });
-    h.ok(|l, s| l.create_pending(&spec(10, B, C, USD, AMOUNT_MAX), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(10, B, C, USD, AMOUNT_MAX), 10, s));
     h.reject(O, |l, s| l.post_pending(TransferId(10), None, None, s));
 }
 
@@ -1219,7 +1287,9 @@ fn rejects_insufficient_funds() {
     // An account with an emptied USD slot, and C with no slot at all.
     h.ok(|l, s| l.deposit(TransferId(3), B, USD, Amount(5), s));
     h.ok(|l, s| l.withdraw(TransferId(4), B, USD, Amount(5), s));
-    h.reject(I, |l, s| l.withdraw(TransferId(5), A, USD, Amount(1_001), s));
+    h.reject(I, |l, s| {
+        l.withdraw(TransferId(5), A, USD, Amount(1_001), s)
+    });
     h.reject(I, |l, s| l.withdraw(TransferId(5), A, BTC, Amount(1), s));
     h.reject(I, |l, s| l.withdraw(TransferId(5), B, USD, Amount(1), s));
     h.reject(I, |l, s| l.transfer_local(&spec(5, A, B, USD, 1_001), s));
@@ -1236,21 +1306,23 @@ fn rejects_insufficient_funds() {
         l.begin_remote(&spec(5, C, REMOTE, USD, 1), ShardId(1), s)
     });
     h.reject(I, |l, s| {
-        l.create_pending(&spec(5, A, B, USD, 1_001), 10, true, s)
+        l.create_pending(&spec(5, A, B, USD, 1_001), 10, s)
     });
     h.reject(I, |l, s| {
-        l.create_pending(&balancing(5, B, A, USD, 1), 10, true, s)
+        l.create_pending(&balancing(5, B, A, USD, 1), 10, s)
     });
+    h.reject(I, |l, s| l.create_pending(&spec(5, C, A, USD, 1), 10, s));
     h.reject(I, |l, s| {
-        l.create_pending(&spec(5, C, A, USD, 1), 10, true, s)
+        l.hold_order(order(1), A, USD, BTC, Amount(1_001), s)
     });
-    h.reject(I, |l, s| l.hold_order(order(1), A, USD, BTC, Amount(1_001), s));
     h.reject(I, |l, s| l.hold_order(order(1), C, USD, BTC, Amount(1), s));
     // Held funds cannot be spent twice.
-    h.ok(|l, s| l.create_pending(&spec(6, A, B, USD, 600), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(6, A, B, USD, 600), 10, s));
     h.reject(I, |l, s| l.withdraw(TransferId(7), A, USD, Amount(401), s));
     h.reject(I, |l, s| l.transfer_local(&spec(7, A, B, USD, 401), s));
-    h.reject(I, |l, s| l.hold_order(order(1), A, USD, BTC, Amount(401), s));
+    h.reject(I, |l, s| {
+        l.hold_order(order(1), A, USD, BTC, Amount(401), s)
+    });
     h.ok(|l, s| l.withdraw(TransferId(8), A, USD, Amount(400), s));
     h.reject(I, |l, s| l.transfer_local(&balancing(9, A, B, USD, 1), s));
 }
@@ -1261,9 +1333,10 @@ fn rejects_same_account() {
     let mut h = H::funded();
     h.reject(S, |l, s| l.transfer_local(&spec(3, A, A, USD, 1), s));
     h.reject(S, |l, s| l.transfer_local(&balancing(3, A, A, USD, 1), s));
-    h.reject(S, |l, s| l.begin_remote(&spec(3, A, A, USD, 1), ShardId(1), s));
-    h.reject(S, |l, s| l.create_pending(&spec(3, A, A, USD, 1), 10, true, s));
-    h.reject(S, |l, s| l.create_pending(&spec(3, A, A, USD, 1), 10, false, s));
+    h.reject(S, |l, s| {
+        l.begin_remote(&spec(3, A, A, USD, 1), ShardId(1), s)
+    });
+    h.reject(S, |l, s| l.create_pending(&spec(3, A, A, USD, 1), 10, s));
     assert_eq!(
         h.fail(|l, s| l.transfer_linked(&[spec(3, A, B, USD, 1), spec(4, B, B, USD, 1)], s)),
         (1, S)
@@ -1274,7 +1347,7 @@ fn rejects_same_account() {
 fn rejects_frozen_account() {
     use RejectCode::AccountFrozen as F;
     let mut h = H::funded();
-    h.ok(|l, s| l.create_pending(&spec(3, A, B, USD, 10), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(3, A, B, USD, 10), 10, s));
     h.ok(|l, s| l.freeze(A, s));
     h.ok(|l, s| l.freeze(B, s));
     h.reject(F, |l, s| l.deposit(TransferId(4), A, USD, Amount(1), s));
@@ -1284,9 +1357,7 @@ fn rejects_frozen_account() {
     h.reject(F, |l, s| {
         l.begin_remote(&spec(4, A, REMOTE, USD, 1), ShardId(1), s)
     });
-    h.reject(F, |l, s| l.create_pending(&spec(4, A, C, USD, 1), 10, true, s));
-    h.ok(|l, s| l.deposit(TransferId(5), C, USD, Amount(10), s));
-    h.reject(F, |l, s| l.create_pending(&spec(4, C, B, USD, 1), 10, true, s));
+    h.reject(F, |l, s| l.create_pending(&spec(4, A, C, USD, 1), 10, s));
     // The credit account froze after the pending transfer was created.
     h.reject(F, |l, s| l.post_pending(TransferId(3), None, None, s));
     h.reject(F, |l, s| {
@@ -1303,7 +1374,7 @@ fn rejects_frozen_account() {
 fn rejects_closed_account() {
     use RejectCode::AccountClosed as X;
     let mut h = H::funded();
-    h.ok(|l, s| l.create_pending(&spec(3, A, C, USD, 10), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(3, A, C, USD, 10), 10, s));
     h.ok(|l, s| l.close(C, s));
     h.reject(X, |l, s| l.deposit(TransferId(4), C, USD, Amount(1), s));
     h.reject(X, |l, s| l.withdraw(TransferId(4), C, USD, Amount(1), s));
@@ -1312,7 +1383,7 @@ fn rejects_closed_account() {
     h.reject(X, |l, s| {
         l.begin_remote(&spec(4, C, REMOTE, USD, 1), ShardId(1), s)
     });
-    h.reject(X, |l, s| l.create_pending(&spec(4, A, C, USD, 1), 10, true, s));
+    h.reject(X, |l, s| l.create_pending(&spec(4, C, A, USD, 1), 10, s));
     h.reject(X, |l, s| l.post_pending(TransferId(3), None, None, s));
     h.reject(X, |l, s| {
         l.credit_remote(TransferId(4), REMOTE, C, USD, Amount(1), ShardId(1), s)
@@ -1330,9 +1401,9 @@ fn rejects_duplicate_id() {
     let mut h = H::funded();
     h.reject(D, |l, s| l.open_account(A, Principal(99), s));
     assert_eq!(h.l.owner(A), Ok(OWNER));
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 10), 10, true, s));
-    h.reject(D, |l, s| l.create_pending(&spec(40, A, B, USD, 10), 10, true, s));
-    h.reject(D, |l, s| l.create_pending(&spec(40, B, A, BTC, 1), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 10), 10, s));
+    h.reject(D, |l, s| l.create_pending(&spec(40, A, B, USD, 10), 10, s));
+    h.reject(D, |l, s| l.create_pending(&spec(40, B, A, BTC, 1), 10, s));
     h.reject(D, |l, s| {
         l.begin_remote(&spec(40, A, REMOTE, USD, 10), ShardId(1), s)
     });
@@ -1340,11 +1411,11 @@ fn rejects_duplicate_id() {
     h.reject(D, |l, s| {
         l.begin_remote(&spec(41, A, REMOTE, USD, 10), ShardId(1), s)
     });
-    h.reject(D, |l, s| l.create_pending(&spec(41, A, B, USD, 10), 10, true, s));
+    h.reject(D, |l, s| l.create_pending(&spec(41, A, B, USD, 10), 10, s));
     // A pending transfer posted to another shard keeps its id while in flight.
-    h.ok(|l, s| l.create_pending(&spec(42, A, REMOTE, USD, 10), 10, false, s));
+    h.ok(|l, s| l.create_pending(&spec(42, A, REMOTE, USD, 10), 10, s));
     h.ok(|l, s| l.post_pending(TransferId(42), None, Some(ShardId(1)), s));
-    h.reject(D, |l, s| l.create_pending(&spec(42, A, B, USD, 10), 10, true, s));
+    h.reject(D, |l, s| l.create_pending(&spec(42, A, B, USD, 10), 10, s));
     h.reject(D, |l, s| {
         l.begin_remote(&spec(42, A, REMOTE, USD, 10), ShardId(1), s)
     });
@@ -1357,12 +1428,12 @@ fn rejects_unknown_transfer() {
     h.reject(U, |l, s| l.post_pending(TransferId(40), None, None, s));
     h.reject(U, |l, s| l.void_pending(TransferId(40), false, s));
     h.reject(U, |l, s| l.transfer_local(&spec(0, A, B, USD, 1), s));
-    h.reject(U, |l, s| l.create_pending(&spec(0, A, B, USD, 1), 10, true, s));
+    h.reject(U, |l, s| l.create_pending(&spec(0, A, B, USD, 1), 10, s));
     h.reject(U, |l, s| {
         l.begin_remote(&spec(0, A, REMOTE, USD, 1), ShardId(1), s)
     });
     // Posted: no longer pending.
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 10), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 10), 10, s));
     h.ok(|l, s| l.post_pending(TransferId(40), None, None, s));
     h.reject(U, |l, s| l.post_pending(TransferId(40), None, None, s));
     h.reject(U, |l, s| l.void_pending(TransferId(40), false, s));
@@ -1372,7 +1443,9 @@ fn rejects_unknown_transfer() {
 fn rejects_over_the_account_asset_limit() {
     use RejectCode::LimitExceeded as L;
     let mut h = H::with_accounts(&[A, B]);
-    let extra: Vec<AssetId> = (0..=ACCOUNT_ASSETS_MAX as u32).map(|k| AssetId(100 + k)).collect();
+    let extra: Vec<AssetId> = (0..=ACCOUNT_ASSETS_MAX as u32)
+        .map(|k| AssetId(100 + k))
+        .collect();
     for &x in &extra {
         h.l.add_asset(x);
     }
@@ -1388,9 +1461,8 @@ fn rejects_over_the_account_asset_limit() {
     h.ok(|l, s| l.deposit(TransferId(101), B, next, Amount(50), s));
     h.ok(|l, s| l.deposit(TransferId(102), B, USD, Amount(50), s));
     h.reject(L, |l, s| l.transfer_local(&spec(103, B, A, next, 1), s));
-    h.reject(L, |l, s| l.transfer_local(&balancing(103, B, A, next, 1), s));
     h.reject(L, |l, s| {
-        l.create_pending(&spec(103, B, A, next, 1), 10, true, s)
+        l.transfer_local(&balancing(103, B, A, next, 1), s)
     });
     h.reject(L, |l, s| {
         l.credit_remote(TransferId(103), REMOTE, A, next, Amount(1), ShardId(1), s)
@@ -1398,16 +1470,22 @@ fn rejects_over_the_account_asset_limit() {
     h.reject(L, |l, s| {
         l.hold_order(order(1), A, full[0], next, Amount(1), s)
     });
-    // A pending transfer created for a remote credit, posted locally: checked at posting.
-    h.ok(|l, s| l.create_pending(&spec(104, B, A, next, 1), 10, false, s));
+    // One free slot is enough for an order's missing asset.
+    let d = AccountId(4);
+    h.ok(|l, s| l.open_account(d, OWNER, s));
+    for (n, &x) in full[..ACCOUNT_ASSETS_MAX - 1].iter().enumerate() {
+        h.ok(|l, s| l.deposit(TransferId(200 + n as u64), d, x, Amount(1), s));
+    }
+    h.ok(|l, s| l.hold_order(order(2), d, full[0], next, Amount(1), s));
+    assert_eq!(h.l.account(d).unwrap().balances.len(), ACCOUNT_ASSETS_MAX);
+    assert_eq!(bal(&h.l, d, next), (0, 0));
+    // A pending transfer to the full account: checked when it is posted.
+    h.ok(|l, s| l.create_pending(&spec(104, B, A, next, 1), 10, s));
     h.reject(L, |l, s| l.post_pending(TransferId(104), None, None, s));
     // A linked batch stops at the transfer that needs the slot.
     assert_eq!(
         h.fail(|l, s| {
-            l.transfer_linked(
-                &[spec(105, A, B, full[1], 1), spec(106, B, A, next, 1)],
-                s,
-            )
+            l.transfer_linked(&[spec(105, A, B, full[1], 1), spec(106, B, A, next, 1)], s)
         }),
         (1, L)
     );
@@ -1427,7 +1505,7 @@ fn rejects_over_the_account_asset_limit() {
 fn rejects_post_exceeding_pending() {
     use RejectCode::PostExceedsPending as P;
     let mut h = H::funded();
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 300), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 300), 10, s));
     h.reject(P, |l, s| {
         l.post_pending(TransferId(40), Some(Amount(301)), None, s)
     });
@@ -1448,9 +1526,9 @@ fn rejects_invalid_timeout() {
     use RejectCode::InvalidTimeout as T;
     let mut h = H::funded();
     for t in [0, PENDING_TIMEOUT_MS_MAX + 1, u64::MAX] {
-        h.reject(T, |l, s| l.create_pending(&spec(40, A, B, USD, 1), t, true, s));
+        h.reject(T, |l, s| l.create_pending(&spec(40, A, B, USD, 1), t, s));
     }
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 1), PENDING_TIMEOUT_MS_MAX, true, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 1), PENDING_TIMEOUT_MS_MAX, s));
     assert_eq!(
         h.l.pending_transfer(TransferId(40)).unwrap().expires_at,
         Timestamp(NOW.0 + PENDING_TIMEOUT_MS_MAX * NS_PER_MS)
@@ -1464,7 +1542,7 @@ fn rejects_closing_a_non_empty_account() {
     // Available funds.
     h.reject(N, |l, s| l.close(A, s));
     // Only held funds: pending.
-    h.ok(|l, s| l.create_pending(&spec(3, A, B, USD, 1_000), 10, true, s));
+    h.ok(|l, s| l.create_pending(&spec(3, A, B, USD, 1_000), 10, s));
     assert_eq!(bal(&h.l, A, USD), (0, 1_000));
     h.reject(N, |l, s| l.close(A, s));
     h.ok(|l, s| l.void_pending(TransferId(3), false, s));
@@ -1521,20 +1599,25 @@ fn linked_batch_failing_in_the_middle_changes_nothing() {
     assert_eq!(seq_before, seq);
     assert_eq!(parts_before, h.l.to_parts());
     assert_eq!(
-        h.l.account(C).unwrap().balances.iter().map(|b| b.asset).collect::<Vec<_>>(),
+        h.l.account(C)
+            .unwrap()
+            .balances
+            .iter()
+            .map(|b| b.asset)
+            .collect::<Vec<_>>(),
         vec![BTC]
     );
 
     // Other codes, other positions.
     h.seq = seq;
-    let frozen = vec![
+    let ghost_last = vec![
         spec(10, A, C, USD, 100),
         spec(11, B, C, BTC, 50),
         spec(12, C, A, USD, 100),
         spec(13, A, GHOST, USD, 1),
     ];
     assert_eq!(
-        h.fail(|l, s| l.transfer_linked(&frozen, s)),
+        h.fail(|l, s| l.transfer_linked(&ghost_last, s)),
         (3, RejectCode::UnknownAccount)
     );
     assert_eq!(
@@ -1579,9 +1662,9 @@ fn rich() -> H {
     h.ok(|l, s| l.close(e, s));
     h.ok(|l, s| l.deposit(TransferId(3), d, USD, Amount(50), s));
     h.ok(|l, s| l.freeze(d, s));
-    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 100), 20, true, s));
-    h.ok(|l, s| l.create_pending(&spec(41, A, REMOTE, USD, 100), 10, false, s));
-    h.ok(|l, s| l.create_pending(&spec(42, A, REMOTE, USD, 100), 30, false, s));
+    h.ok(|l, s| l.create_pending(&spec(40, A, B, USD, 100), 20, s));
+    h.ok(|l, s| l.create_pending(&spec(41, A, REMOTE, USD, 100), 10, s));
+    h.ok(|l, s| l.create_pending(&spec(42, A, REMOTE, USD, 100), 30, s));
     h.ok(|l, s| l.post_pending(TransferId(42), Some(Amount(60)), Some(ShardId(2)), s));
     h.ok(|l, s| l.begin_remote(&spec(43, B, REMOTE, BTC, 70), ShardId(2), s));
     h.ok(|l, s| l.credit_remote(TransferId(44), REMOTE, C, BTC, Amount(9), ShardId(2), s));
@@ -1613,14 +1696,27 @@ fn snapshot_round_trip() {
     let mut copy = H {
         l: restored,
         seq: h.seq,
+        now: NOW,
     };
     let script = |h: &mut H| {
         let mut all = Vec::new();
-        all.extend(h.run(|l, s| l.expire(Timestamp(NOW.0 + 15 * NS_PER_MS), s)).1);
+        all.extend(
+            h.run(|l, s| l.expire(Timestamp(NOW.0 + 15 * NS_PER_MS), s))
+                .1,
+        );
         all.extend(h.run(|l, s| l.finish_remote(TransferId(42), Ok(()), s)).1);
-        all.extend(h.run(|l, s| l.finish_remote(TransferId(43), Err(RejectCode::UnknownAccount), s)).1);
-        all.extend(h.run(|l, s| l.release(order(1), A, USD, Amount(110), true, s)).1);
-        all.extend(h.run(|l, s| l.release(order(2), B, BTC, Amount(0), true, s)).1);
+        all.extend(
+            h.run(|l, s| l.finish_remote(TransferId(43), Err(RejectCode::UnknownAccount), s))
+                .1,
+        );
+        all.extend(
+            h.run(|l, s| l.release(order(1), A, USD, Amount(110), true, s))
+                .1,
+        );
+        all.extend(
+            h.run(|l, s| l.release(order(2), B, BTC, Amount(0), true, s))
+                .1,
+        );
         let (r, out) = h.run(|l, s| l.post_pending(TransferId(40), None, None, s));
         assert_eq!(r, Ok(Amount(100)));
         all.extend(out);
@@ -1675,8 +1771,12 @@ fn from_parts_rejects_corrupted_parts() {
             b.held.0 -= 1;
             b.available.0 += 1;
         }),
-        ("available not matching flows", |p| slot(p, A, USD).available.0 += 1),
-        ("deposits not matching balances", |p| p.totals[0].1.deposited += 1),
+        ("available not matching flows", |p| {
+            slot(p, A, USD).available.0 += 1
+        }),
+        ("deposits not matching balances", |p| {
+            p.totals[0].1.deposited += 1
+        }),
         ("sent not matching balances", |p| p.totals[1].1.sent += 1),
         ("account twice", |p| {
             let a = p.accounts[2].clone();
@@ -1694,12 +1794,25 @@ fn from_parts_rejects_corrupted_parts() {
         }),
         ("pending amount", |p| p.pending[0].amount.0 += 1),
         ("pending on another account", |p| p.pending[0].debit = C),
-        ("pending on an unknown account", |p| p.pending[0].debit = GHOST),
+        ("pending on an unknown account", |p| {
+            p.pending[0].debit = GHOST
+        }),
         ("in-flight dropped", |p| {
             p.inflight.remove(0);
         }),
         ("in-flight amount", |p| p.inflight[1].amount.0 -= 1),
         ("in-flight on another account", |p| p.inflight[1].debit = A),
+        ("in-flight posts more than it holds", |p| {
+            let f = &mut p.inflight[0];
+            f.posted.0 = f.amount.0 + 1;
+        }),
+        ("in-flight and pending at once", |p| {
+            let f = p.inflight[0].clone();
+            let i = p.pending.iter().position(|x| x.debit == f.debit).unwrap();
+            let q = &mut p.pending[i];
+            q.id = f.id;
+            p.pending.sort_by_key(|x| x.id);
+        }),
         ("order hold dropped", |p| {
             p.order_holds.remove(0);
         }),
@@ -1791,6 +1904,12 @@ enum Op {
     Void(u64),
     /// Advance time by this many milliseconds, then expire.
     Advance(u64),
+    /// A transfer to an account on another shard.
+    BeginRemote(Tx),
+    /// Posts a pending transfer whose credit account is on another shard.
+    PostRemote(u64, Option<u64>),
+    /// The answer of the other shard for one of the transfers in flight (if any).
+    Finish(prop::sample::Index, bool),
     Freeze(u64),
     Unfreeze(u64),
     Close(u64),
@@ -1805,6 +1924,19 @@ struct MPending {
     expires_at: u64,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+struct MFlight {
+    debit: u64,
+    credit: u64,
+    asset: u32,
+    /// Held.
+    amount: u64,
+    /// To be credited.
+    posted: u64,
+    /// Timeout of the pending transfer it came from.
+    pending_expires_at: Option<u64>,
+}
+
 /// The reference: plain maps, the rules written out one by one.
 #[derive(Clone, Debug, Default)]
 struct Model {
@@ -1812,8 +1944,10 @@ struct Model {
     /// (account, asset) -> (available, held).
     bal: BTreeMap<(u64, u32), (u64, u64)>,
     pending: BTreeMap<u64, MPending>,
+    inflight: BTreeMap<u64, MFlight>,
     deposited: BTreeMap<u32, u128>,
     withdrawn: BTreeMap<u32, u128>,
+    sent: BTreeMap<u32, u128>,
     now: u64,
 }
 
@@ -1935,11 +2069,11 @@ impl Model {
         if timeout_ms == 0 || timeout_ms > PENDING_TIMEOUT_MS_MAX {
             return Err(RejectCode::InvalidTimeout);
         }
-        if self.pending.contains_key(&t.id) {
+        if self.pending.contains_key(&t.id) || self.inflight.contains_key(&t.id) {
             return Err(RejectCode::DuplicateId);
         }
         self.active(t.debit)?;
-        self.active(t.credit)?;
+        // The credit account is checked when the transfer is posted.
         let amount = self.take(t)?;
         let (av, h) = self.get(t.debit, t.asset);
         self.set(t.debit, t.asset, (av - amount, h + amount));
@@ -1972,8 +2106,89 @@ impl Model {
         Ok(post)
     }
 
+    fn begin_remote(&mut self, t: &Tx) -> MR<u64> {
+        self.check_tx(t)?;
+        if self.pending.contains_key(&t.id) || self.inflight.contains_key(&t.id) {
+            return Err(RejectCode::DuplicateId);
+        }
+        self.active(t.debit)?;
+        let amount = self.take(t)?;
+        let (av, h) = self.get(t.debit, t.asset);
+        self.set(t.debit, t.asset, (av - amount, h + amount));
+        let f = MFlight {
+            debit: t.debit,
+            credit: t.credit,
+            asset: t.asset,
+            amount,
+            posted: amount,
+            pending_expires_at: None,
+        };
+        self.inflight.insert(t.id, f);
+        Ok(amount)
+    }
+
+    /// Nothing moves: the pending transfer becomes a transfer in flight.
+    fn post_remote(&mut self, id: u64, amount: Option<u64>) -> MR<u64> {
+        let p = self.pending.get(&id).ok_or(RejectCode::UnknownTransfer)?;
+        let post = amount.unwrap_or(p.amount);
+        if post == 0 {
+            return Err(RejectCode::ZeroAmount);
+        }
+        if post > p.amount {
+            return Err(RejectCode::PostExceedsPending);
+        }
+        let p = self.pending.remove(&id).unwrap();
+        let f = MFlight {
+            debit: p.debit,
+            credit: p.credit,
+            asset: p.asset,
+            amount: p.amount,
+            posted: post,
+            pending_expires_at: Some(p.expires_at),
+        };
+        self.inflight.insert(id, f);
+        Ok(post)
+    }
+
+    /// The credit shard answered. Returns the ids the timeout voided.
+    fn finish(&mut self, id: u64, ok: bool) -> Vec<u64> {
+        let f = self.inflight.remove(&id).unwrap();
+        let (av, h) = self.get(f.debit, f.asset);
+        if ok {
+            self.set(f.debit, f.asset, (av + (f.amount - f.posted), h - f.amount));
+            *self.sent.entry(f.asset).or_default() += f.posted as u128;
+            return vec![];
+        }
+        match f.pending_expires_at {
+            None => {
+                self.set(f.debit, f.asset, (av + f.amount, h - f.amount));
+                vec![]
+            }
+            Some(expires_at) => {
+                // Open again, as if the post had never happened.
+                let p = MPending {
+                    debit: f.debit,
+                    credit: f.credit,
+                    asset: f.asset,
+                    amount: f.amount,
+                    expires_at,
+                };
+                self.pending.insert(id, p);
+                if expires_at <= self.now {
+                    self.void(id).unwrap();
+                    vec![id]
+                } else {
+                    vec![]
+                }
+            }
+        }
+    }
+
     fn void(&mut self, id: u64) -> MR {
-        let p = self.pending.remove(&id).ok_or(RejectCode::UnknownTransfer)?;
+        let p = self
+            .pending
+            .remove(&id)
+            .ok_or(RejectCode::UnknownTransfer)?;
         let (av, h) = self.get(p.debit, p.asset);
         self.set(p.debit, p.asset, (av + p.amount, h - p.amount));
         Ok(())
@@ -2083,8 +2298,14 @@ fn op_s() -> impl Strategy<Value = Op> {
             Op::CreatePending(Tx { id, ..t }, ms)
         }),
         4 => (pending_id.clone(), prop::option::of(0..=400u64)).prop_map(|(id, n)| Op::Post(id, n)),
-        2 => pending_id.prop_map(Op::Void),
+        2 => pending_id.clone().prop_map(Op::Void),
         2 => (0..=25u64).prop_map(Op::Advance),
+        2 => (tx_s(), prop_oneof![9 => Just(REMOTE.0), 1 => account_s()]).prop_map(|(t, credit)| {
+            Op::BeginRemote(Tx { credit, ..t })
+        }),
+        2 => (pending_id, prop::option::of(0..=400u64))
+            .prop_map(|(id, n)| Op::PostRemote(id, n)),
+        3 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(i, ok)| Op::Finish(i, ok)),
         1 => account_s().prop_map(Op::Freeze),
         2 => account_s().prop_map(Op::Unfreeze),
         1 => account_s().prop_map(Op::Close),
@@ -2095,15 +2316,24 @@ fn op_s() -> impl Strategy<Value = Op> {
 fn compare(l: &Ledger, m: &Model) {
     for a in 1..=MODEL_ACCOUNTS + 1 {
         let acc = l.account(AccountId(a));
-        assert_eq!(acc.map(|x| x.status), m.status.get(&a).copied(), "account {a}");
+        assert_eq!(
+            acc.map(|x| x.status),
+            m.status.get(&a).copied(),
+            "account {a}"
+        );
         for asset in 1..=3u32 {
-            let got = acc.map(|x| x.balance(AssetId(asset))).map(|b| (b.available.0, b.held.0));
+            let got = acc
+                .map(|x| x.balance(AssetId(asset)))
+                .map(|b| (b.available.0, b.held.0));
             let want = m.status.contains_key(&a).then(|| m.get(a, asset));
             assert_eq!(got, want, "balance of account {a} asset {asset}");
         }
         if let Some(x) = acc {
             assert_eq!(x.open_orders, 0);
-            assert!(x.balances.iter().all(|b| b.asset.0 <= 2), "slot for an unknown asset");
+            assert!(
+                x.balances.iter().all(|b| b.asset.0 <= 2),
+                "slot for an unknown asset"
+            );
         }
     }
     assert_eq!(l.len() as u64, MODEL_ACCOUNTS);
@@ -2124,11 +2354,29 @@ fn compare(l: &Ledger, m: &Model) {
         })
         .collect();
     assert_eq!(pending, m.pending);
-    assert!(l.inflight().is_empty());
+    let inflight: BTreeMap<u64, MFlight> = l
+        .inflight()
+        .values()
+        .map(|f| {
+            (
+                f.id.0,
+                MFlight {
+                    debit: f.debit.0,
+                    credit: f.credit.0,
+                    asset: f.asset.0,
+                    amount: f.amount.0,
+                    posted: f.posted.0,
+                    pending_expires_at: f.pending_expires_at.map(|t| t.0),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(inflight, m.inflight);
     // Conservation: what is in the accounts is what came in minus what went out.
     for asset in 1..=2u32 {
         let dep = m.deposited.get(&asset).copied().unwrap_or(0);
         let wd = m.withdrawn.get(&asset).copied().unwrap_or(0);
+        let sent = m.sent.get(&asset).copied().unwrap_or(0);
         let sum: u128 = l
             .accounts()
             .iter()
@@ -2137,7 +2385,7 @@ fn compare(l: &Ledger, m: &Model) {
                 b.available.0 as u128 + b.held.0 as u128
             })
             .sum();
-        assert_eq!(sum, dep - wd, "conservation of asset {asset}");
+        assert_eq!(sum, dep - wd - sent, "conservation of asset {asset}");
         let t = totals(l, AssetId(asset));
         assert_eq!(
             t,
@@ -2145,7 +2393,7 @@ fn compare(l: &Ledger, m: &Model) {
                 deposited: dep,
                 withdrawn: wd,
                 received: 0,
-                sent: 0
+                sent,
             }
         );
     }
@@ -2178,12 +2426,14 @@ fn apply(l: &mut Ledger, m: &mut Model, op: &Op, s: &mut EventSink<'_>) -> (bool
             r.is_err()
         }
         Op::CreatePending(t, ms) => {
-            let r = l.create_pending(&t.spec(), *ms, true, s).map(|x| x.0);
+            let r = l.create_pending(&t.spec(), *ms, s).map(|x| x.0);
             assert_eq!(r, m.create_pending(t, *ms));
             r.is_err()
         }
         &Op::Post(id, n) => {
-            let r = l.post_pending(TransferId(id), n.map(Amount), None, s).map(|x| x.0);
+            let r = l
+                .post_pending(TransferId(id), n.map(Amount), None, s)
+                .map(|x| x.0);
             assert_eq!(r, m.post(id, n));
             r.is_err()
         }
@@ -2195,6 +2445,31 @@ fn apply(l: &mut Ledger, m: &mut Model, op: &Op, s: &mut EventSink<'_>) -> (bool
         Op::Advance(_) => {
             l.expire(Timestamp(m.now), s);
             return (false, m.expire());
+        }
+        Op::BeginRemote(t) => {
+            let r = l.begin_remote(&t.spec(), ShardId(1), s).map(|x| x.0);
+            assert_eq!(r, m.begin_remote(t));
+            r.is_err()
+        }
+        &Op::PostRemote(id, n) => {
+            let r = l
+                .post_pending(TransferId(id), n.map(Amount), Some(ShardId(1)), s)
+                .map(|x| x.0);
+            assert_eq!(r, m.post_remote(id, n));
+            r.is_err()
+        }
+        Op::Finish(i, ok) => {
+            if m.inflight.is_empty() {
+                return (false, vec![]);
+            }
+            let id = *m.inflight.keys().nth(i.index(m.inflight.len())).unwrap();
+            let result = if *ok {
+                Ok(())
+            } else {
+                Err(RejectCode::AccountFrozen)
+            };
+            l.finish_remote(TransferId(id), result, s);
+            return (false, m.finish(id, *ok));
         }
         &Op::Freeze(a) => {
             let r = l.freeze(AccountId(a), s);
@@ -2231,8 +2506,14 @@ fn run_model(ops: &[Op]) {
         l.open_account(AccountId(a), OWNER, &mut s).unwrap();
         m.status.insert(a, AccountStatus::Active);
         for asset in (1..=2u32).filter(|_| a < MODEL_ACCOUNTS) {
-            l.deposit(TransferId(a), AccountId(a), AssetId(asset), Amount(500), &mut s)
-                .unwrap();
+            l.deposit(
+                TransferId(a),
+                AccountId(a),
+                AssetId(asset),
+                Amount(500),
+                &mut s,
+            )
+            .unwrap();
             m.deposit(a, asset, 500).unwrap();
         }
         l.validate().unwrap();
@@ -2259,8 +2540,12 @@ fn run_model(ops: &[Op]) {
         }
         if rejected {
             assert!(out.is_empty(), "{op:?}: rejected but emitted {out:?}");
-            assert_eq!(before, l.to_parts(), "{op:?}: rejected but changed the ledger");
-        } else if !matches!(op, Op::Advance(_)) {
+            assert_eq!(
+                before,
+                l.to_parts(),
+                "{op:?}: rejected but changed the ledger"
+            );
+        } else if !matches!(op, Op::Advance(_) | Op::Finish(..)) {
             assert!(!out.is_empty(), "{op:?}: accepted but emitted nothing");
         }
         let expired: Vec<u64> = out

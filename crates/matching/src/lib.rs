@@ -349,10 +349,8 @@ impl Book {
         out.end = None;
         self.check_ticket(t)?;
         let limit = self.effective_limit(t)?;
-        if t.post_only {
-            if self.best_opposite(t.side, limit).is_some() {
-                return Err(RejectCode::PostOnlyWouldTake);
-            }
+        if t.post_only && self.best_opposite(t.side, limit).is_some() {
+            return Err(RejectCode::PostOnlyWouldTake);
         }
         if t.tif == TimeInForce::Fok && !self.fok_fillable(t, limit) {
             return Err(RejectCode::FokNotFilled);
@@ -460,6 +458,12 @@ impl Book {
             TakerEnd::Filled { hold_left: hold }
         } else if let Some(reason) = taker_stopped {
             closed(reason)
+        } else if t.order_type == OrderType::Market
+            && limit != t.price.0
+            && self.best_opposite(t.side, t.price.0).is_some()
+        {
+            // The collar stopped it: the book still has liquidity within its own price.
+            closed(CancelReason::Stopped)
         } else if t.order_type == OrderType::Market || t.tif != TimeInForce::Gtc {
             closed(CancelReason::Unfilled)
         } else if self.index.len() >= BOOK_ORDERS_MAX
@@ -654,7 +658,10 @@ impl Book {
         }
         if price == o.price && qty < o.remaining {
             let (_, need) = self.spec.hold_for(o.side, qty, price)?;
-            let released = o.hold.checked_sub(need).expect("hold covers a smaller order");
+            let released = o
+                .hold
+                .checked_sub(need)
+                .expect("hold covers a smaller order");
             let delta = o.remaining.0 - qty.0;
             let node = &mut self.nodes[i as usize].order;
             node.remaining = qty;
@@ -668,7 +675,9 @@ impl Book {
                 released,
             });
         }
-        Ok(AmendResult::Replaced(self.remove(i, CancelReason::Replaced)))
+        Ok(AmendResult::Replaced(
+            self.remove(i, CancelReason::Replaced),
+        ))
     }
 
     /// Checks every book invariant.
@@ -692,7 +701,10 @@ impl Book {
                     if o.side != side || o.price.0 != *p {
                         return v(format!("order {} on the wrong level", o.id));
                     }
-                    if o.remaining.0 == 0 || o.remaining.0 % self.spec.lot_size != 0 {
+                    if self.spec.check_price(o.price).is_err() {
+                        return v(format!("order {}: bad price {}", o.id, o.price));
+                    }
+                    if o.remaining.0 == 0 || !o.remaining.0.is_multiple_of(self.spec.lot_size) {
                         return v(format!("order {}: bad remaining {}", o.id, o.remaining));
                     }
                     let (_, need) = self

@@ -61,8 +61,14 @@ pub fn setup(market_shards: [ShardId; 2]) -> Vec<(Meta, Command)> {
             }),
         ));
     }
-    v.push((op_meta(1), Command::CreateMarket(market(1, BTC, market_shards[0]))));
-    v.push((op_meta(1), Command::CreateMarket(market(2, ETH, market_shards[1]))));
+    v.push((
+        op_meta(1),
+        Command::CreateMarket(market(1, BTC, market_shards[0])),
+    ));
+    v.push((
+        op_meta(1),
+        Command::CreateMarket(market(2, ETH, market_shards[1])),
+    ));
     for a in 1..=ACCOUNTS {
         v.push((
             op_meta(2),
@@ -89,18 +95,65 @@ pub fn setup(market_shards: [ShardId; 2]) -> Vec<(Meta, Command)> {
 /// One random operation. Orders are referred to by the index of the step that placed them.
 #[derive(Clone, Debug)]
 pub enum Op {
-    Transfer { from: u64, to: u64, asset: AssetId, amount: u64, balancing: bool },
-    Deposit { account: u64, asset: AssetId, amount: u64 },
-    Withdraw { account: u64, asset: AssetId, amount: u64 },
-    Place { account: u64, market: u32, side: Side, order_type: OrderType, tif: TimeInForce, price: u64, qty: u64, post_only: bool, stp: SelfTradePrevention },
-    Cancel { step: usize },
-    Amend { step: usize, price: u64, qty: u64 },
-    Pending { from: u64, to: u64, asset: AssetId, amount: u64, timeout_ms: u64 },
-    Post { step: usize, part: bool },
-    Void { step: usize },
-    Freeze { account: u64 },
-    Unfreeze { account: u64 },
-    Wait { ms: u64 },
+    Transfer {
+        from: u64,
+        to: u64,
+        asset: AssetId,
+        amount: u64,
+        balancing: bool,
+    },
+    Deposit {
+        account: u64,
+        asset: AssetId,
+        amount: u64,
+    },
+    Withdraw {
+        account: u64,
+        asset: AssetId,
+        amount: u64,
+    },
+    Place {
+        account: u64,
+        market: u32,
+        side: Side,
+        order_type: OrderType,
+        tif: TimeInForce,
+        price: u64,
+        qty: u64,
+        post_only: bool,
+        stp: SelfTradePrevention,
+    },
+    Cancel {
+        step: usize,
+    },
+    Amend {
+        step: usize,
+        price: u64,
+        qty: u64,
+    },
+    Pending {
+        from: u64,
+        to: u64,
+        asset: AssetId,
+        amount: u64,
+        timeout_ms: u64,
+    },
+    Post {
+        step: usize,
+        part: bool,
+    },
+    Void {
+        step: usize,
+    },
+    Freeze {
+        account: u64,
+    },
+    Unfreeze {
+        account: u64,
+    },
+    Wait {
+        ms: u64,
+    },
 }
 
 fn asset() -> impl Strategy<Value = AssetId> {
@@ -162,19 +215,60 @@ pub fn command(
 ) -> Option<(Meta, Command)> {
     let tid = TransferId(1_000_000 + step as u64);
     Some(match *op {
-        Op::Transfer { from, to, asset, amount, balancing } => (
+        Op::Transfer {
+            from,
+            to,
+            asset,
+            amount,
+            balancing,
+        } => (
             trader(ts, from),
-            Command::Transfer(TransferSpec { id: tid, debit: AccountId(from), credit: AccountId(to), asset, amount: Amount(amount), balancing }),
+            Command::Transfer(TransferSpec {
+                id: tid,
+                debit: AccountId(from),
+                credit: AccountId(to),
+                asset,
+                amount: Amount(amount),
+                balancing,
+            }),
         ),
-        Op::Deposit { account, asset, amount } => (
+        Op::Deposit {
+            account,
+            asset,
+            amount,
+        } => (
             op_meta(ts),
-            Command::Deposit { id: tid, account: AccountId(account), asset, amount: Amount(amount) },
+            Command::Deposit {
+                id: tid,
+                account: AccountId(account),
+                asset,
+                amount: Amount(amount),
+            },
         ),
-        Op::Withdraw { account, asset, amount } => (
+        Op::Withdraw {
+            account,
+            asset,
+            amount,
+        } => (
             trader(ts, account),
-            Command::Withdraw { id: tid, account: AccountId(account), asset, amount: Amount(amount) },
+            Command::Withdraw {
+                id: tid,
+                account: AccountId(account),
+                asset,
+                amount: Amount(amount),
+            },
         ),
-        Op::Place { account, market, side, order_type, tif, price, qty, post_only, stp } => (
+        Op::Place {
+            account,
+            market,
+            side,
+            order_type,
+            tif,
+            price,
+            qty,
+            post_only,
+            stp,
+        } => (
             trader(ts, account),
             Command::PlaceOrder(NewOrder {
                 account: AccountId(account),
@@ -195,16 +289,41 @@ pub fn command(
             let (order, market) = ids.order_of_step(s)?;
             (op_meta(ts), Command::CancelOrder { market, order })
         }
-        Op::Amend { step: nth, price, qty } => {
+        Op::Amend {
+            step: nth,
+            price,
+            qty,
+        } => {
             let steps = ids.order_steps();
             let s = *steps.get(nth % steps.len().max(1))?;
             let (order, market) = ids.order_of_step(s)?;
-            (op_meta(ts), Command::AmendOrder { market, order, price: Price(price), qty: Qty(qty) })
+            (
+                op_meta(ts),
+                Command::AmendOrder {
+                    market,
+                    order,
+                    price: Price(price),
+                    qty: Qty(qty),
+                },
+            )
         }
-        Op::Pending { from, to, asset, amount, timeout_ms } => (
+        Op::Pending {
+            from,
+            to,
+            asset,
+            amount,
+            timeout_ms,
+        } => (
             trader(ts, from),
             Command::CreatePending {
-                spec: TransferSpec { id: tid, debit: AccountId(from), credit: AccountId(to), asset, amount: Amount(amount), balancing: false },
+                spec: TransferSpec {
+                    id: tid,
+                    debit: AccountId(from),
+                    credit: AccountId(to),
+                    asset,
+                    amount: Amount(amount),
+                    balancing: false,
+                },
                 timeout_ms,
             },
         ),
@@ -212,15 +331,35 @@ pub fn command(
             let &(s, from) = pendings.get(nth % pendings.len().max(1))?;
             (
                 trader(ts, from),
-                Command::PostPending { debit: AccountId(from), id: TransferId(1_000_000 + s as u64), amount: part.then_some(Amount(1)) },
+                Command::PostPending {
+                    debit: AccountId(from),
+                    id: TransferId(1_000_000 + s as u64),
+                    amount: part.then_some(Amount(1)),
+                },
             )
         }
         Op::Void { step: nth } => {
             let &(s, from) = pendings.get(nth % pendings.len().max(1))?;
-            (trader(ts, from), Command::VoidPending { debit: AccountId(from), id: TransferId(1_000_000 + s as u64) })
+            (
+                trader(ts, from),
+                Command::VoidPending {
+                    debit: AccountId(from),
+                    id: TransferId(1_000_000 + s as u64),
+                },
+            )
         }
-        Op::Freeze { account } => (op_meta(ts), Command::FreezeAccount { account: AccountId(account) }),
-        Op::Unfreeze { account } => (op_meta(ts), Command::UnfreezeAccount { account: AccountId(account) }),
+        Op::Freeze { account } => (
+            op_meta(ts),
+            Command::FreezeAccount {
+                account: AccountId(account),
+            },
+        ),
+        Op::Unfreeze { account } => (
+            op_meta(ts),
+            Command::UnfreezeAccount {
+                account: AccountId(account),
+            },
+        ),
         Op::Wait { .. } => return None,
     })
 }

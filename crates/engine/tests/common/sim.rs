@@ -43,20 +43,29 @@ impl OrderIds for Sim {
     }
 }
 
+/// An order named by the step that placed it and how many times it was replaced since.
+pub type OrderKey = (usize, u32);
+/// (taker, maker, price, qty, taker fee, maker fee).
+pub type TradeRow = (OrderKey, OrderKey, u64, u64, u64, u64);
+/// (order, side, price, remaining) in priority order.
+pub type BookRow = (OrderKey, Side, u64, u64);
+
 /// What must be equal between two systems that ran the same workload.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Summary {
     pub balances: BTreeMap<(AccountId, AssetId), (u64, u64)>,
-    pub trades: BTreeMap<MarketId, Vec<((usize, u32), (usize, u32), u64, u64, u64, u64)>>,
-    pub books: BTreeMap<MarketId, Vec<((usize, u32), Side, u64, u64)>>,
-    pub cancels: Vec<((usize, u32), u64)>,
+    pub trades: BTreeMap<MarketId, Vec<TradeRow>>,
+    pub books: BTreeMap<MarketId, Vec<BookRow>>,
+    pub cancels: Vec<(OrderKey, u64)>,
 }
 
 impl Sim {
     pub fn new(n: u32, seed: Option<u64>) -> Sim {
         let placement = Placement::new(n);
         Sim {
-            shards: (0..n).map(|s| Engine::new(ShardId(s), placement.clone())).collect(),
+            shards: (0..n)
+                .map(|s| Engine::new(ShardId(s), placement.clone()))
+                .collect(),
             rng: seed.map(ChaCha8Rng::seed_from_u64),
             events: vec![],
             step_orders: BTreeMap::new(),
@@ -78,7 +87,13 @@ impl Sim {
             panic!("shard {s} invariant broken after {input:?}: {v}");
         }
         for e in &out {
-            if let Event::OrderSubmitted { order, market, replaces, .. } = e.event {
+            if let Event::OrderSubmitted {
+                order,
+                market,
+                replaces,
+                ..
+            } = e.event
+            {
                 let key = match replaces {
                     None => (self.step, 0),
                     Some(old) => {
@@ -96,19 +111,34 @@ impl Sim {
 
     pub fn tick_all(&mut self, ts: u64) {
         for s in 0..self.shards.len() {
-            self.apply(s, &Input::Tick { timestamp: Timestamp(ts) });
+            self.apply(
+                s,
+                &Input::Tick {
+                    timestamp: Timestamp(ts),
+                },
+            );
         }
     }
 
     pub fn submit(&mut self, step: usize, meta: Meta, command: Command) -> Vec<Outcome> {
         self.step = step;
-        let targets: Vec<usize> = match route(&command, self.shards[0].placement(), self.shards[0].markets()) {
+        let targets: Vec<usize> = match route(
+            &command,
+            self.shards[0].placement(),
+            self.shards[0].markets(),
+        ) {
             Route::All => (0..self.shards.len()).collect(),
             Route::Shard(s) => vec![s.0 as usize],
         };
         let mut v = vec![];
         for s in targets {
-            if let Applied::Command(o) = self.apply(s, &Input::Command { meta, command: command.clone() }) {
+            if let Applied::Command(o) = self.apply(
+                s,
+                &Input::Command {
+                    meta,
+                    command: command.clone(),
+                },
+            ) {
                 v.push(o);
             }
         }
@@ -142,7 +172,14 @@ impl Sim {
                 .collect();
             if undelivered.is_empty() {
                 for (from, to, _, applied) in ch {
-                    self.apply(from, &Input::Ack { timestamp, to, upto: applied });
+                    self.apply(
+                        from,
+                        &Input::Ack {
+                            timestamp,
+                            to,
+                            upto: applied,
+                        },
+                    );
                 }
                 return;
             }
@@ -152,7 +189,13 @@ impl Sim {
                 let (from, to, applied) = (*from, *to, *applied);
                 for m in msgs.clone() {
                     if m.seq > applied {
-                        let r = self.apply(to.0 as usize, &Input::Message { timestamp, message: m });
+                        let r = self.apply(
+                            to.0 as usize,
+                            &Input::Message {
+                                timestamp,
+                                message: m,
+                            },
+                        );
                         assert_eq!(r, Applied::Message(Delivery::Applied));
                     }
                 }
@@ -162,23 +205,51 @@ impl Sim {
             let roll = rng.gen_range(0..100);
             let i = undelivered[rng.gen_range(0..undelivered.len())];
             let (from, to, msgs, applied) = ch[i].clone();
-            let next = msgs.iter().find(|m| m.seq == applied + 1).cloned().expect("channel has no gap");
+            let next = msgs
+                .iter()
+                .find(|m| m.seq == applied + 1)
+                .cloned()
+                .expect("channel has no gap");
             if roll < 15 {
                 if let Some(old) = msgs.iter().find(|m| m.seq <= applied).cloned() {
-                    let r = self.apply(to.0 as usize, &Input::Message { timestamp, message: old });
+                    let r = self.apply(
+                        to.0 as usize,
+                        &Input::Message {
+                            timestamp,
+                            message: old,
+                        },
+                    );
                     assert_eq!(r, Applied::Message(Delivery::Duplicate));
                     self.stats.duplicates += 1;
                     continue;
                 }
             } else if roll < 30 {
                 if let Some(later) = msgs.iter().find(|m| m.seq > applied + 1).cloned() {
-                    let r = self.apply(to.0 as usize, &Input::Message { timestamp, message: later });
-                    assert_eq!(r, Applied::Message(Delivery::Gap { expected: applied + 1 }));
+                    let r = self.apply(
+                        to.0 as usize,
+                        &Input::Message {
+                            timestamp,
+                            message: later,
+                        },
+                    );
+                    assert_eq!(
+                        r,
+                        Applied::Message(Delivery::Gap {
+                            expected: applied + 1
+                        })
+                    );
                     self.stats.gaps += 1;
                     continue;
                 }
             } else if roll < 38 {
-                self.apply(from, &Input::Ack { timestamp, to, upto: applied });
+                self.apply(
+                    from,
+                    &Input::Ack {
+                        timestamp,
+                        to,
+                        upto: applied,
+                    },
+                );
                 self.stats.acks += 1;
                 continue;
             } else if roll < 41 {
@@ -187,12 +258,22 @@ impl Sim {
                 let before = self.shards[s].state_hash();
                 let snap = self.shards[s].snapshot();
                 self.shards[s] = Engine::restore(&snap).expect("own snapshot restores");
-                assert_eq!(self.shards[s].state_hash(), before, "restore changed the state");
+                assert_eq!(
+                    self.shards[s].state_hash(),
+                    before,
+                    "restore changed the state"
+                );
                 assert_eq!(self.shards[s].snapshot(), snap, "snapshot not canonical");
                 self.stats.restarts += 1;
                 continue;
             }
-            let r = self.apply(to.0 as usize, &Input::Message { timestamp, message: next });
+            let r = self.apply(
+                to.0 as usize,
+                &Input::Message {
+                    timestamp,
+                    message: next,
+                },
+            );
             assert_eq!(r, Applied::Message(Delivery::Applied));
             self.stats.delivered += 1;
         }
@@ -224,22 +305,36 @@ impl Sim {
         let mut cancels = vec![];
         for r in &self.events {
             match r.event {
-                Event::Trade { market, price, qty, taker, maker, taker_fee, maker_fee, .. } => {
-                    trades.entry(market).or_default().push((
-                        self.key_of[&taker],
-                        self.key_of[&maker],
-                        price.0,
-                        qty.0,
-                        taker_fee.0,
-                        maker_fee.0,
-                    ))
-                }
-                Event::OrderCancelled { order, remaining, .. } => cancels.push((self.key_of[&order], remaining.0)),
+                Event::Trade {
+                    market,
+                    price,
+                    qty,
+                    taker,
+                    maker,
+                    taker_fee,
+                    maker_fee,
+                    ..
+                } => trades.entry(market).or_default().push((
+                    self.key_of[&taker],
+                    self.key_of[&maker],
+                    price.0,
+                    qty.0,
+                    taker_fee.0,
+                    maker_fee.0,
+                )),
+                Event::OrderCancelled {
+                    order, remaining, ..
+                } => cancels.push((self.key_of[&order], remaining.0)),
                 _ => {}
             }
         }
         cancels.sort();
-        Summary { balances, trades, books, cancels }
+        Summary {
+            balances,
+            trades,
+            books,
+            cancels,
+        }
     }
 }
 

@@ -1,0 +1,514 @@
+//! `tradelog bench`: the engine, in-process, single thread.
+//!
+//! Throughput passes run without per-command timing; latency passes time every command
+//! with `Instant` into an HDR histogram (the timer itself costs ~20-40 ns, included in the
+//! figures). Nothing here asserts a speed: it measures and prints.
+
+use anyhow::Result;
+use hdrhistogram::Histogram;
+use std::time::{Duration, Instant};
+use tradelog_domain::*;
+use tradelog_engine::{Engine, Placement};
+use tradelog_matching::{Book, MatchOutput};
+
+/// Options of `tradelog bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Accounts in the ledger benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u64,
+    /// Transfers in the throughput pass.
+    #[arg(long, default_value_t = 5_000_000)]
+    transfers: u64,
+    /// Orders (mixed commands) in each order throughput pass.
+    #[arg(long, default_value_t = 5_000_000)]
+    orders: u64,
+    /// Commands timed one by one in each latency pass.
+    #[arg(long, default_value_t = 1_000_000)]
+    latency_samples: u64,
+    /// Resting orders for the memory measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    resting: u64,
+    /// A small, fast run (for smoke tests): divides every size by 100.
+    #[arg(long)]
+    quick: bool,
+    /// Only run these sections (comma-separated: transfers,orders,book,memory).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// xorshift64*: a tiny deterministic generator (the benchmark must not depend on a
+/// crate's RNG stream staying the same).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next() >> 32) * n) >> 32
+    }
+}
+
+const USD: AssetId = AssetId(1);
+const BTC: AssetId = AssetId(2);
+
+fn op(t: u64) -> Meta {
+    Meta {
+        timestamp: Timestamp(1_000_000_000 + t),
+        principal: Principal(1),
+        authority: Authority::Operator,
+    }
+}
+
+fn rate(n: u64, d: Duration) -> String {
+    let r = n as f64 / d.as_secs_f64();
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.0} k/s", r / 1e3)
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+fn print_latency(label: &str, h: &Histogram<u64>) {
+    println!(
+        "  {label:<34} p50 {:>6} ns   p99 {:>6} ns   p999 {:>7} ns   max {:>9} ns   (n={})",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.len()
+    );
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|x| x.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn catalog(e: &mut Engine, markets: u32, out: &mut Vec<EventRecord>) {
+    for (id, code) in [(USD, "USD"), (BTC, "BTC")] {
+        e.execute(op(0), &Command::CreateAsset(Asset { id, code: code.into(), scale: 2 }), out);
+    }
+    for m in 1..=markets {
+        let spec = MarketSpec {
+            id: MarketId(m),
+            base: BTC,
+            quote: USD,
+            lot_size: 1,
+            tick_size: 1,
+            min_qty: Qty(1),
+            max_qty: Qty(1_000_000),
+            maker_fee_bps: 1,
+            taker_fee_bps: 2,
+            fee_account: AccountId(u64::MAX - 1),
+            collar_bps: 0,
+            shard: ShardId(0),
+        };
+        let o = e.execute(op(0), &Command::CreateMarket(spec), out);
+        assert!(o.result.is_ok(), "{o:?}");
+    }
+}
+
+fn funded_engine(accounts: u64, markets: u32, amount: u64) -> Engine {
+    let mut e = Engine::new(ShardId(0), Placement::new(1));
+    let mut out = Vec::new();
+    catalog(&mut e, markets, &mut out);
+    for a in 1..=accounts {
+        let account = AccountId(a);
+        e.execute(op(1), &Command::OpenAccount { account, owner: Principal(a) }, &mut out);
+        for (n, asset) in [USD, BTC].into_iter().enumerate() {
+            let id = TransferId(a * 2 + n as u64);
+            let cmd = Command::Deposit { id, account, asset, amount: Amount(amount) };
+            let o = e.execute(op(1), &cmd, &mut out);
+            assert!(o.result.is_ok());
+        }
+        out.clear();
+    }
+    e
+}
+
+fn transfers(a: &Args) {
+    println!("\n== ledger: transfers between {} accounts (one shard, one core) ==", a.accounts);
+    let t0 = Instant::now();
+    let mut e = funded_engine(a.accounts, 0, 1 << 40);
+    println!("  setup: {} accounts opened and funded in {:.2?}", a.accounts, t0.elapsed());
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut gen = |i: u64| {
+        let debit = 1 + rng.below(a.accounts);
+        let mut credit = 1 + rng.below(a.accounts);
+        if credit == debit {
+            credit = debit % a.accounts + 1;
+        }
+        TransferSpec {
+            id: TransferId(1 << 40 | i),
+            debit: AccountId(debit),
+            credit: AccountId(credit),
+            asset: USD,
+            amount: Amount(1 + (i & 1023)),
+            balancing: false,
+        }
+    };
+    let cmds: Vec<Command> = (0..a.transfers).map(|i| Command::Transfer(gen(i))).collect();
+    let mut out = Vec::with_capacity(4096);
+    let meta = op(10);
+    let start = Instant::now();
+    let mut ok = 0u64;
+    for c in &cmds {
+        ok += e.execute(meta, c, &mut out).result.is_ok() as u64;
+        if out.len() > 2048 {
+            out.clear();
+        }
+    }
+    let el = start.elapsed();
+    println!(
+        "  throughput: {} transfers in {:.2?} = {}  ({} accepted, events per transfer {})",
+        a.transfers,
+        el,
+        rate(a.transfers, el),
+        ok,
+        3
+    );
+    drop(cmds);
+    let mut h = hist();
+    for i in 0..a.latency_samples {
+        let c = Command::Transfer(gen(a.transfers + i));
+        let s = Instant::now();
+        e.execute(meta, &c, &mut out);
+        h.record(s.elapsed().as_nanos() as u64).ok();
+        if out.len() > 2048 {
+            out.clear();
+        }
+    }
+    print_latency("latency per transfer", &h);
+    e.validate().expect("invariants hold after the benchmark");
+}
+
+/// A realistic order mix over `markets` markets around a fixed mid: 40% passive limit
+/// orders at 1..=50 ticks from the mid (many price levels), 45% cancels of a random order
+/// placed earlier (each cancelled at most once; some have filled meanwhile and are
+/// rejected, as in real flow), 10% marketable IOC limits, 5% market orders. The book
+/// stays at a steady size instead of growing without bound.
+struct OrderMix {
+    rng: Rng,
+    markets: u32,
+    traders: u64,
+    placed: Vec<(MarketId, OrderId)>,
+}
+
+enum Next {
+    Place(NewOrder),
+    Cancel(MarketId, OrderId),
+}
+
+const MID: u64 = 10_000;
+
+impl OrderMix {
+    fn new(markets: u32, traders: u64) -> Self {
+        OrderMix { rng: Rng(0xD1B5_4A32_D192_ED03), markets, traders, placed: Vec::new() }
+    }
+
+    fn next(&mut self) -> Next {
+        let r = self.rng.below(100);
+        let market = MarketId(1 + self.rng.below(self.markets as u64) as u32);
+        if r < 45 && !self.placed.is_empty() {
+            let i = self.rng.below(self.placed.len() as u64) as usize;
+            let (m, o) = self.placed.swap_remove(i);
+            return Next::Cancel(m, o);
+        }
+        let side = if self.rng.next() & 1 == 0 { Side::Buy } else { Side::Sell };
+        let away = 1 + self.rng.below(50);
+        let (order_type, tif, price) = if r < 85 {
+            let p = match side {
+                Side::Buy => MID - away,
+                Side::Sell => MID + away,
+            };
+            (OrderType::Limit, TimeInForce::Gtc, p)
+        } else if r < 95 {
+            let p = match side {
+                Side::Buy => MID + 5,
+                Side::Sell => MID - 5,
+            };
+            (OrderType::Limit, TimeInForce::Ioc, p)
+        } else {
+            let p = match side {
+                Side::Buy => MID + 60,
+                Side::Sell => 0,
+            };
+            (OrderType::Market, TimeInForce::Ioc, p)
+        };
+        Next::Place(NewOrder {
+            account: AccountId(1 + self.rng.below(self.traders)),
+            market,
+            side,
+            order_type,
+            tif,
+            price: Price(price),
+            qty: Qty(1 + self.rng.below(10)),
+            post_only: false,
+            client_order_id: 0,
+            stp: SelfTradePrevention::CancelResting,
+        })
+    }
+
+    fn placed(&mut self, m: MarketId, o: OrderId) {
+        self.placed.push((m, o));
+    }
+}
+
+fn run_orders(e: &mut Engine, mix: &mut OrderMix, n: u64, mut h: Option<&mut Histogram<u64>>) -> (Duration, u64) {
+    let mut out = Vec::with_capacity(8192);
+    let meta = op(20);
+    let mut trades = 0u64;
+    let start = Instant::now();
+    for _ in 0..n {
+        let cmd = match mix.next() {
+            Next::Place(o) => Command::PlaceOrder(o),
+            Next::Cancel(market, order) => Command::CancelOrder { market, order },
+        };
+        let s = h.is_some().then(Instant::now);
+        let o = e.execute(meta, &cmd, &mut out);
+        if let (Some(h), Some(s)) = (h.as_deref_mut(), s) {
+            h.record(s.elapsed().as_nanos() as u64).ok();
+        }
+        if let (Ok(Accepted::Order(id)), Command::PlaceOrder(p)) = (o.result, &cmd) {
+            mix.placed(p.market, id);
+        }
+        if out.len() > 4096 {
+            trades += out.iter().filter(|r| matches!(r.event, Event::Trade { .. })).count() as u64;
+            out.clear();
+        }
+    }
+    trades += out.iter().filter(|r| matches!(r.event, Event::Trade { .. })).count() as u64;
+    (start.elapsed(), trades)
+}
+
+fn orders(a: &Args) {
+    let traders = 10_000;
+    for markets in [1u32, 100] {
+        println!("\n== engine: order mix over {markets} market(s), {traders} traders (one shard: hold -> match -> settle) ==");
+        let mut e = funded_engine(traders, markets, 1 << 50);
+        let mut mix = OrderMix::new(markets, traders);
+        // Warm the books up so that cancels and takers find orders.
+        run_orders(&mut e, &mut mix, a.orders / 10, None);
+        let (el, trades) = run_orders(&mut e, &mut mix, a.orders, None);
+        let resting: usize = e.books().values().map(|b| b.len()).sum();
+        println!(
+            "  throughput: {} commands in {:.2?} = {}  ({} trades, {} resting at the end)",
+            a.orders,
+            el,
+            rate(a.orders, el),
+            trades,
+            resting
+        );
+        let mut h = hist();
+        run_orders(&mut e, &mut mix, a.latency_samples, Some(&mut h));
+        print_latency("latency per command", &h);
+        e.validate().expect("invariants hold after the benchmark");
+    }
+}
+
+fn book_only(a: &Args) {
+    println!("\n== matching only: one Book, same mix, no ledger, no messages ==");
+    let spec = MarketSpec {
+        id: MarketId(1),
+        base: BTC,
+        quote: USD,
+        lot_size: 1,
+        tick_size: 1,
+        min_qty: Qty(1),
+        max_qty: Qty(1_000_000),
+        maker_fee_bps: 1,
+        taker_fee_bps: 2,
+        fee_account: AccountId(9),
+        collar_bps: 0,
+        shard: ShardId(0),
+    };
+    let mut book = Book::new(spec.clone());
+    let mut mix = OrderMix::new(1, 10_000);
+    let mut mo = MatchOutput::default();
+    let mut counter = 0u64;
+    let mut run = |book: &mut Book, mix: &mut OrderMix, n: u64, mut h: Option<&mut Histogram<u64>>| {
+        let start = Instant::now();
+        let mut fills = 0u64;
+        for _ in 0..n {
+            let s = h.is_some().then(Instant::now);
+            match mix.next() {
+                Next::Place(o) => {
+                    counter += 1;
+                    let id = OrderId::new(ShardId(0), counter);
+                    let (_, hold) = spec.hold_for(o.side, o.qty, o.price).expect("valid");
+                    let t = OrderTicket {
+                        order: id,
+                        account: o.account,
+                        owner: Principal(o.account.0),
+                        market: o.market,
+                        side: o.side,
+                        order_type: o.order_type,
+                        tif: o.tif,
+                        price: o.price,
+                        qty: o.qty,
+                        post_only: false,
+                        stp: o.stp,
+                        hold,
+                        client_order_id: 0,
+                    };
+                    if book.place(&t, &mut mo).is_ok() {
+                        fills += mo.events.len() as u64;
+                        mix.placed(o.market, id);
+                    }
+                }
+                Next::Cancel(_, id) => {
+                    let _ = book.cancel(id, Principal::SYSTEM);
+                }
+            }
+            if let (Some(h), Some(s)) = (h.as_deref_mut(), s) {
+                h.record(s.elapsed().as_nanos() as u64).ok();
+            }
+        }
+        (start.elapsed(), fills)
+    };
+    run(&mut book, &mut mix, a.orders / 10, None);
+    let (el, fills) = run(&mut book, &mut mix, a.orders, None);
+    println!(
+        "  throughput: {} commands in {:.2?} = {}  ({} fills, {} resting)",
+        a.orders,
+        el,
+        rate(a.orders, el),
+        fills,
+        book.len()
+    );
+    let mut h = hist();
+    run(&mut book, &mut mix, a.latency_samples, Some(&mut h));
+    print_latency("latency per command", &h);
+    book.validate().expect("book invariants hold");
+}
+
+fn book_ticket(spec: &MarketSpec, id: u64, rng: &mut Rng) -> OrderTicket {
+    let side = if id & 1 == 0 { Side::Buy } else { Side::Sell };
+    let away = 1 + rng.below(5_000);
+    let price = Price(match side {
+        Side::Buy => MID * 10 - away,
+        Side::Sell => MID * 10 + away,
+    });
+    let qty = Qty(1 + rng.below(100));
+    let (_, hold) = spec.hold_for(side, qty, price).expect("valid");
+    OrderTicket {
+        order: OrderId::new(ShardId(0), id),
+        account: AccountId(1 + rng.below(1_000)),
+        owner: Principal(1),
+        market: spec.id,
+        side,
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        price,
+        qty,
+        post_only: false,
+        stp: SelfTradePrevention::CancelResting,
+        hold,
+        client_order_id: 0,
+    }
+}
+
+/// Memory per resting order, as the growth of the process's resident set while the
+/// orders are added (each structure measured on fresh memory: nothing is freed between
+/// the two measurements, so the allocator cannot hand back recycled pages).
+fn memory(a: &Args) {
+    println!("\n== memory per resting order ({} resting orders, non-crossing, 10,000 price levels) ==", a.resting);
+    let spec = MarketSpec {
+        id: MarketId(1),
+        base: BTC,
+        quote: USD,
+        lot_size: 1,
+        tick_size: 1,
+        min_qty: Qty(1),
+        max_qty: Qty(1_000_000),
+        maker_fee_bps: 1,
+        taker_fee_bps: 2,
+        fee_account: AccountId(9),
+        collar_bps: 0,
+        shard: ShardId(0),
+    };
+    let mut rng = Rng(42);
+    let before = rss_bytes();
+    let mut book = Book::new(spec.clone());
+    let mut mo = MatchOutput::default();
+    for i in 1..=a.resting {
+        book.place(&book_ticket(&spec, i, &mut rng), &mut mo).expect("non-crossing order rests");
+    }
+    let after = rss_bytes();
+    println!(
+        "  book alone (slab node 64 B + id index + levels): {:.1} MB = {} bytes/order",
+        (after - before) as f64 / 1e6,
+        (after - before) / (book.len() as u64).max(1)
+    );
+
+    let traders = 1_000u64;
+    let mut e = funded_engine(traders, 1, 1 << 60);
+    let mut out = Vec::new();
+    let before = rss_bytes();
+    for i in 1..=a.resting {
+        let t = book_ticket(&spec, i, &mut rng);
+        let cmd = Command::PlaceOrder(NewOrder {
+            account: t.account,
+            market: MarketId(1),
+            side: t.side,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: t.price,
+            qty: t.qty,
+            post_only: false,
+            client_order_id: 0,
+            stp: SelfTradePrevention::CancelResting,
+        });
+        let o = e.execute(op(30), &cmd, &mut out);
+        debug_assert!(o.result.is_ok());
+        out.clear();
+    }
+    let after = rss_bytes();
+    let resting = e.books()[&MarketId(1)].len() as u64;
+    println!(
+        "  engine (book + the account's hold record per order): {:.1} MB = {} bytes/order",
+        (after - before) as f64 / 1e6,
+        (after - before) / resting.max(1)
+    );
+    drop(book);
+}
+
+pub fn run(mut a: Args) -> Result<()> {
+    if a.quick {
+        a.accounts /= 100;
+        a.transfers /= 100;
+        a.orders /= 100;
+        a.latency_samples /= 100;
+        a.resting /= 100;
+    }
+    let want = |s: &str| a.only.is_empty() || a.only.iter().any(|x| x == s);
+    println!("tradelog engine benchmark (single thread, in-process, release build expected)");
+    if cfg!(debug_assertions) {
+        println!("WARNING: debug build: figures are meaningless; use --release");
+    }
+    if want("transfers") {
+        transfers(&a);
+    }
+    if want("orders") {
+        orders(&a);
+    }
+    if want("book") {
+        book_only(&a);
+    }
+    if want("memory") {
+        memory(&a);
+    }
+    Ok(())
+}
