@@ -8,7 +8,13 @@ use anyhow::Result;
 use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};
 use tradelog_domain::*;
-use tradelog_engine::{Engine, Placement};
+use tradelog_engine::{Applied, Engine, Input, Placement};
+
+/// Commands per batch in the batched passes (a Raft entry's worth).
+const BATCH_LEN: usize = 1_024;
+/// One-by-one and batched passes alternate this many times, so that both see the same
+/// state sizes (tables and books grow during a run).
+const ROUNDS: u64 = 10;
 use tradelog_matching::{Book, MatchOutput};
 
 /// Options of `tradelog bench`.
@@ -159,27 +165,52 @@ fn transfers(a: &Args) {
             balancing: false,
         }
     };
-    let cmds: Vec<Command> = (0..a.transfers).map(|i| Command::Transfer(gen(i))).collect();
-    let mut out = Vec::with_capacity(4096);
     let meta = op(10);
-    let start = Instant::now();
-    let mut ok = 0u64;
-    for c in &cmds {
-        ok += e.execute(meta, c, &mut out).result.is_ok() as u64;
-        if out.len() > 2048 {
+    let inputs: Vec<Input> = (0..a.transfers)
+        .map(|i| Input::Command { meta, command: Command::Transfer(gen(i)) })
+        .collect();
+    let mut out = Vec::with_capacity(4096);
+    // The same kind of transfers, alternately one by one and in batches (as a Raft entry
+    // will carry them), so the two ways are compared in one run on the same state sizes.
+    let half = inputs.len() / 2;
+    let round = (half / ROUNDS as usize).max(1);
+    let (mut single, mut batched, mut ok) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let mut results = Vec::with_capacity(BATCH_LEN);
+    for chunk in inputs.chunks(2 * round) {
+        let (one, many) = chunk.split_at(round.min(chunk.len()));
+        let start = Instant::now();
+        for input in one {
+            ok += matches!(e.apply(input, &mut out), Applied::Command(o) if o.result.is_ok()) as u64;
+            if out.len() > 2048 {
+                out.clear();
+            }
+        }
+        single += start.elapsed();
+        let start = Instant::now();
+        for batch in many.chunks(BATCH_LEN) {
+            e.apply_batch(batch, &mut out, &mut results);
+            ok += results.iter().filter(|r| matches!(r, Applied::Command(o) if o.result.is_ok())).count() as u64;
+            results.clear();
             out.clear();
         }
+        batched += start.elapsed();
     }
-    let el = start.elapsed();
     println!(
-        "  throughput: {} transfers in {:.2?} = {}  ({} accepted, events per transfer {})",
-        a.transfers,
-        el,
-        rate(a.transfers, el),
-        ok,
-        3
+        "  throughput, one by one:        {} transfers in {:.2?} = {}",
+        half,
+        single,
+        rate(half as u64, single)
     );
-    drop(cmds);
+    println!(
+        "  throughput, batches of {BATCH_LEN}:   {} transfers in {:.2?} = {}  (batched/single = {:.2}x; {} of {} accepted)",
+        inputs.len() - half,
+        batched,
+        rate((inputs.len() - half) as u64, batched),
+        (single.as_secs_f64() / half as f64) / (batched.as_secs_f64() / (inputs.len() - half) as f64),
+        ok,
+        inputs.len()
+    );
+    drop(inputs);
     let mut h = hist();
     for i in 0..a.latency_samples {
         let c = Command::Transfer(gen(a.transfers + i));
@@ -266,31 +297,57 @@ impl OrderMix {
     }
 }
 
-fn run_orders(e: &mut Engine, mix: &mut OrderMix, n: u64, mut h: Option<&mut Histogram<u64>>) -> (Duration, u64) {
+/// Runs `n` commands of the mix in batches of `batch` (1 = one by one). Only the time
+/// spent inside the engine is counted (generating the mix is not). With `h`, every
+/// command is timed (batch must be 1).
+fn run_orders(
+    e: &mut Engine,
+    mix: &mut OrderMix,
+    n: u64,
+    batch: usize,
+    mut h: Option<&mut Histogram<u64>>,
+) -> (Duration, u64) {
     let mut out = Vec::with_capacity(8192);
     let meta = op(20);
     let mut trades = 0u64;
-    let start = Instant::now();
-    for _ in 0..n {
-        let cmd = match mix.next() {
-            Next::Place(o) => Command::PlaceOrder(o),
-            Next::Cancel(market, order) => Command::CancelOrder { market, order },
-        };
-        let s = h.is_some().then(Instant::now);
-        let o = e.execute(meta, &cmd, &mut out);
-        if let (Some(h), Some(s)) = (h.as_deref_mut(), s) {
-            h.record(s.elapsed().as_nanos() as u64).ok();
+    let mut inside = Duration::ZERO;
+    let mut inputs = Vec::with_capacity(batch);
+    let mut results = Vec::with_capacity(batch);
+    let mut done = 0u64;
+    while done < n {
+        let len = batch.min((n - done) as usize);
+        inputs.clear();
+        for _ in 0..len {
+            let command = match mix.next() {
+                Next::Place(o) => Command::PlaceOrder(o),
+                Next::Cancel(market, order) => Command::CancelOrder { market, order },
+            };
+            inputs.push(Input::Command { meta, command });
         }
-        if let (Ok(Accepted::Order(id)), Command::PlaceOrder(p)) = (o.result, &cmd) {
-            mix.placed(p.market, id);
+        results.clear();
+        let start = Instant::now();
+        if len == 1 {
+            results.push(e.apply(&inputs[0], &mut out));
+        } else {
+            e.apply_batch(&inputs, &mut out, &mut results);
         }
-        if out.len() > 4096 {
-            trades += out.iter().filter(|r| matches!(r.event, Event::Trade { .. })).count() as u64;
-            out.clear();
+        let el = start.elapsed();
+        inside += el;
+        if let Some(h) = h.as_deref_mut() {
+            h.record(el.as_nanos() as u64).ok();
         }
+        for (input, r) in inputs.iter().zip(&results) {
+            if let (Input::Command { command: Command::PlaceOrder(p), .. }, Applied::Command(o)) = (input, r) {
+                if let Ok(Accepted::Order(id)) = o.result {
+                    mix.placed(p.market, id);
+                }
+            }
+        }
+        trades += out.iter().filter(|r| matches!(r.event, Event::Trade { .. })).count() as u64;
+        out.clear();
+        done += len as u64;
     }
-    trades += out.iter().filter(|r| matches!(r.event, Event::Trade { .. })).count() as u64;
-    (start.elapsed(), trades)
+    (inside, trades)
 }
 
 fn orders(a: &Args) {
@@ -300,19 +357,29 @@ fn orders(a: &Args) {
         let mut e = funded_engine(traders, markets, 1 << 50);
         let mut mix = OrderMix::new(markets, traders);
         // Warm the books up so that cancels and takers find orders.
-        run_orders(&mut e, &mut mix, a.orders / 10, None);
-        let (el, trades) = run_orders(&mut e, &mut mix, a.orders, None);
+        run_orders(&mut e, &mut mix, a.orders / 10, BATCH_LEN, None);
+        // Alternate one-by-one and batched rounds so both see the same book sizes.
+        let half = a.orders / 2;
+        let (mut single, mut batched, mut t1, mut t2) = (Duration::ZERO, Duration::ZERO, 0, 0);
+        for _ in 0..ROUNDS {
+            let (d, t) = run_orders(&mut e, &mut mix, half / ROUNDS, 1, None);
+            single += d;
+            t1 += t;
+            let (d, t) = run_orders(&mut e, &mut mix, half / ROUNDS, BATCH_LEN, None);
+            batched += d;
+            t2 += t;
+        }
+        let half = half / ROUNDS * ROUNDS;
         let resting: usize = e.books().values().map(|b| b.len()).sum();
+        println!("  throughput, one by one:        {half} commands in {single:.2?} = {}", rate(half, single));
         println!(
-            "  throughput: {} commands in {:.2?} = {}  ({} trades, {} resting at the end)",
-            a.orders,
-            el,
-            rate(a.orders, el),
-            trades,
-            resting
+            "  throughput, batches of {BATCH_LEN}:   {half} commands in {batched:.2?} = {}  (batched/single = {:.2}x)",
+            rate(half, batched),
+            single.as_secs_f64() / batched.as_secs_f64()
         );
+        println!("  {} trades, {resting} orders resting at the end", t1 + t2);
         let mut h = hist();
-        run_orders(&mut e, &mut mix, a.latency_samples, Some(&mut h));
+        run_orders(&mut e, &mut mix, a.latency_samples, 1, Some(&mut h));
         print_latency("latency per command", &h);
         e.validate().expect("invariants hold after the benchmark");
     }

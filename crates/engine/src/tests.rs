@@ -3068,6 +3068,15 @@ fn misrouted_message_is_ignored() {
     let (d, got) = h1.deliver(wrong);
     assert_eq!((d, got), (Delivery::Misrouted, vec![]));
     assert_unchanged(&before, &h1.e, h1.now, Trace::Silent, false);
+    // Claiming to come from the receiving shard itself (local messages never travel).
+    let from_self = Message {
+        from: ShardId(1),
+        ..credit.clone()
+    };
+    let before = h1.e.clone();
+    let (d, got) = h1.deliver(from_self);
+    assert_eq!((d, got), (Delivery::Misrouted, vec![]));
+    assert_unchanged(&before, &h1.e, h1.now, Trace::Silent, false);
     // The right one still applies as the first of its channel.
     assert_eq!(h1.deliver(credit).0, Delivery::Applied);
 }
@@ -3261,10 +3270,12 @@ fn cross_shard_order_settles_on_both_shards() {
 // ----- engine bugs ----------------------------------------------------------------------------
 
 /// BUG: a command refused for lack of authority is still recorded in the idempotency table
-/// (`execute_in` remembers every outcome of a keyed command, lib.rs ~420). A `ReadOnly`
+/// (`Engine::execute_in` calls `remember` for every outcome of a keyed command, including
+/// the `NotOwner` that `Engine::command` returns for `Authority::ReadOnly`). A read-only
 /// principal must change nothing, yet here it changes the state hash and takes transfer
-/// id 95 for 24 hours: when the account's owner then sends the very same transfer, it gets
-/// the auditor's `NotOwner` back as a "duplicate" and nothing moves.
+/// id 95 for the whole idempotency window: when the account's owner then sends the very
+/// same transfer, it gets the auditor's `NotOwner` back as a "duplicate" and nothing moves.
+/// (A trader refused with `NotOwner` on someone else's account squats the id the same way.)
 #[test]
 fn bug_read_only_rejection_consumes_the_transfer_id() {
     let mut h = single();
@@ -3298,8 +3309,9 @@ fn bug_read_only_rejection_consumes_the_transfer_id() {
     assert_unchanged(&before, &after_read_only, T0, Trace::OneRejection, false);
 }
 
-/// BUG: post and void of a pending transfer share one idempotency key (the pending id,
-/// lib.rs `dedupe_key`, NS_PENDING_RESOLVE), and rejected attempts are remembered too. So
+/// BUG: post and void of a pending transfer share one idempotency key (the pending id:
+/// `dedupe_key` in lib.rs, namespace `NS_PENDING_RESOLVE`), and rejected attempts are
+/// remembered too (`Engine::execute_in`). So
 /// once a post is refused (here: the credit account is frozen) the debit owner can neither
 /// void the transfer (`DuplicateId`) nor retry the post after the credit account is
 /// unfrozen (the stale `AccountFrozen` comes back as a duplicate): the funds stay held until
