@@ -97,14 +97,26 @@ fn print_latency(label: &str, h: &Histogram<u64>) {
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|x| x.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse::<u64>().ok())
+        })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
 
 fn catalog(e: &mut Engine, markets: u32, out: &mut Vec<EventRecord>) {
     for (id, code) in [(USD, "USD"), (BTC, "BTC")] {
-        e.execute(op(0), &Command::CreateAsset(Asset { id, code: code.into(), scale: 2 }), out);
+        e.execute(
+            op(0),
+            &Command::CreateAsset(Asset {
+                id,
+                code: code.into(),
+                scale: 2,
+            }),
+            out,
+        );
     }
     for m in 1..=markets {
         let spec = MarketSpec {
@@ -132,10 +144,22 @@ fn funded_engine(accounts: u64, markets: u32, amount: u64) -> Engine {
     catalog(&mut e, markets, &mut out);
     for a in 1..=accounts {
         let account = AccountId(a);
-        e.execute(op(1), &Command::OpenAccount { account, owner: Principal(a) }, &mut out);
+        e.execute(
+            op(1),
+            &Command::OpenAccount {
+                account,
+                owner: Principal(a),
+            },
+            &mut out,
+        );
         for (n, asset) in [USD, BTC].into_iter().enumerate() {
             let id = TransferId(a * 2 + n as u64);
-            let cmd = Command::Deposit { id, account, asset, amount: Amount(amount) };
+            let cmd = Command::Deposit {
+                id,
+                account,
+                asset,
+                amount: Amount(amount),
+            };
             let o = e.execute(op(1), &cmd, &mut out);
             assert!(o.result.is_ok());
         }
@@ -145,10 +169,17 @@ fn funded_engine(accounts: u64, markets: u32, amount: u64) -> Engine {
 }
 
 fn transfers(a: &Args) {
-    println!("\n== ledger: transfers between {} accounts (one shard, one core) ==", a.accounts);
+    println!(
+        "\n== ledger: transfers between {} accounts (one shard, one core) ==",
+        a.accounts
+    );
     let t0 = Instant::now();
     let mut e = funded_engine(a.accounts, 0, 1 << 40);
-    println!("  setup: {} accounts opened and funded in {:.2?}", a.accounts, t0.elapsed());
+    println!(
+        "  setup: {} accounts opened and funded in {:.2?}",
+        a.accounts,
+        t0.elapsed()
+    );
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut gen = |i: u64| {
         let debit = 1 + rng.below(a.accounts);
@@ -167,7 +198,10 @@ fn transfers(a: &Args) {
     };
     let meta = op(10);
     let inputs: Vec<Input> = (0..a.transfers)
-        .map(|i| Input::Command { meta, command: Command::Transfer(gen(i)) })
+        .map(|i| Input::Command {
+            meta,
+            command: Command::Transfer(gen(i)),
+        })
         .collect();
     let mut out = Vec::with_capacity(4096);
     // The same kind of transfers, alternately one by one and in batches (as a Raft entry
@@ -180,7 +214,8 @@ fn transfers(a: &Args) {
         let (one, many) = chunk.split_at(round.min(chunk.len()));
         let start = Instant::now();
         for input in one {
-            ok += matches!(e.apply(input, &mut out), Applied::Command(o) if o.result.is_ok()) as u64;
+            ok +=
+                matches!(e.apply(input, &mut out), Applied::Command(o) if o.result.is_ok()) as u64;
             if out.len() > 2048 {
                 out.clear();
             }
@@ -189,7 +224,10 @@ fn transfers(a: &Args) {
         let start = Instant::now();
         for batch in many.chunks(BATCH_LEN) {
             e.apply_batch(batch, &mut out, &mut results);
-            ok += results.iter().filter(|r| matches!(r, Applied::Command(o) if o.result.is_ok())).count() as u64;
+            ok += results
+                .iter()
+                .filter(|r| matches!(r, Applied::Command(o) if o.result.is_ok()))
+                .count() as u64;
             results.clear();
             out.clear();
         }
@@ -246,7 +284,12 @@ const MID: u64 = 10_000;
 
 impl OrderMix {
     fn new(markets: u32, traders: u64) -> Self {
-        OrderMix { rng: Rng(0xD1B5_4A32_D192_ED03), markets, traders, placed: Vec::new() }
+        OrderMix {
+            rng: Rng(0xD1B5_4A32_D192_ED03),
+            markets,
+            traders,
+            placed: Vec::new(),
+        }
     }
 
     fn next(&mut self) -> Next {
@@ -257,7 +300,11 @@ impl OrderMix {
             let (m, o) = self.placed.swap_remove(i);
             return Next::Cancel(m, o);
         }
-        let side = if self.rng.next() & 1 == 0 { Side::Buy } else { Side::Sell };
+        let side = if self.rng.next() & 1 == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let away = 1 + self.rng.below(50);
         let (order_type, tif, price) = if r < 85 {
             let p = match side {
@@ -337,13 +384,23 @@ fn run_orders(
             h.record(el.as_nanos() as u64).ok();
         }
         for (input, r) in inputs.iter().zip(&results) {
-            if let (Input::Command { command: Command::PlaceOrder(p), .. }, Applied::Command(o)) = (input, r) {
+            if let (
+                Input::Command {
+                    command: Command::PlaceOrder(p),
+                    ..
+                },
+                Applied::Command(o),
+            ) = (input, r)
+            {
                 if let Ok(Accepted::Order(id)) = o.result {
                     mix.placed(p.market, id);
                 }
             }
         }
-        trades += out.iter().filter(|r| matches!(r.event, Event::Trade { .. })).count() as u64;
+        trades += out
+            .iter()
+            .filter(|r| matches!(r.event, Event::Trade { .. }))
+            .count() as u64;
         out.clear();
         done += len as u64;
     }
@@ -371,7 +428,10 @@ fn orders(a: &Args) {
         }
         let half = half / ROUNDS * ROUNDS;
         let resting: usize = e.books().values().map(|b| b.len()).sum();
-        println!("  throughput, one by one:        {half} commands in {single:.2?} = {}", rate(half, single));
+        println!(
+            "  throughput, one by one:        {half} commands in {single:.2?} = {}",
+            rate(half, single)
+        );
         println!(
             "  throughput, batches of {BATCH_LEN}:   {half} commands in {batched:.2?} = {}  (batched/single = {:.2}x)",
             rate(half, batched),
@@ -405,46 +465,47 @@ fn book_only(a: &Args) {
     let mut mix = OrderMix::new(1, 10_000);
     let mut mo = MatchOutput::default();
     let mut counter = 0u64;
-    let mut run = |book: &mut Book, mix: &mut OrderMix, n: u64, mut h: Option<&mut Histogram<u64>>| {
-        let start = Instant::now();
-        let mut fills = 0u64;
-        for _ in 0..n {
-            let s = h.is_some().then(Instant::now);
-            match mix.next() {
-                Next::Place(o) => {
-                    counter += 1;
-                    let id = OrderId::new(ShardId(0), counter);
-                    let (_, hold) = spec.hold_for(o.side, o.qty, o.price).expect("valid");
-                    let t = OrderTicket {
-                        order: id,
-                        account: o.account,
-                        owner: Principal(o.account.0),
-                        market: o.market,
-                        side: o.side,
-                        order_type: o.order_type,
-                        tif: o.tif,
-                        price: o.price,
-                        qty: o.qty,
-                        post_only: false,
-                        stp: o.stp,
-                        hold,
-                        client_order_id: 0,
-                    };
-                    if book.place(&t, &mut mo).is_ok() {
-                        fills += mo.events.len() as u64;
-                        mix.placed(o.market, id);
+    let mut run =
+        |book: &mut Book, mix: &mut OrderMix, n: u64, mut h: Option<&mut Histogram<u64>>| {
+            let start = Instant::now();
+            let mut fills = 0u64;
+            for _ in 0..n {
+                let s = h.is_some().then(Instant::now);
+                match mix.next() {
+                    Next::Place(o) => {
+                        counter += 1;
+                        let id = OrderId::new(ShardId(0), counter);
+                        let (_, hold) = spec.hold_for(o.side, o.qty, o.price).expect("valid");
+                        let t = OrderTicket {
+                            order: id,
+                            account: o.account,
+                            owner: Principal(o.account.0),
+                            market: o.market,
+                            side: o.side,
+                            order_type: o.order_type,
+                            tif: o.tif,
+                            price: o.price,
+                            qty: o.qty,
+                            post_only: false,
+                            stp: o.stp,
+                            hold,
+                            client_order_id: 0,
+                        };
+                        if book.place(&t, &mut mo).is_ok() {
+                            fills += mo.events.len() as u64;
+                            mix.placed(o.market, id);
+                        }
+                    }
+                    Next::Cancel(_, id) => {
+                        let _ = book.cancel(id, Principal::SYSTEM);
                     }
                 }
-                Next::Cancel(_, id) => {
-                    let _ = book.cancel(id, Principal::SYSTEM);
+                if let (Some(h), Some(s)) = (h.as_deref_mut(), s) {
+                    h.record(s.elapsed().as_nanos() as u64).ok();
                 }
             }
-            if let (Some(h), Some(s)) = (h.as_deref_mut(), s) {
-                h.record(s.elapsed().as_nanos() as u64).ok();
-            }
-        }
-        (start.elapsed(), fills)
-    };
+            (start.elapsed(), fills)
+        };
     run(&mut book, &mut mix, a.orders / 10, None);
     let (el, fills) = run(&mut book, &mut mix, a.orders, None);
     println!(
@@ -491,7 +552,10 @@ fn book_ticket(spec: &MarketSpec, id: u64, rng: &mut Rng) -> OrderTicket {
 /// orders are added (each structure measured on fresh memory: nothing is freed between
 /// the two measurements, so the allocator cannot hand back recycled pages).
 fn memory(a: &Args) {
-    println!("\n== memory per resting order ({} resting orders, non-crossing, 10,000 price levels) ==", a.resting);
+    println!(
+        "\n== memory per resting order ({} resting orders, non-crossing, 10,000 price levels) ==",
+        a.resting
+    );
     let spec = MarketSpec {
         id: MarketId(1),
         base: BTC,
@@ -511,7 +575,8 @@ fn memory(a: &Args) {
     let mut book = Book::new(spec.clone());
     let mut mo = MatchOutput::default();
     for i in 1..=a.resting {
-        book.place(&book_ticket(&spec, i, &mut rng), &mut mo).expect("non-crossing order rests");
+        book.place(&book_ticket(&spec, i, &mut rng), &mut mo)
+            .expect("non-crossing order rests");
     }
     let after = rss_bytes();
     println!(

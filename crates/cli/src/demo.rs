@@ -54,82 +54,169 @@ fn fmt_asset(asset: AssetId, x: Amount) -> String {
 fn describe(e: &Event) -> Option<String> {
     Some(match e {
         Event::AccountOpened { account, owner } => {
-            format!("account {} ({}) opened for principal {}", account, name(*account), owner)
+            format!(
+                "account {} ({}) opened for principal {}",
+                account,
+                name(*account),
+                owner
+            )
         }
-        Event::Deposited { account, asset, amount, .. } => {
-            format!("{} deposited {}", name(*account), fmt_asset(*asset, *amount))
+        Event::Deposited {
+            account,
+            asset,
+            amount,
+            ..
+        } => {
+            format!(
+                "{} deposited {}",
+                name(*account),
+                fmt_asset(*asset, *amount)
+            )
         }
-        Event::TransferPosted { debit, credit, asset, amount, .. } => format!(
+        Event::TransferPosted {
+            debit,
+            credit,
+            asset,
+            amount,
+            ..
+        } => format!(
             "transfer posted: {} -> {} {}",
             name(*debit),
             name(*credit),
             fmt_asset(*asset, *amount)
         ),
-        Event::TransferInitiated { debit, credit, asset, amount, to, .. } => format!(
+        Event::TransferInitiated {
+            debit,
+            credit,
+            asset,
+            amount,
+            to,
+            ..
+        } => format!(
             "cross-shard transfer started: {} -> {} {} (credit on shard {})",
             name(*debit),
             name(*credit),
             fmt_asset(*asset, *amount),
             to
         ),
-        Event::TransferCredited { credit, asset, amount, from, .. } => format!(
+        Event::TransferCredited {
+            credit,
+            asset,
+            amount,
+            from,
+            ..
+        } => format!(
             "cross-shard credit applied: {} +{} (from shard {})",
             name(*credit),
             fmt_asset(*asset, *amount),
             from
         ),
-        Event::PendingCreated { debit, credit, asset, amount, .. } => format!(
+        Event::PendingCreated {
+            debit,
+            credit,
+            asset,
+            amount,
+            ..
+        } => format!(
             "pending transfer reserved: {} -> {} {}",
             name(*debit),
             name(*credit),
             fmt_asset(*asset, *amount)
         ),
-        Event::PendingPosted { amount, released, .. } => format!(
+        Event::PendingPosted {
+            amount, released, ..
+        } => format!(
             "pending transfer posted: {} moved, {} released",
             usd(*amount),
             usd(*released)
         ),
-        Event::PendingVoided { amount, expired, .. } => format!(
+        Event::PendingVoided {
+            amount, expired, ..
+        } => format!(
             "pending transfer voided{}: {} released",
             if *expired { " by timeout" } else { "" },
             usd(*amount)
         ),
-        Event::OrderSubmitted { order, account, side, price, qty, .. } => format!(
+        Event::OrderSubmitted {
+            order,
+            account,
+            side,
+            price,
+            qty,
+            ..
+        } => format!(
             "order {order} submitted by {}: {:?} {} BTC @ {} USD/BTC",
             name(*account),
             side,
             btc(Amount(qty.0)),
             px(*price)
         ),
-        Event::FundsHeld { account, asset, amount, .. } => {
+        Event::FundsHeld {
+            account,
+            asset,
+            amount,
+            ..
+        } => {
             format!("  {} holds {}", name(*account), fmt_asset(*asset, *amount))
         }
         Event::OrderAccepted { order, .. } => format!("order {order} accepted by the market"),
         Event::OrderRejected { order, code, .. } => format!("order {order} rejected: {code}"),
-        Event::Trade { price, qty, taker, maker, taker_fee, maker_fee, .. } => format!(
+        Event::Trade {
+            price,
+            qty,
+            taker,
+            maker,
+            taker_fee,
+            maker_fee,
+            ..
+        } => format!(
             "TRADE {} BTC @ {} USD/BTC (taker {taker}, maker {maker}, fees {} + {} USD)",
             btc(Amount(qty.0)),
             px(*price),
             usd(*taker_fee),
             usd(*maker_fee)
         ),
-        Event::Settled { account, paid_asset, paid, received_asset, received, .. } => format!(
+        Event::Settled {
+            account,
+            paid_asset,
+            paid,
+            received_asset,
+            received,
+            ..
+        } => format!(
             "  settled {}: paid {}, received {}",
             name(*account),
             fmt_asset(*paid_asset, *paid),
             fmt_asset(*received_asset, *received)
         ),
         Event::FeeCollected { amount, .. } => format!("  fees collected: {} USD", usd(*amount)),
-        Event::FundsReleased { account, asset, amount, .. } => {
-            format!("  {} released {}", name(*account), fmt_asset(*asset, *amount))
+        Event::FundsReleased {
+            account,
+            asset,
+            amount,
+            ..
+        } => {
+            format!(
+                "  {} released {}",
+                name(*account),
+                fmt_asset(*asset, *amount)
+            )
         }
         Event::OrderFilled { order, .. } => format!("order {order} filled"),
-        Event::OrderCancelled { order, remaining, reason, .. } => format!(
+        Event::OrderCancelled {
+            order,
+            remaining,
+            reason,
+            ..
+        } => format!(
             "order {order} cancelled ({reason:?}), {} BTC unfilled",
             btc(Amount(remaining.0))
         ),
         Event::OrderAmended { order, qty, .. } => {
-            format!("order {order} amended to {} BTC (priority kept)", btc(Amount(qty.0)))
+            format!(
+                "order {order} amended to {} BTC (priority kept)",
+                btc(Amount(qty.0))
+            )
         }
         Event::Rejected { subject, code } => format!("REJECTED {subject:?}: {code}"),
         _ => return None,
@@ -157,8 +244,22 @@ pub fn run(args: Args) -> Result<()> {
     };
     println!("tradelog demo: {n} shard(s), market BTC/USD on shard {market_shard}\n");
     let mut cmds: Vec<(Meta, Command)> = vec![
-        (op(next()), Command::CreateAsset(Asset { id: USD, code: "USD".into(), scale: 2 })),
-        (op(next()), Command::CreateAsset(Asset { id: BTC, code: "BTC".into(), scale: 8 })),
+        (
+            op(next()),
+            Command::CreateAsset(Asset {
+                id: USD,
+                code: "USD".into(),
+                scale: 2,
+            }),
+        ),
+        (
+            op(next()),
+            Command::CreateAsset(Asset {
+                id: BTC,
+                code: "BTC".into(),
+                scale: 8,
+            }),
+        ),
         (
             op(next()),
             Command::CreateMarket(MarketSpec {
@@ -178,12 +279,28 @@ pub fn run(args: Args) -> Result<()> {
         ),
     ];
     for a in 1..=4u64 {
-        cmds.push((op(next()), Command::OpenAccount { account: AccountId(a), owner: Principal(a) }));
-    }
-    for (a, asset, amount) in [(1, USD, 10_000_000u64), (2, BTC, 300_000_000), (3, BTC, 100_000_000), (4, USD, 5_000_000)] {
         cmds.push((
             op(next()),
-            Command::Deposit { id: TransferId(a * 100), account: AccountId(a), asset, amount: Amount(amount) },
+            Command::OpenAccount {
+                account: AccountId(a),
+                owner: Principal(a),
+            },
+        ));
+    }
+    for (a, asset, amount) in [
+        (1, USD, 10_000_000u64),
+        (2, BTC, 300_000_000),
+        (3, BTC, 100_000_000),
+        (4, USD, 5_000_000),
+    ] {
+        cmds.push((
+            op(next()),
+            Command::Deposit {
+                id: TransferId(a * 100),
+                account: AccountId(a),
+                asset,
+                amount: Amount(amount),
+            },
         ));
     }
     // BTC at 30,000.00 USD: a lot (0.01 BTC) costs 300.00 USD = 30,000 cents.
@@ -200,11 +317,26 @@ pub fn run(args: Args) -> Result<()> {
         stp: SelfTradePrevention::CancelResting,
     };
     cmds.extend([
-        (trader(next(), 2), Command::PlaceOrder(order(2, Side::Sell, 30_000, 200, TimeInForce::Gtc))),
-        (trader(next(), 3), Command::PlaceOrder(order(3, Side::Sell, 30_010, 100, TimeInForce::Gtc))),
-        (trader(next(), 1), Command::PlaceOrder(order(1, Side::Buy, 30_010, 250, TimeInForce::Gtc))),
-        (trader(next(), 4), Command::PlaceOrder(order(4, Side::Buy, 29_990, 10, TimeInForce::Gtc))),
-        (trader(next(), 4), Command::PlaceOrder(order(4, Side::Buy, 31_000, 1_000, TimeInForce::Gtc))),
+        (
+            trader(next(), 2),
+            Command::PlaceOrder(order(2, Side::Sell, 30_000, 200, TimeInForce::Gtc)),
+        ),
+        (
+            trader(next(), 3),
+            Command::PlaceOrder(order(3, Side::Sell, 30_010, 100, TimeInForce::Gtc)),
+        ),
+        (
+            trader(next(), 1),
+            Command::PlaceOrder(order(1, Side::Buy, 30_010, 250, TimeInForce::Gtc)),
+        ),
+        (
+            trader(next(), 4),
+            Command::PlaceOrder(order(4, Side::Buy, 29_990, 10, TimeInForce::Gtc)),
+        ),
+        (
+            trader(next(), 4),
+            Command::PlaceOrder(order(4, Side::Buy, 31_000, 1_000, TimeInForce::Gtc)),
+        ),
         (
             trader(next(), 1),
             Command::Transfer(TransferSpec {
@@ -230,7 +362,14 @@ pub fn run(args: Args) -> Result<()> {
                 timeout_ms: 60_000,
             },
         ),
-        (trader(next(), 1), Command::PostPending { debit: AccountId(1), id: TransferId(9_002), amount: Some(Amount(25_000)) }),
+        (
+            trader(next(), 1),
+            Command::PostPending {
+                debit: AccountId(1),
+                id: TransferId(9_002),
+                amount: Some(Amount(25_000)),
+            },
+        ),
     ]);
     for (meta, cmd) in cmds {
         let answers = c.submit(meta, cmd.clone());
@@ -248,7 +387,11 @@ pub fn run(args: Args) -> Result<()> {
         .shards()
         .iter()
         .flat_map(|e| e.books().values())
-        .flat_map(|b| b.orders(Side::Buy).into_iter().map(move |o| (o.id, b.spec().id)))
+        .flat_map(|b| {
+            b.orders(Side::Buy)
+                .into_iter()
+                .map(move |o| (o.id, b.spec().id))
+        })
         .collect();
     if let Some(&(order, market)) = resting.first() {
         let m = op(next());
@@ -258,7 +401,11 @@ pub fn run(args: Args) -> Result<()> {
 
     println!("events in the order the shards applied them ([shard:seq]):");
     for r in c.timeline() {
-        let text = if args.all_events { Some(format!("{:?}", r.event)) } else { describe(&r.event) };
+        let text = if args.all_events {
+            Some(format!("{:?}", r.event))
+        } else {
+            describe(&r.event)
+        };
         if let Some(text) = text {
             println!("  [{}:{:>3}] {text}", r.shard, r.seq);
         }
@@ -268,21 +415,37 @@ pub fn run(args: Args) -> Result<()> {
     let book = &c.shards()[market_shard.0 as usize].books()[&MarketId(1)];
     let (bids, asks) = book.depth(5);
     for (p, q, k) in asks.iter().rev() {
-        println!("  ask {:>10} USD/BTC  {:>12} BTC  ({k} orders)", px(*p), btc(Amount(q.0)));
+        println!(
+            "  ask {:>10} USD/BTC  {:>12} BTC  ({k} orders)",
+            px(*p),
+            btc(Amount(q.0))
+        );
     }
     for (p, q, k) in &bids {
-        println!("  bid {:>10} USD/BTC  {:>12} BTC  ({k} orders)", px(*p), btc(Amount(q.0)));
+        println!(
+            "  bid {:>10} USD/BTC  {:>12} BTC  ({k} orders)",
+            px(*p),
+            btc(Amount(q.0))
+        );
     }
     if bids.is_empty() && asks.is_empty() {
         println!("  (empty)");
     }
 
     println!("\nfinal balances:");
-    println!("  {:<8} {:>5} {:>16} {:>16} {:>16} {:>16}", "account", "shard", "USD avail", "USD held", "BTC avail", "BTC held");
+    println!(
+        "  {:<8} {:>5} {:>16} {:>16} {:>16} {:>16}",
+        "account", "shard", "USD avail", "USD held", "BTC avail", "BTC held"
+    );
     let mut accounts: Vec<_> = c
         .shards()
         .iter()
-        .flat_map(|e| e.ledger().accounts().iter().map(move |a| (a.id, e.shard(), a)))
+        .flat_map(|e| {
+            e.ledger()
+                .accounts()
+                .iter()
+                .map(move |a| (a.id, e.shard(), a))
+        })
         .collect();
     accounts.sort_by_key(|(id, _, _)| *id);
     for (id, shard, a) in accounts {
@@ -297,7 +460,10 @@ pub fn run(args: Args) -> Result<()> {
             btc(b.held)
         );
     }
-    let trades = c.all_events().filter(|r| matches!(r.event, Event::Trade { .. })).count();
+    let trades = c
+        .all_events()
+        .filter(|r| matches!(r.event, Event::Trade { .. }))
+        .count();
     let events: usize = (0..n).map(|s| c.events(ShardId(s)).len()).sum();
     println!("\n{trades} trades, {events} events over {n} shard(s)");
     match c.validate() {
@@ -305,7 +471,11 @@ pub fn run(args: Args) -> Result<()> {
         Err(v) => bail!("invariant violated: {v}"),
     }
     for e in c.shards() {
-        println!("shard {} state hash {}", e.shard(), tradelog_codec::hex(&e.state_hash()));
+        println!(
+            "shard {} state hash {}",
+            e.shard(),
+            tradelog_codec::hex(&e.state_hash())
+        );
     }
     Ok(())
 }

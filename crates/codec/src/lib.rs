@@ -102,7 +102,10 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Wraps `payload` in an envelope: magic, version, length, CRC32C, payload.
 pub fn seal(magic: [u8; 8], version: u32, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= ENVELOPE_PAYLOAD_BYTES_MAX, "payload too large");
+    assert!(
+        payload.len() <= ENVELOPE_PAYLOAD_BYTES_MAX,
+        "payload too large"
+    );
     let mut out = Vec::with_capacity(ENVELOPE_HEADER_BYTES + payload.len());
     out.extend_from_slice(&magic);
     out.extend_from_slice(&version.to_le_bytes());
@@ -174,7 +177,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = sealed.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(open(MAGIC, 3, &bad).is_err(), "flip at {byte}:{bit} accepted");
+                assert!(
+                    open(MAGIC, 3, &bad).is_err(),
+                    "flip at {byte}:{bit} accepted"
+                );
             }
         }
     }

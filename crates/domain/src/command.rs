@@ -1,8 +1,8 @@
 //! Commands: what clients ask a shard to do, and what a shard answers.
 
 use crate::{
-    AccountId, Amount, Asset, AssetId, MarketId, MarketSpec, OrderId, OrderType, Price,
-    Principal, Qty, RejectCode, SelfTradePrevention, Side, TimeInForce, TransferId,
+    AccountId, Amount, Asset, AssetId, MarketId, MarketSpec, OrderId, OrderType, Price, Principal,
+    Qty, RejectCode, SelfTradePrevention, Side, TimeInForce, TransferId,
 };
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,8 @@
 //! Events: the immutable record of everything a shard did, in order.
 
 use crate::{
-    AccountId, Amount, Asset, AssetId, MarketId, MarketSpec, OrderId, OrderType, Price,
-    Principal, Qty, RejectCode, ShardId, Side, TimeInForce, Timestamp, TransferId,
+    AccountId, Amount, Asset, AssetId, MarketId, MarketSpec, OrderId, OrderType, Price, Principal,
+    Qty, RejectCode, ShardId, Side, TimeInForce, Timestamp, TransferId,
 };
 use serde::{Deserialize, Serialize};
 

@@ -17,8 +17,10 @@ pub const PENDING_TIMEOUT_MS_MAX: u64 = 30 * 24 * 3_600 * 1_000;
 pub const ASSET_CODE_LEN_MAX: usize = 12;
 /// Largest asset scale (number of decimal minor-unit digits).
 pub const ASSET_SCALE_MAX: u8 = 18;
-/// How long an idempotency key (client order id, transfer id) is remembered for
-/// deduplication, in leader time. After it, the key may be reused.
+/// How long an idempotency key (client order id, transfer id) of an accepted command is
+/// remembered for deduplication, in leader time: at least this long and less than twice
+/// this long (keys expire a generation at a time). After twice the window the key may be
+/// reused.
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600 * 1_000;
 /// Largest number of shards a placement may name.
 pub const SHARD_COUNT_MAX: u32 = 4_096;

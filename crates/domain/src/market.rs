@@ -3,7 +3,7 @@
 //! Every shard computes holds and settlements with these functions, so an account's shard
 //! and a market's shard agree to the minor unit without talking.
 
-use crate::{AccountId, Amount, AssetId, MarketId, Price, Qty, RejectCode, Side, ShardId};
+use crate::{AccountId, Amount, AssetId, MarketId, Price, Qty, RejectCode, ShardId, Side};
 use crate::{COLLAR_BPS_MAX, FEE_BPS_MAX};
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +131,10 @@ impl MarketSpec {
             return None;
         }
         let delta = (r.0 as u128 * self.collar_bps as u128 / 10_000) as u64;
-        Some((Price(r.0.saturating_sub(delta)), Price(r.0.saturating_add(delta))))
+        Some((
+            Price(r.0.saturating_sub(delta)),
+            Price(r.0.saturating_add(delta)),
+        ))
     }
 }
 
@@ -212,7 +215,10 @@ mod tests {
         assert_eq!(s.validate(), Ok(()));
         assert_eq!(s.check_qty(Qty(150)), Err(RejectCode::InvalidQuantity));
         assert_eq!(s.check_qty(Qty(0)), Err(RejectCode::InvalidQuantity));
-        assert_eq!(s.check_qty(Qty(2_000_000)), Err(RejectCode::QuantityTooLarge));
+        assert_eq!(
+            s.check_qty(Qty(2_000_000)),
+            Err(RejectCode::QuantityTooLarge)
+        );
         assert_eq!(s.check_price(Price(7)), Err(RejectCode::InvalidPrice));
         assert_eq!(s.collar(Some(Price(1000))), Some((Price(900), Price(1100))));
         assert_eq!(s.collar(None), None);

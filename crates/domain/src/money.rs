@@ -64,7 +64,10 @@ impl OrderId {
 
     /// The id of the `counter`-th order accepted by `shard`.
     pub fn new(shard: ShardId, counter: u64) -> OrderId {
-        assert!(counter < (1 << Self::COUNTER_BITS), "order counter overflow");
+        assert!(
+            counter < (1 << Self::COUNTER_BITS),
+            "order counter overflow"
+        );
         OrderId(((shard.0 as u64) << Self::COUNTER_BITS) | counter)
     }
 

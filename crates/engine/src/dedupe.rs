@@ -2,7 +2,9 @@
 //!
 //! A key is remembered for at least [`IDEMPOTENCY_WINDOW_MS`] and less than twice that:
 //! it lives in the current generation until the generation is a window old, then in the
-//! previous one for another window, then it is dropped with that whole table. Rotation
+//! previous one for another window, then it is dropped with that whole table (both tables
+//! are dropped at once after two quiet windows). Only accepted commands are remembered: a
+//! rejected command changed nothing, so its retry is simply evaluated again. Rotation
 //! costs one table swap instead of per-key expiry bookkeeping, and the new table is sized
 //! like the last one so a steady load never rehashes (see
 //! docs/design/0003-engine-performance.md). Capacity never affects behaviour, only speed.
@@ -56,7 +58,13 @@ impl Dedupe {
     /// Starts a new generation when the current one is a window old.
     #[inline]
     pub fn rotate(&mut self, now: Timestamp) {
-        if now >= self.current_since.plus_ms(IDEMPOTENCY_WINDOW_MS) {
+        if now >= self.current_since.plus_ms(2 * IDEMPOTENCY_WINDOW_MS) {
+            // Quiet for two windows: everything is at least a window old.
+            let cap = self.current.len();
+            self.current = FxHashMap::with_capacity_and_hasher(cap, Default::default());
+            self.previous = FxHashMap::default();
+            self.current_since = now;
+        } else if now >= self.current_since.plus_ms(IDEMPOTENCY_WINDOW_MS) {
             let cap = self.current.len();
             let fresh = FxHashMap::with_capacity_and_hasher(cap, Default::default());
             self.previous = std::mem::replace(&mut self.current, fresh);

@@ -104,7 +104,6 @@ impl From<tradelog_matching::Violation> for Violation {
 
 /// Idempotency key namespaces.
 const NS_TRANSFER: u8 = 1;
-const NS_PENDING_RESOLVE: u8 = 2;
 const NS_CLIENT_ORDER: u8 = 3;
 
 /// Outgoing messages to one destination that it has not acknowledged yet.
@@ -434,7 +433,24 @@ impl Engine {
         );
         let outcome = match result {
             Ok(a) => Outcome::ok(a),
-            Err(rej) => {
+            Err(mut rej) => {
+                if let (
+                    RejectCode::UnknownTransfer,
+                    Command::PostPending { id, .. } | Command::VoidPending { id, .. },
+                ) = (rej.code, cmd)
+                {
+                    // The pending transfer existed (its id is still remembered) but was
+                    // posted, voided or expired, or is being posted across shards.
+                    let created = DedupeKey {
+                        ns: NS_TRANSFER,
+                        a: id.0,
+                        b: 0,
+                    };
+                    if self.dedupe.contains(&created) && self.ledger.pending_transfer(*id).is_err()
+                    {
+                        rej.code = RejectCode::PendingNotOpen;
+                    }
+                }
                 sink.emit(Event::Rejected {
                     subject: subject(cmd),
                     code: rej.code,
@@ -446,7 +462,7 @@ impl Engine {
             }
         };
         self.drain_local(sink);
-        if let Some(key) = key {
+        if let (Some(key), Ok(_)) = (key, outcome.result) {
             self.remember(key, fingerprint(cmd), outcome);
             if let Command::LinkedTransfers(batch) = cmd {
                 // Every member id is taken by the batch.
@@ -1317,11 +1333,6 @@ fn dedupe_key(cmd: &Command) -> Option<DedupeKey> {
         Command::Transfer(s) => t(s.id),
         Command::CreatePending { spec, .. } => t(spec.id),
         Command::LinkedTransfers(b) => b.first().and_then(|s| t(s.id)),
-        Command::PostPending { id, .. } | Command::VoidPending { id, .. } => Some(DedupeKey {
-            ns: NS_PENDING_RESOLVE,
-            a: id.0,
-            b: 0,
-        }),
         Command::PlaceOrder(o) if o.client_order_id != 0 => Some(DedupeKey {
             ns: NS_CLIENT_ORDER,
             a: o.account.0,

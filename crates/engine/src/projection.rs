@@ -79,3 +79,110 @@ impl BalanceHistory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::LocalCluster;
+
+    fn meta(ms: u64) -> Meta {
+        Meta {
+            timestamp: Timestamp(ms * 1_000_000),
+            principal: Principal(1),
+            authority: Authority::Operator,
+        }
+    }
+
+    #[test]
+    fn history_over_a_time_range_and_as_of() {
+        let usd = AssetId(1);
+        let (a, b) = (AccountId(1), AccountId(2));
+        let mut c = LocalCluster::new(2, true);
+        c.submit(
+            meta(1),
+            Command::CreateAsset(Asset {
+                id: usd,
+                code: "USD".into(),
+                scale: 2,
+            }),
+        );
+        for acc in [a, b] {
+            c.submit(
+                meta(2),
+                Command::OpenAccount {
+                    account: acc,
+                    owner: Principal(acc.0),
+                },
+            );
+        }
+        c.submit(
+            meta(10),
+            Command::Deposit {
+                id: TransferId(1),
+                account: a,
+                asset: usd,
+                amount: Amount(100),
+            },
+        );
+        let t = |id, amount| {
+            Command::Transfer(TransferSpec {
+                id: TransferId(id),
+                debit: a,
+                credit: b,
+                asset: usd,
+                amount: Amount(amount),
+                balancing: false,
+            })
+        };
+        c.submit(meta(20), t(2, 30));
+        c.pump(Timestamp(25_000_000));
+        c.submit(meta(30), t(3, 50));
+        c.pump(Timestamp(35_000_000));
+        let mut h = BalanceHistory::new();
+        for s in 0..2 {
+            for r in c.events(ShardId(s)) {
+                h.apply(r);
+            }
+        }
+        let avail = |pts: &[BalancePoint]| {
+            pts.iter()
+                .map(|p| (p.timestamp.0 / 1_000_000, p.available.0, p.held.0))
+                .collect::<Vec<_>>()
+        };
+        // Account 1 (shard 1): deposit, then each cross-shard transfer holds, then finalizes.
+        assert_eq!(
+            avail(h.range(a, usd, Timestamp(0), Timestamp(u64::MAX))),
+            vec![
+                (10, 100, 0),
+                (20, 70, 30),
+                (25, 70, 0),
+                (30, 20, 50),
+                (35, 20, 0)
+            ]
+        );
+        assert_eq!(
+            avail(h.range(a, usd, Timestamp(20_000_000), Timestamp(30_000_000))),
+            vec![(20, 70, 30), (25, 70, 0)]
+        );
+        // Account 2 (shard 0): credited when the messages arrive.
+        assert_eq!(
+            avail(h.range(b, usd, Timestamp(0), Timestamp(u64::MAX))),
+            vec![(25, 30, 0), (35, 80, 0)]
+        );
+        assert_eq!(
+            h.as_of(a, usd, Timestamp(9_000_000)),
+            (Amount(0), Amount(0))
+        );
+        assert_eq!(
+            h.as_of(a, usd, Timestamp(22_000_000)),
+            (Amount(70), Amount(30))
+        );
+        assert_eq!(
+            h.as_of(b, usd, Timestamp(u64::MAX)),
+            (Amount(80), Amount(0))
+        );
+        assert!(h
+            .range(AccountId(9), usd, Timestamp(0), Timestamp(u64::MAX))
+            .is_empty());
+    }
+}

@@ -1146,7 +1146,7 @@ fn pending_transfer_expires_on_tick() {
             amount: None,
         },
         Subject::Transfer(TransferId(50)),
-        RejectCode::UnknownTransfer,
+        RejectCode::PendingNotOpen,
     );
 }
 
@@ -1171,7 +1171,7 @@ fn pending_transfer_expires_before_a_command_of_the_same_input() {
             ALICE,
             rejected(
                 Subject::Transfer(TransferId(50)),
-                RejectCode::UnknownTransfer,
+                RejectCode::PendingNotOpen,
             ),
         ),
     ]);
@@ -1183,7 +1183,7 @@ fn pending_transfer_expires_before_a_command_of_the_same_input() {
             amount: None,
         },
     );
-    assert_eq!(o, Outcome::rejected(RejectCode::UnknownTransfer));
+    assert_eq!(o, Outcome::rejected(RejectCode::PendingNotOpen));
     assert_eq!(got, want);
 }
 
@@ -2666,23 +2666,6 @@ fn duplicate_deposit_is_answered_from_memory() {
 }
 
 #[test]
-fn duplicate_rejected_command_gets_the_same_rejection() {
-    let mut h = single();
-    let cmd = Command::Transfer(xfer(82, A3, A1, USD, 5));
-    h.reject(
-        h.trader(CAROL),
-        cmd.clone(),
-        Subject::Transfer(TransferId(82)),
-        RejectCode::InsufficientFunds,
-    );
-    h.resend(
-        h.trader(CAROL),
-        cmd,
-        Outcome::rejected(RejectCode::InsufficientFunds),
-    );
-}
-
-#[test]
 fn duplicate_place_order_is_answered_from_memory() {
     let mut h = single();
     let o = NewOrder {
@@ -2793,54 +2776,17 @@ fn idempotency_keys_are_remembered_for_the_whole_window() {
     );
 }
 
-/// BUG (contract): `IDEMPOTENCY_WINDOW_MS` is documented (domain limits.rs) as "how long an
-/// idempotency key is remembered ... After it, the key may be reused", and the brief asks
-/// for exactly that. The generational table in engine/src/dedupe.rs (`Dedupe::rotate`,
-/// `get` looks in `previous` too) keeps a key for up to twice the window, so at T0 + window
-/// the deposit id and the client order id used at T0 are still answered as duplicates.
-/// Either the table or the documented contract has to change.
-#[test]
-fn bug_idempotency_key_still_remembered_after_the_window() {
-    let mut h = single();
-    let (dep, o, first) = remember_two_keys(&mut h);
-    h.now = T0.plus_ms(IDEMPOTENCY_WINDOW_MS);
-    keys_are_reusable(&mut h, dep, o, first);
-}
-
-/// BUG: after a quiet period the generational table keeps keys for much longer than even
+/// Was a bug: after a quiet period the generational table kept keys for much longer than even
 /// its own documented bound ("less than twice" the window, engine/src/dedupe.rs): the first
 /// input after a gap rotates only once, moving the stale current generation (here: keys
 /// written three windows ago) into `previous` instead of dropping it. Expected: three
 /// windows later every key is free.
 #[test]
-fn bug_idempotency_key_remembered_for_more_than_two_windows_after_a_quiet_period() {
+fn idempotency_keys_are_forgotten_after_a_quiet_period() {
     let mut h = single();
     let (dep, o, first) = remember_two_keys(&mut h);
     h.now = T0.plus_ms(3 * IDEMPOTENCY_WINDOW_MS);
     keys_are_reusable(&mut h, dep, o, first);
-}
-
-#[test]
-fn duplicate_pending_resolution_is_answered_from_memory() {
-    let mut h = single();
-    create_pending(&mut h, 50, 100, 1_000);
-    let post = Command::PostPending {
-        debit: A1,
-        id: TransferId(50),
-        amount: Some(Amount(40)),
-    };
-    h.ok(h.trader(ALICE), post.clone());
-    h.resend(h.trader(ALICE), post, ok(Accepted::Done));
-    // Voiding a posted transfer: the resolution key is taken by the post.
-    h.reject(
-        h.trader(ALICE),
-        Command::VoidPending {
-            debit: A1,
-            id: TransferId(50),
-        },
-        Subject::Transfer(TransferId(50)),
-        RejectCode::DuplicateId,
-    );
 }
 
 // ----- two shards -----------------------------------------------------------------------------
@@ -3267,9 +3213,9 @@ fn cross_shard_order_settles_on_both_shards() {
     validate_quiescent(&[h0.e.clone(), h1.e.clone()]).unwrap();
 }
 
-// ----- engine bugs ----------------------------------------------------------------------------
+// ----- regressions (each was a bug) -----------------------------------------------------------
 
-/// BUG: a command refused for lack of authority is still recorded in the idempotency table
+/// Was a bug: a command refused for lack of authority was recorded in the idempotency table
 /// (`Engine::execute_in` calls `remember` for every outcome of a keyed command, including
 /// the `NotOwner` that `Engine::command` returns for `Authority::ReadOnly`). A read-only
 /// principal must change nothing, yet here it changes the state hash and takes transfer
@@ -3277,7 +3223,7 @@ fn cross_shard_order_settles_on_both_shards() {
 /// same transfer, it gets the auditor's `NotOwner` back as a "duplicate" and nothing moves.
 /// (A trader refused with `NotOwner` on someone else's account squats the id the same way.)
 #[test]
-fn bug_read_only_rejection_consumes_the_transfer_id() {
+fn read_only_rejection_leaves_the_transfer_id_free() {
     let mut h = single();
     let cmd = Command::Transfer(xfer(95, A1, A3, USD, 100));
     let before = h.e.clone();
@@ -3309,7 +3255,7 @@ fn bug_read_only_rejection_consumes_the_transfer_id() {
     assert_unchanged(&before, &after_read_only, T0, Trace::OneRejection, false);
 }
 
-/// BUG: post and void of a pending transfer share one idempotency key (the pending id:
+/// Was a bug: post and void of a pending transfer shared one idempotency key (the pending id:
 /// `dedupe_key` in lib.rs, namespace `NS_PENDING_RESOLVE`), and rejected attempts are
 /// remembered too (`Engine::execute_in`). So
 /// once a post is refused (here: the credit account is frozen) the debit owner can neither
@@ -3317,7 +3263,7 @@ fn bug_read_only_rejection_consumes_the_transfer_id() {
 /// unfrozen (the stale `AccountFrozen` comes back as a duplicate): the funds stay held until
 /// the timeout. Expected: a refused post leaves the pending transfer resolvable.
 #[test]
-fn bug_refused_post_pending_blocks_void_of_the_pending_transfer() {
+fn refused_post_leaves_the_pending_transfer_resolvable() {
     let mut h = single();
     create_pending(&mut h, 50, 100, 60_000);
     h.ok(h.op(), Command::FreezeAccount { account: A3 });
@@ -3350,4 +3296,75 @@ fn bug_refused_post_pending_blocks_void_of_the_pending_transfer() {
         },
     );
     assert_eq!((o, got), (ok(Accepted::Done), want));
+}
+
+/// Keys live less than two windows: two windows after they were written they are free.
+#[test]
+fn idempotency_keys_are_forgotten_within_two_windows() {
+    let mut h = single();
+    let (dep, o, first) = remember_two_keys(&mut h);
+    // One window later (an input rotates the generations) they are still remembered.
+    h.now = T0.plus_ms(IDEMPOTENCY_WINDOW_MS);
+    h.resend(h.op(), dep.clone(), ok(Accepted::Done));
+    h.now = T0.plus_ms(2 * IDEMPOTENCY_WINDOW_MS);
+    keys_are_reusable(&mut h, dep, o, first);
+}
+
+/// A rejected command changed nothing, so it is not remembered: its retry is evaluated
+/// again (and succeeds once the reason is gone).
+#[test]
+fn rejected_commands_are_not_remembered() {
+    let mut h = single();
+    let cmd = Command::Transfer(xfer(82, A3, A1, USD, 5));
+    for _ in 0..2 {
+        h.reject(
+            h.trader(CAROL),
+            cmd.clone(),
+            Subject::Transfer(TransferId(82)),
+            RejectCode::InsufficientFunds,
+        );
+    }
+    h.ok(h.op(), deposit(84, A3, USD, 5));
+    let want = h.recs(
+        CAROL,
+        vec![
+            transfer_posted(82, A3, A1, USD, 5),
+            bal(A3, USD, 0, 0),
+            bal(A1, USD, 1_000_005, 0),
+        ],
+    );
+    let (o, got) = h.cmd(h.trader(CAROL), cmd.clone());
+    assert_eq!((o, got), (ok(Accepted::Done), want));
+    h.resend(h.trader(CAROL), cmd, ok(Accepted::Done));
+}
+
+/// Post and void are idempotent through state: a second post, or a void after a post, is
+/// rejected with `PendingNotOpen` and moves nothing.
+#[test]
+fn resolving_a_pending_transfer_twice_is_rejected() {
+    let mut h = single();
+    create_pending(&mut h, 50, 100, 1_000);
+    let post = Command::PostPending {
+        debit: A1,
+        id: TransferId(50),
+        amount: Some(Amount(40)),
+    };
+    h.ok(h.trader(ALICE), post.clone());
+    let before = (h.balance(A1, USD), h.balance(A3, USD));
+    h.reject(
+        h.trader(ALICE),
+        post,
+        Subject::Transfer(TransferId(50)),
+        RejectCode::PendingNotOpen,
+    );
+    h.reject(
+        h.trader(ALICE),
+        Command::VoidPending {
+            debit: A1,
+            id: TransferId(50),
+        },
+        Subject::Transfer(TransferId(50)),
+        RejectCode::PendingNotOpen,
+    );
+    assert_eq!((h.balance(A1, USD), h.balance(A3, USD)), before);
 }
