@@ -642,8 +642,9 @@ impl Book {
         Ok(self.remove(i, CancelReason::Requested))
     }
 
-    /// Cancel-replace. Same price and smaller quantity: reduced in place (priority kept).
-    /// Otherwise the order is removed and the caller places the replacement.
+    /// Cancel-replace. Same price and smaller quantity: reduced in place (priority kept),
+    /// also while halted. Otherwise the order is removed and the caller places the
+    /// replacement; while halted that is refused with `MarketHalted` and nothing changes.
     pub fn amend(&mut self, id: OrderId, by: Principal, price: Price, qty: Qty) -> R<AmendResult> {
         let &i = self.index.get(&id).ok_or(RejectCode::UnknownOrder)?;
         let o = self.nodes[i as usize].order;
@@ -674,6 +675,10 @@ impl Book {
                 account: o.account,
                 released,
             });
+        }
+        if self.halted {
+            // A replacement could not be placed: refuse instead of cancelling the order.
+            return Err(RejectCode::MarketHalted);
         }
         Ok(AmendResult::Replaced(
             self.remove(i, CancelReason::Replaced),

@@ -2092,6 +2092,9 @@ impl RefBook {
                 released,
             });
         }
+        if self.halted {
+            return Err(RejectCode::MarketHalted);
+        }
         self.orders.remove(i);
         Ok(AmendResult::Replaced(ref_closed(&o, Replaced)))
     }
@@ -2752,4 +2755,28 @@ fn random_streams_exercise_every_path() {
             "no {code:?}: {all:?}"
         );
     }
+}
+
+#[test]
+fn amend_while_halted_reduces_in_place_but_refuses_a_replace() {
+    let s = spec();
+    let mut b = Book::new(s.clone());
+    rest(&mut b, &lim(&s, 1, ALICE, Buy, 1000, 300));
+    b.halt().unwrap();
+    assert_eq!(
+        amend(&mut b, 1, ALICE, 1010, 300),
+        Err(RejectCode::MarketHalted)
+    );
+    assert_eq!(
+        amend(&mut b, 1, ALICE, 1000, 400),
+        Err(RejectCode::MarketHalted)
+    );
+    assert_eq!(
+        amend(&mut b, 1, ALICE, 1000, 100),
+        Ok(AmendResult::Reduced {
+            account: account(ALICE),
+            released: Amount(2004),
+        })
+    );
+    assert_eq!(b.len(), 1);
 }
