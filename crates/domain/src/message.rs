@@ -82,7 +82,10 @@ pub enum MessageBody {
         done: bool,
     },
     /// Market shard -> account shard: the order was cancelled for a replace at a new price
-    /// or larger quantity; hold funds for the new one and send it back.
+    /// or larger quantity. Release what the old order still held (`released`, closing its
+    /// hold record), then hold funds for the new one (same side, client order id,
+    /// self-trade prevention and post-only) and send it back. One message, so the two steps
+    /// are applied together.
     Replace {
         /// The cancelled order.
         old: OrderId,
@@ -96,6 +99,12 @@ pub enum MessageBody {
         qty: Qty,
         /// Side of the order.
         side: Side,
+        /// Self-trade prevention mode of the order.
+        stp: SelfTradePrevention,
+        /// Post-only flag of the order.
+        post_only: bool,
+        /// What the old order still held (released to available first).
+        released: Amount,
     },
     /// Market shard -> fee account's shard: collected fees.
     FeeCredit {

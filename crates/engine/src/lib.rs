@@ -821,7 +821,8 @@ impl Engine {
                 own_market(markets, *market).map_err(rej)?;
                 let book = books.get_mut(market).expect("owned market has a book");
                 let by = if operator { Principal::SYSTEM } else { p };
-                let side = book.order(*order).map(|o| o.side);
+                let resting = book.order(*order).copied();
+                let side = resting.map(|o| o.side);
                 match book.amend(*order, by, *price, *qty).map_err(rej)? {
                     AmendResult::Reduced { account, released } => {
                         let side = side.expect("amended order existed");
@@ -846,9 +847,13 @@ impl Engine {
                         }
                     }
                     AmendResult::Replaced(closed) => {
-                        let side = side.expect("amended order existed");
-                        let spec = book.spec();
-                        Self::close_order(placement, spec, &mut out, p, side, &closed, sink);
+                        let o = resting.expect("amended order existed");
+                        sink.emit(Event::OrderCancelled {
+                            order: closed.order,
+                            market: *market,
+                            remaining: closed.remaining,
+                            reason: closed.reason,
+                        });
                         out.send(
                             placement.account_shard(closed.account),
                             p,
@@ -858,7 +863,10 @@ impl Engine {
                                 market: *market,
                                 price: *price,
                                 qty: *qty,
-                                side,
+                                side: o.side,
+                                stp: o.stp,
+                                post_only: o.post_only,
+                                released: closed.hold_left,
                             },
                         );
                     }
@@ -915,7 +923,7 @@ impl Engine {
             spec.base
         };
         let id = OrderId::new(shard, *order_counter + 1);
-        ledger.hold_order(id, o.account, asset, other, hold, sink)?;
+        ledger.hold_order(id, o.account, asset, other, hold, o.client_order_id, sink)?;
         *order_counter += 1;
         sink.emit(Event::OrderSubmitted {
             order: id,
@@ -1059,8 +1067,17 @@ impl Engine {
                 price,
                 qty,
                 side,
+                stp,
+                post_only,
+                released,
             } => {
                 let spec = markets.get(market).expect("replace for a catalog market");
+                let client_order_id = ledger
+                    .order_hold(*old)
+                    .expect("replaced order has a hold")
+                    .client_order_id;
+                let asset = held_asset(spec, *side);
+                ledger.release(*old, *account, asset, *released, true, sink);
                 let o = NewOrder {
                     account: *account,
                     market: *market,
@@ -1069,9 +1086,9 @@ impl Engine {
                     tif: TimeInForce::Gtc,
                     price: *price,
                     qty: *qty,
-                    post_only: false,
-                    client_order_id: 0,
-                    stp: SelfTradePrevention::CancelResting,
+                    post_only: *post_only,
+                    client_order_id,
+                    stp: *stp,
                 };
                 if let Err(code) = Self::submit_order(
                     ledger,

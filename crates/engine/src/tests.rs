@@ -3368,3 +3368,72 @@ fn resolving_a_pending_transfer_twice_is_rejected() {
     );
     assert_eq!((h.balance(A1, USD), h.balance(A3, USD)), before);
 }
+
+/// A replacement keeps the order's client order id, self-trade prevention and post-only
+/// flag; post-only still applies to the new price.
+#[test]
+fn amend_replace_keeps_client_order_id_stp_and_post_only() {
+    let mut h = single();
+    let original = NewOrder {
+        client_order_id: 77,
+        stp: SelfTradePrevention::CancelBoth,
+        post_only: true,
+        ..limit(A1, Side::Buy, 1_000, 10)
+    };
+    let old = h.rest(h.trader(ALICE), original.clone(), USD, 10_020);
+    let (o, got) = h.cmd(
+        h.trader(ALICE),
+        Command::AmendOrder {
+            market: M,
+            order: old,
+            price: Price(990),
+            qty: Qty(10),
+        },
+    );
+    assert_eq!(o, ok(Accepted::Done));
+    let new = oid(0, 2);
+    let submitted: Vec<_> = got
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::OrderSubmitted {
+                order,
+                client_order_id,
+                replaces,
+                ..
+            } => Some((*order, *client_order_id, *replaces)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(submitted, vec![(new, 77, Some(old))]);
+    let bids = h.e.books()[&M].orders(Side::Buy);
+    assert_eq!(
+        bids.iter()
+            .map(|o| (o.id, o.stp, o.post_only))
+            .collect::<Vec<_>>(),
+        vec![(new, SelfTradePrevention::CancelBoth, true)]
+    );
+    assert_eq!(h.e.ledger().order_hold(new).unwrap().client_order_id, 77);
+
+    // Bob offers at 1_000; moving the post-only bid onto his ask is refused at the
+    // market, and the replacement's funds come back.
+    h.rest(h.trader(BOB), limit(A2, Side::Sell, 1_000, 5), BTC, 5);
+    let (o, got) = h.cmd(
+        h.trader(ALICE),
+        Command::AmendOrder {
+            market: M,
+            order: new,
+            price: Price(1_000),
+            qty: Qty(10),
+        },
+    );
+    assert_eq!(o, ok(Accepted::Done));
+    assert!(got.iter().any(|r| matches!(
+        r.event,
+        Event::OrderRejected {
+            code: RejectCode::PostOnlyWouldTake,
+            ..
+        }
+    )));
+    assert_eq!(h.balance(A1, USD), (1_000_000, 0));
+    assert!(h.e.books()[&M].orders(Side::Buy).is_empty());
+}

@@ -132,6 +132,8 @@ pub struct OrderHold {
     pub asset: AssetId,
     /// Amount still held.
     pub amount: Amount,
+    /// The client's id for the order (0 = none); kept so a replacement can carry it.
+    pub client_order_id: u64,
 }
 
 /// A broken ledger invariant (a bug, never a client error).
@@ -895,6 +897,7 @@ impl Ledger {
 
     /// Holds funds for a new order and makes sure both assets of the market have a balance
     /// slot, so that settlement can never be refused later.
+    #[allow(clippy::too_many_arguments)]
     pub fn hold_order(
         &mut self,
         order: OrderId,
@@ -902,6 +905,7 @@ impl Ledger {
         asset: AssetId,
         other_asset: AssetId,
         amount: Amount,
+        client_order_id: u64,
         sink: &mut EventSink,
     ) -> R {
         check_amount(amount)?;
@@ -925,6 +929,7 @@ impl Ledger {
                 account,
                 asset,
                 amount,
+                client_order_id,
             },
         );
         assert!(prev.is_none(), "order id reused");

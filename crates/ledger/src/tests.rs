@@ -985,7 +985,7 @@ fn orders_hold_settle_release() {
             },
             bal_ev(A, USD, 500, 500),
         ],
-        |l, s| l.hold_order(o1, A, USD, BTC, Amount(500), s),
+        |l, s| l.hold_order(o1, A, USD, BTC, Amount(500), 0, s),
     );
     // The other asset got a slot, so settlement can never be refused.
     let a = h.l.account(A).unwrap();
@@ -1010,7 +1010,8 @@ fn orders_hold_settle_release() {
         Some(&OrderHold {
             account: A,
             asset: USD,
-            amount: Amount(500)
+            amount: Amount(500),
+            client_order_id: 0,
         })
     );
     h.step(
@@ -1024,7 +1025,7 @@ fn orders_hold_settle_release() {
             },
             bal_ev(A, USD, 400, 600),
         ],
-        |l, s| l.hold_order(o2, A, USD, BTC, Amount(100), s),
+        |l, s| l.hold_order(o2, A, USD, BTC, Amount(100), 0, s),
     );
     assert_eq!(h.l.account(A).unwrap().open_orders, 2);
 
@@ -1197,7 +1198,7 @@ fn rejects_unknown_account() {
     h.reject(U, |l, s| l.unfreeze(GHOST, s));
     h.reject(U, |l, s| l.close(GHOST, s));
     h.reject(U, |l, s| {
-        l.hold_order(order(1), GHOST, USD, BTC, Amount(1), s)
+        l.hold_order(order(1), GHOST, USD, BTC, Amount(1), 0, s)
     });
     assert_eq!(h.l.owner(GHOST), Err(U));
     assert_eq!(h.l.check_active(GHOST), Err(U));
@@ -1236,7 +1237,9 @@ fn rejects_zero_amount() {
         l.begin_remote(&spec(3, A, REMOTE, USD, 0), ShardId(1), s)
     });
     h.reject(Z, |l, s| l.create_pending(&spec(3, A, B, USD, 0), 10, s));
-    h.reject(Z, |l, s| l.hold_order(order(1), A, USD, BTC, Amount(0), s));
+    h.reject(Z, |l, s| {
+        l.hold_order(order(1), A, USD, BTC, Amount(0), 0, s)
+    });
     h.ok(|l, s| l.create_pending(&spec(4, A, B, USD, 10), 10, s));
     h.reject(Z, |l, s| {
         l.post_pending(TransferId(4), Some(Amount(0)), None, s)
@@ -1257,7 +1260,7 @@ fn rejects_amount_over_max() {
     });
     h.reject(O, |l, s| l.create_pending(&spec(3, A, B, USD, big), 10, s));
     h.reject(O, |l, s| {
-        l.hold_order(order(1), A, USD, BTC, Amount(big), s)
+        l.hold_order(order(1), A, USD, BTC, Amount(big), 0, s)
     });
     h.reject(O, |l, s| {
         l.deposit(TransferId(3), A, USD, Amount(u64::MAX), s)
@@ -1313,15 +1316,17 @@ fn rejects_insufficient_funds() {
     });
     h.reject(I, |l, s| l.create_pending(&spec(5, C, A, USD, 1), 10, s));
     h.reject(I, |l, s| {
-        l.hold_order(order(1), A, USD, BTC, Amount(1_001), s)
+        l.hold_order(order(1), A, USD, BTC, Amount(1_001), 0, s)
     });
-    h.reject(I, |l, s| l.hold_order(order(1), C, USD, BTC, Amount(1), s));
+    h.reject(I, |l, s| {
+        l.hold_order(order(1), C, USD, BTC, Amount(1), 0, s)
+    });
     // Held funds cannot be spent twice.
     h.ok(|l, s| l.create_pending(&spec(6, A, B, USD, 600), 10, s));
     h.reject(I, |l, s| l.withdraw(TransferId(7), A, USD, Amount(401), s));
     h.reject(I, |l, s| l.transfer_local(&spec(7, A, B, USD, 401), s));
     h.reject(I, |l, s| {
-        l.hold_order(order(1), A, USD, BTC, Amount(401), s)
+        l.hold_order(order(1), A, USD, BTC, Amount(401), 0, s)
     });
     h.ok(|l, s| l.withdraw(TransferId(8), A, USD, Amount(400), s));
     h.reject(I, |l, s| l.transfer_local(&balancing(9, A, B, USD, 1), s));
@@ -1363,7 +1368,9 @@ fn rejects_frozen_account() {
     h.reject(F, |l, s| {
         l.credit_remote(TransferId(4), REMOTE, A, USD, Amount(1), ShardId(1), s)
     });
-    h.reject(F, |l, s| l.hold_order(order(1), A, USD, BTC, Amount(1), s));
+    h.reject(F, |l, s| {
+        l.hold_order(order(1), A, USD, BTC, Amount(1), 0, s)
+    });
     h.reject(RejectCode::InvalidAccountState, |l, s| l.freeze(A, s));
     h.reject(RejectCode::InvalidAccountState, |l, s| l.unfreeze(C, s));
     // Voiding still works (it only gives back).
@@ -1388,7 +1395,9 @@ fn rejects_closed_account() {
     h.reject(X, |l, s| {
         l.credit_remote(TransferId(4), REMOTE, C, USD, Amount(1), ShardId(1), s)
     });
-    h.reject(X, |l, s| l.hold_order(order(1), C, USD, BTC, Amount(1), s));
+    h.reject(X, |l, s| {
+        l.hold_order(order(1), C, USD, BTC, Amount(1), 0, s)
+    });
     h.reject(X, |l, s| l.close(C, s));
     h.reject(RejectCode::InvalidAccountState, |l, s| l.freeze(C, s));
     h.reject(RejectCode::InvalidAccountState, |l, s| l.unfreeze(C, s));
@@ -1468,7 +1477,7 @@ fn rejects_over_the_account_asset_limit() {
         l.credit_remote(TransferId(103), REMOTE, A, next, Amount(1), ShardId(1), s)
     });
     h.reject(L, |l, s| {
-        l.hold_order(order(1), A, full[0], next, Amount(1), s)
+        l.hold_order(order(1), A, full[0], next, Amount(1), 0, s)
     });
     // One free slot is enough for an order's missing asset.
     let d = AccountId(4);
@@ -1476,7 +1485,7 @@ fn rejects_over_the_account_asset_limit() {
     for (n, &x) in full[..ACCOUNT_ASSETS_MAX - 1].iter().enumerate() {
         h.ok(|l, s| l.deposit(TransferId(200 + n as u64), d, x, Amount(1), s));
     }
-    h.ok(|l, s| l.hold_order(order(2), d, full[0], next, Amount(1), s));
+    h.ok(|l, s| l.hold_order(order(2), d, full[0], next, Amount(1), 0, s));
     assert_eq!(h.l.account(d).unwrap().balances.len(), ACCOUNT_ASSETS_MAX);
     assert_eq!(bal(&h.l, d, next), (0, 0));
     // A pending transfer to the full account: checked when it is posted.
@@ -1553,7 +1562,7 @@ fn rejects_closing_a_non_empty_account() {
     assert_eq!(bal(&h.l, A, USD), (0, 0));
     // An open order with nothing left held (zero balances) still keeps it open.
     h.ok(|l, s| l.deposit(TransferId(5), A, USD, Amount(10), s));
-    h.ok(|l, s| l.hold_order(order(1), A, USD, BTC, Amount(10), s));
+    h.ok(|l, s| l.hold_order(order(1), A, USD, BTC, Amount(10), 0, s));
     h.reject(N, |l, s| l.close(A, s));
     h.run(|l, s| l.settle(order(1), A, USD, Amount(10), BTC, Amount(0), Amount(0), s));
     assert_eq!(bal(&h.l, A, USD), (0, 0));
@@ -1668,8 +1677,8 @@ fn rich() -> H {
     h.ok(|l, s| l.post_pending(TransferId(42), Some(Amount(60)), Some(ShardId(2)), s));
     h.ok(|l, s| l.begin_remote(&spec(43, B, REMOTE, BTC, 70), ShardId(2), s));
     h.ok(|l, s| l.credit_remote(TransferId(44), REMOTE, C, BTC, Amount(9), ShardId(2), s));
-    h.ok(|l, s| l.hold_order(order(1), A, USD, BTC, Amount(200), s));
-    h.ok(|l, s| l.hold_order(order(2), B, BTC, USD, Amount(30), s));
+    h.ok(|l, s| l.hold_order(order(1), A, USD, BTC, Amount(200), 0, s));
+    h.ok(|l, s| l.hold_order(order(2), B, BTC, USD, Amount(30), 0, s));
     h.run(|l, s| l.settle(order(2), B, BTC, Amount(30), USD, Amount(90), Amount(1), s));
     h.run(|l, s| l.settle(order(1), A, USD, Amount(90), BTC, Amount(30), Amount(1), s));
     h.run(|l, s| l.credit_fee(MarketId(1), FEES, USD, Amount(2), s));
@@ -1833,6 +1842,7 @@ fn from_parts_rejects_corrupted_parts() {
                 account: GHOST,
                 asset: USD,
                 amount: Amount(0),
+                client_order_id: 0,
             };
             p.order_holds.push((order(9), h))
         }),

@@ -38,6 +38,10 @@ pub struct RestingOrder {
     pub hold: Amount,
     /// Side.
     pub side: Side,
+    /// Self-trade prevention mode (kept for a replacement after an amend).
+    pub stp: SelfTradePrevention,
+    /// Post-only (kept for a replacement after an amend).
+    pub post_only: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -485,6 +489,8 @@ impl Book {
                 remaining: Qty(remaining),
                 hold: need,
                 side: t.side,
+                stp: t.stp,
+                post_only: t.post_only,
             });
             TakerEnd::Rested {
                 remaining: Qty(remaining),

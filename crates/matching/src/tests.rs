@@ -277,6 +277,8 @@ fn ro(
         remaining: Qty(remaining),
         hold: Amount(hold),
         side,
+        stp: SelfTradePrevention::CancelResting,
+        post_only: false,
     }
 }
 
@@ -2039,6 +2041,8 @@ impl RefBook {
                     remaining: Qty(remaining),
                     hold: Amount(need),
                     side: t.side,
+                    stp: t.stp,
+                    post_only: t.post_only,
                 },
                 seq: self.next_seq,
             });
