@@ -586,7 +586,7 @@ fn memory(a: &Args) {
     );
 
     let traders = 1_000u64;
-    let mut e = funded_engine(traders, 1, 1 << 60);
+    let mut e = funded_engine(traders, 1, 1 << 50);
     let mut out = Vec::new();
     let before = rss_bytes();
     for i in 1..=a.resting {

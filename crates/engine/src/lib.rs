@@ -149,12 +149,14 @@ impl Engine {
             placement.shard_count() > shard.0,
             "shard outside the placement"
         );
+        let mut ledger = Ledger::new();
+        ledger.set_supply_max(supply_max(&placement));
         Engine {
             shard,
             placement,
             assets: BTreeMap::new(),
             markets: BTreeMap::new(),
-            ledger: Ledger::new(),
+            ledger,
             books: BTreeMap::new(),
             dedupe: Dedupe::default(),
             order_counter: 0,
@@ -1324,6 +1326,12 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The net deposits one shard may take per asset: `u64::MAX / shard_count`, so that an
+/// asset's supply over the whole cluster fits in a `u64` (see `Ledger::set_supply_max`).
+pub fn supply_max(placement: &Placement) -> u64 {
+    u64::MAX / placement.shard_count() as u64
 }
 
 /// The asset an order holds: quote for buys, base for sells.

@@ -88,7 +88,8 @@ impl Engine {
         if s.shard.0 >= s.placement.shard_count() {
             return Err(invalid("shard outside its placement".into()));
         }
-        let ledger = Ledger::from_parts(s.ledger).map_err(|v| invalid(v.0))?;
+        let mut ledger = Ledger::from_parts(s.ledger).map_err(|v| invalid(v.0))?;
+        ledger.set_supply_max(crate::supply_max(&s.placement));
         let mut books = std::collections::BTreeMap::new();
         for p in s.books {
             let id = p.spec.id;

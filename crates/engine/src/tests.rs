@@ -3437,3 +3437,78 @@ fn amend_replace_keeps_client_order_id_stp_and_post_only() {
     assert_eq!(h.balance(A1, USD), (1_000_000, 0));
     assert!(h.e.books()[&M].orders(Side::Buy).is_empty());
 }
+
+/// Net deposits per shard are capped at `u64::MAX / shard_count`, so an asset's supply
+/// over the whole cluster fits in a `u64` and no balance, settlement or fee credit can
+/// overflow, whatever clients do.
+#[test]
+fn deposits_are_capped_so_that_supply_fits_in_u64() {
+    let mut e = Engine::new(ShardId(1), Placement::new(4));
+    let mut out = vec![];
+    let op = Meta {
+        timestamp: T0,
+        principal: OPERATOR,
+        authority: Authority::Operator,
+    };
+    let usd = Asset {
+        id: USD,
+        code: "USD".into(),
+        scale: 2,
+    };
+    assert!(e
+        .execute(op, &Command::CreateAsset(usd), &mut out)
+        .result
+        .is_ok());
+    for a in [1u64, 5] {
+        let open = Command::OpenAccount {
+            account: AccountId(a),
+            owner: Principal(a),
+        };
+        assert!(e.execute(op, &open, &mut out).result.is_ok());
+    }
+    let cap = u64::MAX / 4;
+    assert_eq!(crate::supply_max(e.placement()), cap);
+    let dep = |id: u64, account: u64, amount: u64| Command::Deposit {
+        id: TransferId(id),
+        account: AccountId(account),
+        asset: USD,
+        amount: Amount(amount),
+    };
+    // Half the cap to each of two accounts fits (cap is odd: one unit is left)...
+    let half = cap / 2;
+    for (id, acc) in [(1, 1), (2, 5)] {
+        let o = e.execute(op, &dep(id, acc, half), &mut out);
+        assert!(o.result.is_ok(), "{o:?}");
+    }
+    let left = cap - 2 * half;
+    assert_eq!(left, 1);
+    // ...one unit more than what is left does not, whichever account it goes to.
+    let o = e.execute(op, &dep(4, 5, left + 1), &mut out);
+    assert_eq!(o.code(), Some(RejectCode::LimitExceeded));
+    let o = e.execute(op, &dep(5, 5, left), &mut out);
+    assert!(o.result.is_ok(), "{o:?}");
+    assert_eq!(
+        e.execute(op, &dep(3, 1, 1), &mut out).code(),
+        Some(RejectCode::LimitExceeded)
+    );
+    // Withdrawals make room again.
+    let w = Command::Withdraw {
+        id: TransferId(6),
+        account: AccountId(5),
+        asset: USD,
+        amount: Amount(10),
+    };
+    assert!(e.execute(op, &w, &mut out).result.is_ok());
+    assert!(e.execute(op, &dep(7, 1, 10), &mut out).result.is_ok());
+    assert_eq!(
+        e.execute(op, &dep(8, 1, 1), &mut out).code(),
+        Some(RejectCode::LimitExceeded)
+    );
+    e.validate().unwrap();
+    // The cap survives a snapshot.
+    let mut r = Engine::restore(&e.snapshot()).unwrap();
+    assert_eq!(
+        r.execute(op, &dep(9, 1, 1), &mut out).code(),
+        Some(RejectCode::LimitExceeded)
+    );
+}

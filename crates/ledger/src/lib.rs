@@ -147,7 +147,7 @@ impl std::fmt::Display for Violation {
 }
 
 /// The ledger of one shard.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Ledger {
     accounts: Vec<Account>,
     index: FxHashMap<AccountId, u32>,
@@ -157,6 +157,24 @@ pub struct Ledger {
     expiries: BTreeSet<(Timestamp, TransferId)>,
     inflight: BTreeMap<TransferId, InFlight>,
     order_holds: FxHashMap<OrderId, OrderHold>,
+    /// Most this shard may take in net deposits of one asset (see `set_supply_max`).
+    supply_max: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            accounts: Vec::new(),
+            index: FxHashMap::default(),
+            assets: BTreeSet::new(),
+            totals: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            expiries: BTreeSet::new(),
+            inflight: BTreeMap::new(),
+            order_holds: FxHashMap::default(),
+            supply_max: u64::MAX,
+        }
+    }
 }
 
 type R<T = ()> = Result<T, RejectCode>;
@@ -175,6 +193,14 @@ impl Ledger {
     /// An empty ledger.
     pub fn new() -> Ledger {
         Ledger::default()
+    }
+
+    /// Caps this shard's net deposits (deposits - withdrawals) per asset. With `n` shards
+    /// the engine sets `u64::MAX / n`, so an asset's total supply over all shards fits in a
+    /// `u64`; since money is conserved, no balance, hold, settlement or fee credit can then
+    /// ever overflow, whatever clients do.
+    pub fn set_supply_max(&mut self, supply_max: u64) {
+        self.supply_max = supply_max;
     }
 
     // ----- catalog ---------------------------------------------------------------------
@@ -430,6 +456,11 @@ impl Ledger {
         }
         let i = self.active_idx(account)?;
         self.can_credit(i, asset, amount)?;
+        let t = self.totals.get(&asset).copied().unwrap_or_default();
+        let net = t.deposited as i128 - t.withdrawn as i128 + amount.0 as i128;
+        if net > self.supply_max as i128 {
+            return Err(RejectCode::LimitExceeded);
+        }
         let s = self.slot(i, asset)?;
         let b = &mut self.accounts[i].balances[s];
         b.available = b.available.checked_add(amount).expect("checked");

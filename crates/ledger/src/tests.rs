@@ -1272,7 +1272,12 @@ fn rejects_amount_over_max() {
     h.ok(|l, s| l.deposit(TransferId(5), C, USD, max, s));
     h.ok(|l, s| l.deposit(TransferId(6), C, USD, max, s));
     h.reject(O, |l, s| l.deposit(TransferId(7), C, USD, max, s));
-    h.ok(|l, s| l.deposit(TransferId(8), B, USD, max, s));
+    // The shard's supply cap (u64::MAX net deposits per asset here) refuses a fourth
+    // deposit anywhere; value can still arrive from other shards.
+    h.reject(RejectCode::LimitExceeded, |l, s| {
+        l.deposit(TransferId(8), B, USD, max, s)
+    });
+    h.ok(|l, s| l.credit_remote(TransferId(8), REMOTE, B, USD, max, ShardId(1), s));
     h.reject(O, |l, s| {
         l.transfer_local(&spec(9, B, C, USD, AMOUNT_MAX), s)
     });
