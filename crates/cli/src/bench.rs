@@ -119,22 +119,27 @@ fn catalog(e: &mut Engine, markets: u32, out: &mut Vec<EventRecord>) {
         );
     }
     for m in 1..=markets {
-        let spec = MarketSpec {
-            id: MarketId(m),
-            base: BTC,
-            quote: USD,
-            lot_size: 1,
-            tick_size: 1,
-            min_qty: Qty(1),
-            max_qty: Qty(1_000_000),
-            maker_fee_bps: 1,
-            taker_fee_bps: 2,
-            fee_account: AccountId(u64::MAX - 1),
-            collar_bps: 0,
-            shard: ShardId(0),
-        };
+        let spec = bench_market(MarketId(m), AccountId(u64::MAX - 1));
         let o = e.execute(op(0), &Command::CreateMarket(spec), out);
         assert!(o.result.is_ok(), "{o:?}");
+    }
+}
+
+/// The benchmark's markets: BTC/USD, unit lots and ticks, 1/2 bps fees, no collar.
+fn bench_market(id: MarketId, fee_account: AccountId) -> MarketSpec {
+    MarketSpec {
+        id,
+        base: BTC,
+        quote: USD,
+        lot_size: 1,
+        tick_size: 1,
+        min_qty: Qty(1),
+        max_qty: Qty(1_000_000),
+        maker_fee_bps: 1,
+        taker_fee_bps: 2,
+        fee_account,
+        collar_bps: 0,
+        shard: ShardId(0),
     }
 }
 
@@ -447,20 +452,7 @@ fn orders(a: &Args) {
 
 fn book_only(a: &Args) {
     println!("\n== matching only: one Book, same mix, no ledger, no messages ==");
-    let spec = MarketSpec {
-        id: MarketId(1),
-        base: BTC,
-        quote: USD,
-        lot_size: 1,
-        tick_size: 1,
-        min_qty: Qty(1),
-        max_qty: Qty(1_000_000),
-        maker_fee_bps: 1,
-        taker_fee_bps: 2,
-        fee_account: AccountId(9),
-        collar_bps: 0,
-        shard: ShardId(0),
-    };
+    let spec = bench_market(MarketId(1), AccountId(9));
     let mut book = Book::new(spec.clone());
     let mut mix = OrderMix::new(1, 10_000);
     let mut mo = MatchOutput::default();
@@ -556,20 +548,7 @@ fn memory(a: &Args) {
         "\n== memory per resting order ({} resting orders, non-crossing, 10,000 price levels) ==",
         a.resting
     );
-    let spec = MarketSpec {
-        id: MarketId(1),
-        base: BTC,
-        quote: USD,
-        lot_size: 1,
-        tick_size: 1,
-        min_qty: Qty(1),
-        max_qty: Qty(1_000_000),
-        maker_fee_bps: 1,
-        taker_fee_bps: 2,
-        fee_account: AccountId(9),
-        collar_bps: 0,
-        shard: ShardId(0),
-    };
+    let spec = bench_market(MarketId(1), AccountId(9));
     let mut rng = Rng(42);
     let before = rss_bytes();
     let mut book = Book::new(spec.clone());
