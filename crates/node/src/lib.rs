@@ -1,0 +1,290 @@
+//! A durable shard: the engine's inputs in a [`LogStore`] on disk, applied only once they
+//! are durable, with snapshots written in the background and recovery from the latest
+//! snapshot plus the log after it.
+//!
+//! Owns: the order "append, fsync (group commit), apply, acknowledge"; the snapshot files
+//! (`DIR/snapshots/snapshot-{index:020}.bin`, written to a temporary file, fsynced, renamed,
+//! directory fsynced); recovery (latest readable snapshot, then replay of the log after it,
+//! checking that the state hash recorded with each snapshot is reproduced).
+//!
+//! Must never depend on: the network, Raft, async runtimes. The replication layer will put
+//! Raft between `submit` and the log; the server calls `submit`.
+
+#![forbid(unsafe_code)]
+
+pub mod runtime;
+mod snapshots;
+
+pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
+pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use tradelog_domain::{EventRecord, ShardId};
+use tradelog_engine::{Applied, Engine, Input, Placement};
+use tradelog_storage::{FileLog, FileLogConfig, LogStore, RecoveryReport, StorageError};
+
+/// Largest number of inputs in one [`DurableShard::submit`] call (one group commit).
+pub const SUBMIT_INPUTS_MAX: usize = 8_192;
+/// Records read per step while replaying the log on open.
+const REPLAY_CHUNK_LEN: usize = 4_096;
+
+/// Why a shard could not be opened or could not accept inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The log failed (I/O, corruption: see the inner error).
+    #[error("command log: {0}")]
+    Storage(#[from] StorageError),
+    /// A snapshot file could not be written.
+    #[error("snapshot {path}: {source}")]
+    SnapshotIo {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A log record is not a valid input (the log was written by something else).
+    #[error("log record {index} is not a valid input: {reason}")]
+    BadRecord {
+        /// Its index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Replaying the log did not reproduce the state hash recorded with a snapshot.
+    #[error("replay diverged at index {index}: snapshot says {expected}, replay gives {actual}")]
+    Diverged {
+        /// Log index of the snapshot.
+        index: u64,
+        /// Hash recorded in the snapshot file.
+        expected: String,
+        /// Hash replay produced.
+        actual: String,
+    },
+    /// Too many inputs in one call.
+    #[error("{0} inputs in one submit (at most {SUBMIT_INPUTS_MAX})")]
+    TooManyInputs(usize),
+}
+
+/// Settings of one durable shard.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// Directory of this shard (log segments, archive, snapshots).
+    pub dir: PathBuf,
+    /// Which shard.
+    pub shard: ShardId,
+    /// The cluster's placement.
+    pub placement: Placement,
+    /// Take a snapshot after this many log records since the last one (0 = never).
+    pub snapshot_every_records: u64,
+    /// Log file settings.
+    pub log: FileLogConfig,
+}
+
+/// What opening a shard found.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// The log's own recovery (torn tail cut, segments).
+    pub log: RecoveryReport,
+    /// Log index of the snapshot the state was loaded from (0 = none).
+    pub snapshot_index: u64,
+    /// Snapshots that could not be read and were skipped (newest first).
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+    /// Log records replayed after the snapshot.
+    pub replayed: u64,
+}
+
+/// One shard whose every acknowledged input is on disk.
+pub struct DurableShard {
+    config: ShardConfig,
+    engine: Engine,
+    log: FileLog,
+    /// Log index of the last input applied to `engine`.
+    applied: u64,
+    last_snapshot: u64,
+    writer: Option<JoinHandle<Result<PathBuf, NodeError>>>,
+}
+
+impl DurableShard {
+    /// Opens (or creates) the shard in `config.dir`: recovers the log, loads the newest
+    /// readable snapshot and replays the log after it.
+    pub fn open(config: ShardConfig) -> Result<(DurableShard, OpenReport), NodeError> {
+        let log_dir = config.dir.join("log");
+        let log = FileLog::open(&log_dir, config.log.clone())?;
+        let mut report = OpenReport {
+            log: log.recovery().clone(),
+            ..OpenReport::default()
+        };
+        let snaps = snapshots::list(&config.dir).map_err(|source| NodeError::SnapshotIo {
+            path: config.dir.join(SNAPSHOTS_DIR),
+            source,
+        })?;
+        let mut engine = None;
+        for (index, path) in snaps.into_iter().rev() {
+            if index > log.last_index() {
+                report
+                    .skipped_snapshots
+                    .push((path, "beyond the end of the log".into()));
+                continue;
+            }
+            match snapshots::read(&path) {
+                Ok(file) if file.meta.shard == config.shard && file.meta.index == index => {
+                    match Engine::restore(&file.engine) {
+                        Ok(e) => {
+                            report.snapshot_index = index;
+                            engine = Some(e);
+                            break;
+                        }
+                        Err(err) => report.skipped_snapshots.push((path, err.to_string())),
+                    }
+                }
+                Ok(_) => report
+                    .skipped_snapshots
+                    .push((path, "belongs to another shard or index".into())),
+                Err(err) => report.skipped_snapshots.push((path, err)),
+            }
+        }
+        let engine = engine.unwrap_or_else(|| Engine::new(config.shard, config.placement.clone()));
+        let mut shard = DurableShard {
+            applied: report.snapshot_index,
+            last_snapshot: report.snapshot_index,
+            config,
+            engine,
+            log,
+            writer: None,
+        };
+        if shard.applied + 1 < shard.log.first_index() {
+            // The records after the snapshot were archived: replay from an older snapshot
+            // or the archive is needed; refuse rather than skip history.
+            return Err(NodeError::BadRecord {
+                index: shard.applied + 1,
+                reason: "archived; no snapshot covers it".into(),
+            });
+        }
+        report.replayed = shard.replay()?;
+        Ok((shard, report))
+    }
+
+    fn replay(&mut self) -> Result<u64, NodeError> {
+        let mut replayed = 0;
+        let mut out = Vec::new();
+        while self.applied < self.log.last_index() {
+            let records = self.log.read(self.applied + 1, REPLAY_CHUNK_LEN)?;
+            for r in records {
+                let input: Input =
+                    tradelog_codec::decode(&r.payload).map_err(|e| NodeError::BadRecord {
+                        index: r.index,
+                        reason: e.to_string(),
+                    })?;
+                self.engine.apply(&input, &mut out);
+                out.clear();
+                self.applied = r.index;
+                replayed += 1;
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// The state machine (read-only).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The command log (read-only).
+    pub fn log(&self) -> &FileLog {
+        &self.log
+    }
+
+    /// Log index of the last applied (and durable) input.
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    /// Appends `inputs` to the log, makes them durable with one fsync, applies them and
+    /// returns one result per input plus the events, in order. Nothing is applied (and so
+    /// nothing can be acknowledged) unless the whole group is on disk.
+    pub fn submit(
+        &mut self,
+        inputs: &[Input],
+        events: &mut Vec<EventRecord>,
+    ) -> Result<Vec<Applied>, NodeError> {
+        if inputs.len() > SUBMIT_INPUTS_MAX {
+            return Err(NodeError::TooManyInputs(inputs.len()));
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded: Vec<Vec<u8>> = inputs.iter().map(tradelog_codec::encode).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
+        let range = self.log.append(&refs)?;
+        self.log.sync()?;
+        assert_eq!(
+            range.start,
+            self.applied + 1,
+            "log and state machine out of step"
+        );
+        let mut results = Vec::with_capacity(inputs.len());
+        self.engine.apply_batch(inputs, events, &mut results);
+        self.applied = range.end - 1;
+        self.maybe_snapshot()?;
+        Ok(results)
+    }
+
+    /// Starts a background snapshot if enough records were applied since the last one and
+    /// none is being written. The shard keeps serving while it is written.
+    fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
+        if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+            self.wait_for_snapshot()?;
+        }
+        let every = self.config.snapshot_every_records;
+        if every == 0 || self.writer.is_some() || self.applied < self.last_snapshot + every {
+            return Ok(());
+        }
+        self.snapshot_in_background()
+    }
+
+    /// Writes a snapshot of the current state in a background thread. The state is copied
+    /// first (a clone of the engine), so the shard goes on applying inputs meanwhile.
+    pub fn snapshot_in_background(&mut self) -> Result<(), NodeError> {
+        self.wait_for_snapshot()?;
+        let engine = self.engine.clone();
+        let meta = SnapshotMeta {
+            shard: self.config.shard,
+            index: self.applied,
+            chain_hash: self.log.chain_hash(self.applied)?,
+            state_hash: [0; 32],
+        };
+        let dir = self.config.dir.clone();
+        let handle = std::thread::spawn(move || {
+            let bytes = engine.snapshot();
+            let meta = SnapshotMeta {
+                state_hash: engine.state_hash(),
+                ..meta
+            };
+            snapshots::write(&dir, &meta, &bytes)
+        });
+        self.last_snapshot = self.applied;
+        self.writer = Some(handle);
+        Ok(())
+    }
+
+    /// Waits for a snapshot being written, if any; returns its path.
+    pub fn wait_for_snapshot(&mut self) -> Result<Option<PathBuf>, NodeError> {
+        match self.writer.take() {
+            Some(handle) => Ok(Some(handle.join().expect("snapshot writer panicked")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The shard's directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+}
+
+impl Drop for DurableShard {
+    fn drop(&mut self) {
+        // Let a snapshot being written finish (its file is complete or absent).
+        let _ = self.wait_for_snapshot();
+    }
+}

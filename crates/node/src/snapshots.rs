@@ -1,0 +1,99 @@
+//! Snapshot files: `DIR/snapshots/snapshot-{index:020}.bin`, each a sealed envelope (magic,
+//! version, length, CRC32C) around the snapshot's metadata and the engine's own sealed
+//! snapshot. Written to a temporary file, fsynced, renamed into place, directory fsynced:
+//! a crash leaves either the complete file or none.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tradelog_domain::ShardId;
+
+/// Directory of snapshot files inside a shard directory.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+const MAGIC: [u8; 8] = *b"TLSHARD1";
+const VERSION: u32 = 1;
+
+/// What a snapshot file says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// The shard.
+    pub shard: ShardId,
+    /// Log index of the last input the snapshot includes.
+    pub index: u64,
+    /// The log's chain hash at that index.
+    pub chain_hash: [u8; 32],
+    /// The engine's state hash at that index.
+    pub state_hash: [u8; 32],
+}
+
+/// A decoded snapshot file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// Metadata.
+    pub meta: SnapshotMeta,
+    /// The engine's sealed snapshot (`Engine::snapshot`).
+    pub engine: Vec<u8>,
+}
+
+fn name(index: u64) -> String {
+    format!("snapshot-{index:020}.bin")
+}
+
+/// Snapshot files of a shard directory, oldest first.
+pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let d = dir.join(SNAPSHOTS_DIR);
+    let mut v = Vec::new();
+    let entries = match fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let n = e.file_name();
+        let Some(n) = n.to_str() else { continue };
+        if let Some(num) = n
+            .strip_prefix("snapshot-")
+            .and_then(|s| s.strip_suffix(".bin"))
+        {
+            if let Ok(i) = num.parse::<u64>() {
+                v.push((i, e.path()));
+            }
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Reads and checks one snapshot file.
+pub fn read(path: &Path) -> Result<SnapshotFile, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let payload = tradelog_codec::open(MAGIC, VERSION, &bytes).map_err(|e| e.to_string())?;
+    tradelog_codec::decode(payload).map_err(|e| e.to_string())
+}
+
+/// Writes a snapshot file atomically and durably; returns its path.
+pub fn write(dir: &Path, meta: &SnapshotMeta, engine: &[u8]) -> Result<PathBuf, crate::NodeError> {
+    let d = dir.join(SNAPSHOTS_DIR);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| crate::NodeError::SnapshotIo { path, source }
+    };
+    fs::create_dir_all(&d).map_err(io(&d))?;
+    let file = SnapshotFile {
+        meta: meta.clone(),
+        engine: engine.to_vec(),
+    };
+    let sealed = tradelog_codec::seal(MAGIC, VERSION, &tradelog_codec::encode(&file));
+    let final_path = d.join(name(meta.index));
+    let tmp = d.join(format!("{}.tmp", name(meta.index)));
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&sealed).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
+    File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d))?;
+    Ok(final_path)
+}

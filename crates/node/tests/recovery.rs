@@ -1,0 +1,198 @@
+//! Restart = latest snapshot + the log after it, and the state hash after a restart equals
+//! the hash before it, whichever snapshot (or none) is usable.
+
+use tradelog_domain::*;
+use tradelog_engine::{Input, Placement};
+use tradelog_node::{DurableShard, ShardConfig, SNAPSHOTS_DIR};
+use tradelog_storage::{FileLogConfig, LogStore};
+
+fn config(dir: &std::path::Path, every: u64) -> ShardConfig {
+    ShardConfig {
+        dir: dir.to_path_buf(),
+        shard: ShardId(0),
+        placement: Placement::new(1),
+        snapshot_every_records: every,
+        log: FileLogConfig {
+            segment_bytes_max: 128 << 10,
+            record_bytes_max: 32 << 10,
+            ..FileLogConfig::default()
+        },
+    }
+}
+
+fn op(t: u64) -> Meta {
+    Meta {
+        timestamp: Timestamp(t),
+        principal: Principal(1),
+        authority: Authority::Operator,
+    }
+}
+
+/// A mixed workload: accounts, deposits, transfers, resting and crossing orders.
+fn workload(n: u64) -> Vec<Vec<Input>> {
+    let cmd = |t, command| Input::Command {
+        meta: op(t),
+        command,
+    };
+    let mut batches = vec![vec![
+        cmd(
+            1,
+            Command::CreateAsset(Asset {
+                id: AssetId(1),
+                code: "USD".into(),
+                scale: 2,
+            }),
+        ),
+        cmd(
+            1,
+            Command::CreateAsset(Asset {
+                id: AssetId(2),
+                code: "BTC".into(),
+                scale: 8,
+            }),
+        ),
+        cmd(
+            1,
+            Command::CreateMarket(MarketSpec {
+                id: MarketId(1),
+                base: AssetId(2),
+                quote: AssetId(1),
+                lot_size: 1,
+                tick_size: 1,
+                min_qty: Qty(1),
+                max_qty: Qty(1_000),
+                maker_fee_bps: 5,
+                taker_fee_bps: 10,
+                fee_account: AccountId(99),
+                collar_bps: 0,
+                shard: ShardId(0),
+            }),
+        ),
+    ]];
+    let mut b = vec![];
+    for a in 1..=10u64 {
+        b.push(cmd(
+            2,
+            Command::OpenAccount {
+                account: AccountId(a),
+                owner: Principal(a),
+            },
+        ));
+        for asset in [1u32, 2] {
+            b.push(cmd(
+                2,
+                Command::Deposit {
+                    id: TransferId(a * 10 + asset as u64),
+                    account: AccountId(a),
+                    asset: AssetId(asset),
+                    amount: Amount(1_000_000),
+                },
+            ));
+        }
+    }
+    batches.push(b);
+    for i in 0..n {
+        let a = 1 + i % 10;
+        let c = if i % 3 == 0 {
+            Command::Transfer(TransferSpec {
+                id: TransferId(1_000 + i),
+                debit: AccountId(a),
+                credit: AccountId(1 + (i * 7) % 10),
+                asset: AssetId(1),
+                amount: Amount(1 + i % 50),
+                balancing: false,
+            })
+        } else {
+            Command::PlaceOrder(NewOrder {
+                account: AccountId(a),
+                market: MarketId(1),
+                side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+                order_type: OrderType::Limit,
+                tif: TimeInForce::Gtc,
+                price: Price(90 + i % 20),
+                qty: Qty(1 + i % 5),
+                post_only: false,
+                client_order_id: 0,
+                stp: SelfTradePrevention::CancelResting,
+            })
+        };
+        batches.push(vec![cmd(10 + i, c)]);
+    }
+    batches
+}
+
+fn run(dir: &std::path::Path, every: u64, batches: &[Vec<Input>]) -> [u8; 32] {
+    let (mut shard, _) = DurableShard::open(config(dir, every)).unwrap();
+    let mut events = vec![];
+    for b in batches {
+        shard.submit(b, &mut events).unwrap();
+    }
+    shard.wait_for_snapshot().unwrap();
+    shard.engine().validate().unwrap();
+    shard.engine().state_hash()
+}
+
+#[test]
+fn restart_reproduces_the_state_hash_from_snapshot_plus_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batches = workload(600);
+    let before = run(tmp.path(), 100, &batches);
+    let snaps = std::fs::read_dir(tmp.path().join(SNAPSHOTS_DIR))
+        .unwrap()
+        .count();
+    assert!(snaps >= 3, "{snaps} snapshots");
+
+    let (shard, report) = DurableShard::open(config(tmp.path(), 100)).unwrap();
+    assert!(report.snapshot_index > 0, "no snapshot used: {report:?}");
+    assert!(report.replayed < 200, "replayed the whole log: {report:?}");
+    assert_eq!(shard.engine().state_hash(), before);
+    drop(shard);
+
+    // The newest snapshot damaged: the next one back is used, same state.
+    let mut files: Vec<_> = std::fs::read_dir(tmp.path().join(SNAPSHOTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let newest = files.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(newest, &bytes).unwrap();
+    let (shard, report) = DurableShard::open(config(tmp.path(), 100)).unwrap();
+    assert_eq!(report.skipped_snapshots.len(), 1, "{report:?}");
+    assert_eq!(shard.engine().state_hash(), before);
+    drop(shard);
+
+    // No snapshot at all: replay of the whole log.
+    std::fs::remove_dir_all(tmp.path().join(SNAPSHOTS_DIR)).unwrap();
+    let (shard, report) = DurableShard::open(config(tmp.path(), 0)).unwrap();
+    assert_eq!(report.snapshot_index, 0);
+    assert_eq!(shard.applied_index(), report.replayed);
+    assert_eq!(shard.engine().state_hash(), before);
+}
+
+#[test]
+fn a_shard_that_never_snapshots_matches_one_that_does() {
+    let batches = workload(300);
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    assert_eq!(run(a.path(), 0, &batches), run(b.path(), 37, &batches));
+}
+
+#[test]
+fn oversized_submits_are_refused_without_side_effects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut shard, _) = DurableShard::open(config(tmp.path(), 0)).unwrap();
+    let tick = Input::Tick {
+        timestamp: Timestamp(5),
+    };
+    let many = vec![tick; tradelog_node::SUBMIT_INPUTS_MAX + 1];
+    let mut events = vec![];
+    assert!(matches!(
+        shard.submit(&many, &mut events),
+        Err(tradelog_node::NodeError::TooManyInputs(_))
+    ));
+    assert_eq!(shard.applied_index(), 0);
+    assert_eq!(shard.log().last_index(), 0);
+}
