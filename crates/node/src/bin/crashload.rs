@@ -4,7 +4,7 @@
 //! applied so far). The crash test kills it with SIGKILL at random moments and checks that
 //! every acknowledged transfer survives.
 //!
-//! Usage: crashload DIR [SNAPSHOT_EVERY_RECORDS]
+//! Usage: `crashload DIR [SNAPSHOT_EVERY_RECORDS]`
 
 use std::io::Write;
 use tradelog_domain::*;
