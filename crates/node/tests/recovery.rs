@@ -13,8 +13,8 @@ fn config(dir: &std::path::Path, every: u64) -> ShardConfig {
         placement: Placement::new(1),
         snapshot_every_records: every,
         log: FileLogConfig {
-            segment_bytes_max: 128 << 10,
-            record_bytes_max: 32 << 10,
+            segment_bytes_max: 16 << 10,
+            record_bytes_max: 4 << 10,
             ..FileLogConfig::default()
         },
     }
@@ -195,4 +195,93 @@ fn oversized_submits_are_refused_without_side_effects() {
     ));
     assert_eq!(shard.applied_index(), 0);
     assert_eq!(shard.log().last_index(), 0);
+}
+
+#[test]
+fn verify_replays_the_whole_history_and_checks_every_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batches = workload(400);
+    let before = run(tmp.path(), 100, &batches);
+    let r = tradelog_node::verify_shard_dir(tmp.path(), ShardId(0), Placement::new(1)).unwrap();
+    assert_eq!(r.state_hash, before);
+    assert!(r.snapshots_checked >= 3, "{r:?}");
+    assert_eq!(
+        r.records,
+        batches.iter().map(|b| b.len() as u64).sum::<u64>()
+    );
+    assert_eq!(r.torn_tail_bytes, 0);
+
+    // A snapshot from another history at the same index is caught.
+    let other = tempfile::tempdir().unwrap();
+    let mut changed = workload(400);
+    if let Input::Command {
+        command: Command::Deposit { amount, .. },
+        ..
+    } = &mut changed[1][1]
+    {
+        *amount = Amount(999);
+    } else {
+        panic!("workload changed shape");
+    }
+    run(other.path(), 100, &changed);
+    let pick = |d: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d.join(SNAPSHOTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v[0].clone()
+    };
+    let (mine, theirs) = (pick(tmp.path()), pick(other.path()));
+    assert_eq!(mine.file_name(), theirs.file_name());
+    std::fs::copy(&theirs, &mine).unwrap();
+    match tradelog_node::verify_shard_dir(tmp.path(), ShardId(0), Placement::new(1)) {
+        Err(tradelog_node::NodeError::Diverged { index, .. }) => {
+            assert_eq!(
+                format!("snapshot-{index:020}.bin"),
+                mine.file_name().unwrap().to_str().unwrap()
+            )
+        }
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+
+    // A flipped bit in the log is reported with its file.
+    let log = tmp.path().join("log");
+    let mut segs: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segs.sort();
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    bytes[200] ^= 4;
+    std::fs::write(&segs[0], &bytes).unwrap();
+    let err =
+        tradelog_node::verify_shard_dir(tmp.path(), ShardId(0), Placement::new(1)).unwrap_err();
+    assert!(
+        err.to_string().contains("segment-00000000000000000001.log"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_reports_a_snapshot_beyond_a_cut_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(tmp.path(), 100, &workload(1_500));
+    // Cut the log back to its first segment: the snapshots now point past its end.
+    let log = tmp.path().join("log");
+    let mut segs: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() > 2);
+    for s in &segs[1..] {
+        std::fs::remove_file(s).unwrap();
+    }
+    match tradelog_node::verify_shard_dir(tmp.path(), ShardId(0), Placement::new(1)) {
+        Err(tradelog_node::NodeError::SnapshotBeyondLog { index, last }) => assert!(index > last),
+        other => panic!("expected SnapshotBeyondLog, got {other:?}"),
+    }
 }

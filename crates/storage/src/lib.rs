@@ -159,7 +159,7 @@ pub use format::{
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
 };
 pub use mem::MemLog;
-pub use verify::{verify_dir, SegmentInfo, VerifyReport};
+pub use verify::{for_each_record, verify_dir, SegmentInfo, VerifyReport};
 
 use std::ops::Range;
 

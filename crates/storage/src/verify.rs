@@ -144,3 +144,34 @@ pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport, StorageError> {
     }
     Ok(report)
 }
+
+/// Checks the log in `dir` with [`verify_dir`], then reads it back, read only, and calls
+/// `visit` with every record of the history (archive, then live) in index order, until
+/// `visit` returns `false`. A torn tail of the last live segment is not visited. This is
+/// how offline tools replay a shard's whole history.
+pub fn for_each_record(
+    dir: impl AsRef<Path>,
+    mut visit: impl FnMut(crate::Record) -> bool,
+) -> Result<VerifyReport, StorageError> {
+    let report = verify_dir(dir)?;
+    for seg in &report.segments {
+        let bytes = std::fs::read(&seg.path).map_err(|e| StorageError::io(&seg.path, e))?;
+        let end = (seg.end as usize).min(bytes.len());
+        let mut pos = crate::SEGMENT_HEADER_BYTES as usize;
+        for k in 0..seg.records {
+            let index = seg.first_index + k;
+            let (record, len) = crate::format::decode_frame(&bytes[pos.min(end)..end], index)
+                .map_err(|reason| StorageError::Corrupt {
+                    file: seg.path.clone(),
+                    offset: pos as u64,
+                    index,
+                    reason,
+                })?;
+            pos += len;
+            if !visit(record) {
+                return Ok(report);
+            }
+        }
+    }
+    Ok(report)
+}
