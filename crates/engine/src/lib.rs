@@ -408,6 +408,19 @@ impl Engine {
     }
 
     fn execute_in(&mut self, meta: Meta, cmd: &Command, sink: &mut EventSink) -> Outcome {
+        // Catalog commands are idempotent by content: the same definition again is a
+        // duplicate (a retry, or a node re-sending it to every shard), not an error.
+        let already = match cmd {
+            Command::CreateAsset(a) => self.assets.get(&a.id) == Some(a),
+            Command::CreateMarket(m) => self.markets.get(&m.id) == Some(m),
+            _ => false,
+        };
+        if already {
+            return Outcome {
+                result: Ok(Accepted::Done),
+                duplicate: true,
+            };
+        }
         let key = dedupe_key(cmd);
         if let Some(key) = key {
             if let Some(e) = self.dedupe.get(&key) {

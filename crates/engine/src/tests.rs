@@ -1929,9 +1929,11 @@ fn reject_duplicate_ids() {
         Subject::Account(A1),
         RejectCode::DuplicateId,
     );
+    // The same asset again is an idempotent duplicate; other content under its id is not.
+    h.resend(h.op(), Command::CreateAsset(usd()), ok(Accepted::Done));
     h.reject(
         h.op(),
-        Command::CreateAsset(usd()),
+        Command::CreateAsset(Asset { scale: 3, ..usd() }),
         Subject::Asset(USD),
         RejectCode::DuplicateId,
     );
@@ -1945,9 +1947,17 @@ fn reject_duplicate_ids() {
         Subject::Asset(AssetId(3)),
         RejectCode::DuplicateId,
     );
-    h.reject(
+    h.resend(
         h.op(),
         Command::CreateMarket(market_spec(ShardId(0))),
+        ok(Accepted::Done),
+    );
+    h.reject(
+        h.op(),
+        Command::CreateMarket(MarketSpec {
+            tick_size: 7,
+            ..market_spec(ShardId(0))
+        }),
         Subject::Market(M),
         RejectCode::DuplicateId,
     );

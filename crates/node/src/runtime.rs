@@ -246,7 +246,18 @@ impl Node {
                             }
                         }
                     });
-                    self.enqueue(ShardId(s as u32), meta, command.clone(), part);
+                    // Catalog commands wait for room instead of being refused, so that no
+                    // shard misses one (they are rare and come from operators).
+                    let job = Job::Command {
+                        meta,
+                        command: command.clone(),
+                        reply: part,
+                    };
+                    if let Err(e) = self.shards[s].client.send(job) {
+                        if let Job::Command { reply, .. } = e.into_inner() {
+                            reply(Err(SubmitError::Stopped));
+                        }
+                    }
                 }
             }
         }

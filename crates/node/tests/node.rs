@@ -137,6 +137,23 @@ fn cross_shard_trading_survives_a_restart() {
     let node = Node::open(config(tmp.path())).unwrap();
     let feed = node.subscribe();
     setup(&node);
+    // Catalog commands reach every shard and are idempotent by content.
+    let again = Command::CreateAsset(Asset {
+        id: USD,
+        code: "USD".into(),
+        scale: 2,
+    });
+    let r = node.submit_wait(op(), again).unwrap();
+    assert_eq!(
+        r.outcome,
+        Outcome {
+            result: Ok(Accepted::Done),
+            duplicate: true
+        }
+    );
+    for s in 0..3 {
+        assert_eq!(node.read(ShardId(s), |e| e.assets().len()).unwrap(), 2);
+    }
     // Account 1 (shard 1) sells to account 3 (shard 0) on the market of shard 2.
     let r = node
         .submit_wait(trader(1), order(1, Side::Sell, 100, 50))
