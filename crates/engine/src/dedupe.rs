@@ -4,14 +4,22 @@
 //! it lives in the current generation until the generation is a window old, then in the
 //! previous one for another window, then it is dropped with that whole table (both tables
 //! are dropped at once after two quiet windows). Only accepted commands are remembered: a
-//! rejected command changed nothing, so its retry is simply evaluated again. Rotation
-//! costs one table swap instead of per-key expiry bookkeeping, and the new table is sized
-//! like the last one so a steady load never rehashes (see
-//! docs/design/0003-engine-performance.md). Capacity never affects behaviour, only speed.
+//! rejected command changed nothing, so its retry is simply evaluated again.
+//!
+//! Layout: transfer ids, by far the most common keys, live in a compact table of 16-byte
+//! entries (id -> fingerprint with the "in flight" outcome in its low bit); other keys
+//! (client order ids) in a general one. This table is the largest per-command cost of a
+//! transfer, so its size decides speed (docs/design/0003-engine-performance.md). Capacity
+//! never affects behaviour, only speed.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use tradelog_domain::{Outcome, Timestamp, IDEMPOTENCY_WINDOW_MS};
+use tradelog_domain::{Accepted, Outcome, Timestamp, IDEMPOTENCY_WINDOW_MS};
+
+/// Namespace of transfer ids (deposits, withdrawals, transfers, pending transfers).
+pub(crate) const NS_TRANSFER: u8 = 1;
+/// Namespace of (account, client order id).
+pub(crate) const NS_CLIENT_ORDER: u8 = 3;
 
 /// An idempotency key: (namespace, a, b).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,7 +29,8 @@ pub(crate) struct DedupeKey {
     pub b: u64,
 }
 
-/// What a key remembers: a fingerprint of the command and its outcome.
+/// What a key remembers: a fingerprint of the command (always even: its low bit is free)
+/// and its outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DedupeEntry {
     pub fingerprint: u64,
@@ -29,9 +38,91 @@ pub(crate) struct DedupeEntry {
 }
 
 #[derive(Clone, Debug, Default)]
+struct Generation {
+    /// Transfer id -> fingerprint | 1 if the outcome was `InFlight` (else `Done`).
+    transfers: FxHashMap<u64, u64>,
+    /// Every other key.
+    others: FxHashMap<DedupeKey, DedupeEntry>,
+}
+
+impl Generation {
+    fn with_capacity_like(g: &Generation) -> Generation {
+        Generation {
+            transfers: FxHashMap::with_capacity_and_hasher(g.transfers.len(), Default::default()),
+            others: FxHashMap::with_capacity_and_hasher(g.others.len(), Default::default()),
+        }
+    }
+
+    fn get(&self, k: &DedupeKey) -> Option<DedupeEntry> {
+        if k.ns == NS_TRANSFER && k.b == 0 {
+            if let Some(&v) = self.transfers.get(&k.a) {
+                let outcome = if v & 1 == 1 {
+                    Accepted::InFlight
+                } else {
+                    Accepted::Done
+                };
+                return Some(DedupeEntry {
+                    fingerprint: v & !1,
+                    outcome: Outcome::ok(outcome),
+                });
+            }
+        }
+        self.others.get(k).copied()
+    }
+
+    fn insert(&mut self, k: DedupeKey, e: DedupeEntry) {
+        let compact = match e.outcome {
+            Outcome {
+                result: Ok(Accepted::Done),
+                duplicate: false,
+            } => Some(0),
+            Outcome {
+                result: Ok(Accepted::InFlight),
+                duplicate: false,
+            } => Some(1),
+            _ => None,
+        };
+        match compact {
+            Some(bit) if k.ns == NS_TRANSFER && k.b == 0 && e.fingerprint & 1 == 0 => {
+                self.transfers.insert(k.a, e.fingerprint | bit);
+            }
+            _ => {
+                self.others.insert(k, e);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.transfers.len() + self.others.len()
+    }
+
+    fn sorted(&self) -> Vec<(DedupeKey, DedupeEntry)> {
+        let mut v: Vec<_> = self.others.iter().map(|(k, v)| (*k, *v)).collect();
+        v.extend(self.transfers.keys().map(|&a| {
+            let k = DedupeKey {
+                ns: NS_TRANSFER,
+                a,
+                b: 0,
+            };
+            (k, self.get(&k).expect("present"))
+        }));
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
+    }
+
+    fn from_sorted(v: Vec<(DedupeKey, DedupeEntry)>) -> Generation {
+        let mut g = Generation::default();
+        for (k, e) in v {
+            g.insert(k, e);
+        }
+        g
+    }
+}
+
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Dedupe {
-    current: FxHashMap<DedupeKey, DedupeEntry>,
-    previous: FxHashMap<DedupeKey, DedupeEntry>,
+    current: Generation,
+    previous: Generation,
     current_since: Timestamp,
 }
 
@@ -43,7 +134,7 @@ pub(crate) type DedupeParts = (
 );
 
 impl Dedupe {
-    pub fn get(&self, k: &DedupeKey) -> Option<&DedupeEntry> {
+    pub fn get(&self, k: &DedupeKey) -> Option<DedupeEntry> {
         self.current.get(k).or_else(|| self.previous.get(k))
     }
 
@@ -55,40 +146,39 @@ impl Dedupe {
         self.current.insert(k, e);
     }
 
+    /// Number of remembered keys.
+    #[allow(dead_code)]
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
     /// Starts a new generation when the current one is a window old.
     #[inline]
     pub fn rotate(&mut self, now: Timestamp) {
         if now >= self.current_since.plus_ms(2 * IDEMPOTENCY_WINDOW_MS) {
             // Quiet for two windows: everything is at least a window old.
-            let cap = self.current.len();
-            self.current = FxHashMap::with_capacity_and_hasher(cap, Default::default());
-            self.previous = FxHashMap::default();
+            self.current = Generation::with_capacity_like(&self.current);
+            self.previous = Generation::default();
             self.current_since = now;
         } else if now >= self.current_since.plus_ms(IDEMPOTENCY_WINDOW_MS) {
-            let cap = self.current.len();
-            let fresh = FxHashMap::with_capacity_and_hasher(cap, Default::default());
+            let fresh = Generation::with_capacity_like(&self.current);
             self.previous = std::mem::replace(&mut self.current, fresh);
             self.current_since = now;
         }
     }
 
     pub fn to_parts(&self) -> DedupeParts {
-        let sorted = |m: &FxHashMap<DedupeKey, DedupeEntry>| {
-            let mut v: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
-            v.sort_unstable_by_key(|(k, _)| *k);
-            v
-        };
         (
-            sorted(&self.current),
-            sorted(&self.previous),
+            self.current.sorted(),
+            self.previous.sorted(),
             self.current_since,
         )
     }
 
     pub fn from_parts(p: DedupeParts) -> Dedupe {
         Dedupe {
-            current: p.0.into_iter().collect(),
-            previous: p.1.into_iter().collect(),
+            current: Generation::from_sorted(p.0),
+            previous: Generation::from_sorted(p.1),
             current_since: p.2,
         }
     }

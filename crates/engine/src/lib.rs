@@ -22,7 +22,7 @@ pub mod projection;
 pub mod routing;
 mod snapshot;
 
-use dedupe::{Dedupe, DedupeEntry, DedupeKey};
+use dedupe::{Dedupe, DedupeEntry, DedupeKey, NS_CLIENT_ORDER, NS_TRANSFER};
 pub use routing::{Placement, Route};
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
@@ -102,10 +102,6 @@ impl From<tradelog_matching::Violation> for Violation {
     }
 }
 
-/// Idempotency key namespaces.
-const NS_TRANSFER: u8 = 1;
-const NS_CLIENT_ORDER: u8 = 3;
-
 /// Outgoing messages to one destination that it has not acknowledged yet.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Outbox {
@@ -136,10 +132,12 @@ pub struct Engine {
 
 type R<T = ()> = Result<T, RejectCode>;
 
+/// A 63-bit fingerprint of a command (the low bit is always 0: the idempotency table
+/// keeps a flag there).
 fn fingerprint<T: Hash>(v: &T) -> u64 {
     let mut h = FxHasher::default();
     v.hash(&mut h);
-    h.finish()
+    h.finish() & !1
 }
 
 impl Engine {
