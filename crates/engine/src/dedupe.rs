@@ -146,6 +146,12 @@ impl Dedupe {
         self.current.insert(k, e);
     }
 
+    /// Makes room for `n` more transfer ids in the current generation (capacity planning:
+    /// no rehash pause while they arrive). Changes no behaviour.
+    pub fn reserve_transfers(&mut self, n: usize) {
+        self.current.transfers.reserve(n);
+    }
+
     /// Number of remembered keys.
     #[allow(dead_code)]
     pub fn len(&self) -> usize {

@@ -3522,3 +3522,18 @@ fn deposits_are_capped_so_that_supply_fits_in_u64() {
         Some(RejectCode::LimitExceeded)
     );
 }
+
+/// Reserving idempotency capacity changes neither behaviour nor the state hash.
+#[test]
+fn reserving_idempotency_capacity_changes_nothing() {
+    let mut a = single();
+    let mut b = single();
+    b.e.reserve_idempotency_keys(10_000);
+    assert_eq!(a.e.state_hash(), b.e.state_hash());
+    for h in [&mut a, &mut b] {
+        h.ok(h.op(), deposit(81, A3, BTC, 9));
+        h.resend(h.op(), deposit(81, A3, BTC, 9), ok(Accepted::Done));
+    }
+    assert_eq!(a.e.state_hash(), b.e.state_hash());
+    assert_eq!(a.e.snapshot(), b.e.snapshot());
+}
