@@ -1,11 +1,17 @@
-//! `tradelog bench`: the engine, in-process, single thread.
+//! `tradelog bench`: the engine, in-process, single thread; and, on request
+//! (`--only durable,postgres`), a durable node on disk side by side with PostgreSQL.
 //!
 //! Throughput passes run without per-command timing; latency passes time every command
 //! with `Instant` into an HDR histogram (the timer itself costs ~20-40 ns, included in the
 //! figures). Nothing here asserts a speed: it measures and prints.
+//!
+//! The default run (no `--only`) is the in-memory engine sections only; `durable` (a node
+//! with its logs on disk, `bench_durable.rs`) and `postgres` (`scripts/bench-postgres.sh`,
+//! `bench_pg.rs`) are opt-in and end with one table of both systems and their ratios.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tradelog_domain::*;
 use tradelog_engine::{Applied, Engine, Input, Placement};
@@ -16,6 +22,16 @@ const BATCH_LEN: usize = 1_024;
 /// state sizes (tables and books grow during a run).
 const ROUNDS: u64 = 10;
 use tradelog_matching::{Book, MatchOutput};
+
+#[path = "bench_durable.rs"]
+mod durable;
+#[path = "bench_pg.rs"]
+mod pg;
+
+/// Sections run when `--only` is not given.
+const DEFAULT_SECTIONS: [&str; 4] = ["transfers", "orders", "book", "memory"];
+/// Opt-in sections.
+const EXTRA_SECTIONS: [&str; 2] = ["durable", "postgres"];
 
 /// Options of `tradelog bench`.
 #[derive(clap::Args)]
@@ -35,12 +51,70 @@ pub struct Args {
     /// Resting orders for the memory measurement.
     #[arg(long, default_value_t = 1_000_000)]
     resting: u64,
-    /// A small, fast run (for smoke tests): divides every size by 100.
+    /// A small, fast run (for smoke tests): divides every size by 100 and shortens the
+    /// durable passes to 2 s.
     #[arg(long)]
     quick: bool,
-    /// Only run these sections (comma-separated: transfers,orders,book,memory).
+    /// Only run these sections (comma-separated: transfers,orders,book,memory; and the
+    /// opt-in durable,postgres, which the default run leaves out).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// durable/postgres: accounts opened and funded before the transfers.
+    #[arg(long, default_value_t = 100_000)]
+    durable_accounts: u64,
+    /// durable/postgres: concurrent clients in the closed-loop passes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    clients: u16,
+    /// durable/postgres: transfers each client submits at once in the batched pass.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=8192))]
+    batch: u16,
+    /// durable/postgres: seconds per pass [default: 10, or 2 with --quick].
+    #[arg(long)]
+    duration_secs: Option<f64>,
+    /// durable: shard counts to run, one node each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: Vec<u32>,
+    /// durable/postgres: directory for the temporary data directories [default: $TMPDIR
+    /// (or /tmp) unless it is in memory, else the target directory].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// durable: snapshot every this many log records (0 = never) [default: the node's].
+    #[arg(long)]
+    snapshot_every: Option<u64>,
+    /// postgres: the script to run [default: scripts/bench-postgres.sh].
+    #[arg(long)]
+    pg_script: Option<PathBuf>,
+}
+
+/// How a row's requests were issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Closed loop, one transfer per request.
+    Single,
+    /// Closed loop, K transfers per request.
+    Batched,
+    /// Open loop at 50% of the measured one-by-one maximum.
+    Open,
+}
+
+/// One line of the durable comparison table.
+#[derive(Clone, Debug)]
+struct Row {
+    system: String,
+    mode: Mode,
+    /// What one request is.
+    request: String,
+    transfers_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    requests: u64,
+    /// Rejected or failed transfers.
+    failed: u64,
+    /// Per fsync: (client transfers, log records) for tradelog; commits for PostgreSQL.
+    per_fsync: Option<(f64, f64)>,
+    note: String,
 }
 
 /// xorshift64*: a tiny deterministic generator (the benchmark must not depend on a
@@ -596,16 +670,143 @@ fn memory(a: &Args) {
     drop(book);
 }
 
+fn fmt_latency(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} us")
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else if r >= 1e4 {
+        format!("{:.1} k/s", r / 1e3)
+    } else {
+        format!("{r:.0}/s")
+    }
+}
+
+/// The durable comparison: one table with both systems, then the ratios.
+fn print_comparison(ours: &[Row], pg: Result<&[Row], &str>, a: &Args, duration: Duration) {
+    println!(
+        "\n== durable transfers: tradelog vs PostgreSQL, same machine, same run ({} accounts, {:.0} s per pass) ==",
+        a.durable_accounts,
+        duration.as_secs_f64()
+    );
+    println!("Every transfer moves 1 between two random accounts and is acknowledged only once it is on disk");
+    println!("(tradelog: command log fdatasync; PostgreSQL: WAL fsync, synchronous_commit=on). Latency is per");
+    println!("request (a request = 1 transfer, or K transfers in the batched rows) from the client's point of view;");
+    println!("open-loop latency counts from each request's scheduled start (coordinated omission corrected).\n");
+    println!("| system | mode | one request = | transfers/s | p50 | p99 | p999 | max | requests | failed | per fsync |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let pg_rows: &[Row] = pg.unwrap_or(&[]);
+    for r in ours.iter().chain(pg_rows) {
+        let per_fsync = match (r.system.starts_with("tradelog"), r.per_fsync) {
+            (true, Some((t, rec))) => format!("{t:.1} transfers ({rec:.1} records)"),
+            (false, Some((c, _))) => format!("{c:.1} commits"),
+            (_, None) => "-".into(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {per_fsync} |",
+            r.system,
+            match r.mode {
+                Mode::Single => "one by one",
+                Mode::Batched => "batched",
+                Mode::Open => "open loop, 50% of max",
+            },
+            r.request,
+            fmt_rate(r.transfers_per_s),
+            fmt_latency(r.p50_us),
+            fmt_latency(r.p99_us),
+            fmt_latency(r.p999_us),
+            fmt_latency(r.max_us),
+            r.requests,
+            r.failed,
+        );
+    }
+    for r in pg_rows.iter().filter(|r| !r.note.is_empty()).take(1) {
+        println!("\n  PostgreSQL: {}", r.note);
+    }
+    if let Err(why) = pg {
+        println!("\n  PostgreSQL row skipped: {why}");
+        return;
+    }
+    let find = |mode: Mode| pg_rows.iter().find(|r| r.mode == mode);
+    println!("\nRatios (tradelog / PostgreSQL, throughput; higher is better for tradelog):");
+    for r in ours {
+        let (Some(single), Some(same)) = (find(Mode::Single), find(r.mode)) else {
+            continue;
+        };
+        match r.mode {
+            Mode::Single => println!(
+                "  {:<18} one by one vs one by one:                 {:>6.2}x  ({} vs {})",
+                r.system,
+                r.transfers_per_s / same.transfers_per_s,
+                fmt_rate(r.transfers_per_s),
+                fmt_rate(same.transfers_per_s)
+            ),
+            Mode::Batched => {
+                println!(
+                    "  {:<18} batched vs PostgreSQL pipelined batches: {:>6.2}x  ({} vs {})",
+                    r.system,
+                    r.transfers_per_s / same.transfers_per_s,
+                    fmt_rate(r.transfers_per_s),
+                    fmt_rate(same.transfers_per_s)
+                );
+                println!(
+                    "  {:<18} batched vs PostgreSQL one by one:        {:>6.2}x",
+                    r.system,
+                    r.transfers_per_s / single.transfers_per_s
+                );
+            }
+            Mode::Open => println!(
+                "  {:<18} open loop p99 latency, PostgreSQL / tradelog (each at 50% of its own max): {:.2}x  ({} vs {})",
+                r.system,
+                same.p99_us / r.p99_us,
+                fmt_latency(same.p99_us),
+                fmt_latency(r.p99_us)
+            ),
+        }
+    }
+}
+
 pub fn run(mut a: Args) -> Result<()> {
+    for s in &a.only {
+        if !DEFAULT_SECTIONS.contains(&s.as_str()) && !EXTRA_SECTIONS.contains(&s.as_str()) {
+            bail!(
+                "unknown section {s:?} in --only (known: {}, {})",
+                DEFAULT_SECTIONS.join(","),
+                EXTRA_SECTIONS.join(",")
+            );
+        }
+    }
     if a.quick {
         a.accounts /= 100;
         a.transfers /= 100;
         a.orders /= 100;
         a.latency_samples /= 100;
         a.resting /= 100;
+        a.durable_accounts = (a.durable_accounts / 100).max(2);
     }
-    let want = |s: &str| a.only.is_empty() || a.only.iter().any(|x| x == s);
-    println!("tradelog engine benchmark (single thread, in-process, release build expected)");
+    let duration = Duration::from_secs_f64(
+        a.duration_secs
+            .unwrap_or(if a.quick { 2.0 } else { 10.0 })
+            .clamp(0.05, 3600.0),
+    );
+    let want = |s: &str| {
+        if a.only.is_empty() {
+            DEFAULT_SECTIONS.contains(&s)
+        } else {
+            a.only.iter().any(|x| x == s)
+        }
+    };
+    if DEFAULT_SECTIONS.iter().any(|s| want(s)) {
+        println!("tradelog engine benchmark (single thread, in-process, release build expected)");
+    } else {
+        println!("tradelog durable benchmark (release build expected)");
+    }
     if cfg!(debug_assertions) {
         println!("WARNING: debug build: figures are meaningless; use --release");
     }
@@ -621,5 +822,60 @@ pub fn run(mut a: Args) -> Result<()> {
     if want("memory") {
         memory(&a);
     }
+    let noisy = want("durable") || want("postgres");
+    if noisy {
+        println!(
+            "  machine: {} CPUs, load average {} at start (other work on the machine skews the figures; compare ratios)",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
+        );
+    }
+    let ours = if want("durable") {
+        durable::run(&durable::Options {
+            accounts: a.durable_accounts,
+            clients: a.clients.into(),
+            batch: a.batch.into(),
+            duration,
+            shards: a.shards.clone(),
+            data_dir: a.data_dir.clone(),
+            snapshot_every: a.snapshot_every,
+        })?
+    } else {
+        Vec::new()
+    };
+    if want("postgres") {
+        let pg = pg::run(&pg::Options {
+            accounts: a.durable_accounts,
+            clients: a.clients.into(),
+            batch: a.batch.into(),
+            duration,
+            base_dir: a.data_dir.clone(),
+            script: a.pg_script.clone(),
+        });
+        if let Err(why) = &pg {
+            println!("  PostgreSQL skipped: {why}");
+        }
+        print_comparison(&ours, pg.as_deref().map_err(String::as_str), &a, duration);
+    } else if want("durable") {
+        print_comparison(
+            &ours,
+            Err("not run (add postgres to --only: --only durable,postgres)"),
+            &a,
+            duration,
+        );
+    }
+    if noisy {
+        println!(
+            "\n  machine: load average {} at the end (this benchmark's own threads count too)",
+            loadavg()
+        );
+    }
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }

@@ -1,0 +1,480 @@
+//! What both interfaces share: who is calling, the error vocabulary, and the translation of
+//! validated requests into `Node` calls (commands through a oneshot bridge, reads on a
+//! blocking thread so no tokio worker ever waits on a shard).
+
+use crate::events::EventLog;
+use crate::telemetry;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{oneshot, watch};
+use tradelog_api::query::{BalanceHistoryQuery, BookQuery, OrderQuery};
+use tradelog_api::ApiError;
+use tradelog_domain as d;
+use tradelog_engine::routing::{route, Route};
+use tradelog_engine::Engine;
+use tradelog_node::runtime::now;
+use tradelog_node::{CommandReply, Node, SubmitError};
+
+/// Principal assumed when a request names none (development only).
+pub const PRINCIPAL_DEFAULT: u64 = 1;
+/// Header / metadata key naming the caller's principal (development only).
+pub(crate) const PRINCIPAL_HEADER: &str = "x-tradelog-principal";
+/// Header / metadata key naming the caller's authority (development only).
+pub(crate) const AUTHORITY_HEADER: &str = "x-tradelog-authority";
+
+/// Who a request says it comes from. DEVELOPMENT ONLY: taken from request headers,
+/// unauthenticated, until API keys land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The principal recorded with every event the request causes.
+    pub principal: d::Principal,
+    /// What the engine lets it do.
+    pub authority: d::Authority,
+}
+
+impl Identity {
+    /// Parses the two header values (absent: principal [`PRINCIPAL_DEFAULT`], authority
+    /// operator).
+    pub fn parse(principal: Option<&str>, authority: Option<&str>) -> Result<Identity, String> {
+        let principal = match principal.map(str::trim) {
+            None => PRINCIPAL_DEFAULT,
+            Some(p) => p.parse::<u64>().map_err(|_| {
+                format!("invalid `{PRINCIPAL_HEADER}`: {p:?} is not an unsigned 64-bit integer")
+            })?,
+        };
+        let authority = match authority.map(|a| a.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("operator") => d::Authority::Operator,
+            Some("trader") => d::Authority::Trader,
+            Some("read-only") | Some("readonly") | Some("read_only") => d::Authority::ReadOnly,
+            Some(other) => {
+                return Err(format!(
+                "invalid `{AUTHORITY_HEADER}`: {other:?} (expected operator, trader or read-only)"
+            ))
+            }
+        };
+        Ok(Identity {
+            principal: d::Principal(principal),
+            authority,
+        })
+    }
+}
+
+/// Everything a request can fail with (a business rejection is not an error: it is an
+/// `Outcome`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Error {
+    /// Malformed request: gRPC `INVALID_ARGUMENT`, HTTP 400.
+    Invalid(String),
+    /// No such account / market / order: gRPC `NOT_FOUND`, HTTP 404.
+    NotFound(String),
+    /// A position older than what the server retains: gRPC `OUT_OF_RANGE`, HTTP 400.
+    OutOfRange(String),
+    /// A shard queue is full: gRPC `RESOURCE_EXHAUSTED`, HTTP 429.
+    Overloaded,
+    /// Stopping, stopped or failed: gRPC `UNAVAILABLE`, HTTP 503.
+    Unavailable(String),
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Error {
+        Error::Invalid(e.to_string())
+    }
+}
+
+impl From<SubmitError> for Error {
+    fn from(e: SubmitError) -> Error {
+        match e {
+            SubmitError::Overloaded(_) => Error::Overloaded,
+            SubmitError::Stopped | SubmitError::Failed(_) => Error::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Invalid(m) | Error::NotFound(m) | Error::OutOfRange(m) => f.write_str(m),
+            Error::Overloaded => f.write_str("overloaded, retry"),
+            Error::Unavailable(m) => write!(f, "unavailable: {m}"),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        match e {
+            Error::Invalid(m) => tonic::Status::invalid_argument(m),
+            Error::NotFound(m) => tonic::Status::not_found(m),
+            Error::OutOfRange(m) => tonic::Status::out_of_range(m),
+            Error::Overloaded => tonic::Status::resource_exhausted("overloaded, retry"),
+            Error::Unavailable(m) => tonic::Status::unavailable(m),
+        }
+    }
+}
+
+/// The answer to one command, with where it was recorded.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Answer {
+    /// The engine's outcome.
+    pub outcome: d::Outcome,
+    /// The shard whose log recorded it.
+    pub shard: d::ShardId,
+    /// Its position in that shard's input log (0: unknown, a duplicate that caused no
+    /// event).
+    pub input: u64,
+    /// The events it caused on that shard.
+    pub events: Vec<d::EventRecord>,
+}
+
+/// A position in one shard's event stream (what a read reflects).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct ShardPos {
+    pub shard: d::ShardId,
+    pub seq: u64,
+}
+
+fn shard_pos(e: &Engine) -> ShardPos {
+    ShardPos {
+        shard: e.shard(),
+        seq: e.next_event_seq().saturating_sub(1),
+    }
+}
+
+/// One balance.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct BalanceView {
+    pub asset: d::AssetId,
+    pub available: d::Amount,
+    pub held: d::Amount,
+}
+
+/// An account and its balances.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct AccountView {
+    pub account: d::AccountId,
+    pub owner: d::Principal,
+    pub status: tradelog_ledger::AccountStatus,
+    pub balances: Vec<BalanceView>,
+    pub open_orders: u32,
+    pub position: ShardPos,
+}
+
+/// A resting order.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct OrderView {
+    pub order: d::OrderId,
+    pub market: d::MarketId,
+    pub account: d::AccountId,
+    pub owner: d::Principal,
+    pub side: d::Side,
+    pub price: d::Price,
+    pub remaining: d::Qty,
+    pub held: d::Amount,
+    pub stp: d::SelfTradePrevention,
+    pub post_only: bool,
+    pub position: ShardPos,
+}
+
+/// One price level.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct LevelView {
+    pub price: d::Price,
+    pub qty: d::Qty,
+    pub orders: u32,
+}
+
+/// Aggregated depth of a book.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct BookView {
+    pub market: d::MarketId,
+    pub bids: Vec<LevelView>,
+    pub asks: Vec<LevelView>,
+    pub halted: bool,
+    pub last_price: Option<d::Price>,
+    pub position: ShardPos,
+}
+
+/// The catalog.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct CatalogView {
+    pub assets: Vec<d::Asset>,
+    pub markets: Vec<d::MarketSpec>,
+}
+
+/// State shared by every request.
+pub(crate) struct Core {
+    node: Arc<Node>,
+    pub(crate) events: Arc<EventLog>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Core {
+    pub(crate) fn new(node: Arc<Node>, events: Arc<EventLog>, stop: watch::Receiver<bool>) -> Core {
+        Core { node, events, stop }
+    }
+
+    /// Fires when the server shuts down (streams end then).
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
+    /// True once shutdown began.
+    pub(crate) fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Number of shards.
+    pub(crate) fn shard_count(&self) -> u32 {
+        self.node.shard_count()
+    }
+
+    /// Submits one (already validated) command and waits, without blocking a worker,
+    /// for the shard's answer.
+    pub(crate) async fn submit(
+        &self,
+        who: Identity,
+        command: d::Command,
+        interface: &'static str,
+    ) -> Result<Answer, Error> {
+        let started = Instant::now();
+        let pending = self.start(who, command);
+        finish(pending, started, interface).await
+    }
+
+    /// Submits every command first (they share group commits), then awaits every answer,
+    /// in order. Commands are independent: each has its own result.
+    pub(crate) async fn submit_batch(
+        &self,
+        who: Identity,
+        commands: Vec<d::Command>,
+        interface: &'static str,
+    ) -> Vec<Result<Answer, Error>> {
+        let started = Instant::now();
+        let pending: Vec<Pending> = commands.into_iter().map(|c| self.start(who, c)).collect();
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(finish(p, started, interface).await);
+        }
+        out
+    }
+
+    fn start(&self, who: Identity, command: d::Command) -> Pending {
+        let (tx, rx) = oneshot::channel();
+        let fallback = match route(&command, self.node.placement(), &BTreeMap::new()) {
+            Route::Shard(s) => s,
+            Route::All => d::ShardId(0),
+        };
+        let meta = d::Meta {
+            timestamp: now(),
+            principal: who.principal,
+            authority: who.authority,
+        };
+        self.node.submit(
+            meta,
+            command,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        Pending { rx, fallback }
+    }
+
+    /// Runs `f` on shard `s`'s state (after every write it acknowledged before), on a
+    /// blocking thread.
+    pub(crate) async fn read<R: Send + 'static>(
+        &self,
+        s: d::ShardId,
+        f: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        if s.0 >= self.node.shard_count() {
+            return Err(Error::Invalid(format!(
+                "shard {s} does not exist (this node has {} shards)",
+                self.node.shard_count()
+            )));
+        }
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || node.read(s, f))
+            .await
+            .map_err(|e| Error::Unavailable(format!("read task failed: {e}")))?
+            .map_err(Error::from)
+    }
+
+    /// A read round trip on every shard (readiness).
+    pub(crate) async fn ping(&self) -> Result<(), Error> {
+        if self.stopping() {
+            return Err(Error::Unavailable("shutting down".into()));
+        }
+        if let Some(why) = self.events.closed() {
+            return Err(Error::Unavailable(format!("event index: {why}")));
+        }
+        for s in 0..self.shard_count() {
+            self.read(d::ShardId(s), |e| e.inputs_applied()).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn balances(&self, account: d::AccountId) -> Result<AccountView, Error> {
+        let shard = self.node.placement().account_shard(account);
+        let view = self
+            .read(shard, move |e| {
+                e.ledger().account(account).map(|a| AccountView {
+                    account: a.id,
+                    owner: a.owner,
+                    status: a.status,
+                    balances: a
+                        .balances
+                        .iter()
+                        .map(|b| BalanceView {
+                            asset: b.asset,
+                            available: b.available,
+                            held: b.held,
+                        })
+                        .collect(),
+                    open_orders: a.open_orders,
+                    position: shard_pos(e),
+                })
+            })
+            .await?;
+        view.ok_or_else(|| Error::NotFound(format!("account {account} does not exist")))
+    }
+
+    /// The shard that owns a market's book.
+    async fn market_shard(&self, market: d::MarketId) -> Result<d::ShardId, Error> {
+        self.read(d::ShardId(0), move |e| {
+            e.markets().get(&market).map(|m| m.shard)
+        })
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("market {market} does not exist")))
+    }
+
+    pub(crate) async fn order(&self, q: OrderQuery) -> Result<OrderView, Error> {
+        let shard = self.market_shard(q.market).await?;
+        let view = self
+            .read(shard, move |e| {
+                let book = e.books().get(&q.market)?;
+                let o = book.order(q.order)?;
+                Some(OrderView {
+                    order: o.id,
+                    market: q.market,
+                    account: o.account,
+                    owner: o.owner,
+                    side: o.side,
+                    price: o.price,
+                    remaining: o.remaining,
+                    held: o.hold,
+                    stp: o.stp,
+                    post_only: o.post_only,
+                    position: shard_pos(e),
+                })
+            })
+            .await?;
+        view.ok_or_else(|| {
+            Error::NotFound(format!(
+                "order {} is not open in market {} (its history is in the order's event stream)",
+                q.order, q.market
+            ))
+        })
+    }
+
+    pub(crate) async fn book(&self, q: BookQuery) -> Result<BookView, Error> {
+        let shard = self.market_shard(q.market).await?;
+        let view = self
+            .read(shard, move |e| {
+                let book = e.books().get(&q.market)?;
+                let (bids, asks) = book.depth(q.depth as usize);
+                let level = |(price, qty, orders): (d::Price, d::Qty, u32)| LevelView {
+                    price,
+                    qty,
+                    orders,
+                };
+                Some(BookView {
+                    market: q.market,
+                    bids: bids.into_iter().map(level).collect(),
+                    asks: asks.into_iter().map(level).collect(),
+                    halted: book.halted(),
+                    last_price: book.last_price(),
+                    position: shard_pos(e),
+                })
+            })
+            .await?;
+        view.ok_or_else(|| Error::NotFound(format!("market {} has no book", q.market)))
+    }
+
+    pub(crate) async fn catalog(&self) -> Result<CatalogView, Error> {
+        self.read(d::ShardId(0), |e| CatalogView {
+            assets: e.assets().values().cloned().collect(),
+            markets: e.markets().values().cloned().collect(),
+        })
+        .await
+    }
+
+    pub(crate) fn balance_history(
+        &self,
+        q: &BalanceHistoryQuery,
+    ) -> Result<(Vec<tradelog_engine::projection::BalancePoint>, bool), Error> {
+        let shard = self.node.placement().account_shard(q.account);
+        self.events.balance_history(shard, q)
+    }
+}
+
+/// A submitted command whose answer is on its way.
+struct Pending {
+    rx: oneshot::Receiver<Result<CommandReply, SubmitError>>,
+    fallback: d::ShardId,
+}
+
+async fn finish(p: Pending, started: Instant, interface: &'static str) -> Result<Answer, Error> {
+    let r = p.rx.await.unwrap_or(Err(SubmitError::Stopped));
+    telemetry::command_done(interface, &r, started.elapsed());
+    let reply = r?;
+    let (shard, input) = match reply.events.first() {
+        Some(e) => (e.shard, e.input),
+        None => (p.fallback, 0),
+    };
+    Ok(Answer {
+        outcome: reply.outcome,
+        shard,
+        input,
+        events: reply.events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_errors_map_to_retry_and_unavailable_statuses() {
+        let s = tonic::Status::from(Error::from(SubmitError::Overloaded(d::ShardId(2))));
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(s.message(), "overloaded, retry");
+        for e in [SubmitError::Stopped, SubmitError::Failed("disk".into())] {
+            let s = tonic::Status::from(Error::from(e));
+            assert_eq!(s.code(), tonic::Code::Unavailable);
+        }
+    }
+
+    #[test]
+    fn identity_defaults_and_refusals() {
+        let id = Identity::parse(None, None).unwrap();
+        assert_eq!(id.principal, d::Principal(PRINCIPAL_DEFAULT));
+        assert_eq!(id.authority, d::Authority::Operator);
+        let id = Identity::parse(Some(" 42 "), Some("Read-Only")).unwrap();
+        assert_eq!(
+            (id.principal, id.authority),
+            (d::Principal(42), d::Authority::ReadOnly)
+        );
+        assert_eq!(
+            Identity::parse(None, Some("trader")).unwrap().authority,
+            d::Authority::Trader
+        );
+        assert!(Identity::parse(Some("-1"), None)
+            .unwrap_err()
+            .contains(PRINCIPAL_HEADER));
+        assert!(Identity::parse(None, Some("admin"))
+            .unwrap_err()
+            .contains(AUTHORITY_HEADER));
+    }
+}

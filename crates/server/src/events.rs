@@ -1,0 +1,713 @@
+//! The server's in-memory event index: per shard, the events the node published since the
+//! server started (at most `retained_max` each), fed by one thread from
+//! `Node::subscribe()`, and re-published to live subscribers.
+//!
+//! Reads merge the shards' streams by leader time; a subscription subscribes to the live
+//! feed first, then reads the stored part, then skips live events it already sent (by
+//! shard and sequence number), so nothing is missed or sent twice across the switch. A
+//! subscriber that falls behind the live feed goes back to the index to catch up.
+
+use crate::core::Error;
+use crossbeam_channel::Receiver;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{broadcast, mpsc, watch};
+use tradelog_api::query::{BalanceHistoryQuery, EventStream, Position};
+use tradelog_domain::{Event, EventRecord, ShardId, Subject, Timestamp};
+use tradelog_engine::projection::BalancePoint;
+
+/// Live batches buffered per subscriber before it must catch up from the index.
+const LIVE_BATCHES_MAX: usize = 1_024;
+/// Events per batch a subscription sends while catching up.
+pub(crate) const SUBSCRIBE_PAGE_MAX: usize = 1_000;
+/// Most events one read looks at (matching or not) before it returns a page, so a sparse
+/// stream cannot hold the index lock long (the index thread must keep up with the node's
+/// feed); the page's position says where it stopped.
+const READ_SCAN_MAX: usize = 100_000;
+
+/// A batch of a stream's events and the position after it.
+#[derive(Clone, Debug)]
+pub(crate) struct Page {
+    /// The events, in each shard's order.
+    pub events: Vec<EventRecord>,
+    /// Pass it back as `after` to go on with no gap and no duplicate.
+    pub position: Position,
+    /// True when every retained event after the position was looked at.
+    pub at_end: bool,
+}
+
+struct ShardLog {
+    /// Sequence number of `events[0]` (or of the next event, when empty).
+    first_seq: u64,
+    events: VecDeque<EventRecord>,
+    /// Latest leader time of an event of this shard that is not retained (`None`: every
+    /// event of the shard since its creation is here).
+    horizon: Option<Timestamp>,
+}
+
+impl ShardLog {
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
+}
+
+struct Inner {
+    shards: Vec<ShardLog>,
+    /// Dropped when the feed closes, which ends every live subscription.
+    live: Option<broadcast::Sender<Arc<[EventRecord]>>>,
+    closed: Option<String>,
+}
+
+/// The index.
+pub(crate) struct EventLog {
+    inner: Mutex<Inner>,
+    retained_max: usize,
+}
+
+impl EventLog {
+    /// Starts the index thread on `feed`; `next[s]` is the sequence number of the first
+    /// event of shard `s` the index will hold (events before it, also on the feed, are
+    /// skipped).
+    pub(crate) fn start(
+        feed: Receiver<Arc<[EventRecord]>>,
+        next: &[u64],
+        retained_max: usize,
+    ) -> (Arc<EventLog>, std::thread::JoinHandle<()>) {
+        let started = tradelog_node::runtime::now();
+        let (live, _) = broadcast::channel(LIVE_BATCHES_MAX);
+        let log = Arc::new(EventLog {
+            inner: Mutex::new(Inner {
+                shards: next
+                    .iter()
+                    .map(|&n| ShardLog {
+                        first_seq: n.max(1),
+                        events: VecDeque::new(),
+                        horizon: (n > 1).then_some(started),
+                    })
+                    .collect(),
+                live: Some(live),
+                closed: None,
+            }),
+            retained_max,
+        });
+        let l = log.clone();
+        let thread = std::thread::Builder::new()
+            .name("event-index".into())
+            .spawn(move || {
+                while let Ok(batch) = feed.recv() {
+                    l.append(batch);
+                }
+                l.close("the node's event feed closed (the node stopped)");
+            })
+            .expect("spawn the event index thread");
+        (log, thread)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the index half-updated in a way
+        // that matters more than stopping to serve it: keep going with what is there.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn append(&self, batch: Arc<[EventRecord]>) {
+        let mut inner = self.lock();
+        for r in batch.iter() {
+            let Some(sl) = inner.shards.get_mut(r.shard.0 as usize) else {
+                continue;
+            };
+            let next = sl.next_seq();
+            if r.seq < next {
+                continue;
+            }
+            if r.seq > next {
+                // The node never skips a sequence number; if the feed ever did, say so and
+                // answer positions before it with OUT_OF_RANGE rather than with a gap.
+                tracing::error!(shard = %r.shard, expected = next, got = r.seq, "gap in the event feed");
+                let horizon = sl.events.back().map(|e| e.timestamp).or(sl.horizon);
+                sl.events.clear();
+                sl.first_seq = r.seq;
+                sl.horizon = horizon.or(Some(r.timestamp));
+            }
+            sl.events.push_back(r.clone());
+            while sl.events.len() > self.retained_max {
+                if let Some(old) = sl.events.pop_front() {
+                    sl.first_seq += 1;
+                    sl.horizon = Some(old.timestamp);
+                }
+            }
+        }
+        if let Some(live) = &inner.live {
+            // No receiver is not an error.
+            let _ = live.send(batch);
+        }
+    }
+
+    fn close(&self, why: &str) {
+        let mut inner = self.lock();
+        inner.closed = Some(why.to_owned());
+        inner.live = None;
+    }
+
+    /// A receiver of every batch appended from now on.
+    fn live(&self) -> Result<broadcast::Receiver<Arc<[EventRecord]>>, Error> {
+        let inner = self.lock();
+        match (&inner.live, &inner.closed) {
+            (Some(l), _) => Ok(l.subscribe()),
+            (None, why) => Err(Error::Unavailable(
+                why.clone().unwrap_or_else(|| "event feed closed".into()),
+            )),
+        }
+    }
+
+    /// Up to `limit` events of `stream` after `after`, the shards merged by leader time.
+    pub(crate) fn read(
+        &self,
+        stream: EventStream,
+        after: &Position,
+        limit: usize,
+    ) -> Result<Page, Error> {
+        let inner = self.lock();
+        self.servable(&inner, after)?;
+        let n = inner.shards.len();
+        let mut position = Position::default();
+        let mut cursor = Vec::with_capacity(n);
+        for (i, sl) in inner.shards.iter().enumerate() {
+            let s = ShardId(i as u32);
+            let consumed = after.get(s);
+            position.set(s, consumed);
+            // `servable` checked consumed + 1 >= first_seq.
+            let skip = consumed.saturating_add(1) - sl.first_seq;
+            cursor.push(usize::try_from(skip).unwrap_or(usize::MAX));
+        }
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        let mut at_end = false;
+        while events.len() < limit && scanned < READ_SCAN_MAX {
+            // The shard whose next event is the oldest (ties: lowest shard).
+            let next = (0..n)
+                .filter_map(|i| inner.shards[i].events.get(cursor[i]).map(|e| (e, i)))
+                .min_by_key(|(e, i)| (e.timestamp, *i));
+            let Some((e, i)) = next else {
+                at_end = true;
+                break;
+            };
+            cursor[i] += 1;
+            scanned += 1;
+            position.set(e.shard, e.seq);
+            if concerns(stream, &e.event) {
+                events.push(e.clone());
+            }
+        }
+        if !at_end {
+            at_end = (0..n).all(|i| cursor[i] >= inner.shards[i].events.len());
+        }
+        Ok(Page {
+            events,
+            position,
+            at_end,
+        })
+    }
+
+    /// Whether a read or subscription can start after `after`: every shard it names
+    /// exists, and nothing after it has been dropped from the index.
+    pub(crate) fn check(&self, after: &Position) -> Result<(), Error> {
+        self.servable(&self.lock(), after)
+    }
+
+    /// Why the index cannot serve reads at all, if it cannot (its feed closed).
+    pub(crate) fn closed(&self) -> Option<String> {
+        self.lock().closed.clone()
+    }
+
+    fn servable(&self, inner: &Inner, after: &Position) -> Result<(), Error> {
+        if let Some(why) = &inner.closed {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        let n = inner.shards.len();
+        if let Some((s, _)) = after.0.iter().find(|(s, _)| s.0 as usize >= n) {
+            return Err(Error::Invalid(format!(
+                "invalid field `after.shards`: shard {s} does not exist (this node has {n} shards)"
+            )));
+        }
+        for (i, sl) in inner.shards.iter().enumerate() {
+            let s = ShardId(i as u32);
+            let consumed = after.get(s);
+            if consumed.saturating_add(1) < sl.first_seq {
+                return Err(Error::OutOfRange(format!(
+                    "position {s}:{consumed} is older than the events this server retains: \
+                     shard {s} starts at sequence number {first} (the server keeps the events \
+                     published since it started, at most {max} per shard); read after {s}:{last} \
+                     or later",
+                    first = sl.first_seq,
+                    max = self.retained_max,
+                    last = sl.first_seq - 1,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The balance changes of one (account, asset) on its shard `shard`, from the
+    /// retained events; `OUT_OF_RANGE` when part of the range is no longer retained.
+    pub(crate) fn balance_history(
+        &self,
+        shard: ShardId,
+        q: &BalanceHistoryQuery,
+    ) -> Result<(Vec<BalancePoint>, bool), Error> {
+        let inner = self.lock();
+        if let Some(why) = &inner.closed {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        let Some(sl) = inner.shards.get(shard.0 as usize) else {
+            return Err(Error::Unavailable(format!("shard {shard} is not indexed")));
+        };
+        if let Some(h) = sl.horizon {
+            if q.from <= h {
+                return Err(Error::OutOfRange(format!(
+                    "balance history of shard {shard} up to {h} ns is not retained by this \
+                     server (it keeps the events published since it started, at most {} per \
+                     shard); ask from_ns > {h}",
+                    self.retained_max
+                )));
+            }
+        }
+        let mut points = Vec::new();
+        let mut truncated = false;
+        for r in &sl.events {
+            if let Event::Balance {
+                account,
+                asset,
+                available,
+                held,
+            } = r.event
+            {
+                let in_range = r.timestamp >= q.from && q.to.is_none_or(|t| r.timestamp < t);
+                if account == q.account && asset == q.asset && in_range {
+                    if points.len() == q.limit as usize {
+                        truncated = true;
+                        break;
+                    }
+                    points.push(BalancePoint {
+                        timestamp: r.timestamp,
+                        seq: r.seq,
+                        available,
+                        held,
+                    });
+                }
+            }
+        }
+        Ok((points, truncated))
+    }
+}
+
+/// Serves a subscription into `tx`: the stored events of `stream` after `after`, then live
+/// ones, until the client goes away, the server stops, or an error (sent last).
+pub(crate) async fn subscribe(
+    log: Arc<EventLog>,
+    stream: EventStream,
+    after: Position,
+    tx: mpsc::Sender<Result<Page, Error>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut position = after;
+    'catch_up: loop {
+        // Live first, then the stored part: whatever is appended meanwhile arrives live,
+        // possibly twice, and is skipped by sequence number.
+        let mut live = match log.live() {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        loop {
+            let page = match log.read(stream, &position, SUBSCRIBE_PAGE_MAX) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            position = page.position.clone();
+            let at_end = page.at_end;
+            if !page.events.is_empty() && tx.send(Ok(page)).await.is_err() {
+                return;
+            }
+            if at_end {
+                break;
+            }
+        }
+        loop {
+            let batch = tokio::select! {
+                _ = stopped(&mut stop) => return,
+                _ = tx.closed() => return,
+                r = live.recv() => r,
+            };
+            match batch {
+                Ok(batch) => {
+                    let (events, gap) = live_part(&batch, &mut position, stream);
+                    if !events.is_empty() {
+                        let page = Page {
+                            events,
+                            position: position.clone(),
+                            at_end: true,
+                        };
+                        if tx.send(Ok(page)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if gap {
+                        continue 'catch_up;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue 'catch_up,
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = tx
+                        .send(Err(Error::Unavailable("event feed closed".into())))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The events of a live batch that come after `position` (advancing it over them),
+/// and whether one is missing before the rest of the batch (`true`: catch up from the
+/// index). Events at or before the position were sent already, from the index.
+fn live_part(
+    batch: &[EventRecord],
+    position: &mut Position,
+    stream: EventStream,
+) -> (Vec<EventRecord>, bool) {
+    let mut events = Vec::new();
+    for r in batch {
+        let consumed = position.get(r.shard);
+        if r.seq <= consumed {
+            continue;
+        }
+        if r.seq > consumed.saturating_add(1) {
+            return (events, true);
+        }
+        position.set(r.shard, r.seq);
+        if concerns(stream, &r.event) {
+            events.push(r.clone());
+        }
+    }
+    (events, false)
+}
+
+/// Resolves once `stop` says the server is stopping (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether an event belongs to a stream: the ids an event names (accounts, market,
+/// orders). Transfer-only events (refund, pending posted or voided) name no account and
+/// are in the `all` stream only.
+pub(crate) fn concerns(stream: EventStream, e: &Event) -> bool {
+    match stream {
+        EventStream::All => true,
+        EventStream::Account(a) => accounts(e).contains(&Some(a)),
+        EventStream::Market(m) => market(e) == Some(m),
+        EventStream::Order(o) => orders(e).contains(&Some(o)),
+    }
+}
+
+fn accounts(e: &Event) -> [Option<tradelog_domain::AccountId>; 2] {
+    use Event::*;
+    match e {
+        AccountOpened { account, .. }
+        | AccountFrozen { account }
+        | AccountUnfrozen { account }
+        | AccountClosed { account }
+        | Deposited { account, .. }
+        | Withdrawn { account, .. }
+        | FundsHeld { account, .. }
+        | FundsReleased { account, .. }
+        | OrderSubmitted { account, .. }
+        | OrderAccepted { account, .. }
+        | Settled { account, .. }
+        | FeeCollected { account, .. }
+        | Balance { account, .. } => [Some(*account), None],
+        TransferPosted { debit, credit, .. }
+        | TransferInitiated { debit, credit, .. }
+        | TransferCredited { debit, credit, .. }
+        | PendingCreated { debit, credit, .. } => [Some(*debit), Some(*credit)],
+        Trade {
+            taker_account,
+            maker_account,
+            ..
+        } => [Some(*taker_account), Some(*maker_account)],
+        Rejected {
+            subject: Subject::Account(account),
+            ..
+        }
+        | Rejected {
+            subject: Subject::ClientOrder { account, .. },
+            ..
+        } => [Some(*account), None],
+        _ => [None, None],
+    }
+}
+
+fn market(e: &Event) -> Option<tradelog_domain::MarketId> {
+    use Event::*;
+    match e {
+        MarketCreated(spec) => Some(spec.id),
+        OrderSubmitted { market, .. }
+        | OrderAccepted { market, .. }
+        | OrderRejected { market, .. }
+        | Trade { market, .. }
+        | OrderFilled { market, .. }
+        | OrderCancelled { market, .. }
+        | OrderAmended { market, .. }
+        | FeeCollected { market, .. }
+        | MarketHalted { market }
+        | MarketResumed { market } => Some(*market),
+        Rejected {
+            subject: Subject::Market(market),
+            ..
+        } => Some(*market),
+        _ => None,
+    }
+}
+
+fn orders(e: &Event) -> [Option<tradelog_domain::OrderId>; 2] {
+    use Event::*;
+    match e {
+        FundsHeld { order, .. }
+        | FundsReleased { order, .. }
+        | OrderAccepted { order, .. }
+        | OrderRejected { order, .. }
+        | OrderFilled { order, .. }
+        | OrderCancelled { order, .. }
+        | OrderAmended { order, .. }
+        | Settled { order, .. } => [Some(*order), None],
+        OrderSubmitted {
+            order, replaces, ..
+        } => [Some(*order), *replaces],
+        Trade { taker, maker, .. } => [Some(*taker), Some(*maker)],
+        Rejected {
+            subject: Subject::Order(order),
+            ..
+        } => [Some(*order), None],
+        _ => [None, None],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradelog_domain::*;
+
+    fn rec(shard: u32, seq: u64, ts: u64, event: Event) -> EventRecord {
+        EventRecord {
+            shard: ShardId(shard),
+            seq,
+            input: seq,
+            timestamp: Timestamp(ts),
+            principal: Principal(1),
+            event,
+        }
+    }
+
+    fn opened(a: u64) -> Event {
+        Event::AccountOpened {
+            account: AccountId(a),
+            owner: Principal(a),
+        }
+    }
+
+    fn log(
+        next: &[u64],
+        max: usize,
+    ) -> (Arc<EventLog>, crossbeam_channel::Sender<Arc<[EventRecord]>>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (log, _thread) = EventLog::start(rx, next, max);
+        (log, tx)
+    }
+
+    fn wait_for(log: &EventLog, shard: usize, next: u64) {
+        for _ in 0..1000 {
+            if log.lock().shards[shard].next_seq() >= next {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("index did not reach {next}");
+    }
+
+    #[test]
+    fn reads_merge_shards_by_time_and_positions_resume_without_gap() {
+        let (log, tx) = log(&[1, 1], 100);
+        tx.send(vec![rec(0, 1, 10, opened(2)), rec(0, 2, 30, opened(4))].into())
+            .unwrap();
+        tx.send(vec![rec(1, 1, 20, opened(1)), rec(1, 2, 40, opened(3))].into())
+            .unwrap();
+        wait_for(&log, 0, 3);
+        wait_for(&log, 1, 3);
+        let p = log.read(EventStream::All, &Position::default(), 3).unwrap();
+        let got: Vec<_> = p.events.iter().map(|e| (e.shard.0, e.seq)).collect();
+        assert_eq!(got, vec![(0, 1), (1, 1), (0, 2)]);
+        assert!(!p.at_end);
+        let p = log.read(EventStream::All, &p.position, 3).unwrap();
+        let got: Vec<_> = p.events.iter().map(|e| (e.shard.0, e.seq)).collect();
+        assert_eq!(got, vec![(1, 2)]);
+        assert!(p.at_end);
+        // A filtered stream still moves the position past what it skipped.
+        let p = log
+            .read(EventStream::Account(AccountId(3)), &Position::default(), 10)
+            .unwrap();
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.position.get(ShardId(0)), 2);
+        assert_eq!(p.position.get(ShardId(1)), 2);
+    }
+
+    #[test]
+    fn positions_older_than_retained_are_out_of_range() {
+        let (log, tx) = log(&[5], 2);
+        tx.send(
+            vec![
+                rec(0, 3, 1, opened(1)), // before the start: skipped
+                rec(0, 5, 2, opened(2)),
+                rec(0, 6, 3, opened(3)),
+                rec(0, 7, 4, opened(4)),
+            ]
+            .into(),
+        )
+        .unwrap();
+        wait_for(&log, 0, 8);
+        let err = log
+            .read(EventStream::All, &Position::default(), 10)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange(m) if m.contains("starts at sequence number 6")),
+            "{err:?}"
+        );
+        let mut after = Position::default();
+        after.set(ShardId(0), 5);
+        let p = log.read(EventStream::All, &after, 10).unwrap();
+        assert_eq!(
+            p.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![6, 7]
+        );
+        // The largest position is past everything, not an overflow.
+        after.set(ShardId(0), u64::MAX);
+        let p = log.read(EventStream::All, &after, 10).unwrap();
+        assert!(p.events.is_empty() && p.at_end);
+        assert_eq!(p.position.get(ShardId(0)), u64::MAX);
+        let (events, gap) = live_part(&[rec(0, 8, 5, opened(5))], &mut after, EventStream::All);
+        assert!(events.is_empty() && !gap);
+        after.set(ShardId(1), 0);
+        assert!(matches!(
+            log.read(EventStream::All, &after, 10),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    /// Events appended while a subscription catches up are both in the index and on the
+    /// live feed, and a slow subscriber lags the live feed: it still gets each event once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscriptions_switch_to_live_without_gap_or_duplicate() {
+        const N: u64 = 6_000;
+        let (log, tx) = log(&[1, 1], 100_000);
+        fn feed(tx: &crossbeam_channel::Sender<Arc<[EventRecord]>>, from: u64, to: u64) {
+            for seq in from..to {
+                let batch: Vec<EventRecord> = (0..2)
+                    .map(|s| rec(s, seq, seq * 10 + s as u64, opened(seq)))
+                    .collect();
+                tx.send(batch.into()).unwrap();
+            }
+        }
+        feed(&tx, 1, N / 2);
+        wait_for(&log, 1, N / 2);
+        let (out_tx, mut out_rx) = mpsc::channel(2);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(subscribe(
+            log.clone(),
+            EventStream::All,
+            Position::default(),
+            out_tx,
+            stop_rx,
+        ));
+        let writer = {
+            let tx = tx.clone();
+            std::thread::spawn(move || feed(&tx, N / 2, N + 1))
+        };
+        let mut seen = [0u64; 2];
+        let mut pages = 0;
+        while seen != [N, N] {
+            let page = tokio::time::timeout(std::time::Duration::from_secs(20), out_rx.recv())
+                .await
+                .expect("events in time")
+                .expect("open")
+                .expect("no error");
+            pages += 1;
+            if pages % 8 == 0 {
+                // A slow consumer: the live feed runs ahead of it.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            for e in page.events {
+                let s = e.shard.0 as usize;
+                assert_eq!(e.seq, seen[s] + 1, "shard {s}: next event, exactly once");
+                seen[s] = e.seq;
+            }
+            assert_eq!(page.position.get(ShardId(0)), seen[0]);
+            assert_eq!(page.position.get(ShardId(1)), seen[1]);
+        }
+        writer.join().unwrap();
+        drop(tx);
+    }
+
+    #[test]
+    fn live_batches_skip_what_was_sent_and_stop_at_a_gap() {
+        let mut p = Position::default();
+        p.set(ShardId(0), 3);
+        let batch: Vec<EventRecord> = [(0, 2), (0, 3), (1, 1), (0, 4), (0, 5), (1, 3), (0, 6)]
+            .iter()
+            .map(|&(s, seq)| rec(s, seq, seq, opened(seq)))
+            .collect();
+        let (events, gap) = live_part(&batch, &mut p, EventStream::All);
+        let got: Vec<_> = events.iter().map(|e| (e.shard.0, e.seq)).collect();
+        assert_eq!(got, vec![(1, 1), (0, 4), (0, 5)]);
+        assert!(gap, "shard 1 jumps from 1 to 3");
+        assert_eq!((p.get(ShardId(0)), p.get(ShardId(1))), (5, 1));
+        // The same batch again: everything up to the position is skipped.
+        let (events, _) = live_part(&batch[..5], &mut p, EventStream::All);
+        assert!(events.is_empty());
+        // A filtered stream advances over what it does not send.
+        let (events, gap) = live_part(&batch[6..], &mut p, EventStream::Account(AccountId(99)));
+        assert!(events.is_empty() && !gap);
+        assert_eq!(p.get(ShardId(0)), 6);
+    }
+
+    #[test]
+    fn streams_select_by_account_market_and_order() {
+        let trade = Event::Trade {
+            market: MarketId(7),
+            price: Price(1),
+            qty: Qty(1),
+            taker_side: Side::Buy,
+            taker: OrderId(11),
+            maker: OrderId(12),
+            taker_account: AccountId(1),
+            maker_account: AccountId(2),
+            taker_fee: Amount(0),
+            maker_fee: Amount(0),
+        };
+        assert!(concerns(EventStream::Account(AccountId(2)), &trade));
+        assert!(!concerns(EventStream::Account(AccountId(3)), &trade));
+        assert!(concerns(EventStream::Market(MarketId(7)), &trade));
+        assert!(concerns(EventStream::Order(OrderId(12)), &trade));
+        assert!(!concerns(EventStream::Order(OrderId(13)), &trade));
+        assert!(!concerns(EventStream::Market(MarketId(7)), &opened(1)));
+    }
+}

@@ -1,0 +1,407 @@
+//! The gRPC interface: the generated `tradelog.v1.Tradelog` service over [`Core`].
+
+use crate::core::{Answer, Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
+use crate::events::{self, Page};
+use crate::{telemetry, GRPC_MESSAGE_BYTES_MAX};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use tradelog_api::proto as pb;
+use tradelog_api::proto::tradelog_server::{Tradelog, TradelogServer};
+use tradelog_api::query::{BalanceHistoryQuery, BalancesQuery, BookQuery, OrderQuery};
+use tradelog_api::query::{ReadEventsQuery, SubscribeQuery};
+use tradelog_api::ApiError;
+use tradelog_domain as d;
+
+const INTERFACE: &str = "grpc";
+/// Batches a gRPC subscription buffers before it waits for the client.
+const SUBSCRIPTION_BUFFER: usize = 16;
+
+/// Serves gRPC on `listener` until `stop` fires, then finishes in-flight calls.
+pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    let service =
+        TradelogServer::new(Grpc { core }).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let mut stop = stop;
+    let r = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            events::stopped(&mut stop).await
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "gRPC server failed");
+    }
+}
+
+struct Grpc {
+    core: Arc<Core>,
+}
+
+fn identity<T>(r: &Request<T>) -> Result<Identity, Status> {
+    let get = |k: &str| -> Result<Option<&str>, Status> {
+        r.metadata()
+            .get(k)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Status::invalid_argument(format!("invalid `{k}`: not ASCII")))
+            })
+            .transpose()
+    };
+    Identity::parse(get(PRINCIPAL_HEADER)?, get(AUTHORITY_HEADER)?)
+        .map_err(Status::invalid_argument)
+}
+
+fn response(a: Answer) -> pb::CommandResponse {
+    pb::CommandResponse {
+        outcome: Some(a.outcome.into()),
+        shard: a.shard.0,
+        input: a.input,
+    }
+}
+
+fn position(s: crate::core::ShardPos) -> Option<pb::ShardPosition> {
+    Some(pb::ShardPosition {
+        shard: s.shard.0,
+        seq: s.seq,
+    })
+}
+
+fn page(p: Page) -> (Vec<pb::EventRecord>, Option<pb::Position>) {
+    (
+        p.events.into_iter().map(Into::into).collect(),
+        Some(p.position.into()),
+    )
+}
+
+impl Grpc {
+    async fn command<T>(&self, r: Request<T>) -> Result<Response<pb::CommandResponse>, Status>
+    where
+        d::Command: TryFrom<T, Error = ApiError>,
+    {
+        let who = identity(&r)?;
+        let command = d::Command::try_from(r.into_inner()).map_err(|e| {
+            telemetry::command_invalid(INTERFACE, 1);
+            Status::from(e)
+        })?;
+        let a = self.core.submit(who, command, INTERFACE).await?;
+        Ok(Response::new(response(a)))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Tradelog for Grpc {
+    async fn create_asset(
+        &self,
+        r: Request<pb::CreateAssetRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn create_market(
+        &self,
+        r: Request<pb::CreateMarketRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn open_account(
+        &self,
+        r: Request<pb::OpenAccountRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn deposit(
+        &self,
+        r: Request<pb::DepositRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn withdraw(
+        &self,
+        r: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn transfer(
+        &self,
+        r: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn linked_transfers(
+        &self,
+        r: Request<pb::LinkedTransfersRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn create_pending(
+        &self,
+        r: Request<pb::CreatePendingRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn post_pending(
+        &self,
+        r: Request<pb::PostPendingRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn void_pending(
+        &self,
+        r: Request<pb::VoidPendingRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn freeze_account(
+        &self,
+        r: Request<pb::FreezeAccountRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn unfreeze_account(
+        &self,
+        r: Request<pb::UnfreezeAccountRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn close_account(
+        &self,
+        r: Request<pb::CloseAccountRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn place_order(
+        &self,
+        r: Request<pb::PlaceOrderRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn cancel_order(
+        &self,
+        r: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn amend_order(
+        &self,
+        r: Request<pb::AmendOrderRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn halt_market(
+        &self,
+        r: Request<pb::HaltMarketRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    async fn resume_market(
+        &self,
+        r: Request<pb::ResumeMarketRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.command(r).await
+    }
+
+    /// Every command is submitted before any answer is awaited. A command that got no
+    /// answer (overloaded, unavailable) fails the call, naming its index: the others
+    /// may have been applied, and a retry with the same idempotency keys is safe.
+    async fn submit_batch(
+        &self,
+        r: Request<pb::CommandBatch>,
+    ) -> Result<Response<pb::CommandBatchResponse>, Status> {
+        let who = identity(&r)?;
+        let commands = Vec::<d::Command>::try_from(r.into_inner()).map_err(|e| {
+            telemetry::command_invalid(INTERFACE, 1);
+            Status::from(e)
+        })?;
+        let n = commands.len();
+        let answers = self.core.submit_batch(who, commands, INTERFACE).await;
+        let mut responses = Vec::with_capacity(n);
+        for (i, a) in answers.into_iter().enumerate() {
+            match a {
+                Ok(a) => responses.push(response(a)),
+                Err(e) => {
+                    let s = Status::from(e);
+                    return Err(Status::new(
+                        s.code(),
+                        format!(
+                            "commands[{i}] of {n}: {}; other commands of the batch may have \
+                             been applied: retry with the same idempotency keys",
+                            s.message()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Response::new(pb::CommandBatchResponse { responses }))
+    }
+
+    async fn get_balances(
+        &self,
+        r: Request<pb::GetBalancesRequest>,
+    ) -> Result<Response<pb::GetBalancesResponse>, Status> {
+        let q = BalancesQuery::try_from(r.into_inner())?;
+        let v = self.core.balances(q.account).await?;
+        let status = match v.status {
+            tradelog_ledger::AccountStatus::Active => pb::AccountStatus::Active,
+            tradelog_ledger::AccountStatus::Frozen => pb::AccountStatus::Frozen,
+            tradelog_ledger::AccountStatus::Closed => pb::AccountStatus::Closed,
+        };
+        Ok(Response::new(pb::GetBalancesResponse {
+            account_id: v.account.0,
+            owner: v.owner.0,
+            status: status.into(),
+            balances: v
+                .balances
+                .iter()
+                .map(|b| pb::Balance {
+                    asset_id: b.asset.0,
+                    available: b.available.0,
+                    held: b.held.0,
+                })
+                .collect(),
+            open_orders: v.open_orders,
+            position: position(v.position),
+        }))
+    }
+
+    async fn get_balance_history(
+        &self,
+        r: Request<pb::GetBalanceHistoryRequest>,
+    ) -> Result<Response<pb::GetBalanceHistoryResponse>, Status> {
+        let q = BalanceHistoryQuery::try_from(r.into_inner())?;
+        let (points, truncated) = self.core.balance_history(&q)?;
+        Ok(Response::new(pb::GetBalanceHistoryResponse {
+            points: points
+                .into_iter()
+                .map(|p| pb::BalancePoint {
+                    timestamp_ns: p.timestamp.0,
+                    seq: p.seq,
+                    available: p.available.0,
+                    held: p.held.0,
+                })
+                .collect(),
+            truncated,
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        r: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let q = OrderQuery::try_from(r.into_inner())?;
+        let v = self.core.order(q).await?;
+        Ok(Response::new(pb::GetOrderResponse {
+            order: Some(pb::Order {
+                order_id: v.order.0,
+                market_id: v.market.0,
+                account_id: v.account.0,
+                owner: v.owner.0,
+                side: pb::Side::from(v.side).into(),
+                price: v.price.0,
+                remaining_qty: v.remaining.0,
+                held: v.held.0,
+                stp: pb::SelfTradePrevention::from(v.stp).into(),
+                post_only: v.post_only,
+            }),
+            position: position(v.position),
+        }))
+    }
+
+    async fn get_book(
+        &self,
+        r: Request<pb::GetBookRequest>,
+    ) -> Result<Response<pb::GetBookResponse>, Status> {
+        let q = BookQuery::try_from(r.into_inner())?;
+        let v = self.core.book(q).await?;
+        let levels = |l: &[crate::core::LevelView]| -> Vec<pb::PriceLevel> {
+            l.iter()
+                .map(|l| pb::PriceLevel {
+                    price: l.price.0,
+                    qty: l.qty.0,
+                    order_count: l.orders,
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::GetBookResponse {
+            market_id: v.market.0,
+            bids: levels(&v.bids),
+            asks: levels(&v.asks),
+            halted: v.halted,
+            last_price: v.last_price.map(|p| p.0),
+            position: position(v.position),
+        }))
+    }
+
+    async fn get_catalog(
+        &self,
+        _r: Request<pb::GetCatalogRequest>,
+    ) -> Result<Response<pb::GetCatalogResponse>, Status> {
+        let v = self.core.catalog().await?;
+        Ok(Response::new(pb::GetCatalogResponse {
+            assets: v.assets.into_iter().map(Into::into).collect(),
+            markets: v.markets.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn read_events(
+        &self,
+        r: Request<pb::ReadEventsRequest>,
+    ) -> Result<Response<pb::ReadEventsResponse>, Status> {
+        let q = ReadEventsQuery::try_from(r.into_inner())?;
+        let p = self
+            .core
+            .events
+            .read(q.stream, &q.after, q.limit as usize)?;
+        let (events, position) = page(p);
+        Ok(Response::new(pb::ReadEventsResponse { events, position }))
+    }
+
+    type SubscribeEventsStream = EventStream;
+
+    async fn subscribe_events(
+        &self,
+        r: Request<pb::SubscribeEventsRequest>,
+    ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
+        let q = SubscribeQuery::try_from(r.into_inner())?;
+        // Refuse a position that cannot be served now, as a status rather than a stream
+        // that fails at once.
+        self.core.events.check(&q.after)?;
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(events::subscribe(
+            self.core.events.clone(),
+            q.stream,
+            q.after,
+            tx,
+            self.core.stop_signal(),
+        ));
+        let stream = ReceiverStream::new(rx).map(|r: Result<Page, Error>| {
+            r.map(|p| {
+                let (events, position) = page(p);
+                pb::SubscribeEventsResponse { events, position }
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,476 @@
+//! The HTTP/JSON interface (axum): the same operations as gRPC, with domain types in their
+//! serde JSON form, server-sent event streams, health, readiness and metrics.
+//!
+//! Errors are typed JSON, `{"error": {"code": ..., "message": ...}}`: 400
+//! `invalid_argument` / `invalid_json` / `out_of_range`, 404 `not_found`, 413
+//! `body_too_large`, 429 `overloaded`, 503 `unavailable`.
+
+use crate::core::{Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
+use crate::events::{self, Page};
+use crate::{telemetry, HTTP_BODY_BYTES_MAX};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tradelog_api::proto as pb;
+use tradelog_api::query::{
+    BalanceHistoryQuery, BookQuery, OrderQuery, Position, ReadEventsQuery, SubscribeQuery,
+};
+use tradelog_domain as d;
+
+const INTERFACE: &str = "http";
+/// How long `/ready` waits for every shard to answer a read.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Batches an SSE subscription buffers before it waits for the client.
+const SUBSCRIPTION_BUFFER: usize = 16;
+
+type Shared = State<Arc<Core>>;
+
+/// Serves HTTP on `listener` until `stop` fires, then finishes in-flight requests.
+pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    let mut stop = stop;
+    let r = axum::serve(listener, router(core))
+        .with_graceful_shutdown(async move { events::stopped(&mut stop).await })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route("/v1/commands", post(command))
+        .route("/v1/batch", post(batch))
+        .route("/v1/accounts/{id}/balances", get(balances))
+        .route("/v1/accounts/{id}/history", get(history))
+        .route("/v1/markets/{id}/book", get(book))
+        .route("/v1/markets/{id}/orders/{order}", get(order))
+        .route("/v1/catalog", get(catalog))
+        .route("/v1/events", get(read_events))
+        .route("/v1/events/stream", get(stream_events))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .with_state(core)
+}
+
+/// A typed JSON error.
+struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+}
+
+impl From<Error> for HttpError {
+    fn from(e: Error) -> HttpError {
+        let message = e.to_string();
+        let (status, code) = match e {
+            Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::OutOfRange(_) => (StatusCode::BAD_REQUEST, "out_of_range"),
+            Error::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        HttpError::new(status, code, message)
+    }
+}
+
+impl From<tradelog_api::ApiError> for HttpError {
+    fn from(e: tradelog_api::ApiError) -> HttpError {
+        HttpError::invalid(e.to_string())
+    }
+}
+
+impl From<BytesRejection> for HttpError {
+    fn from(r: BytesRejection) -> HttpError {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        HttpError::new(status, code, r.body_text())
+    }
+}
+
+impl From<PathRejection> for HttpError {
+    fn from(r: PathRejection) -> HttpError {
+        HttpError::invalid(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for HttpError {
+    fn from(r: QueryRejection) -> HttpError {
+        HttpError::invalid(r.body_text())
+    }
+}
+
+fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({ "error": { "code": code, "message": message } })
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.status, Json(error_body(self.code, &self.message))).into_response()
+    }
+}
+
+type HttpResult<T> = Result<T, HttpError>;
+
+fn identity(h: &HeaderMap) -> HttpResult<Identity> {
+    let get = |k: &str| -> HttpResult<Option<&str>> {
+        h.get(k)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| HttpError::invalid(format!("invalid `{k}`: not visible ASCII")))
+            })
+            .transpose()
+    };
+    Identity::parse(get(PRINCIPAL_HEADER)?, get(AUTHORITY_HEADER)?).map_err(HttpError::invalid)
+}
+
+/// A command as JSON, checked exactly as gRPC checks it (through the wire conversion), so
+/// both interfaces refuse the same requests with the same field paths.
+fn parse_command(v: serde_json::Value) -> HttpResult<d::Command> {
+    let c: d::Command = serde_json::from_value(v)
+        .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    Ok(d::Command::try_from(pb::Command::from(c))?)
+}
+
+fn json_body(body: Result<Bytes, BytesRejection>) -> HttpResult<serde_json::Value> {
+    let body = body?;
+    serde_json::from_slice(&body)
+        .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))
+}
+
+async fn command(
+    State(core): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Response> {
+    let who = identity(&headers)?;
+    let command = json_body(body).and_then(parse_command).inspect_err(|_| {
+        telemetry::command_invalid(INTERFACE, 1);
+    })?;
+    let answer = core.submit(who, command, INTERFACE).await?;
+    Ok(Json(answer).into_response())
+}
+
+/// `[command, ...]`: independent commands (not all-or-nothing), each with its own answer
+/// or error, in order.
+async fn batch(
+    State(core): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Response> {
+    let who = identity(&headers)?;
+    let commands = json_body(body)
+        .and_then(|v| {
+            let list: Vec<d::Command> = serde_json::from_value(v).map_err(|e| {
+                HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("expected an array of commands: {e}"),
+                )
+            })?;
+            Ok(Vec::<d::Command>::try_from(pb::CommandBatch::from(list))?)
+        })
+        .inspect_err(|_| telemetry::command_invalid(INTERFACE, 1))?;
+    let answers = core.submit_batch(who, commands, INTERFACE).await;
+    let responses: Vec<serde_json::Value> = answers
+        .into_iter()
+        .map(|a| match a {
+            Ok(a) => serde_json::to_value(a).unwrap_or_else(|e| {
+                error_body("internal", &format!("answer not serializable: {e}"))
+            }),
+            Err(e) => {
+                let e = HttpError::from(e);
+                error_body(e.code, &e.message)
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "responses": responses })).into_response())
+}
+
+async fn balances(
+    State(core): Shared,
+    id: Result<Path<u64>, PathRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let q =
+        tradelog_api::query::BalancesQuery::try_from(pb::GetBalancesRequest { account_id: id })?;
+    Ok(Json(core.balances(q.account).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    asset: u32,
+    #[serde(default)]
+    from: u64,
+    to: Option<u64>,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn history(
+    State(core): Shared,
+    id: Result<Path<u64>, PathRejection>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let q = BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest {
+        account_id: id,
+        asset_id: p.asset,
+        from_ns: p.from,
+        to_ns: p.to,
+        limit: p.limit,
+    })?;
+    let (points, truncated) = core.balance_history(&q)?;
+    let points: Vec<_> = points
+        .iter()
+        .map(|p| {
+            json!({
+                "timestamp": p.timestamp,
+                "seq": p.seq,
+                "available": p.available,
+                "held": p.held,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "points": points, "truncated": truncated })).into_response())
+}
+
+#[derive(Deserialize)]
+struct BookParams {
+    #[serde(default)]
+    depth: u32,
+}
+
+async fn book(
+    State(core): Shared,
+    id: Result<Path<u32>, PathRejection>,
+    params: Result<Query<BookParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let q = BookQuery::try_from(pb::GetBookRequest {
+        market_id: id,
+        depth: p.depth,
+    })?;
+    Ok(Json(core.book(q).await?).into_response())
+}
+
+async fn order(
+    State(core): Shared,
+    ids: Result<Path<(u32, u64)>, PathRejection>,
+) -> HttpResult<Response> {
+    let Path((market, order)) = ids?;
+    let q = OrderQuery::try_from(pb::GetOrderRequest {
+        market_id: market,
+        order_id: order,
+    })?;
+    Ok(Json(core.order(q).await?).into_response())
+}
+
+async fn catalog(State(core): Shared) -> HttpResult<Response> {
+    Ok(Json(core.catalog().await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct EventsParams {
+    stream: Option<String>,
+    after: Option<String>,
+    #[serde(default)]
+    limit: u32,
+}
+
+/// `all`, `account:ID`, `market:ID` or `order:ID` (absent: `all`).
+fn parse_stream(s: Option<&str>) -> HttpResult<pb::EventStream> {
+    use pb::event_stream::Stream;
+    let bad = |s: &str| {
+        HttpError::invalid(format!(
+            "invalid field `stream`: {s:?} (expected all, account:ID, market:ID or order:ID)"
+        ))
+    };
+    let s = s.unwrap_or("all").trim();
+    let stream = match s.split_once(':') {
+        None if s == "all" => Stream::All(pb::event_stream::All {}),
+        Some(("account", id)) => Stream::AccountId(id.parse().map_err(|_| bad(s))?),
+        Some(("market", id)) => Stream::MarketId(id.parse().map_err(|_| bad(s))?),
+        Some(("order", id)) => Stream::OrderId(id.parse().map_err(|_| bad(s))?),
+        _ => return Err(bad(s)),
+    };
+    Ok(pb::EventStream {
+        stream: Some(stream),
+    })
+}
+
+/// `SHARD:SEQ,SHARD:SEQ,...` (absent or empty: the beginning).
+fn parse_position(s: Option<&str>) -> HttpResult<Option<pb::Position>> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |part: &str| {
+        HttpError::invalid(format!(
+            "invalid field `after`: {part:?} (expected SHARD:SEQ,SHARD:SEQ,...)"
+        ))
+    };
+    let mut shards = Vec::new();
+    for part in s.split(',') {
+        let (shard, seq) = part.trim().split_once(':').ok_or_else(|| bad(part))?;
+        if shards.len() > d::SHARD_COUNT_MAX as usize {
+            return Err(HttpError::invalid("invalid field `after`: too many shards"));
+        }
+        shards.push(pb::ShardPosition {
+            shard: shard.trim().parse().map_err(|_| bad(part))?,
+            seq: seq.trim().parse().map_err(|_| bad(part))?,
+        });
+    }
+    Ok(Some(pb::Position { shards }))
+}
+
+/// The `after` form of a position.
+fn format_position(p: &Position) -> String {
+    p.0.iter()
+        .map(|(s, seq)| format!("{s}:{seq}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn page_json(p: &Page) -> serde_json::Value {
+    json!({ "events": p.events, "position": format_position(&p.position) })
+}
+
+async fn read_events(
+    State(core): Shared,
+    params: Result<Query<EventsParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Query(p) = params?;
+    let q = ReadEventsQuery::try_from(pb::ReadEventsRequest {
+        stream: Some(parse_stream(p.stream.as_deref())?),
+        after: parse_position(p.after.as_deref())?,
+        limit: p.limit,
+    })?;
+    let page = core.events.read(q.stream, &q.after, q.limit as usize)?;
+    Ok(Json(page_json(&page)).into_response())
+}
+
+/// Server-sent events: `event: events` with `{"events": [...], "position": "..."}` and the
+/// position as the event id (a reconnecting client's `Last-Event-ID` resumes there), then
+/// `event: error` with a typed error if the stream must end.
+async fn stream_events(
+    State(core): Shared,
+    headers: HeaderMap,
+    params: Result<Query<EventsParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Query(p) = params?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let after = p.after.or(last_id);
+    let q = SubscribeQuery::try_from(pb::SubscribeEventsRequest {
+        stream: Some(parse_stream(p.stream.as_deref())?),
+        after: parse_position(after.as_deref())?,
+    })?;
+    core.events.check(&q.after)?;
+    let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+    tokio::spawn(events::subscribe(
+        core.events.clone(),
+        q.stream,
+        q.after,
+        tx,
+        core.stop_signal(),
+    ));
+    let stream = ReceiverStream::new(rx).map(|r| -> Result<SseEvent, Infallible> {
+        Ok(match r {
+            Ok(p) => SseEvent::default()
+                .event("events")
+                .id(format_position(&p.position))
+                .data(page_json(&p).to_string()),
+            Err(e) => {
+                let e = HttpError::from(e);
+                SseEvent::default()
+                    .event("error")
+                    .data(error_body(e.code, &e.message).to_string())
+            }
+        })
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn ready(State(core): Shared) -> HttpResult<Response> {
+    match tokio::time::timeout(READY_TIMEOUT, core.ping()).await {
+        Ok(Ok(())) => {
+            Ok(Json(json!({ "status": "ready", "shards": core.shard_count() })).into_response())
+        }
+        Ok(Err(e)) => Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
+        Err(_) => Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a shard did not answer a read in time",
+        )),
+    }
+}
+
+async fn metrics() -> HttpResult<Response> {
+    let text = telemetry::render().ok_or_else(|| {
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "metrics recorder not installed",
+        )
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn not_found() -> HttpError {
+    HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

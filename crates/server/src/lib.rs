@@ -1,0 +1,303 @@
+//! The tradelog server: the network interfaces of one node.
+//!
+//! Owns: the network interfaces (a gRPC listener serving the published `tradelog.v1`
+//! service of [`tradelog_api`], an HTTP listener serving the same operations as JSON plus
+//! server-sent event streams, health, readiness and Prometheus metrics), request
+//! validation at the edge (every request goes through the api crate's validated
+//! conversions before anything reaches a shard), translating requests to calls of an
+//! embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`), and an in-memory
+//! index of the events published since the server started (for `ReadEvents` and
+//! subscriptions).
+//!
+//! Must never contain: business logic (every rule is the engine's, answered with a stable
+//! `RejectCode`) or depend on storage internals (the node owns the log, snapshots and
+//! recovery). Queries read the engine's state through `Node::read`, never a copy.
+//!
+//! # DEVELOPMENT ONLY: no authentication yet
+//!
+//! **Anyone who can reach the listeners can do anything.** Until API keys with signed
+//! requests land, the caller *declares* who it is:
+//!
+//! * `x-tradelog-principal`: the principal (a `u64`; default `1`);
+//! * `x-tradelog-authority`: `operator`, `trader` or `read-only` (default `operator`).
+//!
+//! Both are gRPC metadata or HTTP headers with the same names. The engine enforces what an
+//! authority may do, but nothing checks that the caller is who it says. Both listeners
+//! bind `127.0.0.1` by default; do not expose them to a network.
+//!
+//! # Events
+//!
+//! The server keeps, per shard, the events published since it started (at most
+//! [`ServerConfig::events_retained_max`] per shard, default [`EVENTS_RETAINED_MAX`]).
+//! `ReadEvents` and subscriptions serve a stream (all, account, market, order) after a
+//! position from that index; a position older than what is retained is answered with
+//! `OUT_OF_RANGE` (HTTP 400, code `out_of_range`) naming the oldest position available,
+//! never with a silent gap. A subscription subscribes to the live feed first, then reads
+//! the stored part, then skips live events already sent (by shard and sequence number):
+//! no gap and no duplicate across the switch.
+//!
+//! # Shutdown
+//!
+//! [`RunningServer::shutdown`] stops accepting connections, ends open event streams, lets
+//! in-flight requests finish (every command already submitted gets its answer), then
+//! calls `Node::shutdown`. Every acknowledged command was durable before it was
+//! acknowledged, so nothing acknowledged is lost whatever happens after.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod core;
+mod events;
+mod grpc;
+mod http;
+mod telemetry;
+
+pub use crate::core::{Identity, PRINCIPAL_DEFAULT};
+
+use crate::core::Core;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tradelog_domain::ShardId;
+use tradelog_node::{Node, NodeConfig, NodeError};
+
+/// Default data directory.
+pub const DATA_DIR_DEFAULT: &str = "./tradelog-data";
+/// Default number of shards.
+pub const SHARDS_DEFAULT: u32 = 4;
+/// Default gRPC listen address.
+pub const GRPC_ADDR_DEFAULT: &str = "127.0.0.1:7700";
+/// Default HTTP listen address.
+pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:7701";
+/// Default number of events the server keeps in memory per shard for `ReadEvents` and
+/// subscriptions (older positions are answered with `OUT_OF_RANGE`).
+pub const EVENTS_RETAINED_MAX: usize = 250_000;
+/// Largest HTTP request body, in bytes (a full batch of commands fits easily).
+pub const HTTP_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest gRPC request message, in bytes.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// How long shutdown waits for in-flight requests before it gives up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings of a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the node keeps its shards.
+    pub data_dir: PathBuf,
+    /// Number of shards (all embedded in this process). Must be the same every time a
+    /// data directory is opened.
+    pub shards: u32,
+    /// gRPC listen address (port 0: any free port; see [`RunningServer::grpc_addr`]).
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (port 0: any free port; see [`RunningServer::http_addr`]).
+    pub http_addr: SocketAddr,
+    /// Events kept in memory per shard for reads and subscriptions.
+    pub events_retained_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from(DATA_DIR_DEFAULT),
+            shards: SHARDS_DEFAULT,
+            grpc_addr: GRPC_ADDR_DEFAULT.parse().expect("valid default address"),
+            http_addr: HTTP_ADDR_DEFAULT.parse().expect("valid default address"),
+            events_retained_max: EVENTS_RETAINED_MAX,
+        }
+    }
+}
+
+/// Why a server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The node could not be opened (see the inner error: storage, snapshot, recovery).
+    #[error("opening the node in {dir}: {source}")]
+    Node {
+        /// Its data directory.
+        dir: PathBuf,
+        /// Why.
+        source: NodeError,
+    },
+    /// A listener could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The node did not answer during start-up.
+    #[error("node did not answer: {0}")]
+    NodeUnavailable(String),
+    /// Some requests were still running after [`SHUTDOWN_GRACE`]; the node stops when
+    /// the last of them ends.
+    #[error("requests still running after the shutdown grace period")]
+    ShutdownTimedOut,
+}
+
+/// Starts servers.
+pub struct Server;
+
+impl Server {
+    /// Opens the node (recovering its shards), binds both listeners and starts serving.
+    /// Must be called inside a tokio runtime (multi-threaded for real use).
+    pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+        if config.shards == 0 || config.shards > tradelog_domain::SHARD_COUNT_MAX {
+            return Err(ServerError::Config(format!(
+                "shards must be 1 to {}, got {}",
+                tradelog_domain::SHARD_COUNT_MAX,
+                config.shards
+            )));
+        }
+        if config.events_retained_max == 0 {
+            return Err(ServerError::Config(
+                "events_retained_max must be at least 1".into(),
+            ));
+        }
+        // Bind first: a busy port should fail before the node is opened.
+        let grpc_listener = bind(config.grpc_addr).await?;
+        let http_listener = bind(config.http_addr).await?;
+        let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
+        let http_addr = local_addr(&http_listener, config.http_addr)?;
+
+        let node_config = NodeConfig::new(&config.data_dir, config.shards);
+        let dir = config.data_dir.clone();
+        let retained = config.events_retained_max;
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+            let node = Node::open(node_config).map_err(|source| ServerError::Node {
+                dir: dir.clone(),
+                source,
+            })?;
+            // Subscribe before reading where each shard's events stand: every event after
+            // that point reaches the index.
+            let feed = node.subscribe();
+            let mut next = Vec::new();
+            for s in 0..node.shard_count() {
+                next.push(
+                    node.read(ShardId(s), |e| e.next_event_seq())
+                        .map_err(|e| ServerError::NodeUnavailable(e.to_string()))?,
+                );
+            }
+            let (log, feeder) = events::EventLog::start(feed, &next, retained);
+            Ok((node, log, feeder))
+        })
+        .await
+        .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
+        let (node, log, feeder) = opened;
+        let node = Arc::new(node);
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let core = Arc::new(Core::new(node.clone(), log, stop_rx.clone()));
+        let upkeep = telemetry::start_upkeep(stop_rx.clone());
+
+        let grpc = tokio::spawn(grpc::serve(core.clone(), grpc_listener, stop_rx.clone()));
+        let http = tokio::spawn(http::serve(core.clone(), http_listener, stop_rx));
+        tracing::info!(
+            %grpc_addr,
+            %http_addr,
+            data_dir = %config.data_dir.display(),
+            shards = config.shards,
+            "tradelog server listening (development only: no authentication)"
+        );
+        Ok(RunningServer {
+            grpc_addr,
+            http_addr,
+            core: Some(core),
+            node: Some(node),
+            stop: stop_tx,
+            tasks: vec![grpc, http, upkeep],
+            feeder: Some(feeder),
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    l.local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// A server that is running: its bound addresses and its shutdown.
+pub struct RunningServer {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    core: Option<Arc<Core>>,
+    node: Option<Arc<Node>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the gRPC listener is bound to.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The embedded node (for checks and audits).
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect("node is open until shutdown")
+    }
+
+    /// Stops accepting connections, ends event streams, waits for in-flight requests (at
+    /// most [`SHUTDOWN_GRACE`]) and shuts the node down (joining its shard threads).
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        for t in self.tasks.drain(..) {
+            let abort = t.abort_handle();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, t).await.is_err() {
+                tracing::warn!("a listener did not finish in time; aborting it");
+                abort.abort();
+            }
+        }
+        self.core = None;
+        let node = self.node.take().expect("node is open until shutdown");
+        // Requests that already had the node (reads on blocking threads, stream tasks)
+        // end by themselves; wait for them so the node stops here, not later.
+        while Arc::strong_count(&node) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let node = match Arc::try_unwrap(node) {
+            Ok(n) => n,
+            Err(_) => return Err(ServerError::ShutdownTimedOut),
+        };
+        let feeder = self.feeder.take();
+        tokio::task::spawn_blocking(move || {
+            node.shutdown();
+            // The node closed the event feed; the index thread ends.
+            if let Some(f) = feeder {
+                let _ = f.join();
+            }
+        })
+        .await
+        .map_err(|e| ServerError::NodeUnavailable(e.to_string()))?;
+        tracing::info!("finished in-flight work; node stopped");
+        Ok(())
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // Without `shutdown`: stop serving; the node stops when its last user is gone.
+        let _ = self.stop.send(true);
+    }
+}

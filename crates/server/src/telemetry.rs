@@ -1,0 +1,112 @@
+//! Prometheus metrics: one process-wide recorder (the `metrics` facade is global), rendered
+//! by `GET /metrics`.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tradelog_node::{CommandReply, SubmitError};
+
+/// Commands answered, by interface and outcome (`accepted`, `rejected`, `overloaded`,
+/// `unavailable`; `invalid` for requests refused at the edge).
+pub(crate) const COMMANDS_TOTAL: &str = "tradelog_commands_total";
+/// Time from submission to answer of a command, in seconds.
+pub(crate) const COMMAND_SECONDS: &str = "tradelog_command_duration_seconds";
+/// Commands refused because a shard queue was full.
+pub(crate) const OVERLOADED_TOTAL: &str = "tradelog_queue_overloaded_total";
+/// Histogram buckets of [`COMMAND_SECONDS`] (100 us to 5 s: a group commit is one fsync).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0,
+];
+/// How often histogram storage is compacted.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use; `None` when another
+/// recorder was installed first.
+pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(COMMAND_SECONDS.into()), LATENCY_BUCKETS)
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    metrics::describe_counter!(
+                        COMMANDS_TOTAL,
+                        "Commands answered, by interface and outcome."
+                    );
+                    metrics::describe_histogram!(
+                        COMMAND_SECONDS,
+                        metrics::Unit::Seconds,
+                        "Time from submission to answer of a command."
+                    );
+                    metrics::describe_counter!(
+                        OVERLOADED_TOTAL,
+                        "Commands refused because a shard queue was full."
+                    );
+                    Some(handle)
+                }
+                Err(_) => {
+                    tracing::warn!("another metrics recorder is installed; /metrics is disabled");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Compacts histogram storage now and then until `stop` fires.
+pub(crate) fn start_upkeep(mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let h = handle();
+    tokio::spawn(async move {
+        let Some(h) = h else { return };
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => h.run_upkeep(),
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            }
+        }
+    })
+}
+
+/// Records one answered command.
+pub(crate) fn command_done(
+    interface: &'static str,
+    r: &Result<CommandReply, SubmitError>,
+    elapsed: Duration,
+) {
+    let _ = handle();
+    let outcome = match r {
+        Ok(rep) if rep.outcome.result.is_ok() => "accepted",
+        Ok(_) => "rejected",
+        Err(SubmitError::Overloaded(_)) => {
+            metrics::counter!(OVERLOADED_TOTAL, "interface" => interface).increment(1);
+            "overloaded"
+        }
+        Err(_) => "unavailable",
+    };
+    metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => outcome).increment(1);
+    metrics::histogram!(COMMAND_SECONDS, "interface" => interface).record(elapsed.as_secs_f64());
+}
+
+/// Records commands refused at the edge (malformed).
+pub(crate) fn command_invalid(interface: &'static str, n: u64) {
+    let _ = handle();
+    metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => "invalid")
+        .increment(n);
+}
+
+/// The Prometheus text exposition of every metric, or `None` without a recorder.
+pub(crate) fn render() -> Option<String> {
+    handle().map(|h| {
+        h.run_upkeep();
+        h.render()
+    })
+}
