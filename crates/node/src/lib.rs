@@ -14,6 +14,7 @@
 
 pub mod runtime;
 mod snapshots;
+mod watermark;
 
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
 pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
@@ -69,6 +70,21 @@ pub enum NodeError {
         /// The log's last valid index.
         last: u64,
     },
+    /// The log's valid records end below the durable watermark: records that were on
+    /// disk (and acknowledged) are damaged or missing. Nothing was changed.
+    #[error(
+        "acknowledged records lost: the log's valid records end at {last_valid} but {watermark} \
+         were durable{}",
+        .damage.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+    )]
+    AcknowledgedLoss {
+        /// The durable watermark.
+        watermark: u64,
+        /// The last valid record.
+        last_valid: u64,
+        /// Where the damage starts, if the log shows it.
+        damage: Option<String>,
+    },
     /// Too many inputs in one call.
     #[error("{0} inputs in one submit (at most {SUBMIT_INPUTS_MAX})")]
     TooManyInputs(usize),
@@ -87,7 +103,19 @@ pub struct ShardConfig {
     pub snapshot_every_records: u64,
     /// Log file settings.
     pub log: FileLogConfig,
+    /// Write the durable watermark (the highest index known to be on disk) at most this
+    /// often, in milliseconds (0 = after every group commit). See [`WATERMARK_FILE`].
+    pub watermark_every_ms: u64,
 }
+
+/// Default for [`ShardConfig::watermark_every_ms`].
+pub const WATERMARK_EVERY_MS: u64 = 100;
+
+/// File in a shard directory holding the durable watermark: an index every record up to
+/// which was on disk when the file was written. On open, a log whose valid records end
+/// below it lost acknowledged records (damage, not an interrupted write): the shard
+/// refuses to open instead of cutting them as a torn tail.
+pub const WATERMARK_FILE: &str = "durable-index";
 
 /// What opening a shard found.
 #[derive(Debug, Default)]
@@ -111,6 +139,7 @@ pub struct DurableShard {
     applied: u64,
     last_snapshot: u64,
     writer: Option<JoinHandle<Result<PathBuf, NodeError>>>,
+    watermark_at: Option<std::time::Instant>,
 }
 
 impl DurableShard {
@@ -118,6 +147,21 @@ impl DurableShard {
     /// readable snapshot and replays the log after it.
     pub fn open(config: ShardConfig) -> Result<(DurableShard, OpenReport), NodeError> {
         let log_dir = config.dir.join("log");
+        // Before the log cuts a torn tail, make sure the tail holds no record that was
+        // already durable: that would be damage, and cutting it would lose acknowledged
+        // writes.
+        if let Some(watermark) = watermark::read(&config.dir)? {
+            let report = tradelog_storage::verify_dir(&log_dir)?;
+            if report.last_index < watermark {
+                return Err(NodeError::AcknowledgedLoss {
+                    watermark,
+                    last_valid: report.last_index,
+                    damage: report.torn_tail.map(|t| {
+                        format!("{} at byte {} of {}", t.reason, t.offset, t.file.display())
+                    }),
+                });
+            }
+        }
         let log = FileLog::open(&log_dir, config.log.clone())?;
         let mut report = OpenReport {
             log: log.recovery().clone(),
@@ -160,6 +204,7 @@ impl DurableShard {
             engine,
             log,
             writer: None,
+            watermark_at: None,
         };
         if shard.applied + 1 < shard.log.first_index() {
             // The records after the snapshot were archived: replay from an older snapshot
@@ -234,6 +279,13 @@ impl DurableShard {
         let mut results = Vec::with_capacity(inputs.len());
         self.engine.apply_batch(inputs, events, &mut results);
         self.applied = range.end - 1;
+        let due = self
+            .watermark_at
+            .is_none_or(|at| at.elapsed().as_millis() as u64 >= self.config.watermark_every_ms);
+        if due {
+            watermark::write(&self.config.dir, self.applied)?;
+            self.watermark_at = Some(std::time::Instant::now());
+        }
         self.maybe_snapshot()?;
         Ok(results)
     }

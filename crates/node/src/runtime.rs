@@ -142,6 +142,7 @@ impl Node {
                 placement: placement.clone(),
                 snapshot_every_records: config.snapshot_every_records,
                 log: config.log.clone(),
+                watermark_every_ms: crate::WATERMARK_EVERY_MS,
             })?;
             opened.push(shard);
         }

@@ -116,10 +116,10 @@ fn damaged_log_files_are_detected() {
     bytes[64 + 100] ^= 0x10;
     std::fs::write(first, &bytes).unwrap();
 
-    // Cutting the last segment in the middle of a record is a torn tail: recovered as a
-    // prefix of what was there (the records of a cut-off tail are the ones a machine crash
-    // before fsync could lose, so only a prefix is promised here).
-    let before = transfers_on_disk(tmp.path());
+    // Cutting the last segment inside a record that was durable (and acknowledged) is
+    // damage, not an interrupted write: the durable watermark says so, and the shard
+    // refuses to open rather than silently dropping acknowledged transfers.
+    let before = transfers_on_disk(tmp.path()).expect("intact log opens");
     assert!(before >= acked);
     let last = segs.last().unwrap();
     let len = std::fs::metadata(last).unwrap().len();
@@ -132,19 +132,23 @@ fn damaged_log_files_are_detected() {
         .unwrap()
         .set_len(end - 7)
         .unwrap();
-    let after = transfers_on_disk(tmp.path());
+    let err = transfers_on_disk(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("acknowledged records lost"), "{err}");
     assert!(
-        after < before && after > 0,
-        "before {before}, after {after}"
+        err.contains(last.file_name().unwrap().to_str().unwrap()),
+        "{err}"
     );
-    // And the process carries on from there.
-    let (open, _) = run_and_kill(tmp.path(), 5);
-    assert_eq!(open.done, after);
-    assert_eq!(open.sum, FUNDS);
+    // Nothing was changed by the refusal: the log still ends where it was cut.
+    assert_eq!(std::fs::metadata(last).unwrap().len(), end - 7);
+    let out = Command::new(env!("CARGO_BIN_EXE_crashload"))
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
 
 /// Opens the shard in this process (recovering it) and counts the transfers it holds.
-fn transfers_on_disk(dir: &std::path::Path) -> u64 {
+fn transfers_on_disk(dir: &std::path::Path) -> Result<u64, tradelog_node::NodeError> {
     let (shard, _) = tradelog_node::DurableShard::open(tradelog_node::ShardConfig {
         dir: dir.to_path_buf(),
         shard: tradelog_domain::ShardId(0),
@@ -155,8 +159,8 @@ fn transfers_on_disk(dir: &std::path::Path) -> u64 {
             record_bytes_max: 64 << 10,
             ..Default::default()
         },
-    })
-    .unwrap();
+        watermark_every_ms: 0,
+    })?;
     shard.engine().validate().unwrap();
     let b = |a| {
         shard
@@ -169,5 +173,5 @@ fn transfers_on_disk(dir: &std::path::Path) -> u64 {
             .0
     };
     assert_eq!(b(1) + b(2), FUNDS);
-    b(2)
+    Ok(b(2))
 }

@@ -252,6 +252,7 @@ fn messages_in_flight_at_shutdown_are_delivered_after_restart() {
             placement: tradelog_engine::Placement::new(3),
             snapshot_every_records: 0,
             log: config(tmp.path()).log,
+            watermark_every_ms: 0,
         })
         .unwrap();
         let e = shard.engine();

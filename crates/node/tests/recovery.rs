@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path, every: u64) -> ShardConfig {
             record_bytes_max: 4 << 10,
             ..FileLogConfig::default()
         },
+        watermark_every_ms: 0,
     }
 }
 
@@ -283,5 +284,65 @@ fn verify_reports_a_snapshot_beyond_a_cut_log() {
     match tradelog_node::verify_shard_dir(tmp.path(), ShardId(0), Placement::new(1)) {
         Err(tradelog_node::NodeError::SnapshotBeyondLog { index, last }) => assert!(index > last),
         other => panic!("expected SnapshotBeyondLog, got {other:?}"),
+    }
+}
+
+/// Cuts `bytes` bytes off the end of the records of the last log segment.
+fn cut_tail(dir: &std::path::Path, bytes: u64) {
+    let log = dir.join("log");
+    let mut segs: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segs.sort();
+    let last = segs.last().unwrap();
+    let data = std::fs::read(last).unwrap();
+    let end = data.iter().rposition(|b| *b != 0).unwrap() as u64 + 1;
+    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+    f.set_len(end - bytes).unwrap();
+}
+
+#[test]
+fn a_torn_tail_beyond_the_watermark_is_cut_but_below_it_is_refused() {
+    let batches = workload(200);
+    // The watermark is written only with the first group (a long interval): everything
+    // after it counts as possibly unsynced, so a cut tail is an interrupted write.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path(), 0);
+    c.watermark_every_ms = u64::MAX;
+    {
+        let (mut shard, _) = DurableShard::open(c.clone()).unwrap();
+        let mut events = vec![];
+        for b in &batches {
+            shard.submit(b, &mut events).unwrap();
+        }
+    }
+    cut_tail(tmp.path(), 5);
+    let (shard, report) = DurableShard::open(c).unwrap();
+    assert!(report.log.torn_tail.is_some(), "{report:?}");
+    assert_eq!(
+        shard.applied_index(),
+        batches.iter().map(|b| b.len() as u64).sum::<u64>() - 1
+    );
+    shard.engine().validate().unwrap();
+    drop(shard);
+
+    // With the watermark written after every group, the same cut loses a durable record:
+    // refused, and the files are left as they are.
+    let tmp = tempfile::tempdir().unwrap();
+    run(tmp.path(), 0, &batches);
+    cut_tail(tmp.path(), 5);
+    match DurableShard::open(config(tmp.path(), 0)) {
+        Err(tradelog_node::NodeError::AcknowledgedLoss {
+            watermark,
+            last_valid,
+            damage: Some(d),
+        }) => {
+            assert_eq!(last_valid + 1, watermark);
+            assert!(d.contains("segment-"), "{d}");
+        }
+        Err(other) => panic!("expected AcknowledgedLoss, got {other}"),
+        Ok(_) => panic!("expected AcknowledgedLoss, the shard opened"),
     }
 }

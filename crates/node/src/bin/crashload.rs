@@ -33,6 +33,7 @@ fn main() {
             record_bytes_max: 64 << 10,
             ..FileLogConfig::default()
         },
+        watermark_every_ms: 0,
     };
     let (mut shard, report) = DurableShard::open(config).expect("open shard");
     let meta = |t: u64| Meta {
