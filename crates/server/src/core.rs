@@ -240,7 +240,7 @@ impl Core {
     ) -> Result<Answer, Error> {
         let started = Instant::now();
         let pending = self.start(who, command);
-        finish(pending, started, interface).await
+        finish(pending, started, interface, &self.events).await
     }
 
     /// Submits every command first (they share group commits), then awaits every answer,
@@ -255,7 +255,7 @@ impl Core {
         let pending: Vec<Pending> = commands.into_iter().map(|c| self.start(who, c)).collect();
         let mut out = Vec::with_capacity(pending.len());
         for p in pending {
-            out.push(finish(p, started, interface).await);
+            out.push(finish(p, started, interface, &self.events).await);
         }
         out
     }
@@ -425,10 +425,19 @@ struct Pending {
     fallback: d::ShardId,
 }
 
-async fn finish(p: Pending, started: Instant, interface: &'static str) -> Result<Answer, Error> {
+async fn finish(
+    p: Pending,
+    started: Instant,
+    interface: &'static str,
+    events: &EventLog,
+) -> Result<Answer, Error> {
     let r = p.rx.await.unwrap_or(Err(SubmitError::Stopped));
     telemetry::command_done(interface, &r, started.elapsed());
     let reply = r?;
+    // Read your writes: the answer goes out once its events can be read.
+    if let Some(last) = reply.events.last() {
+        events.caught_up(last.shard, last.seq).await;
+    }
     let (shard, input) = match reply.events.first() {
         Some(e) => (e.shard, e.input),
         None => (p.fallback, 0),

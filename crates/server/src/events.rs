@@ -62,7 +62,14 @@ struct Inner {
 pub(crate) struct EventLog {
     inner: Mutex<Inner>,
     retained_max: usize,
+    /// The next sequence number of each shard the index expects: lets a command's answer
+    /// wait until its events are readable (read your writes).
+    progress: watch::Sender<Vec<u64>>,
 }
+
+/// How long an answered command waits for its events to reach the index before it is
+/// answered anyway.
+pub(crate) const CATCH_UP_WAIT_MS_MAX: u64 = 5_000;
 
 impl EventLog {
     /// Starts the index thread on `feed`; `next[s]` is the sequence number of the first
@@ -89,6 +96,7 @@ impl EventLog {
                 closed: None,
             }),
             retained_max,
+            progress: watch::channel(next.iter().map(|&n| n.max(1)).collect()).0,
         });
         let l = log.clone();
         let thread = std::thread::Builder::new()
@@ -136,16 +144,40 @@ impl EventLog {
                 }
             }
         }
+        let next: Vec<u64> = inner.shards.iter().map(|s| s.next_seq()).collect();
+        self.progress.send_replace(next);
         if let Some(live) = &inner.live {
             // No receiver is not an error.
             let _ = live.send(batch);
         }
     }
 
+    /// Waits (at most [`CATCH_UP_WAIT_MS_MAX`]) until the index holds shard `shard`'s
+    /// event `seq`, so that a client reading right after its command's answer sees it.
+    pub(crate) async fn caught_up(&self, shard: ShardId, seq: u64) {
+        let mut rx = self.progress.subscribe();
+        let wait = async {
+            loop {
+                let next = rx.borrow_and_update().get(shard.0 as usize).copied();
+                if next.is_none_or(|n| n > seq) || self.closed().is_some() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let limit = std::time::Duration::from_millis(CATCH_UP_WAIT_MS_MAX);
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+
     fn close(&self, why: &str) {
         let mut inner = self.lock();
         inner.closed = Some(why.to_owned());
         inner.live = None;
+        drop(inner);
+        // Wake whoever waits for progress: nothing more will come.
+        self.progress.send_modify(|_| {});
     }
 
     /// A receiver of every batch appended from now on.
