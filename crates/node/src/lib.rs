@@ -16,6 +16,28 @@ pub mod runtime;
 mod snapshots;
 mod watermark;
 
+/// Writes `bytes` to `dir/name` so that a crash leaves either the whole new file or the
+/// old one: temporary file, fsync, rename into place, fsync the directory.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, NodeError> {
+    use std::io::Write;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| NodeError::SnapshotIo { path, source }
+    };
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io(dir))?;
+    Ok(path)
+}
+
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
 pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
 

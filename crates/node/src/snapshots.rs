@@ -4,8 +4,7 @@
 //! a crash leaves either the complete file or none.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use tradelog_domain::ShardId;
 
@@ -86,14 +85,5 @@ pub fn write(dir: &Path, meta: &SnapshotMeta, engine: &[u8]) -> Result<PathBuf, 
         engine: engine.to_vec(),
     };
     let sealed = tradelog_codec::seal(MAGIC, VERSION, &tradelog_codec::encode(&file));
-    let final_path = d.join(name(meta.index));
-    let tmp = d.join(format!("{}.tmp", name(meta.index)));
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&sealed).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
-    File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d))?;
-    Ok(final_path)
+    crate::write_atomically(&d, &name(meta.index), &sealed)
 }

@@ -3,8 +3,7 @@
 //! one it names was on disk before it.
 
 use crate::{NodeError, WATERMARK_FILE};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
 const MAGIC: [u8; 8] = *b"TLWMARK1";
@@ -38,17 +37,7 @@ pub fn read(dir: &Path) -> Result<Option<u64>, NodeError> {
 
 /// Records that every index up to `index` is durable.
 pub fn write(dir: &Path, index: u64) -> Result<(), NodeError> {
-    let path = dir.join(WATERMARK_FILE);
-    let tmp = dir.join(format!("{WATERMARK_FILE}.tmp"));
     let sealed = tradelog_codec::seal(MAGIC, VERSION, &tradelog_codec::encode(&index));
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&sealed).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io(dir))?;
+    crate::write_atomically(dir, WATERMARK_FILE, &sealed)?;
     Ok(())
 }
