@@ -185,6 +185,10 @@ impl DurableShard {
             }
         }
         let log = FileLog::open(&log_dir, config.log.clone())?;
+        // Everything the log recovered is synced by `FileLog::open`: raise the watermark to
+        // it now, so damage to any of it is told apart from an interrupted write on the next
+        // start (a crash can leave records newer than the last periodic watermark).
+        watermark::write(&config.dir, log.last_index())?;
         let mut report = OpenReport {
             log: log.recovery().clone(),
             ..OpenReport::default()
