@@ -3,7 +3,8 @@
 //! snapshot plus the log after it.
 //!
 //! Owns: the order "append, fsync (group commit), apply, acknowledge"; the snapshot files
-//! (`DIR/snapshots/snapshot-{index:020}.bin`, written to a temporary file, fsynced, renamed,
+//! (`DIR/snapshots/snapshot-{index:020}.bin`, taken from the snapshotter's copy of the
+//! state so the shard never pauses for them, written to a temporary file, fsynced, renamed,
 //! directory fsynced); recovery (latest readable snapshot, then replay of the log after it,
 //! checking that the state hash recorded with each snapshot is reproduced).
 //!
@@ -14,6 +15,7 @@
 
 pub mod runtime;
 mod snapshots;
+mod snapshotter;
 mod watermark;
 
 /// Writes `bytes` to `dir/name` so that a crash leaves either the whole new file or the
@@ -39,10 +41,10 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
 }
 
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
-pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
+pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
+pub use snapshotter::{Stalls as SnapshotterStalls, SNAPSHOTTER_LAG_INPUTS_MAX};
 
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use tradelog_domain::{EventRecord, ShardId};
 use tradelog_engine::{Applied, Engine, Input, Placement};
 use tradelog_storage::{FileLog, FileLogConfig, LogStore, RecoveryReport, StorageError};
@@ -160,7 +162,9 @@ pub struct DurableShard {
     /// Log index of the last input applied to `engine`.
     applied: u64,
     last_snapshot: u64,
-    writer: Option<JoinHandle<Result<PathBuf, NodeError>>>,
+    /// Keeps the copy of the state snapshots are taken from (started with the first
+    /// snapshot, or at open when snapshots are periodic).
+    snapshotter: Option<snapshotter::Snapshotter>,
     watermark_at: Option<std::time::Instant>,
 }
 
@@ -229,7 +233,7 @@ impl DurableShard {
             config,
             engine,
             log,
-            writer: None,
+            snapshotter: None,
             watermark_at: None,
         };
         if shard.applied + 1 < shard.log.first_index() {
@@ -241,6 +245,11 @@ impl DurableShard {
             });
         }
         report.replayed = shard.replay()?;
+        if shard.config.snapshot_every_records > 0 {
+            // The one copy of the state the snapshotter starts from, made before the shard
+            // serves anything.
+            shard.start_snapshotter();
+        }
         Ok((shard, report))
     }
 
@@ -296,6 +305,7 @@ impl DurableShard {
         let encoded: Vec<Vec<u8>> = inputs.iter().map(tradelog_codec::encode).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
         let range = self.log.append(&refs)?;
+        drop(refs);
         self.log.sync()?;
         assert_eq!(
             range.start,
@@ -305,6 +315,9 @@ impl DurableShard {
         let mut results = Vec::with_capacity(inputs.len());
         self.engine.apply_batch(inputs, events, &mut results);
         self.applied = range.end - 1;
+        if let Some(s) = &mut self.snapshotter {
+            s.push(range.start, encoded);
+        }
         let due = self
             .watermark_at
             .is_none_or(|at| at.elapsed().as_millis() as u64 >= self.config.watermark_every_ms);
@@ -319,21 +332,31 @@ impl DurableShard {
     /// Starts a background snapshot if enough records were applied since the last one and
     /// none is being written. The shard keeps serving while it is written.
     fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
-        if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+        let busy = self.snapshotter.as_ref().is_some_and(|s| s.busy());
+        if !busy {
+            // Surface the result (an I/O error) of a finished snapshot, if any.
             self.wait_for_snapshot()?;
         }
         let every = self.config.snapshot_every_records;
-        if every == 0 || self.writer.is_some() || self.applied < self.last_snapshot + every {
+        if every == 0 || busy || self.applied < self.last_snapshot + every {
             return Ok(());
         }
         self.snapshot_in_background()
     }
 
-    /// Writes a snapshot of the current state in a background thread. The state is copied
-    /// first (a clone of the engine), so the shard goes on applying inputs meanwhile.
+    fn start_snapshotter(&mut self) -> &mut snapshotter::Snapshotter {
+        let (engine, applied) = (&self.engine, self.applied);
+        self.snapshotter
+            .get_or_insert_with(|| snapshotter::Snapshotter::start(engine.clone(), applied))
+    }
+
+    /// Takes a snapshot of the current state in the background (after waiting for one being
+    /// written). It is taken from the snapshotter's copy of the state (see
+    /// [`SNAPSHOTTER_LAG_INPUTS_MAX`]), so the shard neither copies nor encodes its state
+    /// and goes on applying inputs meanwhile. The first call on a shard that does not take
+    /// periodic snapshots makes that copy.
     pub fn snapshot_in_background(&mut self) -> Result<(), NodeError> {
         self.wait_for_snapshot()?;
-        let engine = self.engine.clone();
         let meta = SnapshotMeta {
             shard: self.config.shard,
             index: self.applied,
@@ -341,25 +364,26 @@ impl DurableShard {
             state_hash: [0; 32],
         };
         let dir = self.config.dir.clone();
-        let handle = std::thread::spawn(move || {
-            let bytes = engine.snapshot();
-            let meta = SnapshotMeta {
-                state_hash: engine.state_hash(),
-                ..meta
-            };
-            snapshots::write(&dir, &meta, &bytes)
-        });
+        self.start_snapshotter().request(&dir, meta);
         self.last_snapshot = self.applied;
-        self.writer = Some(handle);
         Ok(())
     }
 
     /// Waits for a snapshot being written, if any; returns its path.
     pub fn wait_for_snapshot(&mut self) -> Result<Option<PathBuf>, NodeError> {
-        match self.writer.take() {
-            Some(handle) => Ok(Some(handle.join().expect("snapshot writer panicked")?)),
+        match &mut self.snapshotter {
+            Some(s) => s.wait_for_snapshot().transpose(),
             None => Ok(None),
         }
+    }
+
+    /// How often and how long the shard waited for its snapshotter (zero when snapshots
+    /// keep up, which is the normal case; see [`SNAPSHOTTER_LAG_INPUTS_MAX`]).
+    pub fn snapshotter_stalls(&self) -> SnapshotterStalls {
+        self.snapshotter
+            .as_ref()
+            .map(|s| s.stalls())
+            .unwrap_or_default()
     }
 
     /// The shard's directory.

@@ -92,7 +92,7 @@ pub enum SubmitError {
 pub type Reply = Box<dyn FnOnce(Result<CommandReply, SubmitError>) + Send>;
 
 /// A read run on a shard thread.
-type ReadJob = Box<dyn FnOnce(&Engine) + Send>;
+type ReadJob = Box<dyn FnOnce(&DurableShard) + Send>;
 
 enum Job {
     Command {
@@ -302,9 +302,19 @@ impl Node {
         s: ShardId,
         f: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
+        self.inspect(s, move |shard| f(shard.engine()))
+    }
+
+    /// Runs `f` on shard `s` itself (its log, snapshotter and state) on the shard's thread,
+    /// after every write it acknowledged before.
+    pub fn inspect<R: Send + 'static>(
+        &self,
+        s: ShardId,
+        f: impl FnOnce(&DurableShard) -> R + Send + 'static,
+    ) -> Result<R, SubmitError> {
         let (tx, rx) = bounded(1);
-        let job = Job::Read(Box::new(move |e| {
-            let _ = tx.send(f(e));
+        let job = Job::Read(Box::new(move |shard| {
+            let _ = tx.send(f(shard));
         }));
         self.shards
             .get(s.0 as usize)
@@ -422,7 +432,7 @@ impl Worker {
             }
             self.apply(&inputs, &mut replies);
             for r in reads.drain(..) {
-                r(self.shard.engine());
+                r(&self.shard);
             }
         }
         let _ = self.shard.wait_for_snapshot();

@@ -346,3 +346,38 @@ fn a_torn_tail_beyond_the_watermark_is_cut_but_below_it_is_refused() {
         Ok(_) => panic!("expected AcknowledgedLoss, the shard opened"),
     }
 }
+
+/// Snapshots are taken from the snapshotter's copy of the state, not the shard's: each one
+/// must hold exactly the state the shard had at its index, periodic or requested, whether
+/// the snapshotter was started at open or by the first request.
+#[test]
+fn every_snapshot_holds_the_state_the_shard_had_at_its_index() {
+    let batches = workload(400);
+    for every in [0, 37] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut shard, _) = DurableShard::open(config(tmp.path(), every)).unwrap();
+        let mut at = std::collections::BTreeMap::new();
+        let mut events = vec![];
+        for (n, b) in batches.iter().enumerate() {
+            shard.submit(b, &mut events).unwrap();
+            at.insert(shard.applied_index(), shard.engine().state_hash());
+            if n % 97 == 0 {
+                shard.snapshot_in_background().unwrap();
+            }
+        }
+        shard.wait_for_snapshot().unwrap();
+        drop(shard);
+        let files: Vec<_> = std::fs::read_dir(tmp.path().join(SNAPSHOTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= 4, "{} snapshots", files.len());
+        for path in files {
+            let file = tradelog_node::read_snapshot_file(&path).unwrap();
+            let expected = at[&file.meta.index];
+            assert_eq!(file.meta.state_hash, expected, "{}", path.display());
+            let restored = tradelog_engine::Engine::restore(&file.engine).unwrap();
+            assert_eq!(restored.state_hash(), expected, "{}", path.display());
+        }
+    }
+}
