@@ -40,7 +40,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
     Ok(path)
 }
 
-pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
+pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE};
 pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
 pub use snapshotter::{Stalls as SnapshotterStalls, SNAPSHOTTER_LAG_INPUTS_MAX};
 
@@ -112,6 +112,21 @@ pub enum NodeError {
     /// Too many inputs in one call.
     #[error("{0} inputs in one submit (at most {SUBMIT_INPUTS_MAX})")]
     TooManyInputs(usize),
+    /// The data directory was created with another number of shards. Accounts and markets
+    /// are placed by shard count, so replaying its logs under another count would give
+    /// another state: the count is fixed when the directory is created.
+    #[error(
+        "{dir} holds a node of {on_disk} shard(s) but {configured} were asked for: start it \
+         with {on_disk} shard(s), or use a new data directory"
+    )]
+    ShardCountMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// Shards the directory was created with.
+        on_disk: u32,
+        /// Shards asked for.
+        configured: u32,
+    },
 }
 
 /// Settings of one durable shard.

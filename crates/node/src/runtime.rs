@@ -130,9 +130,63 @@ pub fn now() -> Timestamp {
     )
 }
 
+/// File in a node's data directory naming the number of shards it was created with.
+pub const SHARDS_FILE: &str = "shards";
+const SHARDS_MAGIC: [u8; 8] = *b"TLSHARDS";
+const SHARDS_VERSION: u32 = 1;
+
+/// Makes sure `dir` holds (or will hold) a node of `shards` shards: reads the shard count
+/// the directory was created with (or, for a directory written before the count was
+/// recorded, counts its `shard-{n}` directories) and refuses another; records it if new.
+fn check_shard_count(dir: &std::path::Path, shards: u32) -> Result<(), NodeError> {
+    let path = dir.join(SHARDS_FILE);
+    let io = |source| NodeError::SnapshotIo {
+        path: path.clone(),
+        source,
+    };
+    let damaged = |reason: String| NodeError::BadRecord {
+        index: 0,
+        reason: format!("{} is damaged: {reason}", path.display()),
+    };
+    let on_disk = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let payload = tradelog_codec::open(SHARDS_MAGIC, SHARDS_VERSION, &bytes)
+                .map_err(|e| damaged(e.to_string()))?;
+            Some(tradelog_codec::decode::<u32>(payload).map_err(|e| damaged(e.to_string()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut found = 0;
+            while dir.join(format!("shard-{found}")).is_dir() {
+                found += 1;
+            }
+            (found > 0).then_some(found)
+        }
+        Err(e) => return Err(io(e)),
+    };
+    match on_disk {
+        Some(n) if n != shards => Err(NodeError::ShardCountMismatch {
+            dir: dir.to_path_buf(),
+            on_disk: n,
+            configured: shards,
+        }),
+        Some(_) if path.exists() => Ok(()),
+        _ => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let sealed = tradelog_codec::seal(
+                SHARDS_MAGIC,
+                SHARDS_VERSION,
+                &tradelog_codec::encode(&shards),
+            );
+            crate::write_atomically(dir, SHARDS_FILE, &sealed)?;
+            Ok(())
+        }
+    }
+}
+
 impl Node {
     /// Opens (recovering) every shard and starts their threads.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        check_shard_count(&config.data_dir, config.shards)?;
         let placement = Placement::new(config.shards);
         let mut opened = Vec::new();
         for s in 0..config.shards {
