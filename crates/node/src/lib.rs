@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod metrics;
 pub mod runtime;
 mod snapshots;
 mod snapshotter;
@@ -180,6 +181,7 @@ pub struct DurableShard {
     /// Keeps the copy of the state snapshots are taken from (started with the first
     /// snapshot, or at open when snapshots are periodic).
     snapshotter: Option<snapshotter::Snapshotter>,
+    metrics: metrics::ShardMetrics,
     watermark_at: Option<std::time::Instant>,
 }
 
@@ -242,7 +244,9 @@ impl DurableShard {
             }
         }
         let engine = engine.unwrap_or_else(|| Engine::new(config.shard, config.placement.clone()));
+        let metrics = metrics::ShardMetrics::new(config.shard);
         let mut shard = DurableShard {
+            metrics,
             applied: report.snapshot_index,
             last_snapshot: report.snapshot_index,
             config,
@@ -321,17 +325,29 @@ impl DurableShard {
         let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
         let range = self.log.append(&refs)?;
         drop(refs);
+        let t = std::time::Instant::now();
         self.log.sync()?;
+        self.metrics.fsync_seconds.record(t.elapsed().as_secs_f64());
         assert_eq!(
             range.start,
             self.applied + 1,
             "log and state machine out of step"
         );
         let mut results = Vec::with_capacity(inputs.len());
+        let t = std::time::Instant::now();
         self.engine.apply_batch(inputs, events, &mut results);
+        self.metrics.apply_seconds.record(t.elapsed().as_secs_f64());
+        self.metrics.group_inputs.record(inputs.len() as f64);
+        self.metrics.inputs.increment(inputs.len() as u64);
         self.applied = range.end - 1;
+        self.metrics.applied_index.set(self.applied as f64);
         if let Some(s) = &mut self.snapshotter {
+            let before = s.stalls().total_us;
             s.push(range.start, encoded);
+            let waited_us = s.stalls().total_us - before;
+            if waited_us > 0 {
+                self.metrics.stall_us.increment(waited_us);
+            }
         }
         let due = self
             .watermark_at
@@ -386,10 +402,19 @@ impl DurableShard {
 
     /// Waits for a snapshot being written, if any; returns its path.
     pub fn wait_for_snapshot(&mut self) -> Result<Option<PathBuf>, NodeError> {
-        match &mut self.snapshotter {
-            Some(s) => s.wait_for_snapshot().transpose(),
-            None => Ok(None),
+        let written = match &mut self.snapshotter {
+            Some(s) => s.wait_for_snapshot().transpose()?,
+            None => None,
+        };
+        if written.is_some() {
+            self.metrics.snapshots.increment(1);
         }
+        Ok(written)
+    }
+
+    /// Records the depth of the shard's client queue (the node's runtime knows it).
+    pub(crate) fn record_queue_depth(&self, depth: usize) {
+        self.metrics.queue_depth.set(depth as f64);
     }
 
     /// How often and how long the shard waited for its snapshotter (zero when snapshots

@@ -480,6 +480,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            self.shard.record_queue_depth(self.clients.len());
             let t = crate::runtime::now();
             if inputs.is_empty() && self.shard.engine().ledger().has_due_expiry(t) {
                 inputs.push(Input::Tick { timestamp: t });

@@ -161,6 +161,8 @@ impl Server {
                 "events_retained_max must be at least 1".into(),
             ));
         }
+        // The metrics recorder first: the node takes its metric handles when it opens.
+        let _ = telemetry::handle();
         // Bind first: a busy port should fail before the node is opened.
         let grpc_listener = bind(config.grpc_addr).await?;
         let http_listener = bind(config.http_addr).await?;
