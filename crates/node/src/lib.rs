@@ -6,7 +6,9 @@
 //! (`DIR/snapshots/snapshot-{index:020}.bin`, taken from the snapshotter's copy of the
 //! state so the shard never pauses for them, written to a temporary file, fsynced, renamed,
 //! directory fsynced); recovery (latest readable snapshot, then replay of the log after it,
-//! checking that the state hash recorded with each snapshot is reproduced).
+//! checking that the state hash recorded with each snapshot is reproduced); offline,
+//! read-only verification ([`verify_shard_dir`]) and replay ([`replay_shard_dir`]) of a
+//! stopped shard's directory.
 //!
 //! Must never depend on: the network, Raft, async runtimes. The replication layer will put
 //! Raft between `submit` and the log; the server calls `submit`.
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod metrics;
+mod replay;
 pub mod runtime;
 mod snapshots;
 mod snapshotter;
@@ -41,6 +44,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
     Ok(path)
 }
 
+pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE};
 pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
 pub use snapshotter::{Stalls as SnapshotterStalls, SNAPSHOTTER_LAG_INPUTS_MAX};

@@ -153,7 +153,7 @@ mod mem;
 mod verify;
 
 pub use error::{CorruptReason, StorageError};
-pub use file::{FileLog, FileLogConfig, RecoveryReport, TornTail};
+pub use file::{lock_shared, FileLog, FileLogConfig, ReadLock, RecoveryReport, TornTail};
 pub use format::{
     chain_next, segment_file_name, GENESIS_HASH, RECORD_HEADER_BYTES, SEGMENT_FLAG_RESTART,
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
