@@ -8,7 +8,8 @@
 //!
 //! * **Log files**: segmented, append-only, preallocated files
 //!   `DIR/segment-{first_index:020}.log` (format below), the `DIR/archive/` directory that
-//!   old segments move to, and the `DIR/LOCK` file that keeps two processes off one log.
+//!   old segments move to, and the `DIR/LOCK` file that keeps two processes off one log
+//!   (and offline readers off a log being written: [`lock_shared`]).
 //! * **Durability**: appends are buffered; [`LogStore::sync`] is the group commit (one
 //!   `fdatasync` for everything appended since the previous sync) and the only thing that
 //!   advances [`LogStore::durable_index`]. An index is never reported durable before it is.
