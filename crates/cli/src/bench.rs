@@ -1,13 +1,15 @@
 //! `tradelog bench`: the engine, in-process, single thread; and, on request
-//! (`--only durable,postgres`), a durable node on disk side by side with PostgreSQL.
+//! (`--only durable,server,postgres`), a durable node on disk, a real `tradelog serve`
+//! driven over gRPC, and PostgreSQL, side by side.
 //!
 //! Throughput passes run without per-command timing; latency passes time every command
 //! with `Instant` into an HDR histogram (the timer itself costs ~20-40 ns, included in the
 //! figures). Nothing here asserts a speed: it measures and prints.
 //!
 //! The default run (no `--only`) is the in-memory engine sections only; `durable` (a node
-//! with its logs on disk, `bench_durable.rs`) and `postgres` (`scripts/bench-postgres.sh`,
-//! `bench_pg.rs`) are opt-in and end with one table of both systems and their ratios.
+//! with its logs on disk, `bench_durable.rs`), `server` (`tradelog serve` over gRPC with
+//! `tradelog-client`, `bench_server.rs`) and `postgres` (`scripts/bench-postgres.sh`,
+//! `bench_pg.rs`) are opt-in and end with one table of the systems and their ratios.
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
@@ -27,20 +29,25 @@ use tradelog_matching::{Book, MatchOutput};
 mod durable;
 #[path = "bench_pg.rs"]
 mod pg;
+#[path = "bench_server.rs"]
+mod server;
 
 /// Sections run when `--only` is not given.
 const DEFAULT_SECTIONS: [&str; 4] = ["transfers", "orders", "book", "memory"];
 /// Opt-in sections.
-const EXTRA_SECTIONS: [&str; 2] = ["durable", "postgres"];
+const EXTRA_SECTIONS: [&str; 3] = ["durable", "server", "postgres"];
 
 /// Options of `tradelog bench`.
 #[derive(clap::Args)]
 #[command(
     long_about = "Measures the engine in-process on one core (transfers/s, orders/s, latency \
-        percentiles, memory per resting order) and, with --only durable,postgres, the \
-        durable node against PostgreSQL in the same run.",
+        percentiles, memory per resting order) and, with --only durable,server,postgres, \
+        the durable node in-process and a real server over gRPC against PostgreSQL in the \
+        same run (closed and open loop, transfers, orders and a mix, one by one and \
+        batched).",
     after_help = "Examples:\n  tradelog bench --quick\n  tradelog bench --only transfers,orders\n  \
-        tradelog bench --only durable,postgres"
+        tradelog bench --only durable,postgres\n  \
+        tradelog bench --only server --shards 1 --duration-secs 5"
 )]
 pub struct Args {
     /// Accounts in the ledger benchmark.
@@ -63,25 +70,25 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Only run these sections (comma-separated: transfers,orders,book,memory; and the
-    /// opt-in durable,postgres, which the default run leaves out).
+    /// opt-in durable,server,postgres, which the default run leaves out).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// durable/postgres: accounts opened and funded before the transfers.
+    /// durable/server/postgres: accounts opened and funded before the transfers.
     #[arg(long, default_value_t = 100_000)]
     durable_accounts: u64,
-    /// durable/postgres: concurrent clients in the closed-loop passes.
+    /// durable/server/postgres: concurrent clients in the closed-loop passes.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     clients: u16,
-    /// durable/postgres: transfers each client submits at once in the batched pass.
+    /// durable/server/postgres: transfers each client submits at once in the batched pass.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=8192))]
     batch: u16,
-    /// durable/postgres: seconds per pass [default: 10, or 2 with --quick].
+    /// durable/server/postgres: seconds per pass [default: 10, or 2 with --quick].
     #[arg(long)]
     duration_secs: Option<f64>,
-    /// durable: shard counts to run, one node each.
+    /// durable/server: shard counts to run, one node (or server) each.
     #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = clap::value_parser!(u32).range(1..=64))]
     shards: Vec<u32>,
-    /// durable/postgres: directory for the temporary data directories [default: $TMPDIR
+    /// durable/server/postgres: directory for the temporary data directories [default: $TMPDIR
     /// (or /tmp) unless it is in memory, else the target directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -840,7 +847,7 @@ pub fn run(mut a: Args) -> Result<()> {
             loadavg()
         );
     }
-    let ours = if want("durable") {
+    let mut ours = if want("durable") {
         durable::run(&durable::Options {
             accounts: a.durable_accounts,
             clients: a.clients.into(),
@@ -853,6 +860,18 @@ pub fn run(mut a: Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    if want("server") {
+        for &shards in &a.shards {
+            ours.extend(server::run(&server::Options {
+                accounts: a.durable_accounts,
+                clients: a.clients.into(),
+                batch: a.batch.into(),
+                duration,
+                shards,
+                data_dir: a.data_dir.clone(),
+            })?);
+        }
+    }
     if want("postgres") {
         let pg = pg::run(&pg::Options {
             accounts: a.durable_accounts,
@@ -866,7 +885,7 @@ pub fn run(mut a: Args) -> Result<()> {
             println!("  PostgreSQL skipped: {why}");
         }
         print_comparison(&ours, pg.as_deref().map_err(String::as_str), &a, duration);
-    } else if want("durable") {
+    } else if want("durable") || want("server") {
         print_comparison(
             &ours,
             Err("not run (add postgres to --only: --only durable,postgres)"),

@@ -75,7 +75,7 @@ pub struct Groups {
 }
 
 /// The directory the benchmark puts its temporary data directory in, and how it was chosen.
-fn base_dir(explicit: Option<&Path>) -> Result<(PathBuf, &'static str)> {
+pub(super) fn base_dir(explicit: Option<&Path>) -> Result<(PathBuf, &'static str)> {
     if let Some(d) = explicit {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
         return Ok((d.to_path_buf(), "--data-dir"));

@@ -1,0 +1,594 @@
+//! `tradelog bench --only server`: the durable workloads through the network API, as a
+//! user's application sees them. A real `tradelog serve` process (this binary) on
+//! loopback with its data on disk, driven over gRPC by `tradelog-client` from this
+//! process: transfers one by one (closed loop, many concurrent clients), open loop at half
+//! of that maximum (latency from each request's scheduled start: coordinated omission
+//! corrected), batched transfers, then orders and a transfer/order mix, one by one and
+//! batched. The transfer rows join the PostgreSQL comparison table.
+
+use super::{hist, Mode, Row};
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tradelog_client::{Client, ClientConfig, ClientError};
+use tradelog_domain::*;
+
+/// Options of the server section.
+pub struct Options {
+    /// Accounts opened and funded first.
+    pub accounts: u64,
+    /// Concurrent clients (tasks, each with one request in flight).
+    pub clients: usize,
+    /// Commands per request in the batched passes.
+    pub batch: usize,
+    /// Length of each pass.
+    pub duration: Duration,
+    /// Shards of the server.
+    pub shards: u32,
+    /// Where the temporary data directory goes.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Connections (HTTP/2, each multiplexing many requests) the clients share.
+const CONNECTIONS: usize = 8;
+/// Commands per request while loading accounts.
+const LOAD_BATCH_LEN: usize = 2_000;
+/// Each account's funding in each asset.
+const FUNDING: u64 = 1_000_000_000;
+const USD: AssetId = AssetId(1);
+const BTC: AssetId = AssetId(2);
+const MARKET: MarketId = MarketId(1);
+/// Orders rest around this price, within `PRICE_SPREAD` ticks.
+const MID_PRICE: u64 = 10_000;
+const PRICE_SPREAD: u64 = 50;
+
+/// The server process, stopped (SIGTERM, then waited for) when dropped.
+struct ServerProcess {
+    child: Child,
+    grpc: String,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &std::path::Path, shards: u32) -> Result<ServerProcess> {
+        let exe = std::env::current_exe().context("locating the tradelog binary")?;
+        let mut child = Process::new(exe)
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--shards")
+            .arg(shards.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tradelog serve")?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("reading tradelog serve's first line")?;
+        // "tradelog serving N shards from DIR: gRPC on ADDR, HTTP on ..."
+        let Some(addr) = line
+            .split("gRPC on ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+        else {
+            let _ = child.kill();
+            bail!("tradelog serve did not say where it listens: {line:?}");
+        };
+        Ok(ServerProcess {
+            grpc: format!("http://{}", addr.trim()),
+            child,
+        })
+    }
+
+    /// Stops the server gracefully; an error if it did not exit cleanly.
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Process::new("kill").args(["-TERM", &pid]).status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("tradelog serve exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What one pass measured.
+struct Pass {
+    hist: Histogram<u64>,
+    requests: u64,
+    commands: u64,
+    failed: u64,
+    elapsed: Duration,
+}
+
+impl Pass {
+    fn new() -> Pass {
+        Pass {
+            hist: hist(),
+            requests: 0,
+            commands: 0,
+            failed: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn add(&mut self, o: &Pass) {
+        self.hist.add(&o.hist).expect("same bounds");
+        self.requests += o.requests;
+        self.commands += o.commands;
+        self.failed += o.failed;
+    }
+
+    fn rate(&self) -> f64 {
+        self.commands as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn row(&self, system: &str, mode: Mode, request: String) -> Row {
+        let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e3;
+        Row {
+            system: system.to_string(),
+            mode,
+            request,
+            transfers_per_s: self.rate(),
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            max_us: self.hist.max() as f64 / 1e3,
+            requests: self.requests,
+            failed: self.failed,
+            per_fsync: None,
+            note: String::new(),
+        }
+    }
+
+    fn print(&self, label: &str, what: &str) {
+        let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e3;
+        println!(
+            "  {label}: {:.0} {what}/s ({} requests, {} failed); per request p50 {} p99 {} p999 {} max {}",
+            self.rate(),
+            self.requests,
+            self.failed,
+            super::fmt_latency(ms(0.5)),
+            super::fmt_latency(ms(0.99)),
+            super::fmt_latency(ms(0.999)),
+            super::fmt_latency(self.hist.max() as f64 / 1e3),
+        );
+    }
+}
+
+/// xorshift64*: deterministic per client.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) * n) >> 32
+    }
+}
+
+/// The kinds of work a pass sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Transfers,
+    Orders,
+    /// Half transfers, half orders.
+    Mix,
+}
+
+/// One client's command generator: transfers between random accounts, and an order mix
+/// (resting limit orders around the mid price, marketable IOC orders, cancels of its own
+/// resting orders).
+struct Gen {
+    rng: Rng,
+    accounts: u64,
+    ids: Arc<AtomicU64>,
+    /// Orders this client placed that may still rest (cancelled at random).
+    resting: Vec<OrderId>,
+}
+
+impl Gen {
+    fn transfer(&mut self) -> Command {
+        let debit = 1 + self.rng.below(self.accounts);
+        let credit = 1 + (debit + self.rng.below(self.accounts - 1)) % self.accounts;
+        Command::Transfer(TransferSpec {
+            id: TransferId(self.ids.fetch_add(1, Ordering::Relaxed)),
+            debit: AccountId(debit),
+            credit: AccountId(credit),
+            asset: USD,
+            amount: Amount(1),
+            balancing: false,
+        })
+    }
+
+    fn order(&mut self) -> Command {
+        let roll = self.rng.below(100);
+        if roll < 20 && !self.resting.is_empty() {
+            let k = self.rng.below(self.resting.len() as u64) as usize;
+            let order = self.resting.swap_remove(k);
+            return Command::CancelOrder {
+                market: MARKET,
+                order,
+            };
+        }
+        let side = if self.rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let marketable = roll >= 80;
+        let offset = self.rng.below(PRICE_SPREAD) + 1;
+        let price = match (side, marketable) {
+            (Side::Buy, false) | (Side::Sell, true) => MID_PRICE - offset,
+            (Side::Sell, false) | (Side::Buy, true) => MID_PRICE + offset,
+        };
+        Command::PlaceOrder(NewOrder {
+            account: AccountId(1 + self.rng.below(self.accounts)),
+            market: MARKET,
+            side,
+            order_type: OrderType::Limit,
+            tif: if marketable {
+                TimeInForce::Ioc
+            } else {
+                TimeInForce::Gtc
+            },
+            price: Price(price),
+            qty: Qty(1 + self.rng.below(10)),
+            post_only: false,
+            client_order_id: 0,
+            stp: SelfTradePrevention::CancelResting,
+        })
+    }
+
+    fn next(&mut self, work: Work) -> Command {
+        match work {
+            Work::Transfers => self.transfer(),
+            Work::Orders => self.order(),
+            Work::Mix if self.rng.below(2) == 0 => self.transfer(),
+            Work::Mix => self.order(),
+        }
+    }
+
+    /// Notes an answer: a placed order may rest and be cancelled later.
+    fn answered(&mut self, command: &Command, result: &Result<Accepted, impl Sized>) {
+        if let (Command::PlaceOrder(o), Ok(Accepted::Order(id))) = (command, result) {
+            if o.tif == TimeInForce::Gtc && self.resting.len() < 1_000 {
+                self.resting.push(*id);
+            }
+        }
+    }
+}
+
+fn progress(label: &str, duration: Duration) -> ProgressBar {
+    let bar = ProgressBar::new(duration.as_millis() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("  {prefix:<34} [{bar:30}] {elapsed:>3} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// Ticks `bar` until `end`, showing the commands counted so far per second.
+async fn tick(bar: ProgressBar, start: Instant, end: Instant, done: Arc<AtomicU64>) {
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let e = start.elapsed();
+        bar.set_position(e.as_millis() as u64);
+        bar.set_message(format!(
+            "{:.0}/s",
+            done.load(Ordering::Relaxed) as f64 / e.as_secs_f64().max(1e-9)
+        ));
+    }
+    bar.finish_and_clear();
+}
+
+/// Closed loop: `clients` tasks, each sends one request of `batch` commands and waits for
+/// its answer, again and again for `duration`.
+async fn closed_loop(
+    conns: &[Client],
+    o: &Options,
+    work: Work,
+    batch: usize,
+    ids: &Arc<AtomicU64>,
+    label: &str,
+    seed: u64,
+) -> Result<Pass> {
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + o.duration;
+    let ticker = tokio::spawn(tick(progress(label, o.duration), start, end, done.clone()));
+    let mut tasks = Vec::new();
+    for c in 0..o.clients {
+        let client = conns[c % conns.len()].clone();
+        let mut gen = Gen {
+            rng: Rng::new(seed ^ ((c as u64 + 1) << 20)),
+            accounts: o.accounts,
+            ids: ids.clone(),
+            resting: Vec::new(),
+        };
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut p = Pass::new();
+            while Instant::now() < end {
+                let t = Instant::now();
+                if batch == 1 {
+                    let command = gen.next(work);
+                    match client.submit(command.clone()).await {
+                        Ok(a) => {
+                            p.failed += a.result.is_err() as u64;
+                            gen.answered(&command, &a.result);
+                        }
+                        Err(_) => p.failed += 1,
+                    }
+                } else {
+                    let commands: Vec<Command> = (0..batch).map(|_| gen.next(work)).collect();
+                    match client.submit_batch(commands.clone()).await {
+                        Ok(answers) => {
+                            for (command, a) in commands.iter().zip(&answers) {
+                                p.failed += a.result.is_err() as u64;
+                                gen.answered(command, &a.result);
+                            }
+                        }
+                        Err(_) => p.failed += batch as u64,
+                    }
+                }
+                p.hist.record(t.elapsed().as_nanos() as u64).ok();
+                p.requests += 1;
+                p.commands += batch as u64;
+                done.fetch_add(batch as u64, Ordering::Relaxed);
+            }
+            p
+        }));
+    }
+    let mut total = Pass::new();
+    for t in tasks {
+        total.add(&t.await?);
+    }
+    total.elapsed = start.elapsed();
+    ticker.await?;
+    Ok(total)
+}
+
+/// Open loop: one transfer per request, sent at `rate` per second at fixed intervals
+/// whatever the answers do; each latency counts from the request's scheduled start.
+async fn open_loop(
+    conns: &[Client],
+    o: &Options,
+    rate: f64,
+    ids: &Arc<AtomicU64>,
+    label: &str,
+) -> Result<Pass> {
+    let interval_ns = 1e9 / rate.max(1.0);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + o.duration;
+    let ticker = tokio::spawn(tick(progress(label, o.duration), start, end, done.clone()));
+    let mut gen = Gen {
+        rng: Rng::new(99),
+        accounts: o.accounts,
+        ids: ids.clone(),
+        resting: Vec::new(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
+    let mut k = 0u64;
+    loop {
+        let intended = start + Duration::from_nanos((k as f64 * interval_ns) as u64);
+        if intended >= end {
+            break;
+        }
+        let now = Instant::now();
+        if intended > now {
+            tokio::time::sleep_until(intended.into()).await;
+        }
+        let client = conns[k as usize % conns.len()].clone();
+        let command = gen.transfer();
+        let tx = tx.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let ok = matches!(client.submit(command).await, Ok(a) if a.result.is_ok());
+            done.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send((intended.elapsed().as_nanos() as u64, ok));
+        });
+        k += 1;
+    }
+    drop(tx);
+    let mut p = Pass::new();
+    while let Some((ns, ok)) = rx.recv().await {
+        p.hist.record(ns).ok();
+        p.requests += 1;
+        p.commands += 1;
+        p.failed += !ok as u64;
+    }
+    p.elapsed = o.duration;
+    ticker.await?;
+    Ok(p)
+}
+
+async fn load(client: &Client, accounts: u64) -> Result<()> {
+    let catalog = vec![
+        Command::CreateAsset(Asset {
+            id: USD,
+            code: "USD".into(),
+            scale: 2,
+        }),
+        Command::CreateAsset(Asset {
+            id: BTC,
+            code: "BTC".into(),
+            scale: 0,
+        }),
+        Command::OpenAccount {
+            account: AccountId(accounts + 1),
+            owner: Principal(accounts + 1),
+        },
+    ];
+    for c in catalog {
+        client.submit(c).await?.into_receipt()?;
+    }
+    client
+        .submit(Command::CreateMarket(MarketSpec {
+            id: MARKET,
+            base: BTC,
+            quote: USD,
+            lot_size: 1,
+            tick_size: 1,
+            min_qty: Qty(1),
+            max_qty: Qty(1_000_000),
+            maker_fee_bps: 1,
+            taker_fee_bps: 2,
+            fee_account: AccountId(accounts + 1),
+            collar_bps: 0,
+            shard: ShardId(0),
+        }))
+        .await?
+        .into_receipt()?;
+    let commands: Vec<Command> = (1..=accounts)
+        .flat_map(|a| {
+            [
+                Command::OpenAccount {
+                    account: AccountId(a),
+                    owner: Principal(a),
+                },
+                Command::Deposit {
+                    id: TransferId(2 * a),
+                    account: AccountId(a),
+                    asset: USD,
+                    amount: Amount(FUNDING),
+                },
+                Command::Deposit {
+                    id: TransferId(2 * a + 1),
+                    account: AccountId(a),
+                    asset: BTC,
+                    amount: Amount(FUNDING),
+                },
+            ]
+        })
+        .collect();
+    for chunk in commands.chunks(LOAD_BATCH_LEN) {
+        for (k, a) in client
+            .submit_batch(chunk.to_vec())
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(r) = a.result {
+                bail!("loading: {:?} was rejected: {r}", chunk[k]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the server section; returns the transfer rows for the comparison table.
+pub fn run(o: &Options) -> Result<Vec<Row>> {
+    if o.accounts < 2 {
+        bail!("need at least 2 accounts");
+    }
+    let (base, how) = super::durable::base_dir(o.data_dir.as_deref())?;
+    let tmp = tempfile::Builder::new()
+        .prefix("tradelog-bench-server-")
+        .tempdir_in(&base)
+        .with_context(|| format!("create a temporary directory in {}", base.display()))?;
+    println!(
+        "\n== server: tradelog serve ({} shard(s), data in {}, chosen from {how}) over gRPC on loopback, \
+         {} accounts, {} clients on {CONNECTIONS} connections, {:.1} s per pass ==",
+        o.shards,
+        tmp.path().display(),
+        o.accounts,
+        o.clients,
+        o.duration.as_secs_f64()
+    );
+    let server = ServerProcess::start(&tmp.path().join("data"), o.shards)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-client")
+        .build()?;
+    let system = format!("tradelog over gRPC, {} shard(s)", o.shards);
+    let rows = runtime.block_on(async {
+        let mut conns = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut c = ClientConfig::new(server.grpc.clone());
+            c.request_timeout_ms = 60_000;
+            conns.push(Client::connect(c).await.map_err(|e: ClientError| {
+                anyhow::anyhow!("connecting to {}: {e}", server.grpc)
+            })?);
+        }
+        let t = Instant::now();
+        load(&conns[0], o.accounts).await?;
+        println!(
+            "  loaded {} accounts (open + 2 deposits each, in batches of {LOAD_BATCH_LEN}) in {:.2} s",
+            o.accounts,
+            t.elapsed().as_secs_f64()
+        );
+        let ids = Arc::new(AtomicU64::new(1 << 40));
+        let mut rows = Vec::new();
+        let single = closed_loop(&conns, o, Work::Transfers, 1, &ids, "transfers one by one", 7).await?;
+        single.print(&format!("transfers one by one, {} clients", o.clients), "transfers");
+        rows.push(single.row(&system, Mode::Single, format!("1 transfer, {} clients, closed loop", o.clients)));
+        let rate = single.rate() / 2.0;
+        let open = open_loop(&conns, o, rate, &ids, "transfers open loop").await?;
+        open.print(&format!("transfers open loop at {rate:.0}/s (50% of max)"), "transfers");
+        rows.push(open.row(&system, Mode::Open, format!("1 transfer, open loop at {rate:.0}/s")));
+        let batched = closed_loop(&conns, o, Work::Transfers, o.batch, &ids, "transfers batched", 11).await?;
+        batched.print(&format!("transfers batched, {} clients x {}", o.clients, o.batch), "transfers");
+        rows.push(batched.row(
+            &system,
+            Mode::Batched,
+            format!("{} transfers, {} clients, closed loop", o.batch, o.clients),
+        ));
+        for (work, what) in [(Work::Orders, "orders"), (Work::Mix, "commands (half transfers, half orders)")] {
+            let label = if work == Work::Orders { "orders" } else { "mix" };
+            let p = closed_loop(&conns, o, work, 1, &ids, &format!("{label} one by one"), 13).await?;
+            p.print(&format!("{label} one by one, {} clients", o.clients), what);
+            let p = closed_loop(&conns, o, work, o.batch, &ids, &format!("{label} batched"), 17).await?;
+            p.print(&format!("{label} batched, {} clients x {}", o.clients, o.batch), what);
+        }
+        println!(
+            "  (orders: 60% resting limit orders within {PRICE_SPREAD} ticks of the mid, 20% marketable IOC, \
+             20% cancels of the client's own resting orders; failed = rejected, e.g. cancels of orders already filled)"
+        );
+        Ok::<_, anyhow::Error>(rows)
+    })?;
+    drop(runtime);
+    server.stop()?;
+    // The server's data directory must verify after a clean stop: every record checksummed
+    // and chained, every snapshot reproduced by replay.
+    let status = Process::new(std::env::current_exe()?)
+        .arg("verify")
+        .arg(tmp.path().join("data"))
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("tradelog verify failed on the benchmark's data directory");
+    }
+    println!("  after a clean stop: tradelog verify OK on the server's data directory");
+    Ok(rows)
+}
