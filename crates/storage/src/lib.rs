@@ -150,6 +150,7 @@ mod error;
 mod file;
 mod format;
 mod mem;
+mod reader;
 mod verify;
 
 pub use error::{CorruptReason, StorageError};
@@ -159,6 +160,7 @@ pub use format::{
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
 };
 pub use mem::MemLog;
+pub use reader::{LogReader, READER_MARK_EVERY_RECORDS};
 pub use verify::{for_each_record, verify_dir, SegmentInfo, VerifyReport};
 
 use std::ops::Range;
