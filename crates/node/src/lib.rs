@@ -5,13 +5,16 @@
 //! Owns: the order "append, fsync (group commit), apply, acknowledge"; the snapshot files
 //! (`DIR/snapshots/snapshot-{index:020}.bin`, written to a temporary file, fsynced, renamed,
 //! directory fsynced); recovery (latest readable snapshot, then replay of the log after it,
-//! checking that the state hash recorded with each snapshot is reproduced).
+//! checking that the state hash recorded with each snapshot is reproduced); reading the
+//! past back while the shard runs ([`history`]: state as of a log index or a leader time,
+//! regenerated events).
 //!
 //! Must never depend on: the network, Raft, async runtimes. The replication layer will put
 //! Raft between `submit` and the log; the server calls `submit`.
 
 #![forbid(unsafe_code)]
 
+pub mod history;
 pub mod runtime;
 mod snapshots;
 mod watermark;
@@ -38,6 +41,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
     Ok(path)
 }
 
+pub use history::{HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
 pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
 

@@ -213,7 +213,11 @@ fn scan(
         };
         if len == 0 {
             // End of this segment's records.
-            return if index > from { Ok(Some(index)) } else { Ok(None) };
+            return if index > from {
+                Ok(Some(index))
+            } else {
+                Ok(None)
+            };
         }
         let frame = 8 + len as usize;
         if pos + frame as u64 > seg.len {
@@ -237,7 +241,7 @@ fn scan(
         pos += n as u64;
         index += 1;
         let rank = index - seg.first_index;
-        if rank % READER_MARK_EVERY_RECORDS == 0
+        if rank.is_multiple_of(READER_MARK_EVERY_RECORDS)
             && (rank / READER_MARK_EVERY_RECORDS) as usize == seg.marks.len()
         {
             seg.marks.push((pos, prev));
@@ -278,7 +282,9 @@ mod tests {
     }
 
     fn payload(i: u64) -> Vec<u8> {
-        format!("record {i} ").repeat((i % 7 + 1) as usize).into_bytes()
+        format!("record {i} ")
+            .repeat((i % 7 + 1) as usize)
+            .into_bytes()
     }
 
     #[test]
