@@ -41,7 +41,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
     Ok(path)
 }
 
-pub use history::{HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
+pub use history::{EventReader, HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
 pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
 

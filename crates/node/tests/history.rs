@@ -2,7 +2,6 @@
 //! states at the same index, regenerated events equal the ones published live, and time
 //! questions follow the shard clock (the running maximum of input timestamps).
 
-use std::ops::ControlFlow;
 use std::time::Duration;
 use tradelog_domain::*;
 use tradelog_engine::{Input, Placement};
@@ -141,33 +140,24 @@ fn submit(shard: &mut DurableShard, live: &mut Live, from: u64, to: u64) {
 }
 
 fn collect_from_index(h: &ShardHistory, after: u64, applied: u64) -> Vec<EventRecord> {
+    let mut r = h.events_after_index(after, applied).unwrap();
     let mut out = Vec::new();
-    let end = h
-        .scan_from_index(
-            after,
-            applied,
-            |_| {},
-            |e| {
-                out.push(e.clone());
-                ControlFlow::Continue(())
-            },
-        )
-        .unwrap();
-    assert_eq!(end, ScanEnd::Applied);
+    while let Some(e) = r.next_event().unwrap() {
+        out.push(e);
+    }
+    assert_eq!(r.end(), Some(ScanEnd::Applied));
     out
 }
 
 fn collect_from_seq(h: &ShardHistory, after: u64, applied: u64, n: usize) -> Vec<EventRecord> {
+    let mut r = h.events_after_seq(after, applied).unwrap();
     let mut out = Vec::new();
-    h.scan_from_seq(after, applied, |e| {
-        out.push(e.clone());
-        if out.len() == n {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+    while out.len() < n {
+        match r.next_event().unwrap() {
+            Some(e) => out.push(e),
+            None => break,
         }
-    })
-    .unwrap();
+    }
     out
 }
 
@@ -260,17 +250,13 @@ fn past_states_and_events_equal_what_the_live_shard_had_and_published() {
             "after seq {after}"
         );
     }
-    // The state handed to `on_start` is the state after the index.
-    let mut seen = None;
-    history
-        .scan_from_index(
-            100,
-            applied,
-            |e| seen = Some(e.state_hash()),
-            |_| ControlFlow::Break(()),
-        )
-        .unwrap();
-    assert_eq!(seen, Some(live.hashes[100]));
+    // A reader starts at the state after the index, and peeking does not consume.
+    let mut r = history.events_after_index(100, applied).unwrap();
+    assert_eq!(r.state().state_hash(), live.hashes[100]);
+    let first = r.peek_event().unwrap().cloned();
+    assert_eq!(first, r.next_event().unwrap());
+    assert_eq!(first.unwrap().input, 101);
+    drop(r);
 
     // Time: the last index whose shard clock (running maximum) is at or before t.
     let mut clock = Vec::new();
@@ -347,20 +333,20 @@ fn work_beyond_the_limits_is_refused_with_typed_errors() {
             ..
         })
     ));
-    // A long scan stops at the limit once it delivered events.
+    // A long read stops at the limit once it delivered events.
+    let mut r = history.events_after_index(200, 250).unwrap();
     let mut n = 0;
-    let end = history
-        .scan_from_index(
-            200,
-            250,
-            |_| {},
-            |_| {
-                n += 1;
-                ControlFlow::Continue(())
-            },
-        )
-        .unwrap();
-    assert_eq!(end, ScanEnd::Limit);
+    while r.next_event().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(r.end(), Some(ScanEnd::Limit));
+    drop(r);
+    // Before any event, running out is an error.
+    let far = live.events.iter().find(|e| e.input > 150).unwrap().seq;
+    assert!(matches!(
+        history.events_after_seq(far, 250).unwrap().next_event(),
+        Err(HistoryError::ReplayLimit { from: 100, .. })
+    ));
     let want = live
         .events
         .iter()
