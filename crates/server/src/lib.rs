@@ -49,10 +49,15 @@
 mod core;
 mod events;
 mod grpc;
+mod history;
 mod http;
+mod queries;
 mod telemetry;
 
 pub use crate::core::{Identity, PRINCIPAL_DEFAULT};
+pub use crate::history::{HISTORY_PAGE_SCAN_MAX, HISTORY_RUNNING_MAX, HISTORY_WAITING_MAX};
+pub use crate::http::{routes as http_routes, OPENAPI_JSON};
+pub use tradelog_node::HistoryLimits;
 
 use crate::core::Core;
 use std::net::SocketAddr;
@@ -63,7 +68,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tradelog_domain::ShardId;
-use tradelog_node::{Node, NodeConfig, NodeError};
+use tradelog_node::{Node, NodeConfig, NodeError, NodeHistory};
 
 /// Default data directory.
 pub const DATA_DIR_DEFAULT: &str = "./tradelog-data";
@@ -95,8 +100,12 @@ pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
     /// HTTP listen address (port 0: any free port; see [`RunningServer::http_addr`]).
     pub http_addr: SocketAddr,
-    /// Events kept in memory per shard for reads and subscriptions.
+    /// Events kept in memory per shard for reads and subscriptions (older ones are
+    /// regenerated from the logs).
     pub events_retained_max: usize,
+    /// How much replay one history question may do (as-of queries, old events, candles,
+    /// statements).
+    pub history: HistoryLimits,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +116,7 @@ impl Default for ServerConfig {
             grpc_addr: GRPC_ADDR_DEFAULT.parse().expect("valid default address"),
             http_addr: HTTP_ADDR_DEFAULT.parse().expect("valid default address"),
             events_retained_max: EVENTS_RETAINED_MAX,
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -170,11 +180,14 @@ impl Server {
         let node_config = NodeConfig::new(&config.data_dir, config.shards);
         let dir = config.data_dir.clone();
         let retained = config.events_retained_max;
+        let limits = config.history.clone();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
-            let node = Node::open(node_config).map_err(|source| ServerError::Node {
+            let node = Node::open(node_config.clone()).map_err(|source| ServerError::Node {
                 dir: dir.clone(),
                 source,
             })?;
+            let history = NodeHistory::open(&node_config, limits)
+                .map_err(|e| ServerError::NodeUnavailable(format!("opening the history: {e}")))?;
             // Subscribe before reading where each shard's events stand: every event after
             // that point reaches the index.
             let feed = node.subscribe();
@@ -186,15 +199,16 @@ impl Server {
                 );
             }
             let (log, feeder) = events::EventLog::start(feed, &next, retained);
-            Ok((node, log, feeder))
+            Ok((node, history, log, feeder))
         })
         .await
         .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
-        let (node, log, feeder) = opened;
+        let (node, history, log, feeder) = opened;
         let node = Arc::new(node);
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let core = Arc::new(Core::new(node.clone(), log, stop_rx.clone()));
+        let history = history::History::new(node.clone(), history, log.clone());
+        let core = Arc::new(Core::new(node.clone(), log, history, stop_rx.clone()));
         let upkeep = telemetry::start_upkeep(stop_rx.clone());
 
         let grpc = tokio::spawn(grpc::serve(core.clone(), grpc_listener, stop_rx.clone()));
