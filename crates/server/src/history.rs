@@ -255,10 +255,8 @@ impl History {
                     let seam = seams[behind[k].0 as usize];
                     let next = r.peek_event()?.map(|e| (e.seq, e.timestamp));
                     match next {
-                        Some((seq, ts)) if seq < seam => {
-                            if best.is_none_or(|(t, _)| ts < t) {
-                                best = Some((ts, k));
-                            }
+                        Some((seq, ts)) if seq < seam && best.is_none_or(|(t, _)| ts < t) => {
+                            best = Some((ts, k));
                         }
                         None if r.end() == Some(ScanEnd::Limit) => {
                             best = None;

@@ -431,8 +431,9 @@ async fn history(
 struct BookParams {
     #[serde(default)]
     depth: u32,
-    #[serde(flatten)]
-    as_of: AsOfParams,
+    // Not `#[serde(flatten)]`: query strings cannot carry numbers through it.
+    as_of_index: Option<u64>,
+    as_of_time: Option<u64>,
 }
 
 async fn book(
@@ -445,7 +446,11 @@ async fn book(
     let q = BookQuery::try_from(pb::GetBookRequest {
         market_id: id,
         depth: p.depth,
-        as_of: p.as_of.wire()?,
+        as_of: AsOfParams {
+            as_of_index: p.as_of_index,
+            as_of_time: p.as_of_time,
+        }
+        .wire()?,
     })?;
     Ok(Json(core.book(q).await?).into_response())
 }
