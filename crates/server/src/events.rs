@@ -442,7 +442,13 @@ pub(crate) async fn subscribe<P: Pages>(
             }
         };
         loop {
-            let page = match pages.page(stream, &position, SUBSCRIBE_PAGE_MAX).await {
+            // A long catch-up (regenerated history) still ends promptly on shutdown.
+            let page = tokio::select! {
+                _ = stopped(&mut stop) => return,
+                _ = tx.closed() => return,
+                p = pages.page(stream, &position, SUBSCRIBE_PAGE_MAX) => p,
+            };
+            let page = match page {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -451,7 +457,7 @@ pub(crate) async fn subscribe<P: Pages>(
             };
             position = page.position.clone();
             let at_end = page.at_end;
-            if !page.events.is_empty() && tx.send(Ok(page)).await.is_err() {
+            if !page.events.is_empty() && !send(&tx, page, &mut stop).await {
                 return;
             }
             if at_end {
@@ -473,7 +479,7 @@ pub(crate) async fn subscribe<P: Pages>(
                             position: position.clone(),
                             at_end: true,
                         };
-                        if tx.send(Ok(page)).await.is_err() {
+                        if !send(&tx, page, &mut stop).await {
                             return;
                         }
                     }
@@ -490,6 +496,18 @@ pub(crate) async fn subscribe<P: Pages>(
                 }
             }
         }
+    }
+}
+
+/// Sends a page to a subscriber; false if it went away or the server is stopping.
+async fn send(
+    tx: &mpsc::Sender<Result<Page, Error>>,
+    page: Page,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = stopped(stop) => false,
+        r = tx.send(Ok(page)) => r.is_ok(),
     }
 }
 

@@ -139,6 +139,9 @@ impl History {
     /// The sequence number after which shard `s`'s events are stamped at or after `t`
     /// (the index if it knows, else the shard clock in the history).
     pub(crate) async fn seq_before_time(&self, s: ShardId, t: Timestamp) -> Result<u64, Error> {
+        if t.0 == 0 {
+            return Ok(0);
+        }
         if let Some(seq) = self.events.seq_before_time(s, t) {
             return Ok(seq);
         }
