@@ -1199,9 +1199,23 @@ async fn a_busy_port_or_bad_config_fails_to_start() {
 /// the live feed mid-stream: each still sees every event exactly once, gapless per shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_started_during_writes_see_every_event_once() {
+    subscriptions_during_writes(ServerConfig::default().events_retained_max).await;
+}
+
+/// The same with an index of 16 events per shard: subscriptions catch up from
+/// regenerated history while the index drops events under them, and still see each event
+/// once, across the seam.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_catching_up_from_history_during_writes_see_every_event_once() {
+    subscriptions_during_writes(16).await;
+}
+
+async fn subscriptions_during_writes(retained: usize) {
     const DEPOSITS: u64 = 240;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path()).await;
+    let mut cfg = config(dir.path());
+    cfg.events_retained_max = retained;
+    let server = Server::start(cfg).await.expect("server starts");
     let mut c = grpc(&server).await;
     setup_grpc(&mut c).await;
     let writers: Vec<_> = (0..3u64)
