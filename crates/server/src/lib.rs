@@ -2,16 +2,18 @@
 //!
 //! Owns: the network interfaces (a gRPC listener serving the published `tradelog.v1`
 //! service of [`tradelog_api`], an HTTP listener serving the same operations as JSON plus
-//! server-sent event streams, health, readiness and Prometheus metrics), request
-//! validation at the edge (every request goes through the api crate's validated
-//! conversions before anything reaches a shard), translating requests to calls of an
-//! embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`), and an in-memory
-//! index of the events published since the server started (for `ReadEvents` and
-//! subscriptions).
+//! server-sent event streams, health, readiness, Prometheus metrics and the OpenAPI
+//! document), request validation at the edge (every request goes through the api crate's
+//! validated conversions before anything reaches a shard), translating requests to calls
+//! of an embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`) and of its
+//! history ([`tradelog_node::NodeHistory`]: states and events regenerated from the logs),
+//! an in-memory index of the events published since the server started, and the queries
+//! built on events (trades, candles, statements, open orders).
 //!
 //! Must never contain: business logic (every rule is the engine's, answered with a stable
 //! `RejectCode`) or depend on storage internals (the node owns the log, snapshots and
-//! recovery). Queries read the engine's state through `Node::read`, never a copy.
+//! recovery). Queries read the engine's state through `Node::read` (now) or the node's
+//! history (as of a past point), never a copy kept here.
 //!
 //! # DEVELOPMENT ONLY: no authentication yet
 //!
@@ -25,16 +27,33 @@
 //! authority may do, but nothing checks that the caller is who it says. Both listeners
 //! bind `127.0.0.1` by default; do not expose them to a network.
 //!
-//! # Events
+//! # Events and history
 //!
 //! The server keeps, per shard, the events published since it started (at most
 //! [`ServerConfig::events_retained_max`] per shard, default [`EVENTS_RETAINED_MAX`]).
 //! `ReadEvents` and subscriptions serve a stream (all, account, market, order) after a
-//! position from that index; a position older than what is retained is answered with
-//! `OUT_OF_RANGE` (HTTP 400, code `out_of_range`) naming the oldest position available,
-//! never with a silent gap. A subscription subscribes to the live feed first, then reads
-//! the stored part, then skips live events already sent (by shard and sequence number):
-//! no gap and no duplicate across the switch.
+//! position; while a shard's position is older than the index, its events are regenerated
+//! from the shard's log (snapshot + replay, byte-identical to what was published) up to
+//! the index's first event, then read from the index: the whole history is readable, also
+//! after a restart, with no gap and no duplicate across the seam. A subscription
+//! subscribes to the live feed first, then reads the stored part, then skips live events
+//! already sent (by shard and sequence number).
+//!
+//! `GetBalances`, `GetOrder` and `GetBook` take an optional `as_of` (a log index of the
+//! owning shard, or a leader time: the state holding exactly the events stamped at or
+//! before it). `GetTrades`, `GetCandles` (empty intervals omitted) and `GetStatement` read
+//! one shard's events through the same seam. Work on history is bounded by
+//! [`ServerConfig::history`] ([`HistoryLimits`]); a request over a limit gets
+//! `INVALID_ARGUMENT` (HTTP 400 `limit_exceeded`) naming it, a point beyond what a shard
+//! applied or in the future `OUT_OF_RANGE`. At most [`HISTORY_RUNNING_MAX`] history
+//! questions run at a time (on blocking threads), [`HISTORY_WAITING_MAX`] more wait, the
+//! rest are refused as overloaded. See docs/design/0006-history-and-queries.md.
+//!
+//! # HTTP routes and the OpenAPI document
+//!
+//! Every HTTP route is in one table ([`http_routes`]); `GET /openapi.json` serves
+//! [`OPENAPI_JSON`] (`docs/api/openapi.json`), which tests hold to that table and to the
+//! server's real answers.
 //!
 //! # Shutdown
 //!
