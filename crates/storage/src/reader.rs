@@ -19,7 +19,6 @@ const READ_WINDOW_BYTES: usize = 1 << 20;
 struct Seg {
     first_index: u64,
     path: PathBuf,
-    file: File,
     /// File length (segments are preallocated: it does not change).
     len: u64,
     restart: bool,
@@ -107,7 +106,6 @@ impl LogReader {
                 marks: vec![(SEGMENT_HEADER_BYTES, seg.header.prev_hash)],
                 path,
                 len: seg.len,
-                file: seg.file,
             });
         }
         Ok(())
@@ -133,7 +131,18 @@ impl LogReader {
             }
             let s = s - 1;
             let limit = segs.get(s + 1).map(|n| n.first_index);
-            match scan(&mut segs[s], next, end, limit, &mut out)? {
+            let scanned = match scan(&mut segs[s], next, end, limit, &mut out) {
+                // The file moved (to the archive) since it was listed: list again.
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && !refreshed =>
+                {
+                    self.refresh(&mut segs)?;
+                    refreshed = true;
+                    continue;
+                }
+                r => r?,
+            };
+            match scanned {
                 Some(after) => next = after,
                 None => {
                     // The segment ended before `next`: the writer has started a new one, or
@@ -188,6 +197,9 @@ fn scan(
     let k = k.min(seg.marks.len() - 1);
     let (mut pos, mut prev) = seg.marks[k];
     let mut index = seg.first_index + k as u64 * READER_MARK_EVERY_RECORDS;
+    // Opened per read, not kept: a long history has many segments, and a reader must not
+    // hold a file descriptor for each.
+    let file = File::open(&seg.path).map_err(|e| StorageError::io(&seg.path, e))?;
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_at = pos;
     let corrupt = |offset, index, reason| StorageError::Corrupt {
@@ -204,7 +216,7 @@ fn scan(
         let rel = (pos - buf_at) as usize;
         if rel + 8 > buf.len() {
             buf_at = pos;
-            buf = read_window(&seg.file, &seg.path, pos, READ_WINDOW_BYTES)?;
+            buf = read_window(&file, &seg.path, pos, READ_WINDOW_BYTES)?;
         }
         let rel = (pos - buf_at) as usize;
         let len = match buf.get(rel..rel + 4) {
@@ -229,7 +241,7 @@ fn scan(
         }
         if rel + frame > buf.len() {
             buf_at = pos;
-            buf = read_window(&seg.file, &seg.path, pos, frame.max(READ_WINDOW_BYTES))?;
+            buf = read_window(&file, &seg.path, pos, frame.max(READ_WINDOW_BYTES))?;
         }
         let rel = (pos - buf_at) as usize;
         let (record, n) = decode_frame(&buf[rel..], index).map_err(|r| corrupt(pos, index, r))?;
