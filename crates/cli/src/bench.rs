@@ -35,6 +35,13 @@ const EXTRA_SECTIONS: [&str; 2] = ["durable", "postgres"];
 
 /// Options of `tradelog bench`.
 #[derive(clap::Args)]
+#[command(
+    long_about = "Measures the engine in-process on one core (transfers/s, orders/s, latency \
+        percentiles, memory per resting order) and, with --only durable,postgres, the \
+        durable node against PostgreSQL in the same run.",
+    after_help = "Examples:\n  tradelog bench --quick\n  tradelog bench --only transfers,orders\n  \
+        tradelog bench --only durable,postgres"
+)]
 pub struct Args {
     /// Accounts in the ledger benchmark.
     #[arg(long, default_value_t = 1_000_000)]

@@ -610,20 +610,18 @@ fn groups(a: &Sample, b: &Sample, transfers: u64) -> Groups {
 
 /// What a snapshot costs the shard thread right now: it clones the engine (then writes
 /// the copy in the background). Measured on shard 0, between passes.
-fn print_clone_cost(node: &Node) {
-    let r = node.read(ShardId(0), |e| {
-        let t = Instant::now();
-        let copy = e.clone();
-        let d = t.elapsed();
-        drop(copy);
-        (d, e.inputs_applied())
-    });
-    if let Ok((d, inputs)) = r {
-        println!(
-            "    snapshot cost on the shard thread now (engine clone, shard 0, {inputs} inputs applied so far): {}",
-            fmt_us(d.as_secs_f64() * 1e6)
-        );
-    }
+/// Snapshots are taken from a copy of the state on another thread; the shard only waits
+/// for it when it falls too far behind. Totals since the node started.
+fn print_snapshotter_stalls(node: &Node) {
+    let stalls: Vec<_> = (0..node.shard_count())
+        .filter_map(|s| node.inspect(ShardId(s), |d| d.snapshotter_stalls()).ok())
+        .collect();
+    let count: u64 = stalls.iter().map(|s| s.count).sum();
+    let us: u64 = stalls.iter().map(|s| s.total_us).sum();
+    println!(
+        "    shard threads waited for their snapshotters (so far): {count} times, {} in total",
+        fmt_us(us as f64)
+    );
 }
 
 fn print_groups(g: &Groups, secs: f64) {
@@ -769,7 +767,7 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
                 if let Some(g) = &g {
                     print_groups(g, p.elapsed.as_secs_f64());
                 }
-                print_clone_cost(&node);
+                print_snapshotter_stalls(&node);
                 Ok::<_, anyhow::Error>(p.row(&system, mode, request, g))
             };
 

@@ -6,6 +6,12 @@ use tradelog_engine::cluster::LocalCluster;
 
 /// Options of `tradelog demo`.
 #[derive(clap::Args)]
+#[command(
+    long_about = "Runs a short trading session on an in-process cluster of shards and \
+        prints every event, the trades, the book and the final balances, then checks every \
+        invariant and prints each shard's state hash.",
+    after_help = "Examples:\n  tradelog demo\n  tradelog demo --shards 1   # same balances on one shard"
+)]
 pub struct Args {
     /// Number of shards (accounts are spread over them by id; the market lives on the last).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]

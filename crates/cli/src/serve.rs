@@ -13,6 +13,15 @@ use tradelog_server::{Server, ServerConfig};
 
 /// Options of `tradelog serve` (each also read from its environment variable).
 #[derive(clap::Args)]
+#[command(
+    long_about = "Runs one node with every shard embedded (durable logs and snapshots under \
+        --data-dir) behind the gRPC API (--grpc-addr) and the same operations as HTTP/JSON \
+        (--http-addr), until SIGINT or SIGTERM, when it finishes in-flight requests and \
+        stops. DEVELOPMENT ONLY: no authentication yet; keep it on 127.0.0.1.",
+    after_help = "Examples:\n  tradelog serve\n  \
+        tradelog serve --data-dir /var/lib/tradelog --shards 8\n  \
+        TRADELOG_GRPC_ADDR=127.0.0.1:9700 tradelog serve"
+)]
 pub struct Args {
     /// Where the shards keep their logs and snapshots.
     #[arg(long, env = "TRADELOG_DATA_DIR", default_value = tradelog_server::DATA_DIR_DEFAULT)]

@@ -1,22 +1,30 @@
 //! `tradelog verify DATA_DIR`: offline check of a node's data directory.
 
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tradelog_domain::ShardId;
 use tradelog_engine::Placement;
 
 /// Options of `tradelog verify`.
 #[derive(clap::Args)]
+#[command(
+    long_about = "Checks a stopped node's data directory offline, read only: every log \
+        record's checksum and the hash chain, then replays each shard's whole history and \
+        checks that it reproduces every snapshot's state hash. Reports the first bad record \
+        precisely and exits 1 if anything is wrong.",
+    after_help = "Examples:\n  tradelog verify ./tradelog-data"
+)]
 pub struct Args {
     /// The node's data directory (it holds `shard-0`, `shard-1`, ...). Read only: nothing
     /// is changed, not even a torn tail.
     data_dir: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// The shard numbers of a node's data directory (`shard-0` .. `shard-N`, all present).
+pub fn shard_ids(data_dir: &Path) -> Result<Vec<u32>> {
     let mut shards = Vec::new();
-    for e in std::fs::read_dir(&args.data_dir)
-        .with_context(|| format!("reading {}", args.data_dir.display()))?
+    for e in
+        std::fs::read_dir(data_dir).with_context(|| format!("reading {}", data_dir.display()))?
     {
         let e = e?;
         let name = e.file_name();
@@ -30,7 +38,7 @@ pub fn run(args: Args) -> Result<()> {
     if shards.is_empty() {
         bail!(
             "{} holds no shard directory (shard-0, ...)",
-            args.data_dir.display()
+            data_dir.display()
         );
     }
     let count = shards.len() as u32;
@@ -40,6 +48,12 @@ pub fn run(args: Args) -> Result<()> {
             count - 1
         );
     }
+    Ok(shards)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let shards = shard_ids(&args.data_dir)?;
+    let count = shards.len() as u32;
     let placement = Placement::new(count);
     let mut failed = false;
     for s in shards {

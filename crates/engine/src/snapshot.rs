@@ -77,7 +77,14 @@ impl Engine {
 
     /// The state as a sealed snapshot (magic, version, length, CRC32C, payload).
     pub fn snapshot(&self) -> Vec<u8> {
-        tradelog_codec::seal(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, &self.state_bytes())
+        Self::seal_state_bytes(&self.state_bytes())
+    }
+
+    /// Seals [`Engine::state_bytes`] taken earlier as a snapshot (the same bytes as
+    /// [`Engine::snapshot`] at that moment), so the copy of the state can be taken on one
+    /// thread and the sealing, hashing and writing done on another.
+    pub fn seal_state_bytes(state_bytes: &[u8]) -> Vec<u8> {
+        tradelog_codec::seal(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, state_bytes)
     }
 
     /// Restores a shard from a snapshot, checking the envelope and every invariant.

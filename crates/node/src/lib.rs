@@ -3,11 +3,13 @@
 //! snapshot plus the log after it.
 //!
 //! Owns: the order "append, fsync (group commit), apply, acknowledge"; the snapshot files
-//! (`DIR/snapshots/snapshot-{index:020}.bin`, written to a temporary file, fsynced, renamed,
+//! (`DIR/snapshots/snapshot-{index:020}.bin`, taken from the snapshotter's copy of the
+//! state so the shard never pauses for them, written to a temporary file, fsynced, renamed,
 //! directory fsynced); recovery (latest readable snapshot, then replay of the log after it,
-//! checking that the state hash recorded with each snapshot is reproduced); reading the
-//! past back while the shard runs ([`history`]: state as of a log index or a leader time,
-//! regenerated events).
+//! checking that the state hash recorded with each snapshot is reproduced); offline,
+//! read-only verification ([`verify_shard_dir`]) and replay ([`replay_shard_dir`]) of a
+//! stopped shard's directory; reading the past back while the shard runs ([`history`]:
+//! state as of a log index or a leader time, regenerated events).
 //!
 //! Must never depend on: the network, Raft, async runtimes. The replication layer will put
 //! Raft between `submit` and the log; the server calls `submit`.
@@ -15,8 +17,11 @@
 #![forbid(unsafe_code)]
 
 pub mod history;
+pub mod metrics;
+mod replay;
 pub mod runtime;
 mod snapshots;
+mod snapshotter;
 mod watermark;
 
 /// Writes `bytes` to `dir/name` so that a crash leaves either the whole new file or the
@@ -42,11 +47,12 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
 }
 
 pub use history::{EventReader, HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
-pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError};
-pub use snapshots::{SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
+pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
+pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE};
+pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
+pub use snapshotter::{Stalls as SnapshotterStalls, SNAPSHOTTER_LAG_INPUTS_MAX};
 
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use tradelog_domain::{EventRecord, ShardId};
 use tradelog_engine::{Applied, Engine, Input, Placement};
 use tradelog_storage::{FileLog, FileLogConfig, LogStore, RecoveryReport, StorageError};
@@ -114,6 +120,21 @@ pub enum NodeError {
     /// Too many inputs in one call.
     #[error("{0} inputs in one submit (at most {SUBMIT_INPUTS_MAX})")]
     TooManyInputs(usize),
+    /// The data directory was created with another number of shards. Accounts and markets
+    /// are placed by shard count, so replaying its logs under another count would give
+    /// another state: the count is fixed when the directory is created.
+    #[error(
+        "{dir} holds a node of {on_disk} shard(s) but {configured} were asked for: start it \
+         with {on_disk} shard(s), or use a new data directory"
+    )]
+    ShardCountMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// Shards the directory was created with.
+        on_disk: u32,
+        /// Shards asked for.
+        configured: u32,
+    },
 }
 
 /// Settings of one durable shard.
@@ -164,7 +185,10 @@ pub struct DurableShard {
     /// Log index of the last input applied to `engine`.
     applied: u64,
     last_snapshot: u64,
-    writer: Option<JoinHandle<Result<PathBuf, NodeError>>>,
+    /// Keeps the copy of the state snapshots are taken from (started with the first
+    /// snapshot, or at open when snapshots are periodic).
+    snapshotter: Option<snapshotter::Snapshotter>,
+    metrics: metrics::ShardMetrics,
     watermark_at: Option<std::time::Instant>,
 }
 
@@ -227,13 +251,15 @@ impl DurableShard {
             }
         }
         let engine = engine.unwrap_or_else(|| Engine::new(config.shard, config.placement.clone()));
+        let metrics = metrics::ShardMetrics::new(config.shard);
         let mut shard = DurableShard {
+            metrics,
             applied: report.snapshot_index,
             last_snapshot: report.snapshot_index,
             config,
             engine,
             log,
-            writer: None,
+            snapshotter: None,
             watermark_at: None,
         };
         if shard.applied + 1 < shard.log.first_index() {
@@ -245,6 +271,11 @@ impl DurableShard {
             });
         }
         report.replayed = shard.replay()?;
+        if shard.config.snapshot_every_records > 0 {
+            // The one copy of the state the snapshotter starts from, made before the shard
+            // serves anything.
+            shard.start_snapshotter();
+        }
         Ok((shard, report))
     }
 
@@ -300,15 +331,31 @@ impl DurableShard {
         let encoded: Vec<Vec<u8>> = inputs.iter().map(tradelog_codec::encode).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
         let range = self.log.append(&refs)?;
+        drop(refs);
+        let t = std::time::Instant::now();
         self.log.sync()?;
+        self.metrics.fsync_seconds.record(t.elapsed().as_secs_f64());
         assert_eq!(
             range.start,
             self.applied + 1,
             "log and state machine out of step"
         );
         let mut results = Vec::with_capacity(inputs.len());
+        let t = std::time::Instant::now();
         self.engine.apply_batch(inputs, events, &mut results);
+        self.metrics.apply_seconds.record(t.elapsed().as_secs_f64());
+        self.metrics.group_inputs.record(inputs.len() as f64);
+        self.metrics.inputs.increment(inputs.len() as u64);
         self.applied = range.end - 1;
+        self.metrics.applied_index.set(self.applied as f64);
+        if let Some(s) = &mut self.snapshotter {
+            let before = s.stalls().total_us;
+            s.push(range.start, encoded);
+            let waited_us = s.stalls().total_us - before;
+            if waited_us > 0 {
+                self.metrics.stall_us.increment(waited_us);
+            }
+        }
         let due = self
             .watermark_at
             .is_none_or(|at| at.elapsed().as_millis() as u64 >= self.config.watermark_every_ms);
@@ -323,21 +370,31 @@ impl DurableShard {
     /// Starts a background snapshot if enough records were applied since the last one and
     /// none is being written. The shard keeps serving while it is written.
     fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
-        if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+        let busy = self.snapshotter.as_ref().is_some_and(|s| s.busy());
+        if !busy {
+            // Surface the result (an I/O error) of a finished snapshot, if any.
             self.wait_for_snapshot()?;
         }
         let every = self.config.snapshot_every_records;
-        if every == 0 || self.writer.is_some() || self.applied < self.last_snapshot + every {
+        if every == 0 || busy || self.applied < self.last_snapshot + every {
             return Ok(());
         }
         self.snapshot_in_background()
     }
 
-    /// Writes a snapshot of the current state in a background thread. The state is copied
-    /// first (a clone of the engine), so the shard goes on applying inputs meanwhile.
+    fn start_snapshotter(&mut self) -> &mut snapshotter::Snapshotter {
+        let (engine, applied) = (&self.engine, self.applied);
+        self.snapshotter
+            .get_or_insert_with(|| snapshotter::Snapshotter::start(engine.clone(), applied))
+    }
+
+    /// Takes a snapshot of the current state in the background (after waiting for one being
+    /// written). It is taken from the snapshotter's copy of the state (see
+    /// [`SNAPSHOTTER_LAG_INPUTS_MAX`]), so the shard neither copies nor encodes its state
+    /// and goes on applying inputs meanwhile. The first call on a shard that does not take
+    /// periodic snapshots makes that copy.
     pub fn snapshot_in_background(&mut self) -> Result<(), NodeError> {
         self.wait_for_snapshot()?;
-        let engine = self.engine.clone();
         let meta = SnapshotMeta {
             shard: self.config.shard,
             index: self.applied,
@@ -345,25 +402,35 @@ impl DurableShard {
             state_hash: [0; 32],
         };
         let dir = self.config.dir.clone();
-        let handle = std::thread::spawn(move || {
-            let bytes = engine.snapshot();
-            let meta = SnapshotMeta {
-                state_hash: engine.state_hash(),
-                ..meta
-            };
-            snapshots::write(&dir, &meta, &bytes)
-        });
+        self.start_snapshotter().request(&dir, meta);
         self.last_snapshot = self.applied;
-        self.writer = Some(handle);
         Ok(())
     }
 
     /// Waits for a snapshot being written, if any; returns its path.
     pub fn wait_for_snapshot(&mut self) -> Result<Option<PathBuf>, NodeError> {
-        match self.writer.take() {
-            Some(handle) => Ok(Some(handle.join().expect("snapshot writer panicked")?)),
-            None => Ok(None),
+        let written = match &mut self.snapshotter {
+            Some(s) => s.wait_for_snapshot().transpose()?,
+            None => None,
+        };
+        if written.is_some() {
+            self.metrics.snapshots.increment(1);
         }
+        Ok(written)
+    }
+
+    /// Records the depth of the shard's client queue (the node's runtime knows it).
+    pub(crate) fn record_queue_depth(&self, depth: usize) {
+        self.metrics.queue_depth.set(depth as f64);
+    }
+
+    /// How often and how long the shard waited for its snapshotter (zero when snapshots
+    /// keep up, which is the normal case; see [`SNAPSHOTTER_LAG_INPUTS_MAX`]).
+    pub fn snapshotter_stalls(&self) -> SnapshotterStalls {
+        self.snapshotter
+            .as_ref()
+            .map(|s| s.stalls())
+            .unwrap_or_default()
     }
 
     /// The shard's directory.

@@ -92,7 +92,7 @@ pub enum SubmitError {
 pub type Reply = Box<dyn FnOnce(Result<CommandReply, SubmitError>) + Send>;
 
 /// A read run on a shard thread.
-type ReadJob = Box<dyn FnOnce(&Engine) + Send>;
+type ReadJob = Box<dyn FnOnce(&DurableShard) + Send>;
 
 enum Job {
     Command {
@@ -135,9 +135,63 @@ pub fn now() -> Timestamp {
     )
 }
 
+/// File in a node's data directory naming the number of shards it was created with.
+pub const SHARDS_FILE: &str = "shards";
+const SHARDS_MAGIC: [u8; 8] = *b"TLSHARDS";
+const SHARDS_VERSION: u32 = 1;
+
+/// Makes sure `dir` holds (or will hold) a node of `shards` shards: reads the shard count
+/// the directory was created with (or, for a directory written before the count was
+/// recorded, counts its `shard-{n}` directories) and refuses another; records it if new.
+fn check_shard_count(dir: &std::path::Path, shards: u32) -> Result<(), NodeError> {
+    let path = dir.join(SHARDS_FILE);
+    let io = |source| NodeError::SnapshotIo {
+        path: path.clone(),
+        source,
+    };
+    let damaged = |reason: String| NodeError::BadRecord {
+        index: 0,
+        reason: format!("{} is damaged: {reason}", path.display()),
+    };
+    let on_disk = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let payload = tradelog_codec::open(SHARDS_MAGIC, SHARDS_VERSION, &bytes)
+                .map_err(|e| damaged(e.to_string()))?;
+            Some(tradelog_codec::decode::<u32>(payload).map_err(|e| damaged(e.to_string()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut found = 0;
+            while dir.join(format!("shard-{found}")).is_dir() {
+                found += 1;
+            }
+            (found > 0).then_some(found)
+        }
+        Err(e) => return Err(io(e)),
+    };
+    match on_disk {
+        Some(n) if n != shards => Err(NodeError::ShardCountMismatch {
+            dir: dir.to_path_buf(),
+            on_disk: n,
+            configured: shards,
+        }),
+        Some(_) if path.exists() => Ok(()),
+        _ => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let sealed = tradelog_codec::seal(
+                SHARDS_MAGIC,
+                SHARDS_VERSION,
+                &tradelog_codec::encode(&shards),
+            );
+            crate::write_atomically(dir, SHARDS_FILE, &sealed)?;
+            Ok(())
+        }
+    }
+}
+
 impl Node {
     /// Opens (recovering) every shard and starts their threads.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        check_shard_count(&config.data_dir, config.shards)?;
         let placement = Placement::new(config.shards);
         let mut opened = Vec::new();
         for s in 0..config.shards {
@@ -307,9 +361,19 @@ impl Node {
         s: ShardId,
         f: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
+        self.inspect(s, move |shard| f(shard.engine()))
+    }
+
+    /// Runs `f` on shard `s` itself (its log, snapshotter and state) on the shard's thread,
+    /// after every write it acknowledged before.
+    pub fn inspect<R: Send + 'static>(
+        &self,
+        s: ShardId,
+        f: impl FnOnce(&DurableShard) -> R + Send + 'static,
+    ) -> Result<R, SubmitError> {
         let (tx, rx) = bounded(1);
-        let job = Job::Read(Box::new(move |e| {
-            let _ = tx.send(f(e));
+        let job = Job::Read(Box::new(move |shard| {
+            let _ = tx.send(f(shard));
         }));
         self.shards
             .get(s.0 as usize)
@@ -421,13 +485,14 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            self.shard.record_queue_depth(self.clients.len());
             let t = crate::runtime::now();
             if inputs.is_empty() && self.shard.engine().ledger().has_due_expiry(t) {
                 inputs.push(Input::Tick { timestamp: t });
             }
             self.apply(&inputs, &mut replies);
             for r in reads.drain(..) {
-                r(self.shard.engine());
+                r(&self.shard);
             }
         }
         let _ = self.shard.wait_for_snapshot();

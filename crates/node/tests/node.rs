@@ -340,3 +340,53 @@ fn a_full_queue_answers_overloaded_at_once() {
         .unwrap();
     assert_eq!(bal, 1_000_000 + ok as u64);
 }
+
+/// Accounts and markets are placed by shard count: a data directory reopened with another
+/// count would replay its logs into another state, so it is refused, and nothing is
+/// written. A directory from before the count was recorded is recognised by its shard
+/// directories.
+#[test]
+fn a_data_dir_refuses_another_shard_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::open(config(tmp.path())).unwrap();
+    setup(&node);
+    let hashes: Vec<_> = node
+        .engines()
+        .unwrap()
+        .iter()
+        .map(|e| e.state_hash())
+        .collect();
+    node.shutdown();
+
+    for shards in [1, 2, 4] {
+        let mut c = config(tmp.path());
+        c.shards = shards;
+        let err = Node::open(c).err().expect("another shard count opened");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} holds a node of 3 shard(s) but {shards} were asked for: start it with 3 \
+                 shard(s), or use a new data directory",
+                tmp.path().display()
+            )
+        );
+    }
+    assert!(!tmp.path().join("shard-3").exists());
+
+    // Without the file (a directory written before it existed), the shard directories say.
+    std::fs::remove_file(tmp.path().join(tradelog_node::SHARDS_FILE)).unwrap();
+    let mut c = config(tmp.path());
+    c.shards = 2;
+    assert!(Node::open(c).is_err());
+    assert!(!tmp.path().join(tradelog_node::SHARDS_FILE).exists());
+    let node = Node::open(config(tmp.path())).unwrap();
+    let again: Vec<_> = node
+        .engines()
+        .unwrap()
+        .iter()
+        .map(|e| e.state_hash())
+        .collect();
+    assert_eq!(hashes, again);
+    node.shutdown();
+    assert!(tmp.path().join(tradelog_node::SHARDS_FILE).exists());
+}

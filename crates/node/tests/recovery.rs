@@ -3,7 +3,9 @@
 
 use tradelog_domain::*;
 use tradelog_engine::{Input, Placement};
-use tradelog_node::{DurableShard, ShardConfig, SNAPSHOTS_DIR};
+use tradelog_node::{
+    replay_shard_dir, DurableShard, NodeError, ReplayOptions, ShardConfig, SNAPSHOTS_DIR,
+};
 use tradelog_storage::{FileLogConfig, LogStore};
 
 fn config(dir: &std::path::Path, every: u64) -> ShardConfig {
@@ -344,5 +346,146 @@ fn a_torn_tail_beyond_the_watermark_is_cut_but_below_it_is_refused() {
         }
         Err(other) => panic!("expected AcknowledgedLoss, got {other}"),
         Ok(_) => panic!("expected AcknowledgedLoss, the shard opened"),
+    }
+}
+
+/// Snapshots are taken from the snapshotter's copy of the state, not the shard's: each one
+/// must hold exactly the state the shard had at its index, periodic or requested, whether
+/// the snapshotter was started at open or by the first request.
+#[test]
+fn every_snapshot_holds_the_state_the_shard_had_at_its_index() {
+    let batches = workload(400);
+    for every in [0, 37] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut shard, _) = DurableShard::open(config(tmp.path(), every)).unwrap();
+        let mut at = std::collections::BTreeMap::new();
+        let mut events = vec![];
+        for (n, b) in batches.iter().enumerate() {
+            shard.submit(b, &mut events).unwrap();
+            at.insert(shard.applied_index(), shard.engine().state_hash());
+            if n % 97 == 0 {
+                shard.snapshot_in_background().unwrap();
+            }
+        }
+        shard.wait_for_snapshot().unwrap();
+        drop(shard);
+        let files: Vec<_> = std::fs::read_dir(tmp.path().join(SNAPSHOTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= 4, "{} snapshots", files.len());
+        for path in files {
+            let file = tradelog_node::read_snapshot_file(&path).unwrap();
+            let expected = at[&file.meta.index];
+            assert_eq!(file.meta.state_hash, expected, "{}", path.display());
+            let restored = tradelog_engine::Engine::restore(&file.engine).unwrap();
+            assert_eq!(restored.state_hash(), expected, "{}", path.display());
+        }
+    }
+}
+
+#[test]
+fn offline_replay_regenerates_the_events_and_the_state_hash_at_any_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batches = workload(400);
+    // Live: every event and the state hash after each log index.
+    let (mut shard, _) = DurableShard::open(config(tmp.path(), 100)).unwrap();
+    let mut live = vec![];
+    let mut hash_at = vec![shard.engine().state_hash()];
+    for b in &batches {
+        for i in b {
+            shard.submit(std::slice::from_ref(i), &mut live).unwrap();
+            hash_at.push(shard.engine().state_hash());
+        }
+    }
+    let last = shard.applied_index();
+    assert_eq!(last as usize + 1, hash_at.len());
+
+    // While the shard has its log open, replay refuses the directory.
+    let opts = ReplayOptions::default();
+    let placement = Placement::new(1);
+    match replay_shard_dir(tmp.path(), ShardId(0), placement.clone(), &opts, |_| {}) {
+        Err(NodeError::Storage(tradelog_storage::StorageError::Locked { .. })) => {}
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    shard.wait_for_snapshot().unwrap();
+    drop(shard);
+
+    // The whole history: the same events, the same hash, every snapshot checked.
+    let mut replayed = vec![];
+    let r = replay_shard_dir(tmp.path(), ShardId(0), placement.clone(), &opts, |e| {
+        replayed.push(e.clone())
+    })
+    .unwrap();
+    assert_eq!(replayed, live);
+    assert_eq!(r.state_hash, hash_at[last as usize]);
+    assert_eq!(
+        (r.snapshot_index, r.last_index, r.log_last_index, r.records),
+        (0, last, last, last)
+    );
+    assert_eq!(r.events, live.len() as u64);
+    assert!(r.snapshots_checked >= 3, "{r:?}");
+
+    // Up to an index: the prefix of the events, the hash the shard had there.
+    let to = 150;
+    let mut prefix = vec![];
+    let opts = ReplayOptions {
+        to: Some(to),
+        from_snapshot: false,
+    };
+    let r = replay_shard_dir(tmp.path(), ShardId(0), placement.clone(), &opts, |e| {
+        prefix.push(e.clone())
+    })
+    .unwrap();
+    assert_eq!(r.state_hash, hash_at[to as usize]);
+    let expected: Vec<_> = live.iter().filter(|e| e.input <= to).cloned().collect();
+    assert_eq!(prefix, expected);
+
+    // From the newest snapshot at or below the index: only the events after it.
+    let opts = ReplayOptions {
+        to: Some(to),
+        from_snapshot: true,
+    };
+    let mut tail = vec![];
+    let r = replay_shard_dir(tmp.path(), ShardId(0), placement.clone(), &opts, |e| {
+        tail.push(e.clone())
+    })
+    .unwrap();
+    assert!(r.snapshot_index > 0 && r.snapshot_index <= to, "{r:?}");
+    assert_eq!(r.state_hash, hash_at[to as usize]);
+    assert_eq!(r.records, to - r.snapshot_index);
+    let expected: Vec<_> = live
+        .iter()
+        .filter(|e| e.input > r.snapshot_index && e.input <= to)
+        .cloned()
+        .collect();
+    assert_eq!(tail, expected);
+
+    // Beyond the end of the log: the whole log.
+    let opts = ReplayOptions {
+        to: Some(last + 1_000),
+        from_snapshot: true,
+    };
+    let r = replay_shard_dir(tmp.path(), ShardId(0), placement.clone(), &opts, |_| {}).unwrap();
+    assert_eq!((r.last_index, r.state_hash), (last, hash_at[last as usize]));
+
+    // A snapshot whose recorded hash is wrong is found.
+    let snaps = tmp.path().join(SNAPSHOTS_DIR);
+    let mut files: Vec<_> = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let first = files[0].clone();
+    let mut bytes = std::fs::read(&first).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&first, &bytes).unwrap();
+    let opts = ReplayOptions::default();
+    match replay_shard_dir(tmp.path(), ShardId(0), placement, &opts, |_| {}) {
+        Err(NodeError::BadRecord { reason, .. }) => {
+            assert!(reason.contains("unreadable"), "{reason}")
+        }
+        other => panic!("expected an unreadable snapshot, got {other:?}"),
     }
 }

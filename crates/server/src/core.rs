@@ -72,7 +72,8 @@ pub(crate) enum Error {
     Invalid(String),
     /// No such account / market / order: gRPC `NOT_FOUND`, HTTP 404.
     NotFound(String),
-    /// A position older than what the server retains: gRPC `OUT_OF_RANGE`, HTTP 400.
+    /// A point outside the history that can be answered (beyond what a shard applied, in
+    /// the future, a balance history older than the index): gRPC `OUT_OF_RANGE`, HTTP 400.
     OutOfRange(String),
     /// A request that would need more work than a named limit allows (narrow it): gRPC
     /// `INVALID_ARGUMENT`, HTTP 400 `limit_exceeded`.

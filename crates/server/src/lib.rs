@@ -98,7 +98,7 @@ pub const GRPC_ADDR_DEFAULT: &str = "127.0.0.1:7700";
 /// Default HTTP listen address.
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:7701";
 /// Default number of events the server keeps in memory per shard for `ReadEvents` and
-/// subscriptions (older positions are answered with `OUT_OF_RANGE`).
+/// subscriptions (older events are regenerated from the logs).
 pub const EVENTS_RETAINED_MAX: usize = 250_000;
 /// Largest HTTP request body, in bytes (a full batch of commands fits easily).
 pub const HTTP_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -190,6 +190,8 @@ impl Server {
                 "events_retained_max must be at least 1".into(),
             ));
         }
+        // The metrics recorder first: the node takes its metric handles when it opens.
+        let _ = telemetry::handle();
         // Bind first: a busy port should fail before the node is opened.
         let grpc_listener = bind(config.grpc_addr).await?;
         let http_listener = bind(config.http_addr).await?;

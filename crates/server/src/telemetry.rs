@@ -20,6 +20,16 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0,
 ];
+/// Histogram buckets of the node's fsync and apply times (10 us to 1 s).
+const STEP_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
+];
+/// Histogram buckets of the inputs per group commit (powers of two up to the node's
+/// largest group).
+const GROUP_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+];
 /// How often histogram storage is compacted.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -30,8 +40,18 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
+            use tradelog_node::metrics as node;
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(COMMAND_SECONDS.into()), LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(node::FSYNC_SECONDS.into()), STEP_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(node::APPLY_SECONDS.into()), STEP_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(node::GROUP_COMMIT_INPUTS.into()),
+                    GROUP_BUCKETS,
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -50,6 +70,9 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
                         OVERLOADED_TOTAL,
                         "Commands refused because a shard queue was full."
                     );
+                    for (name, text) in node::DESCRIPTIONS {
+                        metrics::describe_histogram!(*name, *text);
+                    }
                     Some(handle)
                 }
                 Err(_) => {

@@ -1025,6 +1025,17 @@ async fn http_json_flow_sse_and_operational_endpoints() {
         metrics.contains("tradelog_commands_total{interface=\"http\",outcome=\"invalid\"}"),
         "{metrics}"
     );
+    // The node's own: group commits, fsync and apply times, queue depth, per shard.
+    for name in [
+        "tradelog_group_commit_inputs_bucket{shard=\"0\",le=\"1\"}",
+        "tradelog_fsync_duration_seconds_bucket{shard=\"0\",le=\"0.00001\"}",
+        "tradelog_apply_duration_seconds_count{shard=\"0\"}",
+        "tradelog_inputs_total{shard=\"0\"}",
+        "tradelog_applied_index{shard=\"0\"}",
+        "tradelog_shard_queue_depth{shard=\"0\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} not in {metrics}");
+    }
 
     // Shutdown ends the open SSE stream instead of waiting for it.
     let started = Instant::now();

@@ -8,7 +8,8 @@
 //!
 //! * **Log files**: segmented, append-only, preallocated files
 //!   `DIR/segment-{first_index:020}.log` (format below), the `DIR/archive/` directory that
-//!   old segments move to, and the `DIR/LOCK` file that keeps two processes off one log.
+//!   old segments move to, and the `DIR/LOCK` file that keeps two processes off one log
+//!   (and offline readers off a log being written: [`lock_shared`]).
 //! * **Durability**: appends are buffered; [`LogStore::sync`] is the group commit (one
 //!   `fdatasync` for everything appended since the previous sync) and the only thing that
 //!   advances [`LogStore::durable_index`]. An index is never reported durable before it is.
@@ -157,7 +158,7 @@ mod reader;
 mod verify;
 
 pub use error::{CorruptReason, StorageError};
-pub use file::{FileLog, FileLogConfig, RecoveryReport, TornTail};
+pub use file::{lock_shared, FileLog, FileLogConfig, ReadLock, RecoveryReport, TornTail};
 pub use format::{
     chain_next, segment_file_name, GENESIS_HASH, RECORD_HEADER_BYTES, SEGMENT_FLAG_RESTART,
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,

@@ -690,6 +690,29 @@ fn a_second_open_of_the_same_directory_is_refused() {
 }
 
 #[test]
+fn a_reader_lock_excludes_writers_and_is_refused_while_one_writes() {
+    let tmp = fast_tempdir();
+    // No LOCK file yet (no writer ever opened it): nothing to lock, nothing created.
+    let r = tradelog_storage::lock_shared(tmp.path()).expect("nothing to lock");
+    assert!(!tmp.path().join("LOCK").exists());
+    drop(r);
+    let log = FileLog::open(tmp.path(), small(1024)).unwrap();
+    match tradelog_storage::lock_shared(tmp.path()) {
+        Err(StorageError::Locked { .. }) => {}
+        other => panic!("expected Locked while a writer has it open, got {other:?}"),
+    }
+    drop(log);
+    let r1 = tradelog_storage::lock_shared(tmp.path()).expect("free again");
+    let r2 = tradelog_storage::lock_shared(tmp.path()).expect("readers share");
+    match FileLog::open(tmp.path(), small(1024)) {
+        Err(StorageError::Locked { .. }) => {}
+        other => panic!("expected Locked while readers hold it, got {other:?}"),
+    }
+    drop((r1, r2));
+    FileLog::open(tmp.path(), small(1024)).expect("free for a writer again");
+}
+
+#[test]
 fn impossible_configurations_are_refused() {
     let tmp = fast_tempdir();
     for config in [

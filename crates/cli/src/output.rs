@@ -1,0 +1,444 @@
+//! Output for people and for scripts: aligned tables, JSON documents and JSON lines,
+//! timestamps, one-line event descriptions.
+
+use serde::Serialize;
+use tradelog_domain as d;
+
+/// A table printed with aligned columns: numbers to the right, text to the left.
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        assert_eq!(cells.len(), self.headers.len(), "one cell per column");
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The table as text, one line per row, no trailing spaces.
+    pub fn render(&self) -> String {
+        let n = self.headers.len();
+        let mut width = vec![0; n];
+        let mut numeric = vec![true; n];
+        for (i, h) in self.headers.iter().enumerate() {
+            width[i] = h.len();
+        }
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                width[i] = width[i].max(c.chars().count());
+                numeric[i] &= !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit());
+            }
+        }
+        if self.rows.is_empty() {
+            numeric = vec![false; n];
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                let pad = width[i] - c.chars().count();
+                if numeric[i] {
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(c);
+                } else {
+                    s.push_str(c);
+                    s.push_str(&" ".repeat(pad));
+                }
+            }
+            s.trim_end().to_owned()
+        };
+        let mut out = line(&self.headers);
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(r));
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn print(&self) {
+        print!("{}", self.render());
+    }
+}
+
+/// Prints one JSON document (pretty) for scripts.
+pub fn json(v: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("values serialize to JSON")
+    );
+}
+
+/// Prints one JSON line (for streams: one document per line).
+pub fn json_line(v: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string(v).expect("values serialize to JSON")
+    );
+}
+
+/// A timestamp as `2026-11-25T14:39:17.123Z` (UTC, milliseconds).
+pub fn time(t: d::Timestamp) -> String {
+    let ns = t.0;
+    let secs = ns / 1_000_000_000;
+    let ms = (ns / 1_000_000) % 1_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, dd) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3_600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian calendar;
+/// Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if month <= 2 { y + 1 } else { y }, month, day)
+}
+
+/// A rejection code as `INSUFFICIENT_FUNDS(10)`.
+pub fn code(c: d::RejectCode) -> String {
+    let name = tradelog_api::reject_code_name(c);
+    format!(
+        "{}({})",
+        name.strip_prefix("REJECT_CODE_").unwrap_or(name),
+        c.code()
+    )
+}
+
+/// One event on one line: `Kind key=value ...` (field names as in the domain's JSON,
+/// rejection codes with their name and number).
+pub fn event(e: &d::Event) -> String {
+    use d::Event::*;
+    match e {
+        AssetCreated(a) => format!("AssetCreated id={} code={} scale={}", a.id, a.code, a.scale),
+        MarketCreated(m) => format!(
+            "MarketCreated id={} base={} quote={} lot_size={} tick_size={} min_qty={} \
+             max_qty={} maker_fee_bps={} taker_fee_bps={} fee_account={} collar_bps={} shard={}",
+            m.id,
+            m.base,
+            m.quote,
+            m.lot_size,
+            m.tick_size,
+            m.min_qty,
+            m.max_qty,
+            m.maker_fee_bps,
+            m.taker_fee_bps,
+            m.fee_account,
+            m.collar_bps,
+            m.shard
+        ),
+        AccountOpened { account, owner } => {
+            format!("AccountOpened account={account} owner={owner}")
+        }
+        AccountFrozen { account } => format!("AccountFrozen account={account}"),
+        AccountUnfrozen { account } => format!("AccountUnfrozen account={account}"),
+        AccountClosed { account } => format!("AccountClosed account={account}"),
+        Deposited {
+            id,
+            account,
+            asset,
+            amount,
+        } => format!("Deposited id={id} account={account} asset={asset} amount={amount}"),
+        Withdrawn {
+            id,
+            account,
+            asset,
+            amount,
+        } => format!("Withdrawn id={id} account={account} asset={asset} amount={amount}"),
+        TransferPosted {
+            id,
+            debit,
+            credit,
+            asset,
+            amount,
+        } => format!(
+            "TransferPosted id={id} debit={debit} credit={credit} asset={asset} amount={amount}"
+        ),
+        TransferInitiated {
+            id,
+            debit,
+            credit,
+            asset,
+            amount,
+            to,
+        } => format!(
+            "TransferInitiated id={id} debit={debit} credit={credit} asset={asset} \
+             amount={amount} to={to}"
+        ),
+        TransferCredited {
+            id,
+            debit,
+            credit,
+            asset,
+            amount,
+            from,
+        } => format!(
+            "TransferCredited id={id} debit={debit} credit={credit} asset={asset} \
+             amount={amount} from={from}"
+        ),
+        TransferRefunded { id, code: c } => format!("TransferRefunded id={id} code={}", code(*c)),
+        PendingCreated {
+            id,
+            debit,
+            credit,
+            asset,
+            amount,
+            expires_at,
+        } => format!(
+            "PendingCreated id={id} debit={debit} credit={credit} asset={asset} \
+             amount={amount} expires_at={}",
+            time(*expires_at)
+        ),
+        PendingPosted {
+            id,
+            amount,
+            released,
+        } => format!("PendingPosted id={id} amount={amount} released={released}"),
+        PendingVoided {
+            id,
+            amount,
+            expired,
+        } => format!("PendingVoided id={id} amount={amount} expired={expired}"),
+        FundsHeld {
+            order,
+            account,
+            asset,
+            amount,
+        } => format!("FundsHeld order={order} account={account} asset={asset} amount={amount}"),
+        FundsReleased {
+            order,
+            account,
+            asset,
+            amount,
+        } => format!("FundsReleased order={order} account={account} asset={asset} amount={amount}"),
+        OrderSubmitted {
+            order,
+            account,
+            market,
+            side: sd,
+            order_type,
+            tif,
+            price,
+            qty,
+            client_order_id,
+            replaces,
+        } => {
+            let mut s = format!(
+                "OrderSubmitted order={order} account={account} market={market} side={} \
+                 order_type={order_type:?} tif={tif:?} price={price} qty={qty} \
+                 client_order_id={client_order_id}",
+                side(*sd)
+            );
+            if let Some(r) = replaces {
+                s.push_str(&format!(" replaces={r}"));
+            }
+            s
+        }
+        OrderAccepted {
+            order,
+            market,
+            account,
+            side: sd,
+            price,
+            qty,
+        } => format!(
+            "OrderAccepted order={order} market={market} account={account} side={} \
+             price={price} qty={qty}",
+            side(*sd)
+        ),
+        OrderRejected {
+            order,
+            market,
+            code: c,
+        } => format!(
+            "OrderRejected order={order} market={market} code={}",
+            code(*c)
+        ),
+        Trade {
+            market,
+            price,
+            qty,
+            taker_side,
+            taker,
+            maker,
+            taker_account,
+            maker_account,
+            taker_fee,
+            maker_fee,
+        } => format!(
+            "Trade market={market} price={price} qty={qty} taker_side={} taker={taker} \
+             maker={maker} taker_account={taker_account} maker_account={maker_account} \
+             taker_fee={taker_fee} maker_fee={maker_fee}",
+            side(*taker_side)
+        ),
+        OrderFilled { order, market } => format!("OrderFilled order={order} market={market}"),
+        OrderCancelled {
+            order,
+            market,
+            remaining,
+            reason,
+        } => format!(
+            "OrderCancelled order={order} market={market} remaining={remaining} \
+             reason={reason:?}"
+        ),
+        OrderAmended {
+            order,
+            market,
+            price,
+            qty,
+        } => format!("OrderAmended order={order} market={market} price={price} qty={qty}"),
+        Settled {
+            order,
+            account,
+            paid_asset,
+            paid,
+            received_asset,
+            received,
+            fee,
+        } => format!(
+            "Settled order={order} account={account} paid_asset={paid_asset} paid={paid} \
+             received_asset={received_asset} received={received} fee={fee}"
+        ),
+        FeeCollected {
+            market,
+            account,
+            asset,
+            amount,
+        } => {
+            format!("FeeCollected market={market} account={account} asset={asset} amount={amount}")
+        }
+        MarketHalted { market } => format!("MarketHalted market={market}"),
+        MarketResumed { market } => format!("MarketResumed market={market}"),
+        Rejected { subject, code: c } => {
+            let subject = match subject {
+                d::Subject::Account(a) => format!("account:{a}"),
+                d::Subject::Transfer(t) => format!("transfer:{t}"),
+                d::Subject::Order(o) => format!("order:{o}"),
+                d::Subject::ClientOrder {
+                    account,
+                    client_order_id,
+                } => format!("account:{account}/client_order_id:{client_order_id}"),
+                d::Subject::Market(m) => format!("market:{m}"),
+                d::Subject::Asset(a) => format!("asset:{a}"),
+            };
+            format!("Rejected subject={subject} code={}", code(*c))
+        }
+        Balance {
+            account,
+            asset,
+            available,
+            held,
+        } => format!("Balance account={account} asset={asset} available={available} held={held}"),
+    }
+}
+
+/// An event record on one line: `SHARD:SEQ  TIME  Kind key=value ...`.
+pub fn event_line(r: &d::EventRecord) -> String {
+    format!(
+        "{}:{}  {}  {}",
+        r.shard,
+        r.seq,
+        time(r.timestamp),
+        event(&r.event)
+    )
+}
+
+pub fn side(s: d::Side) -> &'static str {
+    match s {
+        d::Side::Buy => "buy",
+        d::Side::Sell => "sell",
+    }
+}
+
+pub fn stp(s: d::SelfTradePrevention) -> &'static str {
+    match s {
+        d::SelfTradePrevention::CancelResting => "cancel-resting",
+        d::SelfTradePrevention::CancelIncoming => "cancel-incoming",
+        d::SelfTradePrevention::CancelBoth => "cancel-both",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_numbers_right_and_text_left() {
+        let mut t = Table::new(&["ASSET", "CODE", "AVAILABLE"]);
+        t.row(vec!["1".into(), "USD".into(), "12345".into()]);
+        t.row(vec!["22".into(), "BTC".into(), "7".into()]);
+        assert_eq!(
+            t.render(),
+            "ASSET  CODE  AVAILABLE\n    1  USD       12345\n   22  BTC           7\n"
+        );
+    }
+
+    #[test]
+    fn times_are_utc_with_milliseconds() {
+        assert_eq!(time(d::Timestamp(0)), "1970-01-01T00:00:00.000Z");
+        // 2024-02-29T23:59:59.999 UTC (a leap day).
+        assert_eq!(
+            time(d::Timestamp(1_709_251_199_999_000_000)),
+            "2024-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            time(d::Timestamp(1_764_081_557_123_456_789)),
+            "2025-11-25T14:39:17.123Z"
+        );
+    }
+
+    #[test]
+    fn events_read_as_one_line() {
+        assert_eq!(
+            event(&d::Event::Deposited {
+                id: d::TransferId(1),
+                account: d::AccountId(7),
+                asset: d::AssetId(1),
+                amount: d::Amount(12345),
+            }),
+            "Deposited id=1 account=7 asset=1 amount=12345"
+        );
+        assert_eq!(
+            event(&d::Event::Rejected {
+                subject: d::Subject::Transfer(d::TransferId(3)),
+                code: d::RejectCode::InsufficientFunds,
+            }),
+            "Rejected subject=transfer:3 code=INSUFFICIENT_FUNDS(10)"
+        );
+        assert_eq!(
+            event(&d::Event::AssetCreated(d::Asset {
+                id: d::AssetId(1),
+                code: "USD".into(),
+                scale: 2
+            })),
+            "AssetCreated id=1 code=USD scale=2"
+        );
+    }
+}

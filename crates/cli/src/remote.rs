@@ -1,0 +1,221 @@
+//! What every client command shares: the global flags, the connection, the exit status
+//! of an error, and how a command's answer is printed.
+
+use crate::output;
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+use std::future::Future;
+use tradelog_client::{Catalog, Client, ClientConfig, ClientError, Receipt, ENDPOINT_DEFAULT};
+use tradelog_domain as d;
+
+/// Exit status: the engine rejected the command (a business rule), or something was not
+/// found.
+pub const EXIT_REJECTED: u8 = 1;
+/// Exit status: bad usage or an argument the server refused as malformed (clap uses 2
+/// for usage errors too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the server could not be reached, is stopping, or is overloaded: retry
+/// later (with the same ids: retries are safe).
+pub const EXIT_UNAVAILABLE: u8 = 3;
+
+/// Options of every command that talks to a server.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Global {
+    /// gRPC address of the tradelog server.
+    #[arg(
+        long,
+        global = true,
+        env = "TRADELOG_SERVER",
+        default_value = ENDPOINT_DEFAULT,
+        help_heading = "Connection (client commands)"
+    )]
+    pub server: String,
+    /// Act as this principal (a number). DEVELOPMENT ONLY: declared, not authenticated.
+    /// Default: the server's default principal, 1.
+    #[arg(
+        long,
+        global = true,
+        env = "TRADELOG_PRINCIPAL",
+        help_heading = "Connection (client commands)"
+    )]
+    pub principal: Option<u64>,
+    /// Act with this authority: operator (anything), trader (only its own accounts and
+    /// orders) or read-only. DEVELOPMENT ONLY: declared, not authenticated. Default:
+    /// operator.
+    #[arg(
+        long,
+        global = true,
+        env = "TRADELOG_AUTHORITY",
+        value_enum,
+        help_heading = "Connection (client commands)"
+    )]
+    pub authority: Option<AuthorityArg>,
+    /// Print JSON for scripts instead of tables: one document, or one JSON document per
+    /// line for streams (`events tail`, `replay --events`).
+    #[arg(long, global = true, help_heading = "Output")]
+    pub json: bool,
+}
+
+/// An authority on the command line: operator (anything), trader (only its own accounts
+/// and orders), read-only (nothing that changes state).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AuthorityArg {
+    Operator,
+    Trader,
+    ReadOnly,
+}
+
+/// A connected command: the client and how to print.
+pub struct Ctx {
+    pub client: Client,
+    pub json: bool,
+    /// The declared principal (the server's default when not given).
+    pub principal: d::Principal,
+}
+
+impl Global {
+    fn config(&self) -> ClientConfig {
+        ClientConfig {
+            principal: self.principal.map(d::Principal),
+            authority: self.authority.map(|a| match a {
+                AuthorityArg::Operator => d::Authority::Operator,
+                AuthorityArg::Trader => d::Authority::Trader,
+                AuthorityArg::ReadOnly => d::Authority::ReadOnly,
+            }),
+            ..ClientConfig::new(self.server.clone())
+        }
+    }
+}
+
+/// Runs a client command on a single-threaded runtime.
+pub fn run<F, Fut>(g: &Global, f: F) -> Result<()>
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = Client::new(g.config())?;
+        f(Ctx {
+            client,
+            json: g.json,
+            principal: d::Principal(g.principal.unwrap_or(tradelog_server::PRINCIPAL_DEFAULT)),
+        })
+        .await
+    })
+}
+
+/// The exit status for an error, and prints it on stderr.
+pub fn report_error(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Rejected(_)) => {
+            eprintln!("{e}");
+            EXIT_REJECTED
+        }
+        Some(c @ (ClientError::Unavailable { .. } | ClientError::Timeout { .. })) => {
+            eprintln!("error: {c}");
+            eprintln!(
+                "hint: is `tradelog serve` running there? Point the CLI at a server with \
+                 --server URL (or TRADELOG_SERVER)."
+            );
+            EXIT_UNAVAILABLE
+        }
+        Some(c @ ClientError::Overloaded { .. }) => {
+            eprintln!("error: {c}");
+            EXIT_UNAVAILABLE
+        }
+        Some(ClientError::InvalidArgument(_) | ClientError::Config(_)) => {
+            eprintln!("error: {}", chain(e));
+            EXIT_USAGE
+        }
+        _ => {
+            eprintln!("error: {}", chain(e));
+            EXIT_REJECTED
+        }
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause its parent already quotes.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Prints an accepted command (`accepted: WHAT [shard S, input I]`, or a JSON document),
+/// or, for a rejection, its JSON document and returns the error (printed by `main`).
+pub fn answer(ctx: &Ctx, what: &str, r: Result<Receipt, ClientError>) -> Result<()> {
+    match r {
+        Ok(r) => {
+            if ctx.json {
+                output::json(&json!({
+                    "status": "accepted",
+                    "accepted": r.accepted,
+                    "order_id": r.order_id(),
+                    "in_flight": r.accepted == d::Accepted::InFlight,
+                    "duplicate": r.duplicate,
+                    "shard": r.shard,
+                    "input": r.input,
+                }));
+            } else {
+                let mut line = format!("accepted: {what}");
+                if r.accepted == d::Accepted::InFlight {
+                    line.push_str("; in flight: completes on the credit account's shard");
+                }
+                if r.duplicate {
+                    line.push_str(" (duplicate: the original answer to this idempotency key)");
+                }
+                line.push_str(&format!(" [shard {}, input {}]", r.shard, r.input));
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Err(ClientError::Rejected(rej)) => {
+            if ctx.json {
+                output::json(&json!({
+                    "status": "rejected",
+                    "reject_code": rej.number,
+                    "reject_name": rej.name,
+                    "message": rej.message,
+                    "index": rej.index,
+                }));
+            }
+            Err(ClientError::Rejected(rej).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An asset named by id (`1`) or code (`USD`, any case), resolved with the catalog.
+pub async fn asset(ctx: &Ctx, name: &str, catalog: &mut Option<Catalog>) -> Result<d::AssetId> {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(d::AssetId(id));
+    }
+    if catalog.is_none() {
+        *catalog = Some(ctx.client.catalog().await?);
+    }
+    let code = name.to_ascii_uppercase();
+    catalog
+        .as_ref()
+        .and_then(|c| c.asset_by_code(&code))
+        .map(|a| a.id)
+        .ok_or_else(|| anyhow!("unknown asset {name:?}: not an id, and no asset has that code (see `tradelog catalog`)"))
+}
+
+/// A transfer id: the one given, or a fresh one from the clock (nanoseconds since the
+/// epoch: unique for one user typing commands; pass `--id` to make a retry safe).
+pub fn transfer_id(id: Option<u64>) -> d::TransferId {
+    d::TransferId(id.unwrap_or_else(|| tradelog_node::runtime::now().0.max(1)))
+}

@@ -1,0 +1,678 @@
+//! The Rust client of tradelog: an async client of the published gRPC API
+//! (`proto/tradelog/v1`), used by the `tradelog` CLI.
+//!
+//! Owns: one tonic channel per [`Client`] (HTTP/2, reconnecting, shared by every clone and
+//! every concurrent call), the caller's declared identity (sent as the
+//! `x-tradelog-principal` / `x-tradelog-authority` metadata of every call), timeouts,
+//! the [`RetryPolicy`], and decoding answers into domain types with the api crate's
+//! checked conversions ([`ClientError::InvalidResponse`] if a server sends something they
+//! refuse).
+//!
+//! Must never contain: business logic (every rule is the engine's; the client only
+//! carries commands and answers), or depend on the server, node, engine or storage crates.
+//!
+//! # Calls
+//!
+//! * Commands: one typed method per command RPC ([`Client::deposit`],
+//!   [`Client::place_order`], ...) returning a [`Receipt`], with a business rejection as
+//!   [`ClientError::Rejected`] (the stable [`RejectCode`](tradelog_domain::RejectCode),
+//!   its wire name and message); [`Client::submit`] takes any domain
+//!   [`Command`](tradelog_domain::Command) and returns the [`Answer`] with the rejection
+//!   as a value; [`Client::submit_batch`] sends many (not all-or-nothing).
+//! * Queries: [`Client::balances`], [`Client::balance_history`], [`Client::order`],
+//!   [`Client::book`], [`Client::catalog`], [`Client::read_events`].
+//! * Events: [`Client::subscribe`] returns a [`Subscription`], a `Stream` of
+//!   [`EventPage`]s: the stream's events after a position, then live ones, with no gap
+//!   and no duplicate across the switch; [`Subscription::position`] resumes it.
+//!
+//! # Retries and idempotency
+//!
+//! A retry resends the very same request (same transfer id, same client order id), and
+//! only when the server did not answer: `Overloaded` always (the server refused before
+//! recording anything), `Unavailable` only for calls whose repeat returns the original
+//! result (see [`RetryPolicy`] and [`Repeat`]). A retried command that the server had
+//! applied comes back with its original result and [`Answer::duplicate`] set.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tradelog_client::{Client, ClientConfig, ClientError};
+//! use tradelog_domain::{AccountId, Amount, AssetId, TransferId, TransferSpec};
+//!
+//! # async fn run() -> Result<(), ClientError> {
+//! let client = Client::new(ClientConfig::new("http://127.0.0.1:7700"))?;
+//! let transfer = TransferSpec {
+//!     id: TransferId(42), // the idempotency key: resending it is safe
+//!     debit: AccountId(1),
+//!     credit: AccountId(2),
+//!     asset: AssetId(1),
+//!     amount: Amount(1_000),
+//!     balancing: false,
+//! };
+//! match client.transfer(transfer).await {
+//!     Ok(receipt) => println!("done on shard {}", receipt.shard),
+//!     Err(ClientError::Rejected(r)) => println!("rejected: {r}"), // e.g. INSUFFICIENT_FUNDS (10)
+//!     Err(e) => return Err(e),
+//! }
+//! println!("{:?}", client.balances(AccountId(2)).await?.of(AssetId(1)));
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod retry;
+mod types;
+
+pub use error::{ClientError, Rejection};
+pub use retry::{
+    Repeat, RetryPolicy, RETRY_ATTEMPTS_MAX_DEFAULT, RETRY_BACKOFF_INITIAL_MS_DEFAULT,
+    RETRY_BACKOFF_MS_MAX_DEFAULT,
+};
+pub use tradelog_api::query::{EventStream, Position};
+pub use types::{
+    format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
+    Balances, Book, Catalog, EventPage, Level, Order, Receipt, ShardPosition,
+};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio_stream::Stream;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tradelog_api::proto as pb;
+use tradelog_api::proto::tradelog_client::TradelogClient;
+use tradelog_domain as d;
+
+/// The server's default gRPC address.
+pub const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:7700";
+/// Default [`ClientConfig::connect_timeout_ms`].
+pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+/// Default [`ClientConfig::request_timeout_ms`].
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Metadata key carrying the declared principal (development only, until API keys land).
+pub const PRINCIPAL_HEADER: &str = "x-tradelog-principal";
+/// Metadata key carrying the declared authority (development only, until API keys land).
+pub const AUTHORITY_HEADER: &str = "x-tradelog-authority";
+
+/// Settings of a [`Client`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The server's gRPC address, e.g. `http://127.0.0.1:7700` (`http://` is assumed when
+    /// the scheme is missing).
+    pub endpoint: String,
+    /// The principal to act as (`None`: the server's default, principal 1). DEVELOPMENT
+    /// ONLY: declared, not authenticated.
+    pub principal: Option<d::Principal>,
+    /// The authority to act with (`None`: the server's default, operator). DEVELOPMENT
+    /// ONLY: declared, not authenticated.
+    pub authority: Option<d::Authority>,
+    /// Longest wait for a connection to be established, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the answer to one attempt of a call, in milliseconds (for a
+    /// subscription: for the stream to open; the stream itself has no time limit).
+    pub request_timeout_ms: u64,
+    /// When calls are sent again.
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// Defaults for the server at `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.into(),
+            principal: None,
+            authority: None,
+            connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig::new(ENDPOINT_DEFAULT)
+    }
+}
+
+/// The metadata value of an authority.
+fn authority_name(a: d::Authority) -> &'static str {
+    match a {
+        d::Authority::Operator => "operator",
+        d::Authority::Trader => "trader",
+        d::Authority::ReadOnly => "read-only",
+    }
+}
+
+struct Shared {
+    endpoint: String,
+    principal: Option<AsciiMetadataValue>,
+    authority: Option<AsciiMetadataValue>,
+    request_timeout: Duration,
+    request_timeout_ms: u64,
+    retry: RetryPolicy,
+    retries: AtomicU64,
+}
+
+/// A client of one tradelog server. Cheap to clone: clones share the connection, the
+/// configuration and the retry counter, and may be used concurrently.
+#[derive(Clone)]
+pub struct Client {
+    grpc: TradelogClient<Channel>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.shared.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The generated client, cloned per call (a clone of the channel handle).
+type Grpc = TradelogClient<Channel>;
+
+macro_rules! rpc {
+    ($self:ident, $msg:expr, $repeat:expr, $method:ident) => {
+        $self
+            .unary(
+                $msg,
+                $repeat,
+                |mut g: Grpc, r| async move { g.$method(r).await },
+            )
+            .await
+    };
+}
+
+impl Client {
+    /// A client of the server in `config`, connecting on first use (so a server that is
+    /// down now is only an error when a call is made). Must be called inside a tokio
+    /// runtime.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let (endpoint, shared) = Self::prepare(config)?;
+        Ok(Client {
+            grpc: TradelogClient::new(endpoint.connect_lazy()),
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// A client of the server in `config`, connected now: fails at once with
+    /// [`ClientError::Unavailable`] if the server cannot be reached.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let (endpoint, shared) = Self::prepare(config)?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                endpoint: shared.endpoint.clone(),
+                message: error::with_sources(&e.to_string(), &e),
+            })?;
+        Ok(Client {
+            grpc: TradelogClient::new(channel),
+            shared: Arc::new(shared),
+        })
+    }
+
+    fn prepare(config: ClientConfig) -> Result<(Endpoint, Shared), ClientError> {
+        let url = if config.endpoint.contains("://") {
+            config.endpoint.clone()
+        } else {
+            format!("http://{}", config.endpoint)
+        };
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| ClientError::Config(format!("endpoint {:?}: {e}", config.endpoint)))?
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .tcp_nodelay(true);
+        let principal = config.principal.map(|p| AsciiMetadataValue::from(p.0));
+        let authority = config
+            .authority
+            .map(|a| AsciiMetadataValue::from_static(authority_name(a)));
+        if config.retry.attempts_max == 0 {
+            return Err(ClientError::Config(
+                "retry.attempts_max must be at least 1".into(),
+            ));
+        }
+        Ok((
+            endpoint,
+            Shared {
+                endpoint: url,
+                principal,
+                authority,
+                request_timeout: Duration::from_millis(config.request_timeout_ms),
+                request_timeout_ms: config.request_timeout_ms,
+                retry: config.retry,
+                retries: AtomicU64::new(0),
+            },
+        ))
+    }
+
+    /// The server's address.
+    pub fn endpoint(&self) -> &str {
+        &self.shared.endpoint
+    }
+
+    /// Retries made so far by this client and its clones.
+    pub fn retries(&self) -> u64 {
+        self.shared.retries.load(Ordering::Relaxed)
+    }
+
+    fn request<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        let m: &mut MetadataMap = r.metadata_mut();
+        if let Some(p) = &self.shared.principal {
+            m.insert(PRINCIPAL_HEADER, p.clone());
+        }
+        if let Some(a) = &self.shared.authority {
+            m.insert(AUTHORITY_HEADER, a.clone());
+        }
+        r
+    }
+
+    /// One unary call with the retry policy: the same `msg` every attempt.
+    async fn unary<T, R, F, Fut>(&self, msg: T, repeat: Repeat, call: F) -> Result<R, ClientError>
+    where
+        T: Clone,
+        F: Fn(Grpc, Request<T>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let fut = call(self.grpc.clone(), self.request(msg.clone()));
+            let error = match tokio::time::timeout(self.shared.request_timeout, fut).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(status)) => ClientError::from_status(status, &self.shared.endpoint),
+                Err(_) => ClientError::Timeout {
+                    endpoint: self.shared.endpoint.clone(),
+                    timeout_ms: self.shared.request_timeout_ms,
+                },
+            };
+            match self.shared.retry.next_delay(attempt, &error, repeat) {
+                Some(wait) => {
+                    self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    // ----- commands ----------------------------------------------------------------
+
+    /// Sends any command through its own RPC and returns the engine's answer, a
+    /// rejection included (as a value). Retried per [`Repeat::of`] the command.
+    pub async fn submit(&self, command: d::Command) -> Result<Answer, ClientError> {
+        use pb::command::Command as C;
+        let repeat = Repeat::of(&command);
+        let Some(c) = pb::Command::from(command).command else {
+            unreachable!("every domain command converts to a wire command")
+        };
+        let r = match c {
+            C::CreateAsset(m) => rpc!(self, m, repeat, create_asset),
+            C::CreateMarket(m) => rpc!(self, m, repeat, create_market),
+            C::OpenAccount(m) => rpc!(self, m, repeat, open_account),
+            C::Deposit(m) => rpc!(self, m, repeat, deposit),
+            C::Withdraw(m) => rpc!(self, m, repeat, withdraw),
+            C::Transfer(m) => rpc!(self, m, repeat, transfer),
+            C::LinkedTransfers(m) => rpc!(self, m, repeat, linked_transfers),
+            C::CreatePending(m) => rpc!(self, m, repeat, create_pending),
+            C::PostPending(m) => rpc!(self, m, repeat, post_pending),
+            C::VoidPending(m) => rpc!(self, m, repeat, void_pending),
+            C::FreezeAccount(m) => rpc!(self, m, repeat, freeze_account),
+            C::UnfreezeAccount(m) => rpc!(self, m, repeat, unfreeze_account),
+            C::CloseAccount(m) => rpc!(self, m, repeat, close_account),
+            C::PlaceOrder(m) => rpc!(self, m, repeat, place_order),
+            C::CancelOrder(m) => rpc!(self, m, repeat, cancel_order),
+            C::AmendOrder(m) => rpc!(self, m, repeat, amend_order),
+            C::HaltMarket(m) => rpc!(self, m, repeat, halt_market),
+            C::ResumeMarket(m) => rpc!(self, m, repeat, resume_market),
+        }?;
+        Answer::from_wire(r)
+    }
+
+    /// Sends many independent commands in one request (NOT all-or-nothing: one answer
+    /// each, in order; use [`Client::linked_transfers`] for atomic transfers). Retried
+    /// only if every command is [`Repeat::Safe`].
+    pub async fn submit_batch(
+        &self,
+        commands: Vec<d::Command>,
+    ) -> Result<Vec<Answer>, ClientError> {
+        let repeat = Repeat::of_batch(&commands);
+        let n = commands.len();
+        let r = rpc!(self, pb::CommandBatch::from(commands), repeat, submit_batch)?;
+        if r.responses.len() != n {
+            return Err(ClientError::InvalidResponse(format!(
+                "{} answers to a batch of {n} commands",
+                r.responses.len()
+            )));
+        }
+        r.responses.into_iter().map(Answer::from_wire).collect()
+    }
+
+    async fn command(&self, command: d::Command) -> Result<Receipt, ClientError> {
+        self.submit(command).await?.into_receipt()
+    }
+
+    /// Adds an asset to the catalog (operators; idempotent by content).
+    pub async fn create_asset(&self, asset: d::Asset) -> Result<Receipt, ClientError> {
+        self.command(d::Command::CreateAsset(asset)).await
+    }
+
+    /// Adds a market to the catalog (operators; idempotent by content).
+    pub async fn create_market(&self, market: d::MarketSpec) -> Result<Receipt, ClientError> {
+        self.command(d::Command::CreateMarket(market)).await
+    }
+
+    /// Opens an account owned by `owner`.
+    pub async fn open_account(
+        &self,
+        account: d::AccountId,
+        owner: d::Principal,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::OpenAccount { account, owner })
+            .await
+    }
+
+    /// Money enters the system (operators). `id` is the idempotency key.
+    pub async fn deposit(
+        &self,
+        id: d::TransferId,
+        account: d::AccountId,
+        asset: d::AssetId,
+        amount: d::Amount,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::Deposit {
+            id,
+            account,
+            asset,
+            amount,
+        })
+        .await
+    }
+
+    /// Money leaves the system. `id` is the idempotency key.
+    pub async fn withdraw(
+        &self,
+        id: d::TransferId,
+        account: d::AccountId,
+        asset: d::AssetId,
+        amount: d::Amount,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::Withdraw {
+            id,
+            account,
+            asset,
+            amount,
+        })
+        .await
+    }
+
+    /// Moves money between two accounts (across shards: [`d::Accepted::InFlight`]).
+    pub async fn transfer(&self, transfer: d::TransferSpec) -> Result<Receipt, ClientError> {
+        self.command(d::Command::Transfer(transfer)).await
+    }
+
+    /// Moves money in an all-or-nothing batch (every account on one shard); a rejection
+    /// names the failing transfer's index.
+    pub async fn linked_transfers(
+        &self,
+        transfers: Vec<d::TransferSpec>,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::LinkedTransfers(transfers)).await
+    }
+
+    /// Reserves funds for a two-phase transfer, voided after `timeout_ms` of leader time.
+    pub async fn create_pending(
+        &self,
+        transfer: d::TransferSpec,
+        timeout_ms: u64,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::CreatePending {
+            spec: transfer,
+            timeout_ms,
+        })
+        .await
+    }
+
+    /// Posts a pending transfer, all of it (`None`) or part.
+    pub async fn post_pending(
+        &self,
+        debit: d::AccountId,
+        id: d::TransferId,
+        amount: Option<d::Amount>,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::PostPending { debit, id, amount })
+            .await
+    }
+
+    /// Voids a pending transfer.
+    pub async fn void_pending(
+        &self,
+        debit: d::AccountId,
+        id: d::TransferId,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::VoidPending { debit, id }).await
+    }
+
+    /// Freezes an account (operators).
+    pub async fn freeze_account(&self, account: d::AccountId) -> Result<Receipt, ClientError> {
+        self.command(d::Command::FreezeAccount { account }).await
+    }
+
+    /// Unfreezes an account (operators).
+    pub async fn unfreeze_account(&self, account: d::AccountId) -> Result<Receipt, ClientError> {
+        self.command(d::Command::UnfreezeAccount { account }).await
+    }
+
+    /// Closes an empty account.
+    pub async fn close_account(&self, account: d::AccountId) -> Result<Receipt, ClientError> {
+        self.command(d::Command::CloseAccount { account }).await
+    }
+
+    /// Places an order; [`Receipt::order_id`] is its id. Give it a client order id to make
+    /// retries safe.
+    pub async fn place_order(&self, order: d::NewOrder) -> Result<Receipt, ClientError> {
+        self.command(d::Command::PlaceOrder(order)).await
+    }
+
+    /// Cancels an open order.
+    pub async fn cancel_order(
+        &self,
+        market: d::MarketId,
+        order: d::OrderId,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::CancelOrder { market, order })
+            .await
+    }
+
+    /// Amends (cancel-replaces) an open order.
+    pub async fn amend_order(
+        &self,
+        market: d::MarketId,
+        order: d::OrderId,
+        price: d::Price,
+        qty: d::Qty,
+    ) -> Result<Receipt, ClientError> {
+        self.command(d::Command::AmendOrder {
+            market,
+            order,
+            price,
+            qty,
+        })
+        .await
+    }
+
+    /// Halts a market (operators).
+    pub async fn halt_market(&self, market: d::MarketId) -> Result<Receipt, ClientError> {
+        self.command(d::Command::HaltMarket { market }).await
+    }
+
+    /// Resumes a halted market (operators).
+    pub async fn resume_market(&self, market: d::MarketId) -> Result<Receipt, ClientError> {
+        self.command(d::Command::ResumeMarket { market }).await
+    }
+
+    // ----- queries -----------------------------------------------------------------
+
+    /// An account's balances ([`ClientError::NotFound`] if it does not exist).
+    pub async fn balances(&self, account: d::AccountId) -> Result<Balances, ClientError> {
+        let m = pb::GetBalancesRequest {
+            account_id: account.0,
+            as_of: None,
+        };
+        Balances::from_wire(rpc!(self, m, Repeat::Safe, get_balances)?)
+    }
+
+    /// Changes of one balance with `from <= timestamp < to` (`to`: `None` = no end), at
+    /// most `limit` (0: the server's default).
+    pub async fn balance_history(
+        &self,
+        account: d::AccountId,
+        asset: d::AssetId,
+        from: d::Timestamp,
+        to: Option<d::Timestamp>,
+        limit: u32,
+    ) -> Result<BalanceHistory, ClientError> {
+        let m = pb::GetBalanceHistoryRequest {
+            account_id: account.0,
+            asset_id: asset.0,
+            from_ns: from.0,
+            to_ns: to.map(|t| t.0),
+            limit,
+        };
+        Ok(BalanceHistory::from_wire(rpc!(
+            self,
+            m,
+            Repeat::Safe,
+            get_balance_history
+        )?))
+    }
+
+    /// An open order ([`ClientError::NotFound`] once it is filled or cancelled: its
+    /// history is in its event stream).
+    pub async fn order(
+        &self,
+        market: d::MarketId,
+        order: d::OrderId,
+    ) -> Result<Order, ClientError> {
+        let m = pb::GetOrderRequest {
+            market_id: market.0,
+            order_id: order.0,
+            as_of: None,
+        };
+        Order::from_wire(rpc!(self, m, Repeat::Safe, get_order)?)
+    }
+
+    /// A market's aggregated depth, `depth` levels per side (0: the server's default).
+    pub async fn book(&self, market: d::MarketId, depth: u32) -> Result<Book, ClientError> {
+        let m = pb::GetBookRequest {
+            market_id: market.0,
+            depth,
+            as_of: None,
+        };
+        Book::from_wire(rpc!(self, m, Repeat::Safe, get_book)?)
+    }
+
+    /// Every asset and market.
+    pub async fn catalog(&self) -> Result<Catalog, ClientError> {
+        Catalog::from_wire(rpc!(
+            self,
+            pb::GetCatalogRequest {},
+            Repeat::Safe,
+            get_catalog
+        )?)
+    }
+
+    /// At most `limit` events of `stream` after `after` (0: the server's default). An
+    /// empty page whose position equals `after` means the stream is read to its end.
+    pub async fn read_events(
+        &self,
+        stream: EventStream,
+        after: &Position,
+        limit: u32,
+    ) -> Result<EventPage, ClientError> {
+        let m = pb::ReadEventsRequest {
+            stream: Some(stream.into()),
+            after: Some(after.clone().into()),
+            limit,
+        };
+        let r = rpc!(self, m, Repeat::Safe, read_events)?;
+        EventPage::from_wire(r.events, r.position)
+    }
+
+    /// The events of `stream` after `after`, then live ones as they happen, with no gap
+    /// and no duplicate. The subscription ends when the server stops (resume from
+    /// [`Subscription::position`]).
+    pub async fn subscribe(
+        &self,
+        stream: EventStream,
+        after: Position,
+    ) -> Result<Subscription, ClientError> {
+        let m = pb::SubscribeEventsRequest {
+            stream: Some(stream.into()),
+            after: Some(after.clone().into()),
+        };
+        let inner = rpc!(self, m, Repeat::Safe, subscribe_events)?;
+        Ok(Subscription {
+            inner,
+            position: after,
+            endpoint: self.shared.endpoint.clone(),
+        })
+    }
+}
+
+/// A live event subscription: a `Stream` of pages (each with the position after it).
+/// It ends (`None`) when the server closes it, e.g. when it shuts down.
+pub struct Subscription {
+    inner: tonic::Streaming<pb::SubscribeEventsResponse>,
+    position: Position,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("endpoint", &self.endpoint)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The position after the last page delivered: subscribe again from it to resume with
+    /// no gap and no duplicate.
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<EventPage, ClientError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(s))) => {
+                Poll::Ready(Some(Err(ClientError::from_status(s, &this.endpoint))))
+            }
+            Poll::Ready(Some(Ok(r))) => {
+                let page = EventPage::from_wire(r.events, r.position);
+                if let Ok(p) = &page {
+                    this.position = p.position.clone();
+                }
+                Poll::Ready(Some(page))
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! What calls return: command answers and query views in domain types, decoded (and
+//! checked) from the wire with the api crate's conversions.
+
+use crate::error::{ClientError, Rejection};
+use serde::Serialize;
+use tradelog_api::proto as pb;
+use tradelog_api::query::Position;
+use tradelog_domain as d;
+
+fn invalid(what: impl std::fmt::Display) -> ClientError {
+    ClientError::InvalidResponse(what.to_string())
+}
+
+fn required<T>(v: Option<T>, field: &str) -> Result<T, ClientError> {
+    v.ok_or_else(|| invalid(format!("`{field}` is missing")))
+}
+
+/// The engine's answer to one command, with where it was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    /// Accepted, or rejected (a business rule).
+    pub result: Result<d::Accepted, Rejection>,
+    /// True when this answers a repeat of an idempotency key already seen (a retry): the
+    /// result is the original one and nothing was applied again.
+    pub duplicate: bool,
+    /// The shard whose log recorded the command.
+    pub shard: d::ShardId,
+    /// Position of the command in that shard's input log (0 for a duplicate, which
+    /// records nothing).
+    pub input: u64,
+}
+
+impl Answer {
+    pub(crate) fn from_wire(r: pb::CommandResponse) -> Result<Answer, ClientError> {
+        use pb::outcome::Result as R;
+        let o = required(r.outcome, "outcome")?;
+        let result = match required(o.result, "outcome.result")? {
+            R::Accepted(a) => {
+                Ok(d::Accepted::try_from(a).map_err(|e| invalid(e.inside("outcome.accepted")))?)
+            }
+            R::Rejection(r) => Err(Rejection::from_wire(r)),
+        };
+        Ok(Answer {
+            result,
+            duplicate: o.duplicate,
+            shard: d::ShardId(r.shard),
+            input: r.input,
+        })
+    }
+
+    /// The receipt of an accepted command, or [`ClientError::Rejected`].
+    pub fn into_receipt(self) -> Result<Receipt, ClientError> {
+        match self.result {
+            Ok(accepted) => Ok(Receipt {
+                accepted,
+                duplicate: self.duplicate,
+                shard: self.shard,
+                input: self.input,
+            }),
+            Err(r) => Err(ClientError::Rejected(r)),
+        }
+    }
+}
+
+/// An accepted command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// What it did: done, in flight to another shard, or the new order's id.
+    pub accepted: d::Accepted,
+    /// True when this answers a repeat of an idempotency key (see [`Answer::duplicate`]).
+    pub duplicate: bool,
+    /// The shard whose log recorded it.
+    pub shard: d::ShardId,
+    /// Its position in that shard's input log (0 for a duplicate).
+    pub input: u64,
+}
+
+impl Receipt {
+    /// The id of the order an accepted `PlaceOrder` created.
+    pub fn order_id(&self) -> Option<d::OrderId> {
+        match self.accepted {
+            d::Accepted::Order(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// A position in one shard's event stream: what a query's answer reflects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardPosition {
+    /// The shard.
+    pub shard: d::ShardId,
+    /// Its last applied event's sequence number.
+    pub seq: u64,
+}
+
+fn shard_position(p: Option<pb::ShardPosition>) -> Result<ShardPosition, ClientError> {
+    let p = required(p, "position")?;
+    Ok(ShardPosition {
+        shard: d::ShardId(p.shard),
+        seq: p.seq,
+    })
+}
+
+/// Lifecycle of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AccountStatus {
+    /// Normal.
+    Active,
+    /// No debits, credits or new orders until unfrozen.
+    Frozen,
+    /// Closed for good.
+    Closed,
+}
+
+/// One asset's balance of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Balance {
+    /// The asset.
+    pub asset: d::AssetId,
+    /// Spendable, in minor units.
+    pub available: d::Amount,
+    /// Reserved for open orders, pending and in-flight transfers, in minor units.
+    pub held: d::Amount,
+}
+
+/// An account and its balances.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Balances {
+    /// The account.
+    pub account: d::AccountId,
+    /// Its owner.
+    pub owner: d::Principal,
+    /// Its status.
+    pub status: AccountStatus,
+    /// One entry per asset it ever held, in the order first touched.
+    pub balances: Vec<Balance>,
+    /// Open orders holding its funds.
+    pub open_orders: u32,
+    /// The state the answer reflects.
+    pub position: ShardPosition,
+}
+
+impl Balances {
+    pub(crate) fn from_wire(r: pb::GetBalancesResponse) -> Result<Balances, ClientError> {
+        let status = match pb::AccountStatus::try_from(r.status) {
+            Ok(pb::AccountStatus::Active) => AccountStatus::Active,
+            Ok(pb::AccountStatus::Frozen) => AccountStatus::Frozen,
+            Ok(pb::AccountStatus::Closed) => AccountStatus::Closed,
+            _ => return Err(invalid(format!("unknown account status {}", r.status))),
+        };
+        Ok(Balances {
+            account: d::AccountId(r.account_id),
+            owner: d::Principal(r.owner),
+            status,
+            balances: r
+                .balances
+                .into_iter()
+                .map(|b| Balance {
+                    asset: d::AssetId(b.asset_id),
+                    available: d::Amount(b.available),
+                    held: d::Amount(b.held),
+                })
+                .collect(),
+            open_orders: r.open_orders,
+            position: shard_position(r.position)?,
+        })
+    }
+
+    /// The balance of `asset` (zero if the account never held it).
+    pub fn of(&self, asset: d::AssetId) -> Balance {
+        self.balances
+            .iter()
+            .find(|b| b.asset == asset)
+            .copied()
+            .unwrap_or(Balance {
+                asset,
+                available: d::Amount::ZERO,
+                held: d::Amount::ZERO,
+            })
+    }
+}
+
+/// One change of a balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BalancePoint {
+    /// Leader time of the change.
+    pub timestamp: d::Timestamp,
+    /// Event sequence number of the change, on the account's shard.
+    pub seq: u64,
+    /// Available after the change, in minor units.
+    pub available: d::Amount,
+    /// Held after the change, in minor units.
+    pub held: d::Amount,
+}
+
+/// Balance changes of one (account, asset), oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BalanceHistory {
+    /// The changes.
+    pub points: Vec<BalancePoint>,
+    /// More changes lie in the range (ask again from the last point's timestamp).
+    pub truncated: bool,
+}
+
+impl BalanceHistory {
+    pub(crate) fn from_wire(r: pb::GetBalanceHistoryResponse) -> BalanceHistory {
+        BalanceHistory {
+            points: r
+                .points
+                .into_iter()
+                .map(|p| BalancePoint {
+                    timestamp: d::Timestamp(p.timestamp_ns),
+                    seq: p.seq,
+                    available: d::Amount(p.available),
+                    held: d::Amount(p.held),
+                })
+                .collect(),
+            truncated: r.truncated,
+        }
+    }
+}
+
+/// An open (resting) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Order {
+    /// The order.
+    pub order: d::OrderId,
+    /// Its market.
+    pub market: d::MarketId,
+    /// The trading account.
+    pub account: d::AccountId,
+    /// The account's owner.
+    pub owner: d::Principal,
+    /// Buy or sell.
+    pub side: d::Side,
+    /// Limit price, quote minor units per lot.
+    pub price: d::Price,
+    /// Unfilled quantity, base minor units.
+    pub remaining: d::Qty,
+    /// Still held for it on the account's shard (quote for buys, base for sells).
+    pub held: d::Amount,
+    /// Self-trade prevention mode.
+    pub stp: d::SelfTradePrevention,
+    /// Post-only.
+    pub post_only: bool,
+    /// The state the answer reflects.
+    pub position: ShardPosition,
+}
+
+impl Order {
+    pub(crate) fn from_wire(r: pb::GetOrderResponse) -> Result<Order, ClientError> {
+        let o = required(r.order, "order")?;
+        let side = match pb::Side::try_from(o.side) {
+            Ok(pb::Side::Buy) => d::Side::Buy,
+            Ok(pb::Side::Sell) => d::Side::Sell,
+            _ => return Err(invalid(format!("order.side: unknown value {}", o.side))),
+        };
+        let stp = match pb::SelfTradePrevention::try_from(o.stp) {
+            Ok(pb::SelfTradePrevention::Unspecified | pb::SelfTradePrevention::CancelResting) => {
+                d::SelfTradePrevention::CancelResting
+            }
+            Ok(pb::SelfTradePrevention::CancelIncoming) => d::SelfTradePrevention::CancelIncoming,
+            Ok(pb::SelfTradePrevention::CancelBoth) => d::SelfTradePrevention::CancelBoth,
+            Err(_) => return Err(invalid(format!("order.stp: unknown value {}", o.stp))),
+        };
+        Ok(Order {
+            order: d::OrderId(o.order_id),
+            market: d::MarketId(o.market_id),
+            account: d::AccountId(o.account_id),
+            owner: d::Principal(o.owner),
+            side,
+            price: d::Price(o.price),
+            remaining: d::Qty(o.remaining_qty),
+            held: d::Amount(o.held),
+            stp,
+            post_only: o.post_only,
+            position: shard_position(r.position)?,
+        })
+    }
+}
+
+/// One price level of a book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Level {
+    /// Price, quote minor units per lot.
+    pub price: d::Price,
+    /// Resting quantity at this price, base minor units.
+    pub qty: d::Qty,
+    /// Resting orders at this price.
+    pub orders: u32,
+}
+
+/// Aggregated depth of a market's book.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Book {
+    /// The market.
+    pub market: d::MarketId,
+    /// Bids, best (highest) first.
+    pub bids: Vec<Level>,
+    /// Asks, best (lowest) first.
+    pub asks: Vec<Level>,
+    /// True while the market is halted.
+    pub halted: bool,
+    /// Price of the last trade.
+    pub last_price: Option<d::Price>,
+    /// The state the answer reflects.
+    pub position: ShardPosition,
+}
+
+impl Book {
+    pub(crate) fn from_wire(r: pb::GetBookResponse) -> Result<Book, ClientError> {
+        let levels = |l: Vec<pb::PriceLevel>| -> Vec<Level> {
+            l.into_iter()
+                .map(|l| Level {
+                    price: d::Price(l.price),
+                    qty: d::Qty(l.qty),
+                    orders: l.order_count,
+                })
+                .collect()
+        };
+        Ok(Book {
+            market: d::MarketId(r.market_id),
+            bids: levels(r.bids),
+            asks: levels(r.asks),
+            halted: r.halted,
+            last_price: r.last_price.map(d::Price),
+            position: shard_position(r.position)?,
+        })
+    }
+}
+
+/// Every asset and market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Catalog {
+    /// Assets, by id.
+    pub assets: Vec<d::Asset>,
+    /// Markets, by id.
+    pub markets: Vec<d::MarketSpec>,
+}
+
+impl Catalog {
+    pub(crate) fn from_wire(r: pb::GetCatalogResponse) -> Result<Catalog, ClientError> {
+        Ok(Catalog {
+            assets: r
+                .assets
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    d::Asset::try_from(a).map_err(|e| invalid(e.inside_item("assets", i)))
+                })
+                .collect::<Result<_, _>>()?,
+            markets: r.markets.into_iter().map(d::MarketSpec::from).collect(),
+        })
+    }
+
+    /// The asset with this id.
+    pub fn asset(&self, id: d::AssetId) -> Option<&d::Asset> {
+        self.assets.iter().find(|a| a.id == id)
+    }
+
+    /// The asset with this code (exact match).
+    pub fn asset_by_code(&self, code: &str) -> Option<&d::Asset> {
+        self.assets.iter().find(|a| a.code == code)
+    }
+
+    /// The market with this id.
+    pub fn market(&self, id: d::MarketId) -> Option<&d::MarketSpec> {
+        self.markets.iter().find(|m| m.id == id)
+    }
+}
+
+/// Events of a stream and the position after them: pass it back as `after` to go on
+/// with no gap and no duplicate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventPage {
+    /// The events, in each shard's order (shards interleaved). Events of kinds this
+    /// client does not know (from a newer server) are skipped.
+    pub events: Vec<d::EventRecord>,
+    /// The position after them (and after any events of other streams skipped).
+    pub position: Position,
+}
+
+impl EventPage {
+    pub(crate) fn from_wire(
+        events: Vec<pb::EventRecord>,
+        position: Option<pb::Position>,
+    ) -> Result<EventPage, ClientError> {
+        let position = Position::try_from(required(position, "position")?)
+            .map_err(|e| invalid(e.inside("position")))?;
+        let mut out = Vec::with_capacity(events.len());
+        for (i, r) in events.into_iter().enumerate() {
+            // A kind added after this client was built decodes as an empty oneof: skip it
+            // (the API's rule for clients).
+            if r.event.as_ref().is_some_and(|e| e.kind.is_none()) {
+                continue;
+            }
+            out.push(d::EventRecord::try_from(r).map_err(|e| invalid(e.inside_item("events", i)))?);
+        }
+        Ok(EventPage {
+            events: out,
+            position,
+        })
+    }
+}
+
+/// A position as `SHARD:SEQ,SHARD:SEQ,...` (the form of the HTTP API's `after`
+/// parameter and of the CLI's `--after`), shards in ascending order.
+pub fn format_position(p: &Position) -> String {
+    p.0.iter()
+        .map(|(s, seq)| format!("{s}:{seq}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses `SHARD:SEQ,SHARD:SEQ,...` (empty: the beginning). Each shard at most once.
+pub fn parse_position(s: &str) -> Result<Position, String> {
+    let mut p = Position::default();
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(p);
+    }
+    for part in s.split(',') {
+        let bad = || format!("{part:?} is not SHARD:SEQ (e.g. 0:12,1:40)");
+        let (shard, seq) = part.trim().split_once(':').ok_or_else(bad)?;
+        let shard: u32 = shard.trim().parse().map_err(|_| bad())?;
+        let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
+        if shard >= d::SHARD_COUNT_MAX {
+            return Err(format!(
+                "shard {shard} is out of range (below {})",
+                d::SHARD_COUNT_MAX
+            ));
+        }
+        if p.0.insert(d::ShardId(shard), seq).is_some() {
+            return Err(format!("shard {shard} is named twice"));
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_print_and_parse_back() {
+        let p = parse_position(" 1:40, 0:12 ").unwrap();
+        assert_eq!(format_position(&p), "0:12,1:40");
+        assert_eq!(parse_position("").unwrap(), Position::default());
+        assert_eq!(
+            parse_position("0:1,0:2").unwrap_err(),
+            "shard 0 is named twice"
+        );
+        assert_eq!(
+            parse_position("0-1").unwrap_err(),
+            "\"0-1\" is not SHARD:SEQ (e.g. 0:12,1:40)"
+        );
+        assert!(parse_position("99999:1").is_err());
+    }
+
+    #[test]
+    fn rejections_keep_the_stable_code_and_tolerate_unknown_ones() {
+        let r = Rejection::from(d::Rejection {
+            code: d::RejectCode::InsufficientFunds,
+            index: 0,
+        });
+        assert_eq!(r.to_string(), "INSUFFICIENT_FUNDS (10): insufficient funds");
+        let unknown = Rejection::from_wire(pb::Rejection {
+            reject_code: 999,
+            name: String::new(),
+            message: String::new(),
+            index: 2,
+        });
+        assert_eq!(unknown.code, None);
+        assert_eq!(
+            unknown.to_string(),
+            "UNKNOWN (999): rejected (transfer #2 of the batch)"
+        );
+    }
+
+    #[test]
+    fn events_of_unknown_kinds_are_skipped_and_malformed_ones_refused() {
+        let known: pb::EventRecord = d::EventRecord {
+            shard: d::ShardId(0),
+            seq: 1,
+            input: 1,
+            timestamp: d::Timestamp(5),
+            principal: d::Principal(1),
+            event: d::Event::MarketHalted {
+                market: d::MarketId(1),
+            },
+        }
+        .into();
+        let mut unknown = known.clone();
+        unknown.seq = 2;
+        unknown.event = Some(pb::Event { kind: None });
+        let position = Some(pb::Position {
+            shards: vec![pb::ShardPosition { shard: 0, seq: 2 }],
+        });
+        let page = EventPage::from_wire(vec![known.clone(), unknown], position.clone()).unwrap();
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(format_position(&page.position), "0:2");
+        let mut malformed = known;
+        malformed.event = None;
+        assert!(matches!(
+            EventPage::from_wire(vec![malformed], position),
+            Err(ClientError::InvalidResponse(_))
+        ));
+    }
+}
