@@ -95,6 +95,18 @@ pub const BALANCE_HISTORY_LIMIT_MAX: u32 = 10_000;
 pub const BOOK_DEPTH_DEFAULT: u32 = 20;
 /// Largest `GetBookRequest.depth`.
 pub const BOOK_DEPTH_MAX: u32 = 1_000;
+/// Trades per `GetTrades` page when the request says 0.
+pub const TRADES_LIMIT_DEFAULT: u32 = 1_000;
+/// Largest `GetTradesRequest.limit`.
+pub const TRADES_LIMIT_MAX: u32 = 10_000;
+/// Longest candle of `GetCandles`, in seconds (one day); the shortest is one second.
+pub const CANDLE_INTERVAL_S_MAX: u32 = 86_400;
+/// Most intervals one `GetCandles` range may span.
+pub const CANDLES_MAX: u64 = 10_000;
+/// Entries per `GetStatement` page when the request says 0.
+pub const STATEMENT_LIMIT_DEFAULT: u32 = 1_000;
+/// Largest `GetStatementRequest.limit`.
+pub const STATEMENT_LIMIT_MAX: u32 = 10_000;
 
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,12 @@
 //! Validated query parameters: what the query requests of the wire API mean, as typed
 //! values a server can act on without looking at the wire again.
 
-use crate::error::{at_most_items, nonzero, required, shard, ApiError, Reason, Res};
+use crate::error::{at_most, at_most_items, nonzero, required, shard, ApiError, Reason, Res};
 use crate::proto as pb;
 use crate::{
     BALANCE_HISTORY_LIMIT_DEFAULT, BALANCE_HISTORY_LIMIT_MAX, BOOK_DEPTH_DEFAULT, BOOK_DEPTH_MAX,
-    READ_EVENTS_LIMIT_DEFAULT, READ_EVENTS_LIMIT_MAX,
+    CANDLES_MAX, CANDLE_INTERVAL_S_MAX, READ_EVENTS_LIMIT_DEFAULT, READ_EVENTS_LIMIT_MAX,
+    STATEMENT_LIMIT_DEFAULT, STATEMENT_LIMIT_MAX, TRADES_LIMIT_DEFAULT, TRADES_LIMIT_MAX,
 };
 use std::collections::BTreeMap;
 use tradelog_domain as d;
@@ -130,11 +131,53 @@ fn limit(v: u32, default: u32, max: u32, field: &'static str) -> Res<u32> {
     }
 }
 
-/// `GetBalances`: the current balances of one account.
+/// A past point of the history of the shard a query reads (`AsOf`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// After the input at this index of the shard's input log (0: before any input).
+    LogIndex(u64),
+    /// After the last input whose shard clock is at or before this time.
+    Time(d::Timestamp),
+}
+
+impl TryFrom<pb::AsOf> for AsOf {
+    type Error = ApiError;
+
+    /// The point is required.
+    fn try_from(a: pb::AsOf) -> Res<AsOf> {
+        use pb::as_of::Point;
+        Ok(match required(a.point, "point")? {
+            Point::LogIndex(i) => AsOf::LogIndex(i),
+            Point::TimeNs(t) => AsOf::Time(d::Timestamp(t)),
+        })
+    }
+}
+
+impl From<AsOf> for pb::AsOf {
+    fn from(a: AsOf) -> pb::AsOf {
+        use pb::as_of::Point;
+        pb::AsOf {
+            point: Some(match a {
+                AsOf::LogIndex(i) => Point::LogIndex(i),
+                AsOf::Time(t) => Point::TimeNs(t.0),
+            }),
+        }
+    }
+}
+
+/// An optional `as_of` field.
+fn as_of(a: Option<pb::AsOf>) -> Res<Option<AsOf>> {
+    a.map(|a| AsOf::try_from(a).map_err(|e| e.inside("as_of")))
+        .transpose()
+}
+
+/// `GetBalances`: the balances of one account, now or as of a past point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BalancesQuery {
     /// The account.
     pub account: d::AccountId,
+    /// The past point to answer as of (`None`: now).
+    pub as_of: Option<AsOf>,
 }
 
 impl TryFrom<pb::GetBalancesRequest> for BalancesQuery {
@@ -143,8 +186,19 @@ impl TryFrom<pb::GetBalancesRequest> for BalancesQuery {
     fn try_from(r: pb::GetBalancesRequest) -> Res<BalancesQuery> {
         Ok(BalancesQuery {
             account: d::AccountId(nonzero(r.account_id, "account_id")?),
+            as_of: as_of(r.as_of)?,
         })
     }
+}
+
+/// A time range `from <= t < to` (`to` optional) whose end is not before its start.
+fn range(from: u64, to: Option<u64>) -> Res<(d::Timestamp, Option<d::Timestamp>)> {
+    if let Some(to) = to {
+        if to < from {
+            return Err(ApiError::new("to_ns", Reason::InvalidRange { from, to }));
+        }
+    }
+    Ok((d::Timestamp(from), to.map(d::Timestamp)))
 }
 
 /// `GetBalanceHistory`: the changes of one balance with `from <= timestamp < to`.
@@ -168,22 +222,12 @@ impl TryFrom<pb::GetBalanceHistoryRequest> for BalanceHistoryQuery {
     fn try_from(r: pb::GetBalanceHistoryRequest) -> Res<BalanceHistoryQuery> {
         let account = d::AccountId(nonzero(r.account_id, "account_id")?);
         let asset = d::AssetId(nonzero(r.asset_id, "asset_id")?);
-        if let Some(to) = r.to_ns {
-            if to < r.from_ns {
-                return Err(ApiError::new(
-                    "to_ns",
-                    Reason::InvalidRange {
-                        from: r.from_ns,
-                        to,
-                    },
-                ));
-            }
-        }
+        let (from, to) = range(r.from_ns, r.to_ns)?;
         Ok(BalanceHistoryQuery {
             account,
             asset,
-            from: d::Timestamp(r.from_ns),
-            to: r.to_ns.map(d::Timestamp),
+            from,
+            to,
             limit: limit(
                 r.limit,
                 BALANCE_HISTORY_LIMIT_DEFAULT,
@@ -194,13 +238,15 @@ impl TryFrom<pb::GetBalanceHistoryRequest> for BalanceHistoryQuery {
     }
 }
 
-/// `GetOrder`: one resting order.
+/// `GetOrder`: one resting order, now or as of a past point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderQuery {
     /// Its market (routes the query).
     pub market: d::MarketId,
     /// The order.
     pub order: d::OrderId,
+    /// The past point of the market's shard to answer as of (`None`: now).
+    pub as_of: Option<AsOf>,
 }
 
 impl TryFrom<pb::GetOrderRequest> for OrderQuery {
@@ -210,17 +256,20 @@ impl TryFrom<pb::GetOrderRequest> for OrderQuery {
         Ok(OrderQuery {
             market: d::MarketId(nonzero(r.market_id, "market_id")?),
             order: d::OrderId(nonzero(r.order_id, "order_id")?),
+            as_of: as_of(r.as_of)?,
         })
     }
 }
 
-/// `GetBook`: aggregated depth of one market.
+/// `GetBook`: aggregated depth of one market, now or as of a past point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BookQuery {
     /// The market.
     pub market: d::MarketId,
     /// Price levels per side (1 to [`BOOK_DEPTH_MAX`]).
     pub depth: u32,
+    /// The past point of the market's shard to answer as of (`None`: now).
+    pub as_of: Option<AsOf>,
 }
 
 impl TryFrom<pb::GetBookRequest> for BookQuery {
@@ -230,6 +279,7 @@ impl TryFrom<pb::GetBookRequest> for BookQuery {
         Ok(BookQuery {
             market: d::MarketId(nonzero(r.market_id, "market_id")?),
             depth: limit(r.depth, BOOK_DEPTH_DEFAULT, BOOK_DEPTH_MAX, "depth")?,
+            as_of: as_of(r.as_of)?,
         })
     }
 }
@@ -300,5 +350,146 @@ impl From<SubscribeQuery> for pb::SubscribeEventsRequest {
             stream: Some(q.stream.into()),
             after: Some(q.after.into()),
         }
+    }
+}
+
+/// `GetTrades`: a page of one market's trades in a time range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TradesQuery {
+    /// The market.
+    pub market: d::MarketId,
+    /// Continue after this event sequence number of the market's shard.
+    pub after_seq: Option<u64>,
+    /// Range start (inclusive).
+    pub from: d::Timestamp,
+    /// Range end (exclusive); `None`: no end.
+    pub to: Option<d::Timestamp>,
+    /// Most trades to return (1 to [`TRADES_LIMIT_MAX`]).
+    pub limit: u32,
+}
+
+impl TryFrom<pb::GetTradesRequest> for TradesQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::GetTradesRequest) -> Res<TradesQuery> {
+        let market = d::MarketId(nonzero(r.market_id, "market_id")?);
+        let (from, to) = range(r.from_ns, r.to_ns)?;
+        Ok(TradesQuery {
+            market,
+            after_seq: r.after_seq,
+            from,
+            to,
+            limit: limit(r.limit, TRADES_LIMIT_DEFAULT, TRADES_LIMIT_MAX, "limit")?,
+        })
+    }
+}
+
+/// `GetCandles`: OHLCV candles of one market over `from <= t < to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CandlesQuery {
+    /// The market.
+    pub market: d::MarketId,
+    /// Candle length, in nanoseconds (1 s to [`CANDLE_INTERVAL_S_MAX`] s).
+    pub interval_ns: u64,
+    /// Range start (inclusive).
+    pub from: d::Timestamp,
+    /// Range end (exclusive), after `from`.
+    pub to: d::Timestamp,
+}
+
+impl CandlesQuery {
+    /// Number of intervals the range touches (at most [`CANDLES_MAX`]).
+    pub fn intervals(&self) -> u64 {
+        (self.to.0 - 1) / self.interval_ns - self.from.0 / self.interval_ns + 1
+    }
+}
+
+impl TryFrom<pb::GetCandlesRequest> for CandlesQuery {
+    type Error = ApiError;
+
+    /// The interval is 1 to [`CANDLE_INTERVAL_S_MAX`] seconds, the range non-empty and at
+    /// most [`CANDLES_MAX`] intervals long.
+    fn try_from(r: pb::GetCandlesRequest) -> Res<CandlesQuery> {
+        let market = d::MarketId(nonzero(r.market_id, "market_id")?);
+        let interval_s = nonzero(r.interval_s, "interval_s")?;
+        at_most(
+            u64::from(interval_s),
+            u64::from(CANDLE_INTERVAL_S_MAX),
+            "interval_s",
+        )?;
+        if r.to_ns <= r.from_ns {
+            return Err(ApiError::new(
+                "to_ns",
+                Reason::InvalidRange {
+                    from: r.from_ns,
+                    to: r.to_ns,
+                },
+            ));
+        }
+        let q = CandlesQuery {
+            market,
+            interval_ns: u64::from(interval_s) * 1_000_000_000,
+            from: d::Timestamp(r.from_ns),
+            to: d::Timestamp(r.to_ns),
+        };
+        at_most(q.intervals(), CANDLES_MAX, "to_ns")?;
+        Ok(q)
+    }
+}
+
+/// `GetOpenOrders`: the open orders of one account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenOrdersQuery {
+    /// The account.
+    pub account: d::AccountId,
+}
+
+impl TryFrom<pb::GetOpenOrdersRequest> for OpenOrdersQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::GetOpenOrdersRequest) -> Res<OpenOrdersQuery> {
+        Ok(OpenOrdersQuery {
+            account: d::AccountId(nonzero(r.account_id, "account_id")?),
+        })
+    }
+}
+
+/// `GetStatement`: an account statement in one asset over `from <= t < to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatementQuery {
+    /// The account.
+    pub account: d::AccountId,
+    /// The asset.
+    pub asset: d::AssetId,
+    /// Range start (inclusive).
+    pub from: d::Timestamp,
+    /// Range end (exclusive); `None`: up to now.
+    pub to: Option<d::Timestamp>,
+    /// Most entries to return (1 to [`STATEMENT_LIMIT_MAX`]).
+    pub limit: u32,
+    /// Continue after this event sequence number (the last entry of a truncated page).
+    pub after_seq: Option<u64>,
+}
+
+impl TryFrom<pb::GetStatementRequest> for StatementQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::GetStatementRequest) -> Res<StatementQuery> {
+        let account = d::AccountId(nonzero(r.account_id, "account_id")?);
+        let asset = d::AssetId(nonzero(r.asset_id, "asset_id")?);
+        let (from, to) = range(r.from_ns, r.to_ns)?;
+        Ok(StatementQuery {
+            account,
+            asset,
+            from,
+            to,
+            limit: limit(
+                r.limit,
+                STATEMENT_LIMIT_DEFAULT,
+                STATEMENT_LIMIT_MAX,
+                "limit",
+            )?,
+            after_seq: r.after_seq,
+        })
     }
 }

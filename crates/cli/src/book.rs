@@ -32,7 +32,7 @@ pub struct BookArgs {
 pub struct TradesArgs {
     /// The market.
     market: u32,
-    /// Only trades after this position (SHARD:SEQ,...; default: every retained event).
+    /// Only trades after this position (SHARD:SEQ,...; default: from the start).
     #[arg(long, value_parser = crate::events::parse_after)]
     after: Option<tradelog_client::Position>,
 }

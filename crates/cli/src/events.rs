@@ -14,14 +14,14 @@ const STREAM_HELP: &str = "Streams: all (every event), account:ID (balances, tra
     orders' holds and settlements, rejections of its commands), market:ID (orders, trades, \
     halts), order:ID (one order's life on its account's and its market's shard).\n\
     Positions: SHARD:SEQ,... = the last event consumed per shard (printed by `events read`; \
-    unlisted shards: from their start). The server keeps the events published since it \
-    started.";
+    unlisted shards: from their start). The whole history is readable: the server keeps \
+    recent events in memory and regenerates older ones from the logs.";
 
 /// Events: read a stream's history, or follow it live.
 #[derive(clap::Subcommand)]
 pub enum Cmd {
-    /// Prints a stream's events after a position, to the end of what the server retains,
-    /// then the position to continue from.
+    /// Prints a stream's events after a position, to the end of the stream so far, then
+    /// the position to continue from.
     #[command(after_help = format!("{STREAM_HELP}\n\nExamples:\n  \
         tradelog events read\n  \
         tradelog events read --stream account:7 --limit 20\n  \
@@ -78,7 +78,7 @@ pub fn parse_after(s: &str) -> Result<Position, String> {
     parse_position(s)
 }
 
-/// Reads `stream` after `after` to the end of what the server retains (or `max` events),
+/// Reads `stream` after `after` to the end of the stream so far (or `max` events),
 /// page by page; returns the events and the position after them.
 pub async fn read_to_end(
     c: &Client,

@@ -113,7 +113,8 @@ pub enum ClientError {
     /// No such account, market or open order.
     #[error("not found: {0}")]
     NotFound(String),
-    /// An event position older than what the server retains.
+    /// A point outside the history the server can answer for (an as-of point beyond what
+    /// a shard applied, or in the future).
     #[error("out of range: {0}")]
     OutOfRange(String),
     /// The client's configuration is unusable (e.g. an endpoint that is not a URI).

@@ -527,6 +527,7 @@ impl Client {
     pub async fn balances(&self, account: d::AccountId) -> Result<Balances, ClientError> {
         let m = pb::GetBalancesRequest {
             account_id: account.0,
+            as_of: None,
         };
         Balances::from_wire(rpc!(self, m, Repeat::Safe, get_balances)?)
     }
@@ -566,6 +567,7 @@ impl Client {
         let m = pb::GetOrderRequest {
             market_id: market.0,
             order_id: order.0,
+            as_of: None,
         };
         Order::from_wire(rpc!(self, m, Repeat::Safe, get_order)?)
     }
@@ -575,6 +577,7 @@ impl Client {
         let m = pb::GetBookRequest {
             market_id: market.0,
             depth,
+            as_of: None,
         };
         Book::from_wire(rpc!(self, m, Repeat::Safe, get_book)?)
     }

@@ -249,6 +249,19 @@ impl Ledger {
         v
     }
 
+    /// The orders of one account that hold funds, sorted by order id. Looks at every order
+    /// hold of the shard (there is no index by account), without copying the others.
+    pub fn order_holds_of(&self, account: AccountId) -> Vec<(OrderId, OrderHold)> {
+        let mut v: Vec<_> = self
+            .order_holds
+            .iter()
+            .filter(|(_, h)| h.account == account)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
+    }
+
     /// The hold of one order.
     pub fn order_hold(&self, order: OrderId) -> Option<&OrderHold> {
         self.order_holds.get(&order)

@@ -8,13 +8,15 @@
 //! directory fsynced); recovery (latest readable snapshot, then replay of the log after it,
 //! checking that the state hash recorded with each snapshot is reproduced); offline,
 //! read-only verification ([`verify_shard_dir`]) and replay ([`replay_shard_dir`]) of a
-//! stopped shard's directory.
+//! stopped shard's directory; reading the past back while the shard runs ([`history`]:
+//! state as of a log index or a leader time, regenerated events).
 //!
 //! Must never depend on: the network, Raft, async runtimes. The replication layer will put
 //! Raft between `submit` and the log; the server calls `submit`.
 
 #![forbid(unsafe_code)]
 
+pub mod history;
 pub mod metrics;
 mod replay;
 pub mod runtime;
@@ -44,6 +46,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
     Ok(path)
 }
 
+pub use history::{EventReader, HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
 pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
 pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE};
 pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};

@@ -120,6 +120,11 @@ pub struct Node {
     stopped: Arc<AtomicBool>,
 }
 
+/// The directory of shard `shard` in a node's data directory: `DATA_DIR/shard-{n}`.
+pub fn shard_dir(data_dir: &std::path::Path, shard: ShardId) -> PathBuf {
+    data_dir.join(format!("shard-{}", shard.0))
+}
+
 /// Leader time: the wall clock in nanoseconds (the engine keeps it monotonic).
 pub fn now() -> Timestamp {
     Timestamp(
@@ -191,7 +196,7 @@ impl Node {
         let mut opened = Vec::new();
         for s in 0..config.shards {
             let (shard, _) = DurableShard::open(ShardConfig {
-                dir: config.data_dir.join(format!("shard-{s}")),
+                dir: shard_dir(&config.data_dir, ShardId(s)),
                 shard: ShardId(s),
                 placement: placement.clone(),
                 snapshot_every_records: config.snapshot_every_records,

@@ -2,14 +2,17 @@
 //! validated requests into `Node` calls (commands through a oneshot bridge, reads on a
 //! blocking thread so no tokio worker ever waits on a shard).
 
-use crate::events::EventLog;
+use crate::events::{EventLog, Page, Pages};
+use crate::history::History;
 use crate::telemetry;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{oneshot, watch};
-use tradelog_api::query::{BalanceHistoryQuery, BookQuery, OrderQuery};
+use tradelog_api::query::{
+    AsOf, BalanceHistoryQuery, BalancesQuery, BookQuery, EventStream, OrderQuery, Position,
+};
 use tradelog_api::ApiError;
 use tradelog_domain as d;
 use tradelog_engine::routing::{route, Route};
@@ -69,12 +72,19 @@ pub(crate) enum Error {
     Invalid(String),
     /// No such account / market / order: gRPC `NOT_FOUND`, HTTP 404.
     NotFound(String),
-    /// A position older than what the server retains: gRPC `OUT_OF_RANGE`, HTTP 400.
+    /// A point outside the history that can be answered (beyond what a shard applied, in
+    /// the future, a balance history older than the index): gRPC `OUT_OF_RANGE`, HTTP 400.
     OutOfRange(String),
-    /// A shard queue is full: gRPC `RESOURCE_EXHAUSTED`, HTTP 429.
+    /// A request that would need more work than a named limit allows (narrow it): gRPC
+    /// `INVALID_ARGUMENT`, HTTP 400 `limit_exceeded`.
+    LimitExceeded(String),
+    /// A shard queue (or the queue of history questions) is full: gRPC
+    /// `RESOURCE_EXHAUSTED`, HTTP 429.
     Overloaded,
-    /// Stopping, stopped or failed: gRPC `UNAVAILABLE`, HTTP 503.
+    /// Stopping, stopped, failed, or not ready yet (retry): gRPC `UNAVAILABLE`, HTTP 503.
     Unavailable(String),
+    /// The server failed to answer (a damaged log, a bug): gRPC `INTERNAL`, HTTP 500.
+    Internal(String),
 }
 
 impl From<ApiError> for Error {
@@ -95,9 +105,13 @@ impl From<SubmitError> for Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Invalid(m) | Error::NotFound(m) | Error::OutOfRange(m) => f.write_str(m),
+            Error::Invalid(m)
+            | Error::NotFound(m)
+            | Error::OutOfRange(m)
+            | Error::LimitExceeded(m) => f.write_str(m),
             Error::Overloaded => f.write_str("overloaded, retry"),
             Error::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Error::Internal(m) => write!(f, "internal error: {m}"),
         }
     }
 }
@@ -108,8 +122,10 @@ impl From<Error> for tonic::Status {
             Error::Invalid(m) => tonic::Status::invalid_argument(m),
             Error::NotFound(m) => tonic::Status::not_found(m),
             Error::OutOfRange(m) => tonic::Status::out_of_range(m),
+            Error::LimitExceeded(m) => tonic::Status::invalid_argument(m),
             Error::Overloaded => tonic::Status::resource_exhausted("overloaded, retry"),
             Error::Unavailable(m) => tonic::Status::unavailable(m),
+            Error::Internal(m) => tonic::Status::internal(m),
         }
     }
 }
@@ -135,7 +151,7 @@ pub(crate) struct ShardPos {
     pub seq: u64,
 }
 
-fn shard_pos(e: &Engine) -> ShardPos {
+pub(crate) fn shard_pos(e: &Engine) -> ShardPos {
     ShardPos {
         shard: e.shard(),
         seq: e.next_event_seq().saturating_sub(1),
@@ -159,6 +175,7 @@ pub(crate) struct AccountView {
     pub balances: Vec<BalanceView>,
     pub open_orders: u32,
     pub position: ShardPos,
+    pub log_index: u64,
 }
 
 /// A resting order.
@@ -175,6 +192,7 @@ pub(crate) struct OrderView {
     pub stp: d::SelfTradePrevention,
     pub post_only: bool,
     pub position: ShardPos,
+    pub log_index: u64,
 }
 
 /// One price level.
@@ -194,6 +212,7 @@ pub(crate) struct BookView {
     pub halted: bool,
     pub last_price: Option<d::Price>,
     pub position: ShardPos,
+    pub log_index: u64,
 }
 
 /// The catalog.
@@ -203,16 +222,141 @@ pub(crate) struct CatalogView {
     pub markets: Vec<d::MarketSpec>,
 }
 
+fn account_view(e: &Engine, account: d::AccountId) -> Option<AccountView> {
+    e.ledger().account(account).map(|a| AccountView {
+        account: a.id,
+        owner: a.owner,
+        status: a.status,
+        balances: a
+            .balances
+            .iter()
+            .map(|b| BalanceView {
+                asset: b.asset,
+                available: b.available,
+                held: b.held,
+            })
+            .collect(),
+        open_orders: a.open_orders,
+        position: shard_pos(e),
+        log_index: e.inputs_applied(),
+    })
+}
+
+pub(crate) fn order_view(
+    e: &Engine,
+    market: d::MarketId,
+    o: &tradelog_matching::RestingOrder,
+) -> OrderView {
+    OrderView {
+        order: o.id,
+        market,
+        account: o.account,
+        owner: o.owner,
+        side: o.side,
+        price: o.price,
+        remaining: o.remaining,
+        held: o.hold,
+        stp: o.stp,
+        post_only: o.post_only,
+        position: shard_pos(e),
+        log_index: e.inputs_applied(),
+    }
+}
+
+fn book_view(e: &Engine, market: d::MarketId, depth: u32) -> Option<BookView> {
+    let book = e.books().get(&market)?;
+    let (bids, asks) = book.depth(depth as usize);
+    let level = |(price, qty, orders): (d::Price, d::Qty, u32)| LevelView { price, qty, orders };
+    Some(BookView {
+        market,
+        bids: bids.into_iter().map(level).collect(),
+        asks: asks.into_iter().map(level).collect(),
+        halted: book.halted(),
+        last_price: book.last_price(),
+        position: shard_pos(e),
+        log_index: e.inputs_applied(),
+    })
+}
+
+/// " as of ..." for messages about a past state.
+fn as_of_text(at: Option<AsOf>) -> String {
+    match at {
+        None => String::new(),
+        Some(AsOf::LogIndex(i)) => format!(" as of log index {i}"),
+        Some(AsOf::Time(t)) => format!(" as of {} ns", t.0),
+    }
+}
+
 /// State shared by every request.
 pub(crate) struct Core {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
     pub(crate) events: Arc<EventLog>,
+    pub(crate) history: History,
     stop: watch::Receiver<bool>,
 }
 
+impl Pages for Core {
+    fn page(
+        &self,
+        stream: EventStream,
+        after: &Position,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Page, Error>> + Send {
+        self.read_events(stream, after, limit)
+    }
+}
+
 impl Core {
-    pub(crate) fn new(node: Arc<Node>, events: Arc<EventLog>, stop: watch::Receiver<bool>) -> Core {
-        Core { node, events, stop }
+    pub(crate) fn new(
+        node: Arc<Node>,
+        events: Arc<EventLog>,
+        history: History,
+        stop: watch::Receiver<bool>,
+    ) -> Core {
+        Core {
+            node,
+            events,
+            history,
+            stop,
+        }
+    }
+
+    /// Up to `limit` events of `stream` after `after`: regenerated from the logs while a
+    /// shard's position is older than the event index, then from the index.
+    pub(crate) async fn read_events(
+        &self,
+        stream: EventStream,
+        after: &Position,
+        limit: usize,
+    ) -> Result<Page, Error> {
+        loop {
+            let seams = self.check_position(after)?;
+            let behind = seams
+                .iter()
+                .enumerate()
+                .any(|(s, first)| after.get(d::ShardId(s as u32)).saturating_add(1) < *first);
+            if behind {
+                return self.history.page(stream, after, limit, seams).await;
+            }
+            match self.events.read(stream, after, limit) {
+                // The index dropped events since the check: they are history now.
+                Err(Error::OutOfRange(_)) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Checks that a read or subscription can start after `after` (every shard it names
+    /// exists, the index is open); returns the index's seams.
+    pub(crate) fn check_position(&self, after: &Position) -> Result<Vec<u64>, Error> {
+        let seams = self.events.seams()?;
+        let n = seams.len();
+        if let Some((s, _)) = after.0.iter().find(|(s, _)| s.0 as usize >= n) {
+            return Err(Error::Invalid(format!(
+                "invalid field `after.shards`: shard {s} does not exist (this node has {n} shards)"
+            )));
+        }
+        Ok(seams)
     }
 
     /// Fires when the server shuts down (streams end then).
@@ -315,33 +459,27 @@ impl Core {
         Ok(())
     }
 
-    pub(crate) async fn balances(&self, account: d::AccountId) -> Result<AccountView, Error> {
-        let shard = self.node.placement().account_shard(account);
-        let view = self
-            .read(shard, move |e| {
-                e.ledger().account(account).map(|a| AccountView {
-                    account: a.id,
-                    owner: a.owner,
-                    status: a.status,
-                    balances: a
-                        .balances
-                        .iter()
-                        .map(|b| BalanceView {
-                            asset: b.asset,
-                            available: b.available,
-                            held: b.held,
-                        })
-                        .collect(),
-                    open_orders: a.open_orders,
-                    position: shard_pos(e),
-                })
-            })
-            .await?;
-        view.ok_or_else(|| Error::NotFound(format!("account {account} does not exist")))
+    pub(crate) async fn balances(&self, q: BalancesQuery) -> Result<AccountView, Error> {
+        let shard = self.node.placement().account_shard(q.account);
+        let account = q.account;
+        let view = match q.as_of {
+            None => self.read(shard, move |e| account_view(e, account)).await?,
+            Some(at) => {
+                self.history
+                    .as_of(shard, at, move |e| account_view(e, account))
+                    .await?
+            }
+        };
+        view.ok_or_else(|| {
+            Error::NotFound(format!(
+                "account {account} does not exist{}",
+                as_of_text(q.as_of)
+            ))
+        })
     }
 
     /// The shard that owns a market's book.
-    async fn market_shard(&self, market: d::MarketId) -> Result<d::ShardId, Error> {
+    pub(crate) async fn market_shard(&self, market: d::MarketId) -> Result<d::ShardId, Error> {
         self.read(d::ShardId(0), move |e| {
             e.markets().get(&market).map(|m| m.shard)
         })
@@ -351,55 +489,39 @@ impl Core {
 
     pub(crate) async fn order(&self, q: OrderQuery) -> Result<OrderView, Error> {
         let shard = self.market_shard(q.market).await?;
-        let view = self
-            .read(shard, move |e| {
-                let book = e.books().get(&q.market)?;
-                let o = book.order(q.order)?;
-                Some(OrderView {
-                    order: o.id,
-                    market: q.market,
-                    account: o.account,
-                    owner: o.owner,
-                    side: o.side,
-                    price: o.price,
-                    remaining: o.remaining,
-                    held: o.hold,
-                    stp: o.stp,
-                    post_only: o.post_only,
-                    position: shard_pos(e),
-                })
-            })
-            .await?;
+        let f = move |e: &Engine| {
+            let o = e.books().get(&q.market)?.order(q.order)?;
+            Some(order_view(e, q.market, o))
+        };
+        let view = match q.as_of {
+            None => self.read(shard, f).await?,
+            Some(at) => self.history.as_of(shard, at, f).await?,
+        };
         view.ok_or_else(|| {
             Error::NotFound(format!(
-                "order {} is not open in market {} (its history is in the order's event stream)",
-                q.order, q.market
+                "order {} is not open in market {}{} (its history is in the order's event \
+                 stream)",
+                q.order,
+                q.market,
+                as_of_text(q.as_of)
             ))
         })
     }
 
     pub(crate) async fn book(&self, q: BookQuery) -> Result<BookView, Error> {
         let shard = self.market_shard(q.market).await?;
-        let view = self
-            .read(shard, move |e| {
-                let book = e.books().get(&q.market)?;
-                let (bids, asks) = book.depth(q.depth as usize);
-                let level = |(price, qty, orders): (d::Price, d::Qty, u32)| LevelView {
-                    price,
-                    qty,
-                    orders,
-                };
-                Some(BookView {
-                    market: q.market,
-                    bids: bids.into_iter().map(level).collect(),
-                    asks: asks.into_iter().map(level).collect(),
-                    halted: book.halted(),
-                    last_price: book.last_price(),
-                    position: shard_pos(e),
-                })
-            })
-            .await?;
-        view.ok_or_else(|| Error::NotFound(format!("market {} has no book", q.market)))
+        let f = move |e: &Engine| book_view(e, q.market, q.depth);
+        let view = match q.as_of {
+            None => self.read(shard, f).await?,
+            Some(at) => self.history.as_of(shard, at, f).await?,
+        };
+        view.ok_or_else(|| {
+            Error::NotFound(format!(
+                "market {} has no book{}",
+                q.market,
+                as_of_text(q.as_of)
+            ))
+        })
     }
 
     pub(crate) async fn catalog(&self) -> Result<CatalogView, Error> {

@@ -10,6 +10,8 @@
 use crate::core::Error;
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc, watch};
 use tradelog_api::query::{BalanceHistoryQuery, EventStream, Position};
@@ -23,7 +25,20 @@ pub(crate) const SUBSCRIBE_PAGE_MAX: usize = 1_000;
 /// Most events one read looks at (matching or not) before it returns a page, so a sparse
 /// stream cannot hold the index lock long (the index thread must keep up with the node's
 /// feed); the page's position says where it stopped.
-const READ_SCAN_MAX: usize = 100_000;
+pub(crate) const READ_SCAN_MAX: usize = 100_000;
+
+/// How [`EventLog::visit`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Visited {
+    /// The position is older than the index: read the history first.
+    BelowIndex,
+    /// The visitor stopped at this sequence number.
+    Stopped { last: u64 },
+    /// The scan limit was reached at `last`; more events are retained.
+    More { last: u64 },
+    /// Every retained event was seen (`last`: the last one, or `after` if none).
+    End { last: u64 },
+}
 
 /// A batch of a stream's events and the position after it.
 #[derive(Clone, Debug)]
@@ -240,10 +255,60 @@ impl EventLog {
         })
     }
 
-    /// Whether a read or subscription can start after `after`: every shard it names
-    /// exists, and nothing after it has been dropped from the index.
-    pub(crate) fn check(&self, after: &Position) -> Result<(), Error> {
-        self.servable(&self.lock(), after)
+    /// Per shard, the sequence number of the first event the index holds (of the next
+    /// one, when it holds none): the seam between regenerated history and the index.
+    pub(crate) fn seams(&self) -> Result<Vec<u64>, Error> {
+        let inner = self.lock();
+        if let Some(why) = &inner.closed {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        Ok(inner.shards.iter().map(|s| s.first_seq).collect())
+    }
+
+    /// Shows `visit` the retained events of shard `shard` after sequence number `after`,
+    /// in order, at most [`READ_SCAN_MAX`] of them (the lock is held meanwhile).
+    pub(crate) fn visit(
+        &self,
+        shard: ShardId,
+        after: u64,
+        visit: &mut dyn FnMut(&EventRecord) -> ControlFlow<()>,
+    ) -> Result<Visited, Error> {
+        let inner = self.lock();
+        if let Some(why) = &inner.closed {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        let Some(sl) = inner.shards.get(shard.0 as usize) else {
+            return Err(Error::Unavailable(format!("shard {shard} is not indexed")));
+        };
+        if after.saturating_add(1) < sl.first_seq {
+            return Ok(Visited::BelowIndex);
+        }
+        let skip = usize::try_from(after.saturating_add(1) - sl.first_seq).unwrap_or(usize::MAX);
+        let mut last = after;
+        for e in sl.events.iter().skip(skip).take(READ_SCAN_MAX) {
+            last = e.seq;
+            if visit(e).is_break() {
+                return Ok(Visited::Stopped { last });
+            }
+        }
+        if last.saturating_add(1) < sl.next_seq() {
+            Ok(Visited::More { last })
+        } else {
+            Ok(Visited::End { last })
+        }
+    }
+
+    /// The sequence number after which shard `shard`'s events are stamped at or after `t`,
+    /// if the index holds every such event (`None`: ask the history).
+    pub(crate) fn seq_before_time(&self, shard: ShardId, t: Timestamp) -> Option<u64> {
+        let inner = self.lock();
+        let sl = inner.shards.get(shard.0 as usize)?;
+        if sl.horizon.is_some_and(|h| h >= t) {
+            return None;
+        }
+        // Event timestamps of one shard never go back (the shard clock).
+        let n = sl.events.partition_point(|e| e.timestamp < t);
+        Some(sl.first_seq + n as u64 - 1)
     }
 
     /// Why the index cannot serve reads at all, if it cannot (its feed closed).
@@ -332,9 +397,33 @@ impl EventLog {
     }
 }
 
-/// Serves a subscription into `tx`: the stored events of `stream` after `after`, then live
-/// ones, until the client goes away, the server stops, or an error (sent last).
-pub(crate) async fn subscribe(
+/// Where a subscription reads the events it catches up with.
+pub(crate) trait Pages: Send + Sync + 'static {
+    /// Up to `limit` events of `stream` after `after` (see [`EventLog::read`]).
+    fn page(
+        &self,
+        stream: EventStream,
+        after: &Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page, Error>> + Send;
+}
+
+impl Pages for EventLog {
+    fn page(
+        &self,
+        stream: EventStream,
+        after: &Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page, Error>> + Send {
+        std::future::ready(self.read(stream, after, limit))
+    }
+}
+
+/// Serves a subscription into `tx`: the stored events of `stream` after `after` (read from
+/// `pages`), then live ones, until the client goes away, the server stops, or an error
+/// (sent last).
+pub(crate) async fn subscribe<P: Pages>(
+    pages: Arc<P>,
     log: Arc<EventLog>,
     stream: EventStream,
     after: Position,
@@ -353,7 +442,13 @@ pub(crate) async fn subscribe(
             }
         };
         loop {
-            let page = match log.read(stream, &position, SUBSCRIBE_PAGE_MAX) {
+            // A long catch-up (regenerated history) still ends promptly on shutdown.
+            let page = tokio::select! {
+                _ = stopped(&mut stop) => return,
+                _ = tx.closed() => return,
+                p = pages.page(stream, &position, SUBSCRIBE_PAGE_MAX) => p,
+            };
+            let page = match page {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -362,7 +457,7 @@ pub(crate) async fn subscribe(
             };
             position = page.position.clone();
             let at_end = page.at_end;
-            if !page.events.is_empty() && tx.send(Ok(page)).await.is_err() {
+            if !page.events.is_empty() && !send(&tx, page, &mut stop).await {
                 return;
             }
             if at_end {
@@ -384,7 +479,7 @@ pub(crate) async fn subscribe(
                             position: position.clone(),
                             at_end: true,
                         };
-                        if tx.send(Ok(page)).await.is_err() {
+                        if !send(&tx, page, &mut stop).await {
                             return;
                         }
                     }
@@ -401,6 +496,18 @@ pub(crate) async fn subscribe(
                 }
             }
         }
+    }
+}
+
+/// Sends a page to a subscriber; false if it went away or the server is stopping.
+async fn send(
+    tx: &mpsc::Sender<Result<Page, Error>>,
+    page: Page,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = stopped(stop) => false,
+        r = tx.send(Ok(page)) => r.is_ok(),
     }
 }
 
@@ -664,6 +771,7 @@ mod tests {
         let (out_tx, mut out_rx) = mpsc::channel(2);
         let (_stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(subscribe(
+            log.clone(),
             log.clone(),
             EventStream::All,
             Position::default(),

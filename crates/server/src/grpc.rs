@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use tradelog_api::proto as pb;
 use tradelog_api::proto::tradelog_server::{Tradelog, TradelogServer};
 use tradelog_api::query::{BalanceHistoryQuery, BalancesQuery, BookQuery, OrderQuery};
+use tradelog_api::query::{CandlesQuery, OpenOrdersQuery, StatementQuery, TradesQuery};
 use tradelog_api::query::{ReadEventsQuery, SubscribeQuery};
 use tradelog_api::ApiError;
 use tradelog_domain as d;
@@ -67,6 +68,29 @@ fn position(s: crate::core::ShardPos) -> Option<pb::ShardPosition> {
     Some(pb::ShardPosition {
         shard: s.shard.0,
         seq: s.seq,
+    })
+}
+
+fn order(v: &crate::core::OrderView) -> pb::Order {
+    pb::Order {
+        order_id: v.order.0,
+        market_id: v.market.0,
+        account_id: v.account.0,
+        owner: v.owner.0,
+        side: pb::Side::from(v.side).into(),
+        price: v.price.0,
+        remaining_qty: v.remaining.0,
+        held: v.held.0,
+        stp: pb::SelfTradePrevention::from(v.stp).into(),
+        post_only: v.post_only,
+    }
+}
+
+fn balance(asset: d::AssetId, b: crate::queries::StatementBalance) -> Option<pb::Balance> {
+    Some(pb::Balance {
+        asset_id: asset.0,
+        available: b.available.0,
+        held: b.held.0,
     })
 }
 
@@ -261,7 +285,7 @@ impl Tradelog for Grpc {
         r: Request<pb::GetBalancesRequest>,
     ) -> Result<Response<pb::GetBalancesResponse>, Status> {
         let q = BalancesQuery::try_from(r.into_inner())?;
-        let v = self.core.balances(q.account).await?;
+        let v = self.core.balances(q).await?;
         let status = match v.status {
             tradelog_ledger::AccountStatus::Active => pb::AccountStatus::Active,
             tradelog_ledger::AccountStatus::Frozen => pb::AccountStatus::Frozen,
@@ -282,6 +306,7 @@ impl Tradelog for Grpc {
                 .collect(),
             open_orders: v.open_orders,
             position: position(v.position),
+            log_index: v.log_index,
         }))
     }
 
@@ -312,19 +337,9 @@ impl Tradelog for Grpc {
         let q = OrderQuery::try_from(r.into_inner())?;
         let v = self.core.order(q).await?;
         Ok(Response::new(pb::GetOrderResponse {
-            order: Some(pb::Order {
-                order_id: v.order.0,
-                market_id: v.market.0,
-                account_id: v.account.0,
-                owner: v.owner.0,
-                side: pb::Side::from(v.side).into(),
-                price: v.price.0,
-                remaining_qty: v.remaining.0,
-                held: v.held.0,
-                stp: pb::SelfTradePrevention::from(v.stp).into(),
-                post_only: v.post_only,
-            }),
+            order: Some(order(&v)),
             position: position(v.position),
+            log_index: v.log_index,
         }))
     }
 
@@ -350,6 +365,7 @@ impl Tradelog for Grpc {
             halted: v.halted,
             last_price: v.last_price.map(|p| p.0),
             position: position(v.position),
+            log_index: v.log_index,
         }))
     }
 
@@ -371,8 +387,8 @@ impl Tradelog for Grpc {
         let q = ReadEventsQuery::try_from(r.into_inner())?;
         let p = self
             .core
-            .events
-            .read(q.stream, &q.after, q.limit as usize)?;
+            .read_events(q.stream, &q.after, q.limit as usize)
+            .await?;
         let (events, position) = page(p);
         Ok(Response::new(pb::ReadEventsResponse { events, position }))
     }
@@ -386,9 +402,10 @@ impl Tradelog for Grpc {
         let q = SubscribeQuery::try_from(r.into_inner())?;
         // Refuse a position that cannot be served now, as a status rather than a stream
         // that fails at once.
-        self.core.events.check(&q.after)?;
+        self.core.check_position(&q.after)?;
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(events::subscribe(
+            self.core.clone(),
             self.core.events.clone(),
             q.stream,
             q.after,
@@ -403,5 +420,111 @@ impl Tradelog for Grpc {
             .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_trades(
+        &self,
+        r: Request<pb::GetTradesRequest>,
+    ) -> Result<Response<pb::GetTradesResponse>, Status> {
+        let q = TradesQuery::try_from(r.into_inner())?;
+        let v = self.core.trades(q).await?;
+        let trades = v
+            .trades
+            .into_iter()
+            .map(|t| pb::TradeRecord {
+                seq: t.seq,
+                input: t.input,
+                timestamp_ns: t.timestamp.0,
+                trade: Some(pb::event::Trade {
+                    market_id: t.market.0,
+                    price: t.price.0,
+                    qty: t.qty.0,
+                    taker_side: pb::Side::from(t.taker_side).into(),
+                    taker_order_id: t.taker.0,
+                    maker_order_id: t.maker.0,
+                    taker_account_id: t.taker_account.0,
+                    maker_account_id: t.maker_account.0,
+                    taker_fee: t.taker_fee.0,
+                    maker_fee: t.maker_fee.0,
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::GetTradesResponse {
+            trades,
+            position: position(v.position),
+            at_end: v.at_end,
+        }))
+    }
+
+    async fn get_candles(
+        &self,
+        r: Request<pb::GetCandlesRequest>,
+    ) -> Result<Response<pb::GetCandlesResponse>, Status> {
+        let q = CandlesQuery::try_from(r.into_inner())?;
+        let v = self.core.candles(q).await?;
+        Ok(Response::new(pb::GetCandlesResponse {
+            candles: v
+                .candles
+                .iter()
+                .map(|c| pb::Candle {
+                    start_ns: c.start,
+                    open: c.open.0,
+                    high: c.high.0,
+                    low: c.low.0,
+                    close: c.close.0,
+                    volume: c.volume,
+                    quote_volume: c.quote_volume,
+                    trades: c.trades,
+                })
+                .collect(),
+            position: position(v.position),
+        }))
+    }
+
+    async fn get_open_orders(
+        &self,
+        r: Request<pb::GetOpenOrdersRequest>,
+    ) -> Result<Response<pb::GetOpenOrdersResponse>, Status> {
+        let q = OpenOrdersQuery::try_from(r.into_inner())?;
+        let v = self.core.open_orders(q.account).await?;
+        Ok(Response::new(pb::GetOpenOrdersResponse {
+            orders: v.orders.iter().map(order).collect(),
+            positions: v
+                .positions
+                .iter()
+                .map(|p| pb::ShardPosition {
+                    shard: p.shard.0,
+                    seq: p.seq,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_statement(
+        &self,
+        r: Request<pb::GetStatementRequest>,
+    ) -> Result<Response<pb::GetStatementResponse>, Status> {
+        let q = StatementQuery::try_from(r.into_inner())?;
+        let v = self.core.statement(q).await?;
+        Ok(Response::new(pb::GetStatementResponse {
+            opening: balance(v.asset, v.opening),
+            entries: v
+                .entries
+                .into_iter()
+                .map(|e| pb::StatementEntry {
+                    seq: e.seq,
+                    input: e.input,
+                    timestamp_ns: e.timestamp.0,
+                    cause: e.cause.map(Into::into),
+                    available: e.available.0,
+                    held: e.held.0,
+                    credit: e.credit.0,
+                    debit: e.debit.0,
+                })
+                .collect(),
+            closing: balance(v.asset, v.closing),
+            truncated: v.truncated,
+            position: position(v.position),
+        }))
     }
 }

@@ -2,8 +2,12 @@
 //! serde JSON form, server-sent event streams, health, readiness and metrics.
 //!
 //! Errors are typed JSON, `{"error": {"code": ..., "message": ...}}`: 400
-//! `invalid_argument` / `invalid_json` / `out_of_range`, 404 `not_found`, 413
-//! `body_too_large`, 429 `overloaded`, 503 `unavailable`.
+//! `invalid_argument` / `invalid_json` / `out_of_range` / `limit_exceeded`, 404
+//! `not_found`, 413 `body_too_large`, 429 `overloaded`, 500 `internal`, 503 `unavailable`.
+//!
+//! Every route is in one table, [`routes`]; the router is built from it, and the OpenAPI
+//! document served at `/openapi.json` (checked in as `docs/api/openapi.json`) is tested to
+//! list exactly the same paths and methods.
 
 use crate::core::{Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
 use crate::events::{self, Page};
@@ -14,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -27,7 +31,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tradelog_api::proto as pb;
 use tradelog_api::query::{
-    BalanceHistoryQuery, BookQuery, OrderQuery, Position, ReadEventsQuery, SubscribeQuery,
+    BalanceHistoryQuery, BalancesQuery, BookQuery, CandlesQuery, OpenOrdersQuery, OrderQuery,
+    Position, ReadEventsQuery, StatementQuery, SubscribeQuery, TradesQuery,
 };
 use tradelog_domain as d;
 
@@ -50,20 +55,54 @@ pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, stop: watch::R
     }
 }
 
+/// The OpenAPI 3.1 document of this interface (`docs/api/openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/api/openapi.json");
+
+/// Every route of the HTTP interface: method (`GET`, `POST`) and path, with path
+/// parameters in braces as in OpenAPI (`/v1/accounts/{id}/balances`).
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// One row of [`table`]: the method's name and its router come from the same token.
+macro_rules! route {
+    ($method:ident, $path:literal, $handler:expr) => {
+        (
+            stringify!($method),
+            $path,
+            axum::routing::on(axum::routing::MethodFilter::$method, $handler),
+        )
+    };
+}
+
+fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Core>>)> {
+    vec![
+        route!(POST, "/v1/commands", command),
+        route!(POST, "/v1/batch", batch),
+        route!(GET, "/v1/accounts/{id}/balances", balances),
+        route!(GET, "/v1/accounts/{id}/history", history),
+        route!(GET, "/v1/accounts/{id}/orders", open_orders),
+        route!(GET, "/v1/accounts/{id}/statement", statement),
+        route!(GET, "/v1/markets/{id}/book", book),
+        route!(GET, "/v1/markets/{id}/orders/{order}", order),
+        route!(GET, "/v1/markets/{id}/trades", trades),
+        route!(GET, "/v1/markets/{id}/candles", candles),
+        route!(GET, "/v1/catalog", catalog),
+        route!(GET, "/v1/events", read_events),
+        route!(GET, "/v1/events/stream", stream_events),
+        route!(GET, "/health", health),
+        route!(GET, "/ready", ready),
+        route!(GET, "/metrics", metrics),
+        route!(GET, "/openapi.json", openapi),
+    ]
+}
+
 fn router(core: Arc<Core>) -> Router {
-    Router::new()
-        .route("/v1/commands", post(command))
-        .route("/v1/batch", post(batch))
-        .route("/v1/accounts/{id}/balances", get(balances))
-        .route("/v1/accounts/{id}/history", get(history))
-        .route("/v1/markets/{id}/book", get(book))
-        .route("/v1/markets/{id}/orders/{order}", get(order))
-        .route("/v1/catalog", get(catalog))
-        .route("/v1/events", get(read_events))
-        .route("/v1/events/stream", get(stream_events))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
         .with_state(core)
@@ -97,8 +136,10 @@ impl From<Error> for HttpError {
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::OutOfRange(_) => (StatusCode::BAD_REQUEST, "out_of_range"),
+            Error::LimitExceeded(_) => (StatusCode::BAD_REQUEST, "limit_exceeded"),
             Error::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         HttpError::new(status, code, message)
     }
@@ -221,14 +262,130 @@ async fn batch(
     Ok(Json(json!({ "responses": responses })).into_response())
 }
 
+/// `as_of_index=N` or `as_of_time=NS` (not both).
+#[derive(Deserialize)]
+struct AsOfParams {
+    as_of_index: Option<u64>,
+    as_of_time: Option<u64>,
+}
+
+impl AsOfParams {
+    fn wire(&self) -> HttpResult<Option<pb::AsOf>> {
+        use pb::as_of::Point;
+        let point = match (self.as_of_index, self.as_of_time) {
+            (None, None) => return Ok(None),
+            (Some(i), None) => Point::LogIndex(i),
+            (None, Some(t)) => Point::TimeNs(t),
+            (Some(_), Some(_)) => {
+                return Err(HttpError::invalid(
+                    "give `as_of_index` or `as_of_time`, not both",
+                ))
+            }
+        };
+        Ok(Some(pb::AsOf { point: Some(point) }))
+    }
+}
+
 async fn balances(
+    State(core): Shared,
+    id: Result<Path<u64>, PathRejection>,
+    params: Result<Query<AsOfParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let q = BalancesQuery::try_from(pb::GetBalancesRequest {
+        account_id: id,
+        as_of: p.wire()?,
+    })?;
+    Ok(Json(core.balances(q).await?).into_response())
+}
+
+async fn open_orders(
     State(core): Shared,
     id: Result<Path<u64>, PathRejection>,
 ) -> HttpResult<Response> {
     let Path(id) = id?;
-    let q =
-        tradelog_api::query::BalancesQuery::try_from(pb::GetBalancesRequest { account_id: id })?;
-    Ok(Json(core.balances(q.account).await?).into_response())
+    let q = OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: id })?;
+    Ok(Json(core.open_orders(q.account).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct StatementParams {
+    asset: u32,
+    #[serde(default)]
+    from: u64,
+    to: Option<u64>,
+    #[serde(default)]
+    limit: u32,
+    after_seq: Option<u64>,
+}
+
+async fn statement(
+    State(core): Shared,
+    id: Result<Path<u64>, PathRejection>,
+    params: Result<Query<StatementParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let q = StatementQuery::try_from(pb::GetStatementRequest {
+        account_id: id,
+        asset_id: p.asset,
+        from_ns: p.from,
+        to_ns: p.to,
+        limit: p.limit,
+        after_seq: p.after_seq,
+    })?;
+    Ok(Json(core.statement(q).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct TradesParams {
+    after_seq: Option<u64>,
+    #[serde(default)]
+    from: u64,
+    to: Option<u64>,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn trades(
+    State(core): Shared,
+    id: Result<Path<u32>, PathRejection>,
+    params: Result<Query<TradesParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let q = TradesQuery::try_from(pb::GetTradesRequest {
+        market_id: id,
+        after_seq: p.after_seq,
+        from_ns: p.from,
+        to_ns: p.to,
+        limit: p.limit,
+    })?;
+    Ok(Json(core.trades(q).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct CandlesParams {
+    interval: u32,
+    from: u64,
+    to: u64,
+}
+
+async fn candles(
+    State(core): Shared,
+    id: Result<Path<u32>, PathRejection>,
+    params: Result<Query<CandlesParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let q = CandlesQuery::try_from(pb::GetCandlesRequest {
+        market_id: id,
+        interval_s: p.interval,
+        from_ns: p.from,
+        to_ns: p.to,
+    })?;
+    Ok(Json(core.candles(q).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -274,6 +431,9 @@ async fn history(
 struct BookParams {
     #[serde(default)]
     depth: u32,
+    // Not `#[serde(flatten)]`: query strings cannot carry numbers through it.
+    as_of_index: Option<u64>,
+    as_of_time: Option<u64>,
 }
 
 async fn book(
@@ -286,6 +446,11 @@ async fn book(
     let q = BookQuery::try_from(pb::GetBookRequest {
         market_id: id,
         depth: p.depth,
+        as_of: AsOfParams {
+            as_of_index: p.as_of_index,
+            as_of_time: p.as_of_time,
+        }
+        .wire()?,
     })?;
     Ok(Json(core.book(q).await?).into_response())
 }
@@ -293,11 +458,14 @@ async fn book(
 async fn order(
     State(core): Shared,
     ids: Result<Path<(u32, u64)>, PathRejection>,
+    params: Result<Query<AsOfParams>, QueryRejection>,
 ) -> HttpResult<Response> {
     let Path((market, order)) = ids?;
+    let Query(p) = params?;
     let q = OrderQuery::try_from(pb::GetOrderRequest {
         market_id: market,
         order_id: order,
+        as_of: p.wire()?,
     })?;
     Ok(Json(core.order(q).await?).into_response())
 }
@@ -381,7 +549,9 @@ async fn read_events(
         after: parse_position(p.after.as_deref())?,
         limit: p.limit,
     })?;
-    let page = core.events.read(q.stream, &q.after, q.limit as usize)?;
+    let page = core
+        .read_events(q.stream, &q.after, q.limit as usize)
+        .await?;
     Ok(Json(page_json(&page)).into_response())
 }
 
@@ -403,9 +573,10 @@ async fn stream_events(
         stream: Some(parse_stream(p.stream.as_deref())?),
         after: parse_position(after.as_deref())?,
     })?;
-    core.events.check(&q.after)?;
+    core.check_position(&q.after)?;
     let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
     tokio::spawn(events::subscribe(
+        core.clone(),
         core.events.clone(),
         q.stream,
         q.after,
@@ -469,6 +640,10 @@ async fn metrics() -> HttpResult<Response> {
         text,
     )
         .into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn not_found() -> HttpError {

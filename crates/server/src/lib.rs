@@ -2,16 +2,18 @@
 //!
 //! Owns: the network interfaces (a gRPC listener serving the published `tradelog.v1`
 //! service of [`tradelog_api`], an HTTP listener serving the same operations as JSON plus
-//! server-sent event streams, health, readiness and Prometheus metrics), request
-//! validation at the edge (every request goes through the api crate's validated
-//! conversions before anything reaches a shard), translating requests to calls of an
-//! embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`), and an in-memory
-//! index of the events published since the server started (for `ReadEvents` and
-//! subscriptions).
+//! server-sent event streams, health, readiness, Prometheus metrics and the OpenAPI
+//! document), request validation at the edge (every request goes through the api crate's
+//! validated conversions before anything reaches a shard), translating requests to calls
+//! of an embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`) and of its
+//! history ([`tradelog_node::NodeHistory`]: states and events regenerated from the logs),
+//! an in-memory index of the events published since the server started, and the queries
+//! built on events (trades, candles, statements, open orders).
 //!
 //! Must never contain: business logic (every rule is the engine's, answered with a stable
 //! `RejectCode`) or depend on storage internals (the node owns the log, snapshots and
-//! recovery). Queries read the engine's state through `Node::read`, never a copy.
+//! recovery). Queries read the engine's state through `Node::read` (now) or the node's
+//! history (as of a past point), never a copy kept here.
 //!
 //! # DEVELOPMENT ONLY: no authentication yet
 //!
@@ -25,16 +27,33 @@
 //! authority may do, but nothing checks that the caller is who it says. Both listeners
 //! bind `127.0.0.1` by default; do not expose them to a network.
 //!
-//! # Events
+//! # Events and history
 //!
 //! The server keeps, per shard, the events published since it started (at most
 //! [`ServerConfig::events_retained_max`] per shard, default [`EVENTS_RETAINED_MAX`]).
 //! `ReadEvents` and subscriptions serve a stream (all, account, market, order) after a
-//! position from that index; a position older than what is retained is answered with
-//! `OUT_OF_RANGE` (HTTP 400, code `out_of_range`) naming the oldest position available,
-//! never with a silent gap. A subscription subscribes to the live feed first, then reads
-//! the stored part, then skips live events already sent (by shard and sequence number):
-//! no gap and no duplicate across the switch.
+//! position; while a shard's position is older than the index, its events are regenerated
+//! from the shard's log (snapshot + replay, byte-identical to what was published) up to
+//! the index's first event, then read from the index: the whole history is readable, also
+//! after a restart, with no gap and no duplicate across the seam. A subscription
+//! subscribes to the live feed first, then reads the stored part, then skips live events
+//! already sent (by shard and sequence number).
+//!
+//! `GetBalances`, `GetOrder` and `GetBook` take an optional `as_of` (a log index of the
+//! owning shard, or a leader time: the state holding exactly the events stamped at or
+//! before it). `GetTrades`, `GetCandles` (empty intervals omitted) and `GetStatement` read
+//! one shard's events through the same seam. Work on history is bounded by
+//! [`ServerConfig::history`] ([`HistoryLimits`]); a request over a limit gets
+//! `INVALID_ARGUMENT` (HTTP 400 `limit_exceeded`) naming it, a point beyond what a shard
+//! applied or in the future `OUT_OF_RANGE`. At most [`HISTORY_RUNNING_MAX`] history
+//! questions run at a time (on blocking threads), [`HISTORY_WAITING_MAX`] more wait, the
+//! rest are refused as overloaded. See docs/design/0006-history-and-queries.md.
+//!
+//! # HTTP routes and the OpenAPI document
+//!
+//! Every HTTP route is in one table ([`http_routes`]); `GET /openapi.json` serves
+//! [`OPENAPI_JSON`] (`docs/api/openapi.json`), which tests hold to that table and to the
+//! server's real answers.
 //!
 //! # Shutdown
 //!
@@ -49,10 +68,15 @@
 mod core;
 mod events;
 mod grpc;
+mod history;
 mod http;
+mod queries;
 mod telemetry;
 
 pub use crate::core::{Identity, PRINCIPAL_DEFAULT};
+pub use crate::history::{HISTORY_PAGE_SCAN_MAX, HISTORY_RUNNING_MAX, HISTORY_WAITING_MAX};
+pub use crate::http::{routes as http_routes, OPENAPI_JSON};
+pub use tradelog_node::HistoryLimits;
 
 use crate::core::Core;
 use std::net::SocketAddr;
@@ -63,7 +87,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tradelog_domain::ShardId;
-use tradelog_node::{Node, NodeConfig, NodeError};
+use tradelog_node::{Node, NodeConfig, NodeError, NodeHistory};
 
 /// Default data directory.
 pub const DATA_DIR_DEFAULT: &str = "./tradelog-data";
@@ -74,7 +98,7 @@ pub const GRPC_ADDR_DEFAULT: &str = "127.0.0.1:7700";
 /// Default HTTP listen address.
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:7701";
 /// Default number of events the server keeps in memory per shard for `ReadEvents` and
-/// subscriptions (older positions are answered with `OUT_OF_RANGE`).
+/// subscriptions (older events are regenerated from the logs).
 pub const EVENTS_RETAINED_MAX: usize = 250_000;
 /// Largest HTTP request body, in bytes (a full batch of commands fits easily).
 pub const HTTP_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -95,8 +119,12 @@ pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
     /// HTTP listen address (port 0: any free port; see [`RunningServer::http_addr`]).
     pub http_addr: SocketAddr,
-    /// Events kept in memory per shard for reads and subscriptions.
+    /// Events kept in memory per shard for reads and subscriptions (older ones are
+    /// regenerated from the logs).
     pub events_retained_max: usize,
+    /// How much replay one history question may do (as-of queries, old events, candles,
+    /// statements).
+    pub history: HistoryLimits,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +135,7 @@ impl Default for ServerConfig {
             grpc_addr: GRPC_ADDR_DEFAULT.parse().expect("valid default address"),
             http_addr: HTTP_ADDR_DEFAULT.parse().expect("valid default address"),
             events_retained_max: EVENTS_RETAINED_MAX,
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -172,11 +201,14 @@ impl Server {
         let node_config = NodeConfig::new(&config.data_dir, config.shards);
         let dir = config.data_dir.clone();
         let retained = config.events_retained_max;
+        let limits = config.history.clone();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
-            let node = Node::open(node_config).map_err(|source| ServerError::Node {
+            let node = Node::open(node_config.clone()).map_err(|source| ServerError::Node {
                 dir: dir.clone(),
                 source,
             })?;
+            let history = NodeHistory::open(&node_config, limits)
+                .map_err(|e| ServerError::NodeUnavailable(format!("opening the history: {e}")))?;
             // Subscribe before reading where each shard's events stand: every event after
             // that point reaches the index.
             let feed = node.subscribe();
@@ -188,15 +220,16 @@ impl Server {
                 );
             }
             let (log, feeder) = events::EventLog::start(feed, &next, retained);
-            Ok((node, log, feeder))
+            Ok((node, history, log, feeder))
         })
         .await
         .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
-        let (node, log, feeder) = opened;
+        let (node, history, log, feeder) = opened;
         let node = Arc::new(node);
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let core = Arc::new(Core::new(node.clone(), log, stop_rx.clone()));
+        let history = history::History::new(node.clone(), history, log.clone());
+        let core = Arc::new(Core::new(node.clone(), log, history, stop_rx.clone()));
         let upkeep = telemetry::start_upkeep(stop_rx.clone());
 
         let grpc = tokio::spawn(grpc::serve(core.clone(), grpc_listener, stop_rx.clone()));

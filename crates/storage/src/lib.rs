@@ -16,6 +16,9 @@
 //! * **Recovery**: [`FileLog::open`] validates every record, cuts a torn tail of the last
 //!   segment (and reports how many bytes it cut), and refuses to open anything else that is
 //!   wrong, with a typed [`StorageError::Corrupt`] naming file, byte offset and index.
+//! * **Reading while another writes**: [`LogReader`] reads a log directory (archive and
+//!   live) without its lock and without writing, for history queries while the shard runs;
+//!   it checks every record it returns and is only asked for indexes known durable.
 //! * **The hash chain**: every record carries `chain = SHA-256(previous chain || index (u64
 //!   LE) || payload)` ([`chain_next`]), starting from [`GENESIS_HASH`], so the whole history
 //!   (archived and live) is tamper-evident and [`verify_dir`] checks it offline.
@@ -151,6 +154,7 @@ mod error;
 mod file;
 mod format;
 mod mem;
+mod reader;
 mod verify;
 
 pub use error::{CorruptReason, StorageError};
@@ -160,6 +164,7 @@ pub use format::{
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
 };
 pub use mem::MemLog;
+pub use reader::{LogReader, READER_MARK_EVERY_RECORDS};
 pub use verify::{for_each_record, verify_dir, SegmentInfo, VerifyReport};
 
 use std::ops::Range;

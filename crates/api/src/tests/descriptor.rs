@@ -219,6 +219,10 @@ fn one_unary_rpc_per_command_taking_its_request() {
         "GetBook",
         "GetCatalog",
         "ReadEvents",
+        "GetTrades",
+        "GetCandles",
+        "GetOpenOrders",
+        "GetStatement",
     ] {
         assert!(
             service.method.iter().any(|m| m.name() == rpc),

@@ -55,6 +55,10 @@ fn feed_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     feed!(bytes, pb::GetBalanceHistoryRequest => query::BalanceHistoryQuery);
     feed!(bytes, pb::GetOrderRequest => query::OrderQuery);
     feed!(bytes, pb::GetBookRequest => query::BookQuery);
+    feed!(bytes, pb::GetTradesRequest => query::TradesQuery);
+    feed!(bytes, pb::GetCandlesRequest => query::CandlesQuery);
+    feed!(bytes, pb::GetOpenOrdersRequest => query::OpenOrdersQuery);
+    feed!(bytes, pb::GetStatementRequest => query::StatementQuery);
     feed!(bytes, pb::ReadEventsRequest => query::ReadEventsQuery, stable);
     feed!(bytes, pb::SubscribeEventsRequest => query::SubscribeQuery, stable);
     feed!(bytes, pb::EventRecord => d::EventRecord, stable);

@@ -223,6 +223,7 @@ fn defaults_of_optional_wire_fields() {
     let b = crate::query::BookQuery::try_from(pb::GetBookRequest {
         market_id: 3,
         depth: 0,
+        as_of: None,
     });
     assert_eq!(b.map(|b| b.depth), Ok(crate::BOOK_DEPTH_DEFAULT));
 }

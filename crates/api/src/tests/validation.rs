@@ -2,7 +2,8 @@
 
 use crate::proto as pb;
 use crate::query::{
-    BalanceHistoryQuery, BalancesQuery, BookQuery, OrderQuery, ReadEventsQuery, SubscribeQuery,
+    AsOf, BalanceHistoryQuery, BalancesQuery, BookQuery, CandlesQuery, OpenOrdersQuery, OrderQuery,
+    ReadEventsQuery, StatementQuery, SubscribeQuery, TradesQuery,
 };
 use crate::{ApiError, Reason};
 use tradelog_domain as d;
@@ -93,6 +94,38 @@ fn history() -> pb::GetBalanceHistoryRequest {
         from_ns: 10,
         to_ns: Some(20),
         limit: 0,
+    }
+}
+
+const SEC: u64 = 1_000_000_000;
+
+fn trades() -> pb::GetTradesRequest {
+    pb::GetTradesRequest {
+        market_id: 1,
+        after_seq: None,
+        from_ns: 10,
+        to_ns: Some(20),
+        limit: 0,
+    }
+}
+
+fn candles() -> pb::GetCandlesRequest {
+    pb::GetCandlesRequest {
+        market_id: 1,
+        interval_s: 60,
+        from_ns: 0,
+        to_ns: 3_600 * SEC,
+    }
+}
+
+fn statement() -> pb::GetStatementRequest {
+    pb::GetStatementRequest {
+        account_id: 1,
+        asset_id: 2,
+        from_ns: 10,
+        to_ns: Some(20),
+        limit: 0,
+        after_seq: None,
     }
 }
 
@@ -237,15 +270,31 @@ fn cases() -> Vec<(&'static str, Check, &'static str, Reason)> {
         ("record: no event", d::EventRecord::try_from(pb::EventRecord { shard: 0, seq: 1, input: 1, timestamp_ns: 0, principal: 0, event: None }).map(drop), "event", Missing),
         ("record: nested", d::EventRecord::try_from(pb::EventRecord { shard: 0, seq: 1, input: 1, timestamp_ns: 0, principal: 0, event: Some(pb::Event { kind: Some(K::Trade(trade(9))) }) }).map(drop), "event.trade.taker_side", UnknownEnumValue(9)),
         // ----- queries
-        ("balances: zero account", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 0 }).map(drop), "account_id", Zero),
+        ("balances: zero account", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 0, as_of: None }).map(drop), "account_id", Zero),
         ("history: zero account", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { account_id: 0, ..history() }).map(drop), "account_id", Zero),
         ("history: zero asset", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { asset_id: 0, ..history() }).map(drop), "asset_id", Zero),
         ("history: range backwards", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { from_ns: 30, to_ns: Some(20), ..history() }).map(drop), "to_ns", InvalidRange { from: 30, to: 20 }),
         ("history: limit too large", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { limit: 10_001, ..history() }).map(drop), "limit", TooLarge { value: 10_001, max: 10_000 }),
-        ("order: zero market", OrderQuery::try_from(pb::GetOrderRequest { market_id: 0, order_id: 1 }).map(drop), "market_id", Zero),
-        ("order: zero order", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 0 }).map(drop), "order_id", Zero),
-        ("book: zero market", BookQuery::try_from(pb::GetBookRequest { market_id: 0, depth: 5 }).map(drop), "market_id", Zero),
-        ("book: too deep", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 1_001 }).map(drop), "depth", TooLarge { value: 1_001, max: 1_000 }),
+        ("order: zero market", OrderQuery::try_from(pb::GetOrderRequest { market_id: 0, order_id: 1, as_of: None }).map(drop), "market_id", Zero),
+        ("order: zero order", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 0, as_of: None }).map(drop), "order_id", Zero),
+        ("book: zero market", BookQuery::try_from(pb::GetBookRequest { market_id: 0, depth: 5, as_of: None }).map(drop), "market_id", Zero),
+        ("book: too deep", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 1_001, as_of: None }).map(drop), "depth", TooLarge { value: 1_001, max: 1_000 }),
+        ("balances: as_of without point", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 1, as_of: Some(pb::AsOf { point: None }) }).map(drop), "as_of.point", Missing),
+        ("order: as_of without point", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 1, as_of: Some(pb::AsOf { point: None }) }).map(drop), "as_of.point", Missing),
+        ("book: as_of without point", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 0, as_of: Some(pb::AsOf { point: None }) }).map(drop), "as_of.point", Missing),
+        ("trades: zero market", TradesQuery::try_from(pb::GetTradesRequest { market_id: 0, ..trades() }).map(drop), "market_id", Zero),
+        ("trades: range backwards", TradesQuery::try_from(pb::GetTradesRequest { from_ns: 30, to_ns: Some(20), ..trades() }).map(drop), "to_ns", InvalidRange { from: 30, to: 20 }),
+        ("trades: limit too large", TradesQuery::try_from(pb::GetTradesRequest { limit: 10_001, ..trades() }).map(drop), "limit", TooLarge { value: 10_001, max: 10_000 }),
+        ("candles: zero market", CandlesQuery::try_from(pb::GetCandlesRequest { market_id: 0, ..candles() }).map(drop), "market_id", Zero),
+        ("candles: zero interval", CandlesQuery::try_from(pb::GetCandlesRequest { interval_s: 0, ..candles() }).map(drop), "interval_s", Zero),
+        ("candles: interval over a day", CandlesQuery::try_from(pb::GetCandlesRequest { interval_s: 86_401, ..candles() }).map(drop), "interval_s", TooLarge { value: 86_401, max: 86_400 }),
+        ("candles: empty range", CandlesQuery::try_from(pb::GetCandlesRequest { from_ns: SEC, to_ns: SEC, ..candles() }).map(drop), "to_ns", InvalidRange { from: SEC, to: SEC }),
+        ("candles: too many", CandlesQuery::try_from(pb::GetCandlesRequest { interval_s: 1, from_ns: SEC / 2, to_ns: 10_000 * SEC + 1, ..candles() }).map(drop), "to_ns", TooLarge { value: 10_001, max: 10_000 }),
+        ("open orders: zero account", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: 0 }).map(drop), "account_id", Zero),
+        ("statement: zero account", StatementQuery::try_from(pb::GetStatementRequest { account_id: 0, ..statement() }).map(drop), "account_id", Zero),
+        ("statement: zero asset", StatementQuery::try_from(pb::GetStatementRequest { asset_id: 0, ..statement() }).map(drop), "asset_id", Zero),
+        ("statement: range backwards", StatementQuery::try_from(pb::GetStatementRequest { from_ns: 30, to_ns: Some(29), ..statement() }).map(drop), "to_ns", InvalidRange { from: 30, to: 29 }),
+        ("statement: limit too large", StatementQuery::try_from(pb::GetStatementRequest { limit: 10_001, ..statement() }).map(drop), "limit", TooLarge { value: 10_001, max: 10_000 }),
         ("read: no stream", read(None, None, 10), "stream", Missing),
         ("read: stream without kind", read(Some(pb::EventStream { stream: None }), None, 10), "stream.stream", Missing),
         ("read: zero account stream", read(Some(pb::EventStream { stream: Some(pb::event_stream::Stream::AccountId(0)) }), None, 10), "stream.account_id", Zero),
@@ -300,6 +349,37 @@ fn the_baseline_requests_are_valid() {
         Ok(crate::BALANCE_HISTORY_LIMIT_DEFAULT)
     );
     assert_eq!(read(stream_all(), pos(&[(3, 1), (1, 1)]), 10), Ok(()));
+    assert_eq!(
+        TradesQuery::try_from(trades()).map(|q| q.limit),
+        Ok(crate::TRADES_LIMIT_DEFAULT)
+    );
+    let c = CandlesQuery::try_from(candles()).unwrap();
+    assert_eq!((c.interval_ns, c.intervals()), (60 * SEC, 60));
+    // The largest range: exactly CANDLES_MAX intervals, unaligned at both ends.
+    let c = CandlesQuery::try_from(pb::GetCandlesRequest {
+        interval_s: 1,
+        from_ns: SEC / 2,
+        to_ns: 10_000 * SEC,
+        ..candles()
+    })
+    .unwrap();
+    assert_eq!(c.intervals(), crate::CANDLES_MAX);
+    assert_eq!(
+        StatementQuery::try_from(statement()).map(|q| q.limit),
+        Ok(crate::STATEMENT_LIMIT_DEFAULT)
+    );
+    // An as-of point is either of its two kinds.
+    for (point, want) in [
+        (pb::as_of::Point::LogIndex(0), AsOf::LogIndex(0)),
+        (pb::as_of::Point::TimeNs(5), AsOf::Time(d::Timestamp(5))),
+    ] {
+        let q = BalancesQuery::try_from(pb::GetBalancesRequest {
+            account_id: 1,
+            as_of: Some(pb::AsOf { point: Some(point) }),
+        });
+        assert_eq!(q.map(|q| q.as_of), Ok(Some(want)));
+        assert_eq!(pb::AsOf::from(want).point, Some(point));
+    }
     assert_eq!(event(pb::event::Kind::Trade(trade(1))), Ok(()));
     assert_eq!(outcome(rejection(60)), Ok(()));
     // Zero ids are valid in events (recorded as they came).
