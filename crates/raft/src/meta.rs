@@ -23,6 +23,18 @@ pub struct RaftMeta {
     pub purged: Option<LogId>,
 }
 
+impl RaftMeta {
+    /// Reads `dir/raft-meta`; a missing file is the default (a new replica).
+    pub fn load(dir: &Path) -> std::io::Result<RaftMeta> {
+        load(dir)
+    }
+
+    /// Replaces `dir/raft-meta` durably (temporary file, fsync, rename, directory fsync).
+    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
+        store(dir, self)
+    }
+}
+
 /// Reads `dir/raft-meta`; a missing file is the default (a new replica).
 pub(crate) fn load(dir: &Path) -> std::io::Result<RaftMeta> {
     let path = dir.join(META_FILE);
