@@ -26,18 +26,34 @@
 
 mod log_store;
 mod meta;
+mod network;
 mod state_machine;
+mod transport;
 mod types;
+
+/// The generated messages, client and server of the internal transport
+/// (`proto/tradelog/raft/v1/raft.proto` in this crate).
+#[allow(missing_docs)]
+pub mod pb {
+    tonic::include_proto!("tradelog.raft.v1");
+}
 
 pub use log_store::{
     decode_entry, encode_entry, LogOpenReport, LogStoreConfig, ShardLogReader, ShardLogStore,
     COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
 };
 pub use meta::{RaftMeta, META_FILE};
-pub use state_machine::{
-    decode_snapshot, encode_snapshot, ShardSnapshotBuilder, ShardStateMachine, SmOpenReport,
-    SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT, SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
+pub use network::{
+    GroupNetwork, PeerChannels, PeerClient, CONNECT_TIMEOUT_MS, GROUP_METADATA,
+    KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
+    SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
 };
+pub use state_machine::{
+    decode_snapshot, encode_snapshot, verify_snapshot_envelope, ShardSnapshotBuilder,
+    ShardStateMachine, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
+    SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
+};
+pub use transport::{RaftRouter, SNAPSHOT_BYTES_MAX};
 pub use types::{
     Batch, BatchError, BatchResponse, Entry, EntryPayload, LogId, Node, NodeId, Snapshot,
     SnapshotMeta, StoredMembership, TypeConfig, Vote, BATCH_BYTES_MAX, BATCH_INPUTS_MAX,
@@ -47,3 +63,33 @@ pub use openraft;
 
 /// The openraft handle of one shard group.
 pub type ShardRaft = openraft::Raft<TypeConfig, ShardStateMachine>;
+
+/// Default heartbeat interval of a group (ms).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// Default lower bound of the election timeout (ms); the upper bound is twice this.
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
+/// Default number of applied entries after which a replica builds a snapshot.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Default number of entries kept in the live log behind the latest snapshot (so that a
+/// briefly lagging replica catches up from the log rather than from a snapshot).
+pub const LOG_KEPT_BEHIND_SNAPSHOT_ENTRIES: u64 = 1_000;
+
+/// The openraft configuration of a tradelog group: heartbeats every
+/// [`HEARTBEAT_INTERVAL_MS`], elections after [`ELECTION_TIMEOUT_MIN_MS`] to twice that,
+/// at most [`RAFT_PAYLOAD_ENTRIES_MAX`] entries per AppendEntries (so a request stays under
+/// [`RAFT_MESSAGE_BYTES_MAX`]), a snapshot every [`SNAPSHOT_EVERY_ENTRIES`] entries, snapshot
+/// chunks of [`SNAPSHOT_CHUNK_BYTES`].
+pub fn raft_config(cluster_name: &str) -> Result<openraft::Config, openraft::ConfigError> {
+    openraft::Config {
+        cluster_name: cluster_name.to_string(),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: 2 * ELECTION_TIMEOUT_MIN_MS,
+        max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+        max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT_ENTRIES,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+        ..openraft::Config::default()
+    }
+    .validate()
+}

@@ -102,6 +102,31 @@ pub fn encode_snapshot(meta: &SnapshotMeta, engine: &Engine) -> Vec<u8> {
     )
 }
 
+/// Checks the outer envelope of snapshot bytes (length, CRC32C, version), that they are the
+/// snapshot `meta` says and of shard `shard`, without restoring the engine: the cheap check
+/// a node makes on bytes received from a peer before handing them to Raft.
+pub fn verify_snapshot_envelope(
+    bytes: &[u8],
+    shard: ShardId,
+    meta: &SnapshotMeta,
+) -> Result<(), SnapshotCheckError> {
+    let payload = tradelog_codec::open(SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION, bytes)?;
+    let file: SnapshotFile = tradelog_codec::decode(payload)?;
+    if file.meta != *meta {
+        return Err(SnapshotCheckError::MetaMismatch {
+            expected: Box::new(meta.clone()),
+            found: Box::new(file.meta),
+        });
+    }
+    if file.shard != shard {
+        return Err(SnapshotCheckError::WrongShard {
+            expected: shard,
+            found: file.shard,
+        });
+    }
+    Ok(())
+}
+
 /// Checks snapshot file bytes completely and returns what they hold: the metadata and the
 /// restored engine. `expected` (when given) must equal the recorded metadata.
 pub fn decode_snapshot(
