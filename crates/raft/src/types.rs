@@ -9,9 +9,11 @@ use tradelog_engine::{Applied, Input};
 /// Most inputs in one [`Batch`] (one Raft entry, one engine `apply_batch`).
 pub const BATCH_INPUTS_MAX: usize = 8_192;
 
-/// Most bytes of one encoded [`Batch`]. Below the log's record limit
-/// ([`tradelog_storage::RECORD_BYTES_MAX`]) with room for the entry's framing.
-pub const BATCH_BYTES_MAX: usize = 8 << 20;
+/// Most bytes of one encoded [`Batch`] (4 MiB): well below the log's record limit
+/// ([`tradelog_storage::RECORD_BYTES_MAX`]), and small enough that an AppendEntries of
+/// [`RAFT_PAYLOAD_ENTRIES_MAX`](crate::RAFT_PAYLOAD_ENTRIES_MAX) entries fits a gRPC message
+/// ([`RAFT_MESSAGE_BYTES_MAX`](crate::RAFT_MESSAGE_BYTES_MAX)).
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
 
 /// Identifies a replica (a node of the cluster) inside a Raft group.
 pub type NodeId = u64;

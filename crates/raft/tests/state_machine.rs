@@ -242,3 +242,33 @@ async fn only_the_newest_snapshots_are_kept() {
         names
     );
 }
+
+#[test]
+fn batches_are_checked_before_they_are_proposed() {
+    use tradelog_raft::{Batch, BatchError, BATCH_BYTES_MAX, BATCH_INPUTS_MAX};
+    assert_eq!(Err(BatchError::Empty), Batch::new(Vec::new()));
+    let input = workload(1, 1)[2][0].clone();
+    let many = vec![input.clone(); BATCH_INPUTS_MAX + 1];
+    assert_eq!(
+        Err(BatchError::TooManyInputs(BATCH_INPUTS_MAX + 1)),
+        Batch::new(many)
+    );
+    let big = tradelog_engine::Input::Command {
+        meta: tradelog_domain::Meta {
+            timestamp: tradelog_domain::Timestamp(1),
+            principal: tradelog_domain::Principal(1),
+            authority: tradelog_domain::Authority::Operator,
+        },
+        command: tradelog_domain::Command::CreateAsset(tradelog_domain::Asset {
+            id: tradelog_domain::AssetId(9),
+            code: "X".repeat(BATCH_BYTES_MAX),
+            scale: 0,
+        }),
+    };
+    match Batch::new(vec![big]) {
+        Err(BatchError::TooLarge(n)) => assert!(n > BATCH_BYTES_MAX),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let ok = vec![input; BATCH_INPUTS_MAX];
+    assert_eq!(BATCH_INPUTS_MAX, Batch::new(ok).unwrap().inputs.len());
+}
