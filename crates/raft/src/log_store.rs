@@ -504,11 +504,17 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
                     ));
                 }
             }
-            assert_eq!(
-                inner.log.last_index(),
-                next,
-                "the log's next record must hold Raft index {next}"
-            );
+            if inner.log.last_index() != next {
+                // Only reachable after a truncation of everything in a log that restarted
+                // at a later index: the log cannot restart backwards.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "cannot append Raft index {next}: the log continues at {}",
+                        inner.log.last_index()
+                    ),
+                ));
+            }
             inner.log.append(&refs).map_err(io::Error::other)?;
             inner.last = Some(last);
         }

@@ -327,27 +327,30 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let header =
             tradelog_codec::encode(&(vote, &snapshot.meta, snapshot.snapshot.len() as u64));
         let group = self.group.0;
-        let mut chunks = vec![SnapshotChunk {
+        let head = SnapshotChunk {
             group,
             encoding: WIRE_ENCODING,
             header,
             offset: 0,
             data: Vec::new(),
-        }];
-        for (k, piece) in snapshot.snapshot.chunks(chunk).enumerate() {
-            chunks.push(SnapshotChunk {
+        };
+        // Chunks are cut as the transport asks for them, not copied all up front.
+        let bytes = std::sync::Arc::new(snapshot.snapshot);
+        let pieces = bytes.len().div_ceil(chunk);
+        let chunks = futures_util::stream::iter(0..pieces).map(move |k| {
+            let from = k * chunk;
+            let to = (from + chunk).min(bytes.len());
+            SnapshotChunk {
                 group,
                 encoding: WIRE_ENCODING,
                 header: Vec::new(),
-                offset: (k * chunk) as u64,
-                data: piece.to_vec(),
-            });
-        }
+                offset: from as u64,
+                data: bytes[from..to].to_vec(),
+            }
+        });
+        let chunks = futures_util::stream::once(async move { head }).chain(chunks);
         let ttl = option.hard_ttl();
-        let send = tokio::time::timeout(
-            ttl,
-            client.install_snapshot(futures_util::stream::iter(chunks)),
-        );
+        let send = tokio::time::timeout(ttl, client.install_snapshot(chunks));
         let reply = match futures_util::future::select(Box::pin(cancel), Box::pin(send)).await {
             Either::Left((closed, _)) => return Err(StreamingError::Closed(closed)),
             Either::Right((r, _)) => r,

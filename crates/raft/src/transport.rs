@@ -19,6 +19,8 @@ use tradelog_domain::ShardId;
 
 /// Largest snapshot a node accepts from a peer (1 GiB, the largest sealed envelope).
 pub const SNAPSHOT_BYTES_MAX: u64 = tradelog_codec::ENVELOPE_PAYLOAD_BYTES_MAX as u64;
+/// Most bytes reserved up front for an incoming snapshot (64 MiB).
+const SNAPSHOT_PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
 
 /// The Raft groups of this node, by group (shard) id, and the gRPC service that feeds
 /// them. Cheap to clone; groups may be added and removed while serving.
@@ -198,7 +200,8 @@ impl RaftTransport for RaftRouter {
                 "snapshot of {len} bytes (at most {SNAPSHOT_BYTES_MAX})"
             )));
         }
-        let mut bytes = Vec::with_capacity(len as usize);
+        // Grows with what arrives rather than with what the header announces.
+        let mut bytes = Vec::with_capacity(len.min(SNAPSHOT_PREALLOCATE_BYTES_MAX) as usize);
         bytes.extend_from_slice(&first.data);
         while let Some(c) = inbound.message().await? {
             if c.group != first.group || c.offset != bytes.len() as u64 {

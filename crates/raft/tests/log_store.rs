@@ -212,3 +212,30 @@ async fn a_damaged_meta_file_is_refused() {
     assert_eq!(std::io::ErrorKind::InvalidData, err.kind());
     assert!(err.to_string().contains("raft-meta"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_starts_where_its_first_entry_is_but_never_moves_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(tmp.path());
+        // openraft's suite starts new stores at index 1 or 2.
+        append(&mut s, vec![blank(1, 5), blank(1, 6)]).await;
+        assert_eq!(
+            state(None, Some(log_id(1, 1, 6))),
+            s.get_log_state().await.unwrap()
+        );
+    }
+    let mut s = open(tmp.path());
+    assert_eq!(vec![blank(1, 5), blank(1, 6)], all(&mut s).await);
+    s.truncate_after(None).await.unwrap();
+    assert_eq!(state(None, None), s.get_log_state().await.unwrap());
+    let (tx, _rx) = <TypeConfig as openraft::type_config::TypeConfigExt>::oneshot();
+    let err = s
+        .append(vec![blank(1, 0)], openraft::storage::IOFlushed::signal(tx))
+        .await
+        .unwrap_err();
+    assert_eq!(std::io::ErrorKind::InvalidInput, err.kind());
+    assert_eq!(Vec::<tradelog_raft::Entry>::new(), all(&mut s).await);
+    append(&mut s, vec![blank(2, 7)]).await;
+    assert_eq!(vec![blank(2, 7)], all(&mut s).await);
+}
