@@ -53,7 +53,7 @@ pub use state_machine::{
     ShardStateMachine, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
     SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
 };
-pub use transport::{RaftRouter, SNAPSHOT_BYTES_MAX};
+pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
 pub use types::{
     Batch, BatchError, BatchResponse, Entry, EntryPayload, LogId, Node, NodeId, Snapshot,
     SnapshotMeta, StoredMembership, TypeConfig, Vote, BATCH_BYTES_MAX, BATCH_INPUTS_MAX,

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tonic::{Request, Response, Status, Streaming};
 use tradelog_domain::ShardId;
@@ -27,6 +28,31 @@ const SNAPSHOT_PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
 #[derive(Clone, Default)]
 pub struct RaftRouter {
     groups: Arc<RwLock<HashMap<u32, ShardRaft>>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    append_entries: AtomicU64,
+    streams: AtomicU64,
+    streamed_requests: AtomicU64,
+    votes: AtomicU64,
+    snapshots: AtomicU64,
+}
+
+/// What a node's transport has received since it started (all groups together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Unary AppendEntries calls.
+    pub append_entries: u64,
+    /// Pipelined `StreamAppend` streams opened.
+    pub streams: u64,
+    /// AppendEntries requests that arrived through those streams.
+    pub streamed_requests: u64,
+    /// Vote and pre-vote calls.
+    pub votes: u64,
+    /// Snapshots received whole.
+    pub snapshots: u64,
 }
 
 impl RaftRouter {
@@ -56,6 +82,18 @@ impl RaftRouter {
         RaftTransportServer::new(self.clone())
             .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+    }
+
+    /// Counts of what this node's transport received.
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.counters;
+        TransportStats {
+            append_entries: c.append_entries.load(Ordering::Relaxed),
+            streams: c.streams.load(Ordering::Relaxed),
+            streamed_requests: c.streamed_requests.load(Ordering::Relaxed),
+            votes: c.votes.load(Ordering::Relaxed),
+            snapshots: c.snapshots.load(Ordering::Relaxed),
+        }
     }
 
     fn group(&self, group: u32) -> Result<ShardRaft, Status> {
@@ -104,6 +142,7 @@ impl RaftTransport for RaftRouter {
         let r = request.into_inner();
         let raft = self.group(r.group)?;
         let req = decode(&r)?;
+        self.counters.append_entries.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(reply(raft.append_entries(req).await)))
     }
 
@@ -122,6 +161,8 @@ impl RaftTransport for RaftRouter {
                 Status::invalid_argument(format!("StreamAppend without `{GROUP_METADATA}`"))
             })?;
         let raft = self.group(group)?;
+        self.counters.streams.fetch_add(1, Ordering::Relaxed);
+        let counters = self.counters.clone();
         let inbound = request.into_inner();
         // A request that cannot be used ends the input; the reason ends the output.
         let failure: Arc<Mutex<Option<Status>>> = Arc::default();
@@ -135,6 +176,7 @@ impl RaftTransport for RaftRouter {
                         m.group
                     )));
                 }
+                counters.streamed_requests.fetch_add(1, Ordering::Relaxed);
                 decode(&m)
             })
             .take_while(move |r| {
@@ -162,6 +204,7 @@ impl RaftTransport for RaftRouter {
         let r = request.into_inner();
         let raft = self.group(r.group)?;
         let req = decode(&r)?;
+        self.counters.votes.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(reply(raft.vote(req).await)))
     }
 
@@ -169,6 +212,7 @@ impl RaftTransport for RaftRouter {
         let r = request.into_inner();
         let raft = self.group(r.group)?;
         let req = decode(&r)?;
+        self.counters.votes.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(reply(raft.pre_vote(req).await)))
     }
 
@@ -232,6 +276,7 @@ impl RaftTransport for RaftRouter {
             meta,
             snapshot: bytes,
         };
+        self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
         let r = raft.install_full_snapshot(vote, snapshot).await;
         Ok(Response::new(
             reply::<_, openraft::errors::Fatal<TypeConfig>>(r),

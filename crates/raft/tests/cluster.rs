@@ -268,6 +268,16 @@ async fn three_replicas_commit_and_survive_the_loss_of_the_leader() {
         }
     }
 
+    // Entries reached the followers through pipelined streams.
+    for n in nodes.iter().filter(|n| n.id != l0) {
+        let stats = n.router.stats();
+        assert!(
+            stats.streams > 0 && stats.streamed_requests > 0,
+            "node {}: {stats:?}",
+            n.id
+        );
+    }
+
     // The leader of group 0 goes away with its whole node.
     nodes[(l0 - 1) as usize].shutdown().await;
     let survivors: Vec<usize> = (0..3).filter(|&k| k as u64 + 1 != l0).collect();
@@ -343,6 +353,8 @@ async fn a_new_replica_catches_up_from_a_snapshot_sent_in_chunks() {
         .unwrap();
     let expected = reference(0, &batches).1;
     assert_eq!(expected, state_hash(learner).await);
+    // (A retried transfer would count twice; at least one arrived whole.)
+    assert!(newcomer.router.stats().snapshots >= 1);
     let m = learner.metrics().borrow_watched().clone();
     assert_eq!(
         Some(snapshot.meta.last_log_id.unwrap().index),
