@@ -14,6 +14,40 @@
 //! * **The state machine** ([`ShardStateMachine`], openraft's `RaftStateMachine`):
 //!   committed batches applied to the engine in order, snapshots built from a copy of the
 //!   engine and written beside the log, snapshots installed only after every check passed.
+//! * **The node-to-node transport** over gRPC (tonic; the internal service in
+//!   `proto/tradelog/raft/v1/raft.proto` of this crate, module [`pb`]): [`PeerChannels`]
+//!   (one channel per peer node, shared by every group), [`GroupNetwork`] / [`PeerClient`]
+//!   (openraft's network for one group: unary calls, pipelined AppendEntries over a
+//!   bidirectional stream, snapshots in chunks) and [`RaftRouter`] (the receiving side:
+//!   every message names its group and goes to that group's Raft instance).
+//!
+//! # Example: one replica of one group
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tradelog_domain::ShardId;
+//! use tradelog_engine::Placement;
+//! use tradelog_raft::*;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::path::Path::new("/var/lib/tradelog/shard-0");
+//! let peers = PeerChannels::new(); // one per node, shared by its groups
+//! let router = RaftRouter::new(); // serve `router.service()` with tonic
+//! let raft = ShardRaft::new(
+//!     1, // this node's id
+//!     Arc::new(raft_config("tradelog")?),
+//!     GroupNetwork::new(ShardId(0), 1, peers.clone()),
+//!     ShardLogStore::open(dir, LogStoreConfig::default())?,
+//!     ShardStateMachine::open(dir, ShardId(0), Placement::new(1))?,
+//! )
+//! .await?;
+//! router.add(ShardId(0), raft.clone());
+//! let batch = Batch::new(vec![/* engine inputs */])?;
+//! let answer = raft.client_write(batch).await?; // once committed and applied
+//! println!("{:?}", answer.data.results);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Must never depend on: tradelog-node, tradelog-server, tradelog-cli, or business logic of
 //! its own (the engine decides everything; this crate orders and stores inputs).
