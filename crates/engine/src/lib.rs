@@ -69,8 +69,9 @@ pub enum Input {
     },
 }
 
-/// What applying an input produced (besides events).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What applying an input produced (besides events). Serializable: a replicated shard
+/// returns these to the replica that proposed the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Applied {
     /// The answer to a command.
     Command(Outcome),

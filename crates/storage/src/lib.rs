@@ -66,7 +66,9 @@
 //! | install a snapshot beyond the log | [`LogStore::reset_to`]`(snapshot index, snapshot chain hash)` |
 //!
 //! The Raft term lives inside the payload (the adapter encodes entries); the vote and the
-//! committed index are small separate files the adapter owns.
+//! committed index are small separate files the adapter owns. That adapter is
+//! `tradelog-raft`'s `ShardLogStore` (Raft index `i` is record `i + 1`; a purge that stops
+//! inside the segment being written hides the records it cannot archive yet).
 //!
 //! # File format (version 1)
 //!

@@ -1,0 +1,129 @@
+//! Replication of a tradelog shard: each shard is a Raft group (openraft) whose log is the
+//! shard's [`FileLog`](tradelog_storage::FileLog) and whose state machine is the shard's
+//! [`Engine`](tradelog_engine::Engine).
+//!
+//! Owns:
+//!
+//! * **The type configuration** ([`TypeConfig`]): one Raft entry is a [`Batch`] of engine
+//!   inputs (many commands per entry, so a commit costs one fsync per replica and one round
+//!   trip per batch), its response a [`BatchResponse`] (the engine's result for each input).
+//! * **The log store** ([`ShardLogStore`], openraft's `RaftLogStorage`): Raft entries as
+//!   records of a `FileLog` (CRC32C-framed, hash-chained), group commit of appends on a
+//!   flusher thread, truncation of a conflicting suffix, purge into the archive, and the
+//!   vote, committed and purged log ids in an atomically replaced file ([`RaftMeta`]).
+//! * **The state machine** ([`ShardStateMachine`], openraft's `RaftStateMachine`):
+//!   committed batches applied to the engine in order, snapshots built from a copy of the
+//!   engine and written beside the log, snapshots installed only after every check passed.
+//! * **The node-to-node transport** over gRPC (tonic; the internal service in
+//!   `proto/tradelog/raft/v1/raft.proto` of this crate, module [`pb`]): [`PeerChannels`]
+//!   (one channel per peer node, shared by every group), [`GroupNetwork`] / [`PeerClient`]
+//!   (openraft's network for one group: unary calls, pipelined AppendEntries over a
+//!   bidirectional stream, snapshots in chunks) and [`RaftRouter`] (the receiving side:
+//!   every message names its group and goes to that group's Raft instance).
+//!
+//! # Example: one replica of one group
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tradelog_domain::ShardId;
+//! use tradelog_engine::Placement;
+//! use tradelog_raft::*;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::path::Path::new("/var/lib/tradelog/shard-0");
+//! let peers = PeerChannels::new(); // one per node, shared by its groups
+//! let router = RaftRouter::new(); // serve `router.service()` with tonic
+//! let raft = ShardRaft::new(
+//!     1, // this node's id
+//!     Arc::new(raft_config("tradelog")?),
+//!     GroupNetwork::new(ShardId(0), 1, peers.clone()),
+//!     ShardLogStore::open(dir, LogStoreConfig::default())?,
+//!     ShardStateMachine::open(dir, ShardId(0), Placement::new(1))?,
+//! )
+//! .await?;
+//! router.add(ShardId(0), raft.clone());
+//! let batch = Batch::new(vec![/* engine inputs */])?;
+//! let answer = raft.client_write(batch).await?; // once committed and applied
+//! println!("{:?}", answer.data.results);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Must never depend on: tradelog-node, tradelog-server, tradelog-cli, or business logic of
+//! its own (the engine decides everything; this crate orders and stores inputs).
+//!
+//! The openraft version is pinned exactly (`=0.10.0-alpha.37`); see
+//! `docs/design/0007-raft.md` for why this line and what it costs.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod log_store;
+mod meta;
+mod network;
+mod state_machine;
+mod transport;
+mod types;
+
+/// The generated messages, client and server of the internal transport
+/// (`proto/tradelog/raft/v1/raft.proto` in this crate).
+#[allow(missing_docs)]
+pub mod pb {
+    tonic::include_proto!("tradelog.raft.v1");
+}
+
+pub use log_store::{
+    decode_entry, encode_entry, LogOpenReport, LogStoreConfig, ShardLogReader, ShardLogStore,
+    COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
+};
+pub use meta::{RaftMeta, META_FILE};
+pub use network::{
+    GroupNetwork, PeerChannels, PeerClient, CONNECT_TIMEOUT_MS, GROUP_METADATA,
+    KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
+    SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
+};
+pub use state_machine::{
+    decode_snapshot, encode_snapshot, verify_snapshot_envelope, ShardSnapshotBuilder,
+    ShardStateMachine, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
+    SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
+};
+pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
+pub use types::{
+    Batch, BatchError, BatchResponse, Entry, EntryPayload, LogId, Node, NodeId, Snapshot,
+    SnapshotMeta, StoredMembership, TypeConfig, Vote, BATCH_BYTES_MAX, BATCH_INPUTS_MAX,
+};
+
+pub use openraft;
+
+/// The openraft handle of one shard group.
+pub type ShardRaft = openraft::Raft<TypeConfig, ShardStateMachine>;
+
+/// Default heartbeat interval of a group (ms).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// Default lower bound of the election timeout (ms); the upper bound is twice this.
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
+/// Default number of applied entries after which a replica builds a snapshot.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Default number of entries kept in the live log behind the latest snapshot (so that a
+/// briefly lagging replica catches up from the log rather than from a snapshot).
+pub const LOG_KEPT_BEHIND_SNAPSHOT_ENTRIES: u64 = 1_000;
+
+/// The openraft configuration of a tradelog group: heartbeats every
+/// [`HEARTBEAT_INTERVAL_MS`], elections after [`ELECTION_TIMEOUT_MIN_MS`] to twice that,
+/// at most [`RAFT_PAYLOAD_ENTRIES_MAX`] entries per AppendEntries (so a request stays under
+/// [`RAFT_MESSAGE_BYTES_MAX`]), a snapshot every [`SNAPSHOT_EVERY_ENTRIES`] entries, snapshot
+/// chunks of [`SNAPSHOT_CHUNK_BYTES`].
+pub fn raft_config(cluster_name: &str) -> Result<openraft::Config, openraft::ConfigError> {
+    openraft::Config {
+        cluster_name: cluster_name.to_string(),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: 2 * ELECTION_TIMEOUT_MIN_MS,
+        max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+        max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT_ENTRIES,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+        ..openraft::Config::default()
+    }
+    .validate()
+}

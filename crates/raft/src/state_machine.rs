@@ -1,0 +1,447 @@
+//! [`ShardStateMachine`]: the shard's [`Engine`] as openraft's state machine, and its
+//! snapshots.
+//!
+//! Committed entries are applied in order: a [`Batch`](crate::Batch) goes through
+//! [`Engine::apply_batch`] and its per-input results are the entry's response; blank and
+//! membership entries only move the applied log id (and the membership).
+//!
+//! Snapshots live in `DIR/snapshots/raft-snapshot-{next index:020}.bin`, each a sealed
+//! envelope ([`SNAPSHOT_FILE_MAGIC`], CRC32C) around the snapshot's Raft metadata (last log
+//! id, membership), the shard id, the engine's state hash and the engine's own sealed
+//! snapshot ([`Engine::snapshot`] encoding, versioned and checksummed). The same bytes are
+//! what openraft sends to a replica that is too far behind. A snapshot is written to a
+//! temporary file, fsynced, renamed into place and the directory fsynced; the newest
+//! [`SNAPSHOTS_KEPT`] are kept (snapshots are derived from the log, which keeps the
+//! history).
+//!
+//! Installing a snapshot checks everything before anything changes: the envelope, the
+//! metadata against what openraft says it is, the shard, every engine invariant
+//! ([`Engine::restore`]) and the state hash.
+
+use crate::meta::write_atomically;
+use crate::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::EntryPayload;
+use futures_util::{Stream, StreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::LogIdOptionExt;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tradelog_domain::{EventRecord, ShardId};
+use tradelog_engine::{Engine, Placement, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+
+/// Directory of snapshot files inside a group directory.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// First bytes of a replicated snapshot file.
+pub const SNAPSHOT_FILE_MAGIC: [u8; 8] = *b"TLRSNAP1";
+/// Version of the replicated snapshot file this build writes and reads.
+pub const SNAPSHOT_FILE_VERSION: u32 = 1;
+/// Snapshot files kept on disk (the newest ones; older ones are removed).
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// The decoded content of a snapshot file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta,
+    shard: ShardId,
+    state_hash: [u8; 32],
+    /// The engine's sealed snapshot.
+    engine: Vec<u8>,
+}
+
+/// Why snapshot bytes were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotCheckError {
+    /// The envelope or its content is damaged or of another version.
+    #[error("snapshot is unreadable: {0}")]
+    Codec(#[from] tradelog_codec::CodecError),
+    /// The snapshot says it covers something else than it was offered as.
+    #[error("snapshot metadata {found:?} differs from the expected {expected:?}")]
+    MetaMismatch {
+        /// What openraft said.
+        expected: Box<SnapshotMeta>,
+        /// What the bytes say.
+        found: Box<SnapshotMeta>,
+    },
+    /// A snapshot of another shard.
+    #[error("snapshot of shard {found} offered to shard {expected}")]
+    WrongShard {
+        /// This shard.
+        expected: ShardId,
+        /// The snapshot's shard.
+        found: ShardId,
+    },
+    /// The engine state does not restore (damaged or inconsistent).
+    #[error("snapshot engine state: {0}")]
+    Engine(#[from] tradelog_engine::SnapshotError),
+    /// The restored state does not have the recorded hash.
+    #[error("snapshot state hash {actual} differs from the recorded {expected}")]
+    HashMismatch {
+        /// Recorded in the snapshot.
+        expected: String,
+        /// Of the restored state.
+        actual: String,
+    },
+}
+
+/// Encodes the state of `engine` at `meta` as snapshot file bytes.
+pub fn encode_snapshot(meta: &SnapshotMeta, engine: &Engine) -> Vec<u8> {
+    let state = engine.state_bytes();
+    let file = SnapshotFile {
+        meta: meta.clone(),
+        shard: engine.shard(),
+        state_hash: tradelog_codec::sha256(&state),
+        engine: tradelog_codec::seal(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, &state),
+    };
+    tradelog_codec::seal(
+        SNAPSHOT_FILE_MAGIC,
+        SNAPSHOT_FILE_VERSION,
+        &tradelog_codec::encode(&file),
+    )
+}
+
+/// Checks the outer envelope of snapshot bytes (length, CRC32C, version), that they are the
+/// snapshot `meta` says and of shard `shard`, without restoring the engine: the cheap check
+/// a node makes on bytes received from a peer before handing them to Raft.
+pub fn verify_snapshot_envelope(
+    bytes: &[u8],
+    shard: ShardId,
+    meta: &SnapshotMeta,
+) -> Result<(), SnapshotCheckError> {
+    let payload = tradelog_codec::open(SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION, bytes)?;
+    let file: SnapshotFile = tradelog_codec::decode(payload)?;
+    if file.meta != *meta {
+        return Err(SnapshotCheckError::MetaMismatch {
+            expected: Box::new(meta.clone()),
+            found: Box::new(file.meta),
+        });
+    }
+    if file.shard != shard {
+        return Err(SnapshotCheckError::WrongShard {
+            expected: shard,
+            found: file.shard,
+        });
+    }
+    Ok(())
+}
+
+/// Checks snapshot file bytes completely and returns what they hold: the metadata and the
+/// restored engine. `expected` (when given) must equal the recorded metadata.
+pub fn decode_snapshot(
+    bytes: &[u8],
+    shard: ShardId,
+    expected: Option<&SnapshotMeta>,
+) -> Result<(SnapshotMeta, Engine), SnapshotCheckError> {
+    let payload = tradelog_codec::open(SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION, bytes)?;
+    let file: SnapshotFile = tradelog_codec::decode(payload)?;
+    if let Some(m) = expected {
+        if *m != file.meta {
+            return Err(SnapshotCheckError::MetaMismatch {
+                expected: Box::new(m.clone()),
+                found: Box::new(file.meta),
+            });
+        }
+    }
+    if file.shard != shard {
+        return Err(SnapshotCheckError::WrongShard {
+            expected: shard,
+            found: file.shard,
+        });
+    }
+    let engine = Engine::restore(&file.engine)?;
+    if engine.shard() != shard {
+        return Err(SnapshotCheckError::WrongShard {
+            expected: shard,
+            found: engine.shard(),
+        });
+    }
+    let actual = engine.state_hash();
+    if actual != file.state_hash {
+        return Err(SnapshotCheckError::HashMismatch {
+            expected: tradelog_codec::hex(&file.state_hash),
+            actual: tradelog_codec::hex(&actual),
+        });
+    }
+    Ok((file.meta, engine))
+}
+
+fn file_name(meta: &SnapshotMeta) -> String {
+    format!("raft-snapshot-{:020}.bin", meta.last_log_id.next_index())
+}
+
+/// Snapshot files of `dir/snapshots`, newest first.
+fn list_snapshots(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut v: Vec<(u64, PathBuf)> = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let n = name
+            .strip_prefix("raft-snapshot-")
+            .and_then(|s| s.strip_suffix(".bin"))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(n) = n {
+            v.push((n, e.path()));
+        }
+    }
+    v.sort();
+    Ok(v.into_iter().rev().map(|(_, p)| p).collect())
+}
+
+/// The newest snapshot on disk, shared by the state machine and its snapshot builders.
+#[derive(Clone, Debug)]
+struct Current {
+    meta: SnapshotMeta,
+    path: PathBuf,
+}
+
+/// Writes a snapshot file durably, records it as the newest and removes old ones.
+fn persist_snapshot(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    bytes: &[u8],
+    current: &Mutex<Option<Current>>,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = write_atomically(dir, &file_name(meta), bytes)?;
+    let mut cur = current
+        .lock()
+        .map_err(|_| io::Error::other("snapshot lock poisoned by a panic"))?;
+    // A builder that started before an install must not make an older snapshot current.
+    if cur
+        .as_ref()
+        .is_none_or(|c| c.meta.last_log_id <= meta.last_log_id)
+    {
+        *cur = Some(Current {
+            meta: meta.clone(),
+            path,
+        });
+    }
+    let keep = cur.as_ref().map(|c| c.path.clone());
+    for (k, old) in list_snapshots(dir)?.into_iter().enumerate() {
+        if k >= SNAPSHOTS_KEPT && Some(&old) != keep.as_ref() {
+            std::fs::remove_file(&old)?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`ShardStateMachine::open`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmOpenReport {
+    /// The snapshot the state was restored from (None: a new, empty shard).
+    pub restored_from: Option<PathBuf>,
+    /// Snapshot files that could not be used, with the reason (newer than the one used).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// The shard's engine as openraft's state machine. See the module documentation.
+pub struct ShardStateMachine {
+    shard: ShardId,
+    dir: PathBuf,
+    engine: Engine,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    current: Arc<Mutex<Option<Current>>>,
+    events: Vec<EventRecord>,
+    report: SmOpenReport,
+}
+
+impl ShardStateMachine {
+    /// Opens the state machine of shard `shard` in the group directory `dir`: restored from
+    /// the newest snapshot that checks out completely (damaged ones are skipped and
+    /// reported), or a new engine with `placement` when there is none.
+    pub fn open(dir: impl AsRef<Path>, shard: ShardId, placement: Placement) -> io::Result<Self> {
+        let dir = dir.as_ref().join(SNAPSHOTS_DIR);
+        let mut report = SmOpenReport::default();
+        for path in list_snapshots(&dir)? {
+            let checked = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| decode_snapshot(&b, shard, None).map_err(|e| e.to_string()));
+            match checked {
+                Ok((meta, engine)) => {
+                    report.restored_from = Some(path.clone());
+                    return Ok(ShardStateMachine {
+                        shard,
+                        dir,
+                        engine,
+                        applied: meta.last_log_id,
+                        membership: meta.last_membership.clone(),
+                        current: Arc::new(Mutex::new(Some(Current { meta, path }))),
+                        events: Vec::new(),
+                        report,
+                    });
+                }
+                Err(why) => report.skipped.push((path, why)),
+            }
+        }
+        Ok(ShardStateMachine {
+            shard,
+            dir,
+            engine: Engine::new(shard, placement),
+            applied: None,
+            membership: StoredMembership::default(),
+            current: Arc::new(Mutex::new(None)),
+            events: Vec::new(),
+            report,
+        })
+    }
+
+    /// What opening found.
+    pub fn open_report(&self) -> &SmOpenReport {
+        &self.report
+    }
+
+    /// The engine (read only).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The last applied log id.
+    pub fn applied(&self) -> Option<LogId> {
+        self.applied
+    }
+
+    /// The engine's state hash.
+    pub fn state_hash(&self) -> [u8; 32] {
+        self.engine.state_hash()
+    }
+
+    fn current_meta(&self) -> io::Result<Option<Current>> {
+        self.current
+            .lock()
+            .map(|c| c.clone())
+            .map_err(|_| io::Error::other("snapshot lock poisoned by a panic"))
+    }
+}
+
+/// Builds a snapshot from a copy of the engine taken when the builder was made, so the
+/// state machine goes on applying meanwhile.
+pub struct ShardSnapshotBuilder {
+    dir: PathBuf,
+    engine: Option<Engine>,
+    meta: SnapshotMeta,
+    current: Arc<Mutex<Option<Current>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let engine = self
+            .engine
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot builder used twice"))?;
+        let (dir, meta, current) = (self.dir.clone(), self.meta.clone(), self.current.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let bytes = encode_snapshot(&meta, &engine);
+            persist_snapshot(&dir, &meta, &bytes, &current)?;
+            Ok::<_, io::Error>(Snapshot {
+                meta,
+                snapshot: bytes,
+            })
+        });
+        task.await.map_err(io::Error::other)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for ShardStateMachine {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = ShardSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + Send,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let log_id = entry.log_id();
+            // openraft applies in log order; its storage suite skips indexes, so only the
+            // order is checked.
+            if log_id.index < self.applied.next_index() {
+                return Err(io::Error::other(format!(
+                    "apply out of order: entry {log_id} after {:?}",
+                    self.applied
+                )));
+            }
+            let mut response = BatchResponse::default();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(batch) => {
+                    self.engine
+                        .apply_batch(&batch.inputs, &mut self.events, &mut response.results);
+                    self.events.clear();
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                }
+            }
+            self.applied = Some(log_id);
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> ShardSnapshotBuilder {
+        ShardSnapshotBuilder {
+            dir: self.dir.clone(),
+            engine: Some(self.engine.clone()),
+            meta: SnapshotMeta {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+            },
+            current: self.current.clone(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
+        let shard = self.shard;
+        let expected = meta.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            decode_snapshot(&snapshot, shard, Some(&expected))
+                .map(|(_, engine)| (engine, snapshot))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        });
+        let (engine, bytes) = task.await.map_err(io::Error::other)??;
+        let already_current = self
+            .current_meta()?
+            .is_some_and(|c| c.meta == *meta && c.path.exists());
+        if !already_current {
+            let (dir, m, current) = (self.dir.clone(), meta.clone(), self.current.clone());
+            tokio::task::spawn_blocking(move || persist_snapshot(&dir, &m, &bytes, &current))
+                .await
+                .map_err(io::Error::other)??;
+        }
+        self.engine = engine;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        let Some(cur) = self.current_meta()? else {
+            return Ok(None);
+        };
+        let path = cur.path.clone();
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(Some(Snapshot {
+            meta: cur.meta,
+            snapshot: bytes,
+        }))
+    }
+}

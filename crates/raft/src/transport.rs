@@ -1,0 +1,285 @@
+//! The receiving side of the node-to-node transport: [`RaftRouter`] holds the Raft instance
+//! of every group this node serves and answers the `tradelog.raft.v1.RaftTransport` gRPC
+//! service by handing each message to its group.
+
+use crate::network::{GROUP_METADATA, RAFT_MESSAGE_BYTES_MAX, WIRE_ENCODING};
+use crate::pb::raft_reply::Result as PbResult;
+use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
+use crate::pb::{RaftReply, RaftRequest, SnapshotChunk};
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
+use crate::{verify_snapshot_envelope, ShardRaft, Snapshot};
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tonic::{Request, Response, Status, Streaming};
+use tradelog_domain::ShardId;
+
+/// Largest snapshot a node accepts from a peer (1 GiB, the largest sealed envelope).
+pub const SNAPSHOT_BYTES_MAX: u64 = tradelog_codec::ENVELOPE_PAYLOAD_BYTES_MAX as u64;
+/// Most bytes reserved up front for an incoming snapshot (64 MiB).
+const SNAPSHOT_PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
+
+/// The Raft groups of this node, by group (shard) id, and the gRPC service that feeds
+/// them. Cheap to clone; groups may be added and removed while serving.
+#[derive(Clone, Default)]
+pub struct RaftRouter {
+    groups: Arc<RwLock<HashMap<u32, ShardRaft>>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    append_entries: AtomicU64,
+    streams: AtomicU64,
+    streamed_requests: AtomicU64,
+    votes: AtomicU64,
+    snapshots: AtomicU64,
+}
+
+/// What a node's transport has received since it started (all groups together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Unary AppendEntries calls.
+    pub append_entries: u64,
+    /// Pipelined `StreamAppend` streams opened.
+    pub streams: u64,
+    /// AppendEntries requests that arrived through those streams.
+    pub streamed_requests: u64,
+    /// Vote and pre-vote calls.
+    pub votes: u64,
+    /// Snapshots received whole.
+    pub snapshots: u64,
+}
+
+impl RaftRouter {
+    /// A router with no group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes messages for `group` to `raft` (replacing any previous instance).
+    pub fn add(&self, group: ShardId, raft: ShardRaft) {
+        self.groups
+            .write()
+            .expect("router poisoned")
+            .insert(group.0, raft);
+    }
+
+    /// Stops routing messages to `group`; its peers then see it as unreachable.
+    pub fn remove(&self, group: ShardId) -> Option<ShardRaft> {
+        self.groups
+            .write()
+            .expect("router poisoned")
+            .remove(&group.0)
+    }
+
+    /// The gRPC service to add to a tonic server.
+    pub fn service(&self) -> RaftTransportServer<RaftRouter> {
+        RaftTransportServer::new(self.clone())
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+    }
+
+    /// Counts of what this node's transport received.
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.counters;
+        TransportStats {
+            append_entries: c.append_entries.load(Ordering::Relaxed),
+            streams: c.streams.load(Ordering::Relaxed),
+            streamed_requests: c.streamed_requests.load(Ordering::Relaxed),
+            votes: c.votes.load(Ordering::Relaxed),
+            snapshots: c.snapshots.load(Ordering::Relaxed),
+        }
+    }
+
+    fn group(&self, group: u32) -> Result<ShardRaft, Status> {
+        self.groups
+            .read()
+            .expect("router poisoned")
+            .get(&group)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("this node serves no Raft group {group}")))
+    }
+}
+
+fn check_encoding(encoding: u32) -> Result<(), Status> {
+    if encoding == WIRE_ENCODING {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "message encoding {encoding}, this node speaks {WIRE_ENCODING}"
+        )))
+    }
+}
+
+fn decode<T: DeserializeOwned>(r: &RaftRequest) -> Result<T, Status> {
+    check_encoding(r.encoding)?;
+    tradelog_codec::decode(&r.payload)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+}
+
+fn reply<T: Serialize, E: std::fmt::Display>(r: Result<T, E>) -> RaftReply {
+    RaftReply {
+        result: Some(match r {
+            Ok(v) => PbResult::Ok(tradelog_codec::encode(&v)),
+            Err(e) => PbResult::Error(e.to_string()),
+        }),
+    }
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<RaftReply, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl RaftTransport for RaftRouter {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        let raft = self.group(r.group)?;
+        let req = decode(&r)?;
+        self.counters.append_entries.fetch_add(1, Ordering::Relaxed);
+        Ok(Response::new(reply(raft.append_entries(req).await)))
+    }
+
+    type StreamAppendStream = ReplyStream;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<RaftRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let group: u32 = request
+            .metadata()
+            .get(GROUP_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("StreamAppend without `{GROUP_METADATA}`"))
+            })?;
+        let raft = self.group(group)?;
+        self.counters.streams.fetch_add(1, Ordering::Relaxed);
+        let counters = self.counters.clone();
+        let inbound = request.into_inner();
+        // A request that cannot be used ends the input; the reason ends the output.
+        let failure: Arc<Mutex<Option<Status>>> = Arc::default();
+        let failed = failure.clone();
+        let requests = inbound
+            .map(move |m| {
+                let m = m?;
+                if m.group != group {
+                    return Err(Status::invalid_argument(format!(
+                        "group {} in a stream of group {group}",
+                        m.group
+                    )));
+                }
+                counters.streamed_requests.fetch_add(1, Ordering::Relaxed);
+                decode(&m)
+            })
+            .take_while(move |r| {
+                let ok = r.is_ok();
+                if let Err(e) = r {
+                    *failed.lock().expect("poisoned") = Some(e.clone());
+                }
+                std::future::ready(ok)
+            })
+            .filter_map(|r| std::future::ready(r.ok()));
+        let replies = raft
+            .stream_append(Box::pin(requests))
+            .map(|r| match r {
+                Ok(result) => Ok(reply::<_, String>(Ok(result))),
+                Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+            })
+            .chain(
+                futures_util::stream::once(async move { failure.lock().expect("poisoned").take() })
+                    .filter_map(|e| std::future::ready(e.map(Err))),
+            );
+        Ok(Response::new(Box::pin(replies)))
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        let raft = self.group(r.group)?;
+        let req = decode(&r)?;
+        self.counters.votes.fetch_add(1, Ordering::Relaxed);
+        Ok(Response::new(reply(raft.vote(req).await)))
+    }
+
+    async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        let raft = self.group(r.group)?;
+        let req = decode(&r)?;
+        self.counters.votes.fetch_add(1, Ordering::Relaxed);
+        Ok(Response::new(reply(raft.pre_vote(req).await)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        let raft = self.group(r.group)?;
+        let req = decode(&r)?;
+        Ok(Response::new(reply(raft.handle_transfer_leader(req).await)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot transfer"))?;
+        check_encoding(first.encoding)?;
+        let raft = self.group(first.group)?;
+        let (vote, meta, len): (Vote, SnapshotMeta, u64) = tradelog_codec::decode(&first.header)
+            .map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
+        if len > SNAPSHOT_BYTES_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "snapshot of {len} bytes (at most {SNAPSHOT_BYTES_MAX})"
+            )));
+        }
+        // Grows with what arrives rather than with what the header announces.
+        let mut bytes = Vec::with_capacity(len.min(SNAPSHOT_PREALLOCATE_BYTES_MAX) as usize);
+        bytes.extend_from_slice(&first.data);
+        while let Some(c) = inbound.message().await? {
+            if c.group != first.group || c.offset != bytes.len() as u64 {
+                return Err(Status::invalid_argument(format!(
+                    "snapshot chunk of group {} at offset {} (expected group {} offset {})",
+                    c.group,
+                    c.offset,
+                    first.group,
+                    bytes.len()
+                )));
+            }
+            if bytes.len() as u64 + c.data.len() as u64 > len {
+                return Err(Status::invalid_argument("snapshot longer than announced"));
+            }
+            bytes.extend_from_slice(&c.data);
+        }
+        if bytes.len() as u64 != len {
+            return Err(Status::invalid_argument(format!(
+                "snapshot transfer ended at {} of {len} bytes",
+                bytes.len()
+            )));
+        }
+        // The state machine checks everything again (engine invariants, state hash) before
+        // it replaces its state; this check keeps damaged bytes away from openraft.
+        verify_snapshot_envelope(&bytes, ShardId(first.group), &meta)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: bytes,
+        };
+        self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        let r = raft.install_full_snapshot(vote, snapshot).await;
+        Ok(Response::new(
+            reply::<_, openraft::errors::Fatal<TypeConfig>>(r),
+        ))
+    }
+}

@@ -1,0 +1,114 @@
+//! The openraft type configuration of a tradelog shard group and the application data it
+//! replicates: one Raft entry is a [`Batch`] of engine inputs, its response the engine's
+//! per-input results ([`BatchResponse`]).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tradelog_engine::{Applied, Input};
+
+/// Most inputs in one [`Batch`] (one Raft entry, one engine `apply_batch`).
+pub const BATCH_INPUTS_MAX: usize = 8_192;
+
+/// Most bytes of one encoded [`Batch`] (4 MiB): well below the log's record limit
+/// ([`tradelog_storage::RECORD_BYTES_MAX`]), and small enough that an AppendEntries of
+/// [`RAFT_PAYLOAD_ENTRIES_MAX`](crate::RAFT_PAYLOAD_ENTRIES_MAX) entries fits a gRPC message
+/// ([`RAFT_MESSAGE_BYTES_MAX`](crate::RAFT_MESSAGE_BYTES_MAX)).
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
+
+/// Identifies a replica (a node of the cluster) inside a Raft group.
+pub type NodeId = u64;
+
+/// What a replica knows about another member: where to reach it (`addr`, a URL such as
+/// `http://127.0.0.1:7001`).
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of a tradelog shard group.
+    ///
+    /// Leader ids follow openraft's default ("advanced") scheme: a term may have several
+    /// candidates, and a log id is (term, leader node, index). Everything else is the
+    /// default: `u64` terms and node ids, [`BasicNode`](openraft::BasicNode) addresses,
+    /// `openraft::Entry` log entries, the tokio runtime.
+    pub TypeConfig:
+        D = Batch,
+        R = BatchResponse,
+        NodeId = NodeId,
+        Node = Node,
+);
+
+/// The id of a Raft log entry: (term, leader node) and index. Indexes start at 0.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A Raft vote (term, candidate, committed flag).
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// One Raft log entry.
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// The payload of one Raft log entry.
+pub type EntryPayload = openraft::type_config::alias::EntryPayloadOf<TypeConfig>;
+/// A membership configuration together with the id of the entry that set it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// What a snapshot covers: its last log id and the membership at that point.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot as openraft passes it around: metadata and the sealed snapshot bytes.
+pub type Snapshot = openraft::Snapshot<
+    openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>,
+    NodeId,
+    Node,
+    Vec<u8>,
+>;
+
+/// The application data of one Raft entry: engine inputs applied together, in order.
+///
+/// Many commands per entry is what makes a replicated commit cost one fsync per replica and
+/// one round trip per batch rather than per command.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The inputs, applied in this order.
+    pub inputs: Vec<Input>,
+}
+
+/// Why a batch was refused before it was proposed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// A batch must carry at least one input.
+    #[error("a batch needs at least one input")]
+    Empty,
+    /// More inputs than [`BATCH_INPUTS_MAX`].
+    #[error("{0} inputs in one batch (at most {BATCH_INPUTS_MAX})")]
+    TooManyInputs(usize),
+    /// Encoded, the batch is larger than [`BATCH_BYTES_MAX`].
+    #[error("batch encodes to {0} bytes (at most {BATCH_BYTES_MAX})")]
+    TooLarge(usize),
+}
+
+impl Batch {
+    /// A batch of `inputs`, checked against [`BATCH_INPUTS_MAX`] and [`BATCH_BYTES_MAX`]
+    /// so that it can always be stored and replicated.
+    pub fn new(inputs: Vec<Input>) -> Result<Batch, BatchError> {
+        if inputs.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        if inputs.len() > BATCH_INPUTS_MAX {
+            return Err(BatchError::TooManyInputs(inputs.len()));
+        }
+        let batch = Batch { inputs };
+        let len = tradelog_codec::encode(&batch).len();
+        if len > BATCH_BYTES_MAX {
+            return Err(BatchError::TooLarge(len));
+        }
+        Ok(batch)
+    }
+}
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch of {} inputs", self.inputs.len())
+    }
+}
+
+/// The state machine's answer to one entry: one result per input of a [`Batch`], in order
+/// (empty for blank and membership entries).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// `results[k]` is what input `k` of the batch did.
+    pub results: Vec<Applied>,
+}

@@ -1,0 +1,442 @@
+//! Three replicas in one process, talking gRPC over loopback: two groups (shards) share one
+//! channel per peer; a leader is elected, batches are committed and applied on every
+//! replica with equal state hashes and the engine's own results; a new replica catches up
+//! from a snapshot streamed in chunks; the leader's node is shut down, a new leader is
+//! elected and every committed write is still there.
+
+mod common;
+
+use common::workload;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
+use openraft::Raft;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tradelog_domain::ShardId;
+use tradelog_engine::{Applied, Engine, Input, Placement};
+use tradelog_raft::{
+    Batch, GroupNetwork, LogStoreConfig, Node, NodeId, PeerChannels, RaftMeta, RaftRouter,
+    ShardLogStore, ShardRaft, ShardStateMachine,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const SHARDS: u32 = 2;
+
+struct TestNode {
+    id: NodeId,
+    addr: String,
+    router: RaftRouter,
+    peers: PeerChannels,
+    rafts: BTreeMap<u32, ShardRaft>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+fn config() -> Arc<openraft::Config> {
+    let mut c = tradelog_raft::raft_config("test").unwrap();
+    // Small chunks, so that a snapshot transfer takes many of them.
+    c.snapshot_max_chunk_size = 256;
+    Arc::new(c.validate().unwrap())
+}
+
+async fn bind() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    (l, addr)
+}
+
+/// Starts node `id` serving `groups`, with its directories under `root`.
+async fn start(
+    id: NodeId,
+    listener: TcpListener,
+    addr: String,
+    root: &Path,
+    groups: &[u32],
+) -> TestNode {
+    let router = RaftRouter::new();
+    let peers = PeerChannels::new();
+    let mut rafts = BTreeMap::new();
+    for &g in groups {
+        let dir: PathBuf = root.join(format!("node-{id}")).join(format!("group-{g}"));
+        let store = ShardLogStore::open(&dir, LogStoreConfig::default()).unwrap();
+        let sm = ShardStateMachine::open(&dir, ShardId(g), Placement::new(SHARDS)).unwrap();
+        let net = GroupNetwork::new(ShardId(g), id, peers.clone());
+        let raft = Raft::new(id, config(), net, store, sm).await.unwrap();
+        router.add(ShardId(g), raft.clone());
+        rafts.insert(g, raft);
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let service = router.service();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    TestNode {
+        id,
+        addr,
+        router,
+        peers,
+        rafts,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestNode {
+    /// Stops every group and the server of this node.
+    async fn shutdown(&mut self) {
+        for (&g, raft) in &self.rafts {
+            self.router.remove(ShardId(g));
+            raft.shutdown().await.unwrap();
+        }
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(mut h) = self.server.take() {
+            // A graceful stop waits for open connections, and the other nodes' replication
+            // streams keep theirs open: give them a moment, then drop them, as a crash would.
+            if tokio::time::timeout(Duration::from_secs(2), &mut h)
+                .await
+                .is_err()
+            {
+                h.abort();
+            }
+        }
+    }
+}
+
+async fn state_hash(raft: &ShardRaft) -> [u8; 32] {
+    raft.with_state_machine(|sm: &mut ShardStateMachine| Box::pin(async move { sm.state_hash() }))
+        .await
+        .unwrap()
+}
+
+async fn leader_of(raft: &ShardRaft) -> NodeId {
+    raft.wait(Some(WAIT))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .unwrap()
+        .current_leader
+        .unwrap()
+}
+
+/// The engine's own answers to `batches`, and its state hash after them.
+fn reference(shard: u32, batches: &[Vec<Input>]) -> (Vec<Vec<Applied>>, [u8; 32]) {
+    let mut e = Engine::new(ShardId(shard), Placement::new(SHARDS));
+    let mut events = Vec::new();
+    let results = batches
+        .iter()
+        .map(|b| {
+            let mut r = Vec::new();
+            e.apply_batch(b, &mut events, &mut r);
+            r
+        })
+        .collect();
+    (results, e.state_hash())
+}
+
+/// Proposes every batch through `leader` and returns the state machine's answers.
+async fn write_all(leader: &ShardRaft, batches: &[Vec<Input>]) -> (Vec<Vec<Applied>>, u64) {
+    let mut results = Vec::new();
+    let mut last = 0;
+    for b in batches {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let resp = loop {
+            let write = leader.client_write(Batch::new(b.clone()).unwrap());
+            let r = tokio::time::timeout(WAIT, write)
+                .await
+                .expect("write timed out");
+            match r {
+                Ok(r) => break r,
+                // A new leader accepts writes once a quorum has acknowledged it (its lease);
+                // a client retries meanwhile. Nothing was appended.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("write failed: {e}"),
+            }
+        };
+        results.push(resp.data.results);
+        last = resp.log_id.index;
+    }
+    (results, last)
+}
+
+async fn wait_applied(rafts: &[&ShardRaft], index: u64) {
+    for r in rafts {
+        r.wait(Some(WAIT))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .unwrap();
+    }
+}
+
+async fn three_nodes(root: &Path, groups: &[u32]) -> Vec<TestNode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut bound = Vec::new();
+    for _ in 0..3 {
+        bound.push(bind().await);
+    }
+    let members: BTreeMap<NodeId, Node> = bound
+        .iter()
+        .enumerate()
+        .map(|(k, (_, a))| (k as u64 + 1, Node::new(a)))
+        .collect();
+    let mut nodes = Vec::new();
+    for (k, (l, a)) in bound.into_iter().enumerate() {
+        nodes.push(start(k as u64 + 1, l, a, root, groups).await);
+    }
+    for &g in groups {
+        nodes[0].rafts[&g]
+            .initialize(members.clone())
+            .await
+            .unwrap();
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_commit_and_survive_the_loss_of_the_leader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(tmp.path(), &[0, 1]).await;
+
+    let batches = workload(40, 8);
+    let (first, second) = batches.split_at(25);
+    // Group 1 gets the catalog only (every shard applies it).
+    let catalog = &batches[..1];
+
+    // Both groups elect a leader and commit through it.
+    let mut leaders = BTreeMap::new();
+    for g in [0u32, 1] {
+        leaders.insert(g, leader_of(&nodes[0].rafts[&g]).await);
+    }
+    let l0 = leaders[&0];
+    let leader = nodes[(l0 - 1) as usize].rafts[&0].clone();
+    let (results, last) = write_all(&leader, first).await;
+    let (expected, expected_hash) = reference(0, first);
+    assert_eq!(expected, results);
+    let l1 = nodes[(leaders[&1] - 1) as usize].rafts[&1].clone();
+    let (results1, last1) = write_all(&l1, catalog).await;
+    assert_eq!(reference(1, catalog).0, results1);
+
+    // Applied on all three, with equal state hashes (and the engine's).
+    let group0: Vec<&ShardRaft> = nodes.iter().map(|n| &n.rafts[&0]).collect();
+    wait_applied(&group0, last).await;
+    for r in &group0 {
+        assert_eq!(expected_hash, state_hash(r).await);
+    }
+    let group1: Vec<&ShardRaft> = nodes.iter().map(|n| &n.rafts[&1]).collect();
+    wait_applied(&group1, last1).await;
+    for r in &group1 {
+        assert_eq!(reference(1, catalog).1, state_hash(r).await);
+    }
+
+    // One channel per peer, whatever the number of groups: a leader of both groups talks
+    // to both peers over two channels; no node has a channel to anything else.
+    for n in &nodes {
+        let mut others: Vec<String> = nodes
+            .iter()
+            .filter(|m| m.id != n.id)
+            .map(|m| m.addr.clone())
+            .collect();
+        others.sort();
+        let used = n.peers.addresses();
+        assert!(
+            used.iter().all(|a| others.contains(a)),
+            "node {}: {used:?}",
+            n.id
+        );
+        if leaders.values().any(|&l| l == n.id) {
+            assert_eq!(others, used, "leader node {}", n.id);
+        }
+    }
+
+    // Entries reached the followers through pipelined streams.
+    for n in nodes.iter().filter(|n| n.id != l0) {
+        let stats = n.router.stats();
+        assert!(
+            stats.streams > 0 && stats.streamed_requests > 0,
+            "node {}: {stats:?}",
+            n.id
+        );
+    }
+
+    // The leader of group 0 goes away with its whole node.
+    nodes[(l0 - 1) as usize].shutdown().await;
+    let survivors: Vec<usize> = (0..3).filter(|&k| k as u64 + 1 != l0).collect();
+    let new_leader = nodes[survivors[0]].rafts[&0]
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| l != l0),
+            "a new leader",
+        )
+        .await
+        .unwrap()
+        .current_leader
+        .unwrap();
+    assert_ne!(l0, new_leader);
+    let leader = nodes[(new_leader - 1) as usize].rafts[&0].clone();
+    let (results, last) = write_all(&leader, second).await;
+    let (expected_all, expected_hash) = reference(0, &batches[..]);
+    assert_eq!(expected_all[first.len()..].to_vec(), results);
+
+    // Every committed write, before and after the failover, is on both survivors.
+    let group0: Vec<&ShardRaft> = survivors.iter().map(|&k| &nodes[k].rafts[&0]).collect();
+    wait_applied(&group0, last).await;
+    for r in &group0 {
+        assert_eq!(expected_hash, state_hash(r).await);
+    }
+    for k in survivors {
+        nodes[k].shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_catches_up_from_a_snapshot_sent_in_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(tmp.path(), &[0]).await;
+    let batches = workload(30, 8);
+    let l = leader_of(&nodes[0].rafts[&0]).await;
+    let leader = nodes[(l - 1) as usize].rafts[&0].clone();
+    let (_, last) = write_all(&leader, &batches).await;
+    let all: Vec<&ShardRaft> = nodes.iter().map(|n| &n.rafts[&0]).collect();
+    wait_applied(&all, last).await;
+
+    // The leader snapshots and drops its log: a newcomer can only start from the snapshot.
+    leader.trigger().snapshot().await.unwrap();
+    leader
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= last),
+            "snapshot built",
+        )
+        .await
+        .unwrap();
+    leader.trigger().purge_log(last).await.unwrap();
+    leader
+        .wait(Some(WAIT))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= last), "log purged")
+        .await
+        .unwrap();
+    let snapshot = leader.get_snapshot().await.unwrap().unwrap();
+    assert!(
+        snapshot.snapshot.len() > 4 * 256,
+        "a snapshot of {} bytes would not need several chunks",
+        snapshot.snapshot.len()
+    );
+
+    let (listener, addr) = bind().await;
+    let mut newcomer = start(4, listener, addr.clone(), tmp.path(), &[0]).await;
+    leader.add_learner(4, Node::new(&addr), true).await.unwrap();
+    let learner = &newcomer.rafts[&0];
+    learner
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "learner caught up")
+        .await
+        .unwrap();
+    let expected = reference(0, &batches).1;
+    assert_eq!(expected, state_hash(learner).await);
+    // (A retried transfer would count twice; at least one arrived whole.)
+    assert!(newcomer.router.stats().snapshots >= 1);
+    let m = learner.metrics().borrow_watched().clone();
+    assert_eq!(
+        Some(snapshot.meta.last_log_id.unwrap().index),
+        m.snapshot.map(|s| s.index),
+        "the learner started from the leader's snapshot"
+    );
+
+    // It keeps up with new writes through the log.
+    let more = workload(35, 8);
+    let (_, last) = write_all(&leader, &more[32..]).await;
+    learner
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "learner applies new entries")
+        .await
+        .unwrap();
+    let mut expected_batches = batches.clone();
+    expected_batches.extend(more[32..].iter().cloned());
+    assert_eq!(reference(0, &expected_batches).1, state_hash(learner).await);
+    let voters: BTreeSet<NodeId> = learner
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert_eq!(BTreeSet::from([1, 2, 3]), voters);
+
+    newcomer.shutdown().await;
+    for n in &mut nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_recovers_its_state_and_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(tmp.path(), &[0]).await;
+    let batches = workload(40, 8);
+    let (before, after) = batches.split_at(20);
+    let l = leader_of(&nodes[0].rafts[&0]).await;
+    let leader = nodes[(l - 1) as usize].rafts[&0].clone();
+    let (_, last_before) = write_all(&leader, before).await;
+    let all: Vec<&ShardRaft> = nodes.iter().map(|n| &n.rafts[&0]).collect();
+    wait_applied(&all, last_before).await;
+
+    // A follower stops; the other two go on committing.
+    let f = (0..3).find(|&k| k as u64 + 1 != l).unwrap();
+    let f_id = nodes[f].id;
+    let vote_before = nodes[f].rafts[&0].metrics().borrow_watched().vote;
+    nodes[f].shutdown().await;
+    let dir = tmp.path().join(format!("node-{f_id}")).join("group-0");
+    let saved = RaftMeta::load(&dir).unwrap();
+    assert_eq!(Some(vote_before), saved.vote);
+    assert!(saved.committed.is_some_and(|c| c.index <= last_before));
+    let (_, last) = write_all(&leader, after).await;
+
+    // It restarts from its own directory, at the same address.
+    let addr = nodes[f].addr.clone();
+    let listener = TcpListener::bind(addr.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let restarted = start(f_id, listener, addr, tmp.path(), &[0]).await;
+    let raft = &restarted.rafts[&0];
+    // Its vote survived, and it re-applied what it knew was committed from its own log.
+    raft.wait(Some(WAIT))
+        .metrics(|m| m.vote >= vote_before, "the vote survived")
+        .await
+        .unwrap();
+    raft.wait(Some(WAIT))
+        .applied_index_at_least(Some(last_before), "recovered from its own log")
+        .await
+        .unwrap();
+    // Then it catches up with what it missed.
+    raft.wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "caught up")
+        .await
+        .unwrap();
+    assert_eq!(reference(0, &batches).1, state_hash(raft).await);
+    assert_eq!(state_hash(&leader).await, state_hash(raft).await);
+
+    nodes[f] = restarted;
+    for n in &mut nodes {
+        n.shutdown().await;
+    }
+}

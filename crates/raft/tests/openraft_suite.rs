@@ -1,0 +1,63 @@
+//! openraft's own storage test suite (`openraft::testing::log::Suite`) against the real
+//! log store and state machine, on real files, in two log geometries.
+
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{ErrorSubject, ErrorVerb, StorageError};
+use tempfile::TempDir;
+use tradelog_domain::ShardId;
+use tradelog_engine::Placement;
+use tradelog_raft::{LogStoreConfig, ShardLogStore, ShardStateMachine, TypeConfig};
+use tradelog_storage::FileLogConfig;
+
+fn store_err(e: std::io::Error) -> StorageError<TypeConfig> {
+    StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e)
+}
+
+struct Builder {
+    log: FileLogConfig,
+}
+
+impl StoreBuilder<TypeConfig, ShardLogStore, ShardStateMachine, TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, ShardLogStore, ShardStateMachine), StorageError<TypeConfig>> {
+        let tmp = tempfile::tempdir().map_err(store_err)?;
+        let config = LogStoreConfig {
+            log: self.log.clone(),
+            ..LogStoreConfig::default()
+        };
+        let store = ShardLogStore::open(tmp.path(), config).map_err(store_err)?;
+        let sm = ShardStateMachine::open(tmp.path(), ShardId(0), Placement::new(1))
+            .map_err(store_err)?;
+        Ok((tmp, store, sm))
+    }
+}
+
+fn run(log: FileLogConfig) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(Suite::test_all(Builder { log }))
+        .expect("openraft storage suite");
+}
+
+#[test]
+fn openraft_suite_one_segment() {
+    run(FileLogConfig {
+        segment_bytes_max: 1 << 20,
+        record_bytes_max: 64 << 10,
+        write_buffer_bytes: 4 << 10,
+    });
+}
+
+#[test]
+fn openraft_suite_tiny_segments() {
+    // A few entries per segment: purges archive whole segments, truncations cross them.
+    run(FileLogConfig {
+        segment_bytes_max: 64 + 48 + 256,
+        record_bytes_max: 256,
+        write_buffer_bytes: 1,
+    });
+}
