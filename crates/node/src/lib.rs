@@ -464,75 +464,19 @@ pub struct ShardVerifyReport {
 /// Checks a shard directory offline and read only: the log's framing, checksums and hash
 /// chain (archive included), then replays the whole history and checks that it reproduces
 /// the state hash recorded in every snapshot. The first problem is returned precisely
-/// (file, offset and index for the log; index and both hashes for a snapshot).
+/// (file, offset and index for the log; index and both hashes for a snapshot). It is a
+/// whole-history [`replay_shard_dir`], so it also refuses the directory of a running node.
 pub fn verify_shard_dir(
     dir: &Path,
     shard: ShardId,
     placement: Placement,
 ) -> Result<ShardVerifyReport, NodeError> {
-    let snaps = snapshots::list(dir).map_err(|source| NodeError::SnapshotIo {
-        path: dir.join(SNAPSHOTS_DIR),
-        source,
-    })?;
-    let mut expected = std::collections::BTreeMap::new();
-    for (index, path) in &snaps {
-        let f = snapshots::read(path).map_err(|reason| NodeError::BadRecord {
-            index: *index,
-            reason: format!("snapshot {} is unreadable: {reason}", path.display()),
-        })?;
-        expected.insert(*index, f.meta.state_hash);
-    }
-    let mut engine = Engine::new(shard, placement);
-    let mut out = Vec::new();
-    let mut failure: Option<NodeError> = None;
-    let mut checked = 0;
-    let mut last = 0;
-    let report = tradelog_storage::for_each_record(dir.join("log"), |r| {
-        let input: Input = match tradelog_codec::decode(&r.payload) {
-            Ok(i) => i,
-            Err(e) => {
-                failure = Some(NodeError::BadRecord {
-                    index: r.index,
-                    reason: e.to_string(),
-                });
-                return false;
-            }
-        };
-        engine.apply(&input, &mut out);
-        out.clear();
-        last = r.index;
-        if let Some(h) = expected.get(&r.index) {
-            let actual = engine.state_hash();
-            if &actual != h {
-                failure = Some(NodeError::Diverged {
-                    index: r.index,
-                    expected: tradelog_codec::hex(h),
-                    actual: tradelog_codec::hex(&actual),
-                });
-                return false;
-            }
-            checked += 1;
-        }
-        true
-    })?;
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    if report.first_index != 1 {
-        return Err(NodeError::BadRecord {
-            index: report.first_index,
-            reason: "the log restarts after a snapshot; replaying from it is not supported yet"
-                .into(),
-        });
-    }
-    if let Some((&index, _)) = expected.range(last + 1..).next() {
-        return Err(NodeError::SnapshotBeyondLog { index, last });
-    }
+    let r = replay_shard_dir(dir, shard, placement, &ReplayOptions::default(), |_| {})?;
     Ok(ShardVerifyReport {
-        records: report.records,
-        snapshots_checked: checked,
-        last_chain_hash: report.last_chain_hash,
-        state_hash: engine.state_hash(),
-        torn_tail_bytes: report.torn_tail.map(|t| t.bytes).unwrap_or(0),
+        records: r.records,
+        snapshots_checked: r.snapshots_checked,
+        last_chain_hash: r.log_last_chain_hash,
+        state_hash: r.state_hash,
+        torn_tail_bytes: r.torn_tail_bytes,
     })
 }

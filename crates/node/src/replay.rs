@@ -47,6 +47,8 @@ pub struct ReplayReport {
     pub state_hash: [u8; 32],
     /// Bytes of a torn tail at the end of the log (not replayed; a node would cut them).
     pub torn_tail_bytes: u64,
+    /// Chain hash of the log's last valid record (compare with a copy kept elsewhere).
+    pub log_last_chain_hash: [u8; 32],
 }
 
 /// Replays the shard in `dir` (the `shard-N` directory of a node) read only, calling
@@ -175,6 +177,11 @@ pub fn replay_shard_dir(
     if let Some(f) = failure {
         return Err(f);
     }
+    // Replaying the whole log, every snapshot must be within it: one beyond means the log
+    // lost records the snapshot had seen.
+    if let (None, Some((&index, _))) = (options.to, expected.range(last + 1..).next()) {
+        return Err(NodeError::SnapshotBeyondLog { index, last });
+    }
     if snapshot_index > report.last_index {
         return Err(NodeError::SnapshotBeyondLog {
             index: snapshot_index,
@@ -191,5 +198,6 @@ pub fn replay_shard_dir(
         snapshots_checked: checked,
         state_hash: engine.state_hash(),
         torn_tail_bytes: report.torn_tail.map(|t| t.bytes).unwrap_or(0),
+        log_last_chain_hash: report.last_chain_hash,
     })
 }
