@@ -6,6 +6,7 @@
 //! corrected), batched transfers, then orders and a transfer/order mix, one by one and
 //! batched. The transfer rows join the PostgreSQL comparison table.
 
+use super::durable::Rng;
 use super::{hist, Mode, Row};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
@@ -176,21 +177,6 @@ impl Pass {
             super::fmt_latency(ms(0.999)),
             super::fmt_latency(self.hist.max() as f64 / 1e3),
         );
-    }
-}
-
-/// xorshift64*: deterministic per client.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) * n) >> 32
     }
 }
 
