@@ -21,6 +21,8 @@ mod dedupe;
 pub mod projection;
 pub mod routing;
 mod snapshot;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use dedupe::{Dedupe, DedupeEntry, DedupeKey, NS_CLIENT_ORDER, NS_TRANSFER};
 pub use routing::{Placement, Route};

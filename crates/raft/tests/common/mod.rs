@@ -8,7 +8,6 @@ use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use openraft::Membership;
 use std::collections::{BTreeMap, BTreeSet};
-use tradelog_domain::*;
 use tradelog_engine::Input;
 use tradelog_raft::{Batch, Entry, EntryPayload, LogId, Node, ShardLogStore, TypeConfig};
 
@@ -60,122 +59,12 @@ pub async fn append(store: &mut ShardLogStore, entries: Vec<Entry>) {
 }
 
 /// The entries `first..` of a log: a membership entry at 0, then one batch per index.
+pub use tradelog_engine::testing::workload;
+
 pub fn entries(term: u64, batches: &[Vec<Input>], first: u64) -> Vec<Entry> {
     batches
         .iter()
         .enumerate()
         .map(|(k, b)| normal(term, first + k as u64, b.clone()))
         .collect()
-}
-
-fn op(t: u64) -> Meta {
-    Meta {
-        timestamp: Timestamp(t),
-        principal: Principal(1),
-        authority: Authority::Operator,
-    }
-}
-
-/// A mixed workload for shard 0 of 1: assets, a market, 10 funded accounts, then `n`
-/// batches of transfers and resting and crossing orders (`per_batch` inputs each).
-pub fn workload(n: u64, per_batch: u64) -> Vec<Vec<Input>> {
-    let cmd = |t, command| Input::Command {
-        meta: op(t),
-        command,
-    };
-    let mut batches = vec![vec![
-        cmd(
-            1,
-            Command::CreateAsset(Asset {
-                id: AssetId(1),
-                code: "USD".into(),
-                scale: 2,
-            }),
-        ),
-        cmd(
-            1,
-            Command::CreateAsset(Asset {
-                id: AssetId(2),
-                code: "BTC".into(),
-                scale: 8,
-            }),
-        ),
-        cmd(
-            1,
-            Command::CreateMarket(MarketSpec {
-                id: MarketId(1),
-                base: AssetId(2),
-                quote: AssetId(1),
-                lot_size: 1,
-                tick_size: 1,
-                min_qty: Qty(1),
-                max_qty: Qty(1_000),
-                maker_fee_bps: 5,
-                taker_fee_bps: 10,
-                fee_account: AccountId(99),
-                collar_bps: 0,
-                shard: ShardId(0),
-            }),
-        ),
-    ]];
-    let mut b = vec![];
-    for a in 1..=10u64 {
-        b.push(cmd(
-            2,
-            Command::OpenAccount {
-                account: AccountId(a),
-                owner: Principal(a),
-            },
-        ));
-        for asset in [1u32, 2] {
-            b.push(cmd(
-                2,
-                Command::Deposit {
-                    id: TransferId(a * 10 + asset as u64),
-                    account: AccountId(a),
-                    asset: AssetId(asset),
-                    amount: Amount(1_000_000),
-                },
-            ));
-        }
-    }
-    batches.push(b);
-    let mut i = 0u64;
-    for _ in 0..n {
-        let mut batch = Vec::new();
-        for _ in 0..per_batch {
-            let a = 1 + i % 10;
-            let c = if i.is_multiple_of(3) {
-                Command::Transfer(TransferSpec {
-                    id: TransferId(1_000 + i),
-                    debit: AccountId(a),
-                    credit: AccountId(1 + (i * 7) % 10),
-                    asset: AssetId(1),
-                    amount: Amount(1 + i % 50),
-                    balancing: false,
-                })
-            } else {
-                Command::PlaceOrder(NewOrder {
-                    account: AccountId(a),
-                    market: MarketId(1),
-                    side: if i.is_multiple_of(2) {
-                        Side::Buy
-                    } else {
-                        Side::Sell
-                    },
-                    order_type: OrderType::Limit,
-                    tif: TimeInForce::Gtc,
-                    price: Price(90 + i % 20),
-                    qty: Qty(1 + i % 5),
-                    post_only: false,
-                    client_order_id: 0,
-                    stp: SelfTradePrevention::CancelResting,
-                })
-            };
-            batch.push(cmd(10 + i, c));
-            i += 1;
-        }
-        batches.push(batch);
-    }
-    batches
 }
