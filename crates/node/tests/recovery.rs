@@ -23,105 +23,10 @@ fn config(dir: &std::path::Path, every: u64) -> ShardConfig {
     }
 }
 
-fn op(t: u64) -> Meta {
-    Meta {
-        timestamp: Timestamp(t),
-        principal: Principal(1),
-        authority: Authority::Operator,
-    }
-}
-
-/// A mixed workload: accounts, deposits, transfers, resting and crossing orders.
+/// A mixed workload (accounts, deposits, transfers, resting and crossing orders), one
+/// input per batch after the setup.
 fn workload(n: u64) -> Vec<Vec<Input>> {
-    let cmd = |t, command| Input::Command {
-        meta: op(t),
-        command,
-    };
-    let mut batches = vec![vec![
-        cmd(
-            1,
-            Command::CreateAsset(Asset {
-                id: AssetId(1),
-                code: "USD".into(),
-                scale: 2,
-            }),
-        ),
-        cmd(
-            1,
-            Command::CreateAsset(Asset {
-                id: AssetId(2),
-                code: "BTC".into(),
-                scale: 8,
-            }),
-        ),
-        cmd(
-            1,
-            Command::CreateMarket(MarketSpec {
-                id: MarketId(1),
-                base: AssetId(2),
-                quote: AssetId(1),
-                lot_size: 1,
-                tick_size: 1,
-                min_qty: Qty(1),
-                max_qty: Qty(1_000),
-                maker_fee_bps: 5,
-                taker_fee_bps: 10,
-                fee_account: AccountId(99),
-                collar_bps: 0,
-                shard: ShardId(0),
-            }),
-        ),
-    ]];
-    let mut b = vec![];
-    for a in 1..=10u64 {
-        b.push(cmd(
-            2,
-            Command::OpenAccount {
-                account: AccountId(a),
-                owner: Principal(a),
-            },
-        ));
-        for asset in [1u32, 2] {
-            b.push(cmd(
-                2,
-                Command::Deposit {
-                    id: TransferId(a * 10 + asset as u64),
-                    account: AccountId(a),
-                    asset: AssetId(asset),
-                    amount: Amount(1_000_000),
-                },
-            ));
-        }
-    }
-    batches.push(b);
-    for i in 0..n {
-        let a = 1 + i % 10;
-        let c = if i % 3 == 0 {
-            Command::Transfer(TransferSpec {
-                id: TransferId(1_000 + i),
-                debit: AccountId(a),
-                credit: AccountId(1 + (i * 7) % 10),
-                asset: AssetId(1),
-                amount: Amount(1 + i % 50),
-                balancing: false,
-            })
-        } else {
-            Command::PlaceOrder(NewOrder {
-                account: AccountId(a),
-                market: MarketId(1),
-                side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
-                order_type: OrderType::Limit,
-                tif: TimeInForce::Gtc,
-                price: Price(90 + i % 20),
-                qty: Qty(1 + i % 5),
-                post_only: false,
-                client_order_id: 0,
-                stp: SelfTradePrevention::CancelResting,
-            })
-        };
-        batches.push(vec![cmd(10 + i, c)]);
-    }
-    batches
+    tradelog_engine::testing::workload(n, 1)
 }
 
 fn run(dir: &std::path::Path, every: u64, batches: &[Vec<Input>]) -> [u8; 32] {
@@ -344,6 +249,37 @@ fn a_torn_tail_beyond_the_watermark_is_cut_but_below_it_is_refused() {
             assert_eq!(last_valid + 1, watermark);
             assert!(d.contains("segment-"), "{d}");
         }
+        Err(other) => panic!("expected AcknowledgedLoss, got {other}"),
+        Ok(_) => panic!("expected AcknowledgedLoss, the shard opened"),
+    }
+}
+
+/// Opening a shard syncs everything its log recovered, so it raises the watermark to it:
+/// records a crash left above the last periodic watermark are durable once the shard has
+/// opened, and losing them afterwards is damage, not an interrupted write.
+#[test]
+fn opening_raises_the_watermark_to_everything_recovered() {
+    let batches = workload(200);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path(), 0);
+    c.watermark_every_ms = u64::MAX;
+    {
+        let (mut shard, _) = DurableShard::open(c.clone()).unwrap();
+        let mut events = vec![];
+        for b in &batches {
+            shard.submit(b, &mut events).unwrap();
+        }
+    }
+    // The periodic watermark covers only the first group; an open (and nothing else) makes
+    // it cover the whole log.
+    drop(DurableShard::open(c.clone()).unwrap());
+    cut_tail(tmp.path(), 5);
+    match DurableShard::open(c) {
+        Err(tradelog_node::NodeError::AcknowledgedLoss {
+            watermark,
+            last_valid,
+            ..
+        }) => assert_eq!(last_valid + 1, watermark),
         Err(other) => panic!("expected AcknowledgedLoss, got {other}"),
         Ok(_) => panic!("expected AcknowledgedLoss, the shard opened"),
     }
