@@ -20,6 +20,11 @@
 //!   (openraft's network for one group: unary calls, pipelined AppendEntries over a
 //!   bidirectional stream, snapshots in chunks) and [`RaftRouter`] (the receiving side:
 //!   every message names its group and goes to that group's Raft instance).
+//! * **Proposals and reads from any replica** ([`GroupHandle`]): a batch proposed on a
+//!   follower is forwarded to the leader (`Propose`), retried only when nothing was
+//!   appended; a linearizable read on a follower waits for the leader's read index
+//!   (`ReadIndex`); membership and leadership changes run by the leader wherever they
+//!   are asked (`Manage`: add a learner, set the voters, transfer the leadership).
 //!
 //! # Example: one replica of one group
 //!
@@ -58,7 +63,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod forward;
 mod log_store;
+mod manage;
 mod meta;
 mod network;
 mod state_machine;
@@ -72,6 +79,11 @@ pub mod pb {
     tonic::include_proto!("tradelog.raft.v1");
 }
 
+pub use forward::{
+    GroupHandle, ProposeAnswer, ProposeError, ReadIndexAnswer, COMMIT_WAIT_MS, FORWARD_TIMEOUT_MS,
+    LEADER_WAIT_MS, READ_CATCH_UP_MS,
+};
+pub use manage::{ManageAnswer, ManageOp, MANAGE_TIMEOUT_MS};
 pub use log_store::{
     decode_entry, encode_entry, LogOpenReport, LogStoreConfig, ShardLogReader, ShardLogStore,
     COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
@@ -83,8 +95,8 @@ pub use network::{
     SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
 };
 pub use state_machine::{
-    decode_snapshot, encode_snapshot, verify_snapshot_envelope, ShardSnapshotBuilder,
-    ShardStateMachine, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
+    decode_snapshot, encode_snapshot, verify_snapshot_envelope, EventSink, ShardSnapshotBuilder,
+    ShardStateMachine, SinkItem, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
     SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
 };
 pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};

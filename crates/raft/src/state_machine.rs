@@ -250,8 +250,25 @@ pub struct ShardStateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     current: Arc<Mutex<Option<Current>>>,
-    events: Vec<EventRecord>,
+    sink: Option<EventSink>,
     report: SmOpenReport,
+}
+
+/// Receives what the state machine does to the shard's event stream, in log order, on the
+/// state machine's task (keep it short: hand the events on, never block).
+pub type EventSink = Arc<dyn Fn(SinkItem<'_>) + Send + Sync>;
+
+/// What an [`EventSink`] is told.
+#[derive(Clone, Copy, Debug)]
+pub enum SinkItem<'a> {
+    /// The events of one applied batch, in order.
+    Applied(&'a [EventRecord]),
+    /// A snapshot replaced the state: the events before `next_event_seq` that were not
+    /// published here are history (regenerate them from a replica's log).
+    Installed {
+        /// The next event sequence number of the installed state.
+        next_event_seq: u64,
+    },
 }
 
 impl ShardStateMachine {
@@ -275,7 +292,7 @@ impl ShardStateMachine {
                         applied: meta.last_log_id,
                         membership: meta.last_membership.clone(),
                         current: Arc::new(Mutex::new(Some(Current { meta, path }))),
-                        events: Vec::new(),
+                        sink: None,
                         report,
                     });
                 }
@@ -289,9 +306,20 @@ impl ShardStateMachine {
             applied: None,
             membership: StoredMembership::default(),
             current: Arc::new(Mutex::new(None)),
-            events: Vec::new(),
+            sink: None,
             report,
         })
+    }
+
+    /// Hands the events of every batch applied from now on to `sink` (every replica
+    /// applies every committed batch, so every replica can publish the shard's events).
+    pub fn set_event_sink(&mut self, sink: EventSink) {
+        self.sink = Some(sink);
+    }
+
+    /// The shard.
+    pub fn shard(&self) -> ShardId {
+        self.shard
     }
 
     /// What opening found.
@@ -379,9 +407,15 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
-                    self.engine
-                        .apply_batch(&batch.inputs, &mut self.events, &mut response.results);
-                    self.events.clear();
+                    response.first_input = self.engine.inputs_applied() + 1;
+                    self.engine.apply_batch(
+                        &batch.inputs,
+                        &mut response.events,
+                        &mut response.results,
+                    );
+                    if let (Some(sink), false) = (&self.sink, response.events.is_empty()) {
+                        sink(SinkItem::Applied(&response.events));
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(log_id), m);
@@ -428,6 +462,11 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         self.engine = engine;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        if let Some(sink) = &self.sink {
+            sink(SinkItem::Installed {
+                next_event_seq: self.engine.next_event_seq(),
+            });
+        }
         Ok(())
     }
 

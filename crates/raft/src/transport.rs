@@ -7,7 +7,9 @@ use crate::pb::raft_reply::Result as PbResult;
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::pb::{RaftReply, RaftRequest, SnapshotChunk};
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
-use crate::{verify_snapshot_envelope, ShardRaft, Snapshot};
+use crate::forward::{answer_propose, answer_read_index};
+use crate::manage::{answer_manage, ManageOp};
+use crate::{verify_snapshot_envelope, Batch, ShardRaft, Snapshot};
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -224,6 +226,32 @@ impl RaftTransport for RaftRouter {
         let raft = self.group(r.group)?;
         let req = decode(&r)?;
         Ok(Response::new(reply(raft.handle_transfer_leader(req).await)))
+    }
+
+    async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        let raft = self.group(r.group)?;
+        let batch: Batch = decode(&r)?;
+        // The same limits as a local proposal: a peer cannot slip in what a client cannot.
+        let batch = Batch::new(batch.inputs).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(reply(answer_propose(&raft, batch).await)))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        check_encoding(r.encoding)?;
+        let raft = self.group(r.group)?;
+        Ok(Response::new(reply(answer_read_index(&raft).await)))
+    }
+
+    async fn manage(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        let raft = self.group(r.group)?;
+        let op: ManageOp = decode(&r)?;
+        Ok(Response::new(reply(answer_manage(&raft, op).await)))
     }
 
     async fn install_snapshot(

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use tradelog_domain::EventRecord;
 use tradelog_engine::{Applied, Input};
 
 /// Most inputs in one [`Batch`] (one Raft entry, one engine `apply_batch`).
@@ -105,10 +106,16 @@ impl fmt::Display for Batch {
     }
 }
 
-/// The state machine's answer to one entry: one result per input of a [`Batch`], in order
-/// (empty for blank and membership entries).
+/// The state machine's answer to one entry: one result per input of a [`Batch`], in order,
+/// and the events the batch caused (both empty for blank and membership entries).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchResponse {
     /// `results[k]` is what input `k` of the batch did.
     pub results: Vec<Applied>,
+    /// The engine's number of the batch's first input (its count of inputs applied, plus
+    /// one, before the batch): input `k` caused the events whose `input` is this plus `k`.
+    pub first_input: u64,
+    /// Every event of the batch, in order; each names the input that caused it
+    /// ([`EventRecord::input`], the engine's count of inputs applied).
+    pub events: Vec<EventRecord>,
 }
