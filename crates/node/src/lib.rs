@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod history;
+pub mod host;
 pub mod metrics;
 mod replay;
 pub mod runtime;
@@ -48,7 +49,10 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
 
 pub use history::{EventReader, HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
 pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
-pub use runtime::{CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE};
+pub use host::{catalog_replies, EngineRead, Markets, ShardHost};
+pub use runtime::{
+    check_shard_count, shard_dir, CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE,
+};
 pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
 pub use snapshotter::{Stalls as SnapshotterStalls, SNAPSHOTTER_LAG_INPUTS_MAX};
 

@@ -12,6 +12,7 @@
 //! log; after a restart every unacknowledged message is sent again. No coordinator holds
 //! state that a crash could lose.
 
+use crate::host::{catalog_replies, EngineRead, Markets, ShardHost};
 use crate::{DurableShard, NodeError, ShardConfig};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::BTreeMap;
@@ -86,6 +87,14 @@ pub enum SubmitError {
     /// The shard failed (its log could not be written); nothing more is accepted.
     #[error("shard failed: {0}")]
     Failed(String),
+    /// The shard cannot commit right now (replicated: no majority of its replicas is
+    /// reachable, or this replica is behind); nothing was applied. Retry later.
+    #[error("shard unavailable: {0}")]
+    Unavailable(String),
+    /// The command may or may not have been applied (replicated: leadership changed or a
+    /// connection broke while it was in flight). Retry with the same idempotency key.
+    #[error("{0}")]
+    OutcomeUnknown(String),
 }
 
 /// Callback that receives a command's answer (called on a shard thread; keep it short).
@@ -106,7 +115,7 @@ enum Job {
 
 struct ShardHandle {
     client: Sender<Job>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
@@ -115,7 +124,7 @@ type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
 pub struct Node {
     shards: Vec<ShardHandle>,
     placement: Placement,
-    markets: Arc<RwLock<BTreeMap<MarketId, MarketSpec>>>,
+    markets: Markets,
     subscribers: Subscribers,
     stopped: Arc<AtomicBool>,
 }
@@ -143,7 +152,8 @@ const SHARDS_VERSION: u32 = 1;
 /// Makes sure `dir` holds (or will hold) a node of `shards` shards: reads the shard count
 /// the directory was created with (or, for a directory written before the count was
 /// recorded, counts its `shard-{n}` directories) and refuses another; records it if new.
-fn check_shard_count(dir: &std::path::Path, shards: u32) -> Result<(), NodeError> {
+/// A replicated node keeps the same file.
+pub fn check_shard_count(dir: &std::path::Path, shards: u32) -> Result<(), NodeError> {
     let path = dir.join(SHARDS_FILE);
     let io = |source| NodeError::SnapshotIo {
         path: path.clone(),
@@ -235,7 +245,7 @@ impl Node {
                 })?;
             shards.push(ShardHandle {
                 client: client_tx,
-                thread: Some(thread),
+                thread: Mutex::new(Some(thread)),
             });
         }
         Ok(Node {
@@ -270,44 +280,11 @@ impl Node {
         match r {
             Route::Shard(s) => self.enqueue(s, meta, command, reply),
             Route::All => {
-                // Every shard applies catalog commands; answer once all have.
-                let n = self.shards.len();
-                let state = Arc::new(Mutex::new((n, Some(reply), None::<CommandReply>)));
-                let markets = self.markets.clone();
-                let spec = match &command {
-                    Command::CreateMarket(m) => Some(m.clone()),
-                    _ => None,
-                };
-                for s in 0..n {
-                    let state = state.clone();
-                    let markets = markets.clone();
-                    let spec = spec.clone();
-                    let part: Reply = Box::new(move |res| {
-                        let mut st = state.lock().expect("catalog reply lock");
-                        st.0 -= 1;
-                        match res {
-                            Err(e) => {
-                                if let Some(r) = st.1.take() {
-                                    r(Err(e));
-                                }
-                            }
-                            Ok(rep) => {
-                                if s == 0 {
-                                    st.2 = Some(rep);
-                                }
-                            }
-                        }
-                        if st.0 == 0 {
-                            if let (Some(r), Some(rep)) = (st.1.take(), st.2.take()) {
-                                if let (Some(m), Ok(_)) = (spec, rep.outcome.result) {
-                                    markets.write().expect("markets lock").insert(m.id, m);
-                                }
-                                r(Ok(rep));
-                            }
-                        }
-                    });
-                    // Catalog commands wait for room instead of being refused, so that no
-                    // shard misses one (they are rare and come from operators).
+                // Every shard applies catalog commands; answer once all have. They wait for
+                // room instead of being refused, so that no shard misses one (they are rare
+                // and come from operators).
+                let parts = catalog_replies(self.shard_count(), &command, &self.markets, reply);
+                for (s, part) in parts.into_iter().enumerate() {
                     let job = Job::Command {
                         meta,
                         command: command.clone(),
@@ -420,26 +397,73 @@ impl Node {
 
     /// Stops accepting commands, lets every shard finish its current group commit, and
     /// joins the shard threads.
-    pub fn shutdown(mut self) {
-        self.stop();
+    pub fn shutdown(self) {
+        self.stop_threads();
     }
 
-    fn stop(&mut self) {
+    fn stop_threads(&self) {
         self.stopped.store(true, Ordering::Release);
         for h in &self.shards {
             let _ = h.client.send(Job::Stop);
         }
-        for h in &mut self.shards {
-            if let Some(t) = h.thread.take() {
+        for h in &self.shards {
+            let thread = h.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(t) = thread {
                 let _ = t.join();
             }
         }
+        // No more events: close every subscriber's feed.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+impl ShardHost for Node {
+    fn shard_count(&self) -> u32 {
+        Node::shard_count(self)
+    }
+
+    fn placement(&self) -> &Placement {
+        Node::placement(self)
+    }
+
+    fn submit(&self, meta: Meta, command: Command, reply: Reply) {
+        Node::submit(self, meta, command, reply)
+    }
+
+    fn read_with(&self, shard: ShardId, f: EngineRead) {
+        let Some(h) = self.shards.get(shard.0 as usize) else {
+            return f(Err(SubmitError::Stopped));
+        };
+        // If the shard thread is gone, `f` is dropped with the job: a reader waiting on a
+        // channel `f` owns sees it close.
+        let _ = h
+            .client
+            .send(Job::Read(Box::new(move |s: &DurableShard| f(Ok(s.engine())))));
+    }
+
+    fn subscribe(&self) -> Receiver<Arc<[EventRecord]>> {
+        Node::subscribe(self)
+    }
+
+    fn stop(&self) {
+        self.stop_threads();
+    }
+
+    fn engines(&self) -> Result<Vec<Engine>, SubmitError> {
+        Node::engines(self)
+    }
+
+    fn wait_quiescent(&self, timeout: Duration) -> bool {
+        Node::wait_quiescent(self, timeout)
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_threads();
     }
 }
 
