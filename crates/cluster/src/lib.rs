@@ -1,0 +1,756 @@
+//! A replicated tradelog node: every shard is a Raft group with a replica on every node of
+//! the cluster, and this crate runs this node's replicas behind the same
+//! [`ShardHost`] interface the embedded single-process node offers, so the server does not
+//! care which one it runs on.
+//!
+//! Owns:
+//!
+//! * **Opening the replicas** ([`ClusterNode::start`]): per shard a
+//!   [`ShardLogStore`](tradelog_raft::ShardLogStore) and a
+//!   [`ShardStateMachine`](tradelog_raft::ShardStateMachine) in `DATA_DIR/shard-{n}`, one
+//!   openraft instance per shard sharing one [`RaftRouter`] (the receiving side, served on
+//!   the node's gRPC port) and one [`PeerChannels`] (one connection per peer node). A new
+//!   cluster is formed by starting every initial member with the same member list.
+//! * **Commands** ([`ShardHost::submit`]): a bounded queue per shard; a batcher takes up to
+//!   `batch_inputs_max` commands at a time and proposes them as one Raft entry (one fsync
+//!   per replica and one round trip per batch), with up to `inflight_batches_max` batches
+//!   in flight per shard (pipelining). A node that does not lead a shard forwards the batch
+//!   to the leader ([`GroupHandle::propose`]); a command is acknowledged only once
+//!   committed on a majority and applied.
+//! * **Reads** ([`ShardHost::read_with`]): linearizable (the leader's read index, then this
+//!   replica's state once it applied that far) on any node.
+//! * **Events**: every replica applies every committed batch; the state machine hands the
+//!   events to this node's subscribers, so every node serves the whole event stream.
+//! * **Cross-shard messages and timers**: the leader of a shard delivers its outbox to the
+//!   destination shard as replicated proposals and acknowledges them back (the engine
+//!   deduplicates by channel sequence number, so a repeat after a leader change is
+//!   harmless), and proposes the ticks that expire pending transfers.
+//! * **Status** ([`ClusterNode::status`]): per shard, this replica's view of leader, term,
+//!   log, commit and apply indexes and each follower's replication progress.
+//!
+//! Must never depend on: tradelog-server, tradelog-cli (it is the layer below them), and
+//! holds no business logic (the engine decides everything).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod membership;
+mod status;
+
+pub use membership::Rebalanced;
+pub use status::{ClusterStatus, ReplicaProgress, ShardStatus};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use openraft::async_runtime::watch::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tradelog_domain::*;
+use tradelog_engine::routing::{route, Route};
+use tradelog_engine::{Applied, Input, Placement};
+use tradelog_node::{
+    catalog_replies, check_shard_count, shard_dir, CommandReply, EngineRead, Markets, NodeError,
+    Reply, ShardHost, SubmitError,
+};
+use tradelog_raft::{
+    Batch, GroupHandle, GroupNetwork, LogStoreConfig, Node, NodeId, PeerChannels, ProposeError,
+    RaftRouter, ShardLogStore, ShardRaft, ShardStateMachine, SinkItem,
+};
+
+/// Default bound of each shard's command queue on this node.
+pub const QUEUE_LEN_MAX: usize = 16_384;
+/// Default most commands in one proposed batch (one Raft entry).
+pub const BATCH_INPUTS_MAX: usize = 4_096;
+/// Default most batches of one shard in flight at once from this node (pipelining).
+pub const INFLIGHT_BATCHES_MAX: usize = 8;
+/// Bound of each event subscriber's queue (batches of events).
+pub const SUBSCRIBER_QUEUE_LEN_MAX: usize = 1_024;
+/// How often a shard's leader looks for cross-shard messages to deliver and pending
+/// transfers to expire when nothing else woke it (ms).
+pub const PUMP_INTERVAL_MS: u64 = 20;
+/// File in the data directory naming the node id it belongs to.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// Settings of a replicated node.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This node's id (unique in the cluster, never reused).
+    pub node_id: NodeId,
+    /// Where this node keeps its replicas (`DIR/shard-{n}`).
+    pub data_dir: PathBuf,
+    /// Number of shards (Raft groups); the same on every node, every time.
+    pub shards: u32,
+    /// Members (id and the URL of their gRPC port, such as `http://127.0.0.1:7700`) of a
+    /// new cluster: every initial member is started with the same list, and the groups are
+    /// formed from it the first time. Empty for a node that an operator will add to a
+    /// running cluster.
+    pub initial_members: BTreeMap<NodeId, String>,
+    /// Bound of each shard's command queue on this node.
+    pub queue_len_max: usize,
+    /// Most commands per proposed batch.
+    pub batch_inputs_max: usize,
+    /// Most batches of one shard in flight from this node.
+    pub inflight_batches_max: usize,
+    /// The openraft settings of every group.
+    pub raft: openraft::Config,
+}
+
+impl ClusterConfig {
+    /// Defaults for node `node_id` with `shards` shards in `data_dir`, forming a cluster of
+    /// `initial_members`.
+    pub fn new(
+        node_id: NodeId,
+        data_dir: impl Into<PathBuf>,
+        shards: u32,
+        initial_members: BTreeMap<NodeId, String>,
+    ) -> ClusterConfig {
+        ClusterConfig {
+            node_id,
+            data_dir: data_dir.into(),
+            shards,
+            initial_members,
+            queue_len_max: QUEUE_LEN_MAX,
+            batch_inputs_max: BATCH_INPUTS_MAX,
+            inflight_batches_max: INFLIGHT_BATCHES_MAX,
+            raft: tradelog_raft::raft_config("tradelog").expect("the default Raft config is valid"),
+        }
+    }
+}
+
+/// Why a replicated node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A setting is out of range.
+    #[error("invalid cluster configuration: {0}")]
+    Config(String),
+    /// The data directory belongs to another node or another shard count.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The data directory was created for another node id.
+    #[error("{dir} belongs to node {on_disk}, not node {configured}")]
+    NodeIdMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// The id recorded there.
+        on_disk: NodeId,
+        /// The id this node was started with.
+        configured: NodeId,
+    },
+    /// A replica's files could not be opened.
+    #[error("opening shard {shard} in {dir}: {source}")]
+    Open {
+        /// The shard.
+        shard: ShardId,
+        /// Its directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// openraft refused to start or form a group.
+    #[error("Raft group {shard}: {reason}")]
+    Raft {
+        /// The shard.
+        shard: ShardId,
+        /// Why.
+        reason: String,
+    },
+}
+
+struct Job {
+    meta: Meta,
+    command: Command,
+    reply: Reply,
+}
+
+struct Group {
+    handle: GroupHandle,
+    queue: mpsc::Sender<Job>,
+    /// Woken after a batch of this shard is applied here (the pump looks for work).
+    wake: Arc<Notify>,
+}
+
+type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
+
+/// This node's replicas of every shard (see the crate documentation).
+pub struct ClusterNode {
+    id: NodeId,
+    placement: Placement,
+    markets: Markets,
+    groups: Vec<Group>,
+    router: RaftRouter,
+    subscribers: Subscribers,
+    runtime: tokio::runtime::Handle,
+    stopped: Arc<AtomicBool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Leader time: the wall clock in nanoseconds (the engine keeps it monotonic).
+fn now() -> Timestamp {
+    tradelog_node::runtime::now()
+}
+
+fn check_node_id(dir: &std::path::Path, id: NodeId) -> Result<(), ClusterError> {
+    let path = dir.join(NODE_ID_FILE);
+    let open = |source| ClusterError::Open {
+        shard: ShardId(0),
+        dir: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let on_disk: NodeId = text.trim().parse().map_err(|_| {
+                open(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is damaged: {text:?}", path.display()),
+                ))
+            })?;
+            if on_disk != id {
+                return Err(ClusterError::NodeIdMismatch {
+                    dir: dir.to_path_buf(),
+                    on_disk,
+                    configured: id,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(open)?;
+            let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{id}\n")).map_err(open)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(open)?;
+            std::fs::rename(&tmp, &path).map_err(open)?;
+            std::fs::File::open(dir)
+                .and_then(|f| f.sync_all())
+                .map_err(open)?;
+            Ok(())
+        }
+        Err(e) => Err(open(e)),
+    }
+}
+
+impl ClusterNode {
+    /// Opens this node's replica of every shard (recovering each from its snapshot and
+    /// log), joins them to their groups (forming the groups from
+    /// [`ClusterConfig::initial_members`] the first time) and starts the batchers and the
+    /// leader duties. Serve [`ClusterNode::raft_service`] on the node's gRPC port so the
+    /// other nodes reach it. Must be called inside a multi-threaded tokio runtime.
+    pub async fn start(config: ClusterConfig) -> Result<Arc<ClusterNode>, ClusterError> {
+        if config.shards == 0 || config.shards > SHARD_COUNT_MAX {
+            return Err(ClusterError::Config(format!(
+                "shards must be 1 to {SHARD_COUNT_MAX}, got {}",
+                config.shards
+            )));
+        }
+        if !config.initial_members.is_empty()
+            && !config.initial_members.contains_key(&config.node_id)
+        {
+            return Err(ClusterError::Config(format!(
+                "node {} is not one of the initial members {:?}",
+                config.node_id,
+                config.initial_members.keys().collect::<Vec<_>>()
+            )));
+        }
+        if config.batch_inputs_max == 0
+            || config.batch_inputs_max > tradelog_raft::BATCH_INPUTS_MAX
+            || config.queue_len_max == 0
+            || config.inflight_batches_max == 0
+        {
+            return Err(ClusterError::Config(format!(
+                "queue_len_max, inflight_batches_max must be at least 1 and batch_inputs_max 1 to {}",
+                tradelog_raft::BATCH_INPUTS_MAX
+            )));
+        }
+        {
+            let (dir, shards, id) = (config.data_dir.clone(), config.shards, config.node_id);
+            tokio::task::spawn_blocking(move || {
+                check_shard_count(&dir, shards)?;
+                check_node_id(&dir, id)
+            })
+            .await
+            .map_err(|e| ClusterError::Config(e.to_string()))??;
+        }
+        let placement = Placement::new(config.shards);
+        let markets: Markets = Markets::default();
+        let subscribers: Subscribers = Arc::default();
+        let router = RaftRouter::new();
+        let peers = PeerChannels::new();
+        let raft_config = Arc::new(
+            config
+                .raft
+                .clone()
+                .validate()
+                .map_err(|e| ClusterError::Config(e.to_string()))?,
+        );
+        let mut groups = Vec::new();
+        let mut receivers = Vec::new();
+        for s in 0..config.shards {
+            let shard = ShardId(s);
+            let dir = shard_dir(&config.data_dir, shard);
+            let open_err = |source| ClusterError::Open {
+                shard,
+                dir: dir.clone(),
+                source,
+            };
+            let (store, mut sm) = {
+                let (dir, placement) = (dir.clone(), placement.clone());
+                tokio::task::spawn_blocking(move || {
+                    let store = ShardLogStore::open(&dir, LogStoreConfig::default())?;
+                    let sm = ShardStateMachine::open(&dir, shard, placement)?;
+                    Ok::<_, std::io::Error>((store, sm))
+                })
+                .await
+                .map_err(|e| open_err(std::io::Error::other(e)))?
+                .map_err(open_err)?
+            };
+            if s == 0 {
+                *markets.write().expect("markets lock") = sm.engine().markets().clone();
+            }
+            let wake = Arc::new(Notify::new());
+            sm.set_event_sink(event_sink(
+                shard,
+                subscribers.clone(),
+                markets.clone(),
+                wake.clone(),
+            ));
+            let network = GroupNetwork::new(shard, config.node_id, peers.clone());
+            let raft: ShardRaft =
+                openraft::Raft::new(config.node_id, raft_config.clone(), network, store, sm)
+                    .await
+                    .map_err(|e| ClusterError::Raft {
+                        shard,
+                        reason: e.to_string(),
+                    })?;
+            router.add(shard, raft.clone());
+            let (tx, rx) = mpsc::channel(config.queue_len_max);
+            receivers.push(rx);
+            groups.push(Group {
+                handle: GroupHandle::new(shard, raft, peers.clone()),
+                queue: tx,
+                wake,
+            });
+        }
+        if !config.initial_members.is_empty() {
+            let members: BTreeMap<NodeId, Node> = config
+                .initial_members
+                .iter()
+                .map(|(id, addr)| (*id, Node::new(addr.clone())))
+                .collect();
+            for g in &groups {
+                let raft = g.handle.raft();
+                let pristine = !raft.is_initialized().await.map_err(|e| ClusterError::Raft {
+                    shard: g.handle.group(),
+                    reason: e.to_string(),
+                })?;
+                if pristine {
+                    // Every initial member does this with the same list; the vote decides.
+                    if let Err(e) = raft.initialize(members.clone()).await {
+                        tracing::debug!(shard = %g.handle.group(), "initialize: {e}");
+                    }
+                }
+            }
+        }
+        let node = Arc::new(ClusterNode {
+            id: config.node_id,
+            placement,
+            markets,
+            groups,
+            router,
+            subscribers,
+            runtime: tokio::runtime::Handle::current(),
+            stopped: Arc::new(AtomicBool::new(false)),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let mut tasks = Vec::new();
+        let handles: Vec<GroupHandle> = node.groups.iter().map(|g| g.handle.clone()).collect();
+        for (g, rx) in node.groups.iter().zip(receivers) {
+            tasks.push(tokio::spawn(batcher(
+                g.handle.clone(),
+                rx,
+                config.batch_inputs_max,
+                config.inflight_batches_max,
+            )));
+            tasks.push(tokio::spawn(pump(
+                g.handle.clone(),
+                handles.clone(),
+                g.wake.clone(),
+                node.stopped.clone(),
+            )));
+        }
+        *node.tasks.lock().expect("tasks lock") = tasks;
+        tracing::info!(node = config.node_id, shards = config.shards, "replicas started");
+        Ok(node)
+    }
+
+    fn shard_count_u32(&self) -> u32 {
+        self.groups.len() as u32
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The receiving side of the node-to-node transport, to serve on this node's gRPC port.
+    pub fn raft_service(
+        &self,
+    ) -> tradelog_raft::pb::raft_transport_server::RaftTransportServer<RaftRouter> {
+        self.router.service()
+    }
+
+    /// The replica of shard `s` on this node.
+    pub fn group(&self, s: ShardId) -> Option<&GroupHandle> {
+        self.groups.get(s.0 as usize).map(|g| &g.handle)
+    }
+
+    /// This replica's view of every shard (the applied index and state hash read together
+    /// from the state machine).
+    pub async fn status(&self) -> ClusterStatus {
+        let mut shards = Vec::with_capacity(self.groups.len());
+        for g in &self.groups {
+            let s = g.handle.group();
+            let (applied, hash) = self.state_hash(s).await.unwrap_or((None, [0; 32]));
+            let m = g.handle.raft().metrics().borrow_watched().clone();
+            shards.push(status::shard_status(s, &m, applied, hash));
+        }
+        ClusterStatus {
+            node: self.id,
+            shards,
+        }
+    }
+
+    /// Waits until every shard has a leader (or `timeout` passes); true if they all do.
+    pub async fn wait_for_leaders(&self, timeout: Duration) -> bool {
+        for g in &self.groups {
+            let ok = g
+                .handle
+                .raft()
+                .wait(Some(timeout))
+                .metrics(|m| m.current_leader.is_some(), "a leader")
+                .await;
+            if ok.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Shard `s`'s state hash on this replica right now, with the log index it was applied
+    /// through (for checks that replicas agree).
+    pub async fn state_hash(&self, s: ShardId) -> Result<(Option<u64>, [u8; 32]), ProposeError> {
+        let g = self.groups.get(s.0 as usize).ok_or(ProposeError::Stopped {
+            group: s,
+            reason: "no such shard".into(),
+        })?;
+        g.handle
+            .raft()
+            .with_state_machine(|sm: &mut ShardStateMachine| {
+                let r = (sm.applied().map(|l| l.index), sm.state_hash());
+                Box::pin(async move { r })
+            })
+            .await
+            .map_err(|e| ProposeError::Stopped {
+                group: s,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Stops the batchers and every Raft instance of this node (what is in flight is
+    /// answered `Stopped` or finishes first).
+    pub async fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
+        for t in &tasks {
+            t.abort();
+        }
+        for g in &self.groups {
+            g.wake.notify_one();
+            self.router.remove(g.handle.group());
+            if let Err(e) = g.handle.raft().shutdown().await {
+                tracing::warn!(shard = %g.handle.group(), "Raft shutdown: {e}");
+            }
+        }
+        self.subscribers.lock().expect("subscribers lock").clear();
+        tracing::info!(node = self.id, "replicas stopped");
+    }
+
+    fn enqueue(&self, s: ShardId, meta: Meta, command: Command, reply: Reply) {
+        let Some(g) = self.groups.get(s.0 as usize) else {
+            return reply(Err(SubmitError::Stopped));
+        };
+        match g.queue.try_send(Job {
+            meta,
+            command,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(j)) => (j.reply)(Err(SubmitError::Overloaded(s))),
+            Err(mpsc::error::TrySendError::Closed(j)) => (j.reply)(Err(SubmitError::Stopped)),
+        }
+    }
+}
+
+/// Publishes a shard's applied events to the node's subscribers, keeps the market catalog
+/// current (from shard 0, which applies every catalog command) and wakes the shard's pump.
+fn event_sink(
+    shard: ShardId,
+    subscribers: Subscribers,
+    markets: Markets,
+    wake: Arc<Notify>,
+) -> tradelog_raft::EventSink {
+    Arc::new(move |item: SinkItem<'_>| {
+        match item {
+            SinkItem::Applied(events) => {
+                if shard == ShardId(0) {
+                    for e in events {
+                        if let Event::MarketCreated(m) = &e.event {
+                            markets.write().expect("markets lock").insert(m.id, m.clone());
+                        }
+                    }
+                }
+                let batch: Arc<[EventRecord]> = events.to_vec().into();
+                subscribers
+                    .lock()
+                    .expect("subscribers lock")
+                    .retain(|s| s.try_send(batch.clone()).is_ok());
+            }
+            SinkItem::Installed { next_event_seq } => {
+                tracing::info!(
+                    %shard,
+                    next_event_seq,
+                    "installed a snapshot: earlier events are served from history"
+                );
+            }
+        }
+        wake.notify_one();
+    })
+}
+
+fn submit_error(e: ProposeError) -> SubmitError {
+    match e {
+        ProposeError::NoLeader { .. } | ProposeError::Lagging { .. } => {
+            SubmitError::Unavailable(e.to_string())
+        }
+        ProposeError::Unknown { .. } => SubmitError::OutcomeUnknown(e.to_string()),
+        ProposeError::Stopped { .. } => SubmitError::Stopped,
+    }
+}
+
+/// Takes commands off a shard's queue in batches and proposes them, at most
+/// `inflight_max` batches at a time.
+async fn batcher(
+    group: GroupHandle,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+    inflight_max: usize,
+) {
+    let slots = Arc::new(Semaphore::new(inflight_max));
+    let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
+    loop {
+        // Wait for a free slot first, so commands queue (and batch up) meanwhile.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut jobs, batch_max).await == 0 {
+            return;
+        }
+        let taken = std::mem::replace(&mut jobs, Vec::with_capacity(batch_max));
+        let group = group.clone();
+        tokio::spawn(async move {
+            propose_jobs(&group, taken).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn propose_jobs(group: &GroupHandle, jobs: Vec<Job>) {
+    let mut inputs = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        inputs.push(Input::Command {
+            meta: j.meta,
+            command: j.command,
+        });
+        replies.push(j.reply);
+    }
+    let batch = match Batch::new(inputs) {
+        Ok(b) => b,
+        Err(e) => {
+            for r in replies {
+                r(Err(SubmitError::Unavailable(format!("batch refused: {e}"))));
+            }
+            return;
+        }
+    };
+    match group.propose(batch).await {
+        Ok(response) => {
+            let first = response.first_input;
+            let mut by_input: Vec<Vec<EventRecord>> = vec![Vec::new(); replies.len()];
+            for e in response.events {
+                if let Some(k) = e.input.checked_sub(first) {
+                    if let Some(v) = by_input.get_mut(k as usize) {
+                        v.push(e);
+                    }
+                }
+            }
+            for (k, (reply, events)) in replies.into_iter().zip(by_input).enumerate() {
+                match response.results.get(k) {
+                    Some(Applied::Command(outcome)) => reply(Ok(CommandReply {
+                        outcome: *outcome,
+                        events,
+                    })),
+                    other => panic!("command answered {other:?}"),
+                }
+            }
+        }
+        Err(e) => {
+            let e = submit_error(e);
+            for r in replies {
+                r(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// The leader duties of one shard, on whichever node leads it: deliver new outbox
+/// messages to their destination shards (and acknowledge them back once applied there),
+/// and propose a tick when a pending transfer is due to expire.
+async fn pump(group: GroupHandle, all: Vec<GroupHandle>, wake: Arc<Notify>, stopped: Arc<AtomicBool>) {
+    let me = group.group();
+    // Highest sequence number delivered to each destination while this node leads.
+    let mut delivered: BTreeMap<ShardId, u64> = BTreeMap::new();
+    let mut was_leader = false;
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(PUMP_INTERVAL_MS), wake.notified()).await;
+        if stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let leader = group.is_leader();
+        if leader != was_leader {
+            // A new term of leadership starts from what the log says is unacknowledged.
+            delivered.clear();
+            was_leader = leader;
+        }
+        if !leader {
+            continue;
+        }
+        let t = now();
+        let work = group
+            .read_local(move |e| {
+                let mut out: Vec<(ShardId, Vec<Message>)> = Vec::new();
+                for to in e.outbox_destinations() {
+                    out.push((to, e.outbox(to).cloned().collect()));
+                }
+                (out, e.ledger().has_due_expiry(t))
+            })
+            .await;
+        let Ok((outbox, due)) = work else { continue };
+        for (to, messages) in outbox {
+            let done = delivered.get(&to).copied().unwrap_or(0);
+            let fresh: Vec<Input> = messages
+                .iter()
+                .filter(|m| m.seq > done)
+                .map(|m| Input::Message {
+                    timestamp: now(),
+                    message: m.clone(),
+                })
+                .collect();
+            let Some(last) = messages.last().map(|m| m.seq).filter(|s| *s > done) else {
+                continue;
+            };
+            let Some(dest) = all.get(to.0 as usize) else { continue };
+            let Ok(batch) = Batch::new(fresh) else { continue };
+            match dest.propose(batch).await {
+                Ok(_) => {
+                    delivered.insert(to, last);
+                    // The destination applied every message up to `last` (the batch held
+                    // all unacknowledged ones, in order).
+                    let ack = Input::Ack {
+                        timestamp: now(),
+                        to,
+                        upto: last,
+                    };
+                    if let Ok(b) = Batch::new(vec![ack]) {
+                        let _ = group.propose(b).await;
+                    }
+                }
+                Err(e) => tracing::debug!(from = %me, %to, "delivering messages: {e}"),
+            }
+        }
+        if due {
+            if let Ok(b) = Batch::new(vec![Input::Tick { timestamp: now() }]) {
+                let _ = group.propose(b).await;
+            }
+        }
+    }
+}
+
+impl ShardHost for ClusterNode {
+    fn shard_count(&self) -> u32 {
+        self.groups.len() as u32
+    }
+
+    fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    fn submit(&self, meta: Meta, command: Command, reply: Reply) {
+        if self.stopped.load(Ordering::Acquire) {
+            return reply(Err(SubmitError::Stopped));
+        }
+        let r = {
+            let markets = self.markets.read().expect("markets lock");
+            route(&command, &self.placement, &markets)
+        };
+        match r {
+            Route::Shard(s) => self.enqueue(s, meta, command, reply),
+            Route::All => {
+                let parts = catalog_replies(self.shard_count(), &command, &self.markets, reply);
+                for (s, part) in parts.into_iter().enumerate() {
+                    self.enqueue(ShardId(s as u32), meta, command.clone(), part);
+                }
+            }
+        }
+    }
+
+    fn read_with(&self, shard: ShardId, f: EngineRead) {
+        let Some(g) = self.groups.get(shard.0 as usize) else {
+            return f(Err(SubmitError::Stopped));
+        };
+        let handle = g.handle.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = handle.read_barrier().await {
+                return f(Err(submit_error(e)));
+            }
+            // If the replica stopped meanwhile, `f` is dropped unanswered: its caller sees
+            // its channel close.
+            let _ = handle.read_local(move |e| f(Ok(e))).await;
+        });
+    }
+
+    fn subscribe(&self) -> Receiver<Arc<[EventRecord]>> {
+        let (tx, rx) = bounded(SUBSCRIBER_QUEUE_LEN_MAX);
+        self.subscribers.lock().expect("subscribers lock").push(tx);
+        rx
+    }
+
+    fn stop(&self) {
+        let rt = self.runtime.clone();
+        rt.block_on(self.shutdown());
+    }
+}
+
+/// The voters of every shard as this node sees them (for checks).
+pub fn voters(node: &ClusterNode) -> Vec<BTreeSet<NodeId>> {
+    node.groups
+        .iter()
+        .map(|g| g.handle.raft().voter_ids().collect())
+        .collect()
+}

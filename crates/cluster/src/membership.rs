@@ -1,0 +1,94 @@
+//! Membership and leadership of the whole node set: add a node to every group (as a
+//! learner, caught up, then promoted), remove one, move a shard's leadership, and spread
+//! leaders evenly over the voters.
+
+use crate::ClusterNode;
+use std::collections::BTreeSet;
+use tradelog_domain::ShardId;
+use tradelog_raft::{ManageOp, NodeId, ProposeError};
+
+/// What a leadership rebalance did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rebalanced {
+    /// `(shard, from, to)` for every leadership handed over.
+    pub moved: Vec<(ShardId, Option<NodeId>, NodeId)>,
+}
+
+impl ClusterNode {
+    fn voters_of(&self, s: ShardId) -> BTreeSet<NodeId> {
+        self.group(s)
+            .map(|g| g.raft().voter_ids().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds node `node` (a `tradelog serve --node-id NODE` started without `--members`,
+    /// reachable at `addr`) to every shard's group: first as a learner that catches up
+    /// (from the log, or a snapshot when far behind), then as a voter. Safe to repeat.
+    pub async fn add_node(&self, node: NodeId, addr: &str) -> Result<(), ProposeError> {
+        for s in 0..self.shard_count_u32() {
+            let g = self.group(ShardId(s)).expect("every shard has a group");
+            g.manage(ManageOp::AddLearner {
+                node,
+                addr: addr.to_string(),
+            })
+            .await?;
+            let mut voters = self.voters_of(ShardId(s));
+            if voters.insert(node) {
+                g.manage(ManageOp::SetVoters { voters }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes node `node` from every shard's group (it stops receiving the log; stop its
+    /// process afterwards). Refused when it would leave a group without a voter.
+    pub async fn remove_node(&self, node: NodeId) -> Result<(), ProposeError> {
+        for s in 0..self.shard_count_u32() {
+            let g = self.group(ShardId(s)).expect("every shard has a group");
+            let mut voters = self.voters_of(ShardId(s));
+            if voters.remove(&node) {
+                if voters.is_empty() {
+                    return Err(ProposeError::Unknown {
+                        group: ShardId(s),
+                        reason: format!("node {node} is the group's only voter"),
+                    });
+                }
+                g.manage(ManageOp::SetVoters { voters }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands shard `s`'s leadership to node `to` (a voter of its group).
+    pub async fn transfer_leader(&self, s: ShardId, to: NodeId) -> Result<(), ProposeError> {
+        let g = self.group(s).ok_or(ProposeError::Stopped {
+            group: s,
+            reason: "no such shard".into(),
+        })?;
+        g.manage(ManageOp::TransferLeader { to }).await
+    }
+
+    /// Spreads leaders evenly: shard `s` is led by the `s mod n`-th of its group's `n`
+    /// voters (in id order), so every voter leads its share of shards.
+    pub async fn balance_leaders(&self) -> Result<Rebalanced, ProposeError> {
+        let mut moved = Vec::new();
+        for s in 0..self.shard_count_u32() {
+            let shard = ShardId(s);
+            let voters: Vec<NodeId> = self.voters_of(shard).into_iter().collect();
+            if voters.is_empty() {
+                continue;
+            }
+            let want = voters[s as usize % voters.len()];
+            let leader = self
+                .group(shard)
+                .and_then(|g| g.raft().metrics().borrow_watched().current_leader);
+            if leader != Some(want) {
+                self.transfer_leader(shard, want).await?;
+                moved.push((shard, leader, want));
+            }
+        }
+        Ok(Rebalanced { moved })
+    }
+}
+
+use openraft::async_runtime::watch::WatchReceiver;

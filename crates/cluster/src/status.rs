@@ -1,0 +1,95 @@
+//! What a replica knows about its groups, for `tradelog admin` and the status API.
+
+use openraft::RaftMetrics;
+use serde::{Deserialize, Serialize};
+use tradelog_domain::ShardId;
+use tradelog_raft::{NodeId, TypeConfig};
+
+/// One node's view of every shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node answering.
+    pub node: NodeId,
+    /// One entry per shard.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One replica's view of its group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: ShardId,
+    /// This replica's role: `Leader`, `Follower`, `Candidate`, `Learner`, `Shutdown`.
+    pub role: String,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// Index of its last log entry.
+    pub last_log_index: Option<u64>,
+    /// Highest index it knows is committed.
+    pub committed: Option<u64>,
+    /// Highest index its state machine applied.
+    pub applied: Option<u64>,
+    /// The engine's state hash at `applied` (hex): replicas at the same index must agree.
+    pub state_hash: String,
+    /// Index its latest snapshot covers.
+    pub snapshot: Option<u64>,
+    /// Voters of the group.
+    pub voters: Vec<NodeId>,
+    /// Learners (non-voting replicas) of the group.
+    pub learners: Vec<NodeId>,
+    /// On the leader: how far each replica's log matches (lag = last_log_index - matched).
+    pub replication: Vec<ReplicaProgress>,
+}
+
+/// How far one replica's log matches the leader's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    /// The replica's node.
+    pub node: NodeId,
+    /// Highest index known to match the leader's log.
+    pub matched: Option<u64>,
+    /// Entries it is behind the leader's last log entry.
+    pub lag: u64,
+}
+
+pub(crate) fn shard_status(
+    shard: ShardId,
+    m: &RaftMetrics<TypeConfig>,
+    applied: Option<u64>,
+    state_hash: [u8; 32],
+) -> ShardStatus {
+    let membership = m.membership_config.membership();
+    let last = m.last_log_index;
+    let replication = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(node, matched)| {
+                    let matched = matched.as_ref().map(|l| l.index);
+                    ReplicaProgress {
+                        node: *node,
+                        matched,
+                        lag: last.unwrap_or(0).saturating_sub(matched.unwrap_or(0)),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ShardStatus {
+        shard,
+        role: format!("{:?}", m.state),
+        leader: m.current_leader,
+        term: m.current_term,
+        last_log_index: last,
+        committed: m.local_committed.as_ref().map(|l| l.index),
+        applied,
+        state_hash: state_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        snapshot: m.snapshot.as_ref().map(|l| l.index),
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        replication,
+    }
+}
