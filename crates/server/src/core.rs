@@ -18,7 +18,7 @@ use tradelog_domain as d;
 use tradelog_engine::routing::{route, Route};
 use tradelog_engine::Engine;
 use tradelog_node::runtime::now;
-use tradelog_node::{CommandReply, Node, SubmitError};
+use tradelog_node::{CommandReply, ShardHost, SubmitError};
 
 /// Principal assumed when a request names none (development only).
 pub const PRINCIPAL_DEFAULT: u64 = 1;
@@ -85,6 +85,11 @@ pub(crate) enum Error {
     Unavailable(String),
     /// The server failed to answer (a damaged log, a bug): gRPC `INTERNAL`, HTTP 500.
     Internal(String),
+    /// The caller's authority does not allow it: gRPC `PERMISSION_DENIED`, HTTP 403.
+    PermissionDenied(String),
+    /// The request needs what this server is not (a cluster operation on a single node):
+    /// gRPC `FAILED_PRECONDITION`, HTTP 409.
+    FailedPrecondition(String),
 }
 
 impl From<ApiError> for Error {
@@ -97,7 +102,10 @@ impl From<SubmitError> for Error {
     fn from(e: SubmitError) -> Error {
         match e {
             SubmitError::Overloaded(_) => Error::Overloaded,
-            SubmitError::Stopped | SubmitError::Failed(_) => Error::Unavailable(e.to_string()),
+            SubmitError::Stopped
+            | SubmitError::Failed(_)
+            | SubmitError::Unavailable(_)
+            | SubmitError::OutcomeUnknown(_) => Error::Unavailable(e.to_string()),
         }
     }
 }
@@ -108,7 +116,9 @@ impl std::fmt::Display for Error {
             Error::Invalid(m)
             | Error::NotFound(m)
             | Error::OutOfRange(m)
-            | Error::LimitExceeded(m) => f.write_str(m),
+            | Error::LimitExceeded(m)
+            | Error::FailedPrecondition(m)
+            | Error::PermissionDenied(m) => f.write_str(m),
             Error::Overloaded => f.write_str("overloaded, retry"),
             Error::Unavailable(m) => write!(f, "unavailable: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
@@ -126,6 +136,8 @@ impl From<Error> for tonic::Status {
             Error::Overloaded => tonic::Status::resource_exhausted("overloaded, retry"),
             Error::Unavailable(m) => tonic::Status::unavailable(m),
             Error::Internal(m) => tonic::Status::internal(m),
+            Error::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
+            Error::PermissionDenied(m) => tonic::Status::permission_denied(m),
         }
     }
 }
@@ -287,9 +299,57 @@ fn as_of_text(at: Option<AsOf>) -> String {
     }
 }
 
+/// Runs `f` on shard `s`'s state (after every write acknowledged before) on the host's
+/// thread or task, without blocking a worker.
+pub(crate) async fn read<R: Send + 'static>(
+    host: &dyn ShardHost,
+    s: d::ShardId,
+    f: impl FnOnce(&Engine) -> R + Send + 'static,
+) -> Result<R, Error> {
+    let (tx, rx) = oneshot::channel();
+    host.read_with(
+        s,
+        Box::new(move |r| {
+            let _ = tx.send(r.map(f));
+        }),
+    );
+    rx.await
+        .unwrap_or(Err(SubmitError::Stopped))
+        .map_err(Error::from)
+}
+
+/// One change to the replicated cluster.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum ClusterChange {
+    /// Add a node to every shard's group.
+    AddNode {
+        /// Its id.
+        node: u64,
+        /// The URL of its gRPC port.
+        url: String,
+    },
+    /// Remove a node from every shard's group.
+    RemoveNode {
+        /// Its id.
+        node: u64,
+    },
+    /// Hand one shard's leadership to a voter.
+    TransferLeader {
+        /// The shard.
+        shard: u32,
+        /// The new leader.
+        to: u64,
+    },
+    /// Spread leaders evenly over the voters.
+    BalanceLeaders,
+}
+
 /// State shared by every request.
 pub(crate) struct Core {
-    pub(crate) node: Arc<Node>,
+    pub(crate) node: Arc<dyn ShardHost>,
+    /// The replicated node, when this server is one node of a cluster.
+    pub(crate) cluster: Option<Arc<tradelog_cluster::ClusterNode>>,
     pub(crate) events: Arc<EventLog>,
     pub(crate) history: History,
     stop: watch::Receiver<bool>,
@@ -308,13 +368,15 @@ impl Pages for Core {
 
 impl Core {
     pub(crate) fn new(
-        node: Arc<Node>,
+        node: Arc<dyn ShardHost>,
+        cluster: Option<Arc<tradelog_cluster::ClusterNode>>,
         events: Arc<EventLog>,
         history: History,
         stop: watch::Receiver<bool>,
     ) -> Core {
         Core {
             node,
+            cluster,
             events,
             history,
             stop,
@@ -438,11 +500,7 @@ impl Core {
                 self.node.shard_count()
             )));
         }
-        let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.read(s, f))
-            .await
-            .map_err(|e| Error::Unavailable(format!("read task failed: {e}")))?
-            .map_err(Error::from)
+        read(&*self.node, s, f).await
     }
 
     /// A read round trip on every shard (readiness).
@@ -522,6 +580,60 @@ impl Core {
                 as_of_text(q.as_of)
             ))
         })
+    }
+
+    /// This node's view of the cluster (refused on a single node).
+    pub(crate) async fn cluster_status(&self) -> Result<tradelog_cluster::ClusterStatus, Error> {
+        match &self.cluster {
+            Some(c) => Ok(c.status().await),
+            None => Err(Error::FailedPrecondition(
+                "this server is a single node, not a member of a replicated cluster \
+                 (start it with --node-id and --members)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Applies one change to the cluster (operators only) and answers the status after it.
+    pub(crate) async fn change_cluster(
+        &self,
+        who: &Identity,
+        change: ClusterChange,
+    ) -> Result<tradelog_cluster::ClusterStatus, Error> {
+        let Some(c) = &self.cluster else {
+            return self.cluster_status().await;
+        };
+        if who.authority != d::Authority::Operator {
+            return Err(Error::PermissionDenied(
+                "changing the cluster needs the operator authority".into(),
+            ));
+        }
+        let r = match change {
+            ClusterChange::AddNode { node, url } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(Error::Invalid(format!(
+                        "invalid field `url`: {url:?} is not a URL (such as http://127.0.0.1:7730)"
+                    )));
+                }
+                if node == 0 {
+                    return Err(Error::Invalid("invalid field `node`: node ids start at 1".into()));
+                }
+                c.add_node(node, &url).await
+            }
+            ClusterChange::RemoveNode { node } => c.remove_node(node).await,
+            ClusterChange::TransferLeader { shard, to } => {
+                if shard >= self.shard_count() {
+                    return Err(Error::Invalid(format!(
+                        "invalid field `shard`: shard {shard} does not exist (this node has {} shards)",
+                        self.shard_count()
+                    )));
+                }
+                c.transfer_leader(d::ShardId(shard), to).await
+            }
+            ClusterChange::BalanceLeaders => c.balance_leaders().await.map(|_| ()),
+        };
+        r.map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(c.status().await)
     }
 
     pub(crate) async fn catalog(&self) -> Result<CatalogView, Error> {

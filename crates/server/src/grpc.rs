@@ -1,5 +1,8 @@
 //! The gRPC interface: the generated `tradelog.v1.Tradelog` service over [`Core`].
 
+use crate::core::ClusterChange;
+use tradelog_raft::pb::raft_transport_server::RaftTransportServer;
+use tradelog_raft::RaftRouter;
 use crate::core::{Answer, Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
 use crate::events::{self, Page};
 use crate::{telemetry, GRPC_MESSAGE_BYTES_MAX};
@@ -23,12 +26,18 @@ const INTERFACE: &str = "grpc";
 const SUBSCRIPTION_BUFFER: usize = 16;
 
 /// Serves gRPC on `listener` until `stop` fires, then finishes in-flight calls.
-pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    core: Arc<Core>,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+    raft: Option<RaftTransportServer<RaftRouter>>,
+) {
     let service =
         TradelogServer::new(Grpc { core }).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let mut stop = stop;
     let r = tonic::transport::Server::builder()
         .add_service(service)
+        .add_optional_service(raft)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             events::stopped(&mut stop).await
         })
@@ -54,6 +63,38 @@ fn identity<T>(r: &Request<T>) -> Result<Identity, Status> {
     };
     Identity::parse(get(PRINCIPAL_HEADER)?, get(AUTHORITY_HEADER)?)
         .map_err(Status::invalid_argument)
+}
+
+fn status_pb(v: tradelog_cluster::ClusterStatus) -> pb::GetClusterStatusResponse {
+    pb::GetClusterStatusResponse {
+        node: v.node,
+        shards: v
+            .shards
+            .into_iter()
+            .map(|s| pb::ShardReplicaStatus {
+                shard: s.shard.0,
+                role: s.role,
+                leader: s.leader,
+                term: s.term,
+                last_log_index: s.last_log_index,
+                committed: s.committed,
+                applied: s.applied,
+                state_hash: s.state_hash,
+                snapshot: s.snapshot,
+                voters: s.voters,
+                learners: s.learners,
+                replication: s
+                    .replication
+                    .into_iter()
+                    .map(|r| pb::ReplicaProgress {
+                        node: r.node,
+                        matched: r.matched,
+                        lag: r.lag,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 fn response(a: Answer) -> pb::CommandResponse {
@@ -378,6 +419,37 @@ impl Tradelog for Grpc {
             assets: v.assets.into_iter().map(Into::into).collect(),
             markets: v.markets.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    async fn get_cluster_status(
+        &self,
+        _r: Request<pb::GetClusterStatusRequest>,
+    ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
+        let v = self.core.cluster_status().await?;
+        Ok(Response::new(status_pb(v)))
+    }
+
+    async fn change_cluster(
+        &self,
+        r: Request<pb::ChangeClusterRequest>,
+    ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
+        use pb::change_cluster_request::Change;
+        let who = identity(&r)?;
+        let change = match r.into_inner().change {
+            Some(Change::AddNode(a)) => ClusterChange::AddNode {
+                node: a.node,
+                url: a.url,
+            },
+            Some(Change::RemoveNode(a)) => ClusterChange::RemoveNode { node: a.node },
+            Some(Change::TransferLeader(a)) => ClusterChange::TransferLeader {
+                shard: a.shard,
+                to: a.to,
+            },
+            Some(Change::BalanceLeaders(_)) => ClusterChange::BalanceLeaders,
+            None => return Err(Status::invalid_argument("missing field `change`")),
+        };
+        let v = self.core.change_cluster(&who, change).await?;
+        Ok(Response::new(status_pb(v)))
     }
 
     async fn read_events(

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tradelog_api::query::{AsOf, EventStream, Position};
 use tradelog_domain::{EventRecord, ShardId, Timestamp};
 use tradelog_engine::Engine;
-use tradelog_node::{HistoryError, Node, NodeHistory, ScanEnd};
+use tradelog_node::{HistoryError, NodeHistory, ScanEnd, ShardHost};
 
 /// History questions answered at the same time (each keeps a core busy).
 pub const HISTORY_RUNNING_MAX: usize = 2;
@@ -58,18 +58,23 @@ pub(crate) enum Scanned {
 
 /// The history of every shard, and the node to ask what each has applied.
 pub(crate) struct History {
-    node: Arc<Node>,
-    shards: Arc<NodeHistory>,
+    node: Arc<dyn ShardHost>,
+    /// None on a replicated node (its logs hold Raft entries; not served yet).
+    shards: Option<Arc<NodeHistory>>,
     events: Arc<EventLog>,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
 }
 
 impl History {
-    pub(crate) fn new(node: Arc<Node>, shards: NodeHistory, events: Arc<EventLog>) -> History {
+    pub(crate) fn new(
+        node: Arc<dyn ShardHost>,
+        shards: Option<NodeHistory>,
+        events: Arc<EventLog>,
+    ) -> History {
         History {
             node,
-            shards: Arc::new(shards),
+            shards: shards.map(Arc::new),
             events,
             running: Arc::new(Semaphore::new(HISTORY_RUNNING_MAX)),
             admitted: Arc::new(Semaphore::new(HISTORY_RUNNING_MAX + HISTORY_WAITING_MAX)),
@@ -78,11 +83,7 @@ impl History {
 
     /// The last input shard `s` applied (every one up to it is durable).
     pub(crate) async fn applied(&self, s: ShardId) -> Result<u64, Error> {
-        let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.read(s, |e| e.inputs_applied()))
-            .await
-            .map_err(|e| Error::Unavailable(format!("read task failed: {e}")))?
-            .map_err(Error::from)
+        crate::core::read(&*self.node, s, |e| e.inputs_applied()).await
     }
 
     /// Runs `f` on a blocking thread when a turn is free.
@@ -101,7 +102,14 @@ impl History {
             .acquire_owned()
             .await
             .map_err(|_| Error::Unavailable("history closed".into()))?;
-        let shards = self.shards.clone();
+        let Some(shards) = self.shards.clone() else {
+            return Err(Error::Unavailable(
+                "this replicated node does not regenerate history from its Raft log yet: \
+                 events older than its in-memory index, as-of queries, candles and statements \
+                 over them are served by single-node deployments only"
+                    .into(),
+            ));
+        };
         tokio::task::spawn_blocking(move || f(&shards))
             .await
             .map_err(|e| Error::Internal(format!("history task failed: {e}")))?

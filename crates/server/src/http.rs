@@ -9,6 +9,7 @@
 //! document served at `/openapi.json` (checked in as `docs/api/openapi.json`) is tested to
 //! list exactly the same paths and methods.
 
+use crate::core::ClusterChange;
 use crate::core::{Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
 use crate::events::{self, Page};
 use crate::{telemetry, HTTP_BODY_BYTES_MAX};
@@ -88,6 +89,8 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Core>>)> {
         route!(GET, "/v1/markets/{id}/trades", trades),
         route!(GET, "/v1/markets/{id}/candles", candles),
         route!(GET, "/v1/catalog", catalog),
+        route!(GET, "/v1/cluster/status", cluster_status),
+        route!(POST, "/v1/cluster/change", change_cluster),
         route!(GET, "/v1/events", read_events),
         route!(GET, "/v1/events/stream", stream_events),
         route!(GET, "/health", health),
@@ -140,6 +143,8 @@ impl From<Error> for HttpError {
             Error::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
+            Error::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
         };
         HttpError::new(status, code, message)
     }
@@ -468,6 +473,21 @@ async fn order(
         as_of: p.wire()?,
     })?;
     Ok(Json(core.order(q).await?).into_response())
+}
+
+async fn cluster_status(State(core): Shared) -> HttpResult<Response> {
+    Ok(Json(core.cluster_status().await?).into_response())
+}
+
+async fn change_cluster(
+    State(core): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Response> {
+    let who = identity(&headers)?;
+    let change: ClusterChange = serde_json::from_value(json_body(body)?)
+        .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    Ok(Json(core.change_cluster(&who, change).await?).into_response())
 }
 
 async fn catalog(State(core): Shared) -> HttpResult<Response> {

@@ -79,6 +79,7 @@ pub use crate::http::{routes as http_routes, OPENAPI_JSON};
 pub use tradelog_node::HistoryLimits;
 
 use crate::core::Core;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,7 +88,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tradelog_domain::ShardId;
-use tradelog_node::{Node, NodeConfig, NodeError, NodeHistory};
+use tradelog_cluster::{ClusterConfig, ClusterError, ClusterNode};
+use tradelog_node::{Node, NodeConfig, NodeError, NodeHistory, ShardHost};
 
 /// Default data directory.
 pub const DATA_DIR_DEFAULT: &str = "./tradelog-data";
@@ -104,6 +106,9 @@ pub const EVENTS_RETAINED_MAX: usize = 250_000;
 pub const HTTP_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Largest gRPC request message, in bytes.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// On a cluster node, how long shutdown lets client requests finish before it stops the
+/// Raft groups (ms).
+pub const CLUSTER_DRAIN_MS: u64 = 2_000;
 /// How long shutdown waits for in-flight requests before it gives up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -125,6 +130,22 @@ pub struct ServerConfig {
     /// How much replay one history question may do (as-of queries, old events, candles,
     /// statements).
     pub history: HistoryLimits,
+    /// Run as one node of a replicated cluster (every shard a Raft group over the nodes);
+    /// None: a single node with every shard embedded.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The replication settings of a server that is one node of a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// This node's id (unique in the cluster, never reused).
+    pub node_id: u64,
+    /// The members of a new cluster: node id and the URL of its gRPC port (such as
+    /// `http://127.0.0.1:7700`), the same list on every initial member. Empty for a node
+    /// that an operator adds to a running cluster.
+    pub initial_members: BTreeMap<u64, String>,
+    /// openraft settings (heartbeat, election timeout); None: tradelog's defaults.
+    pub raft: Option<tradelog_raft::openraft::Config>,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +157,7 @@ impl Default for ServerConfig {
             http_addr: HTTP_ADDR_DEFAULT.parse().expect("valid default address"),
             events_retained_max: EVENTS_RETAINED_MAX,
             history: HistoryLimits::default(),
+            cluster: None,
         }
     }
 }
@@ -161,6 +183,14 @@ pub enum ServerError {
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
+    },
+    /// The replicated node could not start (see the inner error).
+    #[error("starting the replicated node in {dir}: {source}")]
+    Cluster {
+        /// Its data directory.
+        dir: PathBuf,
+        /// Why.
+        source: ClusterError,
     },
     /// The node did not answer during start-up.
     #[error("node did not answer: {0}")]
@@ -198,41 +228,94 @@ impl Server {
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
         let http_addr = local_addr(&http_listener, config.http_addr)?;
 
-        let node_config = NodeConfig::new(&config.data_dir, config.shards);
-        let dir = config.data_dir.clone();
         let retained = config.events_retained_max;
-        let limits = config.history.clone();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
-            let node = Node::open(node_config.clone()).map_err(|source| ServerError::Node {
-                dir: dir.clone(),
-                source,
-            })?;
-            let history = NodeHistory::open(&node_config, limits)
-                .map_err(|e| ServerError::NodeUnavailable(format!("opening the history: {e}")))?;
-            // Subscribe before reading where each shard's events stand: every event after
-            // that point reaches the index.
-            let feed = node.subscribe();
+        let (node, cluster, history): (Arc<dyn ShardHost>, _, _) = match &config.cluster {
+            None => {
+                let node_config = NodeConfig::new(&config.data_dir, config.shards);
+                let dir = config.data_dir.clone();
+                let limits = config.history.clone();
+                let (node, history) = tokio::task::spawn_blocking(move || {
+                    let node = Node::open(node_config.clone())
+                        .map_err(|source| ServerError::Node { dir, source })?;
+                    let history = NodeHistory::open(&node_config, limits).map_err(|e| {
+                        ServerError::NodeUnavailable(format!("opening the history: {e}"))
+                    })?;
+                    Ok::<_, ServerError>((node, history))
+                })
+                .await
+                .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
+                (Arc::new(node), None, Some(history))
+            }
+            Some(c) => {
+                let mut cc = ClusterConfig::new(
+                    c.node_id,
+                    &config.data_dir,
+                    config.shards,
+                    c.initial_members.clone(),
+                );
+                if let Some(r) = &c.raft {
+                    cc.raft = r.clone();
+                }
+                let cluster = ClusterNode::start(cc)
+                    .await
+                    .map_err(|source| ServerError::Cluster {
+                        dir: config.data_dir.clone(),
+                        source,
+                    })?;
+                (cluster.clone() as Arc<dyn ShardHost>, Some(cluster), None)
+            }
+        };
+        // Subscribe before reading where each shard's events stand: every event after that
+        // point reaches the index.
+        let feed = node.subscribe();
+        let next = if cluster.is_some() {
+            // A replica's events are those of the entries it applies from now on; the first
+            // read below waits for a leader, so it would hold up the start of a node whose
+            // peers are not up yet. Every event from the current state on is indexed.
+            let mut next = Vec::new();
+            for s in 0..node.shard_count() {
+                let g = cluster.as_ref().and_then(|c| c.group(ShardId(s)).cloned());
+                let seq = match g {
+                    Some(g) => g
+                        .read_local(|e| e.next_event_seq())
+                        .await
+                        .map_err(|e| ServerError::NodeUnavailable(e.to_string()))?,
+                    None => 1,
+                };
+                next.push(seq);
+            }
+            next
+        } else {
             let mut next = Vec::new();
             for s in 0..node.shard_count() {
                 next.push(
-                    node.read(ShardId(s), |e| e.next_event_seq())
+                    core::read(&*node, ShardId(s), |e| e.next_event_seq())
+                        .await
                         .map_err(|e| ServerError::NodeUnavailable(e.to_string()))?,
                 );
             }
-            let (log, feeder) = events::EventLog::start(feed, &next, retained);
-            Ok((node, history, log, feeder))
-        })
-        .await
-        .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
-        let (node, history, log, feeder) = opened;
-        let node = Arc::new(node);
+            next
+        };
+        let (log, feeder) = events::EventLog::start(feed, &next, retained);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let history = history::History::new(node.clone(), history, log.clone());
-        let core = Arc::new(Core::new(node.clone(), log, history, stop_rx.clone()));
+        let core = Arc::new(Core::new(
+            node.clone(),
+            cluster.clone(),
+            log,
+            history,
+            stop_rx.clone(),
+        ));
         let upkeep = telemetry::start_upkeep(stop_rx.clone());
 
-        let grpc = tokio::spawn(grpc::serve(core.clone(), grpc_listener, stop_rx.clone()));
+        let raft_service = cluster.as_ref().map(|c| c.raft_service());
+        let grpc = tokio::spawn(grpc::serve(
+            core.clone(),
+            grpc_listener,
+            stop_rx.clone(),
+            raft_service,
+        ));
         let http = tokio::spawn(http::serve(core.clone(), http_listener, stop_rx));
         tracing::info!(
             %grpc_addr,
@@ -246,6 +329,7 @@ impl Server {
             http_addr,
             core: Some(core),
             node: Some(node),
+            cluster,
             stop: stop_tx,
             tasks: vec![grpc, http, upkeep],
             feeder: Some(feeder),
@@ -269,7 +353,8 @@ pub struct RunningServer {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     core: Option<Arc<Core>>,
-    node: Option<Arc<Node>>,
+    node: Option<Arc<dyn ShardHost>>,
+    cluster: Option<Arc<ClusterNode>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     feeder: Option<std::thread::JoinHandle<()>>,
@@ -286,9 +371,14 @@ impl RunningServer {
         self.http_addr
     }
 
-    /// The embedded node (for checks and audits).
-    pub fn node(&self) -> &Node {
-        self.node.as_ref().expect("node is open until shutdown")
+    /// The shards this server runs (for checks and audits).
+    pub fn node(&self) -> &dyn ShardHost {
+        &**self.node.as_ref().expect("node is open until shutdown")
+    }
+
+    /// The replicated node, when this server is one node of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<ClusterNode>> {
+        self.cluster.as_ref()
     }
 
     /// Stops accepting connections, ends event streams, waits for in-flight requests (at
@@ -296,7 +386,23 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         let _ = self.stop.send(true);
         let deadline = Instant::now() + SHUTDOWN_GRACE;
-        for t in self.tasks.drain(..) {
+        let mut tasks: Vec<JoinHandle<()>> = self.tasks.drain(..).collect();
+        if let Some(cluster) = &self.cluster {
+            // Peers keep replication streams open on the gRPC port, so its graceful stop
+            // would wait for them: give client requests a moment, then stop the Raft
+            // groups (which ends those streams), then wait for the rest.
+            let drain = Instant::now() + Duration::from_millis(CLUSTER_DRAIN_MS);
+            let mut left = Vec::new();
+            for mut t in tasks {
+                let wait = drain.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(wait, &mut t).await.is_err() {
+                    left.push(t);
+                }
+            }
+            cluster.shutdown().await;
+            tasks = left;
+        }
+        for t in tasks {
             let abort = t.abort_handle();
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, t).await.is_err() {
@@ -307,17 +413,25 @@ impl RunningServer {
         self.core = None;
         let node = self.node.take().expect("node is open until shutdown");
         // Requests that already had the node (reads on blocking threads, stream tasks)
-        // end by themselves; wait for them so the node stops here, not later.
-        while Arc::strong_count(&node) > 1 && Instant::now() < deadline {
+        // end by themselves; wait for them so the node stops here, not later (aborted
+        // tasks drop theirs in a moment).
+        let owners = 1 + usize::from(self.cluster.is_some());
+        let count_deadline = deadline.max(Instant::now() + Duration::from_secs(1));
+        while Arc::strong_count(&node) > owners && Instant::now() < count_deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let node = match Arc::try_unwrap(node) {
-            Ok(n) => n,
-            Err(_) => return Err(ServerError::ShutdownTimedOut),
-        };
+        if Arc::strong_count(&node) > owners {
+            if self.cluster.is_none() {
+                return Err(ServerError::ShutdownTimedOut);
+            }
+            // A cluster node's replicas are stopped already; connections peers still hold
+            // open keep a reference and answer "stopped" until they close.
+            tracing::info!("peer connections still open; the replicas are stopped");
+        }
+        self.cluster = None;
         let feeder = self.feeder.take();
         tokio::task::spawn_blocking(move || {
-            node.shutdown();
+            node.stop();
             // The node closed the event feed; the index thread ends.
             if let Some(f) = feeder {
                 let _ = f.join();
