@@ -30,7 +30,7 @@ mod durable;
 #[path = "bench_pg.rs"]
 mod pg;
 #[path = "bench_server.rs"]
-mod server;
+pub(crate) mod server;
 
 /// Sections run when `--only` is not given.
 const DEFAULT_SECTIONS: [&str; 4] = ["transfers", "orders", "book", "memory"];
@@ -113,7 +113,7 @@ enum Mode {
 
 /// One line of the durable comparison table.
 #[derive(Clone, Debug)]
-struct Row {
+pub(crate) struct Row {
     system: String,
     mode: Mode,
     /// What one request is.

@@ -182,7 +182,7 @@ impl Pass {
 
 /// The kinds of work a pass sends.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Work {
+pub(crate) enum Work {
     Transfers,
     Orders,
     /// Half transfers, half orders.
@@ -192,7 +192,7 @@ enum Work {
 /// One client's command generator: transfers between random accounts, and an order mix
 /// (resting limit orders around the mid price, marketable IOC orders, cancels of its own
 /// resting orders).
-struct Gen {
+pub(crate) struct Gen {
     rng: Rng,
     accounts: u64,
     ids: Arc<AtomicU64>,
@@ -201,6 +201,17 @@ struct Gen {
 }
 
 impl Gen {
+    /// A generator over accounts `1..=accounts` (see [`load`]), drawing transfer ids from
+    /// `ids`.
+    pub(crate) fn new(seed: u64, accounts: u64, ids: Arc<AtomicU64>) -> Gen {
+        Gen {
+            rng: Rng::new(seed),
+            accounts,
+            ids,
+            resting: Vec::new(),
+        }
+    }
+
     fn transfer(&mut self) -> Command {
         let debit = 1 + self.rng.below(self.accounts);
         let credit = 1 + (debit + self.rng.below(self.accounts - 1)) % self.accounts;
@@ -253,7 +264,7 @@ impl Gen {
         })
     }
 
-    fn next(&mut self, work: Work) -> Command {
+    pub(crate) fn next(&mut self, work: Work) -> Command {
         match work {
             Work::Transfers => self.transfer(),
             Work::Orders => self.order(),
@@ -263,7 +274,7 @@ impl Gen {
     }
 
     /// Notes an answer: a placed order may rest and be cancelled later.
-    fn answered(&mut self, command: &Command, result: &Result<Accepted, impl Sized>) {
+    pub(crate) fn answered(&mut self, command: &Command, result: &Result<Accepted, impl Sized>) {
         if let (Command::PlaceOrder(o), Ok(Accepted::Order(id))) = (command, result) {
             if o.tif == TimeInForce::Gtc && self.resting.len() < 1_000 {
                 self.resting.push(*id);
@@ -419,7 +430,9 @@ async fn open_loop(
     Ok(p)
 }
 
-async fn load(client: &Client, accounts: u64) -> Result<()> {
+/// Loads the catalog (USD, BTC, market 1 on shard 0, fee account `accounts + 1`) and
+/// `accounts` funded accounts.
+pub(crate) async fn load(client: &Client, accounts: u64) -> Result<()> {
     let catalog = vec![
         Command::CreateAsset(Asset {
             id: USD,

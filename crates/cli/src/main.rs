@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod account;
+mod admin;
+mod cluster;
 mod asset;
 mod bench;
 mod book;
@@ -87,12 +89,20 @@ enum Cmd {
     Demo(demo::Args),
     /// Measures the engine in-process, and the durable node against PostgreSQL.
     Bench(bench::Args),
+    /// The replicated cluster as one node sees it: shards, leaders, terms, indexes, lag.
+    #[command(subcommand)]
+    Admin(admin::Cmd),
+    /// A local multi-process cluster on loopback for development and demos.
+    #[command(subcommand)]
+    Cluster(cluster::Cmd),
 }
 
 fn main() -> ExitCode {
     let Cli { global, command } = Cli::parse();
     let result = match command {
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Admin(c) => admin::run(c, &global),
+        Cmd::Cluster(c) => cluster::run(c),
         Cmd::Account(c) => account::run(c, &global),
         Cmd::Asset(c) => asset::run(c, &global),
         Cmd::Market(c) => market::run(c, &global),

@@ -74,7 +74,7 @@ pub struct Ctx {
 }
 
 impl Global {
-    fn config(&self) -> ClientConfig {
+    pub(crate) fn config(&self) -> ClientConfig {
         ClientConfig {
             principal: self.principal.map(d::Principal),
             authority: self.authority.map(|a| match a {

@@ -1,5 +1,5 @@
-//! `tradelog serve`: one node with every shard embedded, behind the gRPC and HTTP
-//! interfaces, until SIGINT or SIGTERM.
+//! `tradelog serve`: one node with every shard embedded (or, with `--node-id`, one node of
+//! a replicated cluster), behind the gRPC and HTTP interfaces, until SIGINT or SIGTERM.
 //!
 //! DEVELOPMENT ONLY: there is no authentication yet (callers declare their principal and
 //! authority in `x-tradelog-principal` / `x-tradelog-authority` headers). Keep the
@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tradelog_server::{Server, ServerConfig};
+use tradelog_server::{ClusterSettings, Server, ServerConfig};
 
 /// Options of `tradelog serve` (each also read from its environment variable).
 #[derive(clap::Args)]
@@ -40,6 +40,34 @@ pub struct Args {
     /// HTTP listen address (JSON API, server-sent events, /health, /ready, /metrics).
     #[arg(long, env = "TRADELOG_HTTP_ADDR", default_value = tradelog_server::HTTP_ADDR_DEFAULT)]
     http_addr: SocketAddr,
+    /// Run as node ID of a replicated cluster (every shard a Raft group over the nodes;
+    /// peers reach this node on its gRPC address). Without it: a single node.
+    #[arg(long, env = "TRADELOG_NODE_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    node_id: Option<u64>,
+    /// The members of a new cluster, the same list on every one of them:
+    /// ID=URL of its gRPC port, comma separated (1=http://127.0.0.1:7700,2=...). Leave it
+    /// out on a node an operator adds to a running cluster.
+    #[arg(long, env = "TRADELOG_MEMBERS", value_delimiter = ',', requires = "node_id", value_parser = parse_member)]
+    members: Vec<(u64, String)>,
+}
+
+/// Parses `ID=URL`.
+fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=URL (such as 1=http://127.0.0.1:7700)"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("{id:?} is not a node id (a positive integer)"))?;
+    if id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    let url = url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{url:?} is not a URL (such as http://127.0.0.1:7700)"));
+    }
+    Ok((id, url.to_string()))
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
@@ -51,16 +79,40 @@ pub fn run(args: Args) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // The signal handlers first: a SIGTERM during start-up stops the node cleanly too.
+        let signal = signals()?;
+        let mut members = std::collections::BTreeMap::new();
+        for (id, url) in &args.members {
+            if members.insert(*id, url.clone()).is_some() {
+                anyhow::bail!("node {id} appears twice in --members");
+            }
+        }
+        let cluster = args.node_id.map(|node_id| ClusterSettings {
+            node_id,
+            initial_members: members,
+            raft: None,
+        });
         let config = ServerConfig {
             data_dir: args.data_dir.clone(),
             shards: args.shards,
             grpc_addr: args.grpc_addr,
             http_addr: args.http_addr,
+            cluster,
             ..ServerConfig::default()
         };
-        let server = Server::start(config).await.context("starting the server")?;
+        let server = tokio::select! {
+            s = Server::start(config) => s.context("starting the server")?,
+            name = signal.recv() => {
+                tracing::info!(signal = name, "stopped during start-up");
+                return Ok(());
+            }
+        };
+        let role = match args.node_id {
+            Some(id) => format!("node {id} of a replicated cluster, "),
+            None => String::new(),
+        };
         println!(
-            "tradelog serving {} shards from {}: gRPC on {}, HTTP on http://{} \
+            "tradelog serving {} shards ({role}data in {}): gRPC on {}, HTTP on http://{} \
              (development only: no authentication)",
             args.shards,
             args.data_dir.display(),
@@ -68,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
             server.http_addr()
         );
         let _ = std::io::stdout().flush();
-        let signal = wait_for_signal().await?;
+        let signal = signal.recv().await;
         tracing::info!(
             signal,
             "shutting down: no new connections, finishing in-flight work"
@@ -90,21 +142,42 @@ fn init_logs() {
         .try_init();
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGINT and SIGTERM, installed once.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::sync::Mutex<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> Result<&'static str> {
-    tokio::signal::ctrl_c()
-        .await
-        .context("installing the Ctrl-C handler")?;
-    Ok("Ctrl-C")
+fn signals() -> Result<Signals> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(Signals {
+            term: tokio::sync::Mutex::new((term, int)),
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(Signals {})
+}
+
+impl Signals {
+    /// Waits for the next signal; its name.
+    async fn recv(&self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let mut g = self.term.lock().await;
+            let (term, int) = &mut *g;
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }

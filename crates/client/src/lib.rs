@@ -74,7 +74,8 @@ pub use retry::{
 pub use tradelog_api::query::{EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
-    Balances, Book, Catalog, EventPage, Level, Order, Receipt, ShardPosition,
+    Balances, Book, Catalog, ClusterChange, ClusterStatus, EventPage, Level, Order, Receipt, ReplicaProgress,
+    ShardPosition, ShardReplicaStatus,
 };
 
 use std::future::Future;
@@ -590,6 +591,32 @@ impl Client {
             Repeat::Safe,
             get_catalog
         )?)
+    }
+
+    /// The answering node's view of the replicated cluster (FAILED_PRECONDITION from a
+    /// single node).
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        Ok(ClusterStatus::from_wire(rpc!(
+            self,
+            pb::GetClusterStatusRequest {},
+            Repeat::Safe,
+            get_cluster_status
+        )?))
+    }
+
+    /// Applies one change to the replicated cluster (operators) and returns the answering
+    /// node's view afterwards. Adding a node waits until it caught up: give the client a
+    /// long request timeout. Repeating a change is harmless, so it is retried as `Safe`.
+    pub async fn change_cluster(
+        &self,
+        change: &ClusterChange,
+    ) -> Result<ClusterStatus, ClientError> {
+        Ok(ClusterStatus::from_wire(rpc!(
+            self,
+            change.to_wire(),
+            Repeat::Safe,
+            change_cluster
+        )?))
     }
 
     /// At most `limit` events of `stream` after `after` (0: the server's default). An

@@ -508,3 +508,137 @@ mod tests {
         ));
     }
 }
+
+/// One change to the replicated cluster (see `ChangeCluster`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterChange {
+    /// Add node `node`, reachable at `url` (its gRPC port), to every shard's group.
+    AddNode {
+        /// Its id.
+        node: u64,
+        /// The URL of its gRPC port.
+        url: String,
+    },
+    /// Remove node `node` from every shard's group.
+    RemoveNode {
+        /// Its id.
+        node: u64,
+    },
+    /// Hand shard `shard`'s leadership to node `to`.
+    TransferLeader {
+        /// The shard.
+        shard: u32,
+        /// The new leader.
+        to: u64,
+    },
+    /// Spread leaders evenly over the voters.
+    BalanceLeaders,
+}
+
+impl ClusterChange {
+    pub(crate) fn to_wire(&self) -> pb::ChangeClusterRequest {
+        use pb::change_cluster_request::Change;
+        let change = match self {
+            ClusterChange::AddNode { node, url } => Change::AddNode(pb::AddNode {
+                node: *node,
+                url: url.clone(),
+            }),
+            ClusterChange::RemoveNode { node } => {
+                Change::RemoveNode(pb::RemoveNode { node: *node })
+            }
+            ClusterChange::TransferLeader { shard, to } => {
+                Change::TransferLeader(pb::TransferLeader {
+                    shard: *shard,
+                    to: *to,
+                })
+            }
+            ClusterChange::BalanceLeaders => Change::BalanceLeaders(pb::BalanceLeaders {}),
+        };
+        pb::ChangeClusterRequest {
+            change: Some(change),
+        }
+    }
+}
+
+/// One node's view of the replicated cluster (see `GetClusterStatus`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    /// The node answering.
+    pub node: u64,
+    /// One entry per shard, by shard id.
+    pub shards: Vec<ShardReplicaStatus>,
+}
+
+/// One replica's view of its shard's Raft group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardReplicaStatus {
+    /// The shard.
+    pub shard: d::ShardId,
+    /// This replica's role: Leader, Follower, Candidate, Learner or Shutdown.
+    pub role: String,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// Its current term.
+    pub term: u64,
+    /// Index of its last log entry.
+    pub last_log_index: Option<u64>,
+    /// Highest index it knows is committed.
+    pub committed: Option<u64>,
+    /// Highest index its state machine applied.
+    pub applied: Option<u64>,
+    /// The engine's state hash at `applied` (hex).
+    pub state_hash: String,
+    /// Index its latest snapshot covers.
+    pub snapshot: Option<u64>,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Non-voting members.
+    pub learners: Vec<u64>,
+    /// Where it leads: every replica's progress.
+    pub replication: Vec<ReplicaProgress>,
+}
+
+/// How far one replica's log matches its leader's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplicaProgress {
+    /// The replica's node.
+    pub node: u64,
+    /// Highest index known to match.
+    pub matched: Option<u64>,
+    /// Entries behind the leader's last log entry.
+    pub lag: u64,
+}
+
+impl ClusterStatus {
+    pub(crate) fn from_wire(r: pb::GetClusterStatusResponse) -> ClusterStatus {
+        ClusterStatus {
+            node: r.node,
+            shards: r
+                .shards
+                .into_iter()
+                .map(|s| ShardReplicaStatus {
+                    shard: d::ShardId(s.shard),
+                    role: s.role,
+                    leader: s.leader,
+                    term: s.term,
+                    last_log_index: s.last_log_index,
+                    committed: s.committed,
+                    applied: s.applied,
+                    state_hash: s.state_hash,
+                    snapshot: s.snapshot,
+                    voters: s.voters,
+                    learners: s.learners,
+                    replication: s
+                        .replication
+                        .into_iter()
+                        .map(|p| ReplicaProgress {
+                            node: p.node,
+                            matched: p.matched,
+                            lag: p.lag,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}

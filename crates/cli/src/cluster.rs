@@ -1,0 +1,403 @@
+//! `tradelog cluster up`: a local multi-process cluster on loopback for development and
+//! demos. Starts N `tradelog serve --node-id i --members ...` processes (this binary), waits
+//! until every shard has a leader, prints where to reach every node, optionally runs a
+//! demo trading load through every node and checks that the replicas agree, and stops the
+//! nodes with SIGTERM on Ctrl-C (or SIGTERM) or when one of them dies.
+//! `tradelog cluster down` stops a cluster started in the background from its pid files.
+
+use crate::bench::server::{load, Gen, Work};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tradelog_client::{Client, ClientConfig, ClusterStatus};
+
+/// Most nodes `cluster up` starts.
+pub const NODES_MAX: u64 = 9;
+/// How long `cluster up` waits for the nodes to start and elect leaders.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Accounts the demo opens and funds.
+const DEMO_ACCOUNTS: u64 = 200;
+/// Concurrent demo clients (spread over the nodes).
+const DEMO_CLIENTS: usize = 12;
+
+/// `tradelog cluster` subcommands.
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Starts a local cluster of NODES processes on loopback and serves until Ctrl-C.
+    #[command(after_help = "Node i listens for gRPC on 127.0.0.1:(BASE_PORT + 10*(i-1)) and \
+        for HTTP on the next port, so node 1 is at the CLI's default address. Data and logs \
+        go to DATA_DIR/node-i. Restarting with the same DATA_DIR resumes the same cluster.\n\n\
+        Examples:\n  tradelog cluster up\n  tradelog cluster up --nodes 5 --shards 8\n  \
+        tradelog cluster up --demo-secs 10 --exit-after-demo")]
+    Up(UpArgs),
+    /// Stops the nodes of a cluster started by `cluster up` (SIGTERM, from its pid files).
+    Down(DownArgs),
+}
+
+/// Options of `tradelog cluster up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Number of node processes (every shard gets a replica on each).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
+    nodes: u64,
+    /// Number of shards (Raft groups).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
+    /// Where the nodes keep their data and logs (DATA_DIR/node-i).
+    #[arg(long, default_value = "./tradelog-cluster")]
+    data_dir: PathBuf,
+    /// gRPC port of node 1; node i uses BASE_PORT + 10*(i-1), its HTTP port the next one.
+    #[arg(long, default_value_t = 7700)]
+    base_port: u16,
+    /// Once up: create a market and funded accounts, run a trading load (transfers and
+    /// orders) through every node for this many seconds, and check that every replica
+    /// applied the same log.
+    #[arg(long)]
+    demo_secs: Option<u64>,
+    /// Stop the cluster after the demo instead of serving until Ctrl-C.
+    #[arg(long, requires = "demo_secs")]
+    exit_after_demo: bool,
+}
+
+/// Options of `tradelog cluster down`.
+#[derive(clap::Args)]
+pub struct DownArgs {
+    /// The data directory the cluster was started with.
+    #[arg(long, default_value = "./tradelog-cluster")]
+    data_dir: PathBuf,
+}
+
+pub fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Up(a) => up(a),
+        Cmd::Down(a) => down(a),
+    }
+}
+
+struct Member {
+    id: u64,
+    grpc: String,
+    http: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn pid_file(dir: &Path) -> PathBuf {
+    dir.join("serve.pid")
+}
+
+fn up(a: UpArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the tradelog binary")?;
+    let mut members: Vec<Member> = Vec::new();
+    for id in 1..=a.nodes {
+        let port = u32::from(a.base_port) + 10 * (id as u32 - 1);
+        if port + 1 > u32::from(u16::MAX) {
+            bail!("--base-port {} leaves no room for {} nodes", a.base_port, a.nodes);
+        }
+        members.push(Member {
+            id,
+            grpc: format!("127.0.0.1:{port}"),
+            http: format!("127.0.0.1:{}", port + 1),
+            dir: a.data_dir.join(format!("node-{id}")),
+            child: None,
+        });
+    }
+    let list = members
+        .iter()
+        .map(|m| format!("{}=http://{}", m.id, m.grpc))
+        .collect::<Vec<_>>()
+        .join(",");
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Stop whatever started if anything below fails.
+    let result = (|| -> Result<()> {
+        let mut lines = Vec::new();
+        for m in &mut members {
+            std::fs::create_dir_all(&m.dir)?;
+            let log = std::fs::File::create(m.dir.join("serve.log"))?;
+            let mut child = Process::new(&exe)
+                .args(["serve", "--node-id", &m.id.to_string(), "--members", &list])
+                .args(["--grpc-addr", &m.grpc, "--http-addr", &m.http])
+                .args(["--shards", &a.shards.to_string()])
+                .arg("--data-dir")
+                .arg(&m.dir)
+                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .with_context(|| format!("starting node {}", m.id))?;
+            std::fs::write(pid_file(&m.dir), format!("{}\n", child.id()))?;
+            let out = child.stdout.take().expect("piped");
+            lines.push(std::thread::spawn(move || {
+                let mut first = String::new();
+                let mut r = BufReader::new(out);
+                let _ = r.read_line(&mut first);
+                // Keep draining so the node never blocks on a full pipe.
+                let mut sink = String::new();
+                while r.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                    sink.clear();
+                }
+                first
+            }));
+            m.child = Some(child);
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        runtime.block_on(async {
+            for m in &members {
+                wait_for_leaders(&m.grpc, deadline)
+                    .await
+                    .with_context(|| format!("node {} (log: {})", m.id, m.dir.join("serve.log").display()))?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        drop(lines);
+        println!(
+            "tradelog cluster of {} nodes, {} shards (every shard a Raft group with a replica on each node):",
+            a.nodes, a.shards
+        );
+        println!("  NODE  gRPC                    HTTP                    DATA AND LOG");
+        for m in &members {
+            println!(
+                "  {:<4}  {:<22}  {:<22}  {}",
+                m.id,
+                format!("http://{}", m.grpc),
+                format!("http://{}", m.http),
+                m.dir.display()
+            );
+        }
+        println!(
+            "Try: tradelog --server http://{} admin status   (any node takes any command)",
+            members[0].grpc
+        );
+        if let Some(secs) = a.demo_secs {
+            let endpoints: Vec<String> =
+                members.iter().map(|m| format!("http://{}", m.grpc)).collect();
+            runtime.block_on(demo(&endpoints, Duration::from_secs(secs)))?;
+            if a.exit_after_demo {
+                return Ok(());
+            }
+        }
+        println!("Serving until Ctrl-C (or SIGTERM); then every node stops cleanly.");
+        runtime.block_on(wait(&mut members))
+    })();
+    let stopped = stop(&mut members);
+    result?;
+    stopped
+}
+
+/// Waits until the node at `addr` answers and sees a leader for every shard.
+async fn wait_for_leaders(addr: &str, deadline: Instant) -> Result<ClusterStatus> {
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        if let Ok(c) = Client::connect(ClientConfig::new(format!("http://{addr}"))).await {
+            match c.cluster_status().await {
+                Ok(s) if s.shards.iter().all(|r| r.leader.is_some()) => return Ok(s),
+                Ok(s) => last = format!("{} shards without a leader", s.shards.iter().filter(|r| r.leader.is_none()).count()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("not ready within {} s: {last}", START_TIMEOUT.as_secs())
+}
+
+/// Serves until SIGINT/SIGTERM or until a node exits on its own.
+async fn wait(members: &mut [Member]) -> Result<()> {
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+    };
+    loop {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        for m in members.iter_mut() {
+            if let Some(c) = m.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    m.child = None;
+                    bail!(
+                        "node {} exited on its own ({status}); see {}",
+                        m.id,
+                        m.dir.join("serve.log").display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM to every node still running, then waits (killing what does not stop in time).
+fn stop(members: &mut [Member]) -> Result<()> {
+    for m in members.iter() {
+        if let Some(c) = &m.child {
+            terminate(c.id());
+        }
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut failed = Vec::new();
+    for m in members.iter_mut() {
+        let Some(mut c) = m.child.take() else { continue };
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() {
+                        failed.push(format!("node {} exited with {status}", m.id));
+                    }
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    failed.push(format!("node {} did not stop in time; killed", m.id));
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(pid_file(&m.dir));
+    }
+    if failed.is_empty() {
+        println!("stopped {} nodes", members.len());
+        Ok(())
+    } else {
+        bail!("{}", failed.join("; "))
+    }
+}
+
+#[cfg(unix)]
+fn terminate(pid: u32) {
+    // Only processes this command started (their pids come from `spawn` or its pid files).
+    let _ = Process::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: u32) {}
+
+fn down(a: DownArgs) -> Result<()> {
+    let mut stopped = 0;
+    let entries = std::fs::read_dir(&a.data_dir)
+        .with_context(|| format!("reading {}", a.data_dir.display()))?;
+    for e in entries.flatten() {
+        let path = pid_file(&e.path());
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let pid: u32 = text.trim().parse().with_context(|| format!("{} is damaged", path.display()))?;
+        // A stale file (the process is gone) is just removed.
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            terminate(pid);
+            stopped += 1;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    println!("sent SIGTERM to {stopped} nodes");
+    Ok(())
+}
+
+/// The demo: catalog and funded accounts through node 1, then transfers and orders from
+/// [`DEMO_CLIENTS`] clients spread over every node for `duration`, then a check that every
+/// node reports the same applied index for every shard.
+async fn demo(endpoints: &[String], duration: Duration) -> Result<()> {
+    let mut clients = Vec::new();
+    for e in endpoints {
+        clients.push(Client::connect(ClientConfig::new(e.clone())).await?);
+    }
+    let catalog = clients[0].catalog().await?;
+    if catalog.markets.is_empty() {
+        println!("demo: loading a BTC/USD market and {DEMO_ACCOUNTS} funded accounts through node 1");
+        load(&clients[0], DEMO_ACCOUNTS).await?;
+    } else {
+        println!("demo: the market and accounts are there from an earlier run");
+    }
+    println!(
+        "demo: {DEMO_CLIENTS} clients send transfers and orders through all {} nodes for {} s",
+        endpoints.len(),
+        duration.as_secs()
+    );
+    let ids = Arc::new(AtomicU64::new(1 << 40));
+    let acked = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for c in 0..DEMO_CLIENTS {
+        let client = clients[c % clients.len()].clone();
+        let (ids, acked, refused) = (ids.clone(), acked.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut gen = Gen::new(7 + c as u64, DEMO_ACCOUNTS, ids);
+            while Instant::now() < end {
+                let command = gen.next(Work::Mix);
+                match client.submit(command.clone()).await {
+                    Ok(a) => {
+                        gen.answered(&command, &a.result);
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let acked = acked.load(Ordering::Relaxed);
+    println!(
+        "demo: {acked} commands committed on a majority and answered ({:.0}/s), {} not answered",
+        acked as f64 / duration.as_secs_f64().max(1e-9),
+        refused.load(Ordering::Relaxed)
+    );
+    // Every node applies the same log: wait until their applied indexes meet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut views = Vec::new();
+        for c in &clients {
+            let s = c.cluster_status().await?;
+            views.push(s.shards.iter().map(|r| r.applied).collect::<Vec<_>>());
+        }
+        if views.iter().all(|v| *v == views[0]) {
+            println!(
+                "demo: every node applied the same log on every shard (applied index per shard: {:?})",
+                views[0].iter().map(|a| a.unwrap_or(0)).collect::<Vec<_>>()
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the nodes did not converge: {views:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = clients[clients.len() - 1].balances(tradelog_domain::AccountId(1)).await?;
+    let shown: Vec<String> = b
+        .balances
+        .iter()
+        .map(|x| format!("asset {} available {} held {}", x.asset, x.available, x.held))
+        .collect();
+    println!(
+        "demo: account 1 read (linearizable) through node {}: {}",
+        clients.len(),
+        shown.join("; ")
+    );
+    Ok(())
+}
