@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The tradelog main job (for now): build release and run `tradelog demo`,
-# passing on any arguments. Works from any directory.
+# The tradelog main job: build release and run `tradelog cluster up --demo-secs 10`
+# (3 nodes by default), passing on any arguments. Works from any directory.
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,4 +12,5 @@ if [[ "${CI:-}" == "true" ]]; then
 fi
 
 cargo build --release --locked --bin tradelog
-exec cargo run --release --locked --bin tradelog -- demo "$@"
+# A 3-node replicated cluster on loopback with a demo load; serves until Ctrl-C.
+exec "$CARGO_TARGET_DIR/release/tradelog" cluster up --demo-secs 10 "$@"
