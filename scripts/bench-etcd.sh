@@ -6,7 +6,7 @@
 # Raft entry fsynced by each member before it counts towards the majority), waits until
 # every member is healthy and one of them leads, prints one machine-readable line
 #
-#   ETCD_READY endpoints=http://127.0.0.1:A,http://127.0.0.1:B,http://127.0.0.1:C version=3.4.23 dir=... fs=ext4
+#   ETCD_READY endpoints=http://127.0.0.1:A,http://127.0.0.1:B,http://127.0.0.1:C leader=http://127.0.0.1:B version=3.4.23 dir=... fs=ext4 ...
 #
 # and then keeps the cluster up until its standard input is closed (or it gets SIGINT /
 # SIGTERM). `tradelog bench` holds the pipe open while it drives the cluster over gRPC and
@@ -238,7 +238,10 @@ for f in "$WORK"/m*.pid; do
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -oE 'https?://[^ ,]+' | grep -vq '^http://127\.0\.0\.1:' &&
         skip "member ${f##*/} has a non-loopback URL"
 done
-echo "ETCD_READY endpoints=$ENDPOINTS version=$VERSION dir=$WORK fs=$FS members=$MEMBERS max_txn_ops=$MAX_TXN_OPS"
+# The leader's client URL (`endpoint status -w simple`: URL, id, version, db size, is leader, ...).
+LEADER="$(ETCDCTL_API=3 etcdctl --endpoints="$ENDPOINTS" endpoint status -w simple 2>/dev/null |
+    awk -F', ' '$5 == "true" {print $1}' | head -n 1 || true)"
+echo "ETCD_READY endpoints=$ENDPOINTS leader=${LEADER:-unknown} version=$VERSION dir=$WORK fs=$FS members=$MEMBERS max_txn_ops=$MAX_TXN_OPS"
 
 # ---- hold until stdin closes -------------------------------------------------------------------
 # `read` returns non-zero at end of input; a member dying meanwhile is reported at exit.

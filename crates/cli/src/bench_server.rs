@@ -4,7 +4,10 @@
 //! process: transfers one by one (closed loop, many concurrent clients), open loop at half
 //! of that maximum (latency from each request's scheduled start: coordinated omission
 //! corrected), batched transfers, then orders and a transfer/order mix, one by one and
-//! batched. The transfer rows join the PostgreSQL comparison table.
+//! batched. The transfer rows join the PostgreSQL comparison table and, as "tradelog, 1
+//! node", the replicated-writes table next to etcd. [`drive`] runs the passes against the
+//! gRPC endpoints of any running deployment ([`Target`]), so a replicated cluster is
+//! measured by starting it and passing its nodes' endpoints.
 
 use super::durable::Rng;
 use super::{hist, Mode, Row};
