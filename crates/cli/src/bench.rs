@@ -856,7 +856,9 @@ fn print_replicated(ours: &[Row], etcd: Result<&[Row], &str>, a: &Args, duration
         );
     }
     if tradelog.is_empty() {
-        println!("\n  tradelog rows: not run (add server to --only: --only server,etcd --shards 1)");
+        println!(
+            "\n  tradelog rows: not run (add server to --only: --only server,etcd --shards 1)"
+        );
     }
     if !tradelog.iter().any(|r| r.replicas > Some(1)) {
         println!("  tradelog, 3 replicas: not measured yet (the replicated cluster mode is being built; its rows come from");
@@ -872,6 +874,11 @@ fn print_replicated(ours: &[Row], etcd: Result<&[Row], &str>, a: &Args, duration
             .iter()
             .find(|r| r.mode == mode && r.request.contains("transfer"))
     };
+    let ceiling = |mode: Mode| {
+        etcd_rows
+            .iter()
+            .find(|r| r.mode == mode && r.request.contains("no check"))
+    };
     if tradelog.is_empty() {
         return;
     }
@@ -881,21 +888,34 @@ fn print_replicated(ours: &[Row], etcd: Result<&[Row], &str>, a: &Args, duration
             continue;
         };
         let name = replicated_name(r);
-        match r.mode {
-            Mode::Single | Mode::Batched => println!(
-                "  {name:<40} {} vs {}: {:>7.2}x  ({} vs {})",
-                if r.mode == Mode::Single { "one by one" } else { "batched" },
-                if r.mode == Mode::Single { "one by one" } else { "batched Txns" },
-                r.transfers_per_s / same.transfers_per_s,
-                fmt_rate(r.transfers_per_s),
-                fmt_rate(same.transfers_per_s)
-            ),
-            Mode::Open => println!(
+        let how = if r.mode == Mode::Single {
+            "one by one"
+        } else {
+            "batched"
+        };
+        match (r.mode, ceiling(r.mode)) {
+            (Mode::Open, _) => println!(
                 "  {name:<40} open loop p99 latency, etcd / tradelog (each at 50% of its own max): {:.2}x  ({} vs {})",
                 same.p99_us / r.p99_us,
                 fmt_latency(same.p99_us),
                 fmt_latency(r.p99_us)
             ),
+            (_, puts) => {
+                println!(
+                    "  {name:<40} {how} vs {how} Txns: {:>7.2}x  ({} vs {})",
+                    r.transfers_per_s / same.transfers_per_s,
+                    fmt_rate(r.transfers_per_s),
+                    fmt_rate(same.transfers_per_s)
+                );
+                if let Some(puts) = puts {
+                    println!(
+                        "  {name:<40} {how} transfers vs etcd's {how} blind puts (its write ceiling): {:>7.2}x  ({} vs {})",
+                        r.transfers_per_s / puts.transfers_per_s,
+                        fmt_rate(r.transfers_per_s),
+                        fmt_rate(puts.transfers_per_s)
+                    );
+                }
+            }
         }
     }
 }

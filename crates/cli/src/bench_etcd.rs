@@ -181,7 +181,13 @@ impl Cluster {
     /// Closes the script's input: it stops the members and removes their directory.
     fn stop(mut self) -> Result<(), String> {
         drop(self.stdin.take());
-        for line in self.lines.take().into_iter().flatten().map_while(Result::ok) {
+        for line in self
+            .lines
+            .take()
+            .into_iter()
+            .flatten()
+            .map_while(Result::ok)
+        {
             println!("  etcd | {line}");
         }
         let status = self.child.wait().map_err(|e| e.to_string())?;
@@ -428,7 +434,8 @@ async fn closed_loop(
     for c in 0..o.clients {
         let mut kv = conns[c % conns.len()].clone();
         let mut rng = Rng::new(seed ^ ((c as u64 + 1) << 20));
-        let (ids, done, counters, accounts) = (ids.clone(), done.clone(), counters.clone(), o.accounts);
+        let (ids, done, counters, accounts) =
+            (ids.clone(), done.clone(), counters.clone(), o.accounts);
         tasks.push(tokio::spawn(async move {
             let mut p = Pass::new();
             while Instant::now() < end {

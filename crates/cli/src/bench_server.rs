@@ -151,7 +151,13 @@ impl Pass {
     }
 
     /// The pass as a table row; `replicas`: copies of every write (see [`Row::replicas`]).
-    pub(super) fn row(&self, system: &str, replicas: Option<u32>, mode: Mode, request: String) -> Row {
+    pub(super) fn row(
+        &self,
+        system: &str,
+        replicas: Option<u32>,
+        mode: Mode,
+        request: String,
+    ) -> Row {
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e3;
         Row {
             system: system.to_string(),
@@ -536,27 +542,83 @@ pub(super) async fn drive(target: &Target, o: &Options) -> Result<Vec<Row>> {
     let (system, replicas) = (target.system.as_str(), Some(target.replicas));
     let ids = Arc::new(AtomicU64::new(1 << 40));
     let mut rows = Vec::new();
-    let single = closed_loop(&conns, o, Work::Transfers, 1, &ids, "transfers one by one", 7).await?;
-    single.print(&format!("transfers one by one, {} clients", o.clients), "transfers");
-    rows.push(single.row(system, replicas, Mode::Single, format!("1 transfer, {} clients, closed loop", o.clients)));
+    let single = closed_loop(
+        &conns,
+        o,
+        Work::Transfers,
+        1,
+        &ids,
+        "transfers one by one",
+        7,
+    )
+    .await?;
+    single.print(
+        &format!("transfers one by one, {} clients", o.clients),
+        "transfers",
+    );
+    rows.push(single.row(
+        system,
+        replicas,
+        Mode::Single,
+        format!("1 transfer, {} clients, closed loop", o.clients),
+    ));
     let rate = single.rate() / 2.0;
     let open = open_loop(&conns, o, rate, &ids, "transfers open loop").await?;
-    open.print(&format!("transfers open loop at {rate:.0}/s (50% of max)"), "transfers");
-    rows.push(open.row(system, replicas, Mode::Open, format!("1 transfer, open loop at {rate:.0}/s")));
-    let batched = closed_loop(&conns, o, Work::Transfers, o.batch, &ids, "transfers batched", 11).await?;
-    batched.print(&format!("transfers batched, {} clients x {}", o.clients, o.batch), "transfers");
+    open.print(
+        &format!("transfers open loop at {rate:.0}/s (50% of max)"),
+        "transfers",
+    );
+    rows.push(open.row(
+        system,
+        replicas,
+        Mode::Open,
+        format!("1 transfer, open loop at {rate:.0}/s"),
+    ));
+    let batched = closed_loop(
+        &conns,
+        o,
+        Work::Transfers,
+        o.batch,
+        &ids,
+        "transfers batched",
+        11,
+    )
+    .await?;
+    batched.print(
+        &format!("transfers batched, {} clients x {}", o.clients, o.batch),
+        "transfers",
+    );
     rows.push(batched.row(
         system,
         replicas,
         Mode::Batched,
         format!("{} transfers, {} clients, closed loop", o.batch, o.clients),
     ));
-    for (work, what) in [(Work::Orders, "orders"), (Work::Mix, "commands (half transfers, half orders)")] {
-        let label = if work == Work::Orders { "orders" } else { "mix" };
+    for (work, what) in [
+        (Work::Orders, "orders"),
+        (Work::Mix, "commands (half transfers, half orders)"),
+    ] {
+        let label = if work == Work::Orders {
+            "orders"
+        } else {
+            "mix"
+        };
         let p = closed_loop(&conns, o, work, 1, &ids, &format!("{label} one by one"), 13).await?;
         p.print(&format!("{label} one by one, {} clients", o.clients), what);
-        let p = closed_loop(&conns, o, work, o.batch, &ids, &format!("{label} batched"), 17).await?;
-        p.print(&format!("{label} batched, {} clients x {}", o.clients, o.batch), what);
+        let p = closed_loop(
+            &conns,
+            o,
+            work,
+            o.batch,
+            &ids,
+            &format!("{label} batched"),
+            17,
+        )
+        .await?;
+        p.print(
+            &format!("{label} batched, {} clients x {}", o.clients, o.batch),
+            what,
+        );
     }
     println!(
         "  (orders: 60% resting limit orders within {PRICE_SPREAD} ticks of the mid, 20% marketable IOC, \

@@ -103,7 +103,11 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
         .next()
         .and_then(|p| p.split_once(" transfer records ("))
         .unwrap_or_else(|| panic!("{check}"));
-    assert_eq!(format!("{records} transfers acknowledged)"), acked, "{check}");
+    assert_eq!(
+        format!("{records} transfers acknowledged)"),
+        acked,
+        "{check}"
+    );
     assert_ne!("0", records, "{check}");
 
     // The table: etcd's rows and tradelog's single-node rows, then the ratios.
@@ -117,8 +121,14 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
     );
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
     for (system, rest) in [
-        ("| etcd ", " 3 members | 3 | one by one | 1 transfer, 8 clients, closed loop |"),
-        ("| etcd ", " 3 members | 3 | open loop, 50% of max | 1 transfer, open loop at "),
+        (
+            "| etcd ",
+            " 3 members | 3 | one by one | 1 transfer, 8 clients, closed loop |",
+        ),
+        (
+            "| etcd ",
+            " 3 members | 3 | open loop, 50% of max | 1 transfer, open loop at ",
+        ),
         (
             "| etcd ",
             " 3 members | 3 | batched | 10 transfers in one Txn, 8 clients, closed loop |",
@@ -147,11 +157,17 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
         );
     }
     assert!(out.contains("Ratios (tradelog / etcd"), "{out}");
-    assert!(out.contains("tradelog, 3 replicas: not measured yet"), "{out}");
+    assert!(
+        out.contains("tradelog, 3 replicas: not measured yet"),
+        "{out}"
+    );
 
     // The script stopped its members and removed their directory.
     let dir = field("dir");
-    assert!(out.contains(&format!("bench-etcd: stopped etcd and removed {dir}")), "{out}");
+    assert!(
+        out.contains(&format!("bench-etcd: stopped etcd and removed {dir}")),
+        "{out}"
+    );
     assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
     assert_eq!(Vec::<String>::new(), processes_naming(&format!("{dir}/")));
 }
