@@ -1,6 +1,7 @@
 //! `tradelog bench`: the engine, in-process, single thread; and, on request
-//! (`--only durable,server,postgres`), a durable node on disk, a real `tradelog serve`
-//! driven over gRPC, and PostgreSQL, side by side.
+//! (`--only durable,server,postgres,etcd`), a durable node on disk, a real `tradelog serve`
+//! driven over gRPC, PostgreSQL (the single-node baseline) and etcd (the replicated-write
+//! baseline), side by side.
 //!
 //! Throughput passes run without per-command timing; latency passes time every command
 //! with `Instant` into an HDR histogram (the timer itself costs ~20-40 ns, included in the
@@ -9,7 +10,11 @@
 //! The default run (no `--only`) is the in-memory engine sections only; `durable` (a node
 //! with its logs on disk, `bench_durable.rs`), `server` (`tradelog serve` over gRPC with
 //! `tradelog-client`, `bench_server.rs`) and `postgres` (`scripts/bench-postgres.sh`,
-//! `bench_pg.rs`) are opt-in and end with one table of the systems and their ratios.
+//! `bench_pg.rs`) are opt-in and end with one table of the systems and their ratios;
+//! `etcd` (`scripts/bench-etcd.sh`, `bench_etcd.rs`: a 3-member cluster on loopback) is
+//! opt-in too and ends with the replicated-writes table, where tradelog's rows come from
+//! the `server` section (`bench_server::drive` takes the endpoints of any running
+//! deployment, one node or a cluster).
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
@@ -27,6 +32,8 @@ use tradelog_matching::{Book, MatchOutput};
 
 #[path = "bench_durable.rs"]
 mod durable;
+#[path = "bench_etcd.rs"]
+mod etcd;
 #[path = "bench_pg.rs"]
 mod pg;
 #[path = "bench_server.rs"]
@@ -35,7 +42,7 @@ pub(crate) mod server;
 /// Sections run when `--only` is not given.
 const DEFAULT_SECTIONS: [&str; 4] = ["transfers", "orders", "book", "memory"];
 /// Opt-in sections.
-const EXTRA_SECTIONS: [&str; 3] = ["durable", "server", "postgres"];
+const EXTRA_SECTIONS: [&str; 4] = ["durable", "server", "postgres", "etcd"];
 
 /// Options of `tradelog bench`.
 #[derive(clap::Args)]
@@ -44,10 +51,12 @@ const EXTRA_SECTIONS: [&str; 3] = ["durable", "server", "postgres"];
         percentiles, memory per resting order) and, with --only durable,server,postgres, \
         the durable node in-process and a real server over gRPC against PostgreSQL in the \
         same run (closed and open loop, transfers, orders and a mix, one by one and \
-        batched).",
+        batched); with --only etcd, a 3-member etcd cluster on loopback as the \
+        replicated-write baseline (the same transfers as read-check-write Txns).",
     after_help = "Examples:\n  tradelog bench --quick\n  tradelog bench --only transfers,orders\n  \
         tradelog bench --only durable,postgres\n  \
-        tradelog bench --only server --shards 1 --duration-secs 5"
+        tradelog bench --only server --shards 1 --duration-secs 5\n  \
+        tradelog bench --only server,etcd --shards 1"
 )]
 pub struct Args {
     /// Accounts in the ledger benchmark.
@@ -70,25 +79,25 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Only run these sections (comma-separated: transfers,orders,book,memory; and the
-    /// opt-in durable,server,postgres, which the default run leaves out).
+    /// opt-in durable,server,postgres,etcd, which the default run leaves out).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// durable/server/postgres: accounts opened and funded before the transfers.
+    /// durable/server/postgres/etcd: accounts opened and funded before the transfers.
     #[arg(long, default_value_t = 100_000)]
     durable_accounts: u64,
-    /// durable/server/postgres: concurrent clients in the closed-loop passes.
+    /// durable/server/postgres/etcd: concurrent clients in the closed-loop passes.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     clients: u16,
-    /// durable/server/postgres: transfers each client submits at once in the batched pass.
+    /// durable/server/postgres/etcd: transfers each client submits at once in the batched pass.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=8192))]
     batch: u16,
-    /// durable/server/postgres: seconds per pass [default: 10, or 2 with --quick].
+    /// durable/server/postgres/etcd: seconds per pass [default: 10, or 2 with --quick].
     #[arg(long)]
     duration_secs: Option<f64>,
     /// durable/server: shard counts to run, one node (or server) each.
     #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = clap::value_parser!(u32).range(1..=64))]
     shards: Vec<u32>,
-    /// durable/server/postgres: directory for the temporary data directories [default: $TMPDIR
+    /// durable/server/postgres/etcd: directory for the temporary data directories [default: $TMPDIR
     /// (or /tmp) unless it is in memory, else the target directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -98,6 +107,9 @@ pub struct Args {
     /// postgres: the script to run [default: scripts/bench-postgres.sh].
     #[arg(long)]
     pg_script: Option<PathBuf>,
+    /// etcd: the script that starts the cluster [default: scripts/bench-etcd.sh].
+    #[arg(long)]
+    etcd_script: Option<PathBuf>,
 }
 
 /// How a row's requests were issued.
@@ -128,6 +140,10 @@ pub(crate) struct Row {
     failed: u64,
     /// Per fsync: (client transfers, log records) for tradelog; commits for PostgreSQL.
     per_fsync: Option<(f64, f64)>,
+    /// For the replicated-writes table: how many copies of every write the system keeps
+    /// (etcd: its members; tradelog over gRPC: 1 per `tradelog serve`, the replicas of each
+    /// shard's Raft group for a cluster). None: not a row of that table.
+    replicas: Option<u32>,
     note: String,
 }
 
@@ -789,6 +805,121 @@ fn print_comparison(ours: &[Row], pg: Result<&[Row], &str>, a: &Args, duration: 
     }
 }
 
+/// The name of a row in the replicated-writes table: tradelog's say how many copies of
+/// each write they keep ("tradelog, 1 node (over gRPC, 1 shard(s))", later "tradelog, 3
+/// replicas (...)").
+fn replicated_name(r: &Row) -> String {
+    match (r.system.strip_prefix("tradelog"), r.replicas) {
+        (Some(rest), Some(1)) => format!("tradelog, 1 node ({})", rest.trim_start()),
+        (Some(rest), Some(n)) => format!("tradelog, {n} replicas ({})", rest.trim_start()),
+        _ => r.system.clone(),
+    }
+}
+
+/// The replicated-writes comparison: etcd's rows, tradelog's rows that carry a replica
+/// count (today the `server` section's single node; a replicated cluster's rows join the
+/// same way), then the ratios to etcd.
+fn print_replicated(ours: &[Row], etcd: Result<&[Row], &str>, a: &Args, duration: Duration) {
+    println!(
+        "\n== replicated writes: etcd vs tradelog, same machine, same run ({} accounts, {:.0} s per pass) ==",
+        a.durable_accounts,
+        duration.as_secs_f64()
+    );
+    println!("A transfer moves 1 between two random accounts. etcd: a read Txn of both balances, then one Txn that");
+    println!("compares both keys' mod_revision and puts both balances and a transfer record (retried on a failed");
+    println!("compare), acknowledged once a majority of the 3 members has fsynced the Raft entry. tradelog: the");
+    println!("Transfer command over gRPC, acknowledged once in the command log on disk (fdatasync). Latency is per");
+    println!("request from the client's point of view; open-loop latency counts from each request's scheduled start.\n");
+    println!("| system | copies of each write | mode | one request = | transfers/s | p50 | p99 | p999 | max | requests | failed | notes |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let etcd_rows: &[Row] = etcd.unwrap_or(&[]);
+    let tradelog: Vec<&Row> = ours.iter().filter(|r| r.replicas.is_some()).collect();
+    for r in etcd_rows.iter().chain(tradelog.iter().copied()) {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            replicated_name(r),
+            r.replicas.unwrap_or(1),
+            match r.mode {
+                Mode::Single => "one by one",
+                Mode::Batched => "batched",
+                Mode::Open => "open loop, 50% of max",
+            },
+            r.request,
+            fmt_rate(r.transfers_per_s),
+            fmt_latency(r.p50_us),
+            fmt_latency(r.p99_us),
+            fmt_latency(r.p999_us),
+            fmt_latency(r.max_us),
+            r.requests,
+            r.failed,
+            if r.note.is_empty() { "-" } else { &r.note },
+        );
+    }
+    if tradelog.is_empty() {
+        println!(
+            "\n  tradelog rows: not run (add server to --only: --only server,etcd --shards 1)"
+        );
+    }
+    if !tradelog.iter().any(|r| r.replicas > Some(1)) {
+        println!("  tradelog, 3 replicas: not measured yet (the replicated cluster mode is being built; its rows come from");
+        println!("  bench_server::drive given the cluster's gRPC endpoints). The 1-node rows show what replication may cost.");
+    }
+    if let Err(why) = etcd {
+        println!("\n  etcd rows skipped: {why}");
+        return;
+    }
+    // The transfer rows of etcd (the blind-put rows are its write path's ceiling).
+    let find = |mode: Mode| {
+        etcd_rows
+            .iter()
+            .find(|r| r.mode == mode && r.request.contains("transfer"))
+    };
+    let ceiling = |mode: Mode| {
+        etcd_rows
+            .iter()
+            .find(|r| r.mode == mode && r.request.contains("no check"))
+    };
+    if tradelog.is_empty() {
+        return;
+    }
+    println!("\nRatios (tradelog / etcd, throughput; higher is better for tradelog):");
+    for r in tradelog {
+        let Some(same) = find(r.mode) else {
+            continue;
+        };
+        let name = replicated_name(r);
+        let how = if r.mode == Mode::Single {
+            "one by one"
+        } else {
+            "batched"
+        };
+        match (r.mode, ceiling(r.mode)) {
+            (Mode::Open, _) => println!(
+                "  {name:<40} open loop p99 latency, etcd / tradelog (each at 50% of its own max): {:.2}x  ({} vs {})",
+                same.p99_us / r.p99_us,
+                fmt_latency(same.p99_us),
+                fmt_latency(r.p99_us)
+            ),
+            (_, puts) => {
+                println!(
+                    "  {name:<40} {how} vs {how} Txns: {:>7.2}x  ({} vs {})",
+                    r.transfers_per_s / same.transfers_per_s,
+                    fmt_rate(r.transfers_per_s),
+                    fmt_rate(same.transfers_per_s)
+                );
+                if let Some(puts) = puts {
+                    println!(
+                        "  {name:<40} {how} transfers vs etcd's {how} blind puts (its write ceiling): {:>7.2}x  ({} vs {})",
+                        r.transfers_per_s / puts.transfers_per_s,
+                        fmt_rate(r.transfers_per_s),
+                        fmt_rate(puts.transfers_per_s)
+                    );
+                }
+            }
+        }
+    }
+}
+
 pub fn run(mut a: Args) -> Result<()> {
     for s in &a.only {
         if !DEFAULT_SECTIONS.contains(&s.as_str()) && !EXTRA_SECTIONS.contains(&s.as_str()) {
@@ -839,7 +970,7 @@ pub fn run(mut a: Args) -> Result<()> {
     if want("memory") {
         memory(&a);
     }
-    let noisy = want("durable") || want("postgres");
+    let noisy = want("durable") || want("postgres") || want("server") || want("etcd");
     if noisy {
         println!(
             "  machine: {} CPUs, load average {} at start (other work on the machine skews the figures; compare ratios)",
@@ -892,6 +1023,20 @@ pub fn run(mut a: Args) -> Result<()> {
             &a,
             duration,
         );
+    }
+    if want("etcd") {
+        let etcd = etcd::run(&etcd::Options {
+            accounts: a.durable_accounts,
+            clients: a.clients.into(),
+            batch: a.batch.into(),
+            duration,
+            base_dir: a.data_dir.clone(),
+            script: a.etcd_script.clone(),
+        });
+        if let Err(why) = &etcd {
+            println!("  etcd skipped: {why}");
+        }
+        print_replicated(&ours, etcd.as_deref().map_err(String::as_str), &a, duration);
     }
     if noisy {
         println!(

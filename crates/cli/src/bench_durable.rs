@@ -320,6 +320,7 @@ impl Pass {
                     g.records as f64 / g.fsyncs.max(1) as f64,
                 )
             }),
+            replicas: None,
             note: String::new(),
         }
     }

@@ -90,6 +90,7 @@ fn row(f: &BTreeMap<String, String>) -> Option<Row> {
         requests: num("requests").unwrap_or(0.0) as u64,
         failed: num("failed").unwrap_or(0.0) as u64,
         per_fsync: commits.filter(|c| *c > 0.0).map(|c| (c, c)),
+        replicas: None,
         note: match (num("fsync_avg_ms"), f.get("fs")) {
             (Some(t), Some(fs)) => format!("WAL fsync avg {:.0} us on {fs}", t * 1e3),
             _ => String::new(),

@@ -4,7 +4,10 @@
 //! process: transfers one by one (closed loop, many concurrent clients), open loop at half
 //! of that maximum (latency from each request's scheduled start: coordinated omission
 //! corrected), batched transfers, then orders and a transfer/order mix, one by one and
-//! batched. The transfer rows join the PostgreSQL comparison table.
+//! batched. The transfer rows join the PostgreSQL comparison table and, as "tradelog, 1
+//! node", the replicated-writes table next to etcd. [`drive`] runs the passes against the
+//! gRPC endpoints of any running deployment ([`Target`]), so a replicated cluster is
+//! measured by starting it and passing its nodes' endpoints.
 
 use super::durable::Rng;
 use super::{hist, Mode, Row};
@@ -117,16 +120,16 @@ impl Drop for ServerProcess {
 }
 
 /// What one pass measured.
-struct Pass {
-    hist: Histogram<u64>,
-    requests: u64,
-    commands: u64,
-    failed: u64,
-    elapsed: Duration,
+pub(super) struct Pass {
+    pub(super) hist: Histogram<u64>,
+    pub(super) requests: u64,
+    pub(super) commands: u64,
+    pub(super) failed: u64,
+    pub(super) elapsed: Duration,
 }
 
 impl Pass {
-    fn new() -> Pass {
+    pub(super) fn new() -> Pass {
         Pass {
             hist: hist(),
             requests: 0,
@@ -136,18 +139,25 @@ impl Pass {
         }
     }
 
-    fn add(&mut self, o: &Pass) {
+    pub(super) fn add(&mut self, o: &Pass) {
         self.hist.add(&o.hist).expect("same bounds");
         self.requests += o.requests;
         self.commands += o.commands;
         self.failed += o.failed;
     }
 
-    fn rate(&self) -> f64 {
+    pub(super) fn rate(&self) -> f64 {
         self.commands as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn row(&self, system: &str, mode: Mode, request: String) -> Row {
+    /// The pass as a table row; `replicas`: copies of every write (see [`Row::replicas`]).
+    pub(super) fn row(
+        &self,
+        system: &str,
+        replicas: Option<u32>,
+        mode: Mode,
+        request: String,
+    ) -> Row {
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e3;
         Row {
             system: system.to_string(),
@@ -161,11 +171,12 @@ impl Pass {
             requests: self.requests,
             failed: self.failed,
             per_fsync: None,
+            replicas,
             note: String::new(),
         }
     }
 
-    fn print(&self, label: &str, what: &str) {
+    pub(super) fn print(&self, label: &str, what: &str) {
         let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e3;
         println!(
             "  {label}: {:.0} {what}/s ({} requests, {} failed); per request p50 {} p99 {} p999 {} max {}",
@@ -283,7 +294,7 @@ impl Gen {
     }
 }
 
-fn progress(label: &str, duration: Duration) -> ProgressBar {
+pub(super) fn progress(label: &str, duration: Duration) -> ProgressBar {
     let bar = ProgressBar::new(duration.as_millis() as u64);
     bar.set_style(
         ProgressStyle::with_template("  {prefix:<34} [{bar:30}] {elapsed:>3} {msg}")
@@ -295,7 +306,7 @@ fn progress(label: &str, duration: Duration) -> ProgressBar {
 }
 
 /// Ticks `bar` until `end`, showing the commands counted so far per second.
-async fn tick(bar: ProgressBar, start: Instant, end: Instant, done: Arc<AtomicU64>) {
+pub(super) async fn tick(bar: ProgressBar, start: Instant, end: Instant, done: Arc<AtomicU64>) {
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let e = start.elapsed();
@@ -506,7 +517,131 @@ pub(crate) async fn load(client: &Client, accounts: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs the server section; returns the transfer rows for the comparison table.
+/// The tradelog deployment a [`drive`] run talks to.
+pub(super) struct Target {
+    /// gRPC endpoints (`http://host:port`); the connections are spread over them in turn.
+    pub endpoints: Vec<String>,
+    /// The rows' system name.
+    pub system: String,
+    /// Copies of every write: 1 for one `tradelog serve`; the replicas of each shard's
+    /// Raft group for a cluster.
+    pub replicas: u32,
+}
+
+/// Loads the accounts through `target` and runs every pass against it (transfers one by
+/// one, open loop at half of that, batched; then orders and the mix); returns the transfer
+/// rows. The deployment must be running and empty; this function starts and stops nothing,
+/// so a replicated cluster is measured by passing its endpoints (every node accepts
+/// requests for any shard).
+pub(super) async fn drive(target: &Target, o: &Options) -> Result<Vec<Row>> {
+    let mut conns = Vec::new();
+    for k in 0..CONNECTIONS {
+        let endpoint = &target.endpoints[k % target.endpoints.len()];
+        let mut c = ClientConfig::new(endpoint.clone());
+        c.request_timeout_ms = 60_000;
+        conns.push(
+            Client::connect(c)
+                .await
+                .map_err(|e: ClientError| anyhow::anyhow!("connecting to {endpoint}: {e}"))?,
+        );
+    }
+    let t = Instant::now();
+    load(&conns[0], o.accounts).await?;
+    println!(
+        "  loaded {} accounts (open + 2 deposits each, in batches of {LOAD_BATCH_LEN}) in {:.2} s",
+        o.accounts,
+        t.elapsed().as_secs_f64()
+    );
+    let (system, replicas) = (target.system.as_str(), Some(target.replicas));
+    let ids = Arc::new(AtomicU64::new(1 << 40));
+    let mut rows = Vec::new();
+    let single = closed_loop(
+        &conns,
+        o,
+        Work::Transfers,
+        1,
+        &ids,
+        "transfers one by one",
+        7,
+    )
+    .await?;
+    single.print(
+        &format!("transfers one by one, {} clients", o.clients),
+        "transfers",
+    );
+    rows.push(single.row(
+        system,
+        replicas,
+        Mode::Single,
+        format!("1 transfer, {} clients, closed loop", o.clients),
+    ));
+    let rate = single.rate() / 2.0;
+    let open = open_loop(&conns, o, rate, &ids, "transfers open loop").await?;
+    open.print(
+        &format!("transfers open loop at {rate:.0}/s (50% of max)"),
+        "transfers",
+    );
+    rows.push(open.row(
+        system,
+        replicas,
+        Mode::Open,
+        format!("1 transfer, open loop at {rate:.0}/s"),
+    ));
+    let batched = closed_loop(
+        &conns,
+        o,
+        Work::Transfers,
+        o.batch,
+        &ids,
+        "transfers batched",
+        11,
+    )
+    .await?;
+    batched.print(
+        &format!("transfers batched, {} clients x {}", o.clients, o.batch),
+        "transfers",
+    );
+    rows.push(batched.row(
+        system,
+        replicas,
+        Mode::Batched,
+        format!("{} transfers, {} clients, closed loop", o.batch, o.clients),
+    ));
+    for (work, what) in [
+        (Work::Orders, "orders"),
+        (Work::Mix, "commands (half transfers, half orders)"),
+    ] {
+        let label = if work == Work::Orders {
+            "orders"
+        } else {
+            "mix"
+        };
+        let p = closed_loop(&conns, o, work, 1, &ids, &format!("{label} one by one"), 13).await?;
+        p.print(&format!("{label} one by one, {} clients", o.clients), what);
+        let p = closed_loop(
+            &conns,
+            o,
+            work,
+            o.batch,
+            &ids,
+            &format!("{label} batched"),
+            17,
+        )
+        .await?;
+        p.print(
+            &format!("{label} batched, {} clients x {}", o.clients, o.batch),
+            what,
+        );
+    }
+    println!(
+        "  (orders: 60% resting limit orders within {PRICE_SPREAD} ticks of the mid, 20% marketable IOC, \
+         20% cancels of the client's own resting orders; failed = rejected, e.g. cancels of orders already filled)"
+    );
+    Ok(rows)
+}
+
+/// Runs the server section: starts one `tradelog serve`, [`drive`]s it, stops it and
+/// verifies its data directory; returns the transfer rows for the comparison tables.
 pub fn run(o: &Options) -> Result<Vec<Row>> {
     if o.accounts < 2 {
         bail!("need at least 2 accounts");
@@ -530,52 +665,12 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
         .enable_all()
         .thread_name("bench-client")
         .build()?;
-    let system = format!("tradelog over gRPC, {} shard(s)", o.shards);
-    let rows = runtime.block_on(async {
-        let mut conns = Vec::new();
-        for _ in 0..CONNECTIONS {
-            let mut c = ClientConfig::new(server.grpc.clone());
-            c.request_timeout_ms = 60_000;
-            conns.push(Client::connect(c).await.map_err(|e: ClientError| {
-                anyhow::anyhow!("connecting to {}: {e}", server.grpc)
-            })?);
-        }
-        let t = Instant::now();
-        load(&conns[0], o.accounts).await?;
-        println!(
-            "  loaded {} accounts (open + 2 deposits each, in batches of {LOAD_BATCH_LEN}) in {:.2} s",
-            o.accounts,
-            t.elapsed().as_secs_f64()
-        );
-        let ids = Arc::new(AtomicU64::new(1 << 40));
-        let mut rows = Vec::new();
-        let single = closed_loop(&conns, o, Work::Transfers, 1, &ids, "transfers one by one", 7).await?;
-        single.print(&format!("transfers one by one, {} clients", o.clients), "transfers");
-        rows.push(single.row(&system, Mode::Single, format!("1 transfer, {} clients, closed loop", o.clients)));
-        let rate = single.rate() / 2.0;
-        let open = open_loop(&conns, o, rate, &ids, "transfers open loop").await?;
-        open.print(&format!("transfers open loop at {rate:.0}/s (50% of max)"), "transfers");
-        rows.push(open.row(&system, Mode::Open, format!("1 transfer, open loop at {rate:.0}/s")));
-        let batched = closed_loop(&conns, o, Work::Transfers, o.batch, &ids, "transfers batched", 11).await?;
-        batched.print(&format!("transfers batched, {} clients x {}", o.clients, o.batch), "transfers");
-        rows.push(batched.row(
-            &system,
-            Mode::Batched,
-            format!("{} transfers, {} clients, closed loop", o.batch, o.clients),
-        ));
-        for (work, what) in [(Work::Orders, "orders"), (Work::Mix, "commands (half transfers, half orders)")] {
-            let label = if work == Work::Orders { "orders" } else { "mix" };
-            let p = closed_loop(&conns, o, work, 1, &ids, &format!("{label} one by one"), 13).await?;
-            p.print(&format!("{label} one by one, {} clients", o.clients), what);
-            let p = closed_loop(&conns, o, work, o.batch, &ids, &format!("{label} batched"), 17).await?;
-            p.print(&format!("{label} batched, {} clients x {}", o.clients, o.batch), what);
-        }
-        println!(
-            "  (orders: 60% resting limit orders within {PRICE_SPREAD} ticks of the mid, 20% marketable IOC, \
-             20% cancels of the client's own resting orders; failed = rejected, e.g. cancels of orders already filled)"
-        );
-        Ok::<_, anyhow::Error>(rows)
-    })?;
+    let target = Target {
+        endpoints: vec![server.grpc.clone()],
+        system: format!("tradelog over gRPC, {} shard(s)", o.shards),
+        replicas: 1,
+    };
+    let rows = runtime.block_on(drive(&target, o))?;
     drop(runtime);
     server.stop()?;
     // The server's data directory must verify after a clean stop: every record checksummed
