@@ -17,7 +17,7 @@ pub enum Cmd {
     Status,
     /// Adds a node (started with `tradelog serve --node-id ID` and no --members) to every
     /// shard's group: as a learner that catches up, then as a voter.
-    #[command(after_help = "Example:\n  tradelog serve --node-id 4 --grpc-addr 127.0.0.1:7730 \
+    #[command(after_help = "Examples:\n  tradelog serve --node-id 4 --grpc-addr 127.0.0.1:7730 \
         --http-addr 127.0.0.1:7731 --data-dir ./n4 &\n  \
         tradelog admin add-node 4 http://127.0.0.1:7730")]
     AddNode {
@@ -27,11 +27,14 @@ pub enum Cmd {
         url: String,
     },
     /// Removes a node from every shard's group (stop its process afterwards).
+    #[command(after_help = "Refused when it would leave a group without a voter.\n\n\
+        Examples:\n  tradelog admin remove-node 1")]
     RemoveNode {
         /// The node's id.
         node: u64,
     },
     /// Hands one shard's leadership to a node (a voter of its group).
+    #[command(after_help = "Examples:\n  tradelog admin transfer-leader 0 2   # shard 0 led by node 2")]
     TransferLeader {
         /// The shard.
         shard: u32,
@@ -39,6 +42,8 @@ pub enum Cmd {
         to: u64,
     },
     /// Spreads leaders evenly over the nodes (shard s led by the (s mod n)-th voter).
+    #[command(after_help = "Examples:\n  tradelog admin balance-leaders\n  \
+        tradelog admin balance-leaders --json")]
     BalanceLeaders,
 }
 

@@ -1,5 +1,5 @@
 //! `tradelog bench`: the engine, in-process, single thread; and, on request
-//! (`--only durable,server,postgres,etcd`), a durable node on disk, a real `tradelog serve`
+//! (`--only durable,server,cluster,postgres,etcd`), a durable node on disk, a real `tradelog serve`
 //! driven over gRPC, PostgreSQL (the single-node baseline) and etcd (the replicated-write
 //! baseline), side by side.
 //!
@@ -42,7 +42,9 @@ pub(crate) mod server;
 /// Sections run when `--only` is not given.
 const DEFAULT_SECTIONS: [&str; 4] = ["transfers", "orders", "book", "memory"];
 /// Opt-in sections.
-const EXTRA_SECTIONS: [&str; 4] = ["durable", "server", "postgres", "etcd"];
+/// Node processes of the `cluster` section (every shard a Raft group of this many replicas).
+const CLUSTER_NODES: u32 = 3;
+const EXTRA_SECTIONS: [&str; 5] = ["durable", "server", "cluster", "postgres", "etcd"];
 
 /// Options of `tradelog bench`.
 #[derive(clap::Args)]
@@ -51,12 +53,15 @@ const EXTRA_SECTIONS: [&str; 4] = ["durable", "server", "postgres", "etcd"];
         percentiles, memory per resting order) and, with --only durable,server,postgres, \
         the durable node in-process and a real server over gRPC against PostgreSQL in the \
         same run (closed and open loop, transfers, orders and a mix, one by one and \
-        batched); with --only etcd, a 3-member etcd cluster on loopback as the \
-        replicated-write baseline (the same transfers as read-check-write Txns).",
+        batched); with --only cluster, the same passes against a 3-node replicated cluster \
+        (every shard a Raft group of 3 replicas, clients spread over the nodes); with --only \
+        etcd, a 3-member etcd cluster on loopback as the replicated-write baseline (the same \
+        transfers as read-check-write Txns).",
     after_help = "Examples:\n  tradelog bench --quick\n  tradelog bench --only transfers,orders\n  \
         tradelog bench --only durable,postgres\n  \
         tradelog bench --only server --shards 1 --duration-secs 5\n  \
-        tradelog bench --only server,etcd --shards 1"
+        tradelog bench --only server,etcd --shards 1\n  \
+        tradelog bench --only server,cluster,etcd --shards 1"
 )]
 pub struct Args {
     /// Accounts in the ledger benchmark.
@@ -79,25 +84,25 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Only run these sections (comma-separated: transfers,orders,book,memory; and the
-    /// opt-in durable,server,postgres,etcd, which the default run leaves out).
+    /// opt-in durable,server,cluster,postgres,etcd, which the default run leaves out).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// durable/server/postgres/etcd: accounts opened and funded before the transfers.
+    /// durable/server/cluster/postgres/etcd: accounts opened and funded before the transfers.
     #[arg(long, default_value_t = 100_000)]
     durable_accounts: u64,
-    /// durable/server/postgres/etcd: concurrent clients in the closed-loop passes.
+    /// durable/server/cluster/postgres/etcd: concurrent clients in the closed-loop passes.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     clients: u16,
-    /// durable/server/postgres/etcd: transfers each client submits at once in the batched pass.
+    /// durable/server/cluster/postgres/etcd: transfers each client submits at once in the batched pass.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=8192))]
     batch: u16,
-    /// durable/server/postgres/etcd: seconds per pass [default: 10, or 2 with --quick].
+    /// durable/server/cluster/postgres/etcd: seconds per pass [default: 10, or 2 with --quick].
     #[arg(long)]
     duration_secs: Option<f64>,
     /// durable/server: shard counts to run, one node (or server) each.
     #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = clap::value_parser!(u32).range(1..=64))]
     shards: Vec<u32>,
-    /// durable/server/postgres/etcd: directory for the temporary data directories [default: $TMPDIR
+    /// durable/server/cluster/postgres/etcd: directory for the temporary data directories [default: $TMPDIR
     /// (or /tmp) unless it is in memory, else the target directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -861,8 +866,7 @@ fn print_replicated(ours: &[Row], etcd: Result<&[Row], &str>, a: &Args, duration
         );
     }
     if !tradelog.iter().any(|r| r.replicas > Some(1)) {
-        println!("  tradelog, 3 replicas: not measured yet (the replicated cluster mode is being built; its rows come from");
-        println!("  bench_server::drive given the cluster's gRPC endpoints). The 1-node rows show what replication may cost.");
+        println!("  tradelog, 3 replicas: not run (add cluster to --only: --only server,cluster,etcd --shards 1).");
     }
     if let Err(why) = etcd {
         println!("\n  etcd rows skipped: {why}");
@@ -1001,6 +1005,21 @@ pub fn run(mut a: Args) -> Result<()> {
                 shards,
                 data_dir: a.data_dir.clone(),
             })?);
+        }
+    }
+    if want("cluster") {
+        for &shards in &a.shards {
+            ours.extend(server::run_cluster(
+                &server::Options {
+                    accounts: a.durable_accounts,
+                    clients: a.clients.into(),
+                    batch: a.batch.into(),
+                    duration,
+                    shards,
+                    data_dir: a.data_dir.clone(),
+                },
+                CLUSTER_NODES,
+            )?);
         }
     }
     if want("postgres") {

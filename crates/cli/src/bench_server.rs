@@ -686,3 +686,51 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
     println!("  after a clean stop: tradelog verify OK on the server's data directory");
     Ok(rows)
 }
+
+/// A free loopback port (bound then released; the cluster's nodes bind it right after).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs every pass against a replicated cluster of `nodes` `tradelog serve --node-id`
+/// processes on loopback (every shard a Raft group with a replica on each), with the
+/// clients' connections spread over all nodes; returns the transfer rows.
+pub fn run_cluster(o: &Options, nodes: u32) -> Result<Vec<Row>> {
+    if o.accounts < 2 {
+        bail!("need at least 2 accounts");
+    }
+    let (base, how) = super::durable::base_dir(o.data_dir.as_deref())?;
+    let tmp = tempfile::Builder::new()
+        .prefix("tradelog-bench-cluster-")
+        .tempdir_in(&base)
+        .with_context(|| format!("create a temporary directory in {}", base.display()))?;
+    println!(
+        "\n== cluster: {nodes} tradelog serve --node-id processes ({} shard(s), each a Raft group \
+         of {nodes} replicas, data in {}, chosen from {how}) over gRPC on loopback, {} accounts, \
+         {} clients on {CONNECTIONS} connections spread over the nodes, {:.1} s per pass ==",
+        o.shards,
+        tmp.path().display(),
+        o.accounts,
+        o.clients,
+        o.duration.as_secs_f64()
+    );
+    let mut ports = Vec::new();
+    for _ in 0..nodes {
+        ports.push(free_port()?);
+    }
+    let mut cluster = crate::cluster::LocalCluster::start(tmp.path(), o.shards, &ports)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-client")
+        .build()?;
+    runtime.block_on(cluster.wait_ready())?;
+    let target = Target {
+        endpoints: cluster.endpoints(),
+        system: format!("tradelog over gRPC, {} shard(s)", o.shards),
+        replicas: nodes,
+    };
+    let rows = runtime.block_on(drive(&target, o))?;
+    drop(runtime);
+    cluster.stop()?;
+    Ok(rows)
+}

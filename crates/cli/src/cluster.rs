@@ -8,7 +8,6 @@
 use crate::bench::server::{load, Gen, Work};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +37,9 @@ pub enum Cmd {
         tradelog cluster up --demo-secs 10 --exit-after-demo")]
     Up(UpArgs),
     /// Stops the nodes of a cluster started by `cluster up` (SIGTERM, from its pid files).
+    #[command(after_help = "For a `cluster up` running elsewhere (another terminal, a \
+        script); in its own terminal, Ctrl-C does the same.\n\nExamples:\n  \
+        tradelog cluster down\n  tradelog cluster down --data-dir /tmp/my-cluster")]
     Down(DownArgs),
 }
 
@@ -93,82 +95,95 @@ fn pid_file(dir: &Path) -> PathBuf {
     dir.join("serve.pid")
 }
 
-fn up(a: UpArgs) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the tradelog binary")?;
-    let mut members: Vec<Member> = Vec::new();
-    for id in 1..=a.nodes {
-        let port = u32::from(a.base_port) + 10 * (id as u32 - 1);
-        if port + 1 > u32::from(u16::MAX) {
-            bail!("--base-port {} leaves no room for {} nodes", a.base_port, a.nodes);
-        }
-        members.push(Member {
-            id,
-            grpc: format!("127.0.0.1:{port}"),
-            http: format!("127.0.0.1:{}", port + 1),
-            dir: a.data_dir.join(format!("node-{id}")),
-            child: None,
-        });
-    }
-    let list = members
-        .iter()
-        .map(|m| format!("{}=http://{}", m.id, m.grpc))
-        .collect::<Vec<_>>()
-        .join(",");
-    std::fs::create_dir_all(&a.data_dir)
-        .with_context(|| format!("creating {}", a.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    // Stop whatever started if anything below fails.
-    let result = (|| -> Result<()> {
-        let mut lines = Vec::new();
+/// `tradelog serve --node-id` processes of one cluster on loopback, started by this process
+/// (used by `cluster up` and by `tradelog bench --only cluster`). Dropping it stops them.
+pub(crate) struct LocalCluster {
+    members: Vec<Member>,
+}
+
+impl LocalCluster {
+    /// Starts node `i + 1` on `ports[i]` (gRPC; HTTP on the next port) with its data and log
+    /// in `data_dir/node-{i + 1}`, all with `shards` shards and the same member list.
+    pub(crate) fn start(data_dir: &Path, shards: u32, ports: &[u16]) -> Result<LocalCluster> {
+        let exe = std::env::current_exe().context("finding the tradelog binary")?;
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(k, port)| Member {
+                id: k as u64 + 1,
+                grpc: format!("127.0.0.1:{port}"),
+                http: format!("127.0.0.1:{}", u32::from(*port) + 1),
+                dir: data_dir.join(format!("node-{}", k + 1)),
+                child: None,
+            })
+            .collect();
+        let list = members
+            .iter()
+            .map(|m| format!("{}=http://{}", m.id, m.grpc))
+            .collect::<Vec<_>>()
+            .join(",");
         for m in &mut members {
-            std::fs::create_dir_all(&m.dir)?;
+            std::fs::create_dir_all(&m.dir)
+                .with_context(|| format!("creating {}", m.dir.display()))?;
             let log = std::fs::File::create(m.dir.join("serve.log"))?;
-            let mut child = Process::new(&exe)
+            let child = Process::new(&exe)
                 .args(["serve", "--node-id", &m.id.to_string(), "--members", &list])
                 .args(["--grpc-addr", &m.grpc, "--http-addr", &m.http])
-                .args(["--shards", &a.shards.to_string()])
+                .args(["--shards", &shards.to_string()])
                 .arg("--data-dir")
                 .arg(&m.dir)
-                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+                )
                 .stdin(Stdio::null())
-                .stdout(Stdio::piped())
+                .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .spawn()
                 .with_context(|| format!("starting node {}", m.id))?;
             std::fs::write(pid_file(&m.dir), format!("{}\n", child.id()))?;
-            let out = child.stdout.take().expect("piped");
-            lines.push(std::thread::spawn(move || {
-                let mut first = String::new();
-                let mut r = BufReader::new(out);
-                let _ = r.read_line(&mut first);
-                // Keep draining so the node never blocks on a full pipe.
-                let mut sink = String::new();
-                while r.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                    sink.clear();
-                }
-                first
-            }));
             m.child = Some(child);
         }
+        Ok(LocalCluster { members })
+    }
+
+    /// The gRPC endpoints (`http://host:port`), node 1 first.
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{}", m.grpc))
+            .collect()
+    }
+
+    /// Waits until every node answers and sees a leader for every shard.
+    pub(crate) async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        runtime.block_on(async {
-            for m in &members {
-                wait_for_leaders(&m.grpc, deadline)
-                    .await
-                    .with_context(|| format!("node {} (log: {})", m.id, m.dir.join("serve.log").display()))?;
-            }
-            Ok::<_, anyhow::Error>(())
-        })?;
-        drop(lines);
-        println!(
-            "tradelog cluster of {} nodes, {} shards (every shard a Raft group with a replica on each node):",
-            a.nodes, a.shards
-        );
+        for m in &self.members {
+            wait_for_leaders(&m.grpc, deadline).await.with_context(|| {
+                format!(
+                    "node {} (log: {})",
+                    m.id,
+                    m.dir.join("serve.log").display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Serves until SIGINT/SIGTERM; an error if a node exits on its own meanwhile.
+    async fn wait(&mut self) -> Result<()> {
+        wait(&mut self.members).await
+    }
+
+    /// SIGTERM to every node, then waits (killing what does not stop in time); an error
+    /// names the nodes that did not exit cleanly.
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        stop(&mut self.members)
+    }
+
+    fn print(&self) {
         println!("  NODE  gRPC                    HTTP                    DATA AND LOG");
-        for m in &members {
+        for m in &self.members {
             println!(
                 "  {:<4}  {:<22}  {:<22}  {}",
                 m.id,
@@ -177,22 +192,53 @@ fn up(a: UpArgs) -> Result<()> {
                 m.dir.display()
             );
         }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = stop(&mut self.members);
+    }
+}
+
+fn up(a: UpArgs) -> Result<()> {
+    let mut ports = Vec::new();
+    for id in 1..=a.nodes {
+        let port = u32::from(a.base_port) + 10 * (id as u32 - 1);
+        if port + 1 > u32::from(u16::MAX) {
+            bail!("--base-port {} leaves no room for {} nodes", a.base_port, a.nodes);
+        }
+        ports.push(port as u16);
+    }
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut cluster = LocalCluster::start(&a.data_dir, a.shards, &ports)?;
+    let result = (|| -> Result<()> {
+        runtime.block_on(cluster.wait_ready())?;
         println!(
-            "Try: tradelog --server http://{} admin status   (any node takes any command)",
-            members[0].grpc
+            "tradelog cluster of {} nodes, {} shards (every shard a Raft group with a replica on each node):",
+            a.nodes, a.shards
+        );
+        cluster.print();
+        let endpoints = cluster.endpoints();
+        println!(
+            "Try: tradelog --server {} admin status   (any node takes any command)",
+            endpoints[0]
         );
         if let Some(secs) = a.demo_secs {
-            let endpoints: Vec<String> =
-                members.iter().map(|m| format!("http://{}", m.grpc)).collect();
             runtime.block_on(demo(&endpoints, Duration::from_secs(secs)))?;
             if a.exit_after_demo {
                 return Ok(());
             }
         }
         println!("Serving until Ctrl-C (or SIGTERM); then every node stops cleanly.");
-        runtime.block_on(wait(&mut members))
+        runtime.block_on(cluster.wait())
     })();
-    let stopped = stop(&mut members);
+    let stopped = cluster.stop();
     result?;
     stopped
 }
@@ -258,8 +304,10 @@ fn stop(members: &mut [Member]) -> Result<()> {
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
     let mut failed = Vec::new();
+    let mut stopped = 0;
     for m in members.iter_mut() {
         let Some(mut c) = m.child.take() else { continue };
+        stopped += 1;
         loop {
             match c.try_wait() {
                 Ok(Some(status)) => {
@@ -268,7 +316,9 @@ fn stop(members: &mut [Member]) -> Result<()> {
                     }
                     break;
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     let _ = c.kill();
                     let _ = c.wait();
@@ -280,7 +330,9 @@ fn stop(members: &mut [Member]) -> Result<()> {
         let _ = std::fs::remove_file(pid_file(&m.dir));
     }
     if failed.is_empty() {
-        println!("stopped {} nodes", members.len());
+        if stopped > 0 {
+            println!("stopped {stopped} nodes");
+        }
         Ok(())
     } else {
         bail!("{}", failed.join("; "))

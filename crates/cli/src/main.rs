@@ -89,7 +89,7 @@ enum Cmd {
     Demo(demo::Args),
     /// Measures the engine in-process, and the durable node against PostgreSQL.
     Bench(bench::Args),
-    /// The replicated cluster as one node sees it: shards, leaders, terms, indexes, lag.
+    /// The replicated cluster: status (leaders, terms, indexes, lag) and membership changes.
     #[command(subcommand)]
     Admin(admin::Cmd),
     /// A local multi-process cluster on loopback for development and demos.
@@ -185,6 +185,13 @@ mod tests {
                 "tradelog verify",
                 "tradelog demo",
                 "tradelog bench",
+                "tradelog admin status",
+                "tradelog admin add-node",
+                "tradelog admin remove-node",
+                "tradelog admin transfer-leader",
+                "tradelog admin balance-leaders",
+                "tradelog cluster up",
+                "tradelog cluster down",
             ]
         );
     }
