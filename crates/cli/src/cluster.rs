@@ -217,6 +217,7 @@ fn up(a: UpArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let mut cluster = LocalCluster::start(&a.data_dir, a.shards, &ports)?;
+    std::fs::write(up_pid_file(&a.data_dir), format!("{}\n", std::process::id()))?;
     let result = (|| -> Result<()> {
         runtime.block_on(cluster.wait_ready())?;
         println!(
@@ -239,6 +240,7 @@ fn up(a: UpArgs) -> Result<()> {
         runtime.block_on(cluster.wait())
     })();
     let stopped = cluster.stop();
+    let _ = std::fs::remove_file(up_pid_file(&a.data_dir));
     result?;
     stopped
 }
@@ -348,7 +350,43 @@ fn terminate(pid: u32) {
 #[cfg(not(unix))]
 fn terminate(_pid: u32) {}
 
+/// The file where `cluster up` keeps its own pid (for `cluster down`).
+fn up_pid_file(dir: &Path) -> PathBuf {
+    dir.join("cluster-up.pid")
+}
+
+/// True while process `pid` runs (an exited process its parent has not reaped yet, a
+/// zombie, counts as stopped).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: `pid (comm) S ...`.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
 fn down(a: DownArgs) -> Result<()> {
+    // A running `cluster up` stops its nodes itself (and then exits cleanly).
+    if let Ok(text) = std::fs::read_to_string(up_pid_file(&a.data_dir)) {
+        let pid: u32 = text.trim().parse().context("cluster-up.pid is damaged")?;
+        if alive(pid) {
+            terminate(pid);
+            let deadline = Instant::now() + STOP_TIMEOUT + Duration::from_secs(5);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if alive(pid) {
+                bail!("`cluster up` (pid {pid}) did not stop in time");
+            }
+            println!("stopped the cluster (`cluster up`, pid {pid})");
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(up_pid_file(&a.data_dir));
+    }
+    // Otherwise, nodes left behind: SIGTERM to each from its pid file.
     let mut stopped = 0;
     let entries = std::fs::read_dir(&a.data_dir)
         .with_context(|| format!("reading {}", a.data_dir.display()))?;
@@ -357,7 +395,7 @@ fn down(a: DownArgs) -> Result<()> {
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         let pid: u32 = text.trim().parse().with_context(|| format!("{} is damaged", path.display()))?;
         // A stale file (the process is gone) is just removed.
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if alive(pid) {
             terminate(pid);
             stopped += 1;
         }

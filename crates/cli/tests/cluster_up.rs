@@ -1,0 +1,117 @@
+//! `tradelog cluster up` and `cluster down` as a user runs them: three node processes on
+//! loopback, the demo load through every node with the replicas' agreement checked, then
+//! a clean stop from another command.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A base port with its node ports (BASE + 10k, +1) free now.
+fn free_base() -> u16 {
+    loop {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 60_000 {
+            continue;
+        }
+        let all_free = (0..3u16).all(|k| {
+            [base + 10 * k, base + 10 * k + 1]
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        });
+        if all_free {
+            return base;
+        }
+    }
+}
+
+#[test]
+fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let base = free_base().to_string();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["cluster", "up", "--shards", "2", "--base-port", &base])
+        .args(["--demo-secs", "2", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its output, line by line, read to the end (so it never blocks on a full pipe).
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = BufReader::new(up.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let err = up.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(err), &mut s);
+        s
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.starts_with("Serving until Ctrl-C");
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(e) => panic!("cluster up did not get to serving ({e}): {seen:#?}"),
+        }
+    }
+    let text = seen.join("\n");
+    assert!(
+        text.contains("tradelog cluster of 3 nodes, 2 shards"),
+        "{text}"
+    );
+    assert!(text.contains("0 not answered"), "{text}");
+    assert!(
+        text.contains("demo: every node applied the same log on every shard"),
+        "{text}"
+    );
+    // Every node answers; `admin status` through node 3 names a leader for both shards.
+    let port3 = base.parse::<u16>().unwrap() + 20;
+    let status = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["--server", &format!("http://127.0.0.1:{port3}")])
+        .args(["admin", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["node"], 3);
+    let shards = v["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2);
+    for s in shards {
+        assert!(s["leader"].is_u64(), "{s}");
+        assert_eq!(s["voters"], serde_json::json!([1, 2, 3]), "{s}");
+    }
+
+    let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["cluster", "down", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
+    let status = up.wait().unwrap();
+    let err = err.join().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(status.success(), "cluster up exits cleanly: {status}: {err}");
+    assert_eq!(rest, ["stopped 3 nodes"], "{err}");
+    // Every node wrote its data and stopped (no pid file left behind).
+    for n in 1..=3 {
+        let node = data.join(format!("node-{n}"));
+        assert!(node.join("shard-0").is_dir() && node.join("shard-1").is_dir());
+        assert!(!node.join("serve.pid").exists(), "node {n} left its pid file");
+    }
+}
