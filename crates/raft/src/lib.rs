@@ -61,6 +61,7 @@
 mod log_store;
 mod meta;
 mod network;
+mod runtime;
 mod state_machine;
 mod transport;
 mod types;
@@ -73,7 +74,8 @@ pub mod pb {
 }
 
 pub use log_store::{
-    decode_entry, encode_entry, LogOpenReport, LogStoreConfig, ShardLogReader, ShardLogStore,
+    decode_entry, encode_entry, FlushMode, LogOpenReport, LogStoreConfig, ShardLogReader,
+    ShardLogStore,
     COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
 };
 pub use meta::{RaftMeta, META_FILE};
@@ -87,6 +89,7 @@ pub use state_machine::{
     ShardStateMachine, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
     SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
 };
+pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
 pub use types::{
     Batch, BatchError, BatchResponse, Entry, EntryPayload, LogId, Node, NodeId, Snapshot,
