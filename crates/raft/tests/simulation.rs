@@ -81,19 +81,31 @@ impl SharedLog {
         log.last_index() - log.durable_index()
     }
 
-    /// Every record the log ever held and still holds (archived and live), by index.
-    fn records(&self) -> BTreeMap<u64, Vec<u8>> {
+    /// Archived records (moved out by a purge or a log restart) that are not the
+    /// committed entry at their index: history the archive keeps but Raft discarded.
+    fn archived_not_in(&self, group: u32, committed: &BTreeMap<(u32, u64), (LogId, EntryPayload)>) -> u64 {
         let log = self.lock();
-        let mut out: BTreeMap<u64, Vec<u8>> = log
-            .archived()
+        log.archived()
             .iter()
-            .map(|r| (r.index, r.payload.clone()))
-            .collect();
-        let live = log
-            .read(log.first_index(), usize::MAX)
-            .expect("a MemLog reads its live records");
-        out.extend(live.into_iter().map(|r| (r.index, r.payload)));
-        out
+            .filter(|r| {
+                let id = decode_entry(&r.payload).expect("a stored entry decodes").log_id();
+                committed
+                    .get(&(group, r.index - 1))
+                    .is_some_and(|(c, _)| *c != id)
+            })
+            .count() as u64
+    }
+
+    /// The live records holding Raft indexes `from..=to` (those still in the log).
+    fn live(&self, from: u64, to: u64) -> Vec<Record> {
+        let log = self.lock();
+        let first = (from + 1).max(log.first_index());
+        let last = (to + 1).min(log.last_index());
+        if first > last {
+            return Vec::new();
+        }
+        log.read(first, (last - first + 1) as usize)
+            .expect("a MemLog reads its live records")
     }
 }
 
@@ -272,6 +284,10 @@ struct Shared {
     /// Sampled applied log ids, by (group, index), and state hashes, by (group, log id).
     applied_at: BTreeMap<(u32, u64), LogId>,
     hash_at: BTreeMap<(u32, LogId), [u8; 32]>,
+    /// Applied (hence committed) entries read from the replicas' logs, by (group, index).
+    committed: BTreeMap<(u32, u64), (LogId, EntryPayload)>,
+    /// Archived records that are not the committed entry at their index (information).
+    stale_archived: u64,
     /// The run's trace (for the determinism check).
     trace: Vec<u8>,
     violations: Vec<String>,
@@ -375,8 +391,30 @@ async fn inspect(raft: &ShardRaft) -> Option<(Option<LogId>, [u8; 32], Result<()
     }
 }
 
-/// Records a sample of one replica and checks it against every earlier sample.
+/// Records a sample of one replica and checks it against every earlier sample: the
+/// applied entries still in its log (the same on every replica), the applied log id at its
+/// index and the state hash at that log id.
 fn observe(w: &mut Shared, node: NodeId, group: u32, applied: LogId, hash: [u8; 32]) {
+    // Live logs are short (snapshots every few entries, then purged): read all of it.
+    let records = w.logs[&(node, group)].live(0, applied.index);
+    for r in records {
+        let entry = decode_entry(&r.payload).expect("a stored entry decodes");
+        let index = r.index - 1;
+        match w.committed.get(&(group, index)) {
+            Some((id, _)) if *id != entry.log_id() => {
+                let id = *id;
+                w.violations.push(format!(
+                    "group {group}: node {node} applied {} at index {index}, another replica {id}",
+                    entry.log_id()
+                ));
+            }
+            Some(_) => {}
+            None => {
+                w.committed
+                    .insert((group, index), (entry.log_id(), entry.payload));
+            }
+        }
+    }
     if let Some(prev) = w.applied_at.insert((group, applied.index), applied) {
         if prev != applied {
             w.violations.push(format!(
@@ -519,39 +557,24 @@ async fn converge(params: &Params, world: &World) {
     }
 }
 
-/// The final checks of one group: the committed log is the same on every replica that
-/// holds an entry, every ack is in it with its results, and replaying it gives the state
-/// every replica has.
+/// The final checks of one group: every ack is in the committed log (as the replicas
+/// applied it) with the results it was acknowledged with, and replaying that log gives the
+/// state every replica has.
 fn check_group(params: &Params, world: &World, g: u32, committed: LogId) {
     let mut w = lock(world);
-    let mut log: BTreeMap<u64, (LogId, EntryPayload)> = BTreeMap::new();
+    let log: BTreeMap<u64, (LogId, EntryPayload)> = w
+        .committed
+        .range((g, 0)..=(g, committed.index))
+        .map(|((_, i), e)| (*i, e.clone()))
+        .collect();
     let mut violations = Vec::new();
-    for n in 1..=params.nodes {
-        for (index, payload) in w.logs[&(n, g)].records() {
-            let raft_index = index - 1;
-            if raft_index > committed.index {
-                continue;
-            }
-            let entry = decode_entry(&payload).expect("a stored entry decodes");
-            match log.get(&raft_index) {
-                Some((id, _)) if *id != entry.log_id() => violations.push(format!(
-                    "group {g}: node {n} holds {} at index {raft_index}, another replica {id}",
-                    entry.log_id()
-                )),
-                Some(_) => {}
-                None => {
-                    log.insert(raft_index, (entry.log_id(), entry.payload));
-                }
-            }
-        }
-    }
     let mut engine = Engine::new(ShardId(g), Placement::new(params.groups));
     let mut results: BTreeMap<u64, Vec<Applied>> = BTreeMap::new();
     let mut events = Vec::new();
     for index in 0..=committed.index {
         let Some((_, payload)) = log.get(&index) else {
             violations.push(format!(
-                "group {g}: committed index {index} is on no replica"
+                "group {g}: applied index {index} was never seen in a replica's log"
             ));
             break;
         };
@@ -598,6 +621,10 @@ fn check_group(params: &Params, world: &World, g: u32, committed: LogId) {
     }
     w.trace.extend(reference);
     w.violations.extend(violations);
+    let stale: u64 = (1..=params.nodes)
+        .map(|n| w.logs[&(n, g)].archived_not_in(g, &w.committed))
+        .sum();
+    w.stale_archived += stale;
 }
 
 /// What one run produced.
@@ -605,6 +632,7 @@ struct Outcome {
     trace: [u8; 32],
     acks: usize,
     crashes: u32,
+    stale_archived: u64,
     violations: Vec<String>,
 }
 
@@ -630,6 +658,11 @@ fn crash(sim: &mut turmoil::Sim, world: &World, rng: &mut StdRng, node: NodeId) 
 
 /// Runs one seeded simulation.
 fn simulate(params: &Params) -> Outcome {
+    assert!(
+        cfg!(tokio_unstable),
+        "the simulation is deterministic only when tokio is built with `--cfg tokio_unstable` \
+         (set in .cargo/config.toml; a RUSTFLAGS environment variable overrides it)"
+    );
     seed_thread_rng(Some(params.seed));
     let root = tempfile::tempdir().expect("tempdir");
     let world: World = Arc::default();
@@ -791,6 +824,7 @@ fn simulate(params: &Params) -> Outcome {
         trace: tradelog_codec::sha256(&w.trace),
         acks: w.acks.len(),
         crashes,
+        stale_archived: w.stale_archived,
         violations: w.violations.clone(),
     }
 }
@@ -817,10 +851,12 @@ fn run_seeds(test: &str, nodes: u64, base: u64) {
         let params = Params::new(seed, nodes);
         let out = simulate(&params);
         eprintln!(
-            "seed {seed}: {nodes} nodes, {} groups, {} acknowledged writes, {} crashes, trace {}",
+            "seed {seed}: {nodes} nodes, {} groups, {} acknowledged writes, {} crashes, \
+             {} uncommitted archived records, trace {}",
             params.groups,
             out.acks,
             out.crashes,
+            out.stale_archived,
             tradelog_codec::hex(&out.trace)
         );
         assert!(
