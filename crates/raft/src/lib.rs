@@ -8,9 +8,10 @@
 //!   inputs (many commands per entry, so a commit costs one fsync per replica and one round
 //!   trip per batch), its response a [`BatchResponse`] (the engine's result for each input).
 //! * **The log store** ([`ShardLogStore`], openraft's `RaftLogStorage`): Raft entries as
-//!   records of a `FileLog` (CRC32C-framed, hash-chained), group commit of appends on a
-//!   flusher thread, truncation of a conflicting suffix, purge into the archive, and the
-//!   vote, committed and purged log ids in an atomically replaced file ([`RaftMeta`]).
+//!   records of a `FileLog` (CRC32C-framed, hash-chained; any storage `LogStore` works),
+//!   group commit of appends on a flusher thread (or a runtime task, [`FlushMode`]),
+//!   truncation of a conflicting suffix, purge into the archive, and the vote, committed
+//!   and purged log ids in an atomically replaced file ([`RaftMeta`]).
 //! * **The state machine** ([`ShardStateMachine`], openraft's `RaftStateMachine`):
 //!   committed batches applied to the engine in order, snapshots built from a copy of the
 //!   engine and written beside the log, snapshots installed only after every check passed.
@@ -20,6 +21,10 @@
 //!   (openraft's network for one group: unary calls, pipelined AppendEntries over a
 //!   bidirectional stream, snapshots in chunks) and [`RaftRouter`] (the receiving side:
 //!   every message names its group and goes to that group's Raft instance).
+//! * **The runtime** ([`ShardRuntime`]): tokio, with the random number generator openraft
+//!   draws its election timeouts from seedable per thread ([`seed_thread_rng`]), so that a
+//!   deterministic simulation (`tests/simulation.rs`, `docs/design/0008-simulation.md`)
+//!   replays a seed exactly. Unseeded, it is seeded from the operating system.
 //!
 //! # Example: one replica of one group
 //!
@@ -75,8 +80,7 @@ pub mod pb {
 
 pub use log_store::{
     decode_entry, encode_entry, FlushMode, LogOpenReport, LogStoreConfig, ShardLogReader,
-    ShardLogStore,
-    COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
+    ShardLogStore, COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
 };
 pub use meta::{RaftMeta, META_FILE};
 pub use network::{
@@ -84,12 +88,12 @@ pub use network::{
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
     SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
 };
+pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use state_machine::{
     decode_snapshot, encode_snapshot, verify_snapshot_envelope, ShardSnapshotBuilder,
     ShardStateMachine, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
     SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
 };
-pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
 pub use types::{
     Batch, BatchError, BatchResponse, Entry, EntryPayload, LogId, Node, NodeId, Snapshot,

@@ -165,10 +165,7 @@ impl<L: LogStore> Shared<L> {
     }
 
     /// Writes `raft-meta` with the current values after `change` (run under the lock).
-    fn persist_meta(
-        &self,
-        change: impl FnOnce(&mut Inner<L>) -> io::Result<()>,
-    ) -> io::Result<()> {
+    fn persist_meta(&self, change: impl FnOnce(&mut Inner<L>) -> io::Result<()>) -> io::Result<()> {
         let _m = self
             .meta_lock
             .lock()

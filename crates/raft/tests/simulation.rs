@@ -40,8 +40,7 @@ use tradelog_domain::ShardId;
 use tradelog_engine::{Applied, Engine, Placement};
 use tradelog_raft::{
     decode_entry, seed_thread_rng, Batch, EntryPayload, FlushMode, GroupNetwork, LogId,
-    LogStoreConfig, NodeId, PeerChannels, RaftRouter, ShardLogStore, ShardRaft,
-    ShardStateMachine,
+    LogStoreConfig, NodeId, PeerChannels, RaftRouter, ShardLogStore, ShardRaft, ShardStateMachine,
 };
 use tradelog_storage::{ChainHash, LogStore, MemLog, Record, StorageError};
 
@@ -83,12 +82,18 @@ impl SharedLog {
 
     /// Archived records (moved out by a purge or a log restart) that are not the
     /// committed entry at their index: history the archive keeps but Raft discarded.
-    fn archived_not_in(&self, group: u32, committed: &BTreeMap<(u32, u64), (LogId, EntryPayload)>) -> u64 {
+    fn archived_not_in(
+        &self,
+        group: u32,
+        committed: &BTreeMap<(u32, u64), (LogId, EntryPayload)>,
+    ) -> u64 {
         let log = self.lock();
         log.archived()
             .iter()
             .filter(|r| {
-                let id = decode_entry(&r.payload).expect("a stored entry decodes").log_id();
+                let id = decode_entry(&r.payload)
+                    .expect("a stored entry decodes")
+                    .log_id();
                 committed
                     .get(&(group, r.index - 1))
                     .is_some_and(|(c, _)| *c != id)
@@ -448,8 +453,7 @@ async fn sampler(world: World) {
                 let mut w = lock(&world);
                 observe(&mut w, node, group, applied, hash);
                 if let Err(v) = valid {
-                    w.violations
-                        .push(format!("group {group} node {node}: {v}"));
+                    w.violations.push(format!("group {group} node {node}: {v}"));
                 }
             }
         }
@@ -485,9 +489,14 @@ async fn client_main(params: Params, world: World) -> Result<(), Box<dyn std::er
                     log_id: resp.log_id,
                     results: resp.data.results,
                 };
+                let at_ms = turmoil::elapsed().as_millis() as u64;
                 let mut w = lock(&world);
-                w.trace
-                    .extend(tradelog_codec::encode(&(group, ack.log_id, &ack.results)));
+                w.trace.extend(tradelog_codec::encode(&(
+                    at_ms,
+                    group,
+                    ack.log_id,
+                    &ack.results,
+                )));
                 w.acks.push(ack);
                 next[group as usize] += 1;
             }
@@ -676,7 +685,9 @@ fn simulate(params: &Params) -> Outcome {
         .build();
     for id in 1..=params.nodes {
         let (p, r, w) = (params.clone(), root.path().to_path_buf(), world.clone());
-        sim.host(host(id), move || node_main(id, p.clone(), r.clone(), w.clone()));
+        sim.host(host(id), move || {
+            node_main(id, p.clone(), r.clone(), w.clone())
+        });
     }
     {
         let (p, w) = (params.clone(), world.clone());
@@ -716,7 +727,9 @@ fn simulate(params: &Params) -> Outcome {
                 .map(|g| {
                     w.rafts
                         .iter()
-                        .filter(|((_, gg), r)| *gg == g && r.metrics().borrow_watched().state.is_leader())
+                        .filter(|((_, gg), r)| {
+                            *gg == g && r.metrics().borrow_watched().state.is_leader()
+                        })
                         .map(|((n, _), _)| *n)
                         .collect::<Vec<_>>()
                 })
@@ -787,7 +800,14 @@ fn simulate(params: &Params) -> Outcome {
         next_fault = now + Duration::from_millis(rng.random_range(1..=2 * params.fault_every_ms));
         let node = rng.random_range(1..=params.nodes);
         let lasts = Duration::from_millis(rng.random_range(200..4_000));
-        match rng.random_range(0..4u32) {
+        let kind = rng.random_range(0..4u32);
+        lock(&world).trace.extend(tradelog_codec::encode(&(
+            now.as_millis() as u64,
+            kind,
+            node,
+            lasts.as_millis() as u64,
+        )));
+        match kind {
             0 if !down.contains(&node) && (down.len() as u64) < max_down => {
                 crash(&mut sim, &world, &mut rng, node);
                 crashes += 1;
