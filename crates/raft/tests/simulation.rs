@@ -667,11 +667,12 @@ fn crash(sim: &mut turmoil::Sim, world: &World, rng: &mut StdRng, node: NodeId) 
 
 /// Runs one seeded simulation.
 fn simulate(params: &Params) -> Outcome {
-    assert!(
-        cfg!(tokio_unstable),
-        "the simulation is deterministic only when tokio is built with `--cfg tokio_unstable` \
-         (set in .cargo/config.toml; a RUSTFLAGS environment variable overrides it)"
-    );
+    if !cfg!(tokio_unstable) {
+        panic!(
+            "the simulation is deterministic only when tokio is built with `--cfg tokio_unstable` \
+             (set in .cargo/config.toml; a RUSTFLAGS environment variable overrides it)"
+        );
+    }
     seed_thread_rng(Some(params.seed));
     let root = tempfile::tempdir().expect("tempdir");
     let world: World = Arc::default();
