@@ -8,9 +8,10 @@
 //!   inputs (many commands per entry, so a commit costs one fsync per replica and one round
 //!   trip per batch), its response a [`BatchResponse`] (the engine's result for each input).
 //! * **The log store** ([`ShardLogStore`], openraft's `RaftLogStorage`): Raft entries as
-//!   records of a `FileLog` (CRC32C-framed, hash-chained), group commit of appends on a
-//!   flusher thread, truncation of a conflicting suffix, purge into the archive, and the
-//!   vote, committed and purged log ids in an atomically replaced file ([`RaftMeta`]).
+//!   records of a `FileLog` (CRC32C-framed, hash-chained; any storage `LogStore` works),
+//!   group commit of appends on a flusher thread (or a runtime task, [`FlushMode`]),
+//!   truncation of a conflicting suffix, purge into the archive, and the vote, committed
+//!   and purged log ids in an atomically replaced file ([`RaftMeta`]).
 //! * **The state machine** ([`ShardStateMachine`], openraft's `RaftStateMachine`):
 //!   committed batches applied to the engine in order, snapshots built from a copy of the
 //!   engine and written beside the log, snapshots installed only after every check passed.
@@ -25,6 +26,10 @@
 //!   appended; a linearizable read on a follower waits for the leader's read index
 //!   (`ReadIndex`); membership and leadership changes run by the leader wherever they
 //!   are asked (`Manage`: add a learner, set the voters, transfer the leadership).
+//! * **The runtime** ([`ShardRuntime`]): tokio, with the random number generator openraft
+//!   draws its election timeouts from seedable per thread ([`seed_thread_rng`]), so that a
+//!   deterministic simulation (`tests/simulation.rs`, `docs/design/0010-simulation.md`)
+//!   replays a seed exactly. Unseeded, it is seeded from the operating system.
 //!
 //! # Example: one replica of one group
 //!
@@ -68,6 +73,7 @@ mod log_store;
 mod manage;
 mod meta;
 mod network;
+mod runtime;
 mod state_machine;
 mod transport;
 mod types;
@@ -85,8 +91,8 @@ pub use forward::{
 };
 pub use manage::{ManageAnswer, ManageOp, MANAGE_TIMEOUT_MS};
 pub use log_store::{
-    decode_entry, encode_entry, LogOpenReport, LogStoreConfig, ShardLogReader, ShardLogStore,
-    COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
+    decode_entry, encode_entry, FlushMode, LogOpenReport, LogStoreConfig, ShardLogReader,
+    ShardLogStore, COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
 };
 pub use meta::{RaftMeta, META_FILE};
 pub use network::{
@@ -94,6 +100,7 @@ pub use network::{
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
     SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
 };
+pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use state_machine::{
     decode_snapshot, encode_snapshot, verify_snapshot_envelope, EventSink, ShardSnapshotBuilder,
     ShardStateMachine, SinkItem, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,

@@ -13,9 +13,12 @@
 //! Writes:
 //!
 //! * **append** encodes and buffers the entries (readable at once) and hands the flush
-//!   callback to the store's flusher thread, which takes every callback that is waiting,
-//!   makes all of them durable with **one** `fdatasync` ([`LogStore::sync`]) and only then
-//!   reports them flushed: group commit across appends.
+//!   callback to the store's flusher, which takes every callback that is waiting, makes
+//!   all of them durable with **one** `fdatasync` ([`LogStore::sync`]) and only then
+//!   reports them flushed: group commit across appends. The flusher is a thread
+//!   ([`FlushMode::Thread`], the default) or a task of the tokio runtime that opened the
+//!   store ([`FlushMode::Task`]: no thread of its own, so that a single-threaded
+//!   deterministic simulation decides when a flush happens).
 //! * **save_vote**, **truncate_after** and **purge** first make every earlier append
 //!   durable (openraft expects log and vote I/O to complete in the order submitted) and are
 //!   durable when they return.
@@ -27,11 +30,15 @@
 //!   beyond the last entry (a snapshot was installed ahead of the log) restarts the log
 //!   after it ([`LogStore::reset_to`]), archiving every live segment; a crash between the
 //!   two steps is finished on open.
-//! * **save_committed** only records the id in memory; the flusher thread writes it to
+//! * **save_committed** only records the id in memory; the flusher writes it to
 //!   `raft-meta` at most every [`LogStoreConfig::committed_persist_interval`] (and it goes
 //!   with every vote and purge). It is an optimisation for restart (the state machine is
 //!   re-applied up to it), so it may lag; [`ShardLogStore`] only reports a committed id the
 //!   log still holds.
+//!
+//! The log is a [`FileLog`] in production; any [`LogStore`] works
+//! ([`ShardLogStore::with_log`]), e.g. the storage crate's `MemLog`, whose `crash` loses
+//! exactly what was not synced (what a simulation of power loss needs).
 
 use crate::meta::{self, RaftMeta};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -47,6 +54,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tradelog_storage::{FileLog, FileLogConfig, LogStore, RecoveryReport};
+
+/// Where a [`ShardLogStore`] makes appends durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushMode {
+    /// On a thread of its own, which group-commits whatever is waiting (production).
+    #[default]
+    Thread,
+    /// On a task spawned on the tokio runtime that opens the store: the same group
+    /// commit without a thread, so that a single-threaded runtime (a deterministic
+    /// simulation) orders every flush. Its `fdatasync` blocks that runtime.
+    Task,
+}
 
 /// First byte of every log record payload: the version of the entry encoding.
 pub const ENTRY_FORMAT: u8 = 1;
@@ -64,6 +83,8 @@ pub struct LogStoreConfig {
     pub log: FileLogConfig,
     /// How often, at most, a changed committed log id is written to `raft-meta`.
     pub committed_persist_interval: Duration,
+    /// Where appends are made durable.
+    pub flush: FlushMode,
 }
 
 impl Default for LogStoreConfig {
@@ -71,6 +92,7 @@ impl Default for LogStoreConfig {
         LogStoreConfig {
             log: FileLogConfig::default(),
             committed_persist_interval: Duration::from_millis(COMMITTED_PERSIST_INTERVAL_MS),
+            flush: FlushMode::Thread,
         }
     }
 }
@@ -85,8 +107,8 @@ pub struct LogOpenReport {
 }
 
 /// Everything behind the store's lock.
-struct Inner {
-    log: FileLog,
+struct Inner<L> {
+    log: L,
     /// Last purged log id (everything up to it is gone from the store's point of view).
     purged: Option<LogId>,
     /// Last log id present, or `purged` when no entry is.
@@ -97,7 +119,7 @@ struct Inner {
     committed_dirty: bool,
 }
 
-impl Inner {
+impl<L: LogStore> Inner<L> {
     fn meta(&self) -> RaftMeta {
         RaftMeta {
             vote: self.vote,
@@ -128,22 +150,22 @@ impl Inner {
     }
 }
 
-struct Shared {
+struct Shared<L> {
     dir: PathBuf,
     /// Serialises writes of `raft-meta` (taken before `inner`, never after).
     meta_lock: Mutex<()>,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<L>>,
 }
 
-impl Shared {
-    fn lock(&self) -> io::Result<MutexGuard<'_, Inner>> {
+impl<L: LogStore> Shared<L> {
+    fn lock(&self) -> io::Result<MutexGuard<'_, Inner<L>>> {
         self.inner
             .lock()
             .map_err(|_| io::Error::other("log store lock poisoned by a panic"))
     }
 
     /// Writes `raft-meta` with the current values after `change` (run under the lock).
-    fn persist_meta(&self, change: impl FnOnce(&mut Inner) -> io::Result<()>) -> io::Result<()> {
+    fn persist_meta(&self, change: impl FnOnce(&mut Inner<L>) -> io::Result<()>) -> io::Result<()> {
         let _m = self
             .meta_lock
             .lock()
@@ -163,19 +185,46 @@ enum FlushRequest {
     Stop,
 }
 
-/// openraft's log storage for one shard group, over a [`FileLog`]. See the module
-/// documentation for the layout and the durability protocol.
-pub struct ShardLogStore {
-    shared: Arc<Shared>,
-    flush_tx: mpsc::Sender<FlushRequest>,
-    flusher: Option<JoinHandle<()>>,
+/// The flusher of a store, as [`FlushMode`] says.
+enum Flusher {
+    Thread {
+        tx: mpsc::Sender<FlushRequest>,
+        handle: Option<JoinHandle<()>>,
+    },
+    Task {
+        tx: tokio::sync::mpsc::UnboundedSender<FlushRequest>,
+    },
+}
+
+impl Flusher {
+    fn send(&self, request: FlushRequest) -> Result<(), ()> {
+        match self {
+            Flusher::Thread { tx, .. } => tx.send(request).map_err(|_| ()),
+            Flusher::Task { tx } => tx.send(request).map_err(|_| ()),
+        }
+    }
+}
+
+/// openraft's log storage for one shard group, over a [`FileLog`] (or another
+/// [`LogStore`]). See the module documentation for the layout and the durability
+/// protocol.
+pub struct ShardLogStore<L: LogStore + Send + 'static = FileLog> {
+    shared: Arc<Shared<L>>,
+    flusher: Flusher,
     report: LogOpenReport,
 }
 
 /// Reads entries and the vote for openraft's replication tasks; shares the store's log.
-#[derive(Clone)]
-pub struct ShardLogReader {
-    shared: Arc<Shared>,
+pub struct ShardLogReader<L: LogStore + Send + 'static = FileLog> {
+    shared: Arc<Shared<L>>,
+}
+
+impl<L: LogStore + Send + 'static> Clone for ShardLogReader<L> {
+    fn clone(&self) -> Self {
+        ShardLogReader {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -227,7 +276,7 @@ fn restart_hash_at(index: u64) -> [u8; 32] {
     tradelog_codec::sha256(&bytes)
 }
 
-impl ShardLogStore {
+impl ShardLogStore<FileLog> {
     /// Opens (or creates) the log store of the group directory `dir`.
     ///
     /// The log recovers as [`FileLog::open`] does (torn tail cut, anything else damaged
@@ -235,13 +284,29 @@ impl ShardLogStore {
     pub fn open(dir: impl AsRef<Path>, config: LogStoreConfig) -> io::Result<ShardLogStore> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
-        let mut log =
-            FileLog::open(dir.join(LOG_DIR), config.log.clone()).map_err(io::Error::other)?;
+        let log = FileLog::open(dir.join(LOG_DIR), config.log.clone()).map_err(io::Error::other)?;
+        let recovery = log.recovery().clone();
+        let mut store = ShardLogStore::with_log(dir, log, config)?;
+        store.report.log = recovery;
+        Ok(store)
+    }
+}
+
+impl<L: LogStore + Send + 'static> ShardLogStore<L> {
+    /// Opens the log store of the group directory `dir` over `log` (already open: a
+    /// reopened [`FileLog`], or e.g. a `MemLog` that survived a simulated crash); only
+    /// `raft-meta` is read from `dir`. `config.log` is not used.
+    ///
+    /// With [`FlushMode::Task`] this must be called inside a tokio runtime.
+    pub fn with_log(
+        dir: impl AsRef<Path>,
+        mut log: L,
+        config: LogStoreConfig,
+    ) -> io::Result<ShardLogStore<L>> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
         let m = meta::load(&dir)?;
-        let mut report = LogOpenReport {
-            log: log.recovery().clone(),
-            finished_purge: false,
-        };
+        let mut report = LogOpenReport::default();
         let purged = m.purged;
         // A purge beyond the end of the log that a crash interrupted: the purged id is on
         // disk, the log restart is not.
@@ -274,16 +339,29 @@ impl ShardLogStore {
             meta_lock: Mutex::new(()),
             inner: Mutex::new(inner),
         });
-        let (flush_tx, rx) = mpsc::channel();
         let s = shared.clone();
         let interval = config.committed_persist_interval;
-        let flusher = std::thread::Builder::new()
-            .name("raft-log-flush".into())
-            .spawn(move || flusher(s, rx, interval))?;
+        let flusher = match config.flush {
+            FlushMode::Thread => {
+                let (tx, rx) = mpsc::channel();
+                let handle = std::thread::Builder::new()
+                    .name("raft-log-flush".into())
+                    .spawn(move || flusher_thread(s, rx, interval))?;
+                Flusher::Thread {
+                    tx,
+                    handle: Some(handle),
+                }
+            }
+            FlushMode::Task => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                runtime.spawn(flusher_task(s, rx, interval));
+                Flusher::Task { tx }
+            }
+        };
         Ok(ShardLogStore {
             shared,
-            flush_tx,
-            flusher: Some(flusher),
+            flusher,
             report,
         })
     }
@@ -298,7 +376,7 @@ impl ShardLogStore {
         &self.shared.dir
     }
 
-    /// Makes everything appended durable now (also done by the flusher thread).
+    /// Makes everything appended durable now (also done by the flusher).
     pub fn sync(&self) -> io::Result<()> {
         self.shared
             .lock()?
@@ -314,17 +392,47 @@ impl ShardLogStore {
     }
 }
 
-impl Drop for ShardLogStore {
+impl<L: LogStore + Send + 'static> Drop for ShardLogStore<L> {
     fn drop(&mut self) {
-        let _ = self.flush_tx.send(FlushRequest::Stop);
-        if let Some(h) = self.flusher.take() {
-            let _ = h.join();
+        let _ = self.flusher.send(FlushRequest::Stop);
+        if let Flusher::Thread { handle, .. } = &mut self.flusher {
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
         }
     }
 }
 
+/// One group commit: makes the log durable once and reports every waiting append.
+fn flush_waiting<L: LogStore>(shared: &Shared<L>, waiting: Vec<IOFlushed<TypeConfig>>) {
+    if waiting.is_empty() {
+        return;
+    }
+    let result = match shared.lock() {
+        Ok(mut inner) => inner.log.sync().map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    for cb in waiting {
+        cb.io_completed(result.clone().map_err(io::Error::other));
+    }
+}
+
+/// Writes `raft-meta` if the committed id changed since it was last written.
+fn persist_committed<L: LogStore>(shared: &Shared<L>) {
+    let dirty = shared.lock().map(|i| i.committed_dirty).unwrap_or(false);
+    if dirty {
+        // A failure here only loses a recovery optimisation; the next vote or purge
+        // writes the file again (and reports its error).
+        let _ = shared.persist_meta(|_| Ok(()));
+    }
+}
+
 /// The flusher thread: group commit of appends, and lazy persistence of `committed`.
-fn flusher(shared: Arc<Shared>, rx: mpsc::Receiver<FlushRequest>, interval: Duration) {
+fn flusher_thread<L: LogStore>(
+    shared: Arc<Shared<L>>,
+    rx: mpsc::Receiver<FlushRequest>,
+    interval: Duration,
+) {
     let mut last_meta_write = Instant::now();
     let mut stop = false;
     while !stop {
@@ -341,29 +449,50 @@ fn flusher(shared: Arc<Shared>, rx: mpsc::Receiver<FlushRequest>, interval: Dura
                 Err(_) => break,
             }
         }
-        if !waiting.is_empty() {
-            let result = match shared.lock() {
-                Ok(mut inner) => inner.log.sync().map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            for cb in waiting {
-                cb.io_completed(result.clone().map_err(io::Error::other));
-            }
-        }
+        flush_waiting(&shared, waiting);
         if stop || last_meta_write.elapsed() >= interval {
-            let dirty = shared.lock().map(|i| i.committed_dirty).unwrap_or(false);
-            if dirty {
-                // A failure here only loses a recovery optimisation; the next vote or
-                // purge writes the file again (and reports its error).
-                let _ = shared.persist_meta(|_| Ok(()));
-            }
+            persist_committed(&shared);
             last_meta_write = Instant::now();
         }
     }
 }
 
+/// The flusher task ([`FlushMode::Task`]): the same loop on the runtime's clock. It yields
+/// once before each flush so that appends submitted meanwhile share it.
+async fn flusher_task<L: LogStore>(
+    shared: Arc<Shared<L>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushRequest>,
+    interval: Duration,
+) {
+    let mut last_meta_write = tokio::time::Instant::now();
+    let mut stop = false;
+    while !stop {
+        let mut waiting = Vec::new();
+        match tokio::time::timeout(interval, rx.recv()).await {
+            Ok(Some(FlushRequest::Flush(cb))) => waiting.push(cb),
+            Ok(Some(FlushRequest::Stop)) | Ok(None) => stop = true,
+            Err(_) => {}
+        }
+        if !waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(FlushRequest::Flush(cb)) => waiting.push(cb),
+                Ok(FlushRequest::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        flush_waiting(&shared, waiting);
+        if stop || last_meta_write.elapsed() >= interval {
+            persist_committed(&shared);
+            last_meta_write = tokio::time::Instant::now();
+        }
+    }
+}
+
 /// `range` as `from..to` clipped to the entries present.
-fn clip(inner: &Inner, range: &impl RangeBounds<u64>) -> (u64, u64) {
+fn clip<L: LogStore>(inner: &Inner<L>, range: &impl RangeBounds<u64>) -> (u64, u64) {
     let from = match range.start_bound() {
         Bound::Included(&i) => i,
         Bound::Excluded(&i) => i.saturating_add(1),
@@ -379,7 +508,10 @@ fn clip(inner: &Inner, range: &impl RangeBounds<u64>) -> (u64, u64) {
     (from, to.max(from))
 }
 
-async fn read_entries(shared: &Shared, range: impl RangeBounds<u64>) -> io::Result<Vec<Entry>> {
+async fn read_entries<L: LogStore>(
+    shared: &Shared<L>,
+    range: impl RangeBounds<u64>,
+) -> io::Result<Vec<Entry>> {
     let records = {
         let inner = shared.lock()?;
         let (from, to) = clip(&inner, &range);
@@ -388,7 +520,7 @@ async fn read_entries(shared: &Shared, range: impl RangeBounds<u64>) -> io::Resu
     records.iter().map(decode_record).collect()
 }
 
-impl RaftLogReader<TypeConfig> for ShardLogReader {
+impl<L: LogStore + Send + 'static> RaftLogReader<TypeConfig> for ShardLogReader<L> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
@@ -401,7 +533,7 @@ impl RaftLogReader<TypeConfig> for ShardLogReader {
     }
 }
 
-impl RaftLogReader<TypeConfig> for ShardLogStore {
+impl<L: LogStore + Send + 'static> RaftLogReader<TypeConfig> for ShardLogStore<L> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
@@ -414,8 +546,8 @@ impl RaftLogReader<TypeConfig> for ShardLogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for ShardLogStore {
-    type LogReader = ShardLogReader;
+impl<L: LogStore + Send + 'static> RaftLogStorage<TypeConfig> for ShardLogStore<L> {
+    type LogReader = ShardLogReader<L>;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let inner = self.shared.lock()?;
@@ -425,7 +557,7 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
         })
     }
 
-    async fn get_log_reader(&mut self) -> ShardLogReader {
+    async fn get_log_reader(&mut self) -> ShardLogReader<L> {
         ShardLogReader {
             shared: self.shared.clone(),
         }
@@ -518,7 +650,7 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
             inner.log.append(&refs).map_err(io::Error::other)?;
             inner.last = Some(last);
         }
-        self.flush_tx
+        self.flusher
             .send(FlushRequest::Flush(callback))
             .map_err(|_| io::Error::other("log flusher stopped"))
     }

@@ -56,18 +56,41 @@ pub const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
 /// Time a keep-alive ping may go unanswered before the connection is dropped (ms).
 pub const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 
+/// Makes a channel from a configured endpoint (see [`PeerChannels::with_connector`]).
+type Connect = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
+
 /// The gRPC channels of one node to its peers: one per peer address, created lazily (the
 /// connection is made on first use and re-made after failures by tonic), shared by every
 /// Raft group on the node. Cheap to clone.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    connect: Option<Connect>,
+}
+
+impl std::fmt::Debug for PeerChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerChannels")
+            .field("addresses", &self.addresses())
+            .field("custom_connector", &self.connect.is_some())
+            .finish()
+    }
 }
 
 impl PeerChannels {
-    /// No channels yet.
+    /// No channels yet; connections are TCP (`Endpoint::connect_lazy`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No channels yet; each channel is made by `connect` from the endpoint configured as
+    /// [`channel`](Self::channel) says (timeouts, keep-alive), e.g. with
+    /// `Endpoint::connect_with_connector_lazy` over a simulated network.
+    pub fn with_connector(connect: impl Fn(Endpoint) -> Channel + Send + Sync + 'static) -> Self {
+        PeerChannels {
+            channels: Arc::default(),
+            connect: Some(Arc::new(connect)),
+        }
     }
 
     /// The channel to `addr` (a URL such as `http://127.0.0.1:7001`), created on first use.
@@ -76,13 +99,16 @@ impl PeerChannels {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(addr.to_string())?
+        let endpoint = Endpoint::from_shared(addr.to_string())?
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .http2_keep_alive_interval(Duration::from_millis(KEEPALIVE_INTERVAL_MS))
             .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
             .keep_alive_while_idle(true)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        let channel = match &self.connect {
+            Some(connect) => connect(endpoint),
+            None => endpoint.connect_lazy(),
+        };
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

@@ -19,6 +19,7 @@
 //! ([`Engine::restore`]) and the state hash.
 
 use crate::meta::write_atomically;
+use crate::runtime::run_blocking;
 use crate::types::{BatchResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::EntryPayload;
 use futures_util::{Stream, StreamExt};
@@ -252,6 +253,8 @@ pub struct ShardStateMachine {
     current: Arc<Mutex<Option<Current>>>,
     sink: Option<EventSink>,
     report: SmOpenReport,
+    /// Snapshot I/O on the applying task rather than tokio's blocking pool.
+    inline_io: bool,
 }
 
 /// Receives what the state machine does to the shard's event stream, in log order, on the
@@ -294,6 +297,7 @@ impl ShardStateMachine {
                         current: Arc::new(Mutex::new(Some(Current { meta, path }))),
                         sink: None,
                         report,
+                        inline_io: false,
                     });
                 }
                 Err(why) => report.skipped.push((path, why)),
@@ -308,6 +312,7 @@ impl ShardStateMachine {
             current: Arc::new(Mutex::new(None)),
             sink: None,
             report,
+            inline_io: false,
         })
     }
 
@@ -320,6 +325,13 @@ impl ShardStateMachine {
     /// The shard.
     pub fn shard(&self) -> ShardId {
         self.shard
+    }
+
+    /// Does snapshot I/O (building, installing, reading) on the task that asks for it
+    /// instead of tokio's blocking pool: for a deterministic single-threaded simulation.
+    pub fn with_inline_io(mut self) -> Self {
+        self.inline_io = true;
+        self
     }
 
     /// What opening found.
@@ -357,6 +369,7 @@ pub struct ShardSnapshotBuilder {
     engine: Option<Engine>,
     meta: SnapshotMeta,
     current: Arc<Mutex<Option<Current>>>,
+    inline_io: bool,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
@@ -368,15 +381,15 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             .take()
             .ok_or_else(|| io::Error::other("snapshot builder used twice"))?;
         let (dir, meta, current) = (self.dir.clone(), self.meta.clone(), self.current.clone());
-        let task = tokio::task::spawn_blocking(move || {
+        run_blocking(self.inline_io, move || {
             let bytes = encode_snapshot(&meta, &engine);
             persist_snapshot(&dir, &meta, &bytes, &current)?;
             Ok::<_, io::Error>(Snapshot {
                 meta,
                 snapshot: bytes,
             })
-        });
-        task.await.map_err(io::Error::other)?
+        })
+        .await?
     }
 }
 
@@ -438,26 +451,28 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                 last_membership: self.membership.clone(),
             },
             current: self.current.clone(),
+            inline_io: self.inline_io,
         }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
         let shard = self.shard;
         let expected = meta.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let (engine, bytes) = run_blocking(self.inline_io, move || {
             decode_snapshot(&snapshot, shard, Some(&expected))
                 .map(|(_, engine)| (engine, snapshot))
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-        });
-        let (engine, bytes) = task.await.map_err(io::Error::other)??;
+        })
+        .await??;
         let already_current = self
             .current_meta()?
             .is_some_and(|c| c.meta == *meta && c.path.exists());
         if !already_current {
             let (dir, m, current) = (self.dir.clone(), meta.clone(), self.current.clone());
-            tokio::task::spawn_blocking(move || persist_snapshot(&dir, &m, &bytes, &current))
-                .await
-                .map_err(io::Error::other)??;
+            run_blocking(self.inline_io, move || {
+                persist_snapshot(&dir, &m, &bytes, &current)
+            })
+            .await??;
         }
         self.engine = engine;
         self.applied = meta.last_log_id;
@@ -475,9 +490,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             return Ok(None);
         };
         let path = cur.path.clone();
-        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
-            .await
-            .map_err(io::Error::other)??;
+        let bytes = run_blocking(self.inline_io, move || std::fs::read(path)).await??;
         Ok(Some(Snapshot {
             meta: cur.meta,
             snapshot: bytes,

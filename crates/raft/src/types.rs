@@ -29,12 +29,15 @@ openraft::declare_raft_types!(
     /// Leader ids follow openraft's default ("advanced") scheme: a term may have several
     /// candidates, and a log id is (term, leader node, index). Everything else is the
     /// default: `u64` terms and node ids, [`BasicNode`](openraft::BasicNode) addresses,
-    /// `openraft::Entry` log entries, the tokio runtime.
+    /// `openraft::Entry` log entries; the runtime is tokio
+    /// ([`ShardRuntime`](crate::ShardRuntime)) with a random number generator that a
+    /// simulation can seed ([`seed_thread_rng`](crate::seed_thread_rng)).
     pub TypeConfig:
         D = Batch,
         R = BatchResponse,
         NodeId = NodeId,
         Node = Node,
+        AsyncRuntime = crate::runtime::ShardRuntime,
 );
 
 /// The id of a Raft log entry: (term, leader node) and index. Indexes start at 0.

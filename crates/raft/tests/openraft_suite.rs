@@ -1,12 +1,13 @@
 //! openraft's own storage test suite (`openraft::testing::log::Suite`) against the real
-//! log store and state machine, on real files, in two log geometries.
+//! log store and state machine, on real files, in two log geometries, and in the
+//! deterministic modes the simulation uses (over a `MemLog`, flushing on a task).
 
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb, StorageError};
 use tempfile::TempDir;
 use tradelog_domain::ShardId;
 use tradelog_engine::Placement;
-use tradelog_raft::{LogStoreConfig, ShardLogStore, ShardStateMachine, TypeConfig};
+use tradelog_raft::{FlushMode, LogStoreConfig, ShardLogStore, ShardStateMachine, TypeConfig};
 use tradelog_storage::FileLogConfig;
 
 fn store_err(e: std::io::Error) -> StorageError<TypeConfig> {
@@ -60,4 +61,46 @@ fn openraft_suite_tiny_segments() {
         record_bytes_max: 256,
         write_buffer_bytes: 1,
     });
+}
+
+/// The deterministic modes the simulation uses: the store over a `MemLog`, flushing on a
+/// task of a single-threaded runtime, and the state machine doing snapshot I/O inline.
+struct DeterministicBuilder;
+
+impl StoreBuilder<TypeConfig, ShardLogStore<tradelog_storage::MemLog>, ShardStateMachine, TempDir>
+    for DeterministicBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (
+            TempDir,
+            ShardLogStore<tradelog_storage::MemLog>,
+            ShardStateMachine,
+        ),
+        StorageError<TypeConfig>,
+    > {
+        let tmp = tempfile::tempdir().map_err(store_err)?;
+        let config = LogStoreConfig {
+            flush: FlushMode::Task,
+            ..LogStoreConfig::default()
+        };
+        let store =
+            ShardLogStore::with_log(tmp.path(), tradelog_storage::MemLog::default(), config)
+                .map_err(store_err)?;
+        let sm = ShardStateMachine::open(tmp.path(), ShardId(0), Placement::new(1))
+            .map_err(store_err)?
+            .with_inline_io();
+        Ok((tmp, store, sm))
+    }
+}
+
+#[test]
+fn openraft_suite_mem_log_task_flush_inline_io() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(Suite::test_all(DeterministicBuilder))
+        .expect("openraft storage suite");
 }
