@@ -30,16 +30,20 @@ const DEMO_CLIENTS: usize = 12;
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Starts a local cluster of NODES processes on loopback and serves until Ctrl-C.
-    #[command(after_help = "Node i listens for gRPC on 127.0.0.1:(BASE_PORT + 10*(i-1)) and \
+    #[command(
+        after_help = "Node i listens for gRPC on 127.0.0.1:(BASE_PORT + 10*(i-1)) and \
         for HTTP on the next port, so node 1 is at the CLI's default address. Data and logs \
         go to DATA_DIR/node-i. Restarting with the same DATA_DIR resumes the same cluster.\n\n\
         Examples:\n  tradelog cluster up\n  tradelog cluster up --nodes 5 --shards 8\n  \
-        tradelog cluster up --demo-secs 10 --exit-after-demo")]
+        tradelog cluster up --demo-secs 10 --exit-after-demo"
+    )]
     Up(UpArgs),
     /// Stops the nodes of a cluster started by `cluster up` (SIGTERM, from its pid files).
-    #[command(after_help = "For a `cluster up` running elsewhere (another terminal, a \
+    #[command(
+        after_help = "For a `cluster up` running elsewhere (another terminal, a \
         script); in its own terminal, Ctrl-C does the same.\n\nExamples:\n  \
-        tradelog cluster down\n  tradelog cluster down --data-dir /tmp/my-cluster")]
+        tradelog cluster down\n  tradelog cluster down --data-dir /tmp/my-cluster"
+    )]
     Down(DownArgs),
 }
 
@@ -160,11 +164,7 @@ impl LocalCluster {
         let deadline = Instant::now() + START_TIMEOUT;
         for m in &self.members {
             wait_for_leaders(&m.grpc, deadline).await.with_context(|| {
-                format!(
-                    "node {} (log: {})",
-                    m.id,
-                    m.dir.join("serve.log").display()
-                )
+                format!("node {} (log: {})", m.id, m.dir.join("serve.log").display())
             })?;
         }
         Ok(())
@@ -206,7 +206,11 @@ fn up(a: UpArgs) -> Result<()> {
     for id in 1..=a.nodes {
         let port = u32::from(a.base_port) + 10 * (id as u32 - 1);
         if port + 1 > u32::from(u16::MAX) {
-            bail!("--base-port {} leaves no room for {} nodes", a.base_port, a.nodes);
+            bail!(
+                "--base-port {} leaves no room for {} nodes",
+                a.base_port,
+                a.nodes
+            );
         }
         ports.push(port as u16);
     }
@@ -217,7 +221,10 @@ fn up(a: UpArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let mut cluster = LocalCluster::start(&a.data_dir, a.shards, &ports)?;
-    std::fs::write(up_pid_file(&a.data_dir), format!("{}\n", std::process::id()))?;
+    std::fs::write(
+        up_pid_file(&a.data_dir),
+        format!("{}\n", std::process::id()),
+    )?;
     let result = (|| -> Result<()> {
         runtime.block_on(cluster.wait_ready())?;
         println!(
@@ -252,7 +259,12 @@ async fn wait_for_leaders(addr: &str, deadline: Instant) -> Result<ClusterStatus
         if let Ok(c) = Client::connect(ClientConfig::new(format!("http://{addr}"))).await {
             match c.cluster_status().await {
                 Ok(s) if s.shards.iter().all(|r| r.leader.is_some()) => return Ok(s),
-                Ok(s) => last = format!("{} shards without a leader", s.shards.iter().filter(|r| r.leader.is_none()).count()),
+                Ok(s) => {
+                    last = format!(
+                        "{} shards without a leader",
+                        s.shards.iter().filter(|r| r.leader.is_none()).count()
+                    )
+                }
                 Err(e) => last = e.to_string(),
             }
         }
@@ -266,7 +278,10 @@ async fn wait(members: &mut [Member]) -> Result<()> {
     #[cfg(unix)]
     let (mut term, mut int) = {
         use tokio::signal::unix::{signal, SignalKind};
-        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
     };
     loop {
         #[cfg(unix)]
@@ -308,7 +323,9 @@ fn stop(members: &mut [Member]) -> Result<()> {
     let mut failed = Vec::new();
     let mut stopped = 0;
     for m in members.iter_mut() {
-        let Some(mut c) = m.child.take() else { continue };
+        let Some(mut c) = m.child.take() else {
+            continue;
+        };
         stopped += 1;
         loop {
             match c.try_wait() {
@@ -344,7 +361,9 @@ fn stop(members: &mut [Member]) -> Result<()> {
 #[cfg(unix)]
 fn terminate(pid: u32) {
     // Only processes this command started (their pids come from `spawn` or its pid files).
-    let _ = Process::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Process::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 #[cfg(not(unix))]
@@ -392,8 +411,13 @@ fn down(a: DownArgs) -> Result<()> {
         .with_context(|| format!("reading {}", a.data_dir.display()))?;
     for e in entries.flatten() {
         let path = pid_file(&e.path());
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let pid: u32 = text.trim().parse().with_context(|| format!("{} is damaged", path.display()))?;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let pid: u32 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} is damaged", path.display()))?;
         // A stale file (the process is gone) is just removed.
         if alive(pid) {
             terminate(pid);
@@ -415,7 +439,9 @@ async fn demo(endpoints: &[String], duration: Duration) -> Result<()> {
     }
     let catalog = clients[0].catalog().await?;
     if catalog.markets.is_empty() {
-        println!("demo: loading a BTC/USD market and {DEMO_ACCOUNTS} funded accounts through node 1");
+        println!(
+            "demo: loading a BTC/USD market and {DEMO_ACCOUNTS} funded accounts through node 1"
+        );
         load(&clients[0], DEMO_ACCOUNTS).await?;
     } else {
         println!("demo: the market and accounts are there from an earlier run");
@@ -478,11 +504,18 @@ async fn demo(endpoints: &[String], duration: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let b = clients[clients.len() - 1].balances(tradelog_domain::AccountId(1)).await?;
+    let b = clients[clients.len() - 1]
+        .balances(tradelog_domain::AccountId(1))
+        .await?;
     let shown: Vec<String> = b
         .balances
         .iter()
-        .map(|x| format!("asset {} available {} held {}", x.asset, x.available, x.held))
+        .map(|x| {
+            format!(
+                "asset {} available {} held {}",
+                x.asset, x.available, x.held
+            )
+        })
         .collect();
     println!(
         "demo: account 1 read (linearizable) through node {}: {}",

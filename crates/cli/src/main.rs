@@ -14,10 +14,10 @@ use std::process::ExitCode;
 
 mod account;
 mod admin;
-mod cluster;
 mod asset;
 mod bench;
 mod book;
+mod cluster;
 mod demo;
 mod events;
 mod market;

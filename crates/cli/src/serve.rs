@@ -65,7 +65,9 @@ fn parse_member(s: &str) -> Result<(u64, String), String> {
     }
     let url = url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!("{url:?} is not a URL (such as http://127.0.0.1:7700)"));
+        return Err(format!(
+            "{url:?} is not a URL (such as http://127.0.0.1:7700)"
+        ));
     }
     Ok((id, url.to_string()))
 }

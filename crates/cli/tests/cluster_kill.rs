@@ -54,7 +54,13 @@ impl NodeProc {
             .open(self.dir.with_extension("log"))
             .unwrap();
         let child = Process::new(env!("CARGO_BIN_EXE_tradelog"))
-            .args(["serve", "--node-id", &self.id.to_string(), "--members", members])
+            .args([
+                "serve",
+                "--node-id",
+                &self.id.to_string(),
+                "--members",
+                members,
+            ])
             .args(["--grpc-addr", &self.grpc, "--http-addr", "127.0.0.1:0"])
             .args(["--shards", &SHARDS.to_string()])
             .arg("--data-dir")
@@ -189,7 +195,10 @@ async fn time_to_write(url: &str, shard: u32) -> Duration {
         if r.is_ok() {
             return started.elapsed();
         }
-        assert!(started.elapsed() < WAIT, "shard {shard} never took a write: {r:?}");
+        assert!(
+            started.elapsed() < WAIT,
+            "shard {shard} never took a write: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -279,10 +288,9 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         })
         .await;
     match r {
-        Err(ClientError::Unavailable { message: m, .. }) => println!(
-            "majority lost: answered after {:?}: {m}",
-            started.elapsed()
-        ),
+        Err(ClientError::Unavailable { message: m, .. }) => {
+            println!("majority lost: answered after {:?}: {m}", started.elapsed())
+        }
         other => panic!("expected `unavailable` without a majority, got {other:?}"),
     }
     nodes[0].start(&members);
@@ -301,7 +309,10 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
             .submit(Command::Transfer(spec.clone()))
             .await
             .unwrap_or_else(|e| panic!("repeat of transfer {id}: {e}"));
-        assert!(a.duplicate, "transfer {id} was acknowledged but is not recorded");
+        assert!(
+            a.duplicate,
+            "transfer {id} was acknowledged but is not recorded"
+        );
     }
     println!("{} acknowledged transfers all present", acked.len());
 }

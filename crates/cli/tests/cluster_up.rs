@@ -106,12 +106,18 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
     let status = up.wait().unwrap();
     let err = err.join().unwrap();
     let rest: Vec<String> = rx.try_iter().collect();
-    assert!(status.success(), "cluster up exits cleanly: {status}: {err}");
+    assert!(
+        status.success(),
+        "cluster up exits cleanly: {status}: {err}"
+    );
     assert_eq!(rest, ["stopped 3 nodes"], "{err}");
     // Every node wrote its data and stopped (no pid file left behind).
     for n in 1..=3 {
         let node = data.join(format!("node-{n}"));
         assert!(node.join("shard-0").is_dir() && node.join("shard-1").is_dir());
-        assert!(!node.join("serve.pid").exists(), "node {n} left its pid file");
+        assert!(
+            !node.join("serve.pid").exists(),
+            "node {n} left its pid file"
+        );
     }
 }

@@ -74,8 +74,8 @@ pub use retry::{
 pub use tradelog_api::query::{EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
-    Balances, Book, Catalog, ClusterChange, ClusterStatus, EventPage, Level, Order, Receipt, ReplicaProgress,
-    ShardPosition, ShardReplicaStatus,
+    Balances, Book, Catalog, ClusterChange, ClusterStatus, EventPage, Level, Order, Receipt,
+    ReplicaProgress, ShardPosition, ShardReplicaStatus,
 };
 
 use std::future::Future;

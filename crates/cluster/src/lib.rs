@@ -343,10 +343,13 @@ impl ClusterNode {
                 .collect();
             for g in &groups {
                 let raft = g.handle.raft();
-                let pristine = !raft.is_initialized().await.map_err(|e| ClusterError::Raft {
-                    shard: g.handle.group(),
-                    reason: e.to_string(),
-                })?;
+                let pristine = !raft
+                    .is_initialized()
+                    .await
+                    .map_err(|e| ClusterError::Raft {
+                        shard: g.handle.group(),
+                        reason: e.to_string(),
+                    })?;
                 if pristine {
                     // Every initial member does this with the same list; the vote decides.
                     if let Err(e) = raft.initialize(members.clone()).await {
@@ -383,7 +386,11 @@ impl ClusterNode {
             )));
         }
         *node.tasks.lock().expect("tasks lock") = tasks;
-        tracing::info!(node = config.node_id, shards = config.shards, "replicas started");
+        tracing::info!(
+            node = config.node_id,
+            shards = config.shards,
+            "replicas started"
+        );
         Ok(node)
     }
 
@@ -511,7 +518,10 @@ fn event_sink(
                 if shard == ShardId(0) {
                     for e in events {
                         if let Event::MarketCreated(m) = &e.event {
-                            markets.write().expect("markets lock").insert(m.id, m.clone());
+                            markets
+                                .write()
+                                .expect("markets lock")
+                                .insert(m.id, m.clone());
                         }
                     }
                 }
@@ -622,13 +632,19 @@ async fn propose_jobs(group: &GroupHandle, jobs: Vec<Job>) {
 /// The leader duties of one shard, on whichever node leads it: deliver new outbox
 /// messages to their destination shards (and acknowledge them back once applied there),
 /// and propose a tick when a pending transfer is due to expire.
-async fn pump(group: GroupHandle, all: Vec<GroupHandle>, wake: Arc<Notify>, stopped: Arc<AtomicBool>) {
+async fn pump(
+    group: GroupHandle,
+    all: Vec<GroupHandle>,
+    wake: Arc<Notify>,
+    stopped: Arc<AtomicBool>,
+) {
     let me = group.group();
     // Highest sequence number delivered to each destination while this node leads.
     let mut delivered: BTreeMap<ShardId, u64> = BTreeMap::new();
     let mut was_leader = false;
     loop {
-        let _ = tokio::time::timeout(Duration::from_millis(PUMP_INTERVAL_MS), wake.notified()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(PUMP_INTERVAL_MS), wake.notified()).await;
         if stopped.load(Ordering::Acquire) {
             return;
         }
@@ -665,8 +681,12 @@ async fn pump(group: GroupHandle, all: Vec<GroupHandle>, wake: Arc<Notify>, stop
             let Some(last) = messages.last().map(|m| m.seq).filter(|s| *s > done) else {
                 continue;
             };
-            let Some(dest) = all.get(to.0 as usize) else { continue };
-            let Ok(batch) = Batch::new(fresh) else { continue };
+            let Some(dest) = all.get(to.0 as usize) else {
+                continue;
+            };
+            let Ok(batch) = Batch::new(fresh) else {
+                continue;
+            };
             match dest.propose(batch).await {
                 Ok(_) => {
                     delivered.insert(to, last);

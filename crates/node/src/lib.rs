@@ -48,8 +48,8 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
 }
 
 pub use history::{EventReader, HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
-pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
 pub use host::{catalog_replies, EngineRead, Markets, ShardHost};
+pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
 pub use runtime::{
     check_shard_count, shard_dir, CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE,
 };

@@ -439,9 +439,9 @@ impl ShardHost for Node {
         };
         // If the shard thread is gone, `f` is dropped with the job: a reader waiting on a
         // channel `f` owns sees it close.
-        let _ = h
-            .client
-            .send(Job::Read(Box::new(move |s: &DurableShard| f(Ok(s.engine())))));
+        let _ = h.client.send(Job::Read(Box::new(move |s: &DurableShard| {
+            f(Ok(s.engine()))
+        })));
     }
 
     fn subscribe(&self) -> Receiver<Arc<[EventRecord]>> {

@@ -67,7 +67,9 @@ pub enum ReadIndexAnswer {
 pub enum ProposeError {
     /// The group had no leader within the wait: no majority of its replicas is reachable
     /// (or an election is taking unusually long). Nothing was appended.
-    #[error("shard {group} has no leader: no majority of its replicas answered within {waited_ms} ms")]
+    #[error(
+        "shard {group} has no leader: no majority of its replicas answered within {waited_ms} ms"
+    )]
     NoLeader {
         /// The group.
         group: ShardId,
@@ -137,7 +139,10 @@ impl GroupHandle {
         &self.peers
     }
 
-    fn client(&self, node: &Node) -> Result<RaftTransportClient<tonic::transport::Channel>, String> {
+    fn client(
+        &self,
+        node: &Node,
+    ) -> Result<RaftTransportClient<tonic::transport::Channel>, String> {
         self.peers
             .channel(&node.addr)
             .map(|c| {
@@ -277,10 +282,13 @@ impl GroupHandle {
                         .raft
                         .wait(Some(Duration::from_millis(READ_CATCH_UP_MS)));
                     let caught_up = wait.applied_index_at_least(Some(index), "read index");
-                    return caught_up.await.map(|_| ()).map_err(|e| ProposeError::Lagging {
-                        group: self.group,
-                        reason: e.to_string(),
-                    });
+                    return caught_up
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ProposeError::Lagging {
+                            group: self.group,
+                            reason: e.to_string(),
+                        });
                 }
             }
             if !self.await_leader_change(last, deadline).await {
@@ -340,9 +348,12 @@ type WriteResult = Result<
 
 /// `client_write`, waiting at most [`COMMIT_WAIT_MS`].
 async fn write(raft: &ShardRaft, batch: Batch) -> Result<WriteResult, Timeout> {
-    tokio::time::timeout(Duration::from_millis(COMMIT_WAIT_MS), raft.client_write(batch))
-        .await
-        .map_err(|_| Timeout)
+    tokio::time::timeout(
+        Duration::from_millis(COMMIT_WAIT_MS),
+        raft.client_write(batch),
+    )
+    .await
+    .map_err(|_| Timeout)
 }
 
 type ReadIndexResult = Result<
@@ -375,7 +386,10 @@ fn is_connect_error(s: &tonic::Status) -> bool {
 }
 
 /// The leader-side answer to a forwarded proposal (used by the transport's `Propose`).
-pub(crate) async fn answer_propose(raft: &ShardRaft, batch: Batch) -> Result<ProposeAnswer, String> {
+pub(crate) async fn answer_propose(
+    raft: &ShardRaft,
+    batch: Batch,
+) -> Result<ProposeAnswer, String> {
     if let Err(f) = raft.as_leader() {
         return Ok(ProposeAnswer::NotLeader {
             leader: f.leader_id.zip(f.leader_node),

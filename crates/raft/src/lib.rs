@@ -89,11 +89,11 @@ pub use forward::{
     GroupHandle, ProposeAnswer, ProposeError, ReadIndexAnswer, COMMIT_WAIT_MS, FORWARD_TIMEOUT_MS,
     LEADER_WAIT_MS, READ_CATCH_UP_MS,
 };
-pub use manage::{ManageAnswer, ManageOp, MANAGE_TIMEOUT_MS};
 pub use log_store::{
     decode_entry, encode_entry, FlushMode, LogOpenReport, LogStoreConfig, ShardLogReader,
     ShardLogStore, COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
 };
+pub use manage::{ManageAnswer, ManageOp, MANAGE_TIMEOUT_MS};
 pub use meta::{RaftMeta, META_FILE};
 pub use network::{
     GroupNetwork, PeerChannels, PeerClient, CONNECT_TIMEOUT_MS, GROUP_METADATA,

@@ -2,13 +2,13 @@
 //! of every group this node serves and answers the `tradelog.raft.v1.RaftTransport` gRPC
 //! service by handing each message to its group.
 
+use crate::forward::{answer_propose, answer_read_index};
+use crate::manage::{answer_manage, ManageOp};
 use crate::network::{GROUP_METADATA, RAFT_MESSAGE_BYTES_MAX, WIRE_ENCODING};
 use crate::pb::raft_reply::Result as PbResult;
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::pb::{RaftReply, RaftRequest, SnapshotChunk};
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
-use crate::forward::{answer_propose, answer_read_index};
-use crate::manage::{answer_manage, ManageOp};
 use crate::{verify_snapshot_envelope, Batch, ShardRaft, Snapshot};
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -233,7 +233,8 @@ impl RaftTransport for RaftRouter {
         let raft = self.group(r.group)?;
         let batch: Batch = decode(&r)?;
         // The same limits as a local proposal: a peer cannot slip in what a client cannot.
-        let batch = Batch::new(batch.inputs).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let batch =
+            Batch::new(batch.inputs).map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(reply(answer_propose(&raft, batch).await)))
     }
 

@@ -616,7 +616,9 @@ impl Core {
                     )));
                 }
                 if node == 0 {
-                    return Err(Error::Invalid("invalid field `node`: node ids start at 1".into()));
+                    return Err(Error::Invalid(
+                        "invalid field `node`: node ids start at 1".into(),
+                    ));
                 }
                 c.add_node(node, &url).await
             }

@@ -1,8 +1,6 @@
 //! The gRPC interface: the generated `tradelog.v1.Tradelog` service over [`Core`].
 
 use crate::core::ClusterChange;
-use tradelog_raft::pb::raft_transport_server::RaftTransportServer;
-use tradelog_raft::RaftRouter;
 use crate::core::{Answer, Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
 use crate::events::{self, Page};
 use crate::{telemetry, GRPC_MESSAGE_BYTES_MAX};
@@ -20,6 +18,8 @@ use tradelog_api::query::{CandlesQuery, OpenOrdersQuery, StatementQuery, TradesQ
 use tradelog_api::query::{ReadEventsQuery, SubscribeQuery};
 use tradelog_api::ApiError;
 use tradelog_domain as d;
+use tradelog_raft::pb::raft_transport_server::RaftTransportServer;
+use tradelog_raft::RaftRouter;
 
 const INTERFACE: &str = "grpc";
 /// Batches a gRPC subscription buffers before it waits for the client.

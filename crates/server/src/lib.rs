@@ -87,8 +87,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tradelog_domain::ShardId;
 use tradelog_cluster::{ClusterConfig, ClusterError, ClusterNode};
+use tradelog_domain::ShardId;
 use tradelog_node::{Node, NodeConfig, NodeError, NodeHistory, ShardHost};
 
 /// Default data directory.
@@ -256,12 +256,13 @@ impl Server {
                 if let Some(r) = &c.raft {
                     cc.raft = r.clone();
                 }
-                let cluster = ClusterNode::start(cc)
-                    .await
-                    .map_err(|source| ServerError::Cluster {
-                        dir: config.data_dir.clone(),
-                        source,
-                    })?;
+                let cluster =
+                    ClusterNode::start(cc)
+                        .await
+                        .map_err(|source| ServerError::Cluster {
+                            dir: config.data_dir.clone(),
+                            source,
+                        })?;
                 (cluster.clone() as Arc<dyn ShardHost>, Some(cluster), None)
             }
         };

@@ -171,10 +171,21 @@ async fn three_replicas_agree_and_survive_a_leader_stop() {
         assert_eq!(hashes.len(), SHARDS as usize);
         accepted
     };
-    assert!(accepted > first.len() / 2, "{accepted} of {} accepted", first.len());
+    assert!(
+        accepted > first.len() / 2,
+        "{accepted} of {} accepted",
+        first.len()
+    );
 
     // Stop the leader of shard 0; the other two take the rest.
-    let leader = servers[0].as_ref().unwrap().cluster().unwrap().status().await.shards[0]
+    let leader = servers[0]
+        .as_ref()
+        .unwrap()
+        .cluster()
+        .unwrap()
+        .status()
+        .await
+        .shards[0]
         .leader
         .expect("shard 0 has a leader");
     let stopped = (leader - 1) as usize;
@@ -281,7 +292,10 @@ async fn a_node_joins_leadership_moves_and_a_node_leaves() {
         .transfer_leader(ShardId(1), 4)
         .await
         .unwrap();
-    eventually(four[0], "node 4 leads shard 1", |s| s.shards[1].leader == Some(4)).await;
+    eventually(four[0], "node 4 leads shard 1", |s| {
+        s.shards[1].leader == Some(4)
+    })
+    .await;
     four[0].cluster().unwrap().balance_leaders().await.unwrap();
     eventually(four[3], "leaders spread", |s| {
         s.shards

@@ -193,7 +193,10 @@ async fn every_example_request_succeeds_against_a_running_server() {
         if op["x-cluster-only"] == json!(true) {
             // Refused on this single node, with the documented error.
             assert_eq!(status, 409, "{method} {target}: {text}");
-            assert!(op["responses"]["409"].is_object(), "{method} {path}: no 409");
+            assert!(
+                op["responses"]["409"].is_object(),
+                "{method} {path}: no 409"
+            );
             let v: Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(v["error"]["code"], json!("failed_precondition"), "{v}");
             ran += 1;
