@@ -71,7 +71,7 @@ pub trait ShardHost: Send + Sync + 'static {
                 self.read_with(
                     ShardId(s),
                     Box::new(move |r| {
-                        let _ = tx.send(r.map(|e| e.clone()));
+                        let _ = tx.send(r.cloned());
                     }),
                 );
                 rx.recv().unwrap_or(Err(SubmitError::Stopped))
