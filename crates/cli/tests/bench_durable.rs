@@ -55,7 +55,10 @@ fn bench_durable_prints_the_comparison_table_without_postgres() {
 fn bench_refuses_unknown_sections_and_keeps_durable_opt_in() {
     let (code, _, err) = tradelog(&["bench", "--quick", "--only", "nonsense"]);
     assert_ne!(code, 0);
-    assert!(err.contains("durable,server,postgres"), "{err}");
+    assert!(
+        err.contains("durable,server,cluster,postgres,etcd"),
+        "{err}"
+    );
     // The default run is the in-memory sections only: no disk, no PostgreSQL.
     let (code, out, err) = tradelog(&["bench", "--quick"]);
     assert_eq!(code, 0, "stderr: {err}");

@@ -1,6 +1,7 @@
-//! Black-box test of `tradelog bench --only server,etcd`: a real 3-member etcd cluster on
+//! Black-box test of `tradelog bench --only server,cluster,etcd`: a real 3-member etcd cluster on
 //! loopback (started, and installed from the Debian package `etcd-server` if missing, by
-//! `scripts/bench-etcd.sh`) driven with the transfer workload over gRPC, next to a real
+//! `scripts/bench-etcd.sh`) driven with the transfer workload over gRPC, next to a real 3-node
+//! tradelog cluster and a
 //! `tradelog serve`, ending with the replicated-writes table. If etcd cannot be installed
 //! or started the test fails and says why: it is never skipped.
 
@@ -42,7 +43,7 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
         "bench",
         "--quick",
         "--only",
-        "server,etcd",
+        "server,cluster,etcd",
         "--shards",
         "1",
         "--duration-secs",
@@ -149,6 +150,18 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
             "| tradelog, 1 node (over gRPC, 1 shard(s)) |",
             " 1 | open loop, 50% of max |",
         ),
+        (
+            "| tradelog, 3 replicas (over gRPC, 1 shard(s)) |",
+            " 3 | one by one | 1 transfer, 8 clients, closed loop |",
+        ),
+        (
+            "| tradelog, 3 replicas (over gRPC, 1 shard(s)) |",
+            " 3 | batched | 10 transfers, 8 clients, closed loop |",
+        ),
+        (
+            "| tradelog, 3 replicas (over gRPC, 1 shard(s)) |",
+            " 3 | open loop, 50% of max |",
+        ),
     ] {
         assert!(
             rows.iter()
@@ -158,9 +171,10 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
     }
     assert!(out.contains("Ratios (tradelog / etcd"), "{out}");
     assert!(
-        out.contains("tradelog, 3 replicas: not measured yet"),
+        out.contains("tradelog, 3 replicas (over gRPC, 1 shard(s)) batched vs batched Txns:"),
         "{out}"
     );
+    assert!(!out.contains("tradelog, 3 replicas: not run"), "{out}");
 
     // The script stopped its members and removed their directory.
     let dir = field("dir");
