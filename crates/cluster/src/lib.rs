@@ -6,8 +6,8 @@
 //! Owns:
 //!
 //! * **Opening the replicas** ([`ClusterNode::start`]): per shard a
-//!   [`ShardLogStore`](tradelog_raft::ShardLogStore) and a
-//!   [`ShardStateMachine`](tradelog_raft::ShardStateMachine) in `DATA_DIR/shard-{n}`, one
+//!   [`ShardLogStore`] and a
+//!   [`ShardStateMachine`] in `DATA_DIR/shard-{n}`, one
 //!   openraft instance per shard sharing one [`RaftRouter`] (the receiving side, served on
 //!   the node's gRPC port) and one [`PeerChannels`] (one connection per peer node). A new
 //!   cluster is formed by starting every initial member with the same member list.
