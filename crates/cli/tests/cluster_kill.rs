@@ -253,7 +253,12 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
             ))
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The kills happen under load: wait until the load is being answered.
+    let deadline = Instant::now() + WAIT;
+    while acked.lock().unwrap().len() < 50 {
+        assert!(Instant::now() < deadline, "the load got no answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // 1. Kill the leader of each shard in turn, under load; restart it.
     for shard in 0..SHARDS {

@@ -41,17 +41,33 @@ impl ClusterNode {
     }
 
     /// Removes node `node` from every shard's group (it stops receiving the log; stop its
-    /// process afterwards). Refused when it would leave a group without a voter.
+    /// process afterwards), handing over the leadership of the groups it leads first. Refused when it would leave a group without a voter.
     pub async fn remove_node(&self, node: NodeId) -> Result<(), ProposeError> {
         for s in 0..self.shard_count_u32() {
             let g = self.group(ShardId(s)).expect("every shard has a group");
             let mut voters = self.voters_of(ShardId(s));
             if voters.remove(&node) {
-                if voters.is_empty() {
+                let Some(&heir) = voters.iter().next() else {
                     return Err(ProposeError::Unknown {
                         group: ShardId(s),
                         reason: format!("node {node} is the group's only voter"),
                     });
+                };
+                // A leader that leaves would leave the group leaderless until an election:
+                // hand its leadership over first.
+                let leader = g.raft().metrics().borrow_watched().current_leader;
+                if leader == Some(node) {
+                    g.manage(ManageOp::TransferLeader { to: heir }).await?;
+                    let _ = g
+                        .raft()
+                        .wait(Some(std::time::Duration::from_millis(
+                            tradelog_raft::LEADER_WAIT_MS,
+                        )))
+                        .metrics(
+                            move |m| m.current_leader.is_some() && m.current_leader != Some(node),
+                            "a new leader",
+                        )
+                        .await;
                 }
                 g.manage(ManageOp::SetVoters { voters }).await?;
             }

@@ -363,9 +363,7 @@ impl Node {
 
     /// A copy of every shard's state machine (for checks and audits).
     pub fn engines(&self) -> Result<Vec<Engine>, SubmitError> {
-        (0..self.shard_count())
-            .map(|s| self.read(ShardId(s), |e| e.clone()))
-            .collect()
+        <Self as ShardHost>::engines(self)
     }
 
     /// A live feed of every event of every shard, in batches, from now on. A subscriber
@@ -379,20 +377,7 @@ impl Node {
 
     /// Waits until no shard has a message in flight (or `timeout` passes); true if quiet.
     pub fn wait_quiescent(&self, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let busy = (0..self.shard_count()).any(|s| {
-                self.read(ShardId(s), |e| !e.outbox_destinations().is_empty())
-                    .unwrap_or(false)
-            });
-            if !busy {
-                return true;
-            }
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        <Self as ShardHost>::wait_quiescent(self, timeout)
     }
 
     /// Stops accepting commands, lets every shard finish its current group commit, and
@@ -450,14 +435,6 @@ impl ShardHost for Node {
 
     fn stop(&self) {
         self.stop_threads();
-    }
-
-    fn engines(&self) -> Result<Vec<Engine>, SubmitError> {
-        Node::engines(self)
-    }
-
-    fn wait_quiescent(&self, timeout: Duration) -> bool {
-        Node::wait_quiescent(self, timeout)
     }
 }
 
