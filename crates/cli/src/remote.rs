@@ -21,7 +21,8 @@ pub const EXIT_UNAVAILABLE: u8 = 3;
 /// Options of every command that talks to a server.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Global {
-    /// gRPC address of the tradelog server.
+    /// gRPC address of the tradelog server, or of several nodes of a cluster separated by
+    /// commas (the client learns the others and sends commands to their shard's leader).
     #[arg(
         long,
         global = true,
@@ -82,7 +83,13 @@ impl Global {
                 AuthorityArg::Trader => d::Authority::Trader,
                 AuthorityArg::ReadOnly => d::Authority::ReadOnly,
             }),
-            ..ClientConfig::new(self.server.clone())
+            ..ClientConfig::cluster(
+                self.server
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            )
         }
     }
 }

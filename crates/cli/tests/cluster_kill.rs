@@ -9,8 +9,15 @@
 //! 2. A majority (two of three) is killed: a command through the survivor answers with a
 //!    clear error, not a hang; the two are restarted and the cluster serves again.
 //!
+//! The load comes from two kinds of clients: some talk to one node at a time and switch to
+//! the next node themselves when a call fails (the node forwards to the leader); one is a
+//! cluster client (`ClientConfig::cluster`) that routes each transfer to its shard's
+//! leader and fails over by itself, and must never surface an error to its caller.
+//!
 //! Throughout, every acknowledged transfer must survive: at the end each one is sent again
 //! with the same id and must come back as a duplicate of the original (never applied anew).
+//! Transfers sent but not answered when the load stopped are resent until answered, and
+//! then every account's balance must be exactly what the transfers say: each applied once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,10 +98,33 @@ impl Drop for NodeProc {
     }
 }
 
+/// A client of the node at `url` only (it forwards commands to the leaders).
 async fn client(url: &str) -> Client {
     let mut c = ClientConfig::new(url.to_string());
     c.request_timeout_ms = 30_000;
+    c.route_to_leaders = false;
     Client::new(c).unwrap()
+}
+
+/// A client of the whole cluster: commands go to their shard's leader; failures are
+/// retried (same id) on other nodes for up to about 20 s.
+fn cluster_client(urls: &[String]) -> Client {
+    let mut c = ClientConfig::cluster(urls.iter().cloned());
+    c.request_timeout_ms = 30_000;
+    c.retry.attempts_max = 40;
+    c.retry.backoff_ms_max = 500;
+    Client::new(c).unwrap()
+}
+
+/// What the load sent and what was answered.
+#[derive(Default)]
+struct Ledger {
+    /// Every transfer sent, answered or not.
+    sent: BTreeMap<u64, TransferSpec>,
+    /// Transfers answered (accepted or rejected).
+    acked: BTreeMap<u64, TransferSpec>,
+    /// Errors the cluster client returned to its caller.
+    cluster_client_errors: Vec<String>,
 }
 
 async fn status(url: &str) -> Option<ClusterStatus> {
@@ -132,14 +162,33 @@ fn data(root: &Path, id: u64) -> PathBuf {
     root.join(format!("node-{id}"))
 }
 
+fn transfer(id: u64) -> TransferSpec {
+    let debit = 1 + id % ACCOUNTS;
+    TransferSpec {
+        id: TransferId(id),
+        debit: AccountId(debit),
+        credit: AccountId(1 + (debit + 7) % ACCOUNTS),
+        asset: USD,
+        amount: Amount(1),
+        balancing: false,
+    }
+}
+
+/// Waits while `pause` is set (between two transfers).
+async fn paused(pause: &AtomicBool, stop: &AtomicBool) {
+    while pause.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Sends transfers with fresh ids through the nodes in turn until `stop`; a transfer that
 /// gets no answer is retried with the same id through the next node until it is answered.
-/// Records every acknowledged (accepted or rejected) transfer.
 async fn load(
     urls: Vec<String>,
     first_id: u64,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<BTreeMap<u64, TransferSpec>>>,
+    pause: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
 ) {
     let clients: Vec<Client> = {
         let mut v = Vec::new();
@@ -151,27 +200,53 @@ async fn load(
     let mut id = first_id;
     let mut turn = 0usize;
     while !stop.load(Ordering::Relaxed) {
+        paused(&pause, &stop).await;
         id += 1;
-        let debit = 1 + id % ACCOUNTS;
-        let spec = TransferSpec {
-            id: TransferId(id),
-            debit: AccountId(debit),
-            credit: AccountId(1 + (debit + 7) % ACCOUNTS),
-            asset: USD,
-            amount: Amount(1),
-            balancing: false,
-        };
+        let spec = transfer(id);
+        ledger.lock().unwrap().sent.insert(id, spec.clone());
         // Until answered (a killed node's clients fail over to the next node).
         loop {
             turn += 1;
             let c = &clients[turn % clients.len()];
             match c.submit(Command::Transfer(spec.clone())).await {
                 Ok(_) => {
-                    acked.lock().unwrap().insert(id, spec.clone());
+                    ledger.lock().unwrap().acked.insert(id, spec.clone());
                     break;
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => return,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+/// The same through one cluster client, which fails over by itself: an error it returns
+/// is recorded (the test fails on it) and the transfer is sent again, same id.
+async fn cluster_load(
+    client: Client,
+    first_id: u64,
+    stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let mut id = first_id;
+    while !stop.load(Ordering::Relaxed) {
+        paused(&pause, &stop).await;
+        id += 1;
+        let spec = transfer(id);
+        ledger.lock().unwrap().sent.insert(id, spec.clone());
+        loop {
+            match client.submit(Command::Transfer(spec.clone())).await {
+                Ok(_) => {
+                    ledger.lock().unwrap().acked.insert(id, spec.clone());
+                    break;
+                }
+                Err(_) if stop.load(Ordering::Relaxed) => return,
+                Err(e) => ledger
+                    .lock()
+                    .unwrap()
+                    .cluster_client_errors
+                    .push(format!("transfer {id}: {e}")),
             }
         }
     }
@@ -241,21 +316,33 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
             .unwrap();
     }
 
-    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let loads: Vec<_> = (0..4u64)
+    let pause = Arc::new(AtomicBool::new(false));
+    let mut loads: Vec<_> = (0..4u64)
         .map(|k| {
             tokio::spawn(load(
                 urls.clone(),
                 (k + 1) << 32,
                 stop.clone(),
-                acked.clone(),
+                pause.clone(),
+                ledger.clone(),
             ))
         })
         .collect();
+    let routed = cluster_client(&urls);
+    for k in 0..4u64 {
+        loads.push(tokio::spawn(cluster_load(
+            routed.clone(),
+            (k + 5) << 32,
+            stop.clone(),
+            pause.clone(),
+            ledger.clone(),
+        )));
+    }
     // The kills happen under load: wait until the load is being answered.
     let deadline = Instant::now() + WAIT;
-    while acked.lock().unwrap().len() < 50 {
+    while ledger.lock().unwrap().acked.len() < 50 {
         assert!(Instant::now() < deadline, "the load got no answers");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -271,15 +358,35 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         println!("shard {shard}: leader node {leader} killed; a write committed again after {failover:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
         nodes[k].start(&members);
+        // The restarted node catches up: with the load paused, every node reaches the
+        // same applied index and state hash.
+        pause.store(true, Ordering::Relaxed);
         converged(&urls).await;
+        pause.store(false, Ordering::Relaxed);
     }
     stop.store(true, Ordering::Relaxed);
     for l in loads {
         l.await.unwrap();
     }
     let before = converged(&urls).await;
-    let n_acked = acked.lock().unwrap().len();
-    assert!(n_acked > 0, "the load got answers");
+    {
+        let l = ledger.lock().unwrap();
+        assert!(!l.acked.is_empty(), "the load got answers");
+        assert_eq!(
+            l.cluster_client_errors,
+            Vec::<String>::new(),
+            "the cluster client failed over without surfacing an error"
+        );
+    }
+    assert!(
+        routed.retries() > 0,
+        "the cluster client met the killed leaders and retried"
+    );
+    println!(
+        "cluster client: {} retries, knows {:?}",
+        routed.retries(),
+        routed.nodes()
+    );
 
     // 2. Kill a majority: the survivor says so instead of hanging.
     nodes[0].kill9();
@@ -308,7 +415,10 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
 
     // Every acknowledged transfer is there: a repeat is answered as a duplicate.
     let c = client(&urls[1]).await;
-    let acked = acked.lock().unwrap().clone();
+    let (sent, acked) = {
+        let l = ledger.lock().unwrap();
+        (l.sent.clone(), l.acked.clone())
+    };
     for (id, spec) in &acked {
         let a = c
             .submit(Command::Transfer(spec.clone()))
@@ -318,6 +428,45 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
             a.duplicate,
             "transfer {id} was acknowledged but is not recorded"
         );
+        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
     }
-    println!("{} acknowledged transfers all present", acked.len());
+    // The ones never answered are sent again until answered: each is then applied once.
+    for (id, spec) in sent.range(..).filter(|(id, _)| !acked.contains_key(id)) {
+        let a = c
+            .submit(Command::Transfer(spec.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("resend of transfer {id}: {e}"));
+        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+    }
+    // Exactly once: every balance is the deposit plus what the transfers moved.
+    let mut expected: BTreeMap<u64, i128> = (1..=ACCOUNTS).map(|a| (a, 1_000_000)).collect();
+    for spec in sent.values() {
+        *expected.get_mut(&spec.debit.0).unwrap() -= spec.amount.0 as i128;
+        *expected.get_mut(&spec.credit.0).unwrap() += spec.amount.0 as i128;
+    }
+    // (Cross-shard transfers finish through messages between the shards: wait for them.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut got = BTreeMap::new();
+        for a in expected.keys() {
+            let b = c.balances(AccountId(*a)).await.unwrap().of(USD);
+            got.insert(*a, (b.available.0 as i128, b.held.0));
+        }
+        let want: BTreeMap<u64, (i128, u64)> =
+            expected.iter().map(|(a, v)| (*a, (*v, 0))).collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "balances (available, held) after {} transfers: got {got:?}, want {want:?}",
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "{} acknowledged transfers all present; {} transfers in all, each applied once",
+        acked.len(),
+        sent.len()
+    );
 }

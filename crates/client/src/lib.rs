@@ -1,8 +1,9 @@
 //! The Rust client of tradelog: an async client of the published gRPC API
 //! (`proto/tradelog/v1`), used by the `tradelog` CLI.
 //!
-//! Owns: one tonic channel per [`Client`] (HTTP/2, reconnecting, shared by every clone and
-//! every concurrent call), the caller's declared identity (sent as the
+//! Owns: one tonic channel per node (HTTP/2, reconnecting, shared by every clone and every
+//! concurrent call), the routing of commands to their shard's leader, the caller's
+//! declared identity (sent as the
 //! `x-tradelog-principal` / `x-tradelog-authority` metadata of every call), timeouts,
 //! the [`RetryPolicy`], and decoding answers into domain types with the api crate's
 //! checked conversions ([`ClientError::InvalidResponse`] if a server sends something they
@@ -24,6 +25,18 @@
 //! * Events: [`Client::subscribe`] returns a [`Subscription`], a `Stream` of
 //!   [`EventPage`]s: the stream's events after a position, then live ones, with no gap
 //!   and no duplicate across the switch; [`Subscription::position`] resumes it.
+//!
+//! # A replicated cluster
+//!
+//! Give the client one or more nodes ([`ClientConfig::cluster`]). Before its first
+//! command it asks a node for the cluster's status and learns every node, the shard
+//! count and each shard's leader; a command then goes straight to its shard's leader
+//! (computed with the server's own [`routing`](tradelog_domain::routing)), so it is not
+//! forwarded between nodes. Any node accepts any command, so a stale map only costs a
+//! hop. A node that fails a call is avoided for [`NODE_DOWN_MS`] and the routes are
+//! asked for again, so a retry goes to a live node: a command with an idempotency key
+//! sent across a leader's failure is applied exactly once, and answered as a duplicate
+//! if its first attempt had been.
 //!
 //! # Retries and idempotency
 //!
@@ -64,6 +77,7 @@
 
 mod error;
 mod retry;
+mod route;
 mod types;
 
 pub use error::{ClientError, Rejection};
@@ -71,26 +85,27 @@ pub use retry::{
     Repeat, RetryPolicy, RETRY_ATTEMPTS_MAX_DEFAULT, RETRY_BACKOFF_INITIAL_MS_DEFAULT,
     RETRY_BACKOFF_MS_MAX_DEFAULT,
 };
+pub use route::{NODES_MAX, NODE_DOWN_MS, ROUTES_TTL_MS};
 pub use tradelog_api::query::{EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
-    Balances, Book, Catalog, ClusterChange, ClusterStatus, EventPage, Level, Order, Receipt,
-    ReplicaProgress, ShardPosition, ShardReplicaStatus,
+    Balances, Book, Catalog, ClusterChange, ClusterStatus, EventPage, Level, NodeAddress, Order,
+    Receipt, ReplicaProgress, ShardPosition, ShardReplicaStatus,
 };
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_stream::Stream;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tradelog_api::proto as pb;
-use tradelog_api::proto::tradelog_client::TradelogClient;
 use tradelog_domain as d;
+
+use route::{Grpc, Mode, Routes};
 
 /// The server's default gRPC address.
 pub const ENDPOINT_DEFAULT: &str = "http://127.0.0.1:7700";
@@ -107,8 +122,9 @@ pub const AUTHORITY_HEADER: &str = "x-tradelog-authority";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
     /// The server's gRPC address, e.g. `http://127.0.0.1:7700` (`http://` is assumed when
-    /// the scheme is missing).
-    pub endpoint: String,
+    /// the scheme is missing), or several nodes of a replicated cluster: calls go to the
+    /// first until it fails, then to the next.
+    pub endpoints: Vec<String>,
     /// The principal to act as (`None`: the server's default, principal 1). DEVELOPMENT
     /// ONLY: declared, not authenticated.
     pub principal: Option<d::Principal>,
@@ -122,18 +138,31 @@ pub struct ClientConfig {
     pub request_timeout_ms: u64,
     /// When calls are sent again.
     pub retry: RetryPolicy,
+    /// Send each command straight to its shard's leader. Before its first command the
+    /// client asks a node for the cluster's status (nodes, shard count, leaders; again
+    /// every [`ROUTES_TTL_MS`] and after a failure). A single node answers that it is not
+    /// in a cluster and is never asked again. With `false`, or before the leaders are
+    /// known, a command goes to the current node, which forwards it to the leader.
+    pub route_to_leaders: bool,
 }
 
 impl ClientConfig {
     /// Defaults for the server at `endpoint`.
     pub fn new(endpoint: impl Into<String>) -> ClientConfig {
+        ClientConfig::cluster([endpoint.into()])
+    }
+
+    /// Defaults for the nodes of a cluster at `endpoints` (any of them; the client learns
+    /// the others from the cluster's status).
+    pub fn cluster(endpoints: impl IntoIterator<Item = impl Into<String>>) -> ClientConfig {
         ClientConfig {
-            endpoint: endpoint.into(),
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
             principal: None,
             authority: None,
             connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             retry: RetryPolicy::default(),
+            route_to_leaders: true,
         }
     }
 }
@@ -153,7 +182,12 @@ fn authority_name(a: d::Authority) -> &'static str {
     }
 }
 
+/// Longest wait for the cluster's status when the client refreshes its routes, in
+/// milliseconds (the command that triggered it waits for it).
+const ROUTES_REFRESH_TIMEOUT_MS: u64 = 2_000;
+
 struct Shared {
+    /// The first configured endpoint.
     endpoint: String,
     principal: Option<AsciiMetadataValue>,
     authority: Option<AsciiMetadataValue>,
@@ -161,13 +195,17 @@ struct Shared {
     request_timeout_ms: u64,
     retry: RetryPolicy,
     retries: AtomicU64,
+    route_to_leaders: bool,
+    routes: Mutex<Routes>,
+    /// Held by the one call refreshing the routes (the others do not wait for it).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
-/// A client of one tradelog server. Cheap to clone: clones share the connection, the
-/// configuration and the retry counter, and may be used concurrently.
+/// A client of one tradelog server or of the nodes of a cluster. Cheap to clone: clones
+/// share the connections, the routes, the configuration and the retry counter, and may
+/// be used concurrently.
 #[derive(Clone)]
 pub struct Client {
-    grpc: TradelogClient<Channel>,
     shared: Arc<Shared>,
 }
 
@@ -179,60 +217,64 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// The generated client, cloned per call (a clone of the channel handle).
-type Grpc = TradelogClient<Channel>;
-
 macro_rules! rpc {
     ($self:ident, $msg:expr, $repeat:expr, $method:ident) => {
+        rpc!($self, $msg, $repeat, None, $method)
+    };
+    ($self:ident, $msg:expr, $repeat:expr, $shard:expr, $method:ident) => {
         $self
-            .unary(
-                $msg,
-                $repeat,
-                |mut g: Grpc, r| async move { g.$method(r).await },
-            )
+            .unary($msg, $repeat, $shard, |mut g: Grpc, r| async move {
+                g.$method(r).await
+            })
             .await
     };
 }
 
 impl Client {
-    /// A client of the server in `config`, connecting on first use (so a server that is
-    /// down now is only an error when a call is made). Must be called inside a tokio
+    /// A client of the server(s) in `config`, connecting on first use (so a server that
+    /// is down now is only an error when a call is made). Must be called inside a tokio
     /// runtime.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let (endpoint, shared) = Self::prepare(config)?;
         Ok(Client {
-            grpc: TradelogClient::new(endpoint.connect_lazy()),
-            shared: Arc::new(shared),
+            shared: Arc::new(Self::prepare(config)?),
         })
     }
 
-    /// A client of the server in `config`, connected now: fails at once with
-    /// [`ClientError::Unavailable`] if the server cannot be reached.
+    /// A client of the server(s) in `config`, connected now to the first that answers:
+    /// fails at once with [`ClientError::Unavailable`] if none can be reached.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
-        let (endpoint, shared) = Self::prepare(config)?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unavailable {
-                endpoint: shared.endpoint.clone(),
-                message: error::with_sources(&e.to_string(), &e),
-            })?;
-        Ok(Client {
-            grpc: TradelogClient::new(channel),
-            shared: Arc::new(shared),
-        })
+        let shared = Self::prepare(config)?;
+        let urls = shared.routes.lock().expect("routes lock").urls();
+        let mut last = None;
+        for (i, url) in urls.iter().enumerate() {
+            let endpoint = shared.routes.lock().expect("routes lock").endpoint(url)?;
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    shared
+                        .routes
+                        .lock()
+                        .expect("routes lock")
+                        .connected(i, channel);
+                    return Ok(Client {
+                        shared: Arc::new(shared),
+                    });
+                }
+                Err(e) => {
+                    last = Some(ClientError::Unavailable {
+                        endpoint: url.clone(),
+                        message: error::with_sources(&e.to_string(), &e),
+                    })
+                }
+            }
+        }
+        Err(last.expect("at least one endpoint"))
     }
 
-    fn prepare(config: ClientConfig) -> Result<(Endpoint, Shared), ClientError> {
-        let url = if config.endpoint.contains("://") {
-            config.endpoint.clone()
-        } else {
-            format!("http://{}", config.endpoint)
-        };
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| ClientError::Config(format!("endpoint {:?}: {e}", config.endpoint)))?
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .tcp_nodelay(true);
+    fn prepare(config: ClientConfig) -> Result<Shared, ClientError> {
+        let routes = Routes::new(
+            &config.endpoints,
+            Duration::from_millis(config.connect_timeout_ms),
+        )?;
         let principal = config.principal.map(|p| AsciiMetadataValue::from(p.0));
         let authority = config
             .authority
@@ -242,21 +284,21 @@ impl Client {
                 "retry.attempts_max must be at least 1".into(),
             ));
         }
-        Ok((
-            endpoint,
-            Shared {
-                endpoint: url,
-                principal,
-                authority,
-                request_timeout: Duration::from_millis(config.request_timeout_ms),
-                request_timeout_ms: config.request_timeout_ms,
-                retry: config.retry,
-                retries: AtomicU64::new(0),
-            },
-        ))
+        Ok(Shared {
+            endpoint: route::normalize(&config.endpoints[0]),
+            principal,
+            authority,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            request_timeout_ms: config.request_timeout_ms,
+            retry: config.retry,
+            retries: AtomicU64::new(0),
+            route_to_leaders: config.route_to_leaders,
+            routes: Mutex::new(routes),
+            refreshing: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// The server's address.
+    /// The first configured server address.
     pub fn endpoint(&self) -> &str {
         &self.shared.endpoint
     }
@@ -264,6 +306,16 @@ impl Client {
     /// Retries made so far by this client and its clones.
     pub fn retries(&self) -> u64 {
         self.shared.retries.load(Ordering::Relaxed)
+    }
+
+    /// The nodes this client knows (configured, then learned from the cluster's status),
+    /// with their node ids once learned.
+    pub fn nodes(&self) -> Vec<(String, Option<u64>)> {
+        self.routes().nodes()
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.shared.routes.lock().expect("routes lock")
     }
 
     fn request<T>(&self, msg: T) -> Request<T> {
@@ -278,8 +330,74 @@ impl Client {
         r
     }
 
-    /// One unary call with the retry policy: the same `msg` every attempt.
-    async fn unary<T, R, F, Fut>(&self, msg: T, repeat: Repeat, call: F) -> Result<R, ClientError>
+    /// Asks a node for the cluster's nodes and leaders (and, when there are several
+    /// shards, for the catalog, which says where markets live), unless another call is
+    /// doing it or it was done recently.
+    async fn refresh_routes(&self) {
+        if !self.shared.route_to_leaders {
+            return;
+        }
+        let Ok(_one) = self.shared.refreshing.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let pick = {
+            let mut r = self.routes();
+            if !r.stale(now) {
+                return;
+            }
+            r.refreshing(now);
+            r.pick(None, now)
+        };
+        let wait = self
+            .shared
+            .request_timeout
+            .min(Duration::from_millis(ROUTES_REFRESH_TIMEOUT_MS));
+        let mut g = pick.grpc.clone();
+        let status = tokio::time::timeout(
+            wait,
+            g.get_cluster_status(self.request(pb::GetClusterStatusRequest {})),
+        )
+        .await;
+        match status {
+            Ok(Ok(s)) => {
+                let status = ClusterStatus::from_wire(s.into_inner());
+                let sharded = {
+                    let mut r = self.routes();
+                    r.learn(&status);
+                    r.sharded()
+                };
+                if sharded {
+                    let catalog = tokio::time::timeout(
+                        wait,
+                        g.get_catalog(self.request(pb::GetCatalogRequest {})),
+                    )
+                    .await;
+                    if let Ok(Ok(c)) = catalog {
+                        if let Ok(c) = Catalog::from_wire(c.into_inner()) {
+                            self.routes().learn_markets(&c.markets);
+                        }
+                    }
+                }
+            }
+            // Not a member of a cluster (or a server from before clusters).
+            Ok(Err(s)) if matches!(s.code(), Code::FailedPrecondition | Code::Unimplemented) => {
+                self.routes().single()
+            }
+            Ok(Err(_)) | Err(_) => self.routes().failed(pick.index, Instant::now()),
+        }
+    }
+
+    /// One unary call with the retry policy: the same `msg` every attempt, to `shard`'s
+    /// leader when known, else to the current node; a node that fails is avoided by the
+    /// next attempt.
+    async fn unary<T, R, F, Fut>(
+        &self,
+        msg: T,
+        repeat: Repeat,
+        shard: Option<d::ShardId>,
+        call: F,
+    ) -> Result<R, ClientError>
     where
         T: Clone,
         F: Fn(Grpc, Request<T>) -> Fut,
@@ -287,23 +405,50 @@ impl Client {
     {
         let mut attempt = 1;
         loop {
-            let fut = call(self.grpc.clone(), self.request(msg.clone()));
+            let pick = self.routes().pick(shard, Instant::now());
+            let fut = call(pick.grpc, self.request(msg.clone()));
             let error = match tokio::time::timeout(self.shared.request_timeout, fut).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
-                Ok(Err(status)) => ClientError::from_status(status, &self.shared.endpoint),
+                Ok(Err(status)) => ClientError::from_status(status, &pick.url),
                 Err(_) => ClientError::Timeout {
-                    endpoint: self.shared.endpoint.clone(),
+                    endpoint: pick.url,
                     timeout_ms: self.shared.request_timeout_ms,
                 },
             };
+            if matches!(
+                error,
+                ClientError::Unavailable { .. } | ClientError::Timeout { .. }
+            ) {
+                self.routes().failed(pick.index, Instant::now());
+            }
             match self.shared.retry.next_delay(attempt, &error, repeat) {
                 Some(wait) => {
                     self.shared.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
+                    if shard.is_some() {
+                        self.refresh_routes().await;
+                    }
                     attempt += 1;
                 }
                 None => return Err(error),
             }
+        }
+    }
+
+    /// The shard `command` is applied on, once the routes are known (refreshing them
+    /// first when they are stale).
+    async fn shard_of(&self, command: &d::Command) -> Option<d::ShardId> {
+        if !self.shared.route_to_leaders {
+            return None;
+        }
+        let stale = self.routes().stale(Instant::now());
+        if stale {
+            self.refresh_routes().await;
+        }
+        let r = self.routes();
+        match r.mode() {
+            Mode::Cluster => r.shard_of(command),
+            Mode::Single | Mode::Unknown => None,
         }
     }
 
@@ -314,28 +459,29 @@ impl Client {
     pub async fn submit(&self, command: d::Command) -> Result<Answer, ClientError> {
         use pb::command::Command as C;
         let repeat = Repeat::of(&command);
+        let shard = self.shard_of(&command).await;
         let Some(c) = pb::Command::from(command).command else {
             unreachable!("every domain command converts to a wire command")
         };
         let r = match c {
-            C::CreateAsset(m) => rpc!(self, m, repeat, create_asset),
-            C::CreateMarket(m) => rpc!(self, m, repeat, create_market),
-            C::OpenAccount(m) => rpc!(self, m, repeat, open_account),
-            C::Deposit(m) => rpc!(self, m, repeat, deposit),
-            C::Withdraw(m) => rpc!(self, m, repeat, withdraw),
-            C::Transfer(m) => rpc!(self, m, repeat, transfer),
-            C::LinkedTransfers(m) => rpc!(self, m, repeat, linked_transfers),
-            C::CreatePending(m) => rpc!(self, m, repeat, create_pending),
-            C::PostPending(m) => rpc!(self, m, repeat, post_pending),
-            C::VoidPending(m) => rpc!(self, m, repeat, void_pending),
-            C::FreezeAccount(m) => rpc!(self, m, repeat, freeze_account),
-            C::UnfreezeAccount(m) => rpc!(self, m, repeat, unfreeze_account),
-            C::CloseAccount(m) => rpc!(self, m, repeat, close_account),
-            C::PlaceOrder(m) => rpc!(self, m, repeat, place_order),
-            C::CancelOrder(m) => rpc!(self, m, repeat, cancel_order),
-            C::AmendOrder(m) => rpc!(self, m, repeat, amend_order),
-            C::HaltMarket(m) => rpc!(self, m, repeat, halt_market),
-            C::ResumeMarket(m) => rpc!(self, m, repeat, resume_market),
+            C::CreateAsset(m) => rpc!(self, m, repeat, shard, create_asset),
+            C::CreateMarket(m) => rpc!(self, m, repeat, shard, create_market),
+            C::OpenAccount(m) => rpc!(self, m, repeat, shard, open_account),
+            C::Deposit(m) => rpc!(self, m, repeat, shard, deposit),
+            C::Withdraw(m) => rpc!(self, m, repeat, shard, withdraw),
+            C::Transfer(m) => rpc!(self, m, repeat, shard, transfer),
+            C::LinkedTransfers(m) => rpc!(self, m, repeat, shard, linked_transfers),
+            C::CreatePending(m) => rpc!(self, m, repeat, shard, create_pending),
+            C::PostPending(m) => rpc!(self, m, repeat, shard, post_pending),
+            C::VoidPending(m) => rpc!(self, m, repeat, shard, void_pending),
+            C::FreezeAccount(m) => rpc!(self, m, repeat, shard, freeze_account),
+            C::UnfreezeAccount(m) => rpc!(self, m, repeat, shard, unfreeze_account),
+            C::CloseAccount(m) => rpc!(self, m, repeat, shard, close_account),
+            C::PlaceOrder(m) => rpc!(self, m, repeat, shard, place_order),
+            C::CancelOrder(m) => rpc!(self, m, repeat, shard, cancel_order),
+            C::AmendOrder(m) => rpc!(self, m, repeat, shard, amend_order),
+            C::HaltMarket(m) => rpc!(self, m, repeat, shard, halt_market),
+            C::ResumeMarket(m) => rpc!(self, m, repeat, shard, resume_market),
         }?;
         Answer::from_wire(r)
     }
@@ -349,7 +495,18 @@ impl Client {
     ) -> Result<Vec<Answer>, ClientError> {
         let repeat = Repeat::of_batch(&commands);
         let n = commands.len();
-        let r = rpc!(self, pb::CommandBatch::from(commands), repeat, submit_batch)?;
+        // To the first command's shard's leader (the others are forwarded if elsewhere).
+        let shard = match commands.first() {
+            Some(c) => self.shard_of(c).await,
+            None => None,
+        };
+        let r = rpc!(
+            self,
+            pb::CommandBatch::from(commands),
+            repeat,
+            shard,
+            submit_batch
+        )?;
         if r.responses.len() != n {
             return Err(ClientError::InvalidResponse(format!(
                 "{} answers to a batch of {n} commands",
@@ -648,11 +805,12 @@ impl Client {
             stream: Some(stream.into()),
             after: Some(after.clone().into()),
         };
+        let endpoint = self.routes().pick(None, Instant::now()).url;
         let inner = rpc!(self, m, Repeat::Safe, subscribe_events)?;
         Ok(Subscription {
             inner,
             position: after,
-            endpoint: self.shared.endpoint.clone(),
+            endpoint,
         })
     }
 }

@@ -565,8 +565,19 @@ impl ClusterChange {
 pub struct ClusterStatus {
     /// The node answering.
     pub node: u64,
+    /// Every node in any shard's membership, with the URL of its gRPC port.
+    pub nodes: Vec<NodeAddress>,
     /// One entry per shard, by shard id.
     pub shards: Vec<ShardReplicaStatus>,
+}
+
+/// Where a node of the cluster is reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeAddress {
+    /// The node.
+    pub node: u64,
+    /// The URL of its gRPC port.
+    pub url: String,
 }
 
 /// One replica's view of its shard's Raft group.
@@ -613,6 +624,14 @@ impl ClusterStatus {
     pub(crate) fn from_wire(r: pb::GetClusterStatusResponse) -> ClusterStatus {
         ClusterStatus {
             node: r.node,
+            nodes: r
+                .nodes
+                .into_iter()
+                .map(|n| NodeAddress {
+                    node: n.node,
+                    url: n.url,
+                })
+                .collect(),
             shards: r
                 .shards
                 .into_iter()

@@ -38,7 +38,7 @@ mod membership;
 mod status;
 
 pub use membership::Rebalanced;
-pub use status::{ClusterStatus, ReplicaProgress, ShardStatus};
+pub use status::{ClusterStatus, NodeAddress, ReplicaProgress, ShardStatus};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use openraft::async_runtime::watch::WatchReceiver;
@@ -419,14 +419,22 @@ impl ClusterNode {
     /// from the state machine).
     pub async fn status(&self) -> ClusterStatus {
         let mut shards = Vec::with_capacity(self.groups.len());
+        let mut nodes = std::collections::BTreeMap::new();
         for g in &self.groups {
             let s = g.handle.group();
             let (applied, hash) = self.state_hash(s).await.unwrap_or((None, [0; 32]));
             let m = g.handle.raft().metrics().borrow_watched().clone();
+            for (id, n) in m.membership_config.membership().nodes() {
+                nodes.entry(*id).or_insert_with(|| n.addr.clone());
+            }
             shards.push(status::shard_status(s, &m, applied, hash));
         }
         ClusterStatus {
             node: self.id,
+            nodes: nodes
+                .into_iter()
+                .map(|(node, url)| status::NodeAddress { node, url })
+                .collect(),
             shards,
         }
     }

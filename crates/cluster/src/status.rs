@@ -10,8 +10,20 @@ use tradelog_raft::{NodeId, TypeConfig};
 pub struct ClusterStatus {
     /// The node answering.
     pub node: NodeId,
+    /// Every node in any shard's membership, with the URL of its gRPC port (clients
+    /// route a shard's commands to its leader's URL).
+    pub nodes: Vec<NodeAddress>,
     /// One entry per shard.
     pub shards: Vec<ShardStatus>,
+}
+
+/// Where a node of the cluster is reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// The node.
+    pub node: NodeId,
+    /// The URL of its gRPC port, such as `http://127.0.0.1:7700`.
+    pub url: String,
 }
 
 /// One replica's view of its group.

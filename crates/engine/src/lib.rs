@@ -19,7 +19,9 @@
 pub mod cluster;
 mod dedupe;
 pub mod projection;
-pub mod routing;
+/// Where accounts and markets live (defined in the domain crate, so clients route the
+/// same way).
+pub use tradelog_domain::routing;
 mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;

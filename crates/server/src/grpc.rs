@@ -68,6 +68,14 @@ fn identity<T>(r: &Request<T>) -> Result<Identity, Status> {
 fn status_pb(v: tradelog_cluster::ClusterStatus) -> pb::GetClusterStatusResponse {
     pb::GetClusterStatusResponse {
         node: v.node,
+        nodes: v
+            .nodes
+            .into_iter()
+            .map(|n| pb::NodeAddress {
+                node: n.node,
+                url: n.url,
+            })
+            .collect(),
         shards: v
             .shards
             .into_iter()

@@ -1,8 +1,8 @@
 //! Where accounts and markets live, and which shard a command goes to.
 
+use crate::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tradelog_domain::*;
 
 /// The shard map: accounts go to `id % shard_count` unless assigned explicitly; markets
 /// name their shard in their [`MarketSpec`].
