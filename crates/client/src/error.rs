@@ -144,7 +144,9 @@ impl ClientError {
             Code::NotFound => ClientError::NotFound(message),
             Code::OutOfRange => ClientError::OutOfRange(message),
             Code::ResourceExhausted => ClientError::Overloaded { message },
-            Code::Unavailable => ClientError::Unavailable {
+            // The server never cancels a call it answers: a cancelled call is one whose
+            // connection went away (the node stopped mid-call), so it may have applied.
+            Code::Unavailable | Code::Cancelled => ClientError::Unavailable {
                 endpoint: endpoint.to_owned(),
                 message: with_sources(&message, &s),
             },
@@ -193,4 +195,31 @@ pub(crate) fn with_sources(message: &str, e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_cut_off_by_a_stopping_node_is_unavailable() {
+        for s in [
+            tonic::Status::cancelled("operation was canceled"),
+            tonic::Status::unavailable("shard 0 has no leader"),
+        ] {
+            let e = ClientError::from_status(s, "http://127.0.0.1:1");
+            assert!(
+                matches!(e, ClientError::Unavailable { .. }),
+                "{e:?} must be retryable with the same idempotency key"
+            );
+        }
+        let e = ClientError::from_status(tonic::Status::internal("x"), "e");
+        assert_eq!(
+            e,
+            ClientError::Status {
+                code: "Internal".into(),
+                message: "x".into()
+            }
+        );
+    }
 }

@@ -1,0 +1,345 @@
+//! Membership changes under load, through the public API only: five servers in this
+//! process (three founding members, two started empty), a transfer load from cluster
+//! clients (`ClientConfig::cluster`, which route to the leaders and fail over), and while
+//! it runs: node 4 is added; node 1's replicas are moved to node 5 (add 5, remove 1, stop
+//! 1); node 2 is removed and stopped. Afterwards the remaining replicas agree, every
+//! acknowledged transfer is recorded (a repeat is a duplicate) and every balance is
+//! exactly what the transfers sent say: none lost, none applied twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tradelog_client::{Client, ClientConfig, ClusterChange, ClusterStatus};
+use tradelog_domain::*;
+use tradelog_server::{ClusterSettings, RunningServer, Server, ServerConfig};
+
+const SHARDS: u32 = 2;
+const ACCOUNTS: u64 = 16;
+const FUNDS: u64 = 1_000_000;
+const USD: AssetId = AssetId(1);
+const WAIT: Duration = Duration::from_secs(90);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn start(
+    id: u64,
+    port: u16,
+    dir: std::path::PathBuf,
+    members: &BTreeMap<u64, String>,
+) -> RunningServer {
+    Server::start(ServerConfig {
+        data_dir: dir,
+        shards: SHARDS,
+        grpc_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        cluster: Some(ClusterSettings {
+            node_id: id,
+            initial_members: members.clone(),
+            raft: None,
+        }),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+fn client(urls: &[String]) -> Client {
+    let mut c = ClientConfig::cluster(urls.iter().cloned());
+    c.request_timeout_ms = 60_000;
+    c.retry.attempts_max = 40;
+    c.retry.backoff_ms_max = 500;
+    Client::new(c).unwrap()
+}
+
+fn transfer(id: u64) -> TransferSpec {
+    let debit = 1 + id % ACCOUNTS;
+    TransferSpec {
+        id: TransferId(id),
+        debit: AccountId(debit),
+        // Half the time the other shard (accounts live on id % SHARDS).
+        credit: AccountId(1 + (debit + id % 3) % ACCOUNTS),
+        asset: USD,
+        amount: Amount(1 + id % 5),
+        balancing: false,
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    sent: BTreeMap<u64, TransferSpec>,
+    acked: BTreeMap<u64, TransferSpec>,
+    errors: Vec<String>,
+}
+
+/// Transfers with fresh ids until `stop`; a failed one is sent again with the same id.
+async fn load(c: Client, first_id: u64, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>) {
+    let mut id = first_id;
+    while !stop.load(Ordering::Relaxed) {
+        id += 1;
+        let spec = transfer(id);
+        ledger.lock().unwrap().sent.insert(id, spec.clone());
+        loop {
+            match c.submit(Command::Transfer(spec.clone())).await {
+                Ok(a) => {
+                    assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+                    ledger.lock().unwrap().acked.insert(id, spec.clone());
+                    break;
+                }
+                Err(_) if stop.load(Ordering::Relaxed) => return,
+                Err(e) => ledger
+                    .lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("transfer {id}: {e}")),
+            }
+        }
+    }
+}
+
+/// Waits until `node`'s view of the cluster satisfies `f`.
+async fn eventually(c: &Client, what: &str, f: impl Fn(&ClusterStatus) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = c.cluster_status().await;
+        if let Ok(s) = &s {
+            if f(s) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the load has `n` more answers than now.
+async fn progress(ledger: &Mutex<Ledger>, n: usize) {
+    let target = ledger.lock().unwrap().acked.len() + n;
+    let deadline = Instant::now() + WAIT;
+    while ledger.lock().unwrap().acked.len() < target {
+        assert!(Instant::now() < deadline, "the load stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every server in `nodes` reports the same applied index and state hash for
+/// every shard.
+async fn converged(nodes: &[&RunningServer]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut views = Vec::new();
+        for n in nodes {
+            let c = n.cluster().expect("a cluster node");
+            let mut v = Vec::new();
+            for s in 0..SHARDS {
+                v.push(c.state_hash(ShardId(s)).await.unwrap());
+            }
+            views.push(v);
+        }
+        if views.iter().all(|v| *v == views[0]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_changes_under_load_lose_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let founders: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, url(ports[id as usize - 1])))
+        .collect();
+    let mut servers: BTreeMap<u64, RunningServer> = BTreeMap::new();
+    for id in 1..=5u64 {
+        // Nodes 4 and 5 start empty, with no member list: they wait to be added.
+        let members = if id <= 3 {
+            founders.clone()
+        } else {
+            BTreeMap::new()
+        };
+        let dir = root.path().join(format!("node-{id}"));
+        servers.insert(id, start(id, ports[id as usize - 1], dir, &members).await);
+    }
+    // Operators' client: talks to node 3 (never removed).
+    let admin = {
+        let mut c = ClientConfig::new(url(ports[2]));
+        c.request_timeout_ms = 120_000;
+        c.route_to_leaders = false;
+        Client::new(c).unwrap()
+    };
+    eventually(&admin, "every shard has a leader", |s| {
+        s.shards.iter().all(|r| r.leader.is_some())
+    })
+    .await;
+
+    let setup = client(&[url(ports[0])]);
+    setup
+        .create_asset(Asset {
+            id: USD,
+            code: "USD".into(),
+            scale: 2,
+        })
+        .await
+        .unwrap();
+    for a in 1..=ACCOUNTS {
+        setup
+            .open_account(AccountId(a), Principal(a))
+            .await
+            .unwrap();
+        setup
+            .deposit(TransferId(a), AccountId(a), USD, Amount(FUNDS))
+            .await
+            .unwrap();
+    }
+
+    // The load: clients that know only the founding members to begin with.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let routed = client(&founders.values().cloned().collect::<Vec<_>>());
+    let loads: Vec<_> = (0..6u64)
+        .map(|k| {
+            tokio::spawn(load(
+                routed.clone(),
+                (k + 1) << 32,
+                stop.clone(),
+                ledger.clone(),
+            ))
+        })
+        .collect();
+    progress(&ledger, 100).await;
+
+    // 1. Add node 4: learner, catches up, then voter of every group.
+    admin
+        .change_cluster(&ClusterChange::AddNode {
+            node: 4,
+            url: url(ports[3]),
+        })
+        .await
+        .unwrap();
+    eventually(&admin, "node 4 votes in every group", |s| {
+        s.shards.iter().all(|r| r.voters == vec![1, 2, 3, 4])
+    })
+    .await;
+    progress(&ledger, 100).await;
+
+    // 2. Move node 1's replicas to node 5: add 5, remove 1, stop 1.
+    admin
+        .change_cluster(&ClusterChange::AddNode {
+            node: 5,
+            url: url(ports[4]),
+        })
+        .await
+        .unwrap();
+    admin
+        .change_cluster(&ClusterChange::RemoveNode { node: 1 })
+        .await
+        .unwrap();
+    eventually(&admin, "node 1's replicas moved to node 5", |s| {
+        s.shards.iter().all(|r| r.voters == vec![2, 3, 4, 5])
+    })
+    .await;
+    servers.remove(&1).unwrap().shutdown().await.unwrap();
+    progress(&ledger, 100).await;
+
+    // 3. Remove node 2 and stop it.
+    admin
+        .change_cluster(&ClusterChange::RemoveNode { node: 2 })
+        .await
+        .unwrap();
+    eventually(&admin, "node 2 left every group", |s| {
+        s.shards.iter().all(|r| r.voters == vec![3, 4, 5])
+    })
+    .await;
+    servers.remove(&2).unwrap().shutdown().await.unwrap();
+    progress(&ledger, 100).await;
+
+    stop.store(true, Ordering::Relaxed);
+    for l in loads {
+        l.await.unwrap();
+    }
+    {
+        let l = ledger.lock().unwrap();
+        assert_eq!(
+            l.errors,
+            Vec::<String>::new(),
+            "the cluster clients never surfaced an error"
+        );
+    }
+    // The load's client learned the new nodes and now talks to them only.
+    let learned: Vec<Option<u64>> = routed.nodes().into_iter().map(|(_, id)| id).collect();
+    assert!(
+        learned.contains(&Some(4)) && learned.contains(&Some(5)),
+        "the client learned nodes 4 and 5: {:?}",
+        routed.nodes()
+    );
+
+    let rest: Vec<&RunningServer> = servers.values().collect();
+    converged(&rest).await;
+
+    // Every acknowledged transfer is recorded; the unanswered ones are sent again until
+    // answered; then every balance is exact.
+    let c = client(&[url(ports[2]), url(ports[3]), url(ports[4])]);
+    let (sent, acked) = {
+        let l = ledger.lock().unwrap();
+        (l.sent.clone(), l.acked.clone())
+    };
+    for (id, spec) in &acked {
+        let a = c.submit(Command::Transfer(spec.clone())).await.unwrap();
+        assert!(
+            a.duplicate,
+            "transfer {id} was acknowledged but is not recorded"
+        );
+    }
+    for (id, spec) in sent.iter().filter(|(id, _)| !acked.contains_key(id)) {
+        let a = c.submit(Command::Transfer(spec.clone())).await.unwrap();
+        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+    }
+    let mut want: BTreeMap<u64, (u64, u64)> = (1..=ACCOUNTS).map(|a| (a, (FUNDS, 0))).collect();
+    for t in sent.values() {
+        want.get_mut(&t.debit.0).unwrap().0 -= t.amount.0;
+        want.get_mut(&t.credit.0).unwrap().0 += t.amount.0;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut got = BTreeMap::new();
+        for a in 1..=ACCOUNTS {
+            let b = c.balances(AccountId(a)).await.unwrap().of(USD);
+            got.insert(a, (b.available.0, b.held.0));
+        }
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "balances (available, held) after {} transfers: got {got:?}, want {want:?}",
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    converged(&rest).await;
+    println!(
+        "{} transfers sent during the changes ({} acknowledged), each applied once; \
+         the load's client retried {} times",
+        sent.len(),
+        acked.len(),
+        routed.retries()
+    );
+    for s in servers.into_values() {
+        s.shutdown().await.unwrap();
+    }
+}
