@@ -408,10 +408,19 @@ fn flush_waiting<L: LogStore>(shared: &Shared<L>, waiting: Vec<IOFlushed<TypeCon
     if waiting.is_empty() {
         return;
     }
-    let result = match shared.lock() {
-        Ok(mut inner) => inner.log.sync().map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    // The fdatasync runs without the lock, so that openraft's appends (on the Raft core's
+    // task) and reads (replication to followers) are not held up by the disk.
+    let result = (|| {
+        let ticket = shared.lock()?.log.begin_sync().map_err(io::Error::other)?;
+        let waited = ticket.wait();
+        shared
+            .lock()?
+            .log
+            .finish_sync(ticket, waited)
+            .map_err(io::Error::other)
+    })()
+    .map(|_| ())
+    .map_err(|e| e.to_string());
     for cb in waiting {
         cb.io_completed(result.clone().map_err(io::Error::other));
     }

@@ -32,6 +32,7 @@ pub fn run_all<H: Harness>(h: &mut H) {
     read_ranges_and_limits(h);
     record_size_limit(h);
     sync_makes_everything_durable(h);
+    split_sync_covers_what_was_appended_before_it(h);
     reopen_preserves_everything(h);
     crash_keeps_a_prefix_of_at_least_the_durable_records(h);
     truncate_after(h);
@@ -220,6 +221,52 @@ pub fn reopen_preserves_everything<H: Harness>(h: &mut H) {
     log.sync().expect("sync");
     let log = h.crash(log);
     assert_content(&log, &all);
+}
+
+/// A split sync (`begin_sync`, `wait` without the log, `finish_sync`) makes durable what
+/// was appended before it began, not what came after; a truncation meanwhile voids it.
+pub fn split_sync_covers_what_was_appended_before_it<H: Harness>(h: &mut H) {
+    let max = h.record_bytes_max();
+    let mut log = h.create();
+    let mut all = tagged(1, 6, max);
+    append_payloads(&mut log, &all);
+    let ticket = log.begin_sync().expect("begin");
+    assert_eq!(ticket.upto(), 6);
+    // Appends go on while the sync runs.
+    let later = tagged(20, 3, max);
+    append_payloads(&mut log, &later);
+    all.extend(later);
+    let waited = ticket.wait();
+    assert_eq!(
+        log.finish_sync(ticket, waited).expect("finish"),
+        log.durable_index()
+    );
+    assert!(
+        (6..=9).contains(&log.durable_index()),
+        "durable {} after a split sync covering 6 of 9",
+        log.durable_index()
+    );
+    // The ones after it need a sync of their own; a crash keeps at least the covered ones.
+    let mut log = h.crash(log);
+    assert!(log.last_index() >= 6);
+    all.truncate(log.last_index() as usize);
+    assert_content(&log, &all);
+
+    // A truncation while a sync runs: only what the truncation left durable counts.
+    let extra = tagged(40, 4, max);
+    let base = log.last_index();
+    append_payloads(&mut log, &extra);
+    let ticket = log.begin_sync().expect("begin");
+    log.truncate_after(base + 1).expect("truncate");
+    append_payloads(&mut log, &tagged(60, 2, max));
+    let waited = ticket.wait();
+    let durable = log.finish_sync(ticket, waited).expect("finish");
+    assert!(
+        durable <= base + 1,
+        "durable {durable}: the records after the cut at {} were replaced",
+        base + 1
+    );
+    assert_eq!(log.sync().expect("sync"), base + 3);
 }
 
 /// A crash keeps every durable record and possibly some of the rest, as a prefix; appends

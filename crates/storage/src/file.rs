@@ -9,8 +9,8 @@ use crate::format::{
 };
 use crate::verify::SegmentInfo;
 use crate::{
-    read_bounds, ChainHash, LogStore, Record, ARCHIVE_DIR, RECORD_BYTES_MAX, SEGMENT_BYTES_MAX,
-    TRUNCATED_DIR, WRITE_BUFFER_BYTES,
+    read_bounds, ChainHash, LogStore, Record, SyncTicket, ARCHIVE_DIR, RECORD_BYTES_MAX,
+    SEGMENT_BYTES_MAX, TRUNCATED_DIR, WRITE_BUFFER_BYTES,
 };
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
@@ -155,6 +155,8 @@ pub struct FileLog {
     unsynced: bool,
     last_hash: ChainHash,
     durable: u64,
+    /// Truncations and resets so far (a split sync that spans one proves nothing).
+    truncations: u64,
     poisoned: Option<String>,
     recovery: RecoveryReport,
     _lock: File,
@@ -296,6 +298,7 @@ impl FileLog {
             unsynced: false,
             last_hash,
             durable: 0,
+            truncations: 0,
             poisoned: None,
             recovery,
             _lock: lock,
@@ -462,6 +465,7 @@ impl FileLog {
     }
 
     fn truncate_inner(&mut self, index: u64) -> Result<(), StorageError> {
+        self.truncations += 1;
         let s = self.segment_of(index + 1);
         let keep = (index + 1 - self.segments[s].first_index) as usize;
         let cut = u64::from(self.segments[s].offsets[keep]);
@@ -513,6 +517,7 @@ impl FileLog {
     }
 
     fn reset_inner(&mut self, index: u64, chain_hash: ChainHash) -> Result<(), StorageError> {
+        self.truncations += 1;
         // The old active segment goes to the archive whole and synced (no torn tail there).
         self.sync_active()?;
         let header = SegmentHeader {
@@ -559,6 +564,45 @@ impl LogStore for FileLog {
         self.check_poisoned()?;
         let r = self.sync_active();
         self.poison(r)?;
+        Ok(self.durable)
+    }
+
+    fn begin_sync(&mut self) -> Result<SyncTicket, StorageError> {
+        self.check_poisoned()?;
+        let r = self.write_pending();
+        self.poison(r)?;
+        if !self.unsynced {
+            self.durable = self.last_index();
+            return Ok(SyncTicket::done(self.durable));
+        }
+        // Earlier segments were synced when they were closed: only the active one.
+        let active = self.active();
+        let file = active
+            .file
+            .try_clone()
+            .map_err(|e| StorageError::io(&active.path, e))?;
+        Ok(SyncTicket::file(
+            file,
+            active.path.clone(),
+            self.last_index(),
+            self.truncations,
+        ))
+    }
+
+    fn finish_sync(
+        &mut self,
+        ticket: SyncTicket,
+        waited: Result<(), StorageError>,
+    ) -> Result<u64, StorageError> {
+        self.check_poisoned()?;
+        self.poison(waited)?;
+        if ticket.truncations() == self.truncations {
+            if ticket.upto() == self.last_index() && self.pending.is_empty() {
+                // Nothing was written after the ticket was taken.
+                self.unsynced = false;
+            }
+            self.durable = self.durable.max(ticket.upto());
+        }
         Ok(self.durable)
     }
 

@@ -195,6 +195,57 @@ pub const TRUNCATED_DIR: &str = "truncated";
 /// A SHA-256 chain hash.
 pub type ChainHash = [u8; 32];
 
+/// A group commit in progress (see [`LogStore::begin_sync`]): the file to `fdatasync`
+/// (a duplicate of the log's descriptor) and what it covers.
+#[derive(Debug)]
+pub struct SyncTicket {
+    file: Option<(std::fs::File, std::path::PathBuf)>,
+    upto: u64,
+    truncations: u64,
+}
+
+impl SyncTicket {
+    /// A ticket with nothing left to wait for: everything up to `upto` is durable.
+    pub fn done(upto: u64) -> SyncTicket {
+        SyncTicket {
+            file: None,
+            upto,
+            truncations: 0,
+        }
+    }
+
+    pub(crate) fn file(
+        file: std::fs::File,
+        path: std::path::PathBuf,
+        upto: u64,
+        truncations: u64,
+    ) -> SyncTicket {
+        SyncTicket {
+            file: Some((file, path)),
+            upto,
+            truncations,
+        }
+    }
+
+    /// The last index it covers.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    pub(crate) fn truncations(&self) -> u64 {
+        self.truncations
+    }
+
+    /// Makes the covered records durable (`fdatasync`; blocking, and needs no access to
+    /// the log).
+    pub fn wait(&self) -> Result<(), StorageError> {
+        match &self.file {
+            Some((f, path)) => f.sync_data().map_err(|e| StorageError::io(path, e)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One record read back from a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -230,6 +281,31 @@ pub trait LogStore {
     /// Group commit: makes every record appended so far durable (one `fdatasync` for all of
     /// them) and returns the durable index, which is then `last_index()`.
     fn sync(&mut self) -> Result<u64, StorageError>;
+
+    /// First half of a group commit split in two, so that the `fdatasync` runs without
+    /// holding the log (appends and reads go on meanwhile): hands buffered records to the
+    /// operating system and returns a ticket covering every record appended so far.
+    /// [`SyncTicket::wait`] makes them durable; [`finish_sync`](LogStore::finish_sync)
+    /// records the outcome. Default: a whole [`sync`](LogStore::sync) now, and a ticket
+    /// with nothing left to wait for.
+    fn begin_sync(&mut self) -> Result<SyncTicket, StorageError> {
+        let durable = self.sync()?;
+        Ok(SyncTicket::done(durable))
+    }
+
+    /// Second half of a split sync: `waited` is the result of `ticket.wait()`. On success
+    /// the records the ticket covers are durable (unless the log was truncated
+    /// meanwhile: then only what the truncation left durable is); a failure poisons the
+    /// log like a failed [`sync`](LogStore::sync). Returns the durable index.
+    fn finish_sync(
+        &mut self,
+        ticket: SyncTicket,
+        waited: Result<(), StorageError>,
+    ) -> Result<u64, StorageError> {
+        let _ = ticket;
+        waited?;
+        Ok(self.durable_index())
+    }
 
     /// Reads up to `max` records starting at `from`.
     ///
@@ -284,6 +360,16 @@ impl<L: LogStore + ?Sized> LogStore for Box<L> {
     }
     fn sync(&mut self) -> Result<u64, StorageError> {
         (**self).sync()
+    }
+    fn begin_sync(&mut self) -> Result<SyncTicket, StorageError> {
+        (**self).begin_sync()
+    }
+    fn finish_sync(
+        &mut self,
+        ticket: SyncTicket,
+        waited: Result<(), StorageError>,
+    ) -> Result<u64, StorageError> {
+        (**self).finish_sync(ticket, waited)
     }
     fn read(&self, from: u64, max: usize) -> Result<Vec<Record>, StorageError> {
         (**self).read(from, max)
