@@ -356,7 +356,7 @@ impl Client {
         let mut g = pick.grpc.clone();
         let status = tokio::time::timeout(
             wait,
-            g.get_cluster_status(self.request(pb::GetClusterStatusRequest {})),
+            g.get_cluster_status(self.request(pb::GetClusterStatusRequest { routing_only: true })),
         )
         .await;
         match status {
@@ -755,7 +755,9 @@ impl Client {
     pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
         Ok(ClusterStatus::from_wire(rpc!(
             self,
-            pb::GetClusterStatusRequest {},
+            pb::GetClusterStatusRequest {
+                routing_only: false
+            },
             Repeat::Safe,
             get_cluster_status
         )?))

@@ -418,12 +418,24 @@ impl ClusterNode {
     /// This replica's view of every shard (the applied index and state hash read together
     /// from the state machine).
     pub async fn status(&self) -> ClusterStatus {
+        self.status_with(true).await
+    }
+
+    /// This node's view of every shard; without `state_hash`, the status a client routes
+    /// by (no state hash, which costs a pass over each shard's whole state on its state
+    /// machine task, and the applied index from the metrics).
+    pub async fn status_with(&self, state_hash: bool) -> ClusterStatus {
         let mut shards = Vec::with_capacity(self.groups.len());
         let mut nodes = std::collections::BTreeMap::new();
         for g in &self.groups {
             let s = g.handle.group();
-            let (applied, hash) = self.state_hash(s).await.unwrap_or((None, [0; 32]));
             let m = g.handle.raft().metrics().borrow_watched().clone();
+            let (applied, hash) = if state_hash {
+                let (a, h) = self.state_hash(s).await.unwrap_or((None, [0; 32]));
+                (a, Some(h))
+            } else {
+                (m.last_applied.as_ref().map(|l| l.index), None)
+            };
             for (id, n) in m.membership_config.membership().nodes() {
                 nodes.entry(*id).or_insert_with(|| n.addr.clone());
             }

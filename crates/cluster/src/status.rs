@@ -44,6 +44,7 @@ pub struct ShardStatus {
     /// Highest index its state machine applied.
     pub applied: Option<u64>,
     /// The engine's state hash at `applied` (hex): replicas at the same index must agree.
+    /// Empty in a routing-only status (computing it is a pass over the whole state).
     pub state_hash: String,
     /// Index its latest snapshot covers.
     pub snapshot: Option<u64>,
@@ -70,7 +71,7 @@ pub(crate) fn shard_status(
     shard: ShardId,
     m: &RaftMetrics<TypeConfig>,
     applied: Option<u64>,
-    state_hash: [u8; 32],
+    state_hash: Option<[u8; 32]>,
 ) -> ShardStatus {
     let membership = m.membership_config.membership();
     let last = m.last_log_index;
@@ -98,7 +99,9 @@ pub(crate) fn shard_status(
         last_log_index: last,
         committed: m.local_committed.as_ref().map(|l| l.index),
         applied,
-        state_hash: state_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        state_hash: state_hash
+            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default(),
         snapshot: m.snapshot.as_ref().map(|l| l.index),
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),

@@ -583,9 +583,12 @@ impl Core {
     }
 
     /// This node's view of the cluster (refused on a single node).
-    pub(crate) async fn cluster_status(&self) -> Result<tradelog_cluster::ClusterStatus, Error> {
+    pub(crate) async fn cluster_status(
+        &self,
+        state_hash: bool,
+    ) -> Result<tradelog_cluster::ClusterStatus, Error> {
         match &self.cluster {
-            Some(c) => Ok(c.status().await),
+            Some(c) => Ok(c.status_with(state_hash).await),
             None => Err(Error::FailedPrecondition(
                 "this server is a single node, not a member of a replicated cluster \
                  (start it with --node-id and --members)"
@@ -601,7 +604,7 @@ impl Core {
         change: ClusterChange,
     ) -> Result<tradelog_cluster::ClusterStatus, Error> {
         let Some(c) = &self.cluster else {
-            return self.cluster_status().await;
+            return self.cluster_status(true).await;
         };
         if who.authority != d::Authority::Operator {
             return Err(Error::PermissionDenied(

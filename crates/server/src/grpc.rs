@@ -8,8 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tradelog_api::proto as pb;
 use tradelog_api::proto::tradelog_server::{Tradelog, TradelogServer};
@@ -35,12 +36,13 @@ pub(crate) async fn serve(
     let service =
         TradelogServer::new(Grpc { core }).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let mut stop = stop;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let r = tonic::transport::Server::builder()
         .add_service(service)
         .add_optional_service(raft)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            events::stopped(&mut stop).await
-        })
+        // TCP_NODELAY: an answer is written in pieces (headers, message, trailers); with
+        // Nagle's algorithm the later pieces wait for the client's delayed ACK (40 ms).
+        .serve_with_incoming_shutdown(incoming, async move { events::stopped(&mut stop).await })
         .await;
     if let Err(e) = r {
         tracing::error!(error = %e, "gRPC server failed");
@@ -431,9 +433,10 @@ impl Tradelog for Grpc {
 
     async fn get_cluster_status(
         &self,
-        _r: Request<pb::GetClusterStatusRequest>,
+        r: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
-        let v = self.core.cluster_status().await?;
+        let routing_only = r.into_inner().routing_only;
+        let v = self.core.cluster_status(!routing_only).await?;
         Ok(Response::new(status_pb(v)))
     }
 

@@ -48,6 +48,12 @@ type Shared = State<Arc<Core>>;
 /// Serves HTTP on `listener` until `stop` fires, then finishes in-flight requests.
 pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, stop: watch::Receiver<bool>) {
     let mut stop = stop;
+    // TCP_NODELAY, as on the gRPC port: no answer waits for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let r = axum::serve(listener, router(core))
         .with_graceful_shutdown(async move { events::stopped(&mut stop).await })
         .await;
@@ -476,7 +482,7 @@ async fn order(
 }
 
 async fn cluster_status(State(core): Shared) -> HttpResult<Response> {
-    Ok(Json(core.cluster_status().await?).into_response())
+    Ok(Json(core.cluster_status(true).await?).into_response())
 }
 
 async fn change_cluster(
