@@ -732,7 +732,97 @@ pub fn run_cluster(o: &Options, nodes: u32) -> Result<Vec<Row>> {
         replicas: nodes,
     };
     let rows = runtime.block_on(drive(&target, o))?;
+    let failover = runtime.block_on(failover(&mut cluster, &target.endpoints))?;
+    println!(
+        "  failover: the leader of shard 0 (node {}) killed with SIGKILL under a one-by-one \
+         transfer load; the next transfer committed {:.2} s later ({} transfers before the \
+         kill, {} after, the client retrying with the same id)",
+        failover.leader,
+        failover.elapsed.as_secs_f64(),
+        failover.before,
+        failover.after
+    );
     drop(runtime);
     cluster.stop()?;
     Ok(rows)
 }
+
+/// What [`failover`] measured.
+struct Failover {
+    leader: u64,
+    elapsed: Duration,
+    before: u64,
+    after: u64,
+}
+
+/// Sends transfers one at a time through a cluster client, SIGKILLs the leader of shard 0,
+/// and measures the time from the kill until a transfer is committed again (each transfer
+/// resent with its id until answered, as a client does across a failover).
+async fn failover(
+    cluster: &mut crate::cluster::LocalCluster,
+    endpoints: &[String],
+) -> Result<Failover> {
+    let mut config = ClientConfig::cluster(endpoints.iter().cloned());
+    config.request_timeout_ms = 30_000;
+    let client = Client::new(config)?;
+    let status = client.cluster_status().await?;
+    let leader = status
+        .shards
+        .first()
+        .and_then(|s| s.leader)
+        .context("shard 0 has no leader")?;
+    let mut id = 1u64 << 52;
+    let send = |id: u64| {
+        let client = client.clone();
+        async move {
+            let spec = TransferSpec {
+                id: TransferId(id),
+                debit: AccountId(1),
+                credit: AccountId(2),
+                asset: USD,
+                amount: Amount(1),
+                balancing: false,
+            };
+            let started = Instant::now();
+            loop {
+                match client.submit(Command::Transfer(spec.clone())).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if started.elapsed() < FAILOVER_WAIT => {
+                        tracing::debug!(error = %e, "transfer {id} not answered yet");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::anyhow!("no answer within {FAILOVER_WAIT:?}: {e}"))
+                    }
+                }
+            }
+        }
+    };
+    let mut before = 0;
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(500) {
+        id += 1;
+        send(id).await?;
+        before += 1;
+    }
+    cluster.kill(leader)?;
+    let killed = Instant::now();
+    id += 1;
+    send(id).await?;
+    let elapsed = killed.elapsed();
+    let mut after = 1;
+    while killed.elapsed() < elapsed + Duration::from_millis(500) {
+        id += 1;
+        send(id).await?;
+        after += 1;
+    }
+    Ok(Failover {
+        leader,
+        elapsed,
+        before,
+        after,
+    })
+}
+
+/// Longest wait for a transfer to be answered during the failover measurement.
+const FAILOVER_WAIT: Duration = Duration::from_secs(30);

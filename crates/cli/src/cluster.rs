@@ -175,6 +175,23 @@ impl LocalCluster {
         wait(&mut self.members).await
     }
 
+    /// SIGKILLs node `id` (a crash: nothing is flushed or handed over) and reaps it.
+    pub(crate) fn kill(&mut self, id: u64) -> Result<()> {
+        let m = self
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .with_context(|| format!("no node {id} in this cluster"))?;
+        let mut c = m
+            .child
+            .take()
+            .with_context(|| format!("node {id} is not running"))?;
+        c.kill().with_context(|| format!("killing node {id}"))?;
+        c.wait().with_context(|| format!("reaping node {id}"))?;
+        let _ = std::fs::remove_file(pid_file(&m.dir));
+        Ok(())
+    }
+
     /// SIGTERM to every node, then waits (killing what does not stop in time); an error
     /// names the nodes that did not exit cleanly.
     pub(crate) fn stop(&mut self) -> Result<()> {

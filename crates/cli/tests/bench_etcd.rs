@@ -175,6 +175,19 @@ fn bench_etcd_drives_a_three_member_cluster_and_prints_the_replicated_table() {
         "{out}"
     );
     assert!(!out.contains("tradelog, 3 replicas: not run"), "{out}");
+    // The cluster pass ends with a leader killed under load and the time until a write
+    // committed again.
+    let failover = out
+        .lines()
+        .find(|l| l.contains("failover: the leader of shard 0 (node "))
+        .unwrap_or_else(|| panic!("no failover line: {out}"));
+    let secs: f64 = failover
+        .split("committed ")
+        .nth(1)
+        .and_then(|r| r.split(" s later").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failover time in {failover:?}"));
+    assert!(secs > 0.0, "{failover}");
 
     // The script stopped its members and removed their directory.
     let dir = field("dir");
