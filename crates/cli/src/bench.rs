@@ -18,7 +18,7 @@
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tradelog_domain::*;
 use tradelog_engine::{Applied, Engine, Input, Placement};
@@ -126,6 +126,42 @@ enum Mode {
     Batched,
     /// Open loop at 50% of the measured one-by-one maximum.
     Open,
+}
+
+impl Mode {
+    /// The table's name for it.
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Single => "one by one",
+            Mode::Batched => "batched",
+            Mode::Open => "open loop, 50% of max",
+        }
+    }
+}
+
+/// The helper script `name` of the baselines: `explicit` if given, else `scripts/NAME` of
+/// this source tree or of the current directory.
+fn find_script(explicit: Option<&Path>, name: &str) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts")
+            .join(name),
+        Path::new("scripts").join(name),
+    ];
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// The `key=value` fields of a script's report line (`PG_RESULT ...`, `ETCD_READY ...`),
+/// after its first word.
+fn script_fields(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// One line of the durable comparison table.
@@ -749,11 +785,7 @@ fn print_comparison(ours: &[Row], pg: Result<&[Row], &str>, a: &Args, duration: 
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {per_fsync} |",
             r.system,
-            match r.mode {
-                Mode::Single => "one by one",
-                Mode::Batched => "batched",
-                Mode::Open => "open loop, 50% of max",
-            },
+            r.mode.label(),
             r.request,
             fmt_rate(r.transfers_per_s),
             fmt_latency(r.p50_us),
@@ -844,11 +876,7 @@ fn print_replicated(ours: &[Row], etcd: Result<&[Row], &str>, a: &Args, duration
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             replicated_name(r),
             r.replicas.unwrap_or(1),
-            match r.mode {
-                Mode::Single => "one by one",
-                Mode::Batched => "batched",
-                Mode::Open => "open loop, 50% of max",
-            },
+            r.mode.label(),
             r.request,
             fmt_rate(r.transfers_per_s),
             fmt_latency(r.p50_us),

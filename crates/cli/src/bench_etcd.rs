@@ -34,10 +34,10 @@
 
 use super::durable::Rng;
 use super::server::{progress, tick, Pass};
-use super::{Mode, Row};
+use super::{find_script, script_fields, Mode, Row};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,29 +99,9 @@ struct Cluster {
     fs: String,
 }
 
-fn find_script(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.to_path_buf());
-    }
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench-etcd.sh"),
-        PathBuf::from("scripts/bench-etcd.sh"),
-    ];
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-/// The `key=value` fields of an `ETCD_READY` line.
-fn fields(line: &str) -> BTreeMap<String, String> {
-    line.split_whitespace()
-        .skip(1)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 impl Cluster {
     fn start(o: &Options, max_txn_ops: usize) -> Result<Cluster, String> {
-        let script = find_script(o.script.as_deref()).ok_or_else(|| {
+        let script = find_script(o.script.as_deref(), "bench-etcd.sh").ok_or_else(|| {
             "scripts/bench-etcd.sh not found (run from the repository or pass --etcd-script)"
                 .to_string()
         })?;
@@ -149,7 +129,7 @@ impl Cluster {
                 return Err(reason.trim_matches('"').to_string());
             }
             if line.starts_with("ETCD_READY ") {
-                let f = fields(&line);
+                let f = script_fields(&line);
                 let mut endpoints: Vec<String> = f
                     .get("endpoints")
                     .map(|e| e.split(',').map(str::to_string).collect())

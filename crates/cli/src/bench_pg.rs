@@ -6,10 +6,10 @@
 //! pgbench fails) is reported as a reason to skip these rows, never as a failure of the
 //! benchmark.
 
-use super::{Mode, Row};
+use super::{find_script, script_fields, Mode, Row};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -29,26 +29,6 @@ pub struct Options {
     /// The script (None: `scripts/bench-postgres.sh` of this source tree, or of the
     /// current directory).
     pub script: Option<PathBuf>,
-}
-
-fn find_script(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.to_path_buf());
-    }
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench-postgres.sh"),
-        PathBuf::from("scripts/bench-postgres.sh"),
-    ];
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-/// The `key=value` fields of a `PG_RESULT` line.
-fn fields(line: &str) -> BTreeMap<String, String> {
-    line.split_whitespace()
-        .skip(1)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn row(f: &BTreeMap<String, String>) -> Option<Row> {
@@ -103,7 +83,7 @@ pub fn run(o: &Options) -> Result<Vec<Row>, String> {
     println!(
         "\n== postgres: the same transfers through pgbench, fsync=on, synchronous_commit=on =="
     );
-    let script = find_script(o.script.as_deref()).ok_or_else(|| {
+    let script = find_script(o.script.as_deref(), "bench-postgres.sh").ok_or_else(|| {
         "scripts/bench-postgres.sh not found (run from the repository or pass --pg-script)"
             .to_string()
     })?;
@@ -140,7 +120,7 @@ pub fn run(o: &Options) -> Result<Vec<Row>, String> {
         .map_while(Result::ok)
     {
         if line.starts_with("PG_RESULT ") {
-            match row(&fields(&line)) {
+            match row(&script_fields(&line)) {
                 Some(r) => rows.push(r),
                 None => tail.push(format!("unparsable: {line}")),
             }
@@ -176,13 +156,13 @@ mod tests {
                     requests_per_s=50.5 transfers_per_s=5050.0 avg_ms=1.5 p50_ms=1.2 \
                     p99_ms=3.5 p999_ms=9.0 max_ms=12.0 failed=0 commits_per_fsync=7.5 \
                     fsyncs=100 fsync_avg_ms=0.250 fs=ext4 version=15.18";
-        let r = row(&fields(line)).expect("a row");
+        let r = row(&script_fields(line)).expect("a row");
         assert_eq!(r.mode, Mode::Batched);
         assert_eq!(r.system, "PostgreSQL 15.18");
         assert_eq!(r.transfers_per_s, 5050.0);
         assert_eq!(r.p99_us, 3500.0);
         assert_eq!(r.per_fsync, Some((7.5, 7.5)));
         assert!(r.note.contains("250 us on ext4"), "{}", r.note);
-        assert!(row(&fields("PG_RESULT mode=nonsense")).is_none());
+        assert!(row(&script_fields("PG_RESULT mode=nonsense")).is_none());
     }
 }
