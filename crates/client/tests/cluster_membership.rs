@@ -4,12 +4,15 @@
 //! it runs: node 4 is added; node 1's replicas are moved to node 5 (add 5, remove 1, stop
 //! 1); node 2 is removed and stopped. Afterwards the remaining replicas agree, every
 //! acknowledged transfer is recorded (a repeat is a duplicate) and every balance is
-//! exactly what the transfers sent say: none lost, none applied twice.
+//! exactly what the transfers sent say: none lost, none applied twice. The status clients
+//! route by (`routing_only`) then lists nodes 3 to 5 and the leaders, without state hashes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tradelog_api::proto as pb;
+use tradelog_api::proto::tradelog_client::TradelogClient;
 use tradelog_client::{Client, ClientConfig, ClusterChange, ClusterStatus};
 use tradelog_domain::*;
 use tradelog_server::{ClusterSettings, RunningServer, Server, ServerConfig};
@@ -332,6 +335,36 @@ async fn membership_changes_under_load_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     converged(&rest).await;
+
+    // The status clients route by lists the members' URLs and the leaders, without the
+    // state hashes the full status computes.
+    let raw = TradelogClient::connect(url(ports[2])).await.unwrap();
+    let status = |routing_only| {
+        let mut raw = raw.clone();
+        async move {
+            raw.get_cluster_status(pb::GetClusterStatusRequest { routing_only })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let (full, routing) = (status(false).await, status(true).await);
+    let members: Vec<(u64, String)> = (3..=5)
+        .map(|id| (id, url(ports[id as usize - 1])))
+        .collect();
+    for s in [&full, &routing] {
+        let nodes: Vec<(u64, String)> = s.nodes.iter().map(|n| (n.node, n.url.clone())).collect();
+        assert_eq!(nodes, members);
+        assert!(s.shards.iter().all(|r| r.leader.is_some()), "{s:?}");
+    }
+    assert!(
+        full.shards.iter().all(|r| r.state_hash.len() == 64),
+        "{full:?}"
+    );
+    assert!(
+        routing.shards.iter().all(|r| r.state_hash.is_empty()),
+        "{routing:?}"
+    );
     println!(
         "{} transfers sent during the changes ({} acknowledged), each applied once; \
          the load's client retried {} times",
