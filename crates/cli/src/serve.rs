@@ -49,6 +49,11 @@ pub struct Args {
     /// out on a node an operator adds to a running cluster.
     #[arg(long, env = "TRADELOG_MEMBERS", value_delimiter = ',', requires = "node_id", value_parser = parse_member)]
     members: Vec<(u64, String)>,
+    /// How often (ms) a node that leads at least two shards more than another live voter
+    /// hands one leadership over, so leaders spread evenly over the nodes; 0 turns it off
+    /// (leaders then move only with `tradelog admin`).
+    #[arg(long, env = "TRADELOG_LEADER_BALANCE_INTERVAL_MS", default_value_t = tradelog_server::LEADER_BALANCE_INTERVAL_MS, requires = "node_id")]
+    leader_balance_interval_ms: u64,
 }
 
 /// Parses `ID=URL`.
@@ -93,6 +98,7 @@ pub fn run(args: Args) -> Result<()> {
             node_id,
             initial_members: members,
             raft: None,
+            leader_balance_interval_ms: args.leader_balance_interval_ms,
         });
         let config = ServerConfig {
             data_dir: args.data_dir.clone(),

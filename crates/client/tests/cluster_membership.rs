@@ -50,6 +50,7 @@ async fn start(
             node_id: id,
             initial_members: members.clone(),
             raft: None,
+            leader_balance_interval_ms: tradelog_server::LEADER_BALANCE_INTERVAL_MS,
         }),
         ..ServerConfig::default()
     })

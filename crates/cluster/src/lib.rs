@@ -25,6 +25,10 @@
 //!   destination shard as replicated proposals and acknowledges them back (the engine
 //!   deduplicates by channel sequence number, so a repeat after a leader change is
 //!   harmless), and proposes the ticks that expire pending transfers.
+//! * **Leader balance**: every node that leads at least two shards more than some live,
+//!   caught-up voter hands one leadership to it every
+//!   [`ClusterConfig::leader_balance_interval_ms`] (module `balance`, [`next_handover`]);
+//!   [`ClusterNode::balance_leaders`] does a full spread on command.
 //! * **Status** ([`ClusterNode::status`]): per shard, this replica's view of leader, term,
 //!   log, commit and apply indexes and each follower's replication progress.
 //!
@@ -34,9 +38,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod balance;
 mod membership;
 mod status;
 
+pub use balance::{
+    next_handover, GroupView, LEADER_BALANCE_ACK_AGE_MAX_MS, LEADER_BALANCE_INTERVAL_MS,
+    LEADER_BALANCE_LAG_ENTRIES_MAX,
+};
 pub use membership::Rebalanced;
 pub use status::{ClusterStatus, NodeAddress, ReplicaProgress, ShardStatus};
 
@@ -97,6 +106,10 @@ pub struct ClusterConfig {
     pub inflight_batches_max: usize,
     /// The openraft settings of every group.
     pub raft: openraft::Config,
+    /// How often this node looks for an uneven spread of leaders and hands one of its
+    /// leaderships to the voter leading the fewest (see [`next_handover`]); 0: never
+    /// (leaders move only on command).
+    pub leader_balance_interval_ms: u64,
 }
 
 impl ClusterConfig {
@@ -117,6 +130,7 @@ impl ClusterConfig {
             batch_inputs_max: BATCH_INPUTS_MAX,
             inflight_batches_max: INFLIGHT_BATCHES_MAX,
             raft: tradelog_raft::raft_config("tradelog").expect("the default Raft config is valid"),
+            leader_balance_interval_ms: LEADER_BALANCE_INTERVAL_MS,
         }
     }
 }
@@ -186,6 +200,8 @@ pub struct ClusterNode {
     runtime: tokio::runtime::Handle,
     stopped: Arc<AtomicBool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Leaderships this node's balancer handed over.
+    handovers: std::sync::atomic::AtomicU64,
 }
 
 /// Leader time: the wall clock in nanoseconds (the engine keeps it monotonic).
@@ -368,6 +384,7 @@ impl ClusterNode {
             runtime: tokio::runtime::Handle::current(),
             stopped: Arc::new(AtomicBool::new(false)),
             tasks: Mutex::new(Vec::new()),
+            handovers: std::sync::atomic::AtomicU64::new(0),
         });
         let mut tasks = Vec::new();
         let handles: Vec<GroupHandle> = node.groups.iter().map(|g| g.handle.clone()).collect();
@@ -383,6 +400,12 @@ impl ClusterNode {
                 handles.clone(),
                 g.wake.clone(),
                 node.stopped.clone(),
+            )));
+        }
+        if config.leader_balance_interval_ms > 0 {
+            tasks.push(tokio::spawn(balance::balancer(
+                Arc::downgrade(&node),
+                config.leader_balance_interval_ms,
             )));
         }
         *node.tasks.lock().expect("tasks lock") = tasks;

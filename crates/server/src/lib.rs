@@ -76,6 +76,7 @@ mod telemetry;
 pub use crate::core::{Identity, PRINCIPAL_DEFAULT};
 pub use crate::history::{HISTORY_PAGE_SCAN_MAX, HISTORY_RUNNING_MAX, HISTORY_WAITING_MAX};
 pub use crate::http::{routes as http_routes, OPENAPI_JSON};
+pub use tradelog_cluster::LEADER_BALANCE_INTERVAL_MS;
 pub use tradelog_node::HistoryLimits;
 
 use crate::core::Core;
@@ -146,6 +147,9 @@ pub struct ClusterSettings {
     pub initial_members: BTreeMap<u64, String>,
     /// openraft settings (heartbeat, election timeout); None: tradelog's defaults.
     pub raft: Option<tradelog_raft::openraft::Config>,
+    /// How often the node hands a leadership to a voter leading fewer shards (ms;
+    /// [`LEADER_BALANCE_INTERVAL_MS`] by default); 0: only on command.
+    pub leader_balance_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -256,6 +260,7 @@ impl Server {
                 if let Some(r) = &c.raft {
                     cc.raft = r.clone();
                 }
+                cc.leader_balance_interval_ms = c.leader_balance_interval_ms;
                 let cluster =
                     ClusterNode::start(cc)
                         .await

@@ -38,6 +38,14 @@ struct Member {
 }
 
 async fn start(m: &Member, members: &BTreeMap<u64, String>) -> RunningServer {
+    start_balancing(m, members, tradelog_server::LEADER_BALANCE_INTERVAL_MS).await
+}
+
+async fn start_balancing(
+    m: &Member,
+    members: &BTreeMap<u64, String>,
+    leader_balance_interval_ms: u64,
+) -> RunningServer {
     Server::start(ServerConfig {
         data_dir: m.dir.clone(),
         shards: SHARDS,
@@ -47,6 +55,7 @@ async fn start(m: &Member, members: &BTreeMap<u64, String>) -> RunningServer {
             node_id: m.id,
             initial_members: members.clone(),
             raft: Some(raft()),
+            leader_balance_interval_ms,
         }),
         ..ServerConfig::default()
     })
@@ -357,6 +366,49 @@ async fn a_node_joins_leadership_moves_and_a_node_leaves() {
     check_invariants(three[0]);
     drop(three);
     for s in servers.into_iter().flatten() {
+        s.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaders_spread_over_the_nodes_by_themselves() {
+    let root = tempfile::tempdir().unwrap();
+    let members: Vec<Member> = (1..=3)
+        .map(|id| Member {
+            id,
+            grpc: free_port(),
+            dir: root.path().join(format!("node-{id}")),
+        })
+        .collect();
+    let urls: BTreeMap<u64, String> = members
+        .iter()
+        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
+        .collect();
+    let mut servers = Vec::new();
+    for m in &members {
+        servers.push(start_balancing(m, &urls, 200).await);
+    }
+    for s in &servers {
+        assert!(s.cluster().unwrap().wait_for_leaders(WAIT).await);
+    }
+    let one = servers[0].cluster().unwrap();
+    // Node 1 takes every leadership; its balancer then hands some away (it may start
+    // doing so before the second transfer lands: then it has handed over already).
+    one.transfer_leader(ShardId(0), 1).await.unwrap();
+    eventually(&servers[1], "node 1 leads shard 0", |s| {
+        s.shards[0].leader == Some(1) || one.leader_handovers() > 0
+    })
+    .await;
+    one.transfer_leader(ShardId(1), 1).await.unwrap();
+    eventually(&servers[2], "leaders spread by node 1's balancer", |s| {
+        let on_one = s.shards.iter().filter(|r| r.leader == Some(1)).count();
+        one.leader_handovers() > 0 && on_one == 1 && s.shards.iter().all(|r| r.leader.is_some())
+    })
+    .await;
+    // Balanced now (no node leads two shards more than another): nothing else moves.
+    let moved = one.leader_handovers();
+    assert_eq!(1, moved);
+    for s in servers {
         s.shutdown().await.unwrap();
     }
 }
