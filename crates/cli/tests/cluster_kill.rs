@@ -1,7 +1,8 @@
 //! Fault injection on real processes: three `tradelog serve --node-id` processes on
 //! loopback under a transfer load sent through every node.
 //!
-//! 1. The leader of every shard is killed with SIGKILL (one node at a time, under load):
+//! 1. The leader of every shard is killed with SIGKILL (one node at a time, under a load of
+//!    transfers and orders):
 //!    the survivors elect new leaders and go on answering (the time until shard 0 took a
 //!    write again is printed); the killed node is restarted from its data directory and
 //!    catches up, and every node then reports the same applied index and state hash for
@@ -9,15 +10,20 @@
 //! 2. A majority (two of three) is killed: a command through the survivor answers with a
 //!    clear error, not a hang; the two are restarted and the cluster serves again.
 //!
-//! The load comes from two kinds of clients: some talk to one node at a time and switch to
+//! Transfers move money between accounts on both shards; orders are placed on a market of
+//! shard 1 by buyers on shard 1 and sellers on shard 0 (so every fill settles across
+//! shards). The load comes from two kinds of clients: some talk to one node at a time and switch to
 //! the next node themselves when a call fails (the node forwards to the leader); one is a
 //! cluster client (`ClientConfig::cluster`) that routes each transfer to its shard's
 //! leader and fails over by itself, and must never surface an error to its caller.
 //!
-//! Throughout, every acknowledged transfer must survive: at the end each one is sent again
-//! with the same id and must come back as a duplicate of the original (never applied anew).
-//! Transfers sent but not answered when the load stopped are resent until answered, and
-//! then every account's balance must be exactly what the transfers say: each applied once.
+//! Throughout, every acknowledged command must survive: at the end each one is sent again
+//! with the same idempotency key (transfer id, client order id) and must come back as a
+//! duplicate with the original answer (never applied anew). Commands sent but not answered
+//! when the load stopped are resent until answered. Then every transfer account's balance
+//! must be exactly what the transfers say (each applied once), and the traders' and the
+//! fee account's balances must add up, per asset, to exactly what was deposited (no fill
+//! settled twice or lost), once the fills' cross-shard settlements are through.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +38,14 @@ const SHARDS: u32 = 2;
 const ACCOUNTS: u64 = 20;
 const WAIT: Duration = Duration::from_secs(60);
 const USD: AssetId = AssetId(1);
+const BTC: AssetId = AssetId(2);
+const MARKET: MarketId = MarketId(1);
+/// Collects the market's fees (shard 0).
+const FEES: AccountId = AccountId(100);
+/// Traders: odd ids (shard 1, the market's) buy, even ids (shard 0) sell.
+const TRADERS: std::ops::RangeInclusive<u64> = 101..=106;
+/// Each trader's deposit of each asset.
+const TRADER_FUNDS: u64 = 1_000_000_000_000;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -119,10 +133,10 @@ fn cluster_client(urls: &[String]) -> Client {
 /// What the load sent and what was answered.
 #[derive(Default)]
 struct Ledger {
-    /// Every transfer sent, answered or not.
-    sent: BTreeMap<u64, TransferSpec>,
-    /// Transfers answered (accepted or rejected).
-    acked: BTreeMap<u64, TransferSpec>,
+    /// Every command sent, answered or not, by its idempotency key.
+    sent: BTreeMap<u64, Command>,
+    /// Commands answered, and the answer.
+    acked: BTreeMap<u64, Result<Accepted, i32>>,
     /// Errors the cluster client returned to its caller.
     cluster_client_errors: Vec<String>,
 }
@@ -174,6 +188,48 @@ fn transfer(id: u64) -> TransferSpec {
     }
 }
 
+/// What a load sends.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    Transfers,
+    Orders,
+}
+
+/// Limit orders around a price of 100,000: buyers and sellers alternate, prices 100,000 to 100,004,
+/// one to three lots, so many cross and many rest.
+fn order(id: u64) -> NewOrder {
+    let account = *TRADERS.start() + id % 6;
+    NewOrder {
+        account: AccountId(account),
+        market: MARKET,
+        side: if account % 2 == 1 {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        price: Price(100_000 + (id / 6 * 7) % 5),
+        qty: Qty(1_000 * (1 + id % 3)),
+        post_only: false,
+        client_order_id: id,
+        stp: SelfTradePrevention::CancelResting,
+    }
+}
+
+impl Work {
+    fn command(self, id: u64) -> Command {
+        match self {
+            Work::Transfers => Command::Transfer(transfer(id)),
+            Work::Orders => Command::PlaceOrder(order(id)),
+        }
+    }
+}
+
+fn answer(a: &tradelog_client::Answer) -> Result<Accepted, i32> {
+    a.result.clone().map_err(|r| r.number)
+}
+
 /// Waits while `pause` is set (between two transfers).
 async fn paused(pause: &AtomicBool, stop: &AtomicBool) {
     while pause.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
@@ -181,9 +237,10 @@ async fn paused(pause: &AtomicBool, stop: &AtomicBool) {
     }
 }
 
-/// Sends transfers with fresh ids through the nodes in turn until `stop`; a transfer that
-/// gets no answer is retried with the same id through the next node until it is answered.
+/// Sends commands with fresh ids through the nodes in turn until `stop`; one that gets no
+/// answer is retried with the same id through the next node until it is answered.
 async fn load(
+    work: Work,
     urls: Vec<String>,
     first_id: u64,
     stop: Arc<AtomicBool>,
@@ -202,15 +259,15 @@ async fn load(
     while !stop.load(Ordering::Relaxed) {
         paused(&pause, &stop).await;
         id += 1;
-        let spec = transfer(id);
-        ledger.lock().unwrap().sent.insert(id, spec.clone());
+        let command = work.command(id);
+        ledger.lock().unwrap().sent.insert(id, command.clone());
         // Until answered (a killed node's clients fail over to the next node).
         loop {
             turn += 1;
             let c = &clients[turn % clients.len()];
-            match c.submit(Command::Transfer(spec.clone())).await {
-                Ok(_) => {
-                    ledger.lock().unwrap().acked.insert(id, spec.clone());
+            match c.submit(command.clone()).await {
+                Ok(a) => {
+                    ledger.lock().unwrap().acked.insert(id, answer(&a));
                     break;
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => return,
@@ -223,6 +280,7 @@ async fn load(
 /// The same through one cluster client, which fails over by itself: an error it returns
 /// is recorded (the test fails on it) and the transfer is sent again, same id.
 async fn cluster_load(
+    work: Work,
     client: Client,
     first_id: u64,
     stop: Arc<AtomicBool>,
@@ -233,12 +291,12 @@ async fn cluster_load(
     while !stop.load(Ordering::Relaxed) {
         paused(&pause, &stop).await;
         id += 1;
-        let spec = transfer(id);
-        ledger.lock().unwrap().sent.insert(id, spec.clone());
+        let command = work.command(id);
+        ledger.lock().unwrap().sent.insert(id, command.clone());
         loop {
-            match client.submit(Command::Transfer(spec.clone())).await {
-                Ok(_) => {
-                    ledger.lock().unwrap().acked.insert(id, spec.clone());
+            match client.submit(command.clone()).await {
+                Ok(a) => {
+                    ledger.lock().unwrap().acked.insert(id, answer(&a));
                     break;
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => return,
@@ -246,7 +304,7 @@ async fn cluster_load(
                     .lock()
                     .unwrap()
                     .cluster_client_errors
-                    .push(format!("transfer {id}: {e}")),
+                    .push(format!("{work:?} {id}: {e}")),
             }
         }
     }
@@ -315,15 +373,58 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
             .await
             .unwrap();
     }
+    c.create_asset(Asset {
+        id: BTC,
+        code: "BTC".into(),
+        scale: 8,
+    })
+    .await
+    .unwrap();
+    c.open_account(FEES, Principal(FEES.0)).await.unwrap();
+    c.create_market(MarketSpec {
+        id: MARKET,
+        base: BTC,
+        quote: USD,
+        lot_size: 1_000,
+        tick_size: 1,
+        min_qty: Qty(1_000),
+        max_qty: Qty(1_000_000),
+        maker_fee_bps: 5,
+        taker_fee_bps: 10,
+        fee_account: FEES,
+        collar_bps: 0,
+        shard: ShardId(1),
+    })
+    .await
+    .unwrap();
+    for t in TRADERS {
+        c.open_account(AccountId(t), Principal(t)).await.unwrap();
+        for (k, asset) in [USD, BTC].into_iter().enumerate() {
+            let id = TransferId(1_000 + 10 * t + k as u64);
+            c.deposit(id, AccountId(t), asset, Amount(TRADER_FUNDS))
+                .await
+                .unwrap();
+        }
+    }
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(AtomicBool::new(false));
-    let mut loads: Vec<_> = (0..4u64)
-        .map(|k| {
+    // Ids: (task + 1) << 32 upwards, so each task's ids are its own.
+    let works = [
+        Work::Transfers,
+        Work::Transfers,
+        Work::Transfers,
+        Work::Orders,
+    ];
+    let mut loads: Vec<_> = works
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
             tokio::spawn(load(
+                *w,
                 urls.clone(),
-                (k + 1) << 32,
+                (k as u64 + 1) << 32,
                 stop.clone(),
                 pause.clone(),
                 ledger.clone(),
@@ -331,10 +432,11 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         })
         .collect();
     let routed = cluster_client(&urls);
-    for k in 0..4u64 {
+    for (k, w) in works.iter().enumerate() {
         loads.push(tokio::spawn(cluster_load(
+            *w,
             routed.clone(),
-            (k + 5) << 32,
+            (k as u64 + 5) << 32,
             stop.clone(),
             pause.clone(),
             ledger.clone(),
@@ -413,34 +515,53 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         "no node went back: {before:?} -> {after:?}"
     );
 
-    // Every acknowledged transfer is there: a repeat is answered as a duplicate.
+    // Every acknowledged command is there: a repeat is answered as a duplicate, with the
+    // original answer.
     let c = client(&urls[1]).await;
     let (sent, acked) = {
         let l = ledger.lock().unwrap();
         (l.sent.clone(), l.acked.clone())
     };
-    for (id, spec) in &acked {
+    for (id, original) in &acked {
         let a = c
-            .submit(Command::Transfer(spec.clone()))
+            .submit(sent[id].clone())
             .await
-            .unwrap_or_else(|e| panic!("repeat of transfer {id}: {e}"));
+            .unwrap_or_else(|e| panic!("repeat of command {id}: {e}"));
         assert!(
             a.duplicate,
-            "transfer {id} was acknowledged but is not recorded"
+            "command {id} was acknowledged but is not recorded: {:?}",
+            sent[id]
         );
-        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+        assert_eq!(*original, answer(&a), "command {id}: {:?}", sent[id]);
+        if matches!(sent[id], Command::Transfer(_)) {
+            assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+        }
     }
     // The ones never answered are sent again until answered: each is then applied once.
-    for (id, spec) in sent.range(..).filter(|(id, _)| !acked.contains_key(id)) {
+    for (id, command) in sent.range(..).filter(|(id, _)| !acked.contains_key(id)) {
         let a = c
-            .submit(Command::Transfer(spec.clone()))
+            .submit(command.clone())
             .await
-            .unwrap_or_else(|e| panic!("resend of transfer {id}: {e}"));
-        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+            .unwrap_or_else(|e| panic!("resend of command {id}: {e}"));
+        if matches!(command, Command::Transfer(_)) {
+            assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+        }
     }
+    let orders = sent
+        .values()
+        .filter(|c| matches!(c, Command::PlaceOrder(_)))
+        .count();
+    let orders_accepted = acked
+        .iter()
+        .filter(|(id, a)| matches!(sent[id], Command::PlaceOrder(_)) && a.is_ok())
+        .count();
+    assert!(orders_accepted > 0, "no order was accepted");
     // Exactly once: every balance is the deposit plus what the transfers moved.
     let mut expected: BTreeMap<u64, i128> = (1..=ACCOUNTS).map(|a| (a, 1_000_000)).collect();
-    for spec in sent.values() {
+    for spec in sent.values().filter_map(|c| match c {
+        Command::Transfer(t) => Some(t),
+        _ => None,
+    }) {
         *expected.get_mut(&spec.debit.0).unwrap() -= spec.amount.0 as i128;
         *expected.get_mut(&spec.credit.0).unwrap() += spec.amount.0 as i128;
     }
@@ -460,12 +581,43 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         assert!(
             Instant::now() < deadline,
             "balances (available, held) after {} transfers: got {got:?}, want {want:?}",
-            sent.len()
+            sent.len() - orders
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No fill settled twice or lost: the traders and the fee account hold, per asset,
+    // exactly what was deposited (available plus held for resting orders), once the
+    // settlements between the shards are through; and fills happened (fees were paid).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut total: BTreeMap<AssetId, u64> = BTreeMap::new();
+        let mut fees = 0;
+        for a in TRADERS.chain([FEES.0]) {
+            let b = c.balances(AccountId(a)).await.unwrap();
+            for asset in [USD, BTC] {
+                let x = b.of(asset);
+                *total.entry(asset).or_default() += x.available.0 + x.held.0;
+                if a == FEES.0 && asset == USD {
+                    fees = x.available.0;
+                }
+            }
+        }
+        let deposited = TRADER_FUNDS * TRADERS.count() as u64;
+        let want = BTreeMap::from([(USD, deposited), (BTC, deposited)]);
+        if total == want && fees > 0 {
+            println!(
+                "orders: {orders} sent, {orders_accepted} acknowledged as accepted; fees {fees}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traders' totals per asset {total:?}, deposited {want:?}, fees {fees}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "{} acknowledged transfers all present; {} transfers in all, each applied once",
+        "{} acknowledged commands all present; {} commands in all, each applied once",
         acked.len(),
         sent.len()
     );
