@@ -69,6 +69,9 @@ pub enum Reason {
         /// End.
         to: u64,
     },
+    /// The field is set together with another one it cannot be combined with.
+    #[error("cannot be combined with `{0}`")]
+    Excludes(&'static str),
 }
 
 impl ApiError {

@@ -171,6 +171,17 @@ fn as_of(a: Option<pb::AsOf>) -> Res<Option<AsOf>> {
         .transpose()
 }
 
+/// The `as_of` and `stale` fields of a query of live state: a stale read answers from a
+/// replica's current state, an as-of read from a fixed point of history, so they do not
+/// combine ([`Reason::Excludes`] on `stale`).
+fn as_of_or_stale(a: Option<pb::AsOf>, stale: bool) -> Res<(Option<AsOf>, bool)> {
+    let at = as_of(a)?;
+    if stale && at.is_some() {
+        return Err(ApiError::new("stale", Reason::Excludes("as_of")));
+    }
+    Ok((at, stale))
+}
+
 /// `GetBalances`: the balances of one account, now or as of a past point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BalancesQuery {
@@ -178,16 +189,33 @@ pub struct BalancesQuery {
     pub account: d::AccountId,
     /// The past point to answer as of (`None`: now).
     pub as_of: Option<AsOf>,
+    /// Answer from the answering node's replica without asking the leader (not with
+    /// `as_of`).
+    pub stale: bool,
 }
 
 impl TryFrom<pb::GetBalancesRequest> for BalancesQuery {
     type Error = ApiError;
 
+    /// `stale` and `as_of` are not both set.
     fn try_from(r: pb::GetBalancesRequest) -> Res<BalancesQuery> {
+        let account = d::AccountId(nonzero(r.account_id, "account_id")?);
+        let (as_of, stale) = as_of_or_stale(r.as_of, r.stale)?;
         Ok(BalancesQuery {
-            account: d::AccountId(nonzero(r.account_id, "account_id")?),
-            as_of: as_of(r.as_of)?,
+            account,
+            as_of,
+            stale,
         })
+    }
+}
+
+impl From<BalancesQuery> for pb::GetBalancesRequest {
+    fn from(q: BalancesQuery) -> pb::GetBalancesRequest {
+        pb::GetBalancesRequest {
+            account_id: q.account.0,
+            as_of: q.as_of.map(Into::into),
+            stale: q.stale,
+        }
     }
 }
 
@@ -247,17 +275,36 @@ pub struct OrderQuery {
     pub order: d::OrderId,
     /// The past point of the market's shard to answer as of (`None`: now).
     pub as_of: Option<AsOf>,
+    /// Answer from the answering node's replicas without asking the leaders (not with
+    /// `as_of`).
+    pub stale: bool,
 }
 
 impl TryFrom<pb::GetOrderRequest> for OrderQuery {
     type Error = ApiError;
 
+    /// `stale` and `as_of` are not both set.
     fn try_from(r: pb::GetOrderRequest) -> Res<OrderQuery> {
+        let market = d::MarketId(nonzero(r.market_id, "market_id")?);
+        let order = d::OrderId(nonzero(r.order_id, "order_id")?);
+        let (as_of, stale) = as_of_or_stale(r.as_of, r.stale)?;
         Ok(OrderQuery {
-            market: d::MarketId(nonzero(r.market_id, "market_id")?),
-            order: d::OrderId(nonzero(r.order_id, "order_id")?),
-            as_of: as_of(r.as_of)?,
+            market,
+            order,
+            as_of,
+            stale,
         })
+    }
+}
+
+impl From<OrderQuery> for pb::GetOrderRequest {
+    fn from(q: OrderQuery) -> pb::GetOrderRequest {
+        pb::GetOrderRequest {
+            market_id: q.market.0,
+            order_id: q.order.0,
+            as_of: q.as_of.map(Into::into),
+            stale: q.stale,
+        }
     }
 }
 
@@ -270,17 +317,55 @@ pub struct BookQuery {
     pub depth: u32,
     /// The past point of the market's shard to answer as of (`None`: now).
     pub as_of: Option<AsOf>,
+    /// Answer from the answering node's replicas without asking the leaders (not with
+    /// `as_of`).
+    pub stale: bool,
 }
 
 impl TryFrom<pb::GetBookRequest> for BookQuery {
     type Error = ApiError;
 
+    /// `stale` and `as_of` are not both set.
     fn try_from(r: pb::GetBookRequest) -> Res<BookQuery> {
+        let market = d::MarketId(nonzero(r.market_id, "market_id")?);
+        let depth = limit(r.depth, BOOK_DEPTH_DEFAULT, BOOK_DEPTH_MAX, "depth")?;
+        let (as_of, stale) = as_of_or_stale(r.as_of, r.stale)?;
         Ok(BookQuery {
-            market: d::MarketId(nonzero(r.market_id, "market_id")?),
-            depth: limit(r.depth, BOOK_DEPTH_DEFAULT, BOOK_DEPTH_MAX, "depth")?,
-            as_of: as_of(r.as_of)?,
+            market,
+            depth,
+            as_of,
+            stale,
         })
+    }
+}
+
+impl From<BookQuery> for pb::GetBookRequest {
+    fn from(q: BookQuery) -> pb::GetBookRequest {
+        pb::GetBookRequest {
+            market_id: q.market.0,
+            depth: q.depth,
+            as_of: q.as_of.map(Into::into),
+            stale: q.stale,
+        }
+    }
+}
+
+/// `GetCatalog`: every asset and market.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatalogQuery {
+    /// Answer from the answering node's replica without asking the leader.
+    pub stale: bool,
+}
+
+impl From<pb::GetCatalogRequest> for CatalogQuery {
+    fn from(r: pb::GetCatalogRequest) -> CatalogQuery {
+        CatalogQuery { stale: r.stale }
+    }
+}
+
+impl From<CatalogQuery> for pb::GetCatalogRequest {
+    fn from(q: CatalogQuery) -> pb::GetCatalogRequest {
+        pb::GetCatalogRequest { stale: q.stale }
     }
 }
 
@@ -366,6 +451,8 @@ pub struct TradesQuery {
     pub to: Option<d::Timestamp>,
     /// Most trades to return (1 to [`TRADES_LIMIT_MAX`]).
     pub limit: u32,
+    /// Find the market's shard without asking the leader.
+    pub stale: bool,
 }
 
 impl TryFrom<pb::GetTradesRequest> for TradesQuery {
@@ -380,7 +467,21 @@ impl TryFrom<pb::GetTradesRequest> for TradesQuery {
             from,
             to,
             limit: limit(r.limit, TRADES_LIMIT_DEFAULT, TRADES_LIMIT_MAX, "limit")?,
+            stale: r.stale,
         })
+    }
+}
+
+impl From<TradesQuery> for pb::GetTradesRequest {
+    fn from(q: TradesQuery) -> pb::GetTradesRequest {
+        pb::GetTradesRequest {
+            market_id: q.market.0,
+            after_seq: q.after_seq,
+            from_ns: q.from.0,
+            to_ns: q.to.map(|t| t.0),
+            limit: q.limit,
+            stale: q.stale,
+        }
     }
 }
 
@@ -395,6 +496,8 @@ pub struct CandlesQuery {
     pub from: d::Timestamp,
     /// Range end (exclusive), after `from`.
     pub to: d::Timestamp,
+    /// Find the market without asking the leader.
+    pub stale: bool,
 }
 
 impl CandlesQuery {
@@ -431,9 +534,23 @@ impl TryFrom<pb::GetCandlesRequest> for CandlesQuery {
             interval_ns: u64::from(interval_s) * 1_000_000_000,
             from: d::Timestamp(r.from_ns),
             to: d::Timestamp(r.to_ns),
+            stale: r.stale,
         };
         at_most(q.intervals(), CANDLES_MAX, "to_ns")?;
         Ok(q)
+    }
+}
+
+impl From<CandlesQuery> for pb::GetCandlesRequest {
+    /// The interval in whole seconds (a validated query's interval is one).
+    fn from(q: CandlesQuery) -> pb::GetCandlesRequest {
+        pb::GetCandlesRequest {
+            market_id: q.market.0,
+            interval_s: u32::try_from(q.interval_ns / 1_000_000_000).unwrap_or(u32::MAX),
+            from_ns: q.from.0,
+            to_ns: q.to.0,
+            stale: q.stale,
+        }
     }
 }
 
@@ -442,6 +559,8 @@ impl TryFrom<pb::GetCandlesRequest> for CandlesQuery {
 pub struct OpenOrdersQuery {
     /// The account.
     pub account: d::AccountId,
+    /// Answer from the answering node's replicas without asking the leaders.
+    pub stale: bool,
 }
 
 impl TryFrom<pb::GetOpenOrdersRequest> for OpenOrdersQuery {
@@ -450,7 +569,17 @@ impl TryFrom<pb::GetOpenOrdersRequest> for OpenOrdersQuery {
     fn try_from(r: pb::GetOpenOrdersRequest) -> Res<OpenOrdersQuery> {
         Ok(OpenOrdersQuery {
             account: d::AccountId(nonzero(r.account_id, "account_id")?),
+            stale: r.stale,
         })
+    }
+}
+
+impl From<OpenOrdersQuery> for pb::GetOpenOrdersRequest {
+    fn from(q: OpenOrdersQuery) -> pb::GetOpenOrdersRequest {
+        pb::GetOpenOrdersRequest {
+            account_id: q.account.0,
+            stale: q.stale,
+        }
     }
 }
 
@@ -469,6 +598,8 @@ pub struct StatementQuery {
     pub limit: u32,
     /// Continue after this event sequence number (the last entry of a truncated page).
     pub after_seq: Option<u64>,
+    /// Check that the account exists without asking the leader.
+    pub stale: bool,
 }
 
 impl TryFrom<pb::GetStatementRequest> for StatementQuery {
@@ -490,6 +621,21 @@ impl TryFrom<pb::GetStatementRequest> for StatementQuery {
                 "limit",
             )?,
             after_seq: r.after_seq,
+            stale: r.stale,
         })
+    }
+}
+
+impl From<StatementQuery> for pb::GetStatementRequest {
+    fn from(q: StatementQuery) -> pb::GetStatementRequest {
+        pb::GetStatementRequest {
+            account_id: q.account.0,
+            asset_id: q.asset.0,
+            from_ns: q.from.0,
+            to_ns: q.to.map(|t| t.0),
+            limit: q.limit,
+            after_seq: q.after_seq,
+            stale: q.stale,
+        }
     }
 }

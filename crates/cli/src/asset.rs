@@ -44,10 +44,21 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
     })
 }
 
+/// Options of `tradelog catalog`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  tradelog catalog\n  tradelog catalog --json\n  \
+    tradelog catalog --stale"
+)]
+pub struct CatalogArgs {
+    #[command(flatten)]
+    stale: remote::StaleArg,
+}
+
 /// `tradelog catalog`: every asset and market.
-pub fn catalog(g: &Global) -> Result<()> {
+pub fn catalog(a: CatalogArgs, g: &Global) -> Result<()> {
     remote::run(g, |ctx: Ctx| async move {
-        let c = ctx.client.catalog().await?;
+        let c = a.stale.client(&ctx.client).catalog().await?;
         if ctx.json {
             output::json(&c);
             return Ok(());

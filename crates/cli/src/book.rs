@@ -1,18 +1,19 @@
-//! `tradelog book MARKET` and `tradelog trades MARKET`.
+//! `tradelog book MARKET`, `tradelog trades MARKET` and `tradelog candles MARKET`.
 
-use crate::events;
 use crate::output::{self, Table};
 use crate::remote::{self, Global};
 use anyhow::Result;
 use serde_json::json;
-use tradelog_client::{format_position, EventStream};
 use tradelog_domain as d;
 
 /// Options of `tradelog book`.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Prices are quote minor units per lot, quantities base minor units.\n\n\
-    Examples:\n  tradelog book 1\n  tradelog book 1 --depth 5 --json"
+    after_help = "Prices are quote minor units per lot, quantities base minor units. \
+    --as-of-index / --as-of-time show the book at a past point of the market's shard; \
+    --stale answers from the node you talk to even when its cluster has no leader.\n\n\
+    Examples:\n  tradelog book 1\n  tradelog book 1 --depth 5 --json\n  \
+    tradelog book 1 --as-of-time 2026-11-25T10:00:00Z"
 )]
 pub struct BookArgs {
     /// The market.
@@ -20,26 +21,115 @@ pub struct BookArgs {
     /// Price levels per side (0: the server's default, 20; at most 1000).
     #[arg(long, default_value_t = 0)]
     depth: u32,
+    #[command(flatten)]
+    read: remote::ReadArgs,
 }
 
 /// Options of `tradelog trades`.
 #[derive(clap::Args)]
 #[command(
-    after_help = "The server keeps the events published since it started (see \
-    `tradelog serve`), so trades older than that are not listed.\n\nExamples:\n  \
-    tradelog trades 1\n  tradelog trades 1 --after 0:120   # only trades after a position"
+    after_help = "Times are RFC 3339 (2026-11-25T10:00:00Z) or nanoseconds since the Unix \
+    epoch. The trades come from the market shard's whole history (the server reads its \
+    log for old ones), page by page; the `position` of --json (SHARD:SEQ) passed back as \
+    --after lists only what came since.\n\n\
+    Examples:\n  tradelog trades 1\n  \
+    tradelog trades 1 --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z\n  \
+    tradelog trades 1 --after 0:120 --limit 50   # the next 50 after event 120"
 )]
 pub struct TradesArgs {
     /// The market.
     market: u32,
-    /// Only trades after this position (SHARD:SEQ,...; default: from the start).
-    #[arg(long, value_parser = crate::events::parse_after)]
-    after: Option<tradelog_client::Position>,
+    /// Only trades after this event of the market's shard: SEQ, or SHARD:SEQ as printed
+    /// in `position` (default: from --from).
+    #[arg(long, value_parser = parse_after_seq)]
+    after: Option<u64>,
+    /// Range start (inclusive); default: the beginning.
+    #[arg(long, value_parser = output::parse_time)]
+    from: Option<d::Timestamp>,
+    /// Range end (exclusive); default: no end.
+    #[arg(long, value_parser = output::parse_time)]
+    to: Option<d::Timestamp>,
+    /// Most trades listed (default: all).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    stale: remote::StaleArg,
+}
+
+/// `SEQ` or `SHARD:SEQ` (one shard: the market's).
+fn parse_after_seq(s: &str) -> Result<u64, String> {
+    let seq = s.rsplit_once(':').map_or(s, |(shard, seq)| {
+        if shard.trim().parse::<u32>().is_ok() {
+            seq
+        } else {
+            ""
+        }
+    });
+    seq.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?}: expected SEQ or SHARD:SEQ (an event of the market's shard)"))
+}
+
+/// Options of `tradelog candles`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Times are RFC 3339 (2026-11-25T10:00:00Z) or nanoseconds since the Unix \
+    epoch. Candles start at whole multiples of the interval since the epoch (UTC); \
+    intervals without trades are left out; one call covers at most 10000 intervals. \
+    Prices are quote minor units per lot, VOLUME base minor units, QUOTE VOLUME quote \
+    minor units.\n\n\
+    Examples:\n  tradelog candles 1                       # 1-minute candles of the last 1000 minutes\n  \
+    tradelog candles 1 --interval 1h --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z\n  \
+    tradelog candles 1 --interval 5m --json"
+)]
+pub struct CandlesArgs {
+    /// The market.
+    market: u32,
+    /// Candle length: seconds, or with a unit: 30s, 5m, 1h, 1d (1 s to 1 d).
+    #[arg(long, default_value = "1m", value_parser = parse_interval)]
+    interval: u32,
+    /// Range start (inclusive); default: 1000 intervals before --to.
+    #[arg(long, value_parser = output::parse_time)]
+    from: Option<d::Timestamp>,
+    /// Range end (exclusive); default: now.
+    #[arg(long, value_parser = output::parse_time)]
+    to: Option<d::Timestamp>,
+    #[command(flatten)]
+    stale: remote::StaleArg,
+}
+
+/// `60`, `60s`, `5m`, `1h`, `1d`: seconds.
+fn parse_interval(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?}: expected seconds or a number with s, m, h or d (5m, 1h)");
+    let t = s.trim();
+    let (n, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1),
+        Some((i, _)) => (
+            &t[..i],
+            match &t[i..] {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3_600,
+                "d" => 86_400,
+                _ => return Err(bad()),
+            },
+        ),
+    };
+    n.parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|s| *s > 0)
+        .ok_or_else(bad)
 }
 
 pub fn book(a: BookArgs, g: &Global) -> Result<()> {
     remote::run(g, |ctx| async move {
-        let b = ctx.client.book(d::MarketId(a.market), a.depth).await?;
+        let q = a.read.stale.client(&ctx.client);
+        let m = d::MarketId(a.market);
+        let b = match a.read.as_of() {
+            None => q.book(m, a.depth).await?,
+            Some(at) => q.book_as_of(m, a.depth, at).await?,
+        };
         if ctx.json {
             output::json(&b);
             return Ok(());
@@ -49,11 +139,12 @@ pub fn book(a: BookArgs, g: &Global) -> Result<()> {
             .map(|p| p.to_string())
             .unwrap_or_else(|| "none".into());
         println!(
-            "market {}  last price {last}{}  (shard {}, event {})",
+            "market {}  last price {last}{}  (shard {}, event {}){}",
             b.market,
             if b.halted { "  HALTED" } else { "" },
             b.position.shard,
-            b.position.seq
+            b.position.seq,
+            a.read.describe()
         );
         let mut t = Table::new(&["SIDE", "PRICE", "QTY", "ORDERS"]);
         let mut level = |side: &str, l: &tradelog_client::Level| {
@@ -81,50 +172,45 @@ pub fn book(a: BookArgs, g: &Global) -> Result<()> {
 }
 
 pub fn trades(a: TradesArgs, g: &Global) -> Result<()> {
-    let after = a.after.unwrap_or_default();
     remote::run(g, |ctx| async move {
-        let stream = EventStream::Market(d::MarketId(a.market));
-        let (records, position) = events::read_to_end(&ctx.client, stream, after, None).await?;
-        let trades: Vec<_> = records
-            .iter()
-            .filter(|r| matches!(r.event, d::Event::Trade { .. }))
-            .collect();
+        let page = a
+            .stale
+            .client(&ctx.client)
+            .trades_to_end(
+                d::MarketId(a.market),
+                a.from.unwrap_or(d::Timestamp(0)),
+                a.to,
+                a.after,
+                a.limit,
+            )
+            .await?;
+        let shard = page.position.shard;
+        let position = format!("{}:{}", shard, page.position.seq);
         if ctx.json {
-            let list: Vec<_> = trades
+            let list: Vec<_> = page
+                .trades
                 .iter()
-                .map(|r| match &r.event {
-                    d::Event::Trade {
-                        price,
-                        qty,
-                        taker_side,
-                        taker,
-                        maker,
-                        taker_account,
-                        maker_account,
-                        taker_fee,
-                        maker_fee,
-                        ..
-                    } => json!({
-                        "shard": r.shard,
-                        "seq": r.seq,
-                        "timestamp": r.timestamp,
-                        "price": price,
-                        "qty": qty,
-                        "taker_side": taker_side,
-                        "taker_order": taker,
-                        "maker_order": maker,
-                        "taker_account": taker_account,
-                        "maker_account": maker_account,
-                        "taker_fee": taker_fee,
-                        "maker_fee": maker_fee,
-                    }),
-                    _ => unreachable!("filtered to trades"),
+                .map(|t| {
+                    json!({
+                        "shard": shard,
+                        "seq": t.seq,
+                        "timestamp": t.timestamp,
+                        "price": t.price,
+                        "qty": t.qty,
+                        "taker_side": t.taker_side,
+                        "taker_order": t.taker,
+                        "maker_order": t.maker,
+                        "taker_account": t.taker_account,
+                        "maker_account": t.maker_account,
+                        "taker_fee": t.taker_fee,
+                        "maker_fee": t.maker_fee,
+                    })
                 })
                 .collect();
             output::json(&json!({
                 "market": a.market,
                 "trades": list,
-                "position": format_position(&position),
+                "position": position,
             }));
             return Ok(());
         }
@@ -140,33 +226,19 @@ pub fn trades(a: TradesArgs, g: &Global) -> Result<()> {
             "TAKER FEE",
             "MAKER FEE",
         ]);
-        for r in &trades {
-            if let d::Event::Trade {
-                price,
-                qty,
-                taker_side,
-                taker,
-                maker,
-                taker_account,
-                maker_account,
-                taker_fee,
-                maker_fee,
-                ..
-            } = &r.event
-            {
-                t.row(vec![
-                    output::time(r.timestamp),
-                    price.to_string(),
-                    qty.to_string(),
-                    output::side(*taker_side).into(),
-                    taker.to_string(),
-                    maker.to_string(),
-                    taker_account.to_string(),
-                    maker_account.to_string(),
-                    taker_fee.to_string(),
-                    maker_fee.to_string(),
-                ]);
-            }
+        for r in &page.trades {
+            t.row(vec![
+                output::time(r.timestamp),
+                r.price.to_string(),
+                r.qty.to_string(),
+                output::side(r.taker_side).into(),
+                r.taker.to_string(),
+                r.maker.to_string(),
+                r.taker_account.to_string(),
+                r.maker_account.to_string(),
+                r.taker_fee.to_string(),
+                r.maker_fee.to_string(),
+            ]);
         }
         if t.is_empty() {
             println!("(no trades)");
@@ -175,4 +247,88 @@ pub fn trades(a: TradesArgs, g: &Global) -> Result<()> {
         }
         Ok(())
     })
+}
+
+pub fn candles(a: CandlesArgs, g: &Global) -> Result<()> {
+    let to = a.to.unwrap_or_else(tradelog_node::runtime::now);
+    let span = u64::from(a.interval) * 1_000_000_000 * 1_000;
+    let from = a.from.unwrap_or(d::Timestamp(to.0.saturating_sub(span)));
+    remote::run(g, |ctx| async move {
+        let c = a
+            .stale
+            .client(&ctx.client)
+            .candles(d::MarketId(a.market), a.interval, from, to)
+            .await?;
+        if ctx.json {
+            output::json(&json!({
+                "market": a.market,
+                "interval_s": a.interval,
+                "from": from,
+                "to": to,
+                "candles": c.candles,
+                "position": c.position,
+            }));
+            return Ok(());
+        }
+        let mut t = Table::new(&[
+            "START",
+            "OPEN",
+            "HIGH",
+            "LOW",
+            "CLOSE",
+            "VOLUME",
+            "QUOTE VOLUME",
+            "TRADES",
+        ]);
+        for x in &c.candles {
+            t.row(vec![
+                output::time(x.start),
+                x.open.to_string(),
+                x.high.to_string(),
+                x.low.to_string(),
+                x.close.to_string(),
+                x.volume.to_string(),
+                x.quote_volume.to_string(),
+                x.trades.to_string(),
+            ]);
+        }
+        if t.is_empty() {
+            println!("(no trades in the range)");
+        } else {
+            t.print();
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_and_positions_parse() {
+        assert_eq!(parse_interval("60"), Ok(60));
+        assert_eq!(parse_interval("30s"), Ok(30));
+        assert_eq!(parse_interval("5m"), Ok(300));
+        assert_eq!(parse_interval("1h"), Ok(3_600));
+        assert_eq!(parse_interval("1d"), Ok(86_400));
+        for bad in ["", "0", "m", "5x", "1.5h", "99999999999d"] {
+            assert_eq!(
+                parse_interval(bad),
+                Err(format!(
+                    "{bad:?}: expected seconds or a number with s, m, h or d (5m, 1h)"
+                ))
+            );
+        }
+        assert_eq!(parse_after_seq("120"), Ok(120));
+        assert_eq!(parse_after_seq("0:120"), Ok(120));
+        for bad in ["", "x:1", "0:", "0:1,1:2"] {
+            assert_eq!(
+                parse_after_seq(bad),
+                Err(format!(
+                    "{bad:?}: expected SEQ or SHARD:SEQ (an event of the market's shard)"
+                ))
+            );
+        }
+    }
 }

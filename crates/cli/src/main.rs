@@ -3,7 +3,7 @@
 //! Owns: argument parsing and output (aligned tables for people, `--json` for scripts):
 //! the in-process demo, the benchmarks, the server (`serve`), offline verification and
 //! replay of a data directory (`verify`, `replay`), and the client commands (`account`,
-//! `asset`, `market`, `order`, `book`, `trades`, `catalog`, `events`) that talk to a
+//! `asset`, `market`, `order`, `book`, `trades`, `candles`, `catalog`, `events`) that talk to a
 //! server through the `tradelog-client` crate. One module per command group.
 //!
 //! Must never contain business logic: everything it shows comes from the engine's events
@@ -59,7 +59,7 @@ struct Cli {
 enum Cmd {
     /// Runs the server: every shard embedded, durable logs in --data-dir, gRPC and HTTP.
     Serve(serve::Args),
-    /// Accounts and money: open, deposit, withdraw, transfer, balances, history.
+    /// Accounts and money: open, deposit, withdraw, transfer, balances, orders, statement.
     #[command(subcommand)]
     Account(account::Cmd),
     /// Assets of the catalog: create.
@@ -73,11 +73,12 @@ enum Cmd {
     Order(order::Cmd),
     /// Shows a market's order book: aggregated price levels, best prices in the middle.
     Book(book::BookArgs),
-    /// Lists a market's trades (fills), from its event stream.
+    /// Lists a market's trades (fills), oldest first, over a time range.
     Trades(book::TradesArgs),
+    /// OHLCV candles of a market's trades: open, high, low, close, volume per interval.
+    Candles(book::CandlesArgs),
     /// Lists every asset and market.
-    #[command(after_help = "Examples:\n  tradelog catalog\n  tradelog catalog --json")]
-    Catalog,
+    Catalog(asset::CatalogArgs),
     /// Events: read a stream's history, or tail it live.
     #[command(subcommand)]
     Events(events::Cmd),
@@ -109,7 +110,8 @@ fn main() -> ExitCode {
         Cmd::Order(c) => order::run(c, &global),
         Cmd::Book(a) => book::book(a, &global),
         Cmd::Trades(a) => book::trades(a, &global),
-        Cmd::Catalog => asset::catalog(&global),
+        Cmd::Candles(a) => book::candles(a, &global),
+        Cmd::Catalog(a) => asset::catalog(a, &global),
         Cmd::Events(c) => events::run(c, &global),
         Cmd::Replay(a) => replay::run(a, &global),
         Cmd::Verify(a) => verify::run(a),
@@ -167,6 +169,8 @@ mod tests {
                 "tradelog account withdraw",
                 "tradelog account transfer",
                 "tradelog account balances",
+                "tradelog account orders",
+                "tradelog account statement",
                 "tradelog account history",
                 "tradelog asset create",
                 "tradelog market create",
@@ -178,6 +182,7 @@ mod tests {
                 "tradelog order get",
                 "tradelog book",
                 "tradelog trades",
+                "tradelog candles",
                 "tradelog catalog",
                 "tradelog events read",
                 "tradelog events tail",

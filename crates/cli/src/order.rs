@@ -47,12 +47,20 @@ pub enum Cmd {
     },
     /// Shows an open order (a filled or cancelled one is not found: its history is in
     /// `tradelog events read --stream order:ID`).
-    #[command(after_help = "Examples:\n  tradelog order get 1 281474976710657")]
+    #[command(
+        after_help = "--as-of-index / --as-of-time show the order as it rested at a \
+        past point of its market's shard; --stale answers from the node you talk to even \
+        when its cluster has no leader.\n\n\
+        Examples:\n  tradelog order get 1 281474976710657\n  \
+        tradelog order get 1 281474976710657 --as-of-time 2026-11-25T10:00:00Z"
+    )]
     Get {
         /// Market of the order.
         market: u32,
         /// The order id.
         order: u64,
+        #[command(flatten)]
+        read: remote::ReadArgs,
     },
 }
 
@@ -205,8 +213,17 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
                 let what = format!("amend of order {order} in market {market} to {qty} @ {price}");
                 remote::answer(&ctx, &what, r)
             }
-            Cmd::Get { market, order } => {
-                let o = c.order(d::MarketId(market), d::OrderId(order)).await?;
+            Cmd::Get {
+                market,
+                order,
+                read,
+            } => {
+                let q = read.stale.client(c);
+                let (m, id) = (d::MarketId(market), d::OrderId(order));
+                let o = match read.as_of() {
+                    None => q.order(m, id).await?,
+                    Some(at) => q.order_as_of(m, id, at).await?,
+                };
                 if ctx.json {
                     output::json(&o);
                     return Ok(());

@@ -122,6 +122,114 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if month <= 2 { y + 1 } else { y }, month, day)
 }
 
+/// Days since 1970-01-01 of a date (proleptic Gregorian; Howard Hinnant's
+/// `days_from_civil`, the inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let (m, d) = (i64::from(m), i64::from(d));
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A time on the command line: RFC 3339 (`2026-11-25T10:00:00Z`, with an optional
+/// fraction of a second and a `Z` or `+HH:MM` / `-HH:MM` offset) or a whole number of
+/// nanoseconds since the Unix epoch. Before 1970 or after 2554: an error.
+pub fn parse_time(s: &str) -> Result<d::Timestamp, String> {
+    let bad = || {
+        format!(
+            "{s:?}: expected a time as RFC 3339 (2026-11-25T10:00:00Z, \
+             2026-11-25T11:00:00.25+01:00) or nanoseconds since the Unix epoch"
+        )
+    };
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse::<u64>().map(d::Timestamp).map_err(|_| bad());
+    }
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Result<u32, String> {
+        let part = t.get(r).ok_or_else(bad)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse::<u32>().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > month_days[month as usize - 1]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(bad());
+    }
+    // Fraction of a second: up to nanoseconds.
+    let mut i = 19;
+    let mut nanos: u64 = 0;
+    if b[i] == b'.' {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return Err(bad());
+        }
+        nanos = u64::from(num(i + 1..i + 1 + digits)?) * 10u64.pow(9 - digits as u32);
+        i += 1 + digits;
+    }
+    let offset_s: i64 = match &t[i..] {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && matches!(&o[..1], "+" | "-") && &o[3..4] == ":" => {
+            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            let v = i64::from(h * 3_600 + m * 60);
+            if o.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return Err(bad()),
+    };
+    let secs = days_from_civil(i64::from(year), month, day) * 86_400
+        + i64::from(hour * 3_600 + minute * 60 + second)
+        - offset_s;
+    u64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .and_then(|ns| ns.checked_add(nanos))
+        .map(d::Timestamp)
+        .ok_or_else(bad)
+}
+
 /// A rejection code as `INSUFFICIENT_FUNDS(10)`.
 pub fn code(c: d::RejectCode) -> String {
     let name = tradelog_api::reject_code_name(c);
@@ -388,6 +496,56 @@ pub fn stp(s: d::SelfTradePrevention) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_from_rfc_3339_or_nanoseconds() {
+        let ok = |s: &str| parse_time(s).map(|t| t.0);
+        assert_eq!(ok("0"), Ok(0));
+        assert_eq!(ok("1795600800123456789"), Ok(1_795_600_800_123_456_789));
+        assert_eq!(ok("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(ok("2026-11-25T10:00:00Z"), Ok(1_795_600_800_000_000_000));
+        assert_eq!(ok("2026-11-25t10:00:00z"), Ok(1_795_600_800_000_000_000));
+        assert_eq!(
+            ok("2026-11-25 11:00:00+01:00"),
+            Ok(1_795_600_800_000_000_000)
+        );
+        assert_eq!(
+            ok("2026-11-25T09:30:00.25-00:30"),
+            Ok(1_795_600_800_250_000_000)
+        );
+        assert_eq!(
+            ok("2026-11-25T10:00:00.123456789Z"),
+            Ok(1_795_600_800_123_456_789)
+        );
+        assert_eq!(ok("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000_000_000));
+        // What `time` prints parses back to the same millisecond.
+        let t = d::Timestamp(1_795_600_800_123_000_000);
+        assert_eq!(ok(&time(t)), Ok(t.0));
+        for bad in [
+            "",
+            "yesterday",
+            "-5",
+            "2026-11-25",
+            "2026-11-25T10:00:00",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T10:00:00.Z",
+            "2026-11-25T10:00:00.1234567891Z",
+            "2026-11-25T10:00:00+1:00",
+            "1969-12-31T23:59:59Z",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_time(bad),
+                Err(format!(
+                    "{bad:?}: expected a time as RFC 3339 (2026-11-25T10:00:00Z, \
+                     2026-11-25T11:00:00.25+01:00) or nanoseconds since the Unix epoch"
+                )),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn tables_align_numbers_right_and_text_left() {

@@ -207,11 +207,20 @@ pub fn answer(ctx: &Ctx, what: &str, r: Result<Receipt, ClientError>) -> Result<
 
 /// An asset named by id (`1`) or code (`USD`, any case), resolved with the catalog.
 pub async fn asset(ctx: &Ctx, name: &str, catalog: &mut Option<Catalog>) -> Result<d::AssetId> {
+    asset_on(&ctx.client, name, catalog).await
+}
+
+/// [`asset`], reading the catalog through `client` (a stale one for stale queries).
+pub async fn asset_on(
+    client: &Client,
+    name: &str,
+    catalog: &mut Option<Catalog>,
+) -> Result<d::AssetId> {
     if let Ok(id) = name.parse::<u32>() {
         return Ok(d::AssetId(id));
     }
     if catalog.is_none() {
-        *catalog = Some(ctx.client.catalog().await?);
+        *catalog = Some(client.catalog().await?);
     }
     let code = name.to_ascii_uppercase();
     catalog
@@ -225,4 +234,65 @@ pub async fn asset(ctx: &Ctx, name: &str, catalog: &mut Option<Catalog>) -> Resu
 /// epoch: unique for one user typing commands; pass `--id` to make a retry safe).
 pub fn transfer_id(id: Option<u64>) -> d::TransferId {
     d::TransferId(id.unwrap_or_else(|| tradelog_node::runtime::now().0.max(1)))
+}
+
+/// `--stale`, for the query commands.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct StaleArg {
+    /// Answer from the node you talk to (the first of --server that answers), from its
+    /// replica as it is, without asking the shard's leader: works while a cluster has
+    /// lost its majority, but may miss acknowledged writes (the shard/event position
+    /// printed says which state it reflects). The same as without it on a single node.
+    #[arg(long, help_heading = "Consistency")]
+    pub stale: bool,
+}
+
+impl StaleArg {
+    /// The client to query with: stale reads or the normal ones.
+    pub fn client(&self, c: &Client) -> Client {
+        if self.stale {
+            c.stale()
+        } else {
+            c.clone()
+        }
+    }
+}
+
+/// `--as-of-index`, `--as-of-time` or `--stale` (one of them), for the queries of a
+/// shard's state.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct ReadArgs {
+    /// Answer as of this index of the owning shard's input log (0: before any input);
+    /// the `event` of an answer's position and the `input` of a command's answer are on
+    /// the same shard.
+    #[arg(long, conflicts_with_all = ["as_of_time", "stale"], help_heading = "Consistency")]
+    pub as_of_index: Option<u64>,
+    /// Answer as of this time: RFC 3339 (2026-11-25T10:00:00Z, 2026-11-25T11:00:00.25+01:00)
+    /// or nanoseconds since the Unix epoch. The state then holds exactly the events
+    /// stamped at or before it.
+    #[arg(long, value_parser = output::parse_time, conflicts_with = "stale", help_heading = "Consistency")]
+    pub as_of_time: Option<d::Timestamp>,
+    #[command(flatten)]
+    pub stale: StaleArg,
+}
+
+impl ReadArgs {
+    /// The as-of point asked for, if any.
+    pub fn as_of(&self) -> Option<tradelog_client::AsOf> {
+        match (self.as_of_index, self.as_of_time) {
+            (Some(i), _) => Some(tradelog_client::AsOf::LogIndex(i)),
+            (None, Some(t)) => Some(tradelog_client::AsOf::Time(t)),
+            (None, None) => None,
+        }
+    }
+
+    /// " as of ..." for a header line.
+    pub fn describe(&self) -> String {
+        match self.as_of() {
+            None if self.stale.stale => "  stale read".into(),
+            None => String::new(),
+            Some(tradelog_client::AsOf::LogIndex(i)) => format!("  as of log index {i}"),
+            Some(tradelog_client::AsOf::Time(t)) => format!("  as of {}", output::time(t)),
+        }
+    }
 }

@@ -336,6 +336,270 @@ fn trade(s: &str) {
     });
 }
 
+/// Each line's words, with the words at `drop` (indexes) left out: times and
+/// timing-dependent sequence numbers.
+fn words(text: &str, drop: &[usize]) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            l.split_whitespace()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, w)| w)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The query commands over the query RPCs: trades (GetTrades), candles, open orders,
+/// statements, as-of points and stale reads.
+#[test]
+fn query_commands_against_tradelog_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = serve(&tmp.path().join("data"));
+    let grpc = srv.grpc.clone();
+    let s = grpc.as_str();
+    setup(s);
+    trade(s);
+
+    // Trades through GetTrades: the table (time left out), the JSON (timestamp and
+    // sequence numbers checked apart), paging with --after and --limit, a range.
+    let out = ok(s, &["trades", "1"]);
+    assert_eq!(
+        words(&out, &[0]),
+        [
+            "PRICE QTY TAKER SIDE TAKER ORDER MAKER ORDER TAKER ACCOUNT MAKER ACCOUNT TAKER FEE MAKER FEE".to_owned(),
+            format!("3000000 1000000 buy {BUY} 1 1 2 6000 3000"),
+        ]
+    );
+    let mut t = json(s, &["trades", "1"]);
+    let seq = t["trades"][0]["seq"].take().as_u64().unwrap();
+    let ts = t["trades"][0]["timestamp"].take().as_u64().unwrap();
+    let position = t["position"].take();
+    let (shard, end) = position.as_str().unwrap().split_once(':').unwrap();
+    assert_eq!(shard, "0");
+    assert!(end.parse::<u64>().unwrap() >= seq, "{position} after {seq}");
+    assert_eq!(
+        t,
+        serde_json::json!({
+            "market": 1,
+            "position": null,
+            "trades": [{
+                "shard": 0, "seq": null, "timestamp": null,
+                "price": 3_000_000, "qty": 1_000_000, "taker_side": "Buy",
+                "taker_order": 281_474_976_710_657u64, "maker_order": 1,
+                "taker_account": 1, "maker_account": 2, "taker_fee": 6_000, "maker_fee": 3_000,
+            }],
+        })
+    );
+    let after = format!("0:{seq}");
+    assert_eq!(ok(s, &["trades", "1", "--after", &after]), "(no trades)\n");
+    assert_eq!(
+        ok(
+            s,
+            &[
+                "trades",
+                "1",
+                "--after",
+                &(seq - 1).to_string(),
+                "--limit",
+                "1"
+            ]
+        ),
+        out
+    );
+    let before = (ts - 1).to_string();
+    assert_eq!(ok(s, &["trades", "1", "--to", &before]), "(no trades)\n");
+    assert_eq!(ok(s, &["trades", "1", "--from", &before]), out);
+
+    // Candles: one a day over twenty years, one of them with the trade (its start left
+    // out: the day of the run).
+    let out = ok(
+        s,
+        &[
+            "candles",
+            "1",
+            "--interval",
+            "1d",
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--to",
+            "2040-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(
+        words(&out, &[0]),
+        [
+            "OPEN HIGH LOW CLOSE VOLUME QUOTE VOLUME TRADES",
+            "3000000 3000000 3000000 3000000 1000000 3000000 1",
+        ]
+    );
+    let c = json(
+        s,
+        &["candles", "1", "--interval", "1h", "--to", &ts.to_string()],
+    );
+    assert_eq!(
+        c["candles"],
+        serde_json::json!([]),
+        "the trade is at --to: not in the range"
+    );
+    let (code, _, err) = tl(s, &["candles", "1", "--interval", "5x"]);
+    assert_eq!(
+        (code, err.lines().next().unwrap()),
+        (2, "error: invalid value '5x' for '--interval <INTERVAL>': \"5x\": expected seconds or a number with s, m, h or d (5m, 1h)")
+    );
+
+    // Open orders: the seller's resting ask; the buyer's order filled.
+    let out = ok(s, &["account", "orders", "2"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("account 2  open orders 1  (read shard 0 event "),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1..].join("\n"),
+        "ORDER  MARKET  SIDE    PRICE  REMAINING     HELD  STP             POST-ONLY\n    \
+             1       1  sell  3000000    1000000  1000000  cancel-resting  no"
+    );
+    let o = json(s, &["account", "orders", "2"]);
+    assert_eq!(
+        o["orders"],
+        serde_json::json!([{
+            "order": 1, "market": 1, "account": 2, "owner": 2, "side": "Sell",
+            "price": 3_000_000, "remaining": 1_000_000, "held": 1_000_000,
+            "stp": "CancelResting", "post_only": false,
+        }])
+    );
+    let out = ok(s, &["account", "orders", "1"]);
+    assert_eq!(out.lines().nth(1), Some("(no open orders)"), "{out}");
+
+    // The buyer's USD statement: deposit, the transfer out (held, then posted), the
+    // order's hold and its settlement (time and sequence numbers left out).
+    let out = ok(s, &["account", "statement", "1", "USD"]);
+    let all = words(&out, &[]);
+    assert!(
+        all[0]
+            .starts_with("account 1 asset 1 from 1970-01-01T00:00:00.000Z to now (shard 1, event "),
+        "{out}"
+    );
+    let rows = words(&out, &[0, 1]);
+    let n = all.len();
+    assert_eq!(
+        [&all[1..2], &rows[2..n - 1], &all[n - 1..]].concat(),
+        [
+            "opening available 0 held 0".to_owned(),
+            "CREDIT DEBIT AVAILABLE HELD CAUSE".to_owned(),
+            "10000000 0 10000000 0 Deposited id=1 account=1 asset=1 amount=10000000".to_owned(),
+            "0 0 9997500 2500 TransferInitiated id=3 debit=1 credit=2 asset=1 amount=2500 to=0".to_owned(),
+            "0 2500 9997500 0 TransferPosted id=3 debit=1 credit=2 asset=1 amount=2500".to_owned(),
+            format!("0 0 6991500 3006000 FundsHeld order={BUY} account=1 asset=1 amount=3006000"),
+            format!("0 3006000 6991500 0 Settled order={BUY} account=1 paid_asset=1 paid=3006000 received_asset=2 received=1000000 fee=6000"),
+            "closing available 6991500 held 0".to_owned(),
+        ]
+    );
+    let st = json(s, &["account", "statement", "1", "1", "--limit", "2"]);
+    assert_eq!(
+        (
+            &st["opening"],
+            &st["closing"],
+            &st["truncated"],
+            st["entries"].as_array().unwrap().len()
+        ),
+        (
+            &serde_json::json!({"asset": 1, "available": 0, "held": 0}),
+            &serde_json::json!({"asset": 1, "available": 9_997_500, "held": 2_500}),
+            &Value::from(true),
+            2
+        )
+    );
+
+    // As of a past point: after the deposit (input 5 of shard 1), before it, before the
+    // account existed; the book before its market existed.
+    assert_eq!(
+        ok(s, &["account", "balances", "1", "--as-of-index", "5"]),
+        "account 1  owner 1  active  open orders 0  (shard 1, event 6)  as of log index 5\n\
+         ASSET  CODE  AVAILABLE  HELD\n    \
+         1  USD    10000000     0\n"
+    );
+    assert_eq!(
+        ok(s, &["account", "balances", "1", "--as-of-index", "4"]),
+        "account 1  owner 1  active  open orders 0  (shard 1, event 4)  as of log index 4\n\
+         (no balances yet)\n"
+    );
+    let (code, out, err) = tl(
+        s,
+        &[
+            "account",
+            "balances",
+            "1",
+            "--as-of-time",
+            "1970-01-01T00:00:01Z",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            1,
+            "",
+            "error: not found: account 1 does not exist as of 1000000000 ns\n"
+        )
+    );
+    let (code, _, err) = tl(s, &["book", "1", "--as-of-index", "3"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: not found: market 1 has no book as of log index 3\n"
+        )
+    );
+    let b = json(s, &["book", "1", "--as-of-index", "4"]);
+    assert_eq!(
+        (&b["bids"], &b["asks"]),
+        (&serde_json::json!([]), &serde_json::json!([]))
+    );
+    let (code, _, err) = tl(s, &["order", "get", "1", "1", "--as-of-index", "4"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: not found: order 1 is not open in market 1 as of log index 4 (its history is in the order's event stream)\n")
+    );
+    let (code, _, err) = tl(
+        s,
+        &["account", "balances", "1", "--as-of-time", "yesterday"],
+    );
+    assert_eq!(
+        (code, err.lines().next().unwrap()),
+        (2, "error: invalid value 'yesterday' for '--as-of-time <AS_OF_TIME>': \"yesterday\": expected a time as RFC 3339 (2026-11-25T10:00:00Z, 2026-11-25T11:00:00.25+01:00) or nanoseconds since the Unix epoch")
+    );
+
+    // Stale reads: on a single node the same answers; not with an as-of point.
+    for q in [
+        &["account", "balances", "1"][..],
+        &["account", "orders", "2"],
+        &["book", "1"],
+        &["order", "get", "1", "1"],
+        &["catalog"],
+        &["trades", "1"],
+        &["account", "statement", "1", "USD"],
+    ] {
+        let stale = ok(s, &[q, &["--stale"]].concat());
+        let normal = ok(s, q);
+        assert_eq!(stale.replace("  stale read", ""), normal, "{q:?}");
+    }
+    assert!(ok(s, &["account", "balances", "1", "--stale"]).contains("  stale read\n"));
+    let (code, _, err) = tl(
+        s,
+        &["account", "balances", "1", "--stale", "--as-of-index", "3"],
+    );
+    assert_eq!(
+        (code, err.lines().next().unwrap()),
+        (
+            2,
+            "error: the argument '--stale' cannot be used with '--as-of-index <AS_OF_INDEX>'"
+        )
+    );
+    terminate(srv);
+}
+
 #[test]
 fn a_session_against_tradelog_serve() {
     let tmp = tempfile::tempdir().unwrap();

@@ -21,7 +21,19 @@
 //!   [`Command`](tradelog_domain::Command) and returns the [`Answer`] with the rejection
 //!   as a value; [`Client::submit_batch`] sends many (not all-or-nothing).
 //! * Queries: [`Client::balances`], [`Client::balance_history`], [`Client::order`],
-//!   [`Client::book`], [`Client::catalog`], [`Client::read_events`].
+//!   [`Client::book`], [`Client::catalog`], [`Client::open_orders`], [`Client::trades`]
+//!   (one page; [`Client::trades_to_end`] follows the pages), [`Client::candles`],
+//!   [`Client::statement`] (one page; [`Client::statement_to_end`]),
+//!   [`Client::read_events`]. Past states: [`Client::balances_as_of`],
+//!   [`Client::order_as_of`], [`Client::book_as_of`] with an [`AsOf`] point (a log index
+//!   of the owning shard or a time).
+//! * Consistency: queries are linearizable by default (the answering node asks the
+//!   shard's leader for its read index, so a query sees every write acknowledged before
+//!   it). [`Client::stale`] (or [`Client::with_consistency`]) gives a handle on the same
+//!   connections whose queries are stale reads: answered by the node the client talks to
+//!   from its replica as it is, without the leader, so they work while a shard has no
+//!   leader (a majority down), but may miss acknowledged writes; the answer's position
+//!   says which state it reflects. A stale read cannot be combined with an as-of point.
 //! * Events: [`Client::subscribe`] returns a [`Subscription`], a `Stream` of
 //!   [`EventPage`]s: the stream's events after a position, then live ones, with no gap
 //!   and no duplicate across the switch; [`Subscription::position`] resumes it.
@@ -86,11 +98,12 @@ pub use retry::{
     RETRY_BACKOFF_MS_MAX_DEFAULT,
 };
 pub use route::{NODES_MAX, NODE_DOWN_MS, ROUTES_TTL_MS};
-pub use tradelog_api::query::{EventStream, Position};
+pub use tradelog_api::query::{AsOf, EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
-    Balances, Book, Catalog, ClusterChange, ClusterStatus, EventPage, Level, NodeAddress, Order,
-    Receipt, ReplicaProgress, ShardPosition, ShardReplicaStatus,
+    Balances, Book, Candle, Candles, Catalog, ClusterChange, ClusterStatus, Consistency, EventPage,
+    Level, NodeAddress, OpenOrder, OpenOrders, Order, Receipt, ReplicaProgress, ShardPosition,
+    ShardReplicaStatus, Statement, StatementEntry, Trade, TradesPage,
 };
 
 use std::future::Future;
@@ -103,6 +116,7 @@ use tokio_stream::Stream;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Code, Request, Response, Status};
 use tradelog_api::proto as pb;
+use tradelog_api::query::{BalancesQuery, BookQuery, CatalogQuery, OpenOrdersQuery, OrderQuery};
 use tradelog_domain as d;
 
 use route::{Grpc, Mode, Routes};
@@ -207,6 +221,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
+    /// How current this handle's queries must be.
+    consistency: Consistency,
 }
 
 impl std::fmt::Debug for Client {
@@ -237,6 +253,7 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         Ok(Client {
             shared: Arc::new(Self::prepare(config)?),
+            consistency: Consistency::Linearizable,
         })
     }
 
@@ -257,6 +274,7 @@ impl Client {
                         .connected(i, channel);
                     return Ok(Client {
                         shared: Arc::new(shared),
+                        consistency: Consistency::Linearizable,
                     });
                 }
                 Err(e) => {
@@ -296,6 +314,32 @@ impl Client {
             routes: Mutex::new(routes),
             refreshing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// A handle on the same connections whose queries have this consistency (commands
+    /// are not affected): `client.with_consistency(Consistency::Stale).balances(a)` is
+    /// one stale read, `client` itself stays as it was.
+    pub fn with_consistency(&self, consistency: Consistency) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            consistency,
+        }
+    }
+
+    /// `with_consistency(Consistency::Stale)`: queries answered by the node this client
+    /// talks to (its current node, not necessarily a leader) from its replica as it is,
+    /// even while the shard has no leader. May miss acknowledged writes.
+    pub fn stale(&self) -> Client {
+        self.with_consistency(Consistency::Stale)
+    }
+
+    /// How current this handle's queries must be.
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    fn is_stale(&self) -> bool {
+        self.consistency == Consistency::Stale
     }
 
     /// The first configured server address.
@@ -370,7 +414,7 @@ impl Client {
                 if sharded {
                     let catalog = tokio::time::timeout(
                         wait,
-                        g.get_catalog(self.request(pb::GetCatalogRequest {})),
+                        g.get_catalog(self.request(pb::GetCatalogRequest { stale: true })),
                     )
                     .await;
                     if let Ok(Ok(c)) = catalog {
@@ -683,10 +727,30 @@ impl Client {
 
     /// An account's balances ([`ClientError::NotFound`] if it does not exist).
     pub async fn balances(&self, account: d::AccountId) -> Result<Balances, ClientError> {
-        let m = pb::GetBalancesRequest {
-            account_id: account.0,
-            as_of: None,
-        };
+        self.balances_at(account, None).await
+    }
+
+    /// An account's balances as of a past point of its shard's history
+    /// ([`ClientError::NotFound`] if it did not exist then, [`ClientError::OutOfRange`]
+    /// for a point beyond what the shard applied; refused on a stale handle).
+    pub async fn balances_as_of(
+        &self,
+        account: d::AccountId,
+        at: AsOf,
+    ) -> Result<Balances, ClientError> {
+        self.balances_at(account, Some(at)).await
+    }
+
+    async fn balances_at(
+        &self,
+        account: d::AccountId,
+        as_of: Option<AsOf>,
+    ) -> Result<Balances, ClientError> {
+        let m = pb::GetBalancesRequest::from(BalancesQuery {
+            account,
+            as_of,
+            stale: self.is_stale(),
+        });
         Balances::from_wire(rpc!(self, m, Repeat::Safe, get_balances)?)
     }
 
@@ -722,32 +786,222 @@ impl Client {
         market: d::MarketId,
         order: d::OrderId,
     ) -> Result<Order, ClientError> {
-        let m = pb::GetOrderRequest {
-            market_id: market.0,
-            order_id: order.0,
-            as_of: None,
-        };
+        self.order_at(market, order, None).await
+    }
+
+    /// An order as it rested at a past point of its market's shard
+    /// ([`ClientError::NotFound`] if it was not resting then).
+    pub async fn order_as_of(
+        &self,
+        market: d::MarketId,
+        order: d::OrderId,
+        at: AsOf,
+    ) -> Result<Order, ClientError> {
+        self.order_at(market, order, Some(at)).await
+    }
+
+    async fn order_at(
+        &self,
+        market: d::MarketId,
+        order: d::OrderId,
+        as_of: Option<AsOf>,
+    ) -> Result<Order, ClientError> {
+        let m = pb::GetOrderRequest::from(OrderQuery {
+            market,
+            order,
+            as_of,
+            stale: self.is_stale(),
+        });
         Order::from_wire(rpc!(self, m, Repeat::Safe, get_order)?)
     }
 
     /// A market's aggregated depth, `depth` levels per side (0: the server's default).
     pub async fn book(&self, market: d::MarketId, depth: u32) -> Result<Book, ClientError> {
-        let m = pb::GetBookRequest {
-            market_id: market.0,
+        self.book_at(market, depth, None).await
+    }
+
+    /// A market's aggregated depth as of a past point of its shard's history.
+    pub async fn book_as_of(
+        &self,
+        market: d::MarketId,
+        depth: u32,
+        at: AsOf,
+    ) -> Result<Book, ClientError> {
+        self.book_at(market, depth, Some(at)).await
+    }
+
+    async fn book_at(
+        &self,
+        market: d::MarketId,
+        depth: u32,
+        as_of: Option<AsOf>,
+    ) -> Result<Book, ClientError> {
+        let m = pb::GetBookRequest::from(BookQuery {
+            market,
             depth,
-            as_of: None,
-        };
+            as_of,
+            stale: self.is_stale(),
+        });
         Book::from_wire(rpc!(self, m, Repeat::Safe, get_book)?)
     }
 
     /// Every asset and market.
     pub async fn catalog(&self) -> Result<Catalog, ClientError> {
-        Catalog::from_wire(rpc!(
-            self,
-            pb::GetCatalogRequest {},
-            Repeat::Safe,
-            get_catalog
-        )?)
+        let m = pb::GetCatalogRequest::from(CatalogQuery {
+            stale: self.is_stale(),
+        });
+        Catalog::from_wire(rpc!(self, m, Repeat::Safe, get_catalog)?)
+    }
+
+    /// The orders of an account that rest on their books, by order id
+    /// ([`ClientError::NotFound`] if the account does not exist).
+    pub async fn open_orders(&self, account: d::AccountId) -> Result<OpenOrders, ClientError> {
+        let m = pb::GetOpenOrdersRequest::from(OpenOrdersQuery {
+            account,
+            stale: self.is_stale(),
+        });
+        OpenOrders::from_wire(rpc!(self, m, Repeat::Safe, get_open_orders)?)
+    }
+
+    /// One page of a market's trades with `from <= timestamp < to` (`to`: `None` = no
+    /// end), after the event `after_seq` of the market's shard when given (the previous
+    /// page's `position.seq`), at most `limit` (0: the server's default).
+    pub async fn trades(
+        &self,
+        market: d::MarketId,
+        from: d::Timestamp,
+        to: Option<d::Timestamp>,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<TradesPage, ClientError> {
+        let m = pb::GetTradesRequest {
+            market_id: market.0,
+            after_seq,
+            from_ns: from.0,
+            to_ns: to.map(|t| t.0),
+            limit,
+            stale: self.is_stale(),
+        };
+        TradesPage::from_wire(rpc!(self, m, Repeat::Safe, get_trades)?)
+    }
+
+    /// Every trade of a market with `from <= timestamp < to` after `after_seq`, page by
+    /// page until the server says it read to the end; `max` bounds how many are kept
+    /// (the page that crosses it is cut). The position is where the last page stopped.
+    pub async fn trades_to_end(
+        &self,
+        market: d::MarketId,
+        from: d::Timestamp,
+        to: Option<d::Timestamp>,
+        mut after_seq: Option<u64>,
+        max: Option<usize>,
+    ) -> Result<TradesPage, ClientError> {
+        let mut out = Vec::new();
+        loop {
+            let left = max.map(|m| m.saturating_sub(out.len()));
+            let limit = left.map_or(0, |l| {
+                u32::try_from(l).map_or(tradelog_api::TRADES_LIMIT_MAX, |l| {
+                    l.min(tradelog_api::TRADES_LIMIT_MAX)
+                })
+            });
+            let page = self.trades(market, from, to, after_seq, limit).await?;
+            out.extend(page.trades);
+            let full = max.is_some_and(|m| out.len() >= m);
+            if page.at_end || full || after_seq == Some(page.position.seq) {
+                return Ok(TradesPage {
+                    trades: out,
+                    position: page.position,
+                    at_end: page.at_end,
+                });
+            }
+            after_seq = Some(page.position.seq);
+        }
+    }
+
+    /// OHLCV candles of a market's trades in `[from, to)`, `interval_s` seconds each
+    /// (1 to 86400; at most 10000 candles per call); intervals without trades are omitted.
+    pub async fn candles(
+        &self,
+        market: d::MarketId,
+        interval_s: u32,
+        from: d::Timestamp,
+        to: d::Timestamp,
+    ) -> Result<Candles, ClientError> {
+        let m = pb::GetCandlesRequest {
+            market_id: market.0,
+            interval_s,
+            from_ns: from.0,
+            to_ns: to.0,
+            stale: self.is_stale(),
+        };
+        Candles::from_wire(rpc!(self, m, Repeat::Safe, get_candles)?)
+    }
+
+    /// One page of an account's statement in one asset over `from <= timestamp < to`
+    /// (`to`: `None` = up to now): opening balance, at most `limit` changes (0: the
+    /// server's default) after `after_seq` when given, closing balance.
+    pub async fn statement(
+        &self,
+        account: d::AccountId,
+        asset: d::AssetId,
+        from: d::Timestamp,
+        to: Option<d::Timestamp>,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Statement, ClientError> {
+        let m = pb::GetStatementRequest {
+            account_id: account.0,
+            asset_id: asset.0,
+            from_ns: from.0,
+            to_ns: to.map(|t| t.0),
+            limit,
+            after_seq,
+            stale: self.is_stale(),
+        };
+        Statement::from_wire(asset, rpc!(self, m, Repeat::Safe, get_statement)?)
+    }
+
+    /// A whole statement: pages of [`statement`](Self::statement) joined (the opening of
+    /// the first, the closing of the last), at most `max` entries when given (then
+    /// `truncated` says whether more are left).
+    pub async fn statement_to_end(
+        &self,
+        account: d::AccountId,
+        asset: d::AssetId,
+        from: d::Timestamp,
+        to: Option<d::Timestamp>,
+        max: Option<usize>,
+    ) -> Result<Statement, ClientError> {
+        let mut after = None;
+        let mut whole: Option<Statement> = None;
+        loop {
+            let have = whole.as_ref().map_or(0, |w| w.entries.len());
+            let limit = max.map_or(0, |m| {
+                u32::try_from(m.saturating_sub(have))
+                    .map_or(tradelog_api::STATEMENT_LIMIT_MAX, |l| {
+                        l.min(tradelog_api::STATEMENT_LIMIT_MAX)
+                    })
+            });
+            let page = self
+                .statement(account, asset, from, to, after, limit)
+                .await?;
+            after = page.entries.last().map(|e| e.seq).or(after);
+            let w = match whole.take() {
+                None => page,
+                Some(mut w) => {
+                    w.entries.extend(page.entries);
+                    w.closing = page.closing;
+                    w.truncated = page.truncated;
+                    w.position = page.position;
+                    w
+                }
+            };
+            let full = max.is_some_and(|m| w.entries.len() >= m);
+            if !w.truncated || full {
+                return Ok(w);
+            }
+            whole = Some(w);
+        }
     }
 
     /// The answering node's view of the replicated cluster (FAILED_PRECONDITION from a

@@ -250,30 +250,17 @@ pub struct Order {
 
 impl Order {
     pub(crate) fn from_wire(r: pb::GetOrderResponse) -> Result<Order, ClientError> {
-        let o = required(r.order, "order")?;
-        let side = match pb::Side::try_from(o.side) {
-            Ok(pb::Side::Buy) => d::Side::Buy,
-            Ok(pb::Side::Sell) => d::Side::Sell,
-            _ => return Err(invalid(format!("order.side: unknown value {}", o.side))),
-        };
-        let stp = match pb::SelfTradePrevention::try_from(o.stp) {
-            Ok(pb::SelfTradePrevention::Unspecified | pb::SelfTradePrevention::CancelResting) => {
-                d::SelfTradePrevention::CancelResting
-            }
-            Ok(pb::SelfTradePrevention::CancelIncoming) => d::SelfTradePrevention::CancelIncoming,
-            Ok(pb::SelfTradePrevention::CancelBoth) => d::SelfTradePrevention::CancelBoth,
-            Err(_) => return Err(invalid(format!("order.stp: unknown value {}", o.stp))),
-        };
+        let o = OpenOrder::from_wire(required(r.order, "order")?)?;
         Ok(Order {
-            order: d::OrderId(o.order_id),
-            market: d::MarketId(o.market_id),
-            account: d::AccountId(o.account_id),
-            owner: d::Principal(o.owner),
-            side,
-            price: d::Price(o.price),
-            remaining: d::Qty(o.remaining_qty),
-            held: d::Amount(o.held),
-            stp,
+            order: o.order,
+            market: o.market,
+            account: o.account,
+            owner: o.owner,
+            side: o.side,
+            price: o.price,
+            remaining: o.remaining,
+            held: o.held,
+            stp: o.stp,
             post_only: o.post_only,
             position: shard_position(r.position)?,
         })
@@ -659,5 +646,320 @@ impl ClusterStatus {
                 })
                 .collect(),
         }
+    }
+}
+
+/// How current a query's answer must be (see [`Client::with_consistency`](crate::Client::with_consistency)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Consistency {
+    /// The state after every write the cluster acknowledged before the query (the node
+    /// asks the shard's leader for its read index first). Fails with
+    /// [`ClientError::Unavailable`] while the shard has no leader.
+    #[default]
+    Linearizable,
+    /// The answering node's replica as it is, without asking the leader: answers while
+    /// a majority is down and costs no round trip, but may miss acknowledged writes. The
+    /// answer's position says which state it reflects. Not with an as-of point (the
+    /// server refuses the combination). On a single node the same as `Linearizable`.
+    Stale,
+}
+
+/// A resting order, as listed among an account's open orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OpenOrder {
+    /// The order.
+    pub order: d::OrderId,
+    /// Its market.
+    pub market: d::MarketId,
+    /// The trading account.
+    pub account: d::AccountId,
+    /// The account's owner.
+    pub owner: d::Principal,
+    /// Buy or sell.
+    pub side: d::Side,
+    /// Limit price, quote minor units per lot.
+    pub price: d::Price,
+    /// Unfilled quantity, base minor units.
+    pub remaining: d::Qty,
+    /// Still held for it on the account's shard (quote for buys, base for sells).
+    pub held: d::Amount,
+    /// Self-trade prevention mode.
+    pub stp: d::SelfTradePrevention,
+    /// Post-only.
+    pub post_only: bool,
+}
+
+impl OpenOrder {
+    pub(crate) fn from_wire(o: pb::Order) -> Result<OpenOrder, ClientError> {
+        let side = side(o.side, "order.side")?;
+        let stp = match pb::SelfTradePrevention::try_from(o.stp) {
+            Ok(pb::SelfTradePrevention::Unspecified | pb::SelfTradePrevention::CancelResting) => {
+                d::SelfTradePrevention::CancelResting
+            }
+            Ok(pb::SelfTradePrevention::CancelIncoming) => d::SelfTradePrevention::CancelIncoming,
+            Ok(pb::SelfTradePrevention::CancelBoth) => d::SelfTradePrevention::CancelBoth,
+            Err(_) => return Err(invalid(format!("order.stp: unknown value {}", o.stp))),
+        };
+        Ok(OpenOrder {
+            order: d::OrderId(o.order_id),
+            market: d::MarketId(o.market_id),
+            account: d::AccountId(o.account_id),
+            owner: d::Principal(o.owner),
+            side,
+            price: d::Price(o.price),
+            remaining: d::Qty(o.remaining_qty),
+            held: d::Amount(o.held),
+            stp,
+            post_only: o.post_only,
+        })
+    }
+}
+
+fn side(v: i32, field: &str) -> Result<d::Side, ClientError> {
+    match pb::Side::try_from(v) {
+        Ok(pb::Side::Buy) => Ok(d::Side::Buy),
+        Ok(pb::Side::Sell) => Ok(d::Side::Sell),
+        _ => Err(invalid(format!("{field}: unknown value {v}"))),
+    }
+}
+
+/// The open orders of an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OpenOrders {
+    /// Its orders resting on their books, by order id.
+    pub orders: Vec<OpenOrder>,
+    /// What was read: the account's shard, then each shard whose books were read.
+    pub positions: Vec<ShardPosition>,
+}
+
+impl OpenOrders {
+    pub(crate) fn from_wire(r: pb::GetOpenOrdersResponse) -> Result<OpenOrders, ClientError> {
+        Ok(OpenOrders {
+            orders: r
+                .orders
+                .into_iter()
+                .map(OpenOrder::from_wire)
+                .collect::<Result<_, _>>()?,
+            positions: r
+                .positions
+                .into_iter()
+                .map(|p| ShardPosition {
+                    shard: d::ShardId(p.shard),
+                    seq: p.seq,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One trade with its place in the market shard's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Trade {
+    /// Event sequence number of the trade on the market's shard.
+    pub seq: u64,
+    /// Index of the input that caused it in that shard's input log.
+    pub input: u64,
+    /// Leader time of the trade (the shard clock).
+    pub timestamp: d::Timestamp,
+    /// The market.
+    pub market: d::MarketId,
+    /// Price, quote minor units per lot.
+    pub price: d::Price,
+    /// Quantity, base minor units.
+    pub qty: d::Qty,
+    /// Side of the incoming (taker) order.
+    pub taker_side: d::Side,
+    /// The incoming order.
+    pub taker: d::OrderId,
+    /// The resting order.
+    pub maker: d::OrderId,
+    /// The taker's account.
+    pub taker_account: d::AccountId,
+    /// The maker's account.
+    pub maker_account: d::AccountId,
+    /// Fee the taker paid, in minor units of what it received.
+    pub taker_fee: d::Amount,
+    /// Fee the maker paid, in minor units of what it received.
+    pub maker_fee: d::Amount,
+}
+
+/// A page of a market's trades.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TradesPage {
+    /// The trades, oldest first.
+    pub trades: Vec<Trade>,
+    /// Where the read stopped: its `seq` is the `after_seq` of the next page.
+    pub position: ShardPosition,
+    /// Nothing is left to read now (the range ended, or every event recorded so far was
+    /// read).
+    pub at_end: bool,
+}
+
+impl TradesPage {
+    pub(crate) fn from_wire(r: pb::GetTradesResponse) -> Result<TradesPage, ClientError> {
+        let trades = r
+            .trades
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let x = required(t.trade, &format!("trades[{i}].trade"))?;
+                Ok(Trade {
+                    seq: t.seq,
+                    input: t.input,
+                    timestamp: d::Timestamp(t.timestamp_ns),
+                    market: d::MarketId(x.market_id),
+                    price: d::Price(x.price),
+                    qty: d::Qty(x.qty),
+                    taker_side: side(x.taker_side, &format!("trades[{i}].trade.taker_side"))?,
+                    taker: d::OrderId(x.taker_order_id),
+                    maker: d::OrderId(x.maker_order_id),
+                    taker_account: d::AccountId(x.taker_account_id),
+                    maker_account: d::AccountId(x.maker_account_id),
+                    taker_fee: d::Amount(x.taker_fee),
+                    maker_fee: d::Amount(x.maker_fee),
+                })
+            })
+            .collect::<Result<_, ClientError>>()?;
+        Ok(TradesPage {
+            trades,
+            position: shard_position(r.position)?,
+            at_end: r.at_end,
+        })
+    }
+}
+
+/// One interval of a market's trading (OHLCV).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Candle {
+    /// Start of the interval (a whole multiple of its length since the Unix epoch).
+    pub start: d::Timestamp,
+    /// Price of the first trade, quote minor units per lot.
+    pub open: d::Price,
+    /// Highest trade price.
+    pub high: d::Price,
+    /// Lowest trade price.
+    pub low: d::Price,
+    /// Price of the last trade.
+    pub close: d::Price,
+    /// Quantity traded, base minor units.
+    pub volume: u64,
+    /// Notional traded, quote minor units.
+    pub quote_volume: u64,
+    /// Number of trades.
+    pub trades: u64,
+}
+
+/// Candles of a range: one per interval that had a trade (intervals without trades are
+/// omitted), oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candles {
+    /// The candles.
+    pub candles: Vec<Candle>,
+    /// The history the answer reflects: the market's shard and the last event read.
+    pub position: ShardPosition,
+}
+
+impl Candles {
+    pub(crate) fn from_wire(r: pb::GetCandlesResponse) -> Result<Candles, ClientError> {
+        Ok(Candles {
+            candles: r
+                .candles
+                .into_iter()
+                .map(|c| Candle {
+                    start: d::Timestamp(c.start_ns),
+                    open: d::Price(c.open),
+                    high: d::Price(c.high),
+                    low: d::Price(c.low),
+                    close: d::Price(c.close),
+                    volume: c.volume,
+                    quote_volume: c.quote_volume,
+                    trades: c.trades,
+                })
+                .collect(),
+            position: shard_position(r.position)?,
+        })
+    }
+}
+
+/// One change of a balance in a statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatementEntry {
+    /// Event sequence number of the change, on the account's shard.
+    pub seq: u64,
+    /// Index of the input that caused it in that shard's input log.
+    pub input: u64,
+    /// Leader time of the change.
+    pub timestamp: d::Timestamp,
+    /// What changed the balance: the event just before the change, when the server sent
+    /// one this client knows.
+    pub cause: Option<d::Event>,
+    /// Available after the change, minor units.
+    pub available: d::Amount,
+    /// Held after the change, minor units.
+    pub held: d::Amount,
+    /// Increase of available + held (0 for a decrease or a move between the two).
+    pub credit: d::Amount,
+    /// Decrease of available + held.
+    pub debit: d::Amount,
+}
+
+/// An account statement in one asset: opening balance, every change, closing balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    /// The balance at the start of the range (or after `after_seq`).
+    pub opening: Balance,
+    /// The changes, oldest first.
+    pub entries: Vec<StatementEntry>,
+    /// The balance after the last entry (when not truncated: at the end of the range).
+    pub closing: Balance,
+    /// More entries lie in the range: ask again with `after_seq` = the last entry's seq.
+    pub truncated: bool,
+    /// The history the answer reflects: the account's shard and the last event read.
+    pub position: ShardPosition,
+}
+
+impl Statement {
+    pub(crate) fn from_wire(
+        asset: d::AssetId,
+        r: pb::GetStatementResponse,
+    ) -> Result<Statement, ClientError> {
+        let balance = |b: Option<pb::Balance>| Balance {
+            asset,
+            available: d::Amount(b.as_ref().map_or(0, |b| b.available)),
+            held: d::Amount(b.as_ref().map_or(0, |b| b.held)),
+        };
+        let entries = r
+            .entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let cause = match e.cause {
+                    // A kind this client does not know (from a newer server): no cause.
+                    Some(c) if c.kind.is_none() => None,
+                    Some(c) => Some(
+                        d::Event::try_from(c)
+                            .map_err(|x| invalid(x.inside("cause").inside_item("entries", i)))?,
+                    ),
+                    None => None,
+                };
+                Ok(StatementEntry {
+                    seq: e.seq,
+                    input: e.input,
+                    timestamp: d::Timestamp(e.timestamp_ns),
+                    cause,
+                    available: d::Amount(e.available),
+                    held: d::Amount(e.held),
+                    credit: d::Amount(e.credit),
+                    debit: d::Amount(e.debit),
+                })
+            })
+            .collect::<Result<_, ClientError>>()?;
+        Ok(Statement {
+            opening: balance(r.opening),
+            entries,
+            closing: balance(r.closing),
+            truncated: r.truncated,
+            position: shard_position(r.position)?,
+        })
     }
 }

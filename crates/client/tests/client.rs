@@ -548,3 +548,290 @@ async fn a_subscription_catches_up_then_follows_live_without_gap_or_duplicate() 
     .await;
     assert!(end.is_ok(), "the subscription did not end with the server");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_queries_and_past_states_come_back_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), "127.0.0.1:0", 10_000).await;
+    let c = client_of(server.grpc_addr());
+    catalog(&c).await;
+    let mut deposits = vec![];
+    for (a, asset, amount) in [(1, USD, 10_000_000), (2, BTC, 5 * LOT)] {
+        c.open_account(d::AccountId(a), d::Principal(a))
+            .await
+            .unwrap();
+        deposits.push(
+            c.deposit(d::TransferId(a), d::AccountId(a), asset, d::Amount(amount))
+                .await
+                .unwrap(),
+        );
+    }
+    let ask = c
+        .place_order(limit(2, d::Side::Sell, 3_000_000, 2, 1))
+        .await
+        .unwrap();
+    let ask_id = ask.order_id().unwrap();
+    let bid = c
+        .place_order(limit(1, d::Side::Buy, 3_000_000, 1, 1))
+        .await
+        .unwrap();
+    let bid_id = bid.order_id().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while c.balances(d::AccountId(1)).await.unwrap().of(BTC).available != d::Amount(LOT) {
+        assert!(Instant::now() < deadline, "no settlement");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Trades: the one fill, whole (its place in the history as the server tells it).
+    let page = c
+        .trades(MARKET, d::Timestamp(0), None, None, 0)
+        .await
+        .unwrap();
+    let t = page.trades[0];
+    let want = Trade {
+        seq: t.seq,
+        input: t.input,
+        timestamp: t.timestamp,
+        market: MARKET,
+        price: d::Price(3_000_000),
+        qty: d::Qty(LOT),
+        taker_side: d::Side::Buy,
+        taker: bid_id,
+        maker: ask_id,
+        taker_account: d::AccountId(1),
+        maker_account: d::AccountId(2),
+        taker_fee: d::Amount(6_000),
+        maker_fee: d::Amount(3_000),
+    };
+    assert_eq!(
+        page,
+        TradesPage {
+            trades: vec![want],
+            position: ShardPosition {
+                shard: d::ShardId(0),
+                seq: page.position.seq
+            },
+            at_end: true,
+        }
+    );
+    assert!(page.position.seq >= t.seq && t.seq > 0 && t.input > 0);
+    // Paging: after it nothing; one page of one from just before it; the whole range.
+    let after = c
+        .trades(MARKET, d::Timestamp(0), None, Some(t.seq), 0)
+        .await
+        .unwrap();
+    assert_eq!((after.trades, after.at_end), (vec![], true));
+    let one = c
+        .trades(MARKET, d::Timestamp(0), None, Some(t.seq - 1), 1)
+        .await
+        .unwrap();
+    assert_eq!(one.trades, vec![want]);
+    let all = c
+        .trades_to_end(MARKET, d::Timestamp(0), None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(all.trades, vec![want]);
+    let before = c
+        .trades(MARKET, d::Timestamp(0), Some(t.timestamp), None, 0)
+        .await
+        .unwrap();
+    assert_eq!((before.trades, before.at_end), (vec![], true));
+
+    // Candles: the minute of the trade.
+    let minute = 60_000_000_000;
+    let start = t.timestamp.0 - t.timestamp.0 % minute;
+    let candles = c
+        .candles(
+            MARKET,
+            60,
+            d::Timestamp(start),
+            d::Timestamp(start + minute),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        candles.candles,
+        vec![Candle {
+            start: d::Timestamp(start),
+            open: d::Price(3_000_000),
+            high: d::Price(3_000_000),
+            low: d::Price(3_000_000),
+            close: d::Price(3_000_000),
+            volume: LOT,
+            quote_volume: 3_000_000,
+            trades: 1,
+        }]
+    );
+    assert_eq!(candles.position.shard, d::ShardId(0));
+
+    // Open orders: the rest of the ask; the bid filled.
+    let open = c.open_orders(d::AccountId(2)).await.unwrap();
+    assert_eq!(
+        open.orders,
+        vec![OpenOrder {
+            order: ask_id,
+            market: MARKET,
+            account: d::AccountId(2),
+            owner: d::Principal(2),
+            side: d::Side::Sell,
+            price: d::Price(3_000_000),
+            remaining: d::Qty(LOT),
+            held: d::Amount(LOT),
+            stp: d::SelfTradePrevention::CancelResting,
+            post_only: false,
+        }]
+    );
+    let shards: Vec<d::ShardId> = open.positions.iter().map(|p| p.shard).collect();
+    assert_eq!(shards, vec![d::ShardId(0), d::ShardId(0)]);
+    assert_eq!(c.open_orders(d::AccountId(1)).await.unwrap().orders, vec![]);
+
+    // The buyer's USD statement: deposit, hold for the bid, settlement.
+    let st = c
+        .statement(d::AccountId(1), USD, d::Timestamp(0), None, None, 0)
+        .await
+        .unwrap();
+    let lines: Vec<(u64, u64, u64, u64, bool)> = st
+        .entries
+        .iter()
+        .map(|e| {
+            // The cause is the expected kind of event, about the bid where it names one.
+            let cause = match &e.cause {
+                Some(d::Event::Deposited { .. }) => true,
+                Some(d::Event::FundsHeld { order, .. } | d::Event::Settled { order, .. }) => {
+                    *order == bid_id
+                }
+                _ => false,
+            };
+            (e.credit.0, e.debit.0, e.available.0, e.held.0, cause)
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (10_000_000, 0, 10_000_000, 0, true),
+            (0, 0, 6_994_000, 3_006_000, true),
+            (0, 3_006_000, 6_994_000, 0, true),
+        ]
+    );
+    let zero = Balance {
+        asset: USD,
+        available: d::Amount(0),
+        held: d::Amount(0),
+    };
+    let closing = Balance {
+        asset: USD,
+        available: d::Amount(6_994_000),
+        held: d::Amount(0),
+    };
+    assert_eq!(
+        (st.opening, st.closing, st.truncated, st.position.shard),
+        (zero, closing, false, d::ShardId(1))
+    );
+    // In pages of one, then joined: the same statement.
+    let first = c
+        .statement(d::AccountId(1), USD, d::Timestamp(0), None, None, 1)
+        .await
+        .unwrap();
+    assert_eq!((first.entries.len(), first.truncated), (1, true));
+    let joined = c
+        .statement_to_end(d::AccountId(1), USD, d::Timestamp(0), None, None)
+        .await
+        .unwrap();
+    assert_eq!(joined, st);
+
+    // Past states: after the buyer's deposit; the book and the ask when it was placed.
+    let b = c
+        .balances_as_of(d::AccountId(1), AsOf::LogIndex(deposits[0].input))
+        .await
+        .unwrap();
+    assert_eq!(
+        b,
+        Balances {
+            account: d::AccountId(1),
+            owner: d::Principal(1),
+            status: AccountStatus::Active,
+            balances: vec![Balance {
+                asset: USD,
+                available: d::Amount(10_000_000),
+                held: d::Amount(0)
+            }],
+            open_orders: 0,
+            position: b.position,
+        }
+    );
+    assert_eq!(b.position.shard, d::ShardId(1));
+    let book = c
+        .book_as_of(MARKET, 0, AsOf::LogIndex(ask.input))
+        .await
+        .unwrap();
+    assert_eq!(
+        (book.bids, book.asks, book.last_price),
+        (
+            vec![],
+            vec![Level {
+                price: d::Price(3_000_000),
+                qty: d::Qty(2 * LOT),
+                orders: 1
+            }],
+            None
+        )
+    );
+    let o = c
+        .order_as_of(MARKET, ask_id, AsOf::Time(t.timestamp))
+        .await
+        .unwrap();
+    assert_eq!((o.remaining, o.held), (d::Qty(LOT), d::Amount(LOT)));
+    assert!(matches!(
+        c.balances_as_of(d::AccountId(1), AsOf::Time(d::Timestamp(1)))
+            .await,
+        Err(ClientError::NotFound(_))
+    ));
+
+    // On a single node a stale read is a normal one; with an as-of point it is refused.
+    assert_eq!(Consistency::default(), c.consistency());
+    let stale = c.stale();
+    assert_eq!(
+        stale.balances(d::AccountId(1)).await.unwrap(),
+        c.balances(d::AccountId(1)).await.unwrap()
+    );
+    assert_eq!(
+        stale.open_orders(d::AccountId(2)).await.unwrap().orders,
+        open.orders
+    );
+    assert_eq!(
+        stale
+            .statement(d::AccountId(1), USD, d::Timestamp(0), None, None, 0)
+            .await
+            .unwrap(),
+        st
+    );
+    match stale.book_as_of(MARKET, 0, AsOf::LogIndex(ask.input)).await {
+        Err(ClientError::InvalidArgument(m)) => {
+            assert_eq!(m, "invalid field `stale`: cannot be combined with `as_of`")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Bad requests and unknown things, typed.
+    match c.candles(MARKET, 0, d::Timestamp(0), d::Timestamp(1)).await {
+        Err(ClientError::InvalidArgument(m)) => {
+            assert_eq!(m, "invalid field `interval_s`: must not be zero")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.trades(d::MarketId(9), d::Timestamp(0), None, None, 0)
+            .await,
+        Err(ClientError::NotFound(_))
+    ));
+    assert!(matches!(
+        c.statement(d::AccountId(99), USD, d::Timestamp(0), None, None, 0)
+            .await,
+        Err(ClientError::NotFound(_))
+    ));
+    assert!(matches!(
+        c.open_orders(d::AccountId(99)).await,
+        Err(ClientError::NotFound(_))
+    ));
+    server.shutdown().await.unwrap();
+}

@@ -18,7 +18,9 @@
 //!   to the leader ([`GroupHandle::propose`]); a command is acknowledged only once
 //!   committed on a majority and applied.
 //! * **Reads** ([`ShardHost::read_with`]): linearizable (the leader's read index, then this
-//!   replica's state once it applied that far) on any node.
+//!   replica's state once it applied that far) on any node. Stale reads
+//!   ([`ShardHost::read_stale`]) skip the read index and answer from this replica's state
+//!   as applied, so a follower answers them while its shard has no leader.
 //! * **Events**: every replica applies every committed batch; the state machine hands the
 //!   events to this node's subscribers, so every node serves the whole event stream.
 //! * **Cross-shard messages and timers**: the leader of a shard delivers its outbox to the
@@ -794,6 +796,17 @@ impl ShardHost for ClusterNode {
             }
             // If the replica stopped meanwhile, `f` is dropped unanswered: its caller sees
             // its channel close.
+            let _ = handle.read_local(move |e| f(Ok(e))).await;
+        });
+    }
+
+    fn read_stale(&self, shard: ShardId, f: EngineRead) {
+        let Some(g) = self.groups.get(shard.0 as usize) else {
+            return f(Err(SubmitError::Stopped));
+        };
+        let handle = g.handle.clone();
+        self.runtime.spawn(async move {
+            // No read barrier: this replica's state as it applied it, leader or not.
             let _ = handle.read_local(move |e| f(Ok(e))).await;
         });
     }

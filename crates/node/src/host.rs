@@ -30,6 +30,15 @@ pub trait ShardHost: Send + Sync + 'static {
     /// (a linearizable read).
     fn read_with(&self, shard: ShardId, f: EngineRead);
 
+    /// Calls `f` with this host's copy of shard `shard`'s state as it is, without
+    /// confirming that it holds every acknowledged write (a stale read: on a replicated
+    /// node it does not ask the leader, so it answers while the shard has no leader, and
+    /// may miss writes acknowledged elsewhere). The default is [`read_with`](Self::read_with):
+    /// a single node's state is always current.
+    fn read_stale(&self, shard: ShardId, f: EngineRead) {
+        self.read_with(shard, f)
+    }
+
     /// A live feed of every event of every shard, in batches, from now on; a subscriber
     /// that falls too far behind is dropped (its receiver sees the channel close).
     fn subscribe(&self) -> Receiver<Arc<[EventRecord]>>;

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 use tradelog_api::query::{
-    AsOf, BalanceHistoryQuery, BalancesQuery, BookQuery, EventStream, OrderQuery, Position,
+    AsOf, BalanceHistoryQuery, BalancesQuery, BookQuery, CatalogQuery, EventStream, OrderQuery,
+    Position,
 };
 use tradelog_api::ApiError;
 use tradelog_domain as d;
@@ -306,13 +307,26 @@ pub(crate) async fn read<R: Send + 'static>(
     s: d::ShardId,
     f: impl FnOnce(&Engine) -> R + Send + 'static,
 ) -> Result<R, Error> {
+    read_as(host, s, false, f).await
+}
+
+/// [`read`], or with `stale` a read of the host's copy of the shard as it is
+/// ([`ShardHost::read_stale`]: no leader asked).
+pub(crate) async fn read_as<R: Send + 'static>(
+    host: &dyn ShardHost,
+    s: d::ShardId,
+    stale: bool,
+    f: impl FnOnce(&Engine) -> R + Send + 'static,
+) -> Result<R, Error> {
     let (tx, rx) = oneshot::channel();
-    host.read_with(
-        s,
-        Box::new(move |r| {
-            let _ = tx.send(r.map(f));
-        }),
-    );
+    let f: tradelog_node::EngineRead = Box::new(move |r| {
+        let _ = tx.send(r.map(f));
+    });
+    if stale {
+        host.read_stale(s, f);
+    } else {
+        host.read_with(s, f);
+    }
     rx.await
         .unwrap_or(Err(SubmitError::Stopped))
         .map_err(Error::from)
@@ -494,13 +508,25 @@ impl Core {
         s: d::ShardId,
         f: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<R, Error> {
+        self.read_as(s, false, f).await
+    }
+
+    /// [`read`](Self::read), or with `stale` on this node's copy of the shard as it is,
+    /// without asking the leader (a stale read: answers while the shard has no leader,
+    /// may miss acknowledged writes; the answer's position says what it reflects).
+    pub(crate) async fn read_as<R: Send + 'static>(
+        &self,
+        s: d::ShardId,
+        stale: bool,
+        f: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<R, Error> {
         if s.0 >= self.node.shard_count() {
             return Err(Error::Invalid(format!(
                 "shard {s} does not exist (this node has {} shards)",
                 self.node.shard_count()
             )));
         }
-        read(&*self.node, s, f).await
+        read_as(&*self.node, s, stale, f).await
     }
 
     /// A read round trip on every shard (readiness).
@@ -521,7 +547,10 @@ impl Core {
         let shard = self.node.placement().account_shard(q.account);
         let account = q.account;
         let view = match q.as_of {
-            None => self.read(shard, move |e| account_view(e, account)).await?,
+            None => {
+                self.read_as(shard, q.stale, move |e| account_view(e, account))
+                    .await?
+            }
             Some(at) => {
                 self.history
                     .as_of(shard, at, move |e| account_view(e, account))
@@ -536,9 +565,13 @@ impl Core {
         })
     }
 
-    /// The shard that owns a market's book.
-    pub(crate) async fn market_shard(&self, market: d::MarketId) -> Result<d::ShardId, Error> {
-        self.read(d::ShardId(0), move |e| {
+    /// The shard that owns a market's book (read from shard 0's catalog, stale or not).
+    pub(crate) async fn market_shard(
+        &self,
+        market: d::MarketId,
+        stale: bool,
+    ) -> Result<d::ShardId, Error> {
+        self.read_as(d::ShardId(0), stale, move |e| {
             e.markets().get(&market).map(|m| m.shard)
         })
         .await?
@@ -546,13 +579,13 @@ impl Core {
     }
 
     pub(crate) async fn order(&self, q: OrderQuery) -> Result<OrderView, Error> {
-        let shard = self.market_shard(q.market).await?;
+        let shard = self.market_shard(q.market, q.stale).await?;
         let f = move |e: &Engine| {
             let o = e.books().get(&q.market)?.order(q.order)?;
             Some(order_view(e, q.market, o))
         };
         let view = match q.as_of {
-            None => self.read(shard, f).await?,
+            None => self.read_as(shard, q.stale, f).await?,
             Some(at) => self.history.as_of(shard, at, f).await?,
         };
         view.ok_or_else(|| {
@@ -567,10 +600,10 @@ impl Core {
     }
 
     pub(crate) async fn book(&self, q: BookQuery) -> Result<BookView, Error> {
-        let shard = self.market_shard(q.market).await?;
+        let shard = self.market_shard(q.market, q.stale).await?;
         let f = move |e: &Engine| book_view(e, q.market, q.depth);
         let view = match q.as_of {
-            None => self.read(shard, f).await?,
+            None => self.read_as(shard, q.stale, f).await?,
             Some(at) => self.history.as_of(shard, at, f).await?,
         };
         view.ok_or_else(|| {
@@ -641,8 +674,8 @@ impl Core {
         Ok(c.status().await)
     }
 
-    pub(crate) async fn catalog(&self) -> Result<CatalogView, Error> {
-        self.read(d::ShardId(0), |e| CatalogView {
+    pub(crate) async fn catalog(&self, q: CatalogQuery) -> Result<CatalogView, Error> {
+        self.read_as(d::ShardId(0), q.stale, |e| CatalogView {
             assets: e.assets().values().cloned().collect(),
             markets: e.markets().values().cloned().collect(),
         })

@@ -422,9 +422,9 @@ impl Tradelog for Grpc {
 
     async fn get_catalog(
         &self,
-        _r: Request<pb::GetCatalogRequest>,
+        r: Request<pb::GetCatalogRequest>,
     ) -> Result<Response<pb::GetCatalogResponse>, Status> {
-        let v = self.core.catalog().await?;
+        let v = self.core.catalog(r.into_inner().into()).await?;
         Ok(Response::new(pb::GetCatalogResponse {
             assets: v.assets.into_iter().map(Into::into).collect(),
             markets: v.markets.into_iter().map(Into::into).collect(),
@@ -569,7 +569,7 @@ impl Tradelog for Grpc {
         r: Request<pb::GetOpenOrdersRequest>,
     ) -> Result<Response<pb::GetOpenOrdersResponse>, Status> {
         let q = OpenOrdersQuery::try_from(r.into_inner())?;
-        let v = self.core.open_orders(q.account).await?;
+        let v = self.core.open_orders(q).await?;
         Ok(Response::new(pb::GetOpenOrdersResponse {
             orders: v.orders.iter().map(order).collect(),
             positions: v

@@ -32,8 +32,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tradelog_api::proto as pb;
 use tradelog_api::query::{
-    BalanceHistoryQuery, BalancesQuery, BookQuery, CandlesQuery, OpenOrdersQuery, OrderQuery,
-    Position, ReadEventsQuery, StatementQuery, SubscribeQuery, TradesQuery,
+    BalanceHistoryQuery, BalancesQuery, BookQuery, CandlesQuery, CatalogQuery, OpenOrdersQuery,
+    OrderQuery, Position, ReadEventsQuery, StatementQuery, SubscribeQuery, TradesQuery,
 };
 use tradelog_domain as d;
 
@@ -273,11 +273,21 @@ async fn batch(
     Ok(Json(json!({ "responses": responses })).into_response())
 }
 
-/// `as_of_index=N` or `as_of_time=NS` (not both).
+/// `as_of_index=N` or `as_of_time=NS` (not both), or `stale=true` (not with an as-of
+/// point).
 #[derive(Deserialize)]
 struct AsOfParams {
     as_of_index: Option<u64>,
     as_of_time: Option<u64>,
+    #[serde(default)]
+    stale: bool,
+}
+
+/// `stale=true`: answer from this node's replica without asking the leader.
+#[derive(Deserialize)]
+struct StaleParams {
+    #[serde(default)]
+    stale: bool,
 }
 
 impl AsOfParams {
@@ -307,6 +317,7 @@ async fn balances(
     let q = BalancesQuery::try_from(pb::GetBalancesRequest {
         account_id: id,
         as_of: p.wire()?,
+        stale: p.stale,
     })?;
     Ok(Json(core.balances(q).await?).into_response())
 }
@@ -314,10 +325,15 @@ async fn balances(
 async fn open_orders(
     State(core): Shared,
     id: Result<Path<u64>, PathRejection>,
+    params: Result<Query<StaleParams>, QueryRejection>,
 ) -> HttpResult<Response> {
     let Path(id) = id?;
-    let q = OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: id })?;
-    Ok(Json(core.open_orders(q.account).await?).into_response())
+    let Query(p) = params?;
+    let q = OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest {
+        account_id: id,
+        stale: p.stale,
+    })?;
+    Ok(Json(core.open_orders(q).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -329,6 +345,8 @@ struct StatementParams {
     #[serde(default)]
     limit: u32,
     after_seq: Option<u64>,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn statement(
@@ -345,6 +363,7 @@ async fn statement(
         to_ns: p.to,
         limit: p.limit,
         after_seq: p.after_seq,
+        stale: p.stale,
     })?;
     Ok(Json(core.statement(q).await?).into_response())
 }
@@ -357,6 +376,8 @@ struct TradesParams {
     to: Option<u64>,
     #[serde(default)]
     limit: u32,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn trades(
@@ -372,6 +393,7 @@ async fn trades(
         from_ns: p.from,
         to_ns: p.to,
         limit: p.limit,
+        stale: p.stale,
     })?;
     Ok(Json(core.trades(q).await?).into_response())
 }
@@ -381,6 +403,8 @@ struct CandlesParams {
     interval: u32,
     from: u64,
     to: u64,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn candles(
@@ -395,6 +419,7 @@ async fn candles(
         interval_s: p.interval,
         from_ns: p.from,
         to_ns: p.to,
+        stale: p.stale,
     })?;
     Ok(Json(core.candles(q).await?).into_response())
 }
@@ -445,6 +470,8 @@ struct BookParams {
     // Not `#[serde(flatten)]`: query strings cannot carry numbers through it.
     as_of_index: Option<u64>,
     as_of_time: Option<u64>,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn book(
@@ -460,8 +487,10 @@ async fn book(
         as_of: AsOfParams {
             as_of_index: p.as_of_index,
             as_of_time: p.as_of_time,
+            stale: p.stale,
         }
         .wire()?,
+        stale: p.stale,
     })?;
     Ok(Json(core.book(q).await?).into_response())
 }
@@ -477,6 +506,7 @@ async fn order(
         market_id: market,
         order_id: order,
         as_of: p.wire()?,
+        stale: p.stale,
     })?;
     Ok(Json(core.order(q).await?).into_response())
 }
@@ -496,8 +526,13 @@ async fn change_cluster(
     Ok(Json(core.change_cluster(&who, change).await?).into_response())
 }
 
-async fn catalog(State(core): Shared) -> HttpResult<Response> {
-    Ok(Json(core.catalog().await?).into_response())
+async fn catalog(
+    State(core): Shared,
+    params: Result<Query<StaleParams>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Query(p) = params?;
+    let q = CatalogQuery::from(pb::GetCatalogRequest { stale: p.stale });
+    Ok(Json(core.catalog(q).await?).into_response())
 }
 
 #[derive(Deserialize)]

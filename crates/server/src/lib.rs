@@ -12,8 +12,11 @@
 //!
 //! Must never contain: business logic (every rule is the engine's, answered with a stable
 //! `RejectCode`) or depend on storage internals (the node owns the log, snapshots and
-//! recovery). Queries read the engine's state through `Node::read` (now) or the node's
-//! history (as of a past point), never a copy kept here.
+//! recovery). Queries read the engine's state through the host's linearizable read
+//! (`ShardHost::read_with`, now), its stale read when the request says `stale`
+//! (`ShardHost::read_stale`: a cluster node's own replica without asking the leader; the
+//! same as the normal read on a single node), or the node's history (as of a past point;
+//! not with `stale`), never a copy kept here.
 //!
 //! # DEVELOPMENT ONLY: no authentication yet
 //!

@@ -8,7 +8,7 @@ use crate::history::{Scanned, Visitor};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use tradelog_api::query::{CandlesQuery, StatementQuery, TradesQuery};
+use tradelog_api::query::{CandlesQuery, OpenOrdersQuery, StatementQuery, TradesQuery};
 use tradelog_domain as d;
 use tradelog_domain::{Event, EventRecord};
 
@@ -320,7 +320,7 @@ fn limit_exceeded(what: &str, shard: d::ShardId, last: u64) -> Error {
 impl Core {
     /// A page of one market's trades.
     pub(crate) async fn trades(&self, q: TradesQuery) -> Result<TradesView, Error> {
-        let shard = self.market_shard(q.market).await?;
+        let shard = self.market_shard(q.market, q.stale).await?;
         let after = match q.after_seq {
             Some(a) => a,
             None => self.history.seq_before_time(shard, q.from).await?,
@@ -350,9 +350,9 @@ impl Core {
 
     /// OHLCV candles of one market (intervals without trades omitted).
     pub(crate) async fn candles(&self, q: CandlesQuery) -> Result<CandlesView, Error> {
-        let shard = self.market_shard(q.market).await?;
+        let shard = self.market_shard(q.market, q.stale).await?;
         let lot_size = self
-            .read(d::ShardId(0), move |e| {
+            .read_as(d::ShardId(0), q.stale, move |e| {
                 e.markets().get(&q.market).map(|m| m.lot_size)
             })
             .await?
@@ -388,7 +388,9 @@ impl Core {
         let shard = self.node.placement().account_shard(q.account);
         let (account, asset) = (q.account, q.asset);
         let exists = self
-            .read(shard, move |e| e.ledger().account(account).is_some())
+            .read_as(shard, q.stale, move |e| {
+                e.ledger().account(account).is_some()
+            })
             .await?;
         if !exists {
             return Err(Error::NotFound(format!("account {account} does not exist")));
@@ -445,10 +447,11 @@ impl Core {
 
     /// The open orders of an account: the orders holding funds on its shard that rest on
     /// their market's book.
-    pub(crate) async fn open_orders(&self, account: d::AccountId) -> Result<OpenOrdersView, Error> {
+    pub(crate) async fn open_orders(&self, q: OpenOrdersQuery) -> Result<OpenOrdersView, Error> {
+        let (account, stale) = (q.account, q.stale);
         let shard = self.node.placement().account_shard(account);
         let (exists, holds, pos) = self
-            .read(shard, move |e| {
+            .read_as(shard, stale, move |e| {
                 (
                     e.ledger().account(account).is_some(),
                     e.ledger().order_holds_of(account),
@@ -463,7 +466,7 @@ impl Core {
         let mut orders = Vec::new();
         if !holds.is_empty() {
             let mut market_shards: Vec<d::ShardId> = self
-                .read(d::ShardId(0), |e| {
+                .read_as(d::ShardId(0), stale, |e| {
                     e.markets().values().map(|m| m.shard).collect::<Vec<_>>()
                 })
                 .await?;
@@ -473,7 +476,7 @@ impl Core {
             for s in market_shards {
                 let ids = ids.clone();
                 let (found, pos) = self
-                    .read(s, move |e| {
+                    .read_as(s, stale, move |e| {
                         let mut found = Vec::new();
                         for book in e.books().values() {
                             for id in ids.iter() {

@@ -164,6 +164,7 @@ async fn balances(
         .get_balances(pb::GetBalancesRequest {
             account_id: account,
             as_of,
+            stale: false,
         })
         .await?
         .into_inner();
@@ -393,6 +394,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
                     market_id: MARKET,
                     depth: 0,
                     as_of,
+                    stale: false,
                 })
                 .await
                 .unwrap()
@@ -412,7 +414,10 @@ async fn as_of_trades_candles_open_orders_and_statements() {
     })
     .await;
     let open = c
-        .get_open_orders(pb::GetOpenOrdersRequest { account_id: SELLER })
+        .get_open_orders(pb::GetOpenOrdersRequest {
+            account_id: SELLER,
+            stale: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -478,6 +483,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
                 from_ns: 0,
                 to_ns: None,
                 limit,
+                stale: false,
             })
             .await
             .unwrap()
@@ -539,6 +545,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
             from_ns: t1 + 1,
             to_ns: Some(t3 + 1),
             limit: 0,
+            stale: false,
         })
         .await
         .unwrap()
@@ -553,6 +560,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
             interval_s: 1,
             from_ns: t1 - 10 * SEC,
             to_ns: t3 + 10 * SEC,
+            stale: false,
         })
         .await
         .unwrap()
@@ -638,6 +646,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
                 market_id: MARKET,
                 order_id: id,
                 as_of,
+                stale: false,
             })
             .await
         }
@@ -704,6 +713,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
                 to_ns,
                 limit,
                 after_seq,
+                stale: false,
             })
             .await
             .unwrap()
@@ -848,6 +858,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
                 from_ns: 0,
                 to_ns: None,
                 limit,
+                stale: false,
             })
             .await
             .unwrap()
@@ -863,6 +874,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
             interval_s: 1,
             from_ns: t1 - 10 * SEC,
             to_ns: t3 + 10 * SEC,
+            stale: false,
         })
         .await
         .unwrap()
@@ -876,6 +888,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
             to_ns: None,
             limit: 0,
             after_seq: None,
+            stale: false,
         })
         .await
         .unwrap()
@@ -893,6 +906,7 @@ async fn as_of_trades_candles_open_orders_and_statements() {
             to_ns: None,
             limit: 0,
             after_seq: None,
+            stale: false,
         })
         .await
         .unwrap()

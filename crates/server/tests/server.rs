@@ -162,6 +162,7 @@ async fn grpc_balances(c: &mut TradelogClient<Channel>, account: u64) -> BTreeMa
         .get_balances(pb::GetBalancesRequest {
             account_id: account,
             as_of: None,
+            stale: false,
         })
         .await
         .unwrap()
@@ -261,6 +262,7 @@ async fn grpc_trades_across_shards_reads_events_and_subscribes() {
                 market_id: MARKET,
                 order_id: sell_id,
                 as_of: None,
+                stale: false,
             })
             .await
             .ok()
@@ -344,6 +346,7 @@ async fn grpc_trades_across_shards_reads_events_and_subscribes() {
             market_id: MARKET,
             depth: 0,
             as_of: None,
+            stale: false,
         })
         .await
         .unwrap()
@@ -355,6 +358,7 @@ async fn grpc_trades_across_shards_reads_events_and_subscribes() {
             market_id: MARKET,
             order_id: sell_id,
             as_of: None,
+            stale: false,
         })
         .await
         .unwrap_err();
@@ -571,7 +575,7 @@ async fn grpc_trades_across_shards_reads_events_and_subscribes() {
 
     // Catalog and balance history.
     let cat = c
-        .get_catalog(pb::GetCatalogRequest {})
+        .get_catalog(pb::GetCatalogRequest { stale: false })
         .await
         .unwrap()
         .into_inner();

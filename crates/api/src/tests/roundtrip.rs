@@ -2,7 +2,10 @@
 
 use super::strategies::*;
 use crate::proto as pb;
-use crate::query::{EventStream, Position, ReadEventsQuery, SubscribeQuery};
+use crate::query::{
+    AsOf, BalancesQuery, BookQuery, CandlesQuery, CatalogQuery, EventStream, OpenOrdersQuery,
+    OrderQuery, Position, ReadEventsQuery, StatementQuery, SubscribeQuery, TradesQuery,
+};
 use crate::{COMMAND_BATCH_LEN_MAX, READ_EVENTS_LIMIT_MAX};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -117,6 +120,67 @@ proptest! {
         let decoded = pb::SubscribeEventsRequest::decode(bytes.as_slice()).expect("decodes");
         prop_assert_eq!(SubscribeQuery::try_from(decoded), Ok(sub));
     }
+
+    #[test]
+    fn state_queries_roundtrip(
+        id in 1..=u32::MAX,
+        depth in 1..=crate::BOOK_DEPTH_MAX,
+        limit in 1..=crate::TRADES_LIMIT_MAX,
+        at in prop_oneof![
+            Just(None),
+            any::<u64>().prop_map(|i| Some(AsOf::LogIndex(i))),
+            any::<u64>().prop_map(|t| Some(AsOf::Time(d::Timestamp(t)))),
+        ],
+        stale in any::<bool>(),
+        after_seq in proptest::option::of(any::<u64>()),
+        from in 0..u64::MAX / 2,
+        span in 1..1_000_000_000_000u64,
+    ) {
+        fn through<Q, W>(q: Q) -> Result<Q, crate::ApiError>
+        where
+            W: From<Q> + Message + Default,
+            Q: TryFrom<W, Error = crate::ApiError>,
+        {
+            let bytes = W::from(q).encode_to_vec();
+            Q::try_from(W::decode(bytes.as_slice()).expect("decodes"))
+        }
+        // as_of and stale do not combine: only one of them is drawn set.
+        let stale_alone = stale && at.is_none();
+        let (market, account) = (d::MarketId(id), d::AccountId(u64::from(id)));
+        let b = BalancesQuery { account, as_of: at, stale: stale_alone };
+        prop_assert_eq!(through::<_, pb::GetBalancesRequest>(b), Ok(b));
+        let o = OrderQuery { market, order: d::OrderId(u64::from(id)), as_of: at, stale: stale_alone };
+        prop_assert_eq!(through::<_, pb::GetOrderRequest>(o), Ok(o));
+        let k = BookQuery { market, depth, as_of: at, stale: stale_alone };
+        prop_assert_eq!(through::<_, pb::GetBookRequest>(k), Ok(k));
+        let to = Some(d::Timestamp(from + span));
+        let t = TradesQuery { market, after_seq, from: d::Timestamp(from), to, limit, stale };
+        prop_assert_eq!(through::<_, pb::GetTradesRequest>(t), Ok(t));
+        let c = CandlesQuery {
+            market,
+            interval_ns: 60_000_000_000,
+            from: d::Timestamp(from),
+            to: d::Timestamp(from + span),
+            stale,
+        };
+        prop_assert_eq!(through::<_, pb::GetCandlesRequest>(c), Ok(c));
+        let oo = OpenOrdersQuery { account, stale };
+        prop_assert_eq!(through::<_, pb::GetOpenOrdersRequest>(oo), Ok(oo));
+        let st = StatementQuery {
+            account,
+            asset: d::AssetId(id),
+            from: d::Timestamp(from),
+            to,
+            limit,
+            after_seq,
+            stale,
+        };
+        prop_assert_eq!(through::<_, pb::GetStatementRequest>(st), Ok(st));
+        let cat = CatalogQuery { stale };
+        let bytes = pb::GetCatalogRequest::from(cat).encode_to_vec();
+        let decoded = pb::GetCatalogRequest::decode(bytes.as_slice()).expect("decodes");
+        prop_assert_eq!(CatalogQuery::from(decoded), cat);
+    }
 }
 
 /// Draws `n` values and returns which variant indices appeared.
@@ -224,6 +288,7 @@ fn defaults_of_optional_wire_fields() {
         market_id: 3,
         depth: 0,
         as_of: None,
+        stale: false,
     });
     assert_eq!(b.map(|b| b.depth), Ok(crate::BOOK_DEPTH_DEFAULT));
 }

@@ -106,6 +106,7 @@ fn trades() -> pb::GetTradesRequest {
         from_ns: 10,
         to_ns: Some(20),
         limit: 0,
+        stale: false,
     }
 }
 
@@ -115,6 +116,7 @@ fn candles() -> pb::GetCandlesRequest {
         interval_s: 60,
         from_ns: 0,
         to_ns: 3_600 * SEC,
+        stale: false,
     }
 }
 
@@ -126,6 +128,7 @@ fn statement() -> pb::GetStatementRequest {
         to_ns: Some(20),
         limit: 0,
         after_seq: None,
+        stale: false,
     }
 }
 
@@ -270,18 +273,18 @@ fn cases() -> Vec<(&'static str, Check, &'static str, Reason)> {
         ("record: no event", d::EventRecord::try_from(pb::EventRecord { shard: 0, seq: 1, input: 1, timestamp_ns: 0, principal: 0, event: None }).map(drop), "event", Missing),
         ("record: nested", d::EventRecord::try_from(pb::EventRecord { shard: 0, seq: 1, input: 1, timestamp_ns: 0, principal: 0, event: Some(pb::Event { kind: Some(K::Trade(trade(9))) }) }).map(drop), "event.trade.taker_side", UnknownEnumValue(9)),
         // ----- queries
-        ("balances: zero account", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 0, as_of: None }).map(drop), "account_id", Zero),
+        ("balances: zero account", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 0, as_of: None, stale: false }).map(drop), "account_id", Zero),
         ("history: zero account", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { account_id: 0, ..history() }).map(drop), "account_id", Zero),
         ("history: zero asset", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { asset_id: 0, ..history() }).map(drop), "asset_id", Zero),
         ("history: range backwards", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { from_ns: 30, to_ns: Some(20), ..history() }).map(drop), "to_ns", InvalidRange { from: 30, to: 20 }),
         ("history: limit too large", BalanceHistoryQuery::try_from(pb::GetBalanceHistoryRequest { limit: 10_001, ..history() }).map(drop), "limit", TooLarge { value: 10_001, max: 10_000 }),
-        ("order: zero market", OrderQuery::try_from(pb::GetOrderRequest { market_id: 0, order_id: 1, as_of: None }).map(drop), "market_id", Zero),
-        ("order: zero order", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 0, as_of: None }).map(drop), "order_id", Zero),
-        ("book: zero market", BookQuery::try_from(pb::GetBookRequest { market_id: 0, depth: 5, as_of: None }).map(drop), "market_id", Zero),
-        ("book: too deep", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 1_001, as_of: None }).map(drop), "depth", TooLarge { value: 1_001, max: 1_000 }),
-        ("balances: as_of without point", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 1, as_of: Some(pb::AsOf { point: None }) }).map(drop), "as_of.point", Missing),
-        ("order: as_of without point", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 1, as_of: Some(pb::AsOf { point: None }) }).map(drop), "as_of.point", Missing),
-        ("book: as_of without point", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 0, as_of: Some(pb::AsOf { point: None }) }).map(drop), "as_of.point", Missing),
+        ("order: zero market", OrderQuery::try_from(pb::GetOrderRequest { market_id: 0, order_id: 1, as_of: None, stale: false }).map(drop), "market_id", Zero),
+        ("order: zero order", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 0, as_of: None, stale: false }).map(drop), "order_id", Zero),
+        ("book: zero market", BookQuery::try_from(pb::GetBookRequest { market_id: 0, depth: 5, as_of: None, stale: false }).map(drop), "market_id", Zero),
+        ("book: too deep", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 1_001, as_of: None, stale: false }).map(drop), "depth", TooLarge { value: 1_001, max: 1_000 }),
+        ("balances: as_of without point", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 1, as_of: Some(pb::AsOf { point: None }), stale: false }).map(drop), "as_of.point", Missing),
+        ("order: as_of without point", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 1, as_of: Some(pb::AsOf { point: None }), stale: false }).map(drop), "as_of.point", Missing),
+        ("book: as_of without point", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 0, as_of: Some(pb::AsOf { point: None }), stale: false }).map(drop), "as_of.point", Missing),
         ("trades: zero market", TradesQuery::try_from(pb::GetTradesRequest { market_id: 0, ..trades() }).map(drop), "market_id", Zero),
         ("trades: range backwards", TradesQuery::try_from(pb::GetTradesRequest { from_ns: 30, to_ns: Some(20), ..trades() }).map(drop), "to_ns", InvalidRange { from: 30, to: 20 }),
         ("trades: limit too large", TradesQuery::try_from(pb::GetTradesRequest { limit: 10_001, ..trades() }).map(drop), "limit", TooLarge { value: 10_001, max: 10_000 }),
@@ -290,7 +293,10 @@ fn cases() -> Vec<(&'static str, Check, &'static str, Reason)> {
         ("candles: interval over a day", CandlesQuery::try_from(pb::GetCandlesRequest { interval_s: 86_401, ..candles() }).map(drop), "interval_s", TooLarge { value: 86_401, max: 86_400 }),
         ("candles: empty range", CandlesQuery::try_from(pb::GetCandlesRequest { from_ns: SEC, to_ns: SEC, ..candles() }).map(drop), "to_ns", InvalidRange { from: SEC, to: SEC }),
         ("candles: too many", CandlesQuery::try_from(pb::GetCandlesRequest { interval_s: 1, from_ns: SEC / 2, to_ns: 10_000 * SEC + 1, ..candles() }).map(drop), "to_ns", TooLarge { value: 10_001, max: 10_000 }),
-        ("open orders: zero account", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: 0 }).map(drop), "account_id", Zero),
+        ("balances: stale as of", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 1, as_of: Some(AsOf::LogIndex(3).into()), stale: true }).map(drop), "stale", Excludes("as_of")),
+        ("order: stale as of", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 1, as_of: Some(AsOf::Time(d::Timestamp(5)).into()), stale: true }).map(drop), "stale", Excludes("as_of")),
+        ("book: stale as of", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 0, as_of: Some(AsOf::LogIndex(0).into()), stale: true }).map(drop), "stale", Excludes("as_of")),
+        ("open orders: zero account", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: 0, stale: false }).map(drop), "account_id", Zero),
         ("statement: zero account", StatementQuery::try_from(pb::GetStatementRequest { account_id: 0, ..statement() }).map(drop), "account_id", Zero),
         ("statement: zero asset", StatementQuery::try_from(pb::GetStatementRequest { asset_id: 0, ..statement() }).map(drop), "asset_id", Zero),
         ("statement: range backwards", StatementQuery::try_from(pb::GetStatementRequest { from_ns: 30, to_ns: Some(29), ..statement() }).map(drop), "to_ns", InvalidRange { from: 30, to: 29 }),
@@ -376,12 +382,69 @@ fn the_baseline_requests_are_valid() {
         let q = BalancesQuery::try_from(pb::GetBalancesRequest {
             account_id: 1,
             as_of: Some(pb::AsOf { point: Some(point) }),
+            stale: false,
         });
         assert_eq!(q.map(|q| q.as_of), Ok(Some(want)));
         assert_eq!(pb::AsOf::from(want).point, Some(point));
     }
     assert_eq!(event(pb::event::Kind::Trade(trade(1))), Ok(()));
     assert_eq!(outcome(rejection(60)), Ok(()));
+    // The stale flag is carried by every query of live state (alone: as_of is refused
+    // with it above).
+    let stale_balances = BalancesQuery::try_from(pb::GetBalancesRequest {
+        account_id: 1,
+        as_of: None,
+        stale: true,
+    });
+    assert_eq!(
+        stale_balances,
+        Ok(BalancesQuery {
+            account: d::AccountId(1),
+            as_of: None,
+            stale: true
+        })
+    );
+    let stale = |s| {
+        [
+            OrderQuery::try_from(pb::GetOrderRequest {
+                market_id: 1,
+                order_id: 1,
+                as_of: None,
+                stale: s,
+            })
+            .map(|q| q.stale),
+            BookQuery::try_from(pb::GetBookRequest {
+                market_id: 1,
+                depth: 0,
+                as_of: None,
+                stale: s,
+            })
+            .map(|q| q.stale),
+            TradesQuery::try_from(pb::GetTradesRequest {
+                stale: s,
+                ..trades()
+            })
+            .map(|q| q.stale),
+            CandlesQuery::try_from(pb::GetCandlesRequest {
+                stale: s,
+                ..candles()
+            })
+            .map(|q| q.stale),
+            OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest {
+                account_id: 1,
+                stale: s,
+            })
+            .map(|q| q.stale),
+            StatementQuery::try_from(pb::GetStatementRequest {
+                stale: s,
+                ..statement()
+            })
+            .map(|q| q.stale),
+            Ok(crate::query::CatalogQuery::from(pb::GetCatalogRequest { stale: s }).stale),
+        ]
+    };
+    assert_eq!(stale(true), [const { Ok(true) }; 7]);
+    assert_eq!(stale(false), [const { Ok(false) }; 7]);
     // Zero ids are valid in events (recorded as they came).
     assert_eq!(
         event(pb::event::Kind::AccountOpened(pb::event::AccountOpened {
