@@ -34,9 +34,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod history;
 mod membership;
 mod status;
 
+pub use history::{open_history, RaftLogSource, INPUT_MARK_EVERY_RECORDS};
 pub use membership::Rebalanced;
 pub use status::{ClusterStatus, NodeAddress, ReplicaProgress, ShardStatus};
 
@@ -168,6 +170,8 @@ struct Job {
 
 struct Group {
     handle: GroupHandle,
+    /// The replica's applied record counter (the bound of its history's reads).
+    applied_records: Arc<std::sync::atomic::AtomicU64>,
     queue: mpsc::Sender<Job>,
     /// Woken after a batch of this shard is applied here (the pump looks for work).
     wake: Arc<Notify>,
@@ -186,6 +190,7 @@ pub struct ClusterNode {
     runtime: tokio::runtime::Handle,
     stopped: Arc<AtomicBool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    data_dir: PathBuf,
 }
 
 /// Leader time: the wall clock in nanoseconds (the engine keeps it monotonic).
@@ -312,6 +317,7 @@ impl ClusterNode {
                 *markets.write().expect("markets lock") = sm.engine().markets().clone();
             }
             let wake = Arc::new(Notify::new());
+            let applied_records = sm.applied_records();
             sm.set_event_sink(event_sink(
                 shard,
                 subscribers.clone(),
@@ -331,6 +337,7 @@ impl ClusterNode {
             receivers.push(rx);
             groups.push(Group {
                 handle: GroupHandle::new(shard, raft, peers.clone()),
+                applied_records,
                 queue: tx,
                 wake,
             });
@@ -368,6 +375,7 @@ impl ClusterNode {
             runtime: tokio::runtime::Handle::current(),
             stopped: Arc::new(AtomicBool::new(false)),
             tasks: Mutex::new(Vec::new()),
+            data_dir: config.data_dir.clone(),
         });
         let mut tasks = Vec::new();
         let handles: Vec<GroupHandle> = node.groups.iter().map(|g| g.handle.clone()).collect();
@@ -408,6 +416,22 @@ impl ClusterNode {
         &self,
     ) -> tradelog_raft::pb::raft_transport_server::RaftTransportServer<RaftRouter> {
         self.router.service()
+    }
+
+    /// The history of this node's replicas (states as of a past point and old events,
+    /// regenerated from each replica's Raft log and snapshots; see [`RaftLogSource`]).
+    /// Ask a shard's replica what it has applied (e.g. `group(s).read_local`) before
+    /// asking its history about a point: reads never go past what the replica applied.
+    pub fn history(
+        &self,
+        limits: tradelog_node::HistoryLimits,
+    ) -> Result<tradelog_node::NodeHistory, tradelog_node::HistoryError> {
+        let applied: Vec<_> = self
+            .groups
+            .iter()
+            .map(|g| g.applied_records.clone())
+            .collect();
+        open_history(&self.data_dir, &applied, limits)
     }
 
     /// The replica of shard `s` on this node.

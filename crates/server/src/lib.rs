@@ -244,7 +244,7 @@ impl Server {
                 })
                 .await
                 .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
-                (Arc::new(node), None, Some(history))
+                (Arc::new(node), None, history)
             }
             Some(c) => {
                 let mut cc = ClusterConfig::new(
@@ -263,7 +263,14 @@ impl Server {
                             dir: config.data_dir.clone(),
                             source,
                         })?;
-                (cluster.clone() as Arc<dyn ShardHost>, Some(cluster), None)
+                let history = cluster.history(config.history.clone()).map_err(|e| {
+                    ServerError::NodeUnavailable(format!("opening the history: {e}"))
+                })?;
+                (
+                    cluster.clone() as Arc<dyn ShardHost>,
+                    Some(cluster),
+                    history,
+                )
             }
         };
         // Subscribe before reading where each shard's events stand: every event after that

@@ -79,6 +79,17 @@ impl LogReader {
         self.lock().first().map(|s| s.first_index)
     }
 
+    /// Where the newest chain of the log starts: the first index of the newest segment that
+    /// restarted the log after a snapshot ([`LogStore::reset_to`](crate::LogStore::reset_to)),
+    /// else the log's first index (`None` when the directory holds no segment yet). Records
+    /// before it are the history of an earlier chain, with a gap before this one.
+    pub fn chain_start(&self) -> Result<Option<u64>, StorageError> {
+        let mut segs = self.lock();
+        self.refresh(&mut segs)?;
+        let newest_restart = segs.iter().rev().find(|s| s.restart).map(|s| s.first_index);
+        Ok(newest_restart.or_else(|| segs.first().map(|s| s.first_index)))
+    }
+
     /// Lists the segment files again (the writer may have started new ones since), keeping
     /// what is known about those already seen.
     fn refresh(&self, segs: &mut Vec<Seg>) -> Result<(), StorageError> {
