@@ -7,14 +7,14 @@
 //! engine inputs, a membership or blank. History is indexed by the engine's count of inputs
 //! applied, so the source maps input indexes to log records:
 //!
-//! * **Anchor.** Where the log's newest chain starts ([`LogReader::chain_start`]): record 1
-//!   (input count 0) for a replica that holds its whole log, archive included. A replica
-//!   that installed a snapshot from its leader restarted its log after it; the records
-//!   before the restart (an earlier chain, possibly with entries that were never
-//!   committed) are not used. The input count before the restart is the count of the
-//!   oldest snapshot at or after it minus the inputs of the entries between (read once).
-//!   Inputs before the anchor are [`HistoryError::Missing`], the states of snapshots at or
-//!   after it are served.
+//! * **Anchor.** Record 1 (input count 0) for a replica that holds its whole log, archive
+//!   included. A replica that installed a snapshot from its leader restarted its log
+//!   after it, with a gap before ([`LogReader::run_start`]); the records before the gap
+//!   (possibly entries that were never committed) are not used, and the anchor
+//!   is the oldest snapshot from the restart on (its state and the record after its last
+//!   entry). States before the anchor are [`HistoryError::Missing`], as on a single node
+//!   whose log does not start at 1; so is every time question (the shard clock is indexed
+//!   from input 1).
 //! * **Known points** `(inputs before record, record)`: the anchor, every snapshot (its
 //!   inputs applied and the record after its last log id) and a mark every
 //!   [`INPUT_MARK_EVERY_RECORDS`] records or inputs learnt while reading. A read of input
@@ -57,7 +57,7 @@ struct SnapInfo {
 struct InputMap {
     /// The chain start the map was built for (None: not built yet).
     chain: Option<u64>,
-    /// Inputs before the anchor record.
+    /// Inputs applied before the anchor record (the anchor's state).
     anchor_inputs: u64,
     /// Known points: inputs applied before a record -> that record.
     points: BTreeMap<u64, u64>,
@@ -204,64 +204,42 @@ impl RaftLogSource {
         Some((info, engine))
     }
 
-    /// The map, (re)built for the log's current chain start.
+    /// The map, (re)built when the anchor moved (see the module documentation), with
+    /// every snapshot present as a known point.
     fn map(&self) -> Result<MutexGuard<'_, InputMap>, HistoryError> {
-        let chain = self.log.chain_start()?.unwrap_or(1);
-        let mut map = lock(&self.map);
-        if map.chain != Some(chain) {
-            *map = self.anchor(chain)?;
-        }
-        // Snapshots are known points (new ones appear as the replica runs).
-        for (_, s) in self.snapshot_files()? {
-            if s.next_record >= chain {
-                map.points.entry(s.inputs).or_insert(s.next_record);
-            }
-        }
-        Ok(map)
-    }
-
-    /// The map of a chain starting at record `chain` (see the module documentation).
-    fn anchor(&self, chain: u64) -> Result<InputMap, HistoryError> {
-        let mut map = InputMap {
-            chain: Some(chain),
-            ..InputMap::default()
-        };
-        if chain > 1 {
-            // The oldest snapshot at or after the restart, counted back to it.
-            let Some((_, snap)) = self
-                .snapshot_files()?
-                .into_iter()
-                .find(|(_, s)| s.next_record >= chain)
-            else {
-                return Err(HistoryError::BadRecord {
+        let chain = self.log.run_start()?.unwrap_or(1);
+        let snaps = self.snapshot_files()?;
+        let (anchor_inputs, anchor_record) = if chain == 1 {
+            (0, 1)
+        } else {
+            // The log restarted after a snapshot: the oldest snapshot from there on.
+            let s = snaps
+                .iter()
+                .map(|(_, s)| *s)
+                .find(|s| s.next_record >= chain)
+                .ok_or_else(|| HistoryError::BadRecord {
                     index: chain,
                     reason: format!(
                         "the Raft log of shard {} restarts at record {chain} and no snapshot \
-                         says how many inputs came before it",
+                         from there on is readable",
                         self.shard
                     ),
-                });
+                })?;
+            (s.inputs, s.next_record)
+        };
+        let mut map = lock(&self.map);
+        if map.chain != Some(chain) || map.anchor_inputs != anchor_inputs {
+            *map = InputMap {
+                chain: Some(chain),
+                anchor_inputs,
+                points: BTreeMap::from([(anchor_inputs, anchor_record)]),
             };
-            let mut inputs = 0u64;
-            let mut next = chain;
-            while next < snap.next_record {
-                for (r, batch) in self.entries(next, snap.next_record - 1, READ_CHUNK_RECORDS)? {
-                    inputs += batch.len() as u64;
-                    next = r + 1;
-                }
-            }
-            map.anchor_inputs = snap.inputs.checked_sub(inputs).ok_or_else(|| {
-                bad(
-                    chain,
-                    format!(
-                        "the entries before the snapshot at {} hold more inputs ({inputs}) than \
-                         it has applied ({})",
-                        snap.next_record, snap.inputs
-                    ),
-                )
-            })?;
         }
-        map.points.insert(map.anchor_inputs, chain);
+        for (_, s) in snaps {
+            if s.inputs >= anchor_inputs && s.next_record >= anchor_record {
+                map.points.entry(s.inputs).or_insert(s.next_record);
+            }
+        }
         Ok(map)
     }
 }

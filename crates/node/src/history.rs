@@ -546,6 +546,9 @@ impl ShardHistory {
     /// The best state to start from: a kept one or the newest usable snapshot, whichever
     /// is nearer; the empty state when neither exists.
     fn start(&self, target: Start, applied: u64) -> Result<Cursor, HistoryError> {
+        // A kept state the source can no longer continue (its history now starts later:
+        // a replica's log restarted, or the snapshot it started from is gone) is not used.
+        let first = self.source.first_input(applied)?;
         let kept = {
             let mut cursors = lock(&self.cursors);
             let best = cursors
@@ -553,6 +556,7 @@ impl ShardHistory {
                 .enumerate()
                 .filter(|(_, c)| {
                     c.index() <= applied
+                        && c.index() + 1 >= first
                         && match target {
                             Start::Index(i) => c.index() <= i,
                             Start::Seq(s) => c.serves_seq(s),
@@ -579,7 +583,6 @@ impl ShardHistory {
             }
             (None, Some(k)) => Ok(k),
             (None, None) => {
-                let first = self.source.first_input(applied)?;
                 if first != 1 {
                     return Err(HistoryError::Missing {
                         shard: self.shard,

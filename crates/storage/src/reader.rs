@@ -22,6 +22,8 @@ struct Seg {
     /// File length (segments are preallocated: it does not change).
     len: u64,
     restart: bool,
+    /// For a restart: whether the record before it is present (learnt by `run_start`).
+    continues: Option<bool>,
     prev_hash: ChainHash,
     /// `marks[k]`: byte offset of record `first_index + k * READER_MARK_EVERY_RECORDS` and
     /// the chain hash of the record before it. `marks[0]` is the first record.
@@ -79,15 +81,43 @@ impl LogReader {
         self.lock().first().map(|s| s.first_index)
     }
 
-    /// Where the newest chain of the log starts: the first index of the newest segment that
-    /// restarted the log after a snapshot ([`LogStore::reset_to`](crate::LogStore::reset_to)),
-    /// else the log's first index (`None` when the directory holds no segment yet). Records
-    /// before it are the history of an earlier chain, with a gap before this one.
-    pub fn chain_start(&self) -> Result<Option<u64>, StorageError> {
-        let mut segs = self.lock();
-        self.refresh(&mut segs)?;
-        let newest_restart = segs.iter().rev().find(|s| s.restart).map(|s| s.first_index);
-        Ok(newest_restart.or_else(|| segs.first().map(|s| s.first_index)))
+    /// Where the newest run of consecutive records starts: the log's first index, unless
+    /// the log restarted ([`LogStore::reset_to`](crate::LogStore::reset_to)) with a gap
+    /// before the restart (records missing), in which case the first index of the newest
+    /// such restart. A restart right after the last record (a purge of everything up to
+    /// it) continues the run. `None` when the directory holds no segment yet.
+    pub fn run_start(&self) -> Result<Option<u64>, StorageError> {
+        let (first, restarts) = {
+            let mut segs = self.lock();
+            self.refresh(&mut segs)?;
+            let Some(first) = segs.first().map(|s| s.first_index) else {
+                return Ok(None);
+            };
+            let v: Vec<(u64, Option<bool>)> = segs
+                .iter()
+                .rev()
+                .filter(|s| s.restart && s.first_index > first)
+                .map(|s| (s.first_index, s.continues))
+                .collect();
+            (first, v)
+        };
+        for (r, known) in restarts {
+            let continues = match known {
+                Some(c) => c,
+                None => match self.read(r - 1, r - 1, 1) {
+                    Ok(_) => true,
+                    Err(StorageError::OutOfRange { .. }) => false,
+                    Err(e) => return Err(e),
+                },
+            };
+            if let Some(seg) = self.lock().iter_mut().find(|s| s.first_index == r) {
+                seg.continues = Some(continues);
+            }
+            if !continues {
+                return Ok(Some(r));
+            }
+        }
+        Ok(Some(first))
     }
 
     /// Lists the segment files again (the writer may have started new ones since), keeping
@@ -113,6 +143,7 @@ impl LogReader {
             segs.push(Seg {
                 first_index: first,
                 restart: seg.header.is_restart(),
+                continues: None,
                 prev_hash: seg.header.prev_hash,
                 marks: vec![(SEGMENT_HEADER_BYTES, seg.header.prev_hash)],
                 path,
