@@ -61,6 +61,9 @@ struct InputMap {
     anchor_inputs: u64,
     /// Known points: inputs applied before a record -> that record.
     points: BTreeMap<u64, u64>,
+    /// Where the last read stopped (inputs before, record): the next read usually
+    /// continues there.
+    hint: Option<(u64, u64)>,
 }
 
 /// A replica's Raft log and snapshots in its group directory, as a [`HistorySource`] (see
@@ -95,7 +98,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn bad(record: u64, reason: String) -> HistoryError {
     HistoryError::BadRecord {
         index: record,
-        reason: format!("Raft log record {record}: {reason}"),
+        reason: format!("{reason} (a record of the Raft log)"),
     }
 }
 
@@ -233,6 +236,7 @@ impl RaftLogSource {
                 chain: Some(chain),
                 anchor_inputs,
                 points: BTreeMap::from([(anchor_inputs, anchor_record)]),
+                hint: None,
             };
         }
         for (_, s) in snaps {
@@ -269,6 +273,11 @@ impl HistorySource for RaftLogSource {
             .next_back()
             .map(|(i, r)| (*i, *r))
             .expect("the anchor is a point at or before every readable input");
+        if let Some((i, r)) = map.hint {
+            if i < from && i > before {
+                (before, record) = (i, r);
+            }
+        }
         drop(map);
         let (mut mark_inputs, mut mark_record) = (before, record);
         let mut learnt = Vec::new();
@@ -305,6 +314,9 @@ impl HistorySource for RaftLogSource {
         let mut map = lock(&self.map);
         for (i, r) in learnt {
             map.points.entry(i).or_insert(r);
+        }
+        if before >= map.anchor_inputs {
+            map.hint = Some((before, record));
         }
         Ok(out)
     }
