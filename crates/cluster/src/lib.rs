@@ -25,6 +25,11 @@
 //!   destination shard as replicated proposals and acknowledges them back (the engine
 //!   deduplicates by channel sequence number, so a repeat after a leader change is
 //!   harmless), and proposes the ticks that expire pending transfers.
+//! * **History** ([`ClusterNode::history`], [`RaftLogSource`]): states as of a past point
+//!   and events older than the server's index, regenerated from this node's replicas' Raft
+//!   logs and snapshots by the node crate's `ShardHistory`, exactly as a single node does
+//!   from its logs (input indexes mapped to Raft records; never past what the replica
+//!   applied).
 //! * **Status** ([`ClusterNode::status`]): per shard, this replica's view of leader, term,
 //!   log, commit and apply indexes and each follower's replication progress.
 //!

@@ -232,13 +232,9 @@ fn check_all(h: &ShardHistory, exp: &Expected, published: &[EventRecord], from: 
         assert_eq!(exp.hashes[i as usize], hash, "state hash after input {i}");
     }
     // Every index near the start, then a sample (every pair is quadratic).
-    let sample = |i: &u64| *i < from + 25 || i % 61 == 0 || *i + 3 > applied;
+    let sample = |i: &u64| *i < from + 25 || i.is_multiple_of(61) || *i + 3 > applied;
     for i in (from..=applied).filter(sample) {
-        let want: Vec<EventRecord> = published
-            .iter()
-            .filter(|e| e.input > i)
-            .cloned()
-            .collect();
+        let want: Vec<EventRecord> = published.iter().filter(|e| e.input > i).cloned().collect();
         let got = events_after_index(h, i, applied);
         assert_eq!(bytes(&want), bytes(&got), "events after input {i}");
     }
@@ -251,7 +247,11 @@ fn check_all(h: &ShardHistory, exp: &Expected, published: &[EventRecord], from: 
         .filter(|e| e.seq >= first_seq && sample(&e.seq))
     {
         let after = e.seq - 1;
-        let want: Vec<EventRecord> = published.iter().filter(|x| x.seq > after).cloned().collect();
+        let want: Vec<EventRecord> = published
+            .iter()
+            .filter(|x| x.seq > after)
+            .cloned()
+            .collect();
         let got = events_after_seq(h, after, applied);
         assert_eq!(bytes(&want), bytes(&got), "events after seq {after}");
     }
@@ -270,7 +270,10 @@ async fn the_raft_log_regenerates_every_state_time_and_event() {
     let purged = snap.meta.last_log_id.unwrap();
     r.store.purge(purged).await.unwrap();
     assert!(
-        std::fs::read_dir(tmp.path().join("log/archive")).unwrap().count() > 0,
+        std::fs::read_dir(tmp.path().join("log/archive"))
+            .unwrap()
+            .count()
+            > 0,
         "the purge archived segments"
     );
     r.write(&entries[half..]).await;
@@ -328,8 +331,7 @@ async fn a_replica_that_installed_a_snapshot_answers_from_it_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::open(dir.path());
     r.write(&entries[..3]).await;
-    r.sm
-        .install_snapshot(&snap.meta, snap.snapshot.clone())
+    r.sm.install_snapshot(&snap.meta, snap.snapshot.clone())
         .await
         .unwrap();
     let last = snap.meta.last_log_id.unwrap();
@@ -358,7 +360,9 @@ async fn a_replica_that_installed_a_snapshot_answers_from_it_on() {
     // Once the installed snapshot is gone (two newer ones kept), the history starts at
     // the oldest snapshot left, for the reader that knew the older one too.
     r.snapshot().await;
-    let files = std::fs::read_dir(dir.path().join("snapshots")).unwrap().count();
+    let files = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .count();
     assert_eq!(tradelog_raft::SNAPSHOTS_KEPT, files);
     assert!(mid > from);
     for h in [h, r.history(dir.path())] {

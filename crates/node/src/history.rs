@@ -3,9 +3,14 @@
 //! The log is the source of truth and the state machine is deterministic, so any past state
 //! and any past event can be recomputed: the newest readable snapshot at or below the point
 //! wanted, then the log records after it replayed into a scratch [`Engine`]. A
-//! [`ShardHistory`] does exactly that, reading the shard's files with a
-//! [`LogReader`] (no lock, no write: the shard keeps appending meanwhile) and never past the
-//! index the caller says the live shard has applied (every applied record is durable).
+//! [`ShardHistory`] does exactly that, reading the shard's files (no lock, no write: the
+//! shard keeps appending meanwhile) and never past the index the caller says the live
+//! shard has applied (every applied record is durable).
+//!
+//! The shard's inputs and snapshots are read through a [`HistorySource`]: [`LogSource`] for
+//! the single-node log (record `i` is input `i`); a replicated shard's Raft log, whose
+//! entries each hold a batch of inputs, is another (in the cluster crate). Indexes are the
+//! engine's count of inputs applied in every source.
 //!
 //! Three questions are answered:
 //!
@@ -445,7 +450,10 @@ impl ShardHistory {
             .saturating_add(self.limits.clock_scan_records_max);
         let end = applied.min(budget_end);
         while ci.indexed < end {
-            for (index, input) in self.source.read(ci.indexed + 1, end, REPLAY_CHUNK_RECORDS)? {
+            for (index, input) in self
+                .source
+                .read(ci.indexed + 1, end, REPLAY_CHUNK_RECORDS)?
+            {
                 ci.clock = ci.clock.max(input_time(&input));
                 ci.indexed = index;
                 if ci.indexed.is_multiple_of(CLOCK_MARK_EVERY_RECORDS) {

@@ -6,7 +6,8 @@
 //! document), request validation at the edge (every request goes through the api crate's
 //! validated conversions before anything reaches a shard), translating requests to calls
 //! of an embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`) and of its
-//! history ([`tradelog_node::NodeHistory`]: states and events regenerated from the logs),
+//! history ([`tradelog_node::NodeHistory`]: states and events regenerated from the logs;
+//! on a cluster node from its replicas' Raft logs, `tradelog_cluster::ClusterNode::history`),
 //! an in-memory index of the events published since the server started, and the queries
 //! built on events (trades, candles, statements, open orders).
 //!

@@ -364,12 +364,10 @@ async fn a_node_joins_leadership_moves_and_a_node_leaves() {
 /// Every event of every shard through `server`'s `ReadEvents`, from position 0.
 async fn read_all_events(server: &RunningServer) -> Vec<EventRecord> {
     use tradelog_api::proto as pb;
-    let mut c = pb::tradelog_client::TradelogClient::connect(format!(
-        "http://{}",
-        server.grpc_addr()
-    ))
-    .await
-    .unwrap();
+    let mut c =
+        pb::tradelog_client::TradelogClient::connect(format!("http://{}", server.grpc_addr()))
+            .await
+            .unwrap();
     let mut after: Option<pb::Position> = None;
     let mut out = Vec::new();
     loop {
@@ -404,12 +402,10 @@ async fn balances_as_of(
     point: tradelog_api::proto::as_of::Point,
 ) -> (BTreeMap<u32, (u64, u64)>, u64) {
     use tradelog_api::proto as pb;
-    let mut c = pb::tradelog_client::TradelogClient::connect(format!(
-        "http://{}",
-        server.grpc_addr()
-    ))
-    .await
-    .unwrap();
+    let mut c =
+        pb::tradelog_client::TradelogClient::connect(format!("http://{}", server.grpc_addr()))
+            .await
+            .unwrap();
     let r = c
         .get_balances(pb::GetBalancesRequest {
             account_id: account,
@@ -539,7 +535,11 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
     assert!(published.len() > 40, "{} events", published.len());
     for shard in 0..SHARDS {
         let first = published.iter().find(|e| e.shard == ShardId(shard));
-        assert_eq!(Some(1), first.map(|e| e.seq), "shard {shard} from its first event");
+        assert_eq!(
+            Some(1),
+            first.map(|e| e.seq),
+            "shard {shard} from its first event"
+        );
     }
 
     // Account a's first two balances (the first deposits), as the replicas published them.
@@ -574,7 +574,12 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
         };
         // Every event, though the index holds only the last 4 of each shard.
         let read = by_shard_seq(read_all_events(server).await);
-        assert_eq!(published, read, "ReadEvents from 0 on node {} ({role})", k + 1);
+        assert_eq!(
+            published,
+            read,
+            "ReadEvents from 0 on node {} ({role})",
+            k + 1
+        );
         // Balances as of an old log index and an old time.
         assert_eq!(
             (BTreeMap::from([(USD, (first.2, 0))]), first.0),
@@ -600,7 +605,10 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
         );
         assert!(first.0 <= index && index < second.0, "{index}");
         let (before, _) = balances_as_of(server, a.0, Point::TimeNs(first.1 .0 - 1)).await;
-        assert!(before.is_empty() || before == BTreeMap::from([(USD, (0, 0))]), "{before:?}");
+        assert!(
+            before.is_empty() || before == BTreeMap::from([(USD, (0, 0))]),
+            "{before:?}"
+        );
     }
     for s in servers {
         s.shutdown().await.unwrap();
