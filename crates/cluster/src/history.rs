@@ -12,9 +12,8 @@
 //!   after it, with a gap before ([`LogReader::run_start`]); the records before the gap
 //!   (possibly entries that were never committed) are not used, and the anchor
 //!   is the oldest snapshot from the restart on (its state and the record after its last
-//!   entry). States before the anchor are [`HistoryError::Missing`], as on a single node
-//!   whose log does not start at 1; so is every time question (the shard clock is indexed
-//!   from input 1).
+//!   entry). States before the anchor, and times before its shard clock, are
+//!   [`HistoryError::Missing`], as on a single node whose log does not start at 1.
 //! * **Known points** `(inputs before record, record)`: the anchor, every snapshot (its
 //!   inputs applied and the record after its last log id) and a mark every
 //!   [`INPUT_MARK_EVERY_RECORDS`] records or inputs learnt while reading. A read of input

@@ -6,7 +6,8 @@
 //! input whose shard clock is at or before the time, and the events after every index and
 //! every sequence number are byte-identical to the ones the state machine published. A
 //! replica that installed a snapshot (its log restarted after it) answers from the
-//! snapshot on and says `Missing` before it.
+//! snapshot on (time questions too, from the snapshot's clock) and says `Missing` before
+//! it.
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
@@ -238,6 +239,27 @@ fn check_all(h: &ShardHistory, exp: &Expected, published: &[EventRecord], from: 
         let got = events_after_index(h, i, applied);
         assert_eq!(bytes(&want), bytes(&got), "events after input {i}");
     }
+    // Time: the last input whose shard clock is at or before t; before the history's
+    // first state, Missing.
+    let mut times: Vec<u64> = exp.clocks[from as usize..].iter().map(|c| c.0).collect();
+    times.extend(exp.clocks[from as usize + 1..].iter().map(|c| c.0 - 1));
+    times.push(u64::MAX);
+    for t in times {
+        let want = exp.clocks.iter().rposition(|c| c.0 <= t).unwrap() as u64;
+        assert_eq!(
+            want,
+            h.index_at_time(Timestamp(t), applied).unwrap(),
+            "index at time {t}"
+        );
+    }
+    let start = exp.clocks[from as usize].0;
+    if from > 0 && start > 0 {
+        let before = h.index_at_time(Timestamp(start - 1), applied);
+        assert!(
+            matches!(before, Err(HistoryError::Missing { first, .. }) if first == from + 1),
+            "{before:?}"
+        );
+    }
     let first_seq = published
         .iter()
         .find(|e| e.input > from)
@@ -293,19 +315,7 @@ async fn the_raft_log_regenerates_every_state_time_and_event() {
     let h = r.history(tmp.path());
     check_all(&h, &exp, &published, 0);
 
-    // Time: the last input whose shard clock is at or before t.
-    let h = r.history(tmp.path());
-    let mut times: Vec<u64> = exp.clocks.iter().map(|c| c.0).collect();
-    times.extend(exp.clocks.iter().map(|c| c.0.saturating_sub(1)));
-    times.extend([0, u64::MAX]);
-    for t in times {
-        let want = exp.clocks.iter().rposition(|c| c.0 <= t).unwrap() as u64;
-        assert_eq!(
-            want,
-            h.index_at_time(Timestamp(t), applied).unwrap(),
-            "index at time {t}"
-        );
-    }
+    assert_eq!(0, h.index_at_time(Timestamp(0), applied).unwrap());
 
     // Never past what the replica applied.
     assert!(matches!(
@@ -352,10 +362,6 @@ async fn a_replica_that_installed_a_snapshot_answers_from_it_on() {
         matches!(before, Err(HistoryError::Missing { first, .. }) if first == from + 1),
         "{before:?}"
     );
-    assert!(matches!(
-        h.index_at_time(Timestamp(u64::MAX), applied),
-        Err(HistoryError::Missing { .. })
-    ));
 
     // Once the installed snapshot is gone (two newer ones kept), the history starts at
     // the oldest snapshot left, for the reader that knew the older one too.

@@ -282,14 +282,19 @@ impl Cursor {
     }
 }
 
-/// The shard clock, indexed.
+/// The shard clock, indexed from input `base + 1` on.
 #[derive(Default)]
 struct ClockIndex {
-    /// `marks[k]`: the clock after record `(k + 1) * CLOCK_MARK_EVERY_RECORDS`.
+    /// The index is built from the state after input `base` (0: the whole history; else
+    /// the oldest snapshot of a source whose history starts later).
+    base: u64,
+    /// The clock after input `base`.
+    base_clock: Timestamp,
+    /// `marks[k]`: the clock after input `base + (k + 1) * CLOCK_MARK_EVERY_RECORDS`.
     marks: Vec<Timestamp>,
-    /// Records indexed (1..=indexed).
+    /// Inputs indexed (`base + 1..=indexed`).
     indexed: u64,
-    /// The clock after record `indexed`.
+    /// The clock after input `indexed`.
     clock: Timestamp,
 }
 
@@ -401,19 +406,29 @@ impl ShardHistory {
     /// The last log index (at most `applied`) whose shard clock is at or before `t`: the
     /// state there holds exactly the events stamped `<= t` (see the module documentation).
     /// 0 when even the first input is later than `t`.
+    ///
+    /// When the history starts after input 0 (a log that restarted after a snapshot), the
+    /// clock is indexed from the oldest usable snapshot on, and a time before that
+    /// snapshot's clock is [`HistoryError::Missing`].
     pub fn index_at_time(&self, t: Timestamp, applied: u64) -> Result<u64, HistoryError> {
         let mut ci = lock(&self.clock);
         self.extend_clock(&mut ci, applied)?;
+        if ci.base > 0 && t < ci.base_clock {
+            return Err(HistoryError::Missing {
+                shard: self.shard,
+                first: ci.base + 1,
+            });
+        }
         // The index may reach past `applied` (an earlier caller knew a later point): the
         // search below never looks beyond `applied`.
         let k = ci.marks.partition_point(|m| *m <= t);
-        let block_first = k as u64 * CLOCK_MARK_EVERY_RECORDS + 1;
+        let block_first = ci.base + k as u64 * CLOCK_MARK_EVERY_RECORDS + 1;
         if block_first > applied {
             // Every record up to `applied` has a clock at or before marks[k - 1] <= t.
             return Ok(applied);
         }
         let mut clock = if k == 0 {
-            Timestamp(0)
+            ci.base_clock
         } else {
             ci.marks[k - 1]
         };
@@ -435,15 +450,29 @@ impl ShardHistory {
 
     /// Indexes the clock up to `applied`, reading at most the limit's records.
     fn extend_clock(&self, ci: &mut ClockIndex, applied: u64) -> Result<(), HistoryError> {
+        let first = self.source.first_input(applied)?;
+        if ci.base + 1 != first {
+            // The history starts later now (or this is the first question): start from
+            // the state before its first input.
+            let base_clock = if first == 1 {
+                Timestamp(0)
+            } else {
+                let engine = self.restore(first - 1).ok_or(HistoryError::Missing {
+                    shard: self.shard,
+                    first,
+                })?;
+                engine.clock()
+            };
+            *ci = ClockIndex {
+                base: first - 1,
+                base_clock,
+                marks: Vec::new(),
+                indexed: first - 1,
+                clock: base_clock,
+            };
+        }
         if ci.indexed >= applied {
             return Ok(());
-        }
-        let first = self.source.first_input(applied)?;
-        if first != 1 {
-            return Err(HistoryError::Missing {
-                shard: self.shard,
-                first,
-            });
         }
         let budget_end = ci
             .indexed
@@ -456,7 +485,7 @@ impl ShardHistory {
             {
                 ci.clock = ci.clock.max(input_time(&input));
                 ci.indexed = index;
-                if ci.indexed.is_multiple_of(CLOCK_MARK_EVERY_RECORDS) {
+                if (ci.indexed - ci.base).is_multiple_of(CLOCK_MARK_EVERY_RECORDS) {
                     ci.marks.push(ci.clock);
                 }
             }
