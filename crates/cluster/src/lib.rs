@@ -31,6 +31,11 @@
 //!   caught-up voter hands one leadership to it every
 //!   [`ClusterConfig::leader_balance_interval_ms`] (module `balance`, [`next_handover`]);
 //!   [`ClusterNode::balance_leaders`] does a full spread on command.
+//! * **History** ([`ClusterNode::history`], [`RaftLogSource`]): states as of a past point
+//!   and events older than the server's index, regenerated from this node's replicas' Raft
+//!   logs and snapshots by the node crate's `ShardHistory`, exactly as a single node does
+//!   from its logs (input indexes mapped to Raft records; never past what the replica
+//!   applied).
 //! * **Status** ([`ClusterNode::status`]): per shard, this replica's view of leader, term,
 //!   log, commit and apply indexes and each follower's replication progress.
 //!
@@ -41,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod balance;
+mod history;
 mod membership;
 mod status;
 
@@ -48,6 +54,7 @@ pub use balance::{
     next_handover, GroupView, LEADER_BALANCE_ACK_AGE_MAX_MS, LEADER_BALANCE_INTERVAL_MS,
     LEADER_BALANCE_LAG_ENTRIES_MAX,
 };
+pub use history::{open_history, RaftLogSource, INPUT_MARK_EVERY_RECORDS};
 pub use membership::Rebalanced;
 pub use status::{ClusterStatus, NodeAddress, ReplicaProgress, ShardStatus};
 
@@ -184,6 +191,8 @@ struct Job {
 
 struct Group {
     handle: GroupHandle,
+    /// The replica's applied record counter (the bound of its history's reads).
+    applied_records: Arc<std::sync::atomic::AtomicU64>,
     queue: mpsc::Sender<Job>,
     /// Woken after a batch of this shard is applied here (the pump looks for work).
     wake: Arc<Notify>,
@@ -204,6 +213,7 @@ pub struct ClusterNode {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Leaderships this node's balancer handed over.
     handovers: std::sync::atomic::AtomicU64,
+    data_dir: PathBuf,
 }
 
 /// Leader time: the wall clock in nanoseconds (the engine keeps it monotonic).
@@ -330,6 +340,7 @@ impl ClusterNode {
                 *markets.write().expect("markets lock") = sm.engine().markets().clone();
             }
             let wake = Arc::new(Notify::new());
+            let applied_records = sm.applied_records();
             sm.set_event_sink(event_sink(
                 shard,
                 subscribers.clone(),
@@ -349,6 +360,7 @@ impl ClusterNode {
             receivers.push(rx);
             groups.push(Group {
                 handle: GroupHandle::new(shard, raft, peers.clone()),
+                applied_records,
                 queue: tx,
                 wake,
             });
@@ -387,6 +399,7 @@ impl ClusterNode {
             stopped: Arc::new(AtomicBool::new(false)),
             tasks: Mutex::new(Vec::new()),
             handovers: std::sync::atomic::AtomicU64::new(0),
+            data_dir: config.data_dir.clone(),
         });
         let mut tasks = Vec::new();
         let handles: Vec<GroupHandle> = node.groups.iter().map(|g| g.handle.clone()).collect();
@@ -433,6 +446,22 @@ impl ClusterNode {
         &self,
     ) -> tradelog_raft::pb::raft_transport_server::RaftTransportServer<RaftRouter> {
         self.router.service()
+    }
+
+    /// The history of this node's replicas (states as of a past point and old events,
+    /// regenerated from each replica's Raft log and snapshots; see [`RaftLogSource`]).
+    /// Ask a shard's replica what it has applied (e.g. `group(s).read_local`) before
+    /// asking its history about a point: reads never go past what the replica applied.
+    pub fn history(
+        &self,
+        limits: tradelog_node::HistoryLimits,
+    ) -> Result<tradelog_node::NodeHistory, tradelog_node::HistoryError> {
+        let applied: Vec<_> = self
+            .groups
+            .iter()
+            .map(|g| g.applied_records.clone())
+            .collect();
+        open_history(&self.data_dir, &applied, limits)
     }
 
     /// The replica of shard `s` on this node.

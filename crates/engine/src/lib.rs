@@ -334,6 +334,12 @@ impl Engine {
         }
     }
 
+    /// The shard clock: the latest leader time of the inputs applied so far (input times
+    /// made monotonic: every event is stamped with it). `Timestamp(0)` before any input.
+    pub fn clock(&self) -> Timestamp {
+        self.last_timestamp
+    }
+
     /// Starts an input: counts it, makes time monotonic, fires due timeouts.
     fn begin(&mut self, ts: Timestamp, out: &mut Vec<EventRecord>) -> Timestamp {
         self.inputs += 1;

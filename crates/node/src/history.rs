@@ -3,9 +3,14 @@
 //! The log is the source of truth and the state machine is deterministic, so any past state
 //! and any past event can be recomputed: the newest readable snapshot at or below the point
 //! wanted, then the log records after it replayed into a scratch [`Engine`]. A
-//! [`ShardHistory`] does exactly that, reading the shard's files with a
-//! [`LogReader`] (no lock, no write: the shard keeps appending meanwhile) and never past the
-//! index the caller says the live shard has applied (every applied record is durable).
+//! [`ShardHistory`] does exactly that, reading the shard's files (no lock, no write: the
+//! shard keeps appending meanwhile) and never past the index the caller says the live
+//! shard has applied (every applied record is durable).
+//!
+//! The shard's inputs and snapshots are read through a [`HistorySource`]: [`LogSource`] for
+//! the single-node log (record `i` is input `i`); a replicated shard's Raft log, whose
+//! entries each hold a batch of inputs, is another (in the cluster crate). Indexes are the
+//! engine's count of inputs applied in every source.
 //!
 //! Three questions are answered:
 //!
@@ -37,6 +42,102 @@ use std::sync::{Mutex, MutexGuard};
 use tradelog_domain::{EventRecord, ShardId, Timestamp};
 use tradelog_engine::{Engine, Input, Placement};
 use tradelog_storage::{LogReader, StorageError};
+
+/// Where a [`ShardHistory`] reads a shard's past: its inputs by index and its snapshots.
+///
+/// The single-node log ([`LogSource`]: one log record per input, record `i` is input `i`)
+/// is one; a replicated shard's Raft log, whose entries each hold a batch of inputs, is
+/// another (`tradelog_cluster::RaftLogSource`). Indexes are the engine's count of inputs
+/// applied ([`Engine::inputs_applied`]) in both: the state after input `i` is the state
+/// whose `inputs_applied()` is `i`.
+///
+/// A source is only asked for inputs up to an index the caller got from the live shard
+/// (applied there, so durable and never rewritten).
+pub trait HistorySource: Send + Sync {
+    /// The first input the source can read while the shard has applied `applied` inputs:
+    /// 1 when it holds the whole history; otherwise the inputs before it exist only in
+    /// snapshots (a log that restarted after a snapshot), and a state before the oldest
+    /// usable snapshot is [`HistoryError::Missing`].
+    fn first_input(&self, applied: u64) -> Result<u64, HistoryError>;
+
+    /// Inputs `from..=upto` with their indexes, in order, at most `max` of them (fewer
+    /// only when `max` is reached). Every index in the range is at or after
+    /// [`first_input`](Self::first_input) and applied by the live shard; one before the
+    /// first is [`HistoryError::Missing`].
+    fn read(&self, from: u64, upto: u64, max: usize) -> Result<Vec<(u64, Input)>, HistoryError>;
+
+    /// The input indexes of the snapshots present, ascending (possibly unreadable ones:
+    /// [`restore`](Self::restore) tells).
+    fn snapshots(&self) -> Result<Vec<u64>, HistoryError>;
+
+    /// The state of the snapshot at input index `index`, restored and checked (its
+    /// `inputs_applied()` is `index`), or `None` when it is unreadable, gone or not this
+    /// shard's.
+    fn restore(&self, index: u64) -> Option<Engine>;
+}
+
+/// The history source of a single-node shard directory (the one a
+/// [`DurableShard`](crate::DurableShard) writes): its log, read with a [`LogReader`]
+/// (archive included), where record `i` is input `i`, and its `snapshots/`.
+pub struct LogSource {
+    dir: PathBuf,
+    shard: ShardId,
+    log: LogReader,
+}
+
+impl std::fmt::Debug for LogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSource").field("dir", &self.dir).finish()
+    }
+}
+
+impl LogSource {
+    /// Opens the source of shard `shard` in `dir`, read only (the shard may be running).
+    pub fn open(dir: impl AsRef<Path>, shard: ShardId) -> Result<LogSource, HistoryError> {
+        let dir = dir.as_ref().to_path_buf();
+        let log = LogReader::open(dir.join("log"))?;
+        Ok(LogSource { dir, shard, log })
+    }
+}
+
+impl HistorySource for LogSource {
+    fn first_input(&self, _applied: u64) -> Result<u64, HistoryError> {
+        Ok(self.log.first_index().unwrap_or(1))
+    }
+
+    fn read(&self, from: u64, upto: u64, max: usize) -> Result<Vec<(u64, Input)>, HistoryError> {
+        let first = self.log.first_index().unwrap_or(1);
+        if from < first {
+            return Err(HistoryError::Missing {
+                shard: self.shard,
+                first,
+            });
+        }
+        self.log
+            .read(from, upto, max)?
+            .iter()
+            .map(|r| Ok((r.index, decode(r)?)))
+            .collect()
+    }
+
+    fn snapshots(&self) -> Result<Vec<u64>, HistoryError> {
+        let list = snapshots::list(&self.dir).map_err(|e| HistoryError::BadRecord {
+            index: 0,
+            reason: format!("listing snapshots: {e}"),
+        })?;
+        Ok(list.into_iter().map(|(i, _)| i).collect())
+    }
+
+    fn restore(&self, index: u64) -> Option<Engine> {
+        let path = snapshots::path(&self.dir, index);
+        let file = snapshots::read(&path).ok()?;
+        if file.meta.shard != self.shard || file.meta.index != index {
+            return None;
+        }
+        let engine = Engine::restore(&file.engine).ok()?;
+        (engine.inputs_applied() == index).then_some(engine)
+    }
+}
 
 /// Default [`HistoryLimits::replay_records_max`].
 pub const REPLAY_RECORDS_MAX: u64 = 1_000_000;
@@ -181,24 +282,28 @@ impl Cursor {
     }
 }
 
-/// The shard clock, indexed.
+/// The shard clock, indexed from input `base + 1` on.
 #[derive(Default)]
 struct ClockIndex {
-    /// `marks[k]`: the clock after record `(k + 1) * CLOCK_MARK_EVERY_RECORDS`.
+    /// The index is built from the state after input `base` (0: the whole history; else
+    /// the oldest snapshot of a source whose history starts later).
+    base: u64,
+    /// The clock after input `base`.
+    base_clock: Timestamp,
+    /// `marks[k]`: the clock after input `base + (k + 1) * CLOCK_MARK_EVERY_RECORDS`.
     marks: Vec<Timestamp>,
-    /// Records indexed (1..=indexed).
+    /// Inputs indexed (`base + 1..=indexed`).
     indexed: u64,
-    /// The clock after record `indexed`.
+    /// The clock after input `indexed`.
     clock: Timestamp,
 }
 
 /// Read-only access to one shard's history (see the module documentation).
 pub struct ShardHistory {
-    dir: PathBuf,
     shard: ShardId,
     placement: Placement,
     limits: HistoryLimits,
-    log: LogReader,
+    source: Box<dyn HistorySource>,
     clock: Mutex<ClockIndex>,
     cursors: Mutex<VecDeque<Cursor>>,
     /// Next event sequence number of each snapshot, learnt when restoring it.
@@ -208,7 +313,6 @@ pub struct ShardHistory {
 impl std::fmt::Debug for ShardHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardHistory")
-            .field("dir", &self.dir)
             .field("shard", &self.shard)
             .finish()
     }
@@ -244,18 +348,32 @@ impl ShardHistory {
         placement: Placement,
         limits: HistoryLimits,
     ) -> Result<ShardHistory, HistoryError> {
-        let dir = dir.as_ref().to_path_buf();
-        let log = LogReader::open(dir.join("log"))?;
-        Ok(ShardHistory {
-            dir,
+        let source = LogSource::open(dir, shard)?;
+        Ok(ShardHistory::with_source(
+            Box::new(source),
             shard,
             placement,
             limits,
-            log,
+        ))
+    }
+
+    /// The history of shard `shard` read from `source` (`placement`: the engine's, for the
+    /// empty initial state).
+    pub fn with_source(
+        source: Box<dyn HistorySource>,
+        shard: ShardId,
+        placement: Placement,
+        limits: HistoryLimits,
+    ) -> ShardHistory {
+        ShardHistory {
+            shard,
+            placement,
+            limits,
+            source,
             clock: Mutex::new(ClockIndex::default()),
             cursors: Mutex::new(VecDeque::new()),
             snapshot_seqs: Mutex::new(BTreeMap::new()),
-        })
+        }
     }
 
     /// The shard.
@@ -288,19 +406,29 @@ impl ShardHistory {
     /// The last log index (at most `applied`) whose shard clock is at or before `t`: the
     /// state there holds exactly the events stamped `<= t` (see the module documentation).
     /// 0 when even the first input is later than `t`.
+    ///
+    /// When the history starts after input 0 (a log that restarted after a snapshot), the
+    /// clock is indexed from the oldest usable snapshot on, and a time before that
+    /// snapshot's clock is [`HistoryError::Missing`].
     pub fn index_at_time(&self, t: Timestamp, applied: u64) -> Result<u64, HistoryError> {
         let mut ci = lock(&self.clock);
         self.extend_clock(&mut ci, applied)?;
+        if ci.base > 0 && t < ci.base_clock {
+            return Err(HistoryError::Missing {
+                shard: self.shard,
+                first: ci.base + 1,
+            });
+        }
         // The index may reach past `applied` (an earlier caller knew a later point): the
         // search below never looks beyond `applied`.
         let k = ci.marks.partition_point(|m| *m <= t);
-        let block_first = k as u64 * CLOCK_MARK_EVERY_RECORDS + 1;
+        let block_first = ci.base + k as u64 * CLOCK_MARK_EVERY_RECORDS + 1;
         if block_first > applied {
             // Every record up to `applied` has a clock at or before marks[k - 1] <= t.
             return Ok(applied);
         }
         let mut clock = if k == 0 {
-            Timestamp(0)
+            ci.base_clock
         } else {
             ci.marks[k - 1]
         };
@@ -309,12 +437,12 @@ impl ShardHistory {
         let block_last = (block_first + CLOCK_MARK_EVERY_RECORDS - 1).min(applied);
         let mut next = block_first;
         while next <= block_last {
-            for r in self.log.read(next, block_last, REPLAY_CHUNK_RECORDS)? {
-                clock = clock.max(input_time(&decode(&r)?));
+            for (index, input) in self.source.read(next, block_last, REPLAY_CHUNK_RECORDS)? {
+                clock = clock.max(input_time(&input));
                 if clock > t {
-                    return Ok(r.index - 1);
+                    return Ok(index - 1);
                 }
-                next = r.index + 1;
+                next = index + 1;
             }
         }
         Ok(block_last)
@@ -322,25 +450,42 @@ impl ShardHistory {
 
     /// Indexes the clock up to `applied`, reading at most the limit's records.
     fn extend_clock(&self, ci: &mut ClockIndex, applied: u64) -> Result<(), HistoryError> {
+        let first = self.source.first_input(applied)?;
+        if ci.base + 1 != first {
+            // The history starts later now (or this is the first question): start from
+            // the state before its first input.
+            let base_clock = if first == 1 {
+                Timestamp(0)
+            } else {
+                let engine = self.restore(first - 1).ok_or(HistoryError::Missing {
+                    shard: self.shard,
+                    first,
+                })?;
+                engine.clock()
+            };
+            *ci = ClockIndex {
+                base: first - 1,
+                base_clock,
+                marks: Vec::new(),
+                indexed: first - 1,
+                clock: base_clock,
+            };
+        }
         if ci.indexed >= applied {
             return Ok(());
-        }
-        let first = self.log.first_index().unwrap_or(1);
-        if first != 1 {
-            return Err(HistoryError::Missing {
-                shard: self.shard,
-                first,
-            });
         }
         let budget_end = ci
             .indexed
             .saturating_add(self.limits.clock_scan_records_max);
         let end = applied.min(budget_end);
         while ci.indexed < end {
-            for r in self.log.read(ci.indexed + 1, end, REPLAY_CHUNK_RECORDS)? {
-                ci.clock = ci.clock.max(input_time(&decode(&r)?));
-                ci.indexed = r.index;
-                if ci.indexed.is_multiple_of(CLOCK_MARK_EVERY_RECORDS) {
+            for (index, input) in self
+                .source
+                .read(ci.indexed + 1, end, REPLAY_CHUNK_RECORDS)?
+            {
+                ci.clock = ci.clock.max(input_time(&input));
+                ci.indexed = index;
+                if (ci.indexed - ci.base).is_multiple_of(CLOCK_MARK_EVERY_RECORDS) {
                     ci.marks.push(ci.clock);
                 }
             }
@@ -409,7 +554,7 @@ impl ShardHistory {
         }
         while cur.index() < index {
             let n = ((index - cur.index()) as usize).min(REPLAY_CHUNK_RECORDS);
-            for r in self.log.read(cur.index() + 1, index, n)? {
+            for r in self.source.read(cur.index() + 1, index, n)? {
                 self.apply(cur, &r)?;
                 *used += 1;
             }
@@ -418,14 +563,14 @@ impl ShardHistory {
     }
 
     /// Applies one log record to `cur` (its events become `cur.last`).
-    fn apply(&self, cur: &mut Cursor, r: &tradelog_storage::Record) -> Result<(), HistoryError> {
-        let input = decode(r)?;
+    fn apply(&self, cur: &mut Cursor, r: &(u64, Input)) -> Result<(), HistoryError> {
+        let (index, input) = r;
         cur.last.clear();
-        cur.engine.apply(&input, &mut cur.last);
-        if cur.index() != r.index {
+        cur.engine.apply(input, &mut cur.last);
+        if cur.index() != *index {
             cur.broken = true;
             return Err(HistoryError::BadRecord {
-                index: r.index,
+                index: *index,
                 reason: format!(
                     "the state machine counts {} inputs after applying it",
                     cur.index()
@@ -438,6 +583,9 @@ impl ShardHistory {
     /// The best state to start from: a kept one or the newest usable snapshot, whichever
     /// is nearer; the empty state when neither exists.
     fn start(&self, target: Start, applied: u64) -> Result<Cursor, HistoryError> {
+        // A kept state the source can no longer continue (its history now starts later:
+        // a replica's log restarted, or the snapshot it started from is gone) is not used.
+        let first = self.source.first_input(applied)?;
         let kept = {
             let mut cursors = lock(&self.cursors);
             let best = cursors
@@ -445,6 +593,7 @@ impl ShardHistory {
                 .enumerate()
                 .filter(|(_, c)| {
                     c.index() <= applied
+                        && c.index() + 1 >= first
                         && match target {
                             Start::Index(i) => c.index() <= i,
                             Start::Seq(s) => c.serves_seq(s),
@@ -471,7 +620,6 @@ impl ShardHistory {
             }
             (None, Some(k)) => Ok(k),
             (None, None) => {
-                let first = self.log.first_index().unwrap_or(1);
                 if first != 1 {
                     return Err(HistoryError::Missing {
                         shard: self.shard,
@@ -495,14 +643,12 @@ impl ShardHistory {
         applied: u64,
         floor: u64,
     ) -> Result<Option<Engine>, HistoryError> {
-        let list = snapshots::list(&self.dir).map_err(|e| HistoryError::BadRecord {
-            index: 0,
-            reason: format!("listing snapshots: {e}"),
-        })?;
-        let mut candidates: Vec<(u64, PathBuf)> = list
+        let mut candidates: Vec<u64> = self
+            .source
+            .snapshots()?
             .into_iter()
-            .filter(|(i, _)| *i > floor && *i <= applied)
-            .filter(|(i, _)| match target {
+            .filter(|i| *i > floor && *i <= applied)
+            .filter(|i| match target {
                 Start::Index(n) => *i <= n,
                 Start::Seq(_) => true,
             })
@@ -511,8 +657,7 @@ impl ShardHistory {
             let Some(pick) = self.pick(&mut candidates, target) else {
                 return Ok(None);
             };
-            let (index, path) = candidates[pick].clone();
-            match self.restore(index, &path) {
+            match self.restore(candidates[pick]) {
                 Some(e) => return Ok(Some(e)),
                 None => {
                     candidates.remove(pick);
@@ -521,11 +666,11 @@ impl ShardHistory {
         }
     }
 
-    /// The position in `candidates` (sorted by index) of the snapshot to use: the newest
+    /// The position in `candidates` (sorted indexes) of the snapshot to use: the newest
     /// for an index target; for a sequence target, the newest whose next event is at most
     /// `after + 1` (binary search; next event numbers grow with the index). Unreadable
     /// snapshots met on the way are removed.
-    fn pick(&self, candidates: &mut Vec<(u64, PathBuf)>, target: Start) -> Option<usize> {
+    fn pick(&self, candidates: &mut Vec<u64>, target: Start) -> Option<usize> {
         let after = match target {
             Start::Index(_) => return candidates.len().checked_sub(1),
             Start::Seq(s) => s,
@@ -533,16 +678,15 @@ impl ShardHistory {
         let (mut lo, mut hi) = (0, candidates.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let (index, path) = candidates[mid].clone();
+            let index = candidates[mid];
             let known = lock(&self.snapshot_seqs).get(&index).copied();
-            let next =
-                match known.or_else(|| self.restore(index, &path).map(|e| e.next_event_seq())) {
-                    Some(n) => n,
-                    None => {
-                        candidates.remove(mid);
-                        return self.pick(candidates, target);
-                    }
-                };
+            let next = match known.or_else(|| self.restore(index).map(|e| e.next_event_seq())) {
+                Some(n) => n,
+                None => {
+                    candidates.remove(mid);
+                    return self.pick(candidates, target);
+                }
+            };
             if next <= after.saturating_add(1) {
                 lo = mid + 1;
             } else {
@@ -552,14 +696,10 @@ impl ShardHistory {
         lo.checked_sub(1)
     }
 
-    /// Restores one snapshot file, or `None` if it is unreadable or not this shard's.
-    fn restore(&self, index: u64, path: &Path) -> Option<Engine> {
-        let file = snapshots::read(path).ok()?;
-        if file.meta.shard != self.shard || file.meta.index != index {
-            return None;
-        }
-        let engine = Engine::restore(&file.engine).ok()?;
-        if engine.inputs_applied() != index {
+    /// Restores one snapshot, or `None` if it is unreadable or not this shard's.
+    fn restore(&self, index: u64) -> Option<Engine> {
+        let engine = self.source.restore(index)?;
+        if engine.inputs_applied() != index || engine.shard() != self.shard {
             return None;
         }
         lock(&self.snapshot_seqs).insert(index, engine.next_event_seq());
@@ -604,6 +744,15 @@ impl NodeHistory {
         Ok(NodeHistory { shards })
     }
 
+    /// The history of a node whose shard `s` is `shards[s]` (a replicated node's, whose
+    /// sources read Raft logs).
+    pub fn from_shards(shards: Vec<ShardHistory>) -> NodeHistory {
+        for (k, h) in shards.iter().enumerate() {
+            assert_eq!(k as u32, h.shard.0, "shard histories in shard order");
+        }
+        NodeHistory { shards }
+    }
+
     /// One shard's history (`None` for a shard the node does not have).
     pub fn shard(&self, s: ShardId) -> Option<&ShardHistory> {
         self.shards.get(s.0 as usize)
@@ -633,8 +782,8 @@ pub struct EventReader<'h> {
     /// Index of the state the request started from.
     from: u64,
     ended: Option<ScanEnd>,
-    /// Records read from the log, not applied yet.
-    ahead: std::collections::VecDeque<tradelog_storage::Record>,
+    /// Inputs read from the log, not applied yet.
+    ahead: std::collections::VecDeque<(u64, Input)>,
 }
 
 impl std::fmt::Debug for EventReader<'_> {
@@ -743,7 +892,7 @@ impl<'h> EventReader<'h> {
                 let left =
                     (self.applied - cur.index()).min(h.limits.replay_records_max - self.used);
                 let n = (left as usize).min(REPLAY_CHUNK_RECORDS);
-                self.ahead = h.log.read(cur.index() + 1, self.applied, n)?.into();
+                self.ahead = h.source.read(cur.index() + 1, self.applied, n)?.into();
             }
             let r = self.ahead.pop_front().expect("a record was read");
             let cur = self.cur.as_mut().expect("present until dropped");

@@ -47,7 +47,10 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Nod
     Ok(path)
 }
 
-pub use history::{EventReader, HistoryError, HistoryLimits, NodeHistory, ScanEnd, ShardHistory};
+pub use history::{
+    EventReader, HistoryError, HistoryLimits, HistorySource, LogSource, NodeHistory, ScanEnd,
+    ShardHistory,
+};
 pub use host::{catalog_replies, EngineRead, Markets, ShardHost};
 pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
 pub use runtime::{

@@ -39,6 +39,11 @@ fn name(index: u64) -> String {
     format!("snapshot-{index:020}.bin")
 }
 
+/// The path of the snapshot file at `index` in the shard directory `dir`.
+pub fn path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(SNAPSHOTS_DIR).join(name(index))
+}
+
 /// Snapshot files of a shard directory, oldest first.
 pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let d = dir.join(SNAPSHOTS_DIR);

@@ -29,6 +29,7 @@ use openraft::LogIdOptionExt;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tradelog_domain::{EventRecord, ShardId};
 use tradelog_engine::{Engine, Placement, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
@@ -255,6 +256,9 @@ pub struct ShardStateMachine {
     report: SmOpenReport,
     /// Snapshot I/O on the applying task rather than tokio's blocking pool.
     inline_io: bool,
+    /// Log records applied (the last applied Raft index plus one; 0: none), shared with
+    /// readers of the log ([`ShardStateMachine::applied_records`]).
+    applied_records: Arc<AtomicU64>,
 }
 
 /// Receives what the state machine does to the shard's event stream, in log order, on the
@@ -288,6 +292,7 @@ impl ShardStateMachine {
             match checked {
                 Ok((meta, engine)) => {
                     report.restored_from = Some(path.clone());
+                    let applied_records = meta.last_log_id.next_index();
                     return Ok(ShardStateMachine {
                         shard,
                         dir,
@@ -298,6 +303,7 @@ impl ShardStateMachine {
                         sink: None,
                         report,
                         inline_io: false,
+                        applied_records: Arc::new(AtomicU64::new(applied_records)),
                     });
                 }
                 Err(why) => report.skipped.push((path, why)),
@@ -313,7 +319,19 @@ impl ShardStateMachine {
             sink: None,
             report,
             inline_io: false,
+            applied_records: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The number of log records this state machine has applied (its last applied Raft
+    /// index plus one, which is that entry's log record number; 0 before any), kept up to
+    /// date as it applies and installs snapshots. Whoever reads a state of the engine
+    /// (e.g. through `with_state_machine`) and then loads this counter (`Acquire`) gets a
+    /// record number at or after the entry that produced that state: a bound for readers
+    /// of the log that must not go past what is applied (applied entries are committed
+    /// and durable on this replica).
+    pub fn applied_records(&self) -> Arc<AtomicU64> {
+        self.applied_records.clone()
     }
 
     /// Hands the events of every batch applied from now on to `sink` (every replica
@@ -435,6 +453,8 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                 }
             }
             self.applied = Some(log_id);
+            self.applied_records
+                .store(log_id.index + 1, Ordering::Release);
             if let Some(r) = responder {
                 r.send(response);
             }
@@ -476,6 +496,8 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         }
         self.engine = engine;
         self.applied = meta.last_log_id;
+        self.applied_records
+            .store(meta.last_log_id.next_index(), Ordering::Release);
         self.membership = meta.last_membership.clone();
         if let Some(sink) = &self.sink {
             sink(SinkItem::Installed {

@@ -56,11 +56,13 @@ pub(crate) enum Scanned {
     Limit(u64),
 }
 
-/// The history of every shard, and the node to ask what each has applied.
+/// The history of every shard, and the node to ask what each has applied (on a replicated
+/// node: this node's replica, read after the leader's read index).
 pub(crate) struct History {
     node: Arc<dyn ShardHost>,
-    /// None on a replicated node (its logs hold Raft entries; not served yet).
-    shards: Option<Arc<NodeHistory>>,
+    /// Regenerated from the single-node logs or, on a replicated node, from this node's
+    /// replicas' Raft logs (`tradelog_cluster::RaftLogSource`).
+    shards: Arc<NodeHistory>,
     events: Arc<EventLog>,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
@@ -69,12 +71,12 @@ pub(crate) struct History {
 impl History {
     pub(crate) fn new(
         node: Arc<dyn ShardHost>,
-        shards: Option<NodeHistory>,
+        shards: NodeHistory,
         events: Arc<EventLog>,
     ) -> History {
         History {
             node,
-            shards: shards.map(Arc::new),
+            shards: Arc::new(shards),
             events,
             running: Arc::new(Semaphore::new(HISTORY_RUNNING_MAX)),
             admitted: Arc::new(Semaphore::new(HISTORY_RUNNING_MAX + HISTORY_WAITING_MAX)),
@@ -102,14 +104,7 @@ impl History {
             .acquire_owned()
             .await
             .map_err(|_| Error::Unavailable("history closed".into()))?;
-        let Some(shards) = self.shards.clone() else {
-            return Err(Error::Unavailable(
-                "this replicated node does not regenerate history from its Raft log yet: \
-                 events older than its in-memory index, as-of queries, candles and statements \
-                 over them are served by single-node deployments only"
-                    .into(),
-            ));
-        };
+        let shards = self.shards.clone();
         tokio::task::spawn_blocking(move || f(&shards))
             .await
             .map_err(|e| Error::Internal(format!("history task failed: {e}")))?

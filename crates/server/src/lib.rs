@@ -6,7 +6,8 @@
 //! document), request validation at the edge (every request goes through the api crate's
 //! validated conversions before anything reaches a shard), translating requests to calls
 //! of an embedded [`tradelog_node::Node`] (`submit`, `read`, `subscribe`) and of its
-//! history ([`tradelog_node::NodeHistory`]: states and events regenerated from the logs),
+//! history ([`tradelog_node::NodeHistory`]: states and events regenerated from the logs;
+//! on a cluster node from its replicas' Raft logs, `tradelog_cluster::ClusterNode::history`),
 //! an in-memory index of the events published since the server started, and the queries
 //! built on events (trades, candles, statements, open orders).
 //!
@@ -251,7 +252,7 @@ impl Server {
                 })
                 .await
                 .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
-                (Arc::new(node), None, Some(history))
+                (Arc::new(node), None, history)
             }
             Some(c) => {
                 let mut cc = ClusterConfig::new(
@@ -271,7 +272,14 @@ impl Server {
                             dir: config.data_dir.clone(),
                             source,
                         })?;
-                (cluster.clone() as Arc<dyn ShardHost>, Some(cluster), None)
+                let history = cluster.history(config.history.clone()).map_err(|e| {
+                    ServerError::NodeUnavailable(format!("opening the history: {e}"))
+                })?;
+                (
+                    cluster.clone() as Arc<dyn ShardHost>,
+                    Some(cluster),
+                    history,
+                )
             }
         };
         // Subscribe before reading where each shard's events stand: every event after that

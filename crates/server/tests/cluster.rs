@@ -412,3 +412,259 @@ async fn leaders_spread_over_the_nodes_by_themselves() {
         s.shutdown().await.unwrap();
     }
 }
+
+/// Every event of every shard through `server`'s `ReadEvents`, from position 0.
+async fn read_all_events(server: &RunningServer) -> Vec<EventRecord> {
+    use tradelog_api::proto as pb;
+    let mut c =
+        pb::tradelog_client::TradelogClient::connect(format!("http://{}", server.grpc_addr()))
+            .await
+            .unwrap();
+    let mut after: Option<pb::Position> = None;
+    let mut out = Vec::new();
+    loop {
+        let r = c
+            .read_events(pb::ReadEventsRequest {
+                stream: Some(pb::EventStream {
+                    stream: Some(pb::event_stream::Stream::All(pb::event_stream::All {})),
+                }),
+                after: after.clone(),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.events.is_empty() && r.position == after {
+            return out;
+        }
+        out.extend(
+            r.events
+                .into_iter()
+                .map(|e| EventRecord::try_from(e).expect("well-formed event")),
+        );
+        after = r.position;
+    }
+}
+
+/// `account`'s balances (asset: available, held) through `server`'s `GetBalances` as of
+/// `point`, and the log index answered.
+async fn balances_as_of(
+    server: &RunningServer,
+    account: u64,
+    point: tradelog_api::proto::as_of::Point,
+) -> (BTreeMap<u32, (u64, u64)>, u64) {
+    use tradelog_api::proto as pb;
+    let mut c =
+        pb::tradelog_client::TradelogClient::connect(format!("http://{}", server.grpc_addr()))
+            .await
+            .unwrap();
+    let r = c
+        .get_balances(pb::GetBalancesRequest {
+            account_id: account,
+            as_of: Some(pb::AsOf { point: Some(point) }),
+            stale: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let b = r
+        .balances
+        .iter()
+        .map(|b| (b.asset_id, (b.available, b.held)))
+        .collect();
+    (b, r.log_index)
+}
+
+/// A replicated node regenerates history from its replicas' Raft logs: with an event
+/// index of 4 events per shard, `ReadEvents` from position 0 returns every event the
+/// replicas published, and balances as of an old log index and an old time are the past
+/// ones, on the leader and on the followers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_regenerates_history_from_its_raft_log() {
+    use tradelog_api::proto::as_of::Point;
+    let root = tempfile::tempdir().unwrap();
+    let members: Vec<Member> = (1..=3)
+        .map(|id| Member {
+            id,
+            grpc: free_port(),
+            dir: root.path().join(format!("node-{id}")),
+        })
+        .collect();
+    let urls: BTreeMap<u64, String> = members
+        .iter()
+        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
+        .collect();
+    let mut servers = Vec::new();
+    for m in &members {
+        let mut config = ServerConfig {
+            data_dir: m.dir.clone(),
+            shards: SHARDS,
+            grpc_addr: format!("127.0.0.1:{}", m.grpc).parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            cluster: Some(ClusterSettings {
+                node_id: m.id,
+                initial_members: urls.clone(),
+                raft: Some(raft()),
+                leader_balance_interval_ms: tradelog_server::LEADER_BALANCE_INTERVAL_MS,
+            }),
+            ..ServerConfig::default()
+        };
+        config.events_retained_max = 4;
+        servers.push(Server::start(config).await.expect("server starts"));
+    }
+    for s in &servers {
+        assert!(s.cluster().unwrap().wait_for_leaders(WAIT).await);
+    }
+    // What every node's replicas publish, from the start.
+    let feeds: Vec<_> = servers.iter().map(|s| s.node().subscribe()).collect();
+
+    const USD: u32 = 1;
+    let (a, b) = (AccountId(1), AccountId(2));
+    let mut commands = vec![Command::CreateAsset(Asset {
+        id: AssetId(USD),
+        code: "USD".into(),
+        scale: 2,
+    })];
+    for account in [a, b] {
+        commands.push(Command::OpenAccount {
+            account,
+            owner: Principal(account.0),
+        });
+    }
+    for k in 0..12u64 {
+        for account in [a, b] {
+            commands.push(Command::Deposit {
+                id: TransferId(100 + 2 * k + account.0),
+                account,
+                asset: AssetId(USD),
+                amount: Amount(1_000 + k),
+            });
+        }
+        commands.push(Command::Transfer(TransferSpec {
+            id: TransferId(500 + k),
+            debit: b,
+            credit: a,
+            asset: AssetId(USD),
+            amount: Amount(1),
+            balancing: false,
+        }));
+    }
+    // The setup one by one, then the rest many at a time (several commands per Raft
+    // entry, so log indexes fall in the middle of entries).
+    let rest = commands.split_off(3);
+    for (k, c) in commands.into_iter().enumerate() {
+        let reply = submit(servers[k % 3].node(), c).await.expect("answered");
+        assert!(reply.outcome.result.is_ok(), "{reply:?}");
+    }
+    for (k, chunk) in rest.chunks(12).enumerate() {
+        let pending = chunk
+            .iter()
+            .map(|c| submit(servers[k % 3].node(), c.clone()));
+        for reply in futures_util::future::join_all(pending).await {
+            let reply = reply.expect("answered");
+            assert!(reply.outcome.result.is_ok(), "{reply:?}");
+        }
+    }
+    let nodes: Vec<&RunningServer> = servers.iter().collect();
+    converged(&nodes).await;
+    for n in &nodes {
+        assert!(n.node().wait_quiescent(WAIT), "messages still in flight");
+    }
+    converged(&nodes).await;
+
+    let by_shard_seq = |mut v: Vec<EventRecord>| {
+        v.sort_by_key(|e| (e.shard, e.seq));
+        v
+    };
+    let mut published = Vec::new();
+    for (k, feed) in feeds.iter().enumerate() {
+        let mine: Vec<EventRecord> = feed.try_iter().flat_map(|b| b.to_vec()).collect();
+        let mine = by_shard_seq(mine);
+        if k == 0 {
+            published = mine;
+        } else {
+            assert_eq!(published, mine, "node {} published the same events", k + 1);
+        }
+    }
+    assert!(published.len() > 40, "{} events", published.len());
+    for shard in 0..SHARDS {
+        let first = published.iter().find(|e| e.shard == ShardId(shard));
+        assert_eq!(
+            Some(1),
+            first.map(|e| e.seq),
+            "shard {shard} from its first event"
+        );
+    }
+
+    // Account a's first two balances (the first deposits), as the replicas published them.
+    let balance_points: Vec<(u64, Timestamp, u64)> = published
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::Balance {
+                account,
+                asset: AssetId(USD),
+                available,
+                ..
+            } if account == a => Some((e.input, e.timestamp, available.0)),
+            _ => None,
+        })
+        .collect();
+    let (first, second) = (balance_points[0], balance_points[1]);
+    assert!(first.0 < second.0 && first.1 < second.1);
+    let shard_of_a = published
+        .iter()
+        .find(|e| matches!(e.event, Event::Balance { account, .. } if account == a))
+        .unwrap()
+        .shard;
+    let leader = nodes[0].cluster().unwrap().status().await.shards[shard_of_a.0 as usize]
+        .leader
+        .expect("a leader");
+
+    for (k, server) in servers.iter().enumerate() {
+        let role = if k as u64 + 1 == leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        // Every event, though the index holds only the last 4 of each shard.
+        let read = by_shard_seq(read_all_events(server).await);
+        assert_eq!(
+            published,
+            read,
+            "ReadEvents from 0 on node {} ({role})",
+            k + 1
+        );
+        // Balances as of an old log index and an old time.
+        assert_eq!(
+            (BTreeMap::from([(USD, (first.2, 0))]), first.0),
+            balances_as_of(server, a.0, Point::LogIndex(first.0)).await,
+            "as of index {} on node {} ({role})",
+            first.0,
+            k + 1
+        );
+        assert_eq!(
+            (BTreeMap::from([(USD, (second.2, 0))]), second.0),
+            balances_as_of(server, a.0, Point::LogIndex(second.0)).await,
+            "as of index {} on node {} ({role})",
+            second.0,
+            k + 1
+        );
+        let (at_time, index) = balances_as_of(server, a.0, Point::TimeNs(first.1 .0)).await;
+        assert_eq!(
+            BTreeMap::from([(USD, (first.2, 0))]),
+            at_time,
+            "as of time {} on node {} ({role})",
+            first.1 .0,
+            k + 1
+        );
+        assert!(first.0 <= index && index < second.0, "{index}");
+        let (before, _) = balances_as_of(server, a.0, Point::TimeNs(first.1 .0 - 1)).await;
+        assert!(
+            before.is_empty() || before == BTreeMap::from([(USD, (0, 0))]),
+            "{before:?}"
+        );
+    }
+    for s in servers {
+        s.shutdown().await.unwrap();
+    }
+}

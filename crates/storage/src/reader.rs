@@ -22,6 +22,10 @@ struct Seg {
     /// File length (segments are preallocated: it does not change).
     len: u64,
     restart: bool,
+    /// For a restart: whether the record before it is present (learnt by `run_start`).
+    continues: Option<bool>,
+    /// A record of it was read (so it holds durable records that never change).
+    read_any: bool,
     prev_hash: ChainHash,
     /// `marks[k]`: byte offset of record `first_index + k * READER_MARK_EVERY_RECORDS` and
     /// the chain hash of the record before it. `marks[0]` is the first record.
@@ -79,6 +83,45 @@ impl LogReader {
         self.lock().first().map(|s| s.first_index)
     }
 
+    /// Where the newest run of consecutive records starts: the log's first index, unless
+    /// the log restarted ([`LogStore::reset_to`](crate::LogStore::reset_to)) with a gap
+    /// before the restart (records missing), in which case the first index of the newest
+    /// such restart. A restart right after the last record (a purge of everything up to
+    /// it) continues the run. `None` when the directory holds no segment yet.
+    pub fn run_start(&self) -> Result<Option<u64>, StorageError> {
+        let (first, restarts) = {
+            let mut segs = self.lock();
+            self.refresh(&mut segs)?;
+            let Some(first) = segs.first().map(|s| s.first_index) else {
+                return Ok(None);
+            };
+            let v: Vec<(u64, Option<bool>)> = segs
+                .iter()
+                .rev()
+                .filter(|s| s.restart && s.first_index > first)
+                .map(|s| (s.first_index, s.continues))
+                .collect();
+            (first, v)
+        };
+        for (r, known) in restarts {
+            let continues = match known {
+                Some(c) => c,
+                None => match self.read(r - 1, r - 1, 1) {
+                    Ok(_) => true,
+                    Err(StorageError::OutOfRange { .. }) => false,
+                    Err(e) => return Err(e),
+                },
+            };
+            if let Some(seg) = self.lock().iter_mut().find(|s| s.first_index == r) {
+                seg.continues = Some(continues);
+            }
+            if !continues {
+                return Ok(Some(r));
+            }
+        }
+        Ok(Some(first))
+    }
+
     /// Lists the segment files again (the writer may have started new ones since), keeping
     /// what is known about those already seen.
     fn refresh(&self, segs: &mut Vec<Seg>) -> Result<(), StorageError> {
@@ -94,14 +137,25 @@ impl LogReader {
         for (first, path) in found {
             if let Some(k) = old.iter().position(|s| s.first_index == first) {
                 let mut seg = old.swap_remove(k);
-                seg.path = path; // it may have moved to the archive
-                segs.push(seg);
-                continue;
+                // A live segment none of whose records was read may have been truncated
+                // away and replaced by a new one with the same first index (a replicated
+                // log drops uncommitted entries): check its header again.
+                let replaced = !seg.read_any && path.parent() == Some(self.dir.as_path()) && {
+                    let h = open_segment(&path, first, false)?.header;
+                    h.prev_hash != seg.prev_hash || h.is_restart() != seg.restart
+                };
+                if !replaced {
+                    seg.path = path; // it may have moved to the archive
+                    segs.push(seg);
+                    continue;
+                }
             }
             let seg = open_segment(&path, first, false)?;
             segs.push(Seg {
                 first_index: first,
                 restart: seg.header.is_restart(),
+                continues: None,
+                read_any: false,
                 prev_hash: seg.header.prev_hash,
                 marks: vec![(SEGMENT_HEADER_BYTES, seg.header.prev_hash)],
                 path,
@@ -131,6 +185,7 @@ impl LogReader {
             }
             let s = s - 1;
             let limit = segs.get(s + 1).map(|n| n.first_index);
+            let unread = !segs[s].read_any;
             let scanned = match scan(&mut segs[s], next, end, limit, &mut out) {
                 // The file moved (to the archive) since it was listed: list again.
                 Err(StorageError::Io { source, .. })
@@ -140,10 +195,20 @@ impl LogReader {
                     refreshed = true;
                     continue;
                 }
+                // A segment never read may have been replaced since it was listed (see
+                // `refresh`): list again before calling it damaged.
+                Err(StorageError::Corrupt { .. }) if unread && !refreshed => {
+                    self.refresh(&mut segs)?;
+                    refreshed = true;
+                    continue;
+                }
                 r => r?,
             };
             match scanned {
-                Some(after) => next = after,
+                Some(after) => {
+                    segs[s].read_any |= after > next;
+                    next = after;
+                }
                 None => {
                     // The segment ended before `next`: the writer has started a new one, or
                     // the index does not exist.
@@ -159,15 +224,22 @@ impl LogReader {
             if next <= end {
                 // Crossing into the next segment: it must continue this one's chain.
                 let prev = out.last().map(|r| r.chain_hash);
-                if let (Some(n), Some(prev)) = (segs.get(s + 1), prev) {
-                    if n.first_index == next && !n.restart && n.prev_hash != prev {
-                        return Err(StorageError::Corrupt {
-                            file: n.path.clone(),
-                            offset: 0,
-                            index: next,
-                            reason: CorruptReason::SegmentChainBreak,
-                        });
-                    }
+                let breaks = |segs: &[Seg]| {
+                    let n = segs.iter().find(|n| n.first_index == next)?;
+                    (!n.restart && prev.is_some_and(|p| p != n.prev_hash))
+                        .then(|| (n.path.clone(), n.read_any))
+                };
+                if let Some((_, false)) = breaks(&segs) {
+                    // Never read: it may have been replaced since it was listed.
+                    self.refresh(&mut segs)?;
+                }
+                if let Some((file, _)) = breaks(&segs) {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: 0,
+                        index: next,
+                        reason: CorruptReason::SegmentChainBreak,
+                    });
                 }
             }
         }
@@ -337,6 +409,68 @@ mod tests {
         assert_eq!(every, reader.read(1, written, usize::MAX).unwrap());
         let fresh = LogReader::open(tmp.path()).unwrap();
         assert_eq!(every, fresh.read(1, written, usize::MAX).unwrap());
+    }
+
+    fn append(log: &mut FileLog, payloads: &[Vec<u8>]) -> u64 {
+        let refs: Vec<&[u8]> = payloads.iter().map(|b| b.as_slice()).collect();
+        log.append(&refs).unwrap();
+        log.sync().unwrap()
+    }
+
+    #[test]
+    fn run_start_passes_a_restart_right_after_the_last_record_and_stops_after_a_gap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = FileLog::open(tmp.path(), config()).unwrap();
+        let reader = LogReader::open(tmp.path()).unwrap();
+        append(&mut log, &(1..=40).map(payload).collect::<Vec<_>>());
+        assert_eq!(Some(1), reader.run_start().unwrap());
+        // Everything up to 40 purged: the log restarts at 41, nothing missing.
+        log.reset_to(40, [7; 32]).unwrap();
+        append(&mut log, &(41..=60).map(payload).collect::<Vec<_>>());
+        assert_eq!(Some(1), reader.run_start().unwrap());
+        assert_eq!(60, reader.read(1, 60, usize::MAX).unwrap().len());
+        // A restart at 100: records 61..=99 are missing.
+        log.reset_to(99, [8; 32]).unwrap();
+        append(&mut log, &(100..=110).map(payload).collect::<Vec<_>>());
+        assert_eq!(Some(100), reader.run_start().unwrap());
+        assert_eq!(
+            Some(100),
+            LogReader::open(tmp.path()).unwrap().run_start().unwrap()
+        );
+        assert_eq!(
+            log.read(100, 11).unwrap(),
+            reader.read(100, 110, usize::MAX).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_live_segment_replaced_after_a_truncation_is_read_from_its_new_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = FileLog::open(tmp.path(), config()).unwrap();
+        let reader = LogReader::open(tmp.path()).unwrap();
+        let last = append(&mut log, &(1..=150).map(payload).collect::<Vec<_>>());
+        let segs = log.segments();
+        assert!(segs.len() >= 3, "{segs:?}");
+        let (prev, newest) = (&segs[segs.len() - 2], &segs[segs.len() - 1]);
+        // The reader lists the newest segment but reads none of its records.
+        reader.read(1, prev.first_index - 1, usize::MAX).unwrap();
+        assert_eq!(Some(1), reader.run_start().unwrap());
+        // Its records and some before it are replaced by others of the same sizes: a
+        // new segment with the same first index and another chain hash before it.
+        let cut = prev.first_index + 1;
+        log.truncate_after(cut).unwrap();
+        let other: Vec<Vec<u8>> = (cut + 1..=last)
+            .map(|i| payload(i).iter().map(|b| b ^ 0x20).collect())
+            .collect();
+        append(&mut log, &other);
+        assert_eq!(
+            newest.first_index,
+            log.segments().last().unwrap().first_index
+        );
+        assert_eq!(
+            log.read(cut + 1, (last - cut) as usize).unwrap(),
+            reader.read(cut + 1, last, usize::MAX).unwrap()
+        );
     }
 
     #[test]
