@@ -771,14 +771,23 @@ async fn failover(
         .first()
         .and_then(|s| s.leader)
         .context("shard 0 has no leader")?;
+    // Two loaded accounts of shard 0 (the transfer is proposed on the debit's shard).
+    let placement = tradelog_domain::routing::Placement::new(status.shards.len() as u32);
+    let mut on_shard_0 = (1..)
+        .map(AccountId)
+        .filter(|a| placement.account_shard(*a) == ShardId(0));
+    let (debit, credit) = (
+        on_shard_0.next().expect("an account on shard 0"),
+        on_shard_0.next().expect("an account on shard 0"),
+    );
     let mut id = 1u64 << 52;
     let send = |id: u64| {
         let client = client.clone();
         async move {
             let spec = TransferSpec {
                 id: TransferId(id),
-                debit: AccountId(1),
-                credit: AccountId(2),
+                debit,
+                credit,
                 asset: USD,
                 amount: Amount(1),
                 balancing: false,

@@ -13,8 +13,8 @@
 //!   cluster is formed by starting every initial member with the same member list.
 //! * **Commands** ([`ShardHost::submit`]): a bounded queue per shard; a batcher takes up to
 //!   `batch_inputs_max` commands at a time and proposes them as one Raft entry (one fsync
-//!   per replica and one round trip per batch), with up to `inflight_batches_max` batches
-//!   in flight per shard (pipelining). A node that does not lead a shard forwards the batch
+//!   per replica and one round trip per batch), with `inflight_batches_max` batches
+//!   in flight per shard (1 by default, which keeps the order of the commands). A node that does not lead a shard forwards the batch
 //!   to the leader ([`GroupHandle::propose`]); a command is acknowledged only once
 //!   committed on a majority and applied.
 //! * **Reads** ([`ShardHost::read_with`]): linearizable (the leader's read index, then this
@@ -83,8 +83,13 @@ use tradelog_raft::{
 pub const QUEUE_LEN_MAX: usize = 16_384;
 /// Default most commands in one proposed batch (one Raft entry).
 pub const BATCH_INPUTS_MAX: usize = 4_096;
-/// Default most batches of one shard in flight at once from this node (pipelining).
-pub const INFLIGHT_BATCHES_MAX: usize = 8;
+/// Default most batches of one shard in flight at once from this node. 1: a batch is
+/// proposed once the one before it is committed, so commands sent to this node are
+/// applied in the order they were queued, also when one request's commands span two
+/// batches or the batches are forwarded to a leader elsewhere (concurrent proposals may
+/// reach the Raft log in another order). Replication itself is still pipelined by
+/// openraft, and a batch holds everything queued meanwhile (up to `BATCH_INPUTS_MAX`).
+pub const INFLIGHT_BATCHES_MAX: usize = 1;
 /// Bound of each event subscriber's queue (batches of events).
 pub const SUBSCRIBER_QUEUE_LEN_MAX: usize = 1_024;
 /// How often a shard's leader looks for cross-shard messages to deliver and pending
@@ -111,7 +116,9 @@ pub struct ClusterConfig {
     pub queue_len_max: usize,
     /// Most commands per proposed batch.
     pub batch_inputs_max: usize,
-    /// Most batches of one shard in flight from this node.
+    /// Most batches of one shard in flight from this node; above 1, commands queued at
+    /// about the same time may be applied in another order than queued (see
+    /// [`INFLIGHT_BATCHES_MAX`]).
     pub inflight_batches_max: usize,
     /// The openraft settings of every group.
     pub raft: openraft::Config,
