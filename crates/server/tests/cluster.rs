@@ -668,3 +668,94 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
         s.shutdown().await.unwrap();
     }
 }
+
+/// Commands queued at a node are applied in the order they were queued, also when they
+/// span several Raft entries and the node forwards them to a leader elsewhere: every
+/// account is opened, then funded, by commands queued one right after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_queued_at_a_node_keep_their_order() {
+    let root = tempfile::tempdir().unwrap();
+    let members: Vec<Member> = (1..=3)
+        .map(|id| Member {
+            id,
+            grpc: free_port(),
+            dir: root.path().join(format!("node-{id}")),
+        })
+        .collect();
+    let urls: BTreeMap<u64, String> = members
+        .iter()
+        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
+        .collect();
+    let mut servers = Vec::new();
+    for m in &members {
+        servers.push(start(m, &urls).await);
+    }
+    for s in &servers {
+        assert!(s.cluster().unwrap().wait_for_leaders(WAIT).await);
+    }
+    let asset = Command::CreateAsset(Asset {
+        id: AssetId(1),
+        code: "USD".into(),
+        scale: 2,
+    });
+    assert!(submit(servers[0].node(), asset)
+        .await
+        .unwrap()
+        .outcome
+        .result
+        .is_ok());
+    // Through a node that leads neither shard if there is one (forwarded batches), else
+    // through every node in turn.
+    let status = servers[0].cluster().unwrap().status().await;
+    let leaders: Vec<u64> = status.shards.iter().filter_map(|s| s.leader).collect();
+    let via: Vec<usize> = match (1..=3u64).find(|n| !leaders.contains(n)) {
+        Some(n) => vec![(n - 1) as usize],
+        None => vec![0, 1, 2],
+    };
+    for (round, node) in via.into_iter().enumerate() {
+        let host = servers[node].node();
+        let mut replies = Vec::new();
+        for k in 0..3_000u64 {
+            let account = AccountId(1 + round as u64 * 10_000 + k);
+            for command in [
+                Command::OpenAccount {
+                    account,
+                    owner: Principal(1),
+                },
+                Command::Deposit {
+                    id: TransferId(account.0),
+                    account,
+                    asset: AssetId(1),
+                    amount: Amount(100),
+                },
+            ] {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let meta = Meta {
+                    timestamp: tradelog_node::runtime::now(),
+                    principal: Principal(1),
+                    authority: Authority::Operator,
+                };
+                host.submit(
+                    meta,
+                    command.clone(),
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                );
+                replies.push((command, rx));
+            }
+        }
+        for (command, rx) in replies {
+            let reply = rx.await.expect("answered").expect("committed");
+            assert!(
+                reply.outcome.result.is_ok(),
+                "{command:?} through node {}: {:?}",
+                node + 1,
+                reply.outcome
+            );
+        }
+    }
+    for s in servers {
+        s.shutdown().await.unwrap();
+    }
+}
