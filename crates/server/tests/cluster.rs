@@ -37,6 +37,25 @@ struct Member {
     dir: std::path::PathBuf,
 }
 
+/// Nodes 1 to `n`, each with a free gRPC port and a data directory under `root`.
+fn members(root: &std::path::Path, n: u64) -> Vec<Member> {
+    (1..=n)
+        .map(|id| Member {
+            id,
+            grpc: free_port(),
+            dir: root.join(format!("node-{id}")),
+        })
+        .collect()
+}
+
+/// The member list (id and gRPC URL) of `members`.
+fn urls(members: &[Member]) -> BTreeMap<u64, String> {
+    members
+        .iter()
+        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
+        .collect()
+}
+
 async fn start(m: &Member, members: &BTreeMap<u64, String>) -> RunningServer {
     start_balancing(m, members, tradelog_server::LEADER_BALANCE_INTERVAL_MS).await
 }
@@ -189,17 +208,8 @@ fn check_invariants(node: &RunningServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_agree_and_survive_a_leader_stop() {
     let root = tempfile::tempdir().unwrap();
-    let members: Vec<Member> = (1..=3)
-        .map(|id| Member {
-            id,
-            grpc: free_port(),
-            dir: root.path().join(format!("node-{id}")),
-        })
-        .collect();
-    let urls: BTreeMap<u64, String> = members
-        .iter()
-        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
-        .collect();
+    let members = members(root.path(), 3);
+    let urls = urls(&members);
     let mut servers = Vec::new();
     for m in &members {
         servers.push(Some(start(m, &urls).await));
@@ -286,17 +296,8 @@ async fn eventually(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joins_leadership_moves_and_a_node_leaves() {
     let root = tempfile::tempdir().unwrap();
-    let members: Vec<Member> = (1..=4)
-        .map(|id| Member {
-            id,
-            grpc: free_port(),
-            dir: root.path().join(format!("node-{id}")),
-        })
-        .collect();
-    let urls: BTreeMap<u64, String> = members[..3]
-        .iter()
-        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
-        .collect();
+    let members = members(root.path(), 4);
+    let urls = urls(&members[..3]);
     let mut servers: Vec<Option<RunningServer>> = Vec::new();
     for m in &members[..3] {
         servers.push(Some(start(m, &urls).await));
@@ -373,17 +374,8 @@ async fn a_node_joins_leadership_moves_and_a_node_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leaders_spread_over_the_nodes_by_themselves() {
     let root = tempfile::tempdir().unwrap();
-    let members: Vec<Member> = (1..=3)
-        .map(|id| Member {
-            id,
-            grpc: free_port(),
-            dir: root.path().join(format!("node-{id}")),
-        })
-        .collect();
-    let urls: BTreeMap<u64, String> = members
-        .iter()
-        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
-        .collect();
+    let members = members(root.path(), 3);
+    let urls = urls(&members);
     let mut servers = Vec::new();
     for m in &members {
         servers.push(start_balancing(m, &urls, 200).await);
@@ -483,17 +475,8 @@ async fn balances_as_of(
 async fn every_replica_regenerates_history_from_its_raft_log() {
     use tradelog_api::proto::as_of::Point;
     let root = tempfile::tempdir().unwrap();
-    let members: Vec<Member> = (1..=3)
-        .map(|id| Member {
-            id,
-            grpc: free_port(),
-            dir: root.path().join(format!("node-{id}")),
-        })
-        .collect();
-    let urls: BTreeMap<u64, String> = members
-        .iter()
-        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
-        .collect();
+    let members = members(root.path(), 3);
+    let urls = urls(&members);
     let mut servers = Vec::new();
     for m in &members {
         let mut config = ServerConfig {
@@ -675,17 +658,8 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_queued_at_a_node_keep_their_order() {
     let root = tempfile::tempdir().unwrap();
-    let members: Vec<Member> = (1..=3)
-        .map(|id| Member {
-            id,
-            grpc: free_port(),
-            dir: root.path().join(format!("node-{id}")),
-        })
-        .collect();
-    let urls: BTreeMap<u64, String> = members
-        .iter()
-        .map(|m| (m.id, format!("http://127.0.0.1:{}", m.grpc)))
-        .collect();
+    let members = members(root.path(), 3);
+    let urls = urls(&members);
     let mut servers = Vec::new();
     for m in &members {
         servers.push(start(m, &urls).await);
