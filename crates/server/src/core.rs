@@ -405,6 +405,7 @@ impl Core {
         after: &Position,
         limit: usize,
     ) -> Result<Page, Error> {
+        self.index_caught_up().await;
         loop {
             let seams = self.check_position(after)?;
             let behind = seams
@@ -418,6 +419,22 @@ impl Core {
                 // The index dropped events since the check: they are history now.
                 Err(Error::OutOfRange(_)) => continue,
                 r => return r,
+            }
+        }
+    }
+
+    /// Waits (bounded, like a command's answer) until the event index holds every event
+    /// this node had applied when the call began, on every shard: a read of the events
+    /// then sees whatever a query of the state just showed, including what other shards
+    /// applied for a command after its answer (the credit of a cross-shard transfer).
+    async fn index_caught_up(&self) {
+        for s in 0..self.shard_count() {
+            let shard = d::ShardId(s);
+            // A shard that cannot answer now has nothing newer to wait for.
+            if let Ok(next) = self.read_as(shard, true, |e| e.next_event_seq()).await {
+                if next > 1 {
+                    self.events.caught_up(shard, next - 1).await;
+                }
             }
         }
     }
