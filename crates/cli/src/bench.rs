@@ -14,7 +14,10 @@
 //! `etcd` (`scripts/bench-etcd.sh`, `bench_etcd.rs`: a 3-member cluster on loopback) is
 //! opt-in too and ends with the replicated-writes table, where tradelog's rows come from
 //! the `server` section (`bench_server::drive` takes the endpoints of any running
-//! deployment, one node or a cluster).
+//! deployment, one node or a cluster). `scaling` (`bench_scale.rs`) measures throughput as
+//! shards (1, 2, 4, 8) and node processes (1, 3, 6) grow with 0, 10 and 50% cross-shard
+//! commands, writes `scaling.csv` and the plot `scaling.svg`, and probes the end-to-end
+//! latency of cross-shard transfers and orders.
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
@@ -36,6 +39,8 @@ mod durable;
 mod etcd;
 #[path = "bench_pg.rs"]
 mod pg;
+#[path = "bench_scale.rs"]
+mod scale;
 #[path = "bench_server.rs"]
 pub(crate) mod server;
 
@@ -44,7 +49,9 @@ const DEFAULT_SECTIONS: [&str; 4] = ["transfers", "orders", "book", "memory"];
 /// Opt-in sections.
 /// Node processes of the `cluster` section (every shard a Raft group of this many replicas).
 const CLUSTER_NODES: u32 = 3;
-const EXTRA_SECTIONS: [&str; 5] = ["durable", "server", "cluster", "postgres", "etcd"];
+const EXTRA_SECTIONS: [&str; 6] = [
+    "durable", "server", "cluster", "postgres", "etcd", "scaling",
+];
 
 /// Options of `tradelog bench`.
 #[derive(clap::Args)]
@@ -56,12 +63,16 @@ const EXTRA_SECTIONS: [&str; 5] = ["durable", "server", "cluster", "postgres", "
         batched); with --only cluster, the same passes against a 3-node replicated cluster \
         (every shard a Raft group of 3 replicas, clients spread over the nodes); with --only \
         etcd, a 3-member etcd cluster on loopback as the replicated-write baseline (the same \
-        transfers as read-check-write Txns).",
+        transfers as read-check-write Txns); with --only scaling, throughput as shards and \
+        node processes grow with a varied share of cross-shard commands (a table, \
+        scaling.csv and the plot scaling.svg) and the end-to-end latency of cross-shard \
+        transfers and orders.",
     after_help = "Examples:\n  tradelog bench --quick\n  tradelog bench --only transfers,orders\n  \
         tradelog bench --only durable,postgres\n  \
         tradelog bench --only server --shards 1 --duration-secs 5\n  \
         tradelog bench --only server,etcd --shards 1\n  \
-        tradelog bench --only server,cluster,etcd --shards 1"
+        tradelog bench --only server,cluster,etcd --shards 1\n  \
+        tradelog bench --only scaling --duration-secs 2 --durable-accounts 20000"
 )]
 pub struct Args {
     /// Accounts in the ledger benchmark.
@@ -115,6 +126,22 @@ pub struct Args {
     /// etcd: the script that starts the cluster [default: scripts/bench-etcd.sh].
     #[arg(long)]
     etcd_script: Option<PathBuf>,
+    /// scaling: shard counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8", value_parser = clap::value_parser!(u32).range(1..=64))]
+    scale_shards: Vec<u32>,
+    /// scaling: node processes to measure (1: one `tradelog serve`; 3 or more: a cluster,
+    /// every shard a Raft group with a replica on every node).
+    #[arg(long, value_delimiter = ',', default_value = "1,3,6", value_parser = clap::value_parser!(u32).range(1..=9))]
+    scale_nodes: Vec<u32>,
+    /// scaling: percentages of cross-shard transfers and orders.
+    #[arg(long, value_delimiter = ',', default_value = "0,10,50")]
+    cross_pct: Vec<u32>,
+    /// scaling: commands per path in the end-to-end latency probe.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    probe_samples: u64,
+    /// scaling: where scaling.csv and scaling.svg (the plot) are written.
+    #[arg(long, default_value = "tradelog-bench-scaling")]
+    scale_out: PathBuf,
 }
 
 /// How a row's requests were issued.
@@ -1002,7 +1029,12 @@ pub fn run(mut a: Args) -> Result<()> {
     if want("memory") {
         memory(&a);
     }
-    let noisy = want("durable") || want("postgres") || want("server") || want("etcd");
+    let noisy = want("durable")
+        || want("postgres")
+        || want("server")
+        || want("etcd")
+        || want("scaling")
+        || want("cluster");
     if noisy {
         println!(
             "  machine: {} CPUs, load average {} at start (other work on the machine skews the figures; compare ratios)",
@@ -1049,6 +1081,20 @@ pub fn run(mut a: Args) -> Result<()> {
                 CLUSTER_NODES,
             )?);
         }
+    }
+    if want("scaling") {
+        scale::run(&scale::Options {
+            accounts: a.durable_accounts,
+            clients: a.clients.into(),
+            batch: a.batch.into(),
+            duration,
+            shards: a.scale_shards.clone(),
+            nodes: a.scale_nodes.clone(),
+            cross_pct: a.cross_pct.clone(),
+            probe_samples: if a.quick { 20 } else { a.probe_samples },
+            data_dir: a.data_dir.clone(),
+            out_dir: a.scale_out.clone(),
+        })?;
     }
     if want("postgres") {
         let pg = pg::run(&pg::Options {

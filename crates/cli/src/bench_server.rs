@@ -53,13 +53,13 @@ const MID_PRICE: u64 = 10_000;
 const PRICE_SPREAD: u64 = 50;
 
 /// The server process, stopped (SIGTERM, then waited for) when dropped.
-struct ServerProcess {
+pub(super) struct ServerProcess {
     child: Child,
-    grpc: String,
+    pub(super) grpc: String,
 }
 
 impl ServerProcess {
-    fn start(data_dir: &std::path::Path, shards: u32) -> Result<ServerProcess> {
+    pub(super) fn start(data_dir: &std::path::Path, shards: u32) -> Result<ServerProcess> {
         let exe = std::env::current_exe().context("locating the tradelog binary")?;
         let mut child = Process::new(exe)
             .args([
@@ -99,7 +99,7 @@ impl ServerProcess {
     }
 
     /// Stops the server gracefully; an error if it did not exit cleanly.
-    fn stop(mut self) -> Result<()> {
+    pub(super) fn stop(mut self) -> Result<()> {
         let pid = self.child.id().to_string();
         Process::new("kill").args(["-TERM", &pid]).status()?;
         let status = self.child.wait()?;

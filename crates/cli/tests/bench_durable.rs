@@ -116,3 +116,94 @@ fn bench_server_drives_a_real_server_over_grpc() {
         assert!(l.contains(", 0 failed)"), "{l}");
     }
 }
+
+/// `--only scaling`: single-node and 3-node deployments of 1 and 2 shards, every share and
+/// workload measured with every transfer accepted, the CSV and the plot written, and the
+/// end-to-end latency probe printed for both deployments.
+#[test]
+fn bench_scaling_measures_every_point_and_writes_the_plot() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = tradelog(&[
+        "bench",
+        "--only",
+        "scaling",
+        "--scale-shards",
+        "1,2",
+        "--scale-nodes",
+        "1,3",
+        "--cross-pct",
+        "0,50",
+        "--durable-accounts",
+        "200",
+        "--duration-secs",
+        "0.2",
+        "--clients",
+        "4",
+        "--batch",
+        "10",
+        "--probe-samples",
+        "3",
+        "--scale-out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "stderr: {err}\nstdout: {out}");
+    let csv = std::fs::read_to_string(out_dir.path().join("scaling.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("nodes,shards,cross_pct,workload,commands_per_s,p99_request_us,failed,commands")
+    );
+    let mut points = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f.len(), 8, "{l}");
+        points.push(format!("{} {} {} {}", f[0], f[1], f[2], f[3]));
+        let (rate, failed, commands): (f64, u64, u64) = (
+            f[4].parse().unwrap(),
+            f[6].parse().unwrap(),
+            f[7].parse().unwrap(),
+        );
+        assert!(rate > 0.0 && commands > 0, "{l}");
+        if f[3].starts_with("transfers") {
+            assert_eq!(failed, 0, "a transfer failed: {l}");
+        }
+    }
+    let mut want = Vec::new();
+    for nodes in [1, 3] {
+        for shards in [1, 2] {
+            for cross in [0, 50] {
+                for w in ["transfers_batched", "orders_batched", "transfers_single"] {
+                    want.push(format!("{nodes} {shards} {cross} {w}"));
+                }
+            }
+        }
+    }
+    assert_eq!(points, want);
+    let svg = std::fs::read_to_string(out_dir.path().join("scaling.svg")).unwrap();
+    for title in [
+        "transfers, batched",
+        "orders, batched",
+        "transfers, one by one",
+    ] {
+        assert!(svg.contains(title), "{title} missing from the plot");
+    }
+    assert!(svg.contains("3 node(s), 50% cross"), "legend missing");
+    for nodes in [1, 3] {
+        assert!(
+            out.contains(&format!(
+                "end-to-end latency, one command at a time, {nodes} node process(es), 2 shards"
+            )),
+            "{out}"
+        );
+    }
+    for path in [
+        "transfer across shards             answer",
+        "marketable order across shards     answer",
+    ] {
+        assert_eq!(
+            out.matches(path).count(),
+            if path.starts_with("transfer") { 4 } else { 2 },
+            "{out}"
+        );
+    }
+}
