@@ -19,13 +19,16 @@ use crate::{PeerChannels, ShardRaft, ShardStateMachine};
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tradelog_domain::ShardId;
 use tradelog_engine::Engine;
 
 /// How long a proposal or read waits for a group to have a leader before it gives up with
 /// [`ProposeError::NoLeader`] (ms): a few election timeouts.
 pub const LEADER_WAIT_MS: u64 = 5_000;
+/// Least pause between two attempts to reach a group's leader (ms).
+pub const LEADER_RETRY_MS_MIN: u64 = 5;
 /// How long a follower waits for its state machine to catch up to the leader's read index
 /// before a linearizable read gives up (ms).
 pub const READ_CATCH_UP_MS: u64 = 5_000;
@@ -167,6 +170,10 @@ impl GroupHandle {
         if left.is_zero() {
             return false;
         }
+        // Never straight back: when the metrics already name a leader other than `not`
+        // (or `not` is unknown) the wait below returns at once, and a caller whose forward
+        // failed at once (no leader address yet, connection refused) would spin.
+        tokio::time::sleep(left.min(Duration::from_millis(LEADER_RETRY_MS_MIN))).await;
         // A short wait even when a leader is named: it may be one that cannot be reached.
         let step = left.min(Duration::from_millis(50));
         let _ = self

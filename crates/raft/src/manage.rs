@@ -10,7 +10,8 @@ use crate::ShardRaft;
 use openraft::errors::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Time allowed for one membership change, including a new replica catching up (ms).
 pub const MANAGE_TIMEOUT_MS: u64 = 120_000;
