@@ -168,4 +168,8 @@ pub enum Delivery {
     },
     /// Addressed to another shard: ignored.
     Misrouted,
+    /// It names a catalog entry (a market) this shard has not created yet: the catalog
+    /// command that every shard applies has not reached this one. Not applied; deliver it
+    /// again later (the messages after it on its channel wait behind it).
+    Deferred,
 }

@@ -390,6 +390,13 @@ impl Engine {
         if m.seq > expected {
             return Delivery::Gap { expected };
         }
+        if let MessageBody::OrderHeld(t) = &m.body {
+            // Catalog commands reach every shard on their own; an order may arrive from a
+            // shard that created the market before this one did.
+            if !self.markets.contains_key(&t.market) {
+                return Delivery::Deferred;
+            }
+        }
         self.inbox_next.insert(m.from, expected + 1);
         let mut seq = self.next_event_seq;
         let mut sink = EventSink::new(out, self.shard, self.inputs, ts, m.principal, &mut seq);

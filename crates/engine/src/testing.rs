@@ -116,3 +116,136 @@ pub fn workload(n: u64, per_batch: u64) -> Vec<Vec<Input>> {
     }
     batches
 }
+
+/// Accounts of [`sharded_workload`] (account `a` lives on shard `a % shards`).
+pub const SHARDED_ACCOUNTS: u64 = 12;
+/// The fee account of [`sharded_workload`]'s market.
+pub const SHARDED_FEE_ACCOUNT: AccountId = AccountId(99);
+
+/// A workload for every shard of `shards` (`Placement::new(shards)`): each shard's first
+/// batch creates the assets and market 1 (on shard 0; catalog commands go to every shard)
+/// and opens and funds the accounts it owns (of `1..=SHARDED_ACCOUNTS` and the fee
+/// account); then `n` batches of `per_batch` inputs: transfers from its accounts to any
+/// account (cross-shard when the credit lives elsewhere, refunded when it is not open
+/// there yet) and orders of its accounts on market 1 (hold here, match on shard 0,
+/// settle here). The shards' batches may be applied in any interleaving.
+pub fn sharded_workload(shards: u32, n: u64, per_batch: u64) -> Vec<Vec<Vec<Input>>> {
+    assert!(shards >= 1);
+    let cmd = |t, command| Input::Command {
+        meta: op(t),
+        command,
+    };
+    let owned = |s: u32| {
+        (1..=SHARDED_ACCOUNTS)
+            .chain([SHARDED_FEE_ACCOUNT.0])
+            .filter(move |a| a % u64::from(shards) == u64::from(s))
+            .collect::<Vec<u64>>()
+    };
+    (0..shards)
+        .map(|s| {
+            let mut first = vec![
+                cmd(
+                    1,
+                    Command::CreateAsset(Asset {
+                        id: AssetId(1),
+                        code: "USD".into(),
+                        scale: 2,
+                    }),
+                ),
+                cmd(
+                    1,
+                    Command::CreateAsset(Asset {
+                        id: AssetId(2),
+                        code: "BTC".into(),
+                        scale: 8,
+                    }),
+                ),
+                cmd(
+                    1,
+                    Command::CreateMarket(MarketSpec {
+                        id: MarketId(1),
+                        base: AssetId(2),
+                        quote: AssetId(1),
+                        lot_size: 1,
+                        tick_size: 1,
+                        min_qty: Qty(1),
+                        max_qty: Qty(1_000),
+                        maker_fee_bps: 5,
+                        taker_fee_bps: 10,
+                        fee_account: SHARDED_FEE_ACCOUNT,
+                        collar_bps: 0,
+                        shard: ShardId(0),
+                    }),
+                ),
+            ];
+            for a in owned(s) {
+                first.push(cmd(
+                    2,
+                    Command::OpenAccount {
+                        account: AccountId(a),
+                        owner: Principal(a),
+                    },
+                ));
+                for asset in [1u32, 2] {
+                    first.push(cmd(
+                        2,
+                        Command::Deposit {
+                            id: TransferId(a * 10 + u64::from(asset)),
+                            account: AccountId(a),
+                            asset: AssetId(asset),
+                            amount: Amount(1_000_000),
+                        },
+                    ));
+                }
+            }
+            let mine: Vec<u64> = owned(s)
+                .into_iter()
+                .filter(|a| *a != SHARDED_FEE_ACCOUNT.0)
+                .collect();
+            let mut batches = vec![first];
+            let mut i = 0u64;
+            for _ in 0..n {
+                let mut batch = Vec::new();
+                for _ in 0..per_batch {
+                    let a = mine[(i % mine.len() as u64) as usize];
+                    let c = if i.is_multiple_of(3) {
+                        let mut credit = 1 + (i * 7 + u64::from(s)) % SHARDED_ACCOUNTS;
+                        if credit == a {
+                            credit = credit % SHARDED_ACCOUNTS + 1;
+                        }
+                        Command::Transfer(TransferSpec {
+                            // Unique over every shard's workload.
+                            id: TransferId(1_000 + i * u64::from(shards) + u64::from(s)),
+                            debit: AccountId(a),
+                            credit: AccountId(credit),
+                            asset: AssetId(1),
+                            amount: Amount(1 + i % 50),
+                            balancing: false,
+                        })
+                    } else {
+                        Command::PlaceOrder(NewOrder {
+                            account: AccountId(a),
+                            market: MarketId(1),
+                            side: if (i + u64::from(s)).is_multiple_of(2) {
+                                Side::Buy
+                            } else {
+                                Side::Sell
+                            },
+                            order_type: OrderType::Limit,
+                            tif: TimeInForce::Gtc,
+                            price: Price(90 + i % 20),
+                            qty: Qty(1 + i % 5),
+                            post_only: false,
+                            client_order_id: 0,
+                            stp: SelfTradePrevention::CancelResting,
+                        })
+                    };
+                    batch.push(cmd(10 + i, c));
+                    i += 1;
+                }
+                batches.push(batch);
+            }
+            batches
+        })
+        .collect()
+}

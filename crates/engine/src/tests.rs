@@ -3537,3 +3537,43 @@ fn reserving_idempotency_capacity_changes_nothing() {
     assert_eq!(a.e.state_hash(), b.e.state_hash());
     assert_eq!(a.e.snapshot(), b.e.snapshot());
 }
+
+#[test]
+fn order_for_a_market_the_receiver_has_not_created_yet_is_deferred_then_applied() {
+    let (mut h0, mut h1) = two();
+    // Shard 0 learned of market 2 (on shard 1) before shard 1 did: catalog commands reach
+    // every shard on their own.
+    let mut spec = market_spec(ShardId(1));
+    spec.id = MarketId(2);
+    h0.ok(h0.op(), Command::CreateMarket(spec.clone()));
+    let mut o = limit(A2, Side::Buy, 100, 5);
+    o.market = MarketId(2);
+    h0.ok(h0.op(), Command::PlaceOrder(o));
+    let held = outboxes(&h0.e).concat();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let before = (
+        ledger_parts(&h1.e),
+        book_parts(&h1.e),
+        h1.e.inbox_applied(ShardId(0)),
+    );
+    // Not applied, nothing changed, the channel did not move: the sender delivers it again.
+    assert_eq!(h1.deliver(held[0].clone()), (Delivery::Deferred, vec![]));
+    let after = (
+        ledger_parts(&h1.e),
+        book_parts(&h1.e),
+        h1.e.inbox_applied(ShardId(0)),
+    );
+    assert_eq!(before, after);
+    h1.e.validate().unwrap();
+    h1.ok(h1.op(), Command::CreateMarket(spec));
+    let (d, got) = h1.deliver(held[0].clone());
+    assert_eq!(d, Delivery::Applied);
+    assert!(
+        got.iter().any(
+            |e| matches!(e.event, Event::OrderAccepted { market, .. } if market == MarketId(2))
+        ),
+        "{got:?}"
+    );
+    assert_eq!(h1.e.inbox_applied(ShardId(0)), 1);
+    h1.e.validate().unwrap();
+}

@@ -231,6 +231,8 @@ impl Node {
                 internal: internal_rx,
                 peers: internal.clone(),
                 forwarded: BTreeMap::new(),
+                deferred: Vec::new(),
+                retry_deferred: false,
                 subscribers: subscribers.clone(),
                 batch_inputs_max: config.batch_inputs_max.max(1),
                 failed: None,
@@ -451,6 +453,13 @@ struct Worker {
     peers: Vec<Sender<Input>>,
     /// Highest sequence number forwarded to each destination since start.
     forwarded: BTreeMap<ShardId, u64>,
+    /// Messages this shard could not apply yet (`Delivery::Deferred`: its catalog lags the
+    /// sender's; and the ones behind them on their channel, `Gap`), tried again with the
+    /// next batch, in (source, sequence) order.
+    deferred: Vec<Input>,
+    /// A batch with commands went by since a message was deferred (the catalog may have
+    /// caught up): try the deferred ones even if nothing else arrives.
+    retry_deferred: bool,
     subscribers: Subscribers,
     batch_inputs_max: usize,
     failed: Option<String>,
@@ -490,6 +499,19 @@ impl Worker {
             let t = crate::runtime::now();
             if inputs.is_empty() && self.shard.engine().ledger().has_due_expiry(t) {
                 inputs.push(Input::Tick { timestamp: t });
+            }
+            if !self.deferred.is_empty() && (!inputs.is_empty() || self.retry_deferred) {
+                self.retry_deferred = false;
+                let mut again = std::mem::take(&mut self.deferred);
+                again.sort_by_key(|i| match i {
+                    Input::Message { message, .. } => (message.from, message.seq),
+                    _ => unreachable!("only messages are deferred"),
+                });
+                again.dedup_by_key(|i| match i {
+                    Input::Message { message, .. } => (message.from, message.seq),
+                    _ => unreachable!("only messages are deferred"),
+                });
+                inputs.extend(again);
             }
             self.apply(&inputs, &mut replies);
             for r in reads.drain(..) {
@@ -552,6 +574,18 @@ impl Worker {
                 return;
             }
         };
+        for (input, r) in inputs.iter().zip(&results) {
+            if let (
+                Input::Message { .. },
+                Applied::Message(Delivery::Deferred | Delivery::Gap { .. }),
+            ) = (input, r)
+            {
+                self.deferred.push(input.clone());
+            }
+        }
+        if !self.deferred.is_empty() && inputs.iter().any(|i| matches!(i, Input::Command { .. })) {
+            self.retry_deferred = true;
+        }
         // Split the events by input (events carry the input's number).
         let mut by_input: Vec<Vec<EventRecord>> = vec![Vec::new(); inputs.len()];
         for e in &events {
