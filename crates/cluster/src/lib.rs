@@ -417,11 +417,13 @@ impl ClusterNode {
                 config.batch_inputs_max,
                 config.inflight_batches_max,
             )));
-            tasks.push(tokio::spawn(pump(
+            tasks.push(tokio::spawn(tradelog_raft::pump(
                 g.handle.clone(),
                 handles.clone(),
                 g.wake.clone(),
                 node.stopped.clone(),
+                now,
+                PUMP_INTERVAL_MS,
             )));
         }
         if config.leader_balance_interval_ms > 0 {
@@ -705,89 +707,6 @@ async fn propose_jobs(group: &GroupHandle, jobs: Vec<Job>) {
             let e = submit_error(e);
             for r in replies {
                 r(Err(e.clone()));
-            }
-        }
-    }
-}
-
-/// The leader duties of one shard, on whichever node leads it: deliver new outbox
-/// messages to their destination shards (and acknowledge them back once applied there),
-/// and propose a tick when a pending transfer is due to expire.
-async fn pump(
-    group: GroupHandle,
-    all: Vec<GroupHandle>,
-    wake: Arc<Notify>,
-    stopped: Arc<AtomicBool>,
-) {
-    let me = group.group();
-    // Highest sequence number delivered to each destination while this node leads.
-    let mut delivered: BTreeMap<ShardId, u64> = BTreeMap::new();
-    let mut was_leader = false;
-    loop {
-        let _ =
-            tokio::time::timeout(Duration::from_millis(PUMP_INTERVAL_MS), wake.notified()).await;
-        if stopped.load(Ordering::Acquire) {
-            return;
-        }
-        let leader = group.is_leader();
-        if leader != was_leader {
-            // A new term of leadership starts from what the log says is unacknowledged.
-            delivered.clear();
-            was_leader = leader;
-        }
-        if !leader {
-            continue;
-        }
-        let t = now();
-        let work = group
-            .read_local(move |e| {
-                let mut out: Vec<(ShardId, Vec<Message>)> = Vec::new();
-                for to in e.outbox_destinations() {
-                    out.push((to, e.outbox(to).cloned().collect()));
-                }
-                (out, e.ledger().has_due_expiry(t))
-            })
-            .await;
-        let Ok((outbox, due)) = work else { continue };
-        for (to, messages) in outbox {
-            let done = delivered.get(&to).copied().unwrap_or(0);
-            let fresh: Vec<Input> = messages
-                .iter()
-                .filter(|m| m.seq > done)
-                .map(|m| Input::Message {
-                    timestamp: now(),
-                    message: m.clone(),
-                })
-                .collect();
-            let Some(last) = messages.last().map(|m| m.seq).filter(|s| *s > done) else {
-                continue;
-            };
-            let Some(dest) = all.get(to.0 as usize) else {
-                continue;
-            };
-            let Ok(batch) = Batch::new(fresh) else {
-                continue;
-            };
-            match dest.propose(batch).await {
-                Ok(_) => {
-                    delivered.insert(to, last);
-                    // The destination applied every message up to `last` (the batch held
-                    // all unacknowledged ones, in order).
-                    let ack = Input::Ack {
-                        timestamp: now(),
-                        to,
-                        upto: last,
-                    };
-                    if let Ok(b) = Batch::new(vec![ack]) {
-                        let _ = group.propose(b).await;
-                    }
-                }
-                Err(e) => tracing::debug!(from = %me, %to, "delivering messages: {e}"),
-            }
-        }
-        if due {
-            if let Ok(b) = Batch::new(vec![Input::Tick { timestamp: now() }]) {
-                let _ = group.propose(b).await;
             }
         }
     }

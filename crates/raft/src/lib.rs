@@ -73,6 +73,7 @@ mod log_store;
 mod manage;
 mod meta;
 mod network;
+mod pump;
 mod runtime;
 mod state_machine;
 mod transport;
@@ -87,7 +88,7 @@ pub mod pb {
 
 pub use forward::{
     GroupHandle, ProposeAnswer, ProposeError, ReadIndexAnswer, COMMIT_WAIT_MS, FORWARD_TIMEOUT_MS,
-    LEADER_WAIT_MS, READ_CATCH_UP_MS,
+    LEADER_RETRY_MS_MIN, LEADER_WAIT_MS, READ_CATCH_UP_MS,
 };
 pub use log_store::{
     decode_entry, encode_entry, FlushMode, LogOpenReport, LogStoreConfig, ShardLogReader,
@@ -100,6 +101,7 @@ pub use network::{
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
     SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
 };
+pub use pump::{pump, PUMP_MESSAGES_MAX};
 pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use state_machine::{
     decode_snapshot, encode_snapshot, verify_snapshot_envelope, EventSink, ShardSnapshotBuilder,

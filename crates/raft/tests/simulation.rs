@@ -36,11 +36,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 use tonic::transport::Uri;
-use tradelog_domain::ShardId;
+use tradelog_domain::{ShardId, Timestamp};
 use tradelog_engine::{Applied, Engine, Placement};
 use tradelog_raft::{
-    decode_entry, seed_thread_rng, Batch, EntryPayload, FlushMode, GroupNetwork, LogId,
-    LogStoreConfig, NodeId, PeerChannels, RaftRouter, ShardLogStore, ShardRaft, ShardStateMachine,
+    decode_entry, pump, seed_thread_rng, Batch, EntryPayload, FlushMode, GroupHandle, GroupNetwork,
+    LogId, LogStoreConfig, NodeId, PeerChannels, RaftRouter, ShardLogStore, ShardRaft,
+    ShardStateMachine,
 };
 use tradelog_storage::{ChainHash, LogStore, MemLog, Record, StorageError};
 
@@ -99,6 +100,18 @@ impl SharedLog {
                     .is_some_and(|(c, _)| *c != id)
             })
             .count() as u64
+    }
+
+    /// Every archived entry, as (index, log id, payload).
+    fn archived_entries(&self) -> Vec<(u64, LogId, EntryPayload)> {
+        let log = self.lock();
+        log.archived()
+            .iter()
+            .map(|r| {
+                let e = decode_entry(&r.payload).expect("a stored entry decodes");
+                (r.index - 1, e.log_id(), e.payload)
+            })
+            .collect()
     }
 
     /// The live records holding Raft indexes `from..=to` (those still in the log).
@@ -262,7 +275,8 @@ impl Params {
         Params {
             seed,
             nodes,
-            groups: rng.random_range(1..=2),
+            // Two groups (cross-shard messages between them) two times in three.
+            groups: rng.random_range(1..=3u32).min(2),
             fault_every_ms: rng.random_range(300..1_500),
         }
     }
@@ -298,6 +312,8 @@ struct Shared {
     violations: Vec<String>,
     /// The workload is done: the harness heals the cluster and stops injecting faults.
     heal: bool,
+    /// Cross-shard messages the groups applied from each other by the end.
+    cross_shard_messages: u64,
 }
 
 type World = Arc<Mutex<Shared>>;
@@ -313,6 +329,15 @@ fn raft_config() -> Arc<openraft::Config> {
     c.max_in_snapshot_log_to_keep = 4;
     c.snapshot_max_chunk_size = 4096;
     Arc::new(c.validate().expect("valid config"))
+}
+
+/// How often a leader's pump looks for messages to deliver (simulated ms).
+const PUMP_INTERVAL_MS: u64 = 20;
+
+/// Simulated time as a leader timestamp (deterministic, unlike the wall clock).
+fn sim_now() -> Timestamp {
+    let t = turmoil::sim_elapsed().unwrap_or_default();
+    Timestamp(1_000_000_000 + t.as_nanos() as u64)
 }
 
 /// The software of node `id`: opens its groups over its surviving logs and directories,
@@ -350,6 +375,28 @@ async fn node_main(
         let raft = Raft::new(id, config.clone(), net, store, sm).await?;
         router.add(ShardId(g), raft.clone());
         lock(&world).rafts.insert((id, g), raft);
+    }
+    // Every node runs the real leader's pump of every group (it acts only where this node
+    // leads): cross-shard messages go from a group's log to another's as proposals,
+    // stamped with simulated time.
+    let handles: Vec<GroupHandle> = (0..params.groups)
+        .map(|g| {
+            GroupHandle::new(
+                ShardId(g),
+                lock(&world).rafts[&(id, g)].clone(),
+                peers.clone(),
+            )
+        })
+        .collect();
+    for h in &handles {
+        tokio::spawn(pump(
+            h.clone(),
+            handles.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            sim_now,
+            PUMP_INTERVAL_MS,
+        ));
     }
     let first_start = id == 1 && !lock(&world).initialized;
     if first_start {
@@ -464,15 +511,16 @@ async fn sampler(world: World) {
 /// for healing and checks the converged cluster.
 async fn client_main(params: Params, world: World) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(sampler(world.clone()));
-    let workload = tradelog_engine::testing::workload(BATCHES, PER_BATCH);
+    let workloads = tradelog_engine::testing::sharded_workload(params.groups, BATCHES, PER_BATCH);
     let mut rng = StdRng::seed_from_u64(params.seed ^ 0xc11e_4700);
     let mut next: Vec<usize> = vec![0; params.groups as usize];
-    while next.iter().any(|&k| k < workload.len()) {
+    while next.iter().zip(&workloads).any(|(&k, w)| k < w.len()) {
         // Paced, so that the workload meets the faults (about 10 simulated seconds).
         let pause = rng.random_range(20..400);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let group = rng.random_range(0..params.groups);
         let k = next[group as usize];
+        let workload = &workloads[group as usize];
         if k >= workload.len() {
             continue;
         }
@@ -517,6 +565,34 @@ async fn client_main(params: Params, world: World) -> Result<(), Box<dyn std::er
 /// leader's last committed one, then runs the final checks.
 async fn converge(params: &Params, world: &World) {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(CONVERGE_MS);
+    // First every cross-shard message is delivered and acknowledged: every group's leader
+    // has an empty outbox (nothing new arises once the client stopped).
+    loop {
+        if tokio::time::Instant::now() > deadline {
+            lock(world)
+                .violations
+                .push("cross-shard messages still in flight after healing".into());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut quiet = true;
+        for g in 0..params.groups {
+            let Some((_, leader)) = leader_of(world, g) else {
+                quiet = false;
+                break;
+            };
+            let ask = leader.with_state_machine(|sm: &mut ShardStateMachine| {
+                let empty = sm.engine().outbox_destinations().is_empty();
+                Box::pin(async move { empty })
+            });
+            let empty = tokio::time::timeout(Duration::from_millis(1_000), ask).await;
+            quiet &= matches!(empty, Ok(Ok(true)));
+        }
+        if quiet {
+            break;
+        }
+    }
+    let mut engines = Vec::new();
     for g in 0..params.groups {
         loop {
             if tokio::time::Instant::now() > deadline {
@@ -559,18 +635,47 @@ async fn converge(params: &Params, world: &World) {
                         .extend(tradelog_codec::encode(&(n, g, applied, hash)));
                 }
                 drop(w);
-                check_group(params, world, g, committed.expect("checked"));
+                engines.push(check_group(params, world, g, committed.expect("checked")));
                 break;
             }
         }
     }
+    // Across the groups, with nothing in flight: money conserved per asset, what one
+    // shard sent is what the others received, every order's hold mirrored by its book.
+    let mut w = lock(world);
+    if let Err(v) = tradelog_engine::cluster::validate_quiescent(&engines) {
+        w.violations.push(format!("across the groups: {v:?}"));
+    }
+    let delivered: u64 = engines
+        .iter()
+        .flat_map(|e| (0..params.groups).map(move |f| e.inbox_applied(ShardId(f))))
+        .sum();
+    w.cross_shard_messages = delivered;
+    w.trace.extend(tradelog_codec::encode(&delivered));
 }
 
 /// The final checks of one group: every ack is in the committed log (as the replicas
 /// applied it) with the results it was acknowledged with, and replaying that log gives the
 /// state every replica has.
-fn check_group(params: &Params, world: &World, g: u32, committed: LogId) {
+fn check_group(params: &Params, world: &World, g: u32, committed: LogId) -> Engine {
     let mut w = lock(world);
+    // An entry committed and purged between two samples was never seen live; the archives
+    // keep it. Of the entries any replica ever held at an index, the committed one has the
+    // highest log id (a later leader holds it, so no higher term ever wrote that index; the
+    // others were truncated).
+    let mut archived: BTreeMap<u64, (LogId, EntryPayload)> = BTreeMap::new();
+    for n in 1..=params.nodes {
+        for (index, id, payload) in w.logs[&(n, g)].archived_entries() {
+            if archived.get(&index).is_none_or(|(have, _)| *have < id) {
+                archived.insert(index, (id, payload));
+            }
+        }
+    }
+    for (index, e) in archived {
+        if index <= committed.index {
+            w.committed.entry((g, index)).or_insert(e);
+        }
+    }
     let log: BTreeMap<u64, (LogId, EntryPayload)> = w
         .committed
         .range((g, 0)..=(g, committed.index))
@@ -634,11 +739,13 @@ fn check_group(params: &Params, world: &World, g: u32, committed: LogId) {
         .map(|n| w.logs[&(n, g)].archived_not_in(g, &w.committed))
         .sum();
     w.stale_archived += stale;
+    engine
 }
 
 /// What one run produced.
 struct Outcome {
     trace: [u8; 32],
+    cross_shard_messages: u64,
     acks: usize,
     crashes: u32,
     stale_archived: u64,
@@ -843,6 +950,7 @@ fn simulate(params: &Params) -> Outcome {
     w.trace.extend(tradelog_codec::encode(&samples));
     Outcome {
         trace: tradelog_codec::sha256(&w.trace),
+        cross_shard_messages: w.cross_shard_messages,
         acks: w.acks.len(),
         crashes,
         stale_archived: w.stale_archived,
@@ -872,10 +980,11 @@ fn run_seeds(test: &str, nodes: u64, base: u64) {
         let params = Params::new(seed, nodes);
         let out = simulate(&params);
         eprintln!(
-            "seed {seed}: {nodes} nodes, {} groups, {} acknowledged writes, {} crashes, \
-             {} uncommitted archived records, trace {}",
+            "seed {seed}: {nodes} nodes, {} groups, {} acknowledged writes, {} cross-shard \
+             messages, {} crashes, {} uncommitted archived records, trace {}",
             params.groups,
             out.acks,
+            out.cross_shard_messages,
             out.crashes,
             out.stale_archived,
             tradelog_codec::hex(&out.trace)
@@ -888,6 +997,12 @@ fn run_seeds(test: &str, nodes: u64, base: u64) {
             out.violations.join("\n  ")
         );
         assert!(out.acks > 0, "seed {seed}: no write was acknowledged");
+        if params.groups > 1 {
+            assert!(
+                out.cross_shard_messages > 0,
+                "seed {seed}: no cross-shard message was delivered"
+            );
+        }
     }
 }
 
