@@ -23,7 +23,9 @@
 //! when the load stopped are resent until answered. Then every transfer account's balance
 //! must be exactly what the transfers say (each applied once), and the traders' and the
 //! fee account's balances must add up, per asset, to exactly what was deposited (no fill
-//! settled twice or lost), once the fills' cross-shard settlements are through.
+//! settled twice or lost), once the fills' cross-shard settlements are through. Every node
+//! serves the same event stream for each transfer account, with each debit once and each
+//! client's transfers in the order it sent them (per-account event order).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
