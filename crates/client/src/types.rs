@@ -139,6 +139,9 @@ pub struct Balances {
     pub open_orders: u32,
     /// The state the answer reflects.
     pub position: ShardPosition,
+    /// The same state as an index of the shard's input log: every input up to it,
+    /// nothing after (pass it as an as-of point to read this state again).
+    pub log_index: u64,
 }
 
 impl Balances {
@@ -164,6 +167,7 @@ impl Balances {
                 .collect(),
             open_orders: r.open_orders,
             position: shard_position(r.position)?,
+            log_index: r.log_index,
         })
     }
 
@@ -246,6 +250,9 @@ pub struct Order {
     pub post_only: bool,
     /// The state the answer reflects.
     pub position: ShardPosition,
+    /// The same state as an index of the shard's input log: every input up to it,
+    /// nothing after (pass it as an as-of point to read this state again).
+    pub log_index: u64,
 }
 
 impl Order {
@@ -263,6 +270,7 @@ impl Order {
             stp: o.stp,
             post_only: o.post_only,
             position: shard_position(r.position)?,
+            log_index: r.log_index,
         })
     }
 }
@@ -293,6 +301,9 @@ pub struct Book {
     pub last_price: Option<d::Price>,
     /// The state the answer reflects.
     pub position: ShardPosition,
+    /// The same state as an index of the shard's input log: every input up to it,
+    /// nothing after (pass it as an as-of point to read this state again).
+    pub log_index: u64,
 }
 
 impl Book {
@@ -313,6 +324,7 @@ impl Book {
             halted: r.halted,
             last_price: r.last_price.map(d::Price),
             position: shard_position(r.position)?,
+            log_index: r.log_index,
         })
     }
 }

@@ -757,6 +757,7 @@ async fn history_queries_and_past_states_come_back_typed() {
             }],
             open_orders: 0,
             position: b.position,
+            log_index: deposits[0].input,
         }
     );
     assert_eq!(b.position.shard, d::ShardId(1));
@@ -764,6 +765,7 @@ async fn history_queries_and_past_states_come_back_typed() {
         .book_as_of(MARKET, 0, AsOf::LogIndex(ask.input))
         .await
         .unwrap();
+    assert_eq!(book.log_index, ask.input);
     assert_eq!(
         (book.bids, book.asks, book.last_price),
         (
@@ -781,6 +783,12 @@ async fn history_queries_and_past_states_come_back_typed() {
         .await
         .unwrap();
     assert_eq!((o.remaining, o.held), (d::Qty(LOT), d::Amount(LOT)));
+    // Read again at the index it reported: the same order.
+    let again = c
+        .order_as_of(MARKET, ask_id, AsOf::LogIndex(o.log_index))
+        .await
+        .unwrap();
+    assert_eq!(again, o);
     assert!(matches!(
         c.balances_as_of(d::AccountId(1), AsOf::Time(d::Timestamp(1)))
             .await,
