@@ -39,7 +39,8 @@ pub enum AuditError {
     /// No configured node answered.
     #[error("no node answered: {0}")]
     NoNode(ClientError),
-    /// Every replica of a shard failed its task; the last error.
+    /// Every replica of a shard failed its task (down, busy, or behind the index asked);
+    /// the last error.
     #[error("shard {shard}: every replica failed (last: {error})")]
     ShardUnavailable {
         /// The shard.
@@ -273,11 +274,23 @@ fn node_client(url: &str, template: &ClientConfig) -> Result<Client, ClientError
     Client::new(c)
 }
 
-fn is_node_failure(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Unavailable { .. } | ClientError::Timeout { .. } | ClientError::Overloaded { .. }
-    )
+/// What a failed task attempt means for the node that answered.
+enum Failure {
+    /// The node is down (unavailable, timed out): try another, avoid it for the job.
+    Down,
+    /// The node is busy, or its replica has not applied the index asked yet: try
+    /// another replica.
+    Elsewhere,
+    /// The task itself is refused: no replica would answer otherwise.
+    Fatal,
+}
+
+fn failure(e: &ClientError) -> Failure {
+    match e {
+        ClientError::Unavailable { .. } | ClientError::Timeout { .. } => Failure::Down,
+        ClientError::Overloaded { .. } | ClientError::OutOfRange(_) => Failure::Elsewhere,
+        _ => Failure::Fatal,
+    }
 }
 
 impl Auditor {
@@ -419,13 +432,14 @@ impl Auditor {
                     }
                     return Ok(v);
                 }
-                Err(e) if is_node_failure(&e) => {
-                    if !matches!(e, ClientError::Overloaded { .. }) {
+                Err(e) => match failure(&e) {
+                    Failure::Down => {
                         b.down[i] = true;
+                        last = Some(e);
                     }
-                    last = Some(e);
-                }
-                Err(error) => return Err(AuditError::Task { shard, error }),
+                    Failure::Elsewhere => last = Some(e),
+                    Failure::Fatal => return Err(AuditError::Task { shard, error: e }),
+                },
             }
         }
         Err(AuditError::ShardUnavailable {
