@@ -29,6 +29,9 @@ use tradelog_domain::{AssetId, ShardId};
 
 /// Most figures tasks the cut search sends (all shards together) before it gives up.
 pub const CUT_PROBES_MAX: usize = 4_096;
+/// The weight of one task this auditor has running on a node, added to the load the node
+/// reported (the server weighs a shard task as this many queued commands too).
+pub const TASK_LOAD_WEIGHT: u64 = 1_000;
 /// Most nodes an auditor talks to.
 pub const AUDIT_NODES_MAX: usize = 64;
 
@@ -197,8 +200,7 @@ pub struct TrialBalance {
 impl TrialBalance {
     /// Reduces every shard's figures.
     pub fn of(shards: Vec<ShardFigures>) -> TrialBalance {
-        let mut totals: BTreeMap<AssetId, tradelog_domain::audit::AssetFigures> =
-            BTreeMap::new();
+        let mut totals: BTreeMap<AssetId, tradelog_domain::audit::AssetFigures> = BTreeMap::new();
         let mut failures = Vec::new();
         for f in &shards {
             failures.extend(f.trial_balance());
@@ -315,9 +317,9 @@ impl Auditor {
             }
         }
         if urls.is_empty() {
-            return Err(AuditError::NoNode(
-                last.unwrap_or_else(|| ClientError::Config("no endpoint given".into())),
-            ));
+            return Err(AuditError::NoNode(last.unwrap_or_else(|| {
+                ClientError::Config("no endpoint given".into())
+            })));
         }
         urls.truncate(AUDIT_NODES_MAX);
         let nodes = urls
@@ -395,7 +397,7 @@ impl Auditor {
             .min_by_key(|i| {
                 (
                     b.reported[*i].saturating_add(
-                        b.running[*i].saturating_mul(tradelog_server_task_weight()),
+                        b.running[*i].saturating_mul(TASK_LOAD_WEIGHT),
                     ),
                     *i,
                 )
@@ -470,21 +472,16 @@ impl Auditor {
 
     /// The replay verification of every shard.
     pub async fn verify(&self) -> Result<Verification, AuditError> {
-        let shards = join_all(
-            (0..self.shards)
-                .map(|s| self.run(ShardId(s), move |c| async move { c.verify_shard(ShardId(s)).await })),
-        )
+        let shards = join_all((0..self.shards).map(|s| {
+            self.run(ShardId(s), move |c| async move {
+                c.verify_shard(ShardId(s)).await
+            })
+        }))
         .await
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
         Ok(Verification { shards })
     }
-}
-
-/// The weight of one running task in the load figure (the server's
-/// `SHARD_TASK_LOAD_WEIGHT`, in queued commands).
-fn tradelog_server_task_weight() -> u64 {
-    1_000
 }
 
 impl FiguresSource for Auditor {
@@ -495,7 +492,9 @@ impl FiguresSource for Auditor {
     ) -> impl Future<Output = Result<ShardFigures, AuditError>> + Send {
         async move {
             let f = self
-                .run(shard, move |c| async move { c.shard_figures(shard, index).await })
+                .run(shard, move |c| async move {
+                    c.shard_figures(shard, index).await
+                })
                 .await?;
             if f.shard != shard || index.is_some_and(|i| i != f.index) {
                 return Err(AuditError::WrongFigures {

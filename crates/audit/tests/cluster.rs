@@ -104,11 +104,15 @@ async fn load(c: Client, stop: Arc<AtomicBool>) -> u64 {
         n += 1;
         let a = AccountId(1 + n % 8);
         let b = AccountId(1 + (n + 3) % 8);
-        let r = if n % 3 == 0 {
+        let r = if n.is_multiple_of(3) {
             c.place_order(NewOrder {
                 account: a,
                 market: MARKET,
-                side: if n % 2 == 0 { Side::Buy } else { Side::Sell },
+                side: if n.is_multiple_of(2) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                },
                 order_type: OrderType::Limit,
                 tif: TimeInForce::Gtc,
                 price: Price(100 + n % 3),
@@ -123,17 +127,14 @@ async fn load(c: Client, stop: Arc<AtomicBool>) -> u64 {
                 id: TransferId(1_000 + n),
                 debit: a,
                 credit: b,
-                asset: if n % 2 == 0 { USD } else { BTC },
+                asset: if n.is_multiple_of(2) { USD } else { BTC },
                 amount: Amount(1 + n % 50),
                 balancing: false,
             })
             .await
         };
-        match r {
-            Ok(_) => {
-                accepted.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {}
+        if let Ok(_) = r {
+            accepted.fetch_add(1, Ordering::Relaxed);
         }
     }
     accepted.load(Ordering::Relaxed)
@@ -152,7 +153,9 @@ async fn audits_pass_under_load_and_with_a_node_down() {
     let root = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
-    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, urls[id as usize - 1].clone())).collect();
+    let members: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, urls[id as usize - 1].clone()))
+        .collect();
     let mut servers = BTreeMap::new();
     for id in 1..=3u64 {
         let dir = root.path().join(format!("node-{id}"));
@@ -167,7 +170,10 @@ async fn audits_pass_under_load_and_with_a_node_down() {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let t = client.trades_to_end(MARKET, Timestamp(0), None, None, None).await.unwrap();
+        let t = client
+            .trades_to_end(MARKET, Timestamp(0), None, None, None)
+            .await
+            .unwrap();
         if t.trades.len() >= 20 {
             break;
         }
@@ -179,7 +185,9 @@ async fn audits_pass_under_load_and_with_a_node_down() {
     let auditor = Auditor::connect(&config(&urls[..1]))
         .await
         .unwrap()
-        .with_progress(Arc::new(move |t: &TaskDone| d.lock().unwrap().push(t.clone())));
+        .with_progress(Arc::new(move |t: &TaskDone| {
+            d.lock().unwrap().push(t.clone())
+        }));
     assert_eq!(SHARDS, auditor.shard_count());
     assert_eq!(
         urls.iter().map(|u| (u.clone(), false)).collect::<Vec<_>>(),

@@ -65,7 +65,11 @@ impl Recorded {
         let f = self.shards[s].audit_figures().unwrap();
         assert_eq!(self.history[s].len() as u64, f.index);
         self.history[s].push(f);
-        if self.shards.iter().any(|e| !e.outbox_destinations().is_empty()) {
+        if self
+            .shards
+            .iter()
+            .any(|e| !e.outbox_destinations().is_empty())
+        {
             self.busy += 1;
         }
     }
@@ -222,7 +226,11 @@ fn run(seed: u64, steps: u64) -> Recorded {
                 Command::PlaceOrder(NewOrder {
                     account: a,
                     market: MARKET,
-                    side: if rng.below(2) == 0 { Side::Buy } else { Side::Sell },
+                    side: if rng.below(2) == 0 {
+                        Side::Buy
+                    } else {
+                        Side::Sell
+                    },
                     order_type: OrderType::Limit,
                     tif: TimeInForce::Gtc,
                     price: Price(95 + rng.below(10)),
@@ -257,11 +265,18 @@ struct Source<'a> {
 }
 
 impl FiguresSource for Source<'_> {
-    async fn figures(&self, shard: ShardId, index: Option<u64>) -> Result<ShardFigures, AuditError> {
+    async fn figures(
+        &self,
+        shard: ShardId,
+        index: Option<u64>,
+    ) -> Result<ShardFigures, AuditError> {
         self.asked.fetch_add(1, Ordering::Relaxed);
         let s = shard.0 as usize;
         let i = index.unwrap_or(self.current[s]);
-        assert!(i <= self.current[s], "asked beyond the shard's current index");
+        assert!(
+            i <= self.current[s],
+            "asked beyond the shard's current index"
+        );
         Ok(self.history[s][i as usize].clone())
     }
 }
@@ -277,7 +292,11 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn the_cut_search_ends_consistent_and_solvent_from_any_start() {
     for seed in 1..=6u64 {
         let r = run(seed * 7919, 600);
-        assert!(r.busy > 100, "seed {seed}: too little in flight ({})", r.busy);
+        assert!(
+            r.busy > 100,
+            "seed {seed}: too little in flight ({})",
+            r.busy
+        );
         let ends: Vec<u64> = r.history.iter().map(|h| h.len() as u64 - 1).collect();
         let mut rng = Rng(seed);
         let mut moved = 0;
@@ -292,7 +311,11 @@ fn the_cut_search_ends_consistent_and_solvent_from_any_start() {
             };
             let cut = block_on(find_cut(&source, SHARDS)).unwrap();
             assert_eq!(current, cut.started);
-            assert_eq!(None, check_cut(&cut.figures), "seed {seed} from {current:?}");
+            assert_eq!(
+                None,
+                check_cut(&cut.figures),
+                "seed {seed} from {current:?}"
+            );
             for (s, (c, i)) in current.iter().zip(cut.indexes()).enumerate() {
                 assert!(i <= *c, "seed {seed}: shard {s} moved forward");
             }
@@ -316,7 +339,10 @@ fn the_cut_search_ends_consistent_and_solvent_from_any_start() {
             }
         }
         assert!(moved > 5, "seed {seed}: only {moved} starts needed a move");
-        assert!(in_flight_seen, "seed {seed}: never any value in flight at a cut");
+        assert!(
+            in_flight_seen,
+            "seed {seed}: never any value in flight at a cut"
+        );
     }
 }
 
@@ -340,7 +366,14 @@ fn an_inconsistent_cut_names_the_shard_that_must_move_back() {
     // index before it sent it.
     let ends: Vec<u64> = r.history.iter().map(|h| h.len() as u64 - 1).collect();
     let dst = (0..SHARDS as usize)
-        .find(|d| r.history[*d].last().unwrap().peers.values().any(|p| p.received > 0))
+        .find(|d| {
+            r.history[*d]
+                .last()
+                .unwrap()
+                .peers
+                .values()
+                .any(|p| p.received > 0)
+        })
         .unwrap();
     let (src, seqs) = r.history[dst]
         .last()
@@ -356,7 +389,10 @@ fn an_inconsistent_cut_names_the_shard_that_must_move_back() {
     cut[src.0 as usize] = r.history[src.0 as usize][0].clone();
     let fault = check_cut(&cut).expect("inconsistent");
     assert!(
-        matches!(fault, CutFault::ReceivedUnsent { .. } | CutFault::AckedUnapplied { .. }),
+        matches!(
+            fault,
+            CutFault::ReceivedUnsent { .. } | CutFault::AckedUnapplied { .. }
+        ),
         "{fault:?}"
     );
     assert!(seqs.received > 0);
@@ -374,7 +410,11 @@ fn an_inconsistent_cut_names_the_shard_that_must_move_back() {
 #[test]
 fn a_shard_whose_figures_do_not_add_up_is_named() {
     let r = run(9, 300);
-    let mut cut: Vec<ShardFigures> = r.history.iter().map(|h| h.last().unwrap().clone()).collect();
+    let mut cut: Vec<ShardFigures> = r
+        .history
+        .iter()
+        .map(|h| h.last().unwrap().clone())
+        .collect();
     assert_eq!(Vec::<AuditFailure>::new(), solvency(&cut).failures);
     // Shard 2 shows 7 more USD than its flows explain.
     cut[2].assets.get_mut(&USD).unwrap().available += 7;
@@ -389,10 +429,16 @@ fn a_shard_whose_figures_do_not_add_up_is_named() {
         sent: f.sent,
     };
     assert_eq!(vec![expected.clone()], solvency(&cut).failures);
-    assert!(expected.to_string().starts_with("shard 2, asset 1: balances "));
+    assert!(expected
+        .to_string()
+        .starts_with("shard 2, asset 1: balances "));
     // A shard that recorded a receipt that nobody sent (balances and its own flows agree):
     // the sum over all shards does not.
-    let mut cut: Vec<ShardFigures> = r.history.iter().map(|h| h.last().unwrap().clone()).collect();
+    let mut cut: Vec<ShardFigures> = r
+        .history
+        .iter()
+        .map(|h| h.last().unwrap().clone())
+        .collect();
     let a = cut[1].assets.get_mut(&BTC).unwrap();
     a.available += 11;
     a.received += 11;

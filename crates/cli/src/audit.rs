@@ -23,7 +23,8 @@ pub struct Failed(pub String);
 pub enum Cmd {
     /// Money is conserved: per asset, over all shards at a consistent cut of their logs,
     /// balances == deposits - withdrawals + value in flight between shards.
-    #[command(after_help = "Each shard reports its figures (per asset: available, held, \
+    #[command(
+        after_help = "Each shard reports its figures (per asset: available, held, \
         deposited, withdrawn, sent to and received from other shards; per peer shard: \
         the message sequence numbers) at its current log index, computed by any replica. \
         Then, while some shard has applied a message its sender had not yet sent at the \
@@ -33,7 +34,8 @@ pub enum Cmd {
         must equal what was received plus what they will deliver. A failure names the \
         shard and asset.\n\nExit status: 0 passed, 4 failed, 3 no replica of a shard \
         answered.\n\nExamples:\n  tradelog audit solvency\n  \
-        tradelog --server http://127.0.0.1:7710,http://127.0.0.1:7720 audit solvency --json")]
+        tradelog --server http://127.0.0.1:7710,http://127.0.0.1:7720 audit solvency --json"
+    )]
     Solvency,
     /// Every shard's figures at its current index, each shard checked on its own
     /// (balances == deposited - withdrawn + received - sent), with totals.
@@ -42,8 +44,10 @@ pub enum Cmd {
     TrialBalance,
     /// Every shard's state regenerated from its log (newest snapshot, then replay) and
     /// compared, by state hash, with the live state at the same index.
-    #[command(after_help = "The replica that answers a shard's task replays its own log; \
-        a mismatch names the shard and both hashes.\n\nExamples:\n  tradelog audit verify")]
+    #[command(
+        after_help = "The replica that answers a shard's task replays its own log; \
+        a mismatch names the shard and both hashes.\n\nExamples:\n  tradelog audit verify"
+    )]
     Verify,
 }
 

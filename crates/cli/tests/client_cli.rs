@@ -984,7 +984,11 @@ fn audits_against_tradelog_serve() {
     for (asset, l) in assets {
         let n = |k: &str| l[k].as_u64().unwrap();
         assert!(n("deposited") > 0, "{asset}: {l}");
-        assert_eq!(n("deposited"), n("balances") + n("withdrawn"), "{asset}: {l}");
+        assert_eq!(
+            n("deposited"),
+            n("balances") + n("withdrawn"),
+            "{asset}: {l}"
+        );
         assert_eq!(n("sent"), n("received"), "{asset}: {l}");
     }
     assert_eq!(2, v["cut"]["figures"].as_array().unwrap().len());
@@ -994,7 +998,10 @@ fn audits_against_tradelog_serve() {
     assert_eq!(2, v["shards"].as_array().unwrap().len());
 
     let out = ok(s, &["audit", "verify"]);
-    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(
         vec!["SHARD", "INDEX", "LIVE", "HASH", "REPLAYED", "HASH", "RESULT"],
         rows[0]

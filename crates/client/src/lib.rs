@@ -102,8 +102,9 @@ pub use tradelog_api::query::{AsOf, EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
     Balances, Book, Candle, Candles, Catalog, ClusterChange, ClusterStatus, Consistency, EventPage,
-    Level, NodeAddress, NodeLoad, OpenOrder, OpenOrders, Order, Receipt, ReplicaProgress, ShardPosition,
-    ShardReplicaStatus, ShardVerification, Statement, StatementEntry, Trade, TradesPage,
+    Level, NodeAddress, NodeLoad, OpenOrder, OpenOrders, Order, Receipt, ReplicaProgress,
+    ShardPosition, ShardReplicaStatus, ShardVerification, Statement, StatementEntry, Trade,
+    TradesPage,
 };
 
 use std::future::Future;
@@ -1032,8 +1033,10 @@ impl Client {
             })),
         };
         match rpc!(self, m, Repeat::Safe, run_shard_task)?.result {
-            Some(pb::run_shard_task_response::Result::Figures(f)) => d::audit::ShardFigures::try_from(f)
-                .map_err(|e| ClientError::InvalidResponse(e.to_string())),
+            Some(pb::run_shard_task_response::Result::Figures(f)) => {
+                d::audit::ShardFigures::try_from(f)
+                    .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+            }
             _ => Err(ClientError::InvalidResponse(
                 "a figures task answered without figures".into(),
             )),

@@ -73,7 +73,9 @@ impl Core {
                 let f = self.figures(s, t.log_index).await?;
                 pb::run_shard_task_response::Result::Figures(f.into())
             }
-            Some(Task::Verify(_)) => pb::run_shard_task_response::Result::Verify(self.verify(s).await?),
+            Some(Task::Verify(_)) => {
+                pb::run_shard_task_response::Result::Verify(self.verify(s).await?)
+            }
         };
         Ok(pb::RunShardTaskResponse {
             result: Some(result),

@@ -444,7 +444,9 @@ impl Tradelog for Grpc {
         &self,
         r: Request<pb::RunShardTaskRequest>,
     ) -> Result<Response<pb::RunShardTaskResponse>, Status> {
-        Ok(Response::new(self.core.run_shard_task(r.into_inner()).await?))
+        Ok(Response::new(
+            self.core.run_shard_task(r.into_inner()).await?,
+        ))
     }
 
     async fn get_node_load(
