@@ -396,9 +396,7 @@ impl Auditor {
             .filter(|i| !b.down[*i] && !tried[*i])
             .min_by_key(|i| {
                 (
-                    b.reported[*i].saturating_add(
-                        b.running[*i].saturating_mul(TASK_LOAD_WEIGHT),
-                    ),
+                    b.reported[*i].saturating_add(b.running[*i].saturating_mul(TASK_LOAD_WEIGHT)),
                     *i,
                 )
             })?;
