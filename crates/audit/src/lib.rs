@@ -483,26 +483,24 @@ impl Auditor {
 }
 
 impl FiguresSource for Auditor {
-    fn figures(
+    async fn figures(
         &self,
         shard: ShardId,
         index: Option<u64>,
-    ) -> impl Future<Output = Result<ShardFigures, AuditError>> + Send {
-        async move {
-            let f = self
-                .run(shard, move |c| async move {
-                    c.shard_figures(shard, index).await
-                })
-                .await?;
-            if f.shard != shard || index.is_some_and(|i| i != f.index) {
-                return Err(AuditError::WrongFigures {
-                    shard,
-                    asked: index,
-                    got_shard: f.shard,
-                    got_index: f.index,
-                });
-            }
-            Ok(f)
+    ) -> Result<ShardFigures, AuditError> {
+        let f = self
+            .run(shard, move |c| async move {
+                c.shard_figures(shard, index).await
+            })
+            .await?;
+        if f.shard != shard || index.is_some_and(|i| i != f.index) {
+            return Err(AuditError::WrongFigures {
+                shard,
+                asked: index,
+                got_shard: f.shard,
+                got_index: f.index,
+            });
         }
+        Ok(f)
     }
 }

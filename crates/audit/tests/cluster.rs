@@ -133,7 +133,7 @@ async fn load(c: Client, stop: Arc<AtomicBool>) -> u64 {
             })
             .await
         };
-        if let Ok(_) = r {
+        if r.is_ok() {
             accepted.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -341,8 +341,8 @@ impl std::fmt::Display for AuditFailure {
 /// The solvency audit over `cut` (every shard's figures, one per shard): each shard's
 /// trial balance, the cut's consistency, and per asset, over all shards, value sent plus
 /// value in-flight messages will send == value received plus value they will deliver
-/// (so that, with every shard balanced, the sum of balances == deposits - withdrawals
-/// + value in flight). Messages in flight are those a sender had sent at its index and
+/// (so that, with every shard balanced, the sum of balances equals deposits minus
+/// withdrawals plus value in flight). Messages in flight are those a sender had sent at its index and
 /// its receiver had not applied at its index.
 pub fn solvency(cut: &[ShardFigures]) -> Solvency {
     let mut out = Solvency::default();
