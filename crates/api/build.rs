@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 /// The .proto files of the published API, relative to the `proto/` include root.
 const PROTOS: &[&str] = &[
+    "tradelog/v1/audit.proto",
     "tradelog/v1/common.proto",
     "tradelog/v1/commands.proto",
     "tradelog/v1/events.proto",

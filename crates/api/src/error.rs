@@ -69,6 +69,9 @@ pub enum Reason {
         /// End.
         to: u64,
     },
+    /// A decimal number string that is not one (or does not fit 128 bits).
+    #[error("not an unsigned decimal number")]
+    NotANumber,
     /// The field is set together with another one it cannot be combined with.
     #[error("cannot be combined with `{0}`")]
     Excludes(&'static str),

@@ -2,7 +2,8 @@
 //!
 //! Owns: argument parsing and output (aligned tables for people, `--json` for scripts):
 //! the in-process demo, the benchmarks, the server (`serve`), offline verification and
-//! replay of a data directory (`verify`, `replay`), and the client commands (`account`,
+//! replay of a data directory (`verify`, `replay`), distributed audits (`audit`, through
+//! `tradelog-audit`), and the client commands (`account`,
 //! `asset`, `market`, `order`, `book`, `trades`, `candles`, `catalog`, `events`) that talk to a
 //! server through the `tradelog-client` crate. One module per command group.
 //!
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 mod account;
 mod admin;
 mod asset;
+mod audit;
 mod bench;
 mod book;
 mod cluster;
@@ -46,7 +48,8 @@ mod verify;
         123.45 USD).\n\
         Exit status: 0 done; 1 rejected by the engine (the code is printed) or not found; \
         2 bad usage or a malformed request; 3 server unreachable, stopping or overloaded \
-        (retry; retries with the same ids are safe)."
+        (retry; retries with the same ids are safe); 4 an audit (`tradelog audit`) found a \
+        fault."
 )]
 struct Cli {
     #[command(flatten)]
@@ -93,6 +96,9 @@ enum Cmd {
     /// The replicated cluster: status (leaders, terms, indexes, lag) and membership changes.
     #[command(subcommand)]
     Admin(admin::Cmd),
+    /// Distributed audits of every shard: solvency at a consistent cut, trial balance, replay.
+    #[command(subcommand)]
+    Audit(audit::Cmd),
     /// A local multi-process cluster on loopback for development and demos.
     #[command(subcommand)]
     Cluster(cluster::Cmd),
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
     let result = match command {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Admin(c) => admin::run(c, &global),
+        Cmd::Audit(c) => audit::run(c, &global),
         Cmd::Cluster(c) => cluster::run(c),
         Cmd::Account(c) => account::run(c, &global),
         Cmd::Asset(c) => asset::run(c, &global),
@@ -195,6 +202,9 @@ mod tests {
                 "tradelog admin remove-node",
                 "tradelog admin transfer-leader",
                 "tradelog admin balance-leaders",
+                "tradelog audit solvency",
+                "tradelog audit trial-balance",
+                "tradelog audit verify",
                 "tradelog cluster up",
                 "tradelog cluster down",
             ]

@@ -117,6 +117,14 @@ where
 
 /// The exit status for an error, and prints it on stderr.
 pub fn report_error(e: &anyhow::Error) -> u8 {
+    if let Some(f) = e.downcast_ref::<crate::audit::Failed>() {
+        eprintln!("error: {f}");
+        return crate::audit::EXIT_AUDIT_FAILED;
+    }
+    if let Some(a) = e.downcast_ref::<tradelog_audit::AuditError>() {
+        eprintln!("error: {a}");
+        return EXIT_UNAVAILABLE;
+    }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Rejected(_)) => {
             eprintln!("{e}");

@@ -102,8 +102,9 @@ pub use tradelog_api::query::{AsOf, EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
     Balances, Book, Candle, Candles, Catalog, ClusterChange, ClusterStatus, Consistency, EventPage,
-    Level, NodeAddress, OpenOrder, OpenOrders, Order, Receipt, ReplicaProgress, ShardPosition,
-    ShardReplicaStatus, Statement, StatementEntry, Trade, TradesPage,
+    Level, NodeAddress, NodeLoad, OpenOrder, OpenOrders, Order, Receipt, ReplicaProgress,
+    ShardPosition, ShardReplicaStatus, ShardVerification, Statement, StatementEntry, Trade,
+    TradesPage,
 };
 
 use std::future::Future;
@@ -1014,6 +1015,57 @@ impl Client {
             },
             Repeat::Safe,
             get_cluster_status
+        )?))
+    }
+
+    /// Shard `shard`'s audit figures at log index `index` (the answering node's applied
+    /// index when `None`), computed by the node this client talks to on its own replica
+    /// (no leader needed). Sent once per attempt to the current node.
+    pub async fn shard_figures(
+        &self,
+        shard: d::ShardId,
+        index: Option<u64>,
+    ) -> Result<d::audit::ShardFigures, ClientError> {
+        let m = pb::RunShardTaskRequest {
+            shard: shard.0,
+            task: Some(pb::run_shard_task_request::Task::Figures(pb::FiguresTask {
+                log_index: index,
+            })),
+        };
+        match rpc!(self, m, Repeat::Safe, run_shard_task)?.result {
+            Some(pb::run_shard_task_response::Result::Figures(f)) => {
+                d::audit::ShardFigures::try_from(f)
+                    .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+            }
+            _ => Err(ClientError::InvalidResponse(
+                "a figures task answered without figures".into(),
+            )),
+        }
+    }
+
+    /// Replay verification of shard `shard` on the node this client talks to: its live
+    /// state's hash and the hash of the state regenerated from its log, at its applied
+    /// index.
+    pub async fn verify_shard(&self, shard: d::ShardId) -> Result<ShardVerification, ClientError> {
+        let m = pb::RunShardTaskRequest {
+            shard: shard.0,
+            task: Some(pb::run_shard_task_request::Task::Verify(pb::VerifyTask {})),
+        };
+        match rpc!(self, m, Repeat::Safe, run_shard_task)?.result {
+            Some(pb::run_shard_task_response::Result::Verify(v)) => ShardVerification::from_wire(v),
+            _ => Err(ClientError::InvalidResponse(
+                "a verify task answered without a verification".into(),
+            )),
+        }
+    }
+
+    /// How busy the node this client talks to is.
+    pub async fn node_load(&self) -> Result<NodeLoad, ClientError> {
+        Ok(NodeLoad::from_wire(rpc!(
+            self,
+            pb::GetNodeLoadRequest {},
+            Repeat::Safe,
+            get_node_load
         )?))
     }
 

@@ -975,3 +975,60 @@ impl Statement {
         })
     }
 }
+
+/// The outcome of a shard's replay verification (`RunShardTask` with `verify`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardVerification {
+    /// The shard.
+    pub shard: d::ShardId,
+    /// The log index both states are at.
+    pub log_index: u64,
+    /// SHA-256 of the live state, hex.
+    pub live_hash: String,
+    /// SHA-256 of the state regenerated from the log, hex.
+    pub replayed_hash: String,
+}
+
+impl ShardVerification {
+    pub(crate) fn from_wire(v: pb::VerifyResult) -> Result<ShardVerification, ClientError> {
+        if v.live_hash.len() != 32 || v.replayed_hash.len() != 32 {
+            return Err(invalid("a verification hash is not 32 bytes"));
+        }
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        Ok(ShardVerification {
+            shard: d::ShardId(v.shard),
+            log_index: v.log_index,
+            live_hash: hex(&v.live_hash),
+            replayed_hash: hex(&v.replayed_hash),
+        })
+    }
+
+    /// Whether the regenerated state is the live one.
+    pub fn matches(&self) -> bool {
+        self.live_hash == self.replayed_hash
+    }
+}
+
+/// How busy a node is (`GetNodeLoad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeLoad {
+    /// Shard tasks running or waiting on the node.
+    pub shard_tasks: u64,
+    /// Commands waiting in its client queues.
+    pub queued_commands: u64,
+    /// The figure a scheduler compares (lower is less busy).
+    pub load: u64,
+    /// Number of shards (the node holds a replica of each).
+    pub shard_count: u32,
+}
+
+impl NodeLoad {
+    pub(crate) fn from_wire(v: pb::GetNodeLoadResponse) -> NodeLoad {
+        NodeLoad {
+            shard_tasks: v.shard_tasks,
+            queued_commands: v.queued_commands,
+            load: v.load,
+            shard_count: v.shard_count,
+        }
+    }
+}

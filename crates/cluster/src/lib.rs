@@ -717,6 +717,13 @@ impl ShardHost for ClusterNode {
         self.groups.len() as u32
     }
 
+    fn queued_commands(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|g| (g.queue.max_capacity() - g.queue.capacity()) as u64)
+            .sum()
+    }
+
     fn placement(&self) -> &Placement {
         &self.placement
     }

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cluster;
 mod dedupe;
 pub mod projection;

@@ -39,6 +39,12 @@ pub trait ShardHost: Send + Sync + 'static {
         self.read_with(shard, f)
     }
 
+    /// Commands waiting in this host's client queues, over all shards (a load figure for
+    /// the schedulers of audit jobs). The default: 0 (not measured).
+    fn queued_commands(&self) -> u64 {
+        0
+    }
+
     /// A live feed of every event of every shard, in batches, from now on; a subscriber
     /// that falls too far behind is dropped (its receiver sees the channel close).
     fn subscribe(&self) -> Receiver<Arc<[EventRecord]>>;

@@ -412,6 +412,10 @@ impl ShardHost for Node {
         Node::shard_count(self)
     }
 
+    fn queued_commands(&self) -> u64 {
+        self.shards.iter().map(|h| h.client.len() as u64).sum()
+    }
+
     fn placement(&self) -> &Placement {
         Node::placement(self)
     }

@@ -366,6 +366,8 @@ pub(crate) struct Core {
     pub(crate) cluster: Option<Arc<tradelog_cluster::ClusterNode>>,
     pub(crate) events: Arc<EventLog>,
     pub(crate) history: History,
+    /// Shard tasks of audit jobs in progress here.
+    pub(crate) tasks: crate::audit::Tasks,
     stop: watch::Receiver<bool>,
 }
 
@@ -393,6 +395,7 @@ impl Core {
             cluster,
             events,
             history,
+            tasks: Default::default(),
             stop,
         }
     }

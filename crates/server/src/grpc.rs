@@ -440,6 +440,22 @@ impl Tradelog for Grpc {
         Ok(Response::new(status_pb(v)))
     }
 
+    async fn run_shard_task(
+        &self,
+        r: Request<pb::RunShardTaskRequest>,
+    ) -> Result<Response<pb::RunShardTaskResponse>, Status> {
+        Ok(Response::new(
+            self.core.run_shard_task(r.into_inner()).await?,
+        ))
+    }
+
+    async fn get_node_load(
+        &self,
+        _r: Request<pb::GetNodeLoadRequest>,
+    ) -> Result<Response<pb::GetNodeLoadResponse>, Status> {
+        Ok(Response::new(self.core.node_load()))
+    }
+
     async fn change_cluster(
         &self,
         r: Request<pb::ChangeClusterRequest>,

@@ -139,6 +139,19 @@ impl History {
         .await
     }
 
+    /// Runs `f` on shard `s`'s state at log index `index`, regenerated from this node's
+    /// replica (bounded by what the replica applied, read without asking the leader).
+    pub(crate) async fn state_at_replica<R: Send + 'static>(
+        &self,
+        s: ShardId,
+        index: u64,
+        f: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let applied = crate::core::read_as(&*self.node, s, true, |e| e.inputs_applied()).await?;
+        self.run(move |h| Ok(shard(h, s)?.state_at(index, applied, f)?))
+            .await
+    }
+
     /// The sequence number after which shard `s`'s events are stamped at or after `t`
     /// (the index if it knows, else the shard clock in the history).
     pub(crate) async fn seq_before_time(&self, s: ShardId, t: Timestamp) -> Result<u64, Error> {

@@ -69,6 +69,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod audit;
 mod core;
 mod events;
 mod grpc;
@@ -77,6 +78,7 @@ mod http;
 mod queries;
 mod telemetry;
 
+pub use crate::audit::{SHARD_TASKS_MAX, SHARD_TASK_LOAD_WEIGHT};
 pub use crate::core::{Identity, PRINCIPAL_DEFAULT};
 pub use crate::history::{HISTORY_PAGE_SCAN_MAX, HISTORY_RUNNING_MAX, HISTORY_WAITING_MAX};
 pub use crate::http::{routes as http_routes, OPENAPI_JSON};

@@ -1,0 +1,506 @@
+//! Distributed audit jobs of tradelog (docs/design/0012-distributed-audit.md): a job is
+//! split into one task per shard, each task is sent to the least-loaded live replica of
+//! its shard (every node of a cluster holds one; load from `GetNodeLoad`), retried on
+//! another replica when a node fails (unavailable, timeout, overloaded), and the answers
+//! are reduced to one result. Built in: the solvency audit at a consistent cut of the
+//! shards' logs ([`Auditor::solvency`], cut search in [`find_cut`]), the trial balance
+//! ([`Auditor::trial_balance`]) and the replay verification of every shard
+//! ([`Auditor::verify`]). `tradelog audit` runs them.
+//!
+//! Owns: scheduling, retries, the cut search and the reduction of per-shard answers.
+//! Every audit rule (what balances, what a consistent cut is, what conservation means) is
+//! the domain's ([`tradelog_domain::audit`]); the figures are computed by the engine on
+//! the answering node.
+//!
+//! Must never depend on: the server, node, engine or storage crates (it talks to nodes
+//! through `tradelog-client` only).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tradelog_client::{Client, ClientConfig, ClientError, ShardVerification};
+use tradelog_domain::audit::{check_cut, solvency, AuditFailure, ShardFigures, Solvency};
+use tradelog_domain::{AssetId, ShardId};
+
+/// Most figures tasks the cut search sends (all shards together) before it gives up.
+pub const CUT_PROBES_MAX: usize = 4_096;
+/// The weight of one task this auditor has running on a node, added to the load the node
+/// reported (the server weighs a shard task as this many queued commands too).
+pub const TASK_LOAD_WEIGHT: u64 = 1_000;
+/// Most nodes an auditor talks to.
+pub const AUDIT_NODES_MAX: usize = 64;
+
+/// Why a job could not give a result (an audit that ran and found a fault is not an
+/// error: it is a result with failures).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// No configured node answered.
+    #[error("no node answered: {0}")]
+    NoNode(ClientError),
+    /// Every replica of a shard failed its task (down, busy, or behind the index asked);
+    /// the last error.
+    #[error("shard {shard}: every replica failed (last: {error})")]
+    ShardUnavailable {
+        /// The shard.
+        shard: ShardId,
+        /// The last failure.
+        error: ClientError,
+    },
+    /// A replica refused a shard's task (not a failure of the node: a bad request, an
+    /// index out of range, a limit).
+    #[error("shard {shard}: {error}")]
+    Task {
+        /// The shard.
+        shard: ShardId,
+        /// What the node answered.
+        error: ClientError,
+    },
+    /// The cut search needed more probes than [`CUT_PROBES_MAX`].
+    #[error("no consistent cut found within {0} probes (limit `CUT_PROBES_MAX`)")]
+    CutProbes(usize),
+    /// A node answered figures of another shard or index than asked.
+    #[error("shard {shard}: answered figures of shard {got_shard} at index {got_index}, asked index {asked:?}")]
+    WrongFigures {
+        /// The shard asked.
+        shard: ShardId,
+        /// The index asked.
+        asked: Option<u64>,
+        /// The shard answered.
+        got_shard: ShardId,
+        /// The index answered.
+        got_index: u64,
+    },
+}
+
+/// One finished shard task, for progress reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskDone {
+    /// The shard.
+    pub shard: ShardId,
+    /// The node that answered it.
+    pub node: String,
+    /// Attempts it took (1 = no retry).
+    pub attempts: u32,
+}
+
+/// Called after every finished shard task.
+pub type Progress = Arc<dyn Fn(&TaskDone) + Send + Sync>;
+
+/// Figures of shards at log indexes: what the cut search asks (an [`Auditor`] asks the
+/// nodes; tests give recorded histories).
+pub trait FiguresSource {
+    /// Shard `shard`'s figures at `index` (its current index when `None`).
+    fn figures(
+        &self,
+        shard: ShardId,
+        index: Option<u64>,
+    ) -> impl Future<Output = Result<ShardFigures, AuditError>> + Send;
+}
+
+/// A consistent cut: one index per shard, the figures there, and what it took to find.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cut {
+    /// Every shard's figures at its index of the cut, by shard.
+    pub figures: Vec<ShardFigures>,
+    /// The indexes the search started from (each shard's current index).
+    pub started: Vec<u64>,
+    /// Figures tasks sent after the first round.
+    pub probes: usize,
+}
+
+impl Cut {
+    /// The cut's index of every shard, by shard.
+    pub fn indexes(&self) -> Vec<u64> {
+        self.figures.iter().map(|f| f.index).collect()
+    }
+}
+
+/// Finds a consistent cut of `shards` shards: starts from each shard's current index and,
+/// while some shard applied a message its sender had not sent at the sender's index (or
+/// saw an acknowledgement its receiver had not applied), moves that shard back to the
+/// newest index that fixes it (a binary search over its as-of figures, which only grow
+/// with the index). Every move is backwards and index 0 of every shard is consistent, so
+/// it ends.
+pub async fn find_cut<S: FiguresSource>(source: &S, shards: u32) -> Result<Cut, AuditError> {
+    let first = join_all((0..shards).map(|s| source.figures(ShardId(s), None))).await;
+    let mut cut = first.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let started = cut.iter().map(|f| f.index).collect();
+    let mut probes = 0;
+    while let Some(fault) = check_cut(&cut) {
+        let s = fault.shard().0 as usize;
+        // Invariant: `lo` is cured (index 0 always is), `hi` is not.
+        let mut lo = ShardFigures {
+            shard: fault.shard(),
+            ..ShardFigures::default()
+        };
+        let mut hi = cut[s].index;
+        while hi - lo.index > 1 {
+            let mid = lo.index + (hi - lo.index) / 2;
+            probes += 1;
+            if probes > CUT_PROBES_MAX {
+                return Err(AuditError::CutProbes(CUT_PROBES_MAX));
+            }
+            let f = source.figures(fault.shard(), Some(mid)).await?;
+            if f.shard != fault.shard() || f.index != mid {
+                return Err(AuditError::WrongFigures {
+                    shard: fault.shard(),
+                    asked: Some(mid),
+                    got_shard: f.shard,
+                    got_index: f.index,
+                });
+            }
+            if fault.cured_by(&f) {
+                lo = f;
+            } else {
+                hi = mid;
+            }
+        }
+        cut[s] = lo;
+    }
+    Ok(Cut {
+        figures: cut,
+        started,
+        probes,
+    })
+}
+
+/// The solvency audit's result: the cut and the audit at it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SolvencyReport {
+    /// The consistent cut the audit was taken at.
+    pub cut: Cut,
+    /// Per asset sums and every failure.
+    pub solvency: Solvency,
+}
+
+impl SolvencyReport {
+    /// Whether the audit passed.
+    pub fn passed(&self) -> bool {
+        self.solvency.failures.is_empty()
+    }
+}
+
+/// The trial balance: every shard's figures at its current index, each shard checked on
+/// its own, and totals per asset.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrialBalance {
+    /// Every shard's figures, by shard.
+    pub shards: Vec<ShardFigures>,
+    /// Sums over all shards, per asset.
+    pub totals: BTreeMap<AssetId, tradelog_domain::audit::AssetFigures>,
+    /// Every shard whose balances differ from its flows.
+    pub failures: Vec<AuditFailure>,
+}
+
+impl TrialBalance {
+    /// Reduces every shard's figures.
+    pub fn of(shards: Vec<ShardFigures>) -> TrialBalance {
+        let mut totals: BTreeMap<AssetId, tradelog_domain::audit::AssetFigures> = BTreeMap::new();
+        let mut failures = Vec::new();
+        for f in &shards {
+            failures.extend(f.trial_balance());
+            for (a, v) in &f.assets {
+                totals.entry(*a).or_default().add(v);
+            }
+        }
+        TrialBalance {
+            shards,
+            totals,
+            failures,
+        }
+    }
+
+    /// Whether every shard balanced.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Every shard's replay verification.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// By shard.
+    pub shards: Vec<ShardVerification>,
+}
+
+impl Verification {
+    /// The shards whose regenerated state differs from the live one.
+    pub fn failed_shards(&self) -> Vec<ShardId> {
+        self.shards
+            .iter()
+            .filter(|v| !v.matches())
+            .map(|v| v.shard)
+            .collect()
+    }
+
+    /// Whether every shard matched.
+    pub fn passed(&self) -> bool {
+        self.failed_shards().is_empty()
+    }
+}
+
+/// One node the auditor can send tasks to.
+struct Node {
+    url: String,
+    client: Client,
+}
+
+struct Book {
+    /// Load each node reported when the job started.
+    reported: Vec<u64>,
+    /// Tasks this auditor has running on each node.
+    running: Vec<u64>,
+    /// Nodes that failed a call during this job.
+    down: Vec<bool>,
+}
+
+/// Runs audit jobs against a single node or the nodes of a cluster.
+pub struct Auditor {
+    nodes: Vec<Node>,
+    shards: u32,
+    book: Mutex<Book>,
+    progress: Option<Progress>,
+}
+
+/// A client of one node that does not retry (the auditor retries on other replicas).
+fn node_client(url: &str, template: &ClientConfig) -> Result<Client, ClientError> {
+    let mut c = template.clone();
+    c.endpoints = vec![url.to_owned()];
+    c.retry.attempts_max = 1;
+    c.route_to_leaders = false;
+    Client::new(c)
+}
+
+/// What a failed task attempt means for the node that answered.
+enum Failure {
+    /// The node is down (unavailable, timed out): try another, avoid it for the job.
+    Down,
+    /// The node is busy, or its replica has not applied the index asked yet: try
+    /// another replica.
+    Elsewhere,
+    /// The task itself is refused: no replica would answer otherwise.
+    Fatal,
+}
+
+fn failure(e: &ClientError) -> Failure {
+    match e {
+        ClientError::Unavailable { .. } | ClientError::Timeout { .. } => Failure::Down,
+        ClientError::Overloaded { .. } | ClientError::OutOfRange(_) => Failure::Elsewhere,
+        _ => Failure::Fatal,
+    }
+}
+
+impl Auditor {
+    /// An auditor of the deployment `config` names: asks its nodes for the cluster's
+    /// status to learn every node (a single node answers that it is not in a cluster and
+    /// is the only one), then every node for its load and the shard count.
+    pub async fn connect(config: &ClientConfig) -> Result<Auditor, AuditError> {
+        let mut urls: Vec<String> = Vec::new();
+        let mut last = None;
+        for url in &config.endpoints {
+            let c = node_client(url, config).map_err(AuditError::NoNode)?;
+            match c.cluster_status().await {
+                Ok(st) => {
+                    urls = st.nodes.into_iter().map(|n| n.url).collect();
+                    break;
+                }
+                Err(ClientError::Status { code, .. }) if code == "FailedPrecondition" => {
+                    urls = vec![url.clone()];
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if urls.is_empty() {
+            return Err(AuditError::NoNode(last.unwrap_or_else(|| {
+                ClientError::Config("no endpoint given".into())
+            })));
+        }
+        urls.truncate(AUDIT_NODES_MAX);
+        let nodes = urls
+            .iter()
+            .map(|u| {
+                Ok(Node {
+                    url: u.clone(),
+                    client: node_client(u, config)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()
+            .map_err(AuditError::NoNode)?;
+        let loads = join_all(nodes.iter().map(|n| n.client.node_load())).await;
+        let mut shards = None;
+        let mut reported = Vec::new();
+        let mut down = Vec::new();
+        let mut last = None;
+        for l in loads {
+            match l {
+                Ok(l) => {
+                    shards.get_or_insert(l.shard_count);
+                    reported.push(l.load);
+                    down.push(false);
+                }
+                Err(e) => {
+                    reported.push(u64::MAX);
+                    down.push(true);
+                    last = Some(e);
+                }
+            }
+        }
+        let Some(shards) = shards else {
+            return Err(AuditError::NoNode(last.expect("a failure")));
+        };
+        let n = nodes.len();
+        Ok(Auditor {
+            nodes,
+            shards,
+            book: Mutex::new(Book {
+                reported,
+                running: vec![0; n],
+                down,
+            }),
+            progress: None,
+        })
+    }
+
+    /// Calls `progress` after every finished shard task.
+    pub fn with_progress(mut self, progress: Progress) -> Auditor {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> u32 {
+        self.shards
+    }
+
+    /// The nodes this auditor sends tasks to, and whether each is considered down.
+    pub fn nodes(&self) -> Vec<(String, bool)> {
+        let b = self.book.lock().expect("book lock");
+        self.nodes
+            .iter()
+            .zip(&b.down)
+            .map(|(n, d)| (n.url.clone(), *d))
+            .collect()
+    }
+
+    /// The least-loaded live node not yet tried for this task, marked as running one
+    /// more task.
+    fn pick(&self, tried: &[bool]) -> Option<usize> {
+        let mut b = self.book.lock().expect("book lock");
+        let best = (0..self.nodes.len())
+            .filter(|i| !b.down[*i] && !tried[*i])
+            .min_by_key(|i| {
+                (
+                    b.reported[*i].saturating_add(b.running[*i].saturating_mul(TASK_LOAD_WEIGHT)),
+                    *i,
+                )
+            })?;
+        b.running[best] += 1;
+        Some(best)
+    }
+
+    /// Runs one shard's task: on the least-loaded live replica, then on the others when a
+    /// node fails.
+    async fn run<T, F, Fut>(&self, shard: ShardId, task: F) -> Result<T, AuditError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut tried = vec![false; self.nodes.len()];
+        let mut attempts = 0;
+        let mut last = None;
+        while let Some(i) = self.pick(&tried) {
+            tried[i] = true;
+            attempts += 1;
+            let r = task(self.nodes[i].client.clone()).await;
+            let mut b = self.book.lock().expect("book lock");
+            b.running[i] -= 1;
+            match r {
+                Ok(v) => {
+                    drop(b);
+                    if let Some(p) = &self.progress {
+                        p(&TaskDone {
+                            shard,
+                            node: self.nodes[i].url.clone(),
+                            attempts,
+                        });
+                    }
+                    return Ok(v);
+                }
+                Err(e) => match failure(&e) {
+                    Failure::Down => {
+                        b.down[i] = true;
+                        last = Some(e);
+                    }
+                    Failure::Elsewhere => last = Some(e),
+                    Failure::Fatal => return Err(AuditError::Task { shard, error: e }),
+                },
+            }
+        }
+        Err(AuditError::ShardUnavailable {
+            shard,
+            error: last.unwrap_or_else(|| ClientError::Config("no live node".into())),
+        })
+    }
+
+    /// Every shard's figures at its current index.
+    async fn all_figures(&self) -> Result<Vec<ShardFigures>, AuditError> {
+        join_all((0..self.shards).map(|s| self.figures(ShardId(s), None)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// The solvency audit at a consistent cut.
+    pub async fn solvency(&self) -> Result<SolvencyReport, AuditError> {
+        let cut = find_cut(self, self.shards).await?;
+        let solvency = solvency(&cut.figures);
+        Ok(SolvencyReport { cut, solvency })
+    }
+
+    /// The trial balance of every shard at its current index.
+    pub async fn trial_balance(&self) -> Result<TrialBalance, AuditError> {
+        Ok(TrialBalance::of(self.all_figures().await?))
+    }
+
+    /// The replay verification of every shard.
+    pub async fn verify(&self) -> Result<Verification, AuditError> {
+        let shards = join_all((0..self.shards).map(|s| {
+            self.run(ShardId(s), move |c| async move {
+                c.verify_shard(ShardId(s)).await
+            })
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(Verification { shards })
+    }
+}
+
+impl FiguresSource for Auditor {
+    async fn figures(
+        &self,
+        shard: ShardId,
+        index: Option<u64>,
+    ) -> Result<ShardFigures, AuditError> {
+        let f = self
+            .run(shard, move |c| async move {
+                c.shard_figures(shard, index).await
+            })
+            .await?;
+        if f.shard != shard || index.is_some_and(|i| i != f.index) {
+            return Err(AuditError::WrongFigures {
+                shard,
+                asked: index,
+                got_shard: f.shard,
+                got_index: f.index,
+            });
+        }
+        Ok(f)
+    }
+}
