@@ -3,7 +3,7 @@
 //! Owns: argument parsing and output (aligned tables for people, `--json` for scripts):
 //! the in-process demo, the benchmarks, the server (`serve`), offline verification and
 //! replay of a data directory (`verify`, `replay`), and the client commands (`account`,
-//! `asset`, `market`, `order`, `book`, `trades`, `candles`, `catalog`, `events`) that talk to a
+//! `asset`, `market`, `order`, `book`, `trades`, `candles`, `catalog`, `events`, `export`) that talk to a
 //! server through the `tradelog-client` crate. One module per command group.
 //!
 //! Must never contain business logic: everything it shows comes from the engine's events
@@ -20,6 +20,7 @@ mod book;
 mod cluster;
 mod demo;
 mod events;
+mod export;
 mod market;
 mod order;
 mod output;
@@ -82,6 +83,9 @@ enum Cmd {
     /// Events: read a stream's history, or tail it live.
     #[command(subcommand)]
     Events(events::Cmd),
+    /// Export: the event history as Parquet files for DuckDB, Spark, Trino, DataFusion.
+    #[command(subcommand)]
+    Export(export::Cmd),
     /// Rebuilds each shard of a stopped node offline from its log: events and state hash.
     Replay(replay::Args),
     /// Checks a stopped node's data directory offline: checksums, hash chain, snapshots.
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Cmd::Candles(a) => book::candles(a, &global),
         Cmd::Catalog(a) => asset::catalog(a, &global),
         Cmd::Events(c) => events::run(c, &global),
+        Cmd::Export(c) => export::run(c, &global),
         Cmd::Replay(a) => replay::run(a, &global),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Demo(a) => demo::run(a),
@@ -186,6 +191,7 @@ mod tests {
                 "tradelog catalog",
                 "tradelog events read",
                 "tradelog events tail",
+                "tradelog export parquet",
                 "tradelog replay",
                 "tradelog verify",
                 "tradelog demo",

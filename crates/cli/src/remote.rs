@@ -117,6 +117,16 @@ where
 
 /// The exit status for an error, and prints it on stderr.
 pub fn report_error(e: &anyhow::Error) -> u8 {
+    if let Some(x) = e.downcast_ref::<tradelog_export::ExportError>() {
+        eprintln!("error: {}", chain(e));
+        return match x {
+            // The directory given with --out cannot be used.
+            tradelog_export::ExportError::Io { .. }
+            | tradelog_export::ExportError::Busy { .. }
+            | tradelog_export::ExportError::Manifest { .. } => EXIT_USAGE,
+            _ => EXIT_REJECTED,
+        };
+    }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Rejected(_)) => {
             eprintln!("{e}");
