@@ -95,7 +95,7 @@ pub async fn read_to_end(
         let limit = room.min(tradelog_api::READ_EVENTS_LIMIT_MAX as usize) as u32;
         let page = c.read_events(stream, &after, limit).await?;
         // An empty page that did not move is the end.
-        if page.events.is_empty() && same(&page.position, &after) {
+        if page.events.is_empty() && same_position(&page.position, &after) {
             return Ok((out, after));
         }
         out.extend(page.events);
@@ -104,7 +104,7 @@ pub async fn read_to_end(
 }
 
 /// Equal positions (a shard not listed is at 0).
-fn same(a: &Position, b: &Position) -> bool {
+pub(crate) fn same_position(a: &Position, b: &Position) -> bool {
     a.0.keys().chain(b.0.keys()).all(|s| a.get(*s) == b.get(*s))
 }
 

@@ -3,8 +3,8 @@
 //! Owns: argument parsing and output (aligned tables for people, `--json` for scripts):
 //! the in-process demo, the benchmarks, the server (`serve`), offline verification and
 //! replay of a data directory (`verify`, `replay`), distributed audits (`audit`, through
-//! `tradelog-audit`), and the client commands (`account`,
-//! `asset`, `market`, `order`, `book`, `trades`, `candles`, `catalog`, `events`) that talk to a
+//! `tradelog-audit`), and the client commands (`account`, `asset`, `market`, `order`,
+//! `book`, `trades`, `candles`, `catalog`, `events`, `export`) that talk to a
 //! server through the `tradelog-client` crate. One module per command group.
 //!
 //! Must never contain business logic: everything it shows comes from the engine's events
@@ -22,6 +22,7 @@ mod book;
 mod cluster;
 mod demo;
 mod events;
+mod export;
 mod market;
 mod order;
 mod output;
@@ -85,6 +86,9 @@ enum Cmd {
     /// Events: read a stream's history, or tail it live.
     #[command(subcommand)]
     Events(events::Cmd),
+    /// Export: the event history as Parquet files for DuckDB, Spark, Trino, DataFusion.
+    #[command(subcommand)]
+    Export(export::Cmd),
     /// Rebuilds each shard of a stopped node offline from its log: events and state hash.
     Replay(replay::Args),
     /// Checks a stopped node's data directory offline: checksums, hash chain, snapshots.
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Cmd::Candles(a) => book::candles(a, &global),
         Cmd::Catalog(a) => asset::catalog(a, &global),
         Cmd::Events(c) => events::run(c, &global),
+        Cmd::Export(c) => export::run(c, &global),
         Cmd::Replay(a) => replay::run(a, &global),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Demo(a) => demo::run(a),
@@ -193,6 +198,7 @@ mod tests {
                 "tradelog catalog",
                 "tradelog events read",
                 "tradelog events tail",
+                "tradelog export parquet",
                 "tradelog replay",
                 "tradelog verify",
                 "tradelog demo",

@@ -125,6 +125,16 @@ pub fn report_error(e: &anyhow::Error) -> u8 {
         eprintln!("error: {a}");
         return EXIT_UNAVAILABLE;
     }
+    if let Some(x) = e.downcast_ref::<tradelog_export::ExportError>() {
+        eprintln!("error: {}", chain(e));
+        return match x {
+            // The directory given with --out cannot be used.
+            tradelog_export::ExportError::Io { .. }
+            | tradelog_export::ExportError::Busy { .. }
+            | tradelog_export::ExportError::Manifest { .. } => EXIT_USAGE,
+            _ => EXIT_REJECTED,
+        };
+    }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Rejected(_)) => {
             eprintln!("{e}");

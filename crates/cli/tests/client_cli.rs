@@ -1015,3 +1015,163 @@ fn audits_against_tradelog_serve() {
     }
     terminate(srv);
 }
+
+/// Every event `events read --json` serves from the start (or after `after`): the
+/// events, sorted by (shard, seq), and the position after them.
+fn api_events(server: &str, after: Option<&str>) -> (Vec<tradelog_domain::EventRecord>, String) {
+    let mut args = vec!["events", "read"];
+    if let Some(a) = after {
+        args.extend(["--after", a]);
+    }
+    let v = json(server, &args);
+    let mut events: Vec<tradelog_domain::EventRecord> =
+        serde_json::from_value(v["events"].clone()).unwrap();
+    events.sort_by_key(|e| (e.shard, e.seq));
+    (events, v["position"].as_str().unwrap().to_owned())
+}
+
+/// Every event of the export in `dir`, read back from its Parquet files, sorted.
+fn exported(dir: &Path) -> (tradelog_export::Manifest, Vec<tradelog_domain::EventRecord>) {
+    let (manifest, mut events) = tradelog_export::read_dir(dir).unwrap();
+    events.sort_by_key(|e| (e.shard, e.seq));
+    (manifest, events)
+}
+
+#[test]
+fn export_parquet_writes_what_the_api_serves_and_then_only_what_is_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = serve(&tmp.path().join("data"));
+    let grpc = srv.grpc.clone();
+    let s = grpc.as_str();
+    setup(s);
+    trade(s);
+    let out = tmp.path().join("export");
+    let dir = out.to_str().unwrap();
+
+    let first = json(s, &["export", "parquet", "--out", dir]);
+    let (api, position) = api_events(s, None);
+    let (manifest, parquet) = exported(&out);
+    assert_eq!(api, parquet);
+    // Each shard's events are all there, 1, 2, 3, ... without a gap.
+    for shard in [0, 1] {
+        let seqs: Vec<u64> = parquet
+            .iter()
+            .filter(|e| e.shard.0 == shard)
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!((1..=seqs.len() as u64).collect::<Vec<_>>(), seqs);
+    }
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    assert_eq!(
+        serde_json::json!({
+            "dir": dir,
+            "events": api.len(),
+            "files": 2,
+            "bytes": bytes,
+            "removed": 0,
+            "from": "",
+            "position": position,
+        }),
+        first
+    );
+    assert_eq!(
+        vec![
+            "shard=0/part-00000000000000000001.parquet",
+            "shard=1/part-00000000000000000001.parquet"
+        ],
+        manifest
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>()
+    );
+
+    // More commands on both shards: a deposit, a same-shard transfer, an order that
+    // rests and is cancelled, a rejection.
+    ok(s, &["account", "open", "3", "--owner", "3"]);
+    ok(s, &["account", "deposit", "2", "USD", "700", "--id", "10"]);
+    ok(
+        s,
+        &["account", "transfer", "2", "100", "USD", "50", "--id", "11"],
+    );
+    ok(
+        s,
+        &[
+            "order", "place", "2", "1", "sell", "1000000", "--price", "4000000",
+        ],
+    );
+    ok(s, &["order", "cancel", "1", "2"]);
+    assert_eq!(
+        1,
+        tl(
+            s,
+            &["account", "withdraw", "1", "USD", "999999999", "--id", "12"]
+        )
+        .0
+    );
+    let (new, position2) = api_events(s, Some(&position));
+    assert!(new.len() >= 10, "{new:?}");
+
+    // The second run adds exactly the new events: no duplicate, no gap.
+    let second = json(s, &["export", "parquet", "--out", dir]);
+    assert_eq!(
+        (
+            &Value::from(new.len()),
+            &Value::from(position.clone()),
+            &Value::from(position2.clone())
+        ),
+        (&second["events"], &second["from"], &second["position"])
+    );
+    let (all, _) = api_events(s, None);
+    let (manifest, parquet) = exported(&out);
+    assert_eq!(all, parquet);
+    assert_eq!(api.len() + new.len(), parquet.len());
+    assert_eq!(
+        position2,
+        manifest
+            .position
+            .iter()
+            .map(|(s, q)| format!("{s}:{q}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+
+    // Nothing new: no file, and the summary for people.
+    let (code, text, err) = tl(s, &["export", "parquet", "--out", dir]);
+    assert_eq!(
+        (
+            0,
+            format!(
+                "exported 0 events in 0 files (0 bytes) to {dir}\n\
+                 position {position2} (the next run into this directory starts there)\n"
+            ),
+            String::new()
+        ),
+        (code, text, err)
+    );
+
+    // A directory that cannot be created: exit 2, and what failed.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let bad = file.join("export");
+    let (code, text, err) = tl(s, &["export", "parquet", "--out", bad.to_str().unwrap()]);
+    assert_eq!(
+        (
+            2,
+            String::new(),
+            format!(
+                "error: opening the export directory {0}: creating {0}: Not a directory (os \
+                 error 20)\n",
+                bad.display()
+            )
+        ),
+        (code, text, err)
+    );
+    terminate(srv);
+
+    // The server gone: exit 3, and nothing changed in the export.
+    let (code, _, err) = tl(s, &["export", "parquet", "--out", dir]);
+    assert_eq!(3, code, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!((manifest, parquet), exported(&out));
+}

@@ -97,6 +97,8 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
         assert_eq!(s["voters"], serde_json::json!([1, 2, 3]), "{s}");
     }
 
+    export_parquet_from_the_cluster(&base, &dir.path().join("export"));
+
     let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
         .args(["cluster", "down", "--data-dir"])
         .arg(&data)
@@ -120,4 +122,76 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
             "node {n} left its pid file"
         );
     }
+}
+
+/// `tradelog --server NODES ARGS --json` that must succeed: the parsed document.
+fn tl_json(nodes: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["--server", nodes, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every event the cluster serves (through node 2), sorted by (shard, seq), and the
+/// position after them.
+fn cluster_events(base: u16) -> (Vec<tradelog_domain::EventRecord>, String) {
+    let v = tl_json(
+        &format!("http://127.0.0.1:{}", base + 10),
+        &["events", "read"],
+    );
+    let mut events: Vec<tradelog_domain::EventRecord> =
+        serde_json::from_value(v["events"].clone()).unwrap();
+    events.sort_by_key(|e| (e.shard, e.seq));
+    (events, v["position"].as_str().unwrap().to_owned())
+}
+
+/// `export parquet` against the cluster after the demo load: the Parquet holds exactly the
+/// events the API serves; after one more command, a second run (through another node)
+/// adds exactly the new ones.
+fn export_parquet_from_the_cluster(base: &str, out: &std::path::Path) {
+    let base: u16 = base.parse().unwrap();
+    let all_nodes: Vec<String> = (0..3)
+        .map(|k| format!("http://127.0.0.1:{}", base + 10 * k))
+        .collect();
+    let all_nodes = all_nodes.join(",");
+    let dir = out.to_str().unwrap();
+    let first = tl_json(&all_nodes, &["export", "parquet", "--out", dir]);
+    let (api, position) = cluster_events(base);
+    let (_, mut parquet) = tradelog_export::read_dir(out).unwrap();
+    parquet.sort_by_key(|e| (e.shard, e.seq));
+    assert_eq!(api.len(), parquet.len());
+    assert!(
+        api == parquet,
+        "the export differs from the events the API serves"
+    );
+    assert_eq!(
+        (&serde_json::json!(api.len()), &serde_json::json!(position)),
+        (&first["events"], &first["position"])
+    );
+
+    tl_json(
+        &all_nodes,
+        &["account", "deposit", "1", "1", "777", "--id", "4242424242"],
+    );
+    let node3 = format!("http://127.0.0.1:{}", base + 20);
+    let second = tl_json(&node3, &["export", "parquet", "--out", dir]);
+    let (all, _) = cluster_events(base);
+    let (manifest, mut parquet) = tradelog_export::read_dir(out).unwrap();
+    parquet.sort_by_key(|e| (e.shard, e.seq));
+    assert!(
+        all == parquet,
+        "the second export differs from the events the API serves"
+    );
+    assert_eq!(
+        (
+            &serde_json::json!(all.len() - api.len()),
+            &serde_json::json!(position)
+        ),
+        (&second["events"], &second["from"])
+    );
+    assert!(second["events"].as_u64().unwrap() >= 2, "{second}");
+    assert_eq!(3, manifest.files.len());
 }
