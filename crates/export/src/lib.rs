@@ -89,6 +89,10 @@ pub enum ExportError {
         /// The timestamp, nanoseconds since the Unix epoch.
         nanos: u64,
     },
+    /// An earlier write failed part-way; this exporter writes nothing more (open the
+    /// directory again: what was not complete is discarded).
+    #[error("an earlier write of this export failed; run the export again")]
+    Broken,
     /// A row read back is not one an event could have written.
     #[error("column {column}, row {row}: {message}")]
     Decode {

@@ -735,6 +735,12 @@ fn full_files_are_completed_and_a_crash_leaves_no_duplicate() {
     )
     .unwrap();
     std::fs::write(dir.path().join("shard=1/notes.txt"), b"mine").unwrap();
+    // Another tool's part file in the same layout is not ours to remove.
+    std::fs::write(
+        dir.path().join("shard=1/part-00000-1b2c.snappy.parquet"),
+        b"theirs",
+    )
+    .unwrap();
 
     let mut x = Exporter::open(dir.path()).unwrap().with_limits(2, 5);
     assert_eq!(
@@ -754,6 +760,7 @@ fn full_files_are_completed_and_a_crash_leaves_no_duplicate() {
         names(dir.path())
     );
     assert!(dir.path().join("shard=1/notes.txt").exists());
+    std::fs::remove_file(dir.path().join("shard=1/part-00000-1b2c.snappy.parquet")).unwrap();
 
     let (manifest, back) = read_dir(dir.path()).unwrap();
     let mut expected = all.clone();
@@ -844,4 +851,28 @@ fn a_row_no_event_could_have_written_is_refused() {
         "column amount, row 0: set in a \"account_frozen\" row, which has no such field",
         from_batch(&bad).unwrap_err().to_string()
     );
+}
+
+#[test]
+fn after_a_failed_write_nothing_more_is_written_or_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where shard 0's directory should be: creating the part fails.
+    std::fs::write(dir.path().join("shard=0"), b"").unwrap();
+    let mut x = Exporter::open(dir.path()).unwrap();
+    let position = BTreeMap::from([(d::ShardId(0), 1), (d::ShardId(1), 1)]);
+    let err = x.write(&stream(1), &position).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ExportError::Io {
+                action: "creating",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let again = "an earlier write of this export failed; run the export again";
+    assert_eq!(again, x.write(&[], &position).unwrap_err().to_string());
+    assert_eq!(again, x.finish().unwrap_err().to_string());
+    assert!(!dir.path().join(MANIFEST_FILE).exists());
 }

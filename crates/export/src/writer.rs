@@ -115,6 +115,9 @@ pub struct Exporter {
     props: WriterProperties,
     /// Rows per part file ([`FILE_ROWS_MAX`]; smaller in tests).
     file_rows: u64,
+    /// A write failed after it began changing files: the state of the open parts is
+    /// unknown, so nothing more is written or completed.
+    broken: bool,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ExportError + 'a {
@@ -129,6 +132,14 @@ fn sync_dir(dir: &Path) -> Result<(), ExportError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("syncing", dir))
+}
+
+/// Whether `name` is one this crate gives a part file: `part-` 20 digits `.parquet`
+/// (other files, such as another tool's `part-00000-<uuid>.parquet`, are never touched).
+fn is_part_name(name: &str) -> bool {
+    name.strip_prefix("part-")
+        .and_then(|n| n.strip_suffix(".parquet"))
+        .is_some_and(|seq| seq.len() == 20 && seq.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `shard=N`.
@@ -189,6 +200,7 @@ impl Exporter {
                 .set_created_by(format!("tradelog {}", env!("CARGO_PKG_VERSION")))
                 .build(),
             file_rows: FILE_ROWS_MAX,
+            broken: false,
         };
         x.summary.removed = x.remove_leftovers()?;
         Ok(x)
@@ -231,10 +243,11 @@ impl Exporter {
                 let part = part.map_err(io("listing", &entry.path()))?;
                 let file = part.file_name().to_string_lossy().into_owned();
                 let rel = format!("{name}/{file}");
-                let tmp = file.starts_with(".part-") && file.ends_with(".tmp");
-                let orphan = file.starts_with("part-")
-                    && file.ends_with(".parquet")
-                    && !listed.contains(rel.as_str());
+                let tmp = file
+                    .strip_prefix('.')
+                    .and_then(|f| f.strip_suffix(".tmp"))
+                    .is_some_and(is_part_name);
+                let orphan = is_part_name(&file) && !listed.contains(rel.as_str());
                 if tmp || orphan {
                     fs::remove_file(part.path()).map_err(io("removing", &part.path()))?;
                     removed += 1;
@@ -262,12 +275,17 @@ impl Exporter {
     /// and moves the position to `position`, the position after the page. Every event
     /// must come after the position so far and not after `position`, which must not go
     /// back: a page that breaks this is refused whole ([`ExportError::OutOfOrder`]),
-    /// nothing written.
+    /// nothing written. After any other error (I/O) the exporter refuses to go on
+    /// ([`ExportError::Broken`]): drop it, and the next [`Exporter::open`] discards what
+    /// it had not completed.
     pub fn write(
         &mut self,
         events: &[EventRecord],
         position: &BTreeMap<ShardId, u64>,
     ) -> Result<(), ExportError> {
+        if self.broken {
+            return Err(ExportError::Broken);
+        }
         for (shard, &to) in position {
             let from = self.pending.get(&shard.0).copied().unwrap_or(0);
             if to < from {
@@ -301,6 +319,7 @@ impl Exporter {
             last.insert(e.shard.0, e.seq);
             by_shard.entry(e.shard.0).or_default().push(e);
         }
+        self.broken = true;
         for (shard, list) in by_shard {
             let mut rest = &list[..];
             while !rest.is_empty() {
@@ -331,6 +350,7 @@ impl Exporter {
         for (shard, &to) in position {
             self.pending.insert(shard.0, to);
         }
+        self.broken = false;
         Ok(())
     }
 
@@ -410,6 +430,9 @@ impl Exporter {
 
     /// Completes every open part and writes the manifest; returns what this run added.
     pub fn finish(mut self) -> Result<Summary, ExportError> {
+        if self.broken {
+            return Err(ExportError::Broken);
+        }
         let shards: Vec<u32> = self.open.keys().copied().collect();
         for shard in shards {
             let committed = self.pending[&shard];
