@@ -430,7 +430,7 @@ impl Core {
     /// this node had applied when the call began, on every shard: a read of the events
     /// then sees whatever a query of the state just showed, including what other shards
     /// applied for a command after its answer (the credit of a cross-shard transfer).
-    async fn index_caught_up(&self) {
+    pub(crate) async fn index_caught_up(&self) {
         for s in 0..self.shard_count() {
             let shard = d::ShardId(s);
             // A shard that cannot answer now has nothing newer to wait for.

@@ -320,6 +320,8 @@ fn limit_exceeded(what: &str, shard: d::ShardId, last: u64) -> Error {
 impl Core {
     /// A page of one market's trades.
     pub(crate) async fn trades(&self, q: TradesQuery) -> Result<TradesView, Error> {
+        // Read your writes: the events these read are those the node had applied.
+        self.index_caught_up().await;
         let shard = self.market_shard(q.market, q.stale).await?;
         let after = match q.after_seq {
             Some(a) => a,
@@ -350,6 +352,8 @@ impl Core {
 
     /// OHLCV candles of one market (intervals without trades omitted).
     pub(crate) async fn candles(&self, q: CandlesQuery) -> Result<CandlesView, Error> {
+        // Read your writes: the events these read are those the node had applied.
+        self.index_caught_up().await;
         let shard = self.market_shard(q.market, q.stale).await?;
         let lot_size = self
             .read_as(d::ShardId(0), q.stale, move |e| {
@@ -385,6 +389,8 @@ impl Core {
 
     /// An account statement in one asset.
     pub(crate) async fn statement(&self, q: StatementQuery) -> Result<StatementView, Error> {
+        // Read your writes: the events these read are those the node had applied.
+        self.index_caught_up().await;
         let shard = self.node.placement().account_shard(q.account);
         let (account, asset) = (q.account, q.asset);
         let exists = self
