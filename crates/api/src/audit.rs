@@ -7,6 +7,10 @@ use tradelog_domain as d;
 use tradelog_domain::audit::{
     AssetFigures, FlowEffect, InFlightTransfer, OutFlow, PeerSeqs, ShardFigures, AUDIT_FLOWS_MAX,
 };
+use tradelog_domain::jobs::{
+    Candle, Holding, MarketActivity, ShardActivity, ShardStatements, StatementLine,
+    ACTIVITY_CANDLES_MAX, ACTIVITY_MARKETS_MAX, STATEMENT_LINES_MAX,
+};
 
 /// A u128 as sent: its decimal digits.
 fn dec(v: u128) -> String {
@@ -168,6 +172,179 @@ impl TryFrom<pb::ShardFigures> for ShardFigures {
     }
 }
 
+impl From<Holding> for pb::Holding {
+    fn from(h: Holding) -> pb::Holding {
+        pb::Holding {
+            available: h.available,
+            held: h.held,
+        }
+    }
+}
+
+fn holding(h: Option<pb::Holding>, field: &'static str) -> Res<Holding> {
+    let h = required(h, field)?;
+    Ok(Holding {
+        available: h.available,
+        held: h.held,
+    })
+}
+
+impl From<Candle> for pb::Candle {
+    fn from(c: Candle) -> pb::Candle {
+        pb::Candle {
+            start_ns: c.start,
+            open: c.open.0,
+            high: c.high.0,
+            low: c.low.0,
+            close: c.close.0,
+            volume: c.volume,
+            quote_volume: c.quote_volume,
+            trades: c.trades,
+        }
+    }
+}
+
+impl From<pb::Candle> for Candle {
+    fn from(c: pb::Candle) -> Candle {
+        Candle {
+            start: c.start_ns,
+            open: d::Price(c.open),
+            high: d::Price(c.high),
+            low: d::Price(c.low),
+            close: d::Price(c.close),
+            volume: c.volume,
+            quote_volume: c.quote_volume,
+            trades: c.trades,
+        }
+    }
+}
+
+impl From<ShardStatements> for pb::ShardStatements {
+    fn from(s: ShardStatements) -> pb::ShardStatements {
+        pb::ShardStatements {
+            shard: s.shard.0,
+            opening_index: s.opening_index,
+            closing_index: s.closing_index,
+            lines: s
+                .lines
+                .into_iter()
+                .map(|l| pb::StatementLine {
+                    account_id: l.account.0,
+                    asset_id: l.asset.0,
+                    opening: Some(l.opening.into()),
+                    credits: dec(l.credits),
+                    debits: dec(l.debits),
+                    changes: l.changes,
+                    closing: Some(l.closing.into()),
+                    state_closing: Some(l.state_closing.into()),
+                })
+                .collect(),
+            next_after_account: s.next_after.map(|a| a.0),
+        }
+    }
+}
+
+impl TryFrom<pb::ShardStatements> for ShardStatements {
+    type Error = ApiError;
+
+    fn try_from(s: pb::ShardStatements) -> Res<ShardStatements> {
+        at_most_items(s.lines.len(), STATEMENT_LINES_MAX, "lines")?;
+        let lines = s
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (|| {
+                    Ok(StatementLine {
+                        account: d::AccountId(l.account_id),
+                        asset: d::AssetId(l.asset_id),
+                        opening: holding(l.opening, "opening")?,
+                        credits: undec(&l.credits, "credits")?,
+                        debits: undec(&l.debits, "debits")?,
+                        changes: l.changes,
+                        closing: holding(l.closing, "closing")?,
+                        state_closing: holding(l.state_closing, "state_closing")?,
+                    })
+                })()
+                .map_err(|e: ApiError| e.inside_item("lines", i))
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(ShardStatements {
+            shard: shard(s.shard, "shard")?,
+            opening_index: s.opening_index,
+            closing_index: s.closing_index,
+            lines,
+            next_after: s.next_after_account.map(d::AccountId),
+        })
+    }
+}
+
+impl From<ShardActivity> for pb::ShardActivity {
+    fn from(a: ShardActivity) -> pb::ShardActivity {
+        pb::ShardActivity {
+            shard: a.shard.0,
+            last_seq: a.last_seq,
+            markets: a
+                .markets
+                .into_iter()
+                .map(|m| pb::MarketActivity {
+                    market_id: m.market.0,
+                    base_asset_id: m.base.0,
+                    quote_asset_id: m.quote.0,
+                    trades: m.trades,
+                    volume: dec(m.volume),
+                    quote_volume: dec(m.quote_volume),
+                    price_volume: dec(m.price_volume),
+                    open: m.open.map(|p| p.0),
+                    high: m.high.map(|p| p.0),
+                    low: m.low.map(|p| p.0),
+                    close: m.close.map(|p| p.0),
+                    candles: m.candles.into_iter().map(Into::into).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::ShardActivity> for ShardActivity {
+    type Error = ApiError;
+
+    fn try_from(a: pb::ShardActivity) -> Res<ShardActivity> {
+        at_most_items(a.markets.len(), ACTIVITY_MARKETS_MAX, "markets")?;
+        let markets = a
+            .markets
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                at_most_items(m.candles.len(), ACTIVITY_CANDLES_MAX as usize, "candles")
+                    .map_err(|e| e.inside_item("markets", i))?;
+                (|| {
+                    Ok(MarketActivity {
+                        market: d::MarketId(m.market_id),
+                        base: d::AssetId(m.base_asset_id),
+                        quote: d::AssetId(m.quote_asset_id),
+                        trades: m.trades,
+                        volume: undec(&m.volume, "volume")?,
+                        quote_volume: undec(&m.quote_volume, "quote_volume")?,
+                        price_volume: undec(&m.price_volume, "price_volume")?,
+                        open: m.open.map(d::Price),
+                        high: m.high.map(d::Price),
+                        low: m.low.map(d::Price),
+                        close: m.close.map(d::Price),
+                        candles: m.candles.into_iter().map(Into::into).collect(),
+                    })
+                })()
+                .map_err(|e: ApiError| e.inside_item("markets", i))
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(ShardActivity {
+            shard: shard(a.shard, "shard")?,
+            last_seq: a.last_seq,
+            markets,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +424,135 @@ mod tests {
             Err(ApiError::new("outbox[0].effect", Reason::Missing)),
             ShardFigures::try_from(wire)
         );
+    }
+
+    fn line(account: u64, asset: u32) -> StatementLine {
+        StatementLine {
+            account: d::AccountId(account),
+            asset: d::AssetId(asset),
+            opening: Holding {
+                available: 5,
+                held: 1,
+            },
+            credits: u128::from(u64::MAX) * 2,
+            debits: 3,
+            changes: 9,
+            closing: Holding {
+                available: u64::MAX,
+                held: 0,
+            },
+            state_closing: Holding {
+                available: 7,
+                held: 8,
+            },
+        }
+    }
+
+    #[test]
+    fn statements_and_activity_cross_the_wire_unchanged() {
+        let st = ShardStatements {
+            shard: d::ShardId(3),
+            opening_index: 4,
+            closing_index: 10,
+            lines: vec![line(1, 1), line(1, 2), line(9, 1)],
+            next_after: Some(d::AccountId(9)),
+        };
+        let wire = pb::ShardStatements::from(st.clone());
+        assert_eq!(Ok(st.clone()), ShardStatements::try_from(wire));
+        let last_page = ShardStatements {
+            next_after: None,
+            ..st
+        };
+        let wire = pb::ShardStatements::from(last_page.clone());
+        assert_eq!(Ok(last_page), ShardStatements::try_from(wire));
+
+        let candle = Candle {
+            start: 60,
+            open: d::Price(5),
+            high: d::Price(9),
+            low: d::Price(2),
+            close: d::Price(3),
+            volume: 40,
+            quote_volume: 120,
+            trades: 4,
+        };
+        let a = ShardActivity {
+            shard: d::ShardId(1),
+            last_seq: 99,
+            markets: vec![
+                MarketActivity {
+                    market: d::MarketId(1),
+                    base: d::AssetId(2),
+                    quote: d::AssetId(1),
+                    trades: 4,
+                    volume: 40,
+                    quote_volume: 120,
+                    price_volume: u128::from(u64::MAX) * u128::from(u64::MAX),
+                    open: Some(d::Price(5)),
+                    high: Some(d::Price(9)),
+                    low: Some(d::Price(2)),
+                    close: Some(d::Price(3)),
+                    candles: vec![
+                        candle,
+                        Candle {
+                            start: 120,
+                            ..candle
+                        },
+                    ],
+                },
+                MarketActivity {
+                    market: d::MarketId(2),
+                    base: d::AssetId(2),
+                    quote: d::AssetId(1),
+                    trades: 0,
+                    volume: 0,
+                    quote_volume: 0,
+                    price_volume: 0,
+                    open: None,
+                    high: None,
+                    low: None,
+                    close: None,
+                    candles: vec![],
+                },
+            ],
+        };
+        let wire = pb::ShardActivity::from(a.clone());
+        assert_eq!(Ok(a), ShardActivity::try_from(wire));
+    }
+
+    #[test]
+    fn malformed_statements_and_activity_name_the_field() {
+        let mut wire = pb::ShardStatements::from(ShardStatements {
+            shard: d::ShardId(0),
+            opening_index: 0,
+            closing_index: 0,
+            lines: vec![line(1, 1), line(2, 1)],
+            next_after: None,
+        });
+        wire.lines[1].debits = "1e3".into();
+        assert_eq!(
+            Err(ApiError::new("lines[1].debits", Reason::NotANumber)),
+            ShardStatements::try_from(wire.clone())
+        );
+        wire.lines[1].debits = "3".into();
+        wire.lines[0].state_closing = None;
+        assert_eq!(
+            Err(ApiError::new("lines[0].state_closing", Reason::Missing)),
+            ShardStatements::try_from(wire.clone())
+        );
+        wire.lines = vec![pb::StatementLine::default(); STATEMENT_LINES_MAX + 1];
+        assert!(ShardStatements::try_from(wire).is_err());
+
+        let mut wire = pb::ShardActivity {
+            shard: 0,
+            last_seq: 0,
+            markets: vec![pb::MarketActivity::default()],
+        };
+        assert_eq!(
+            Err(ApiError::new("markets[0].volume", Reason::NotANumber)),
+            ShardActivity::try_from(wire.clone())
+        );
+        wire.markets[0].candles = vec![pb::Candle::default(); ACTIVITY_CANDLES_MAX as usize + 1];
+        assert!(ShardActivity::try_from(wire).is_err());
     }
 }

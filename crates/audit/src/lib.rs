@@ -4,8 +4,10 @@
 //! another replica when a node fails (unavailable, timeout, overloaded), and the answers
 //! are reduced to one result. Built in: the solvency audit at a consistent cut of the
 //! shards' logs ([`Auditor::solvency`], cut search in [`find_cut`]), the trial balance
-//! ([`Auditor::trial_balance`]) and the replay verification of every shard
-//! ([`Auditor::verify`]). `tradelog audit` runs them.
+//! ([`Auditor::trial_balance`]), the replay verification of every shard
+//! ([`Auditor::verify`]), account statements over a time range with every line checked
+//! against the shard's state ([`Auditor::statements`]), and VWAP and OHLCV candles of the
+//! markets over a time range ([`Auditor::activity`]). `tradelog audit` runs them.
 //!
 //! Owns: scheduling, retries, the cut search and the reduction of per-shard answers.
 //! Every audit rule (what balances, what a consistent cut is, what conservation means) is
@@ -25,7 +27,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tradelog_client::{Client, ClientConfig, ClientError, ShardVerification};
 use tradelog_domain::audit::{check_cut, solvency, AuditFailure, ShardFigures, Solvency};
-use tradelog_domain::{AssetId, ShardId};
+use tradelog_domain::jobs::{
+    MarketActivity, StatementFault, StatementLine, ACTIVITY_MARKETS_MAX, STATEMENT_ACCOUNTS_MAX,
+};
+use tradelog_domain::{AccountId, AssetId, MarketId, ShardId, Timestamp};
 
 /// Most figures tasks the cut search sends (all shards together) before it gives up.
 pub const CUT_PROBES_MAX: usize = 4_096;
@@ -63,6 +68,9 @@ pub enum AuditError {
     /// The cut search needed more probes than [`CUT_PROBES_MAX`].
     #[error("no consistent cut found within {0} probes (limit `CUT_PROBES_MAX`)")]
     CutProbes(usize),
+    /// Two shards answered for the same market, or a shard for an account of another.
+    #[error("{0}")]
+    Inconsistent(String),
     /// A node answered figures of another shard or index than asked.
     #[error("shard {shard}: answered figures of shard {got_shard} at index {got_index}, asked index {asked:?}")]
     WrongFigures {
@@ -242,6 +250,75 @@ impl Verification {
     pub fn passed(&self) -> bool {
         self.failed_shards().is_empty()
     }
+}
+
+/// One statement line and the shard it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardLine {
+    /// The account's shard.
+    pub shard: ShardId,
+    /// The line.
+    #[serde(flatten)]
+    pub line: StatementLine,
+}
+
+/// One asset's statement lines summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatementTotals {
+    /// Accounts with a line in the asset.
+    pub accounts: u64,
+    /// Sum of the opening balances (available + held).
+    pub opening: u128,
+    /// Sum of the credits.
+    pub credits: u128,
+    /// Sum of the debits.
+    pub debits: u128,
+    /// Sum of the closing balances.
+    pub closing: u128,
+    /// Number of balance changes.
+    pub changes: u64,
+}
+
+/// Account statements over `[from, to)`: every line, each checked (opening + credits -
+/// debits == closing, and the events' closing == the state's), and totals per asset.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatementsReport {
+    /// Range start (inclusive).
+    pub from: Timestamp,
+    /// Range end (exclusive).
+    pub to: Timestamp,
+    /// By shard, then account, then asset.
+    pub lines: Vec<ShardLine>,
+    /// Per asset.
+    pub totals: BTreeMap<AssetId, StatementTotals>,
+    /// Accounts asked for that no shard holds.
+    pub unknown_accounts: Vec<AccountId>,
+    /// Every line that does not add up.
+    pub failures: Vec<StatementFault>,
+    /// Tasks sent (pages of every shard).
+    pub tasks: usize,
+}
+
+impl StatementsReport {
+    /// Whether every line added up.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// VWAP and OHLCV of markets over `[from, to)`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActivityReport {
+    /// Range start (inclusive).
+    pub from: Timestamp,
+    /// Range end (exclusive).
+    pub to: Timestamp,
+    /// Candle length (0: no candles).
+    pub interval_s: u32,
+    /// By market: the market's shard, the shard's last event read, and its activity.
+    pub markets: Vec<(ShardId, u64, MarketActivity)>,
+    /// Markets asked for that no shard owns.
+    pub unknown_markets: Vec<MarketId>,
 }
 
 /// One node the auditor can send tasks to.
@@ -480,6 +557,179 @@ impl Auditor {
         .collect::<Result<Vec<_>, _>>()?;
         Ok(Verification { shards })
     }
+}
+
+impl Auditor {
+    /// Account statements over `[from, to)`: of `accounts`, or with none of every account
+    /// (each shard page by page). Each shard answers from one replica's state and events;
+    /// every line is checked.
+    pub async fn statements(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        accounts: &[AccountId],
+    ) -> Result<StatementsReport, AuditError> {
+        let asked: Vec<AccountId> = {
+            let mut a = accounts.to_vec();
+            a.sort();
+            a.dedup();
+            a
+        };
+        let per_shard = join_all((0..self.shards).map(|s| {
+            let asked = &asked;
+            async move {
+                let shard = ShardId(s);
+                let mut lines = Vec::new();
+                let mut tasks = 0;
+                if asked.is_empty() {
+                    let mut after = AccountId(0);
+                    loop {
+                        tasks += 1;
+                        let page = self
+                            .run(shard, move |c| async move {
+                                c.shard_statements(shard, from, to, &[], after, 0).await
+                            })
+                            .await?;
+                        check_shard(shard, page.shard)?;
+                        lines.extend(page.lines);
+                        match page.next_after {
+                            Some(n) if n > after => after = n,
+                            Some(n) => {
+                                return Err(AuditError::Inconsistent(format!(
+                                    "shard {shard} answered a page ending at account {n}, \
+                                     not after {after}"
+                                )))
+                            }
+                            None => break,
+                        }
+                    }
+                } else {
+                    for chunk in asked.chunks(STATEMENT_ACCOUNTS_MAX) {
+                        tasks += 1;
+                        let chunk = chunk.to_vec();
+                        let page = self
+                            .run(shard, |c| {
+                                let chunk = chunk.clone();
+                                async move {
+                                    c.shard_statements(shard, from, to, &chunk, AccountId(0), 0)
+                                        .await
+                                }
+                            })
+                            .await?;
+                        check_shard(shard, page.shard)?;
+                        lines.extend(page.lines);
+                    }
+                }
+                Ok::<_, AuditError>((lines, tasks))
+            }
+        }))
+        .await;
+        let mut report = StatementsReport {
+            from,
+            to,
+            lines: Vec::new(),
+            totals: BTreeMap::new(),
+            unknown_accounts: Vec::new(),
+            failures: Vec::new(),
+            tasks: 0,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (s, r) in per_shard.into_iter().enumerate() {
+            let shard = ShardId(s as u32);
+            let (lines, tasks) = r?;
+            report.tasks += tasks;
+            for line in lines {
+                if let Some(f) = line.fault(shard) {
+                    report.failures.push(f);
+                }
+                let t = report.totals.entry(line.asset).or_default();
+                t.accounts += 1;
+                t.opening += line.opening.total();
+                t.credits += line.credits;
+                t.debits += line.debits;
+                t.closing += line.closing.total();
+                t.changes += line.changes;
+                if !seen.insert((line.account, line.asset)) {
+                    return Err(AuditError::Inconsistent(format!(
+                        "account {} asset {} was answered by two shards (the second: {shard})",
+                        line.account, line.asset
+                    )));
+                }
+                report.lines.push(ShardLine { shard, line });
+            }
+        }
+        let held: std::collections::BTreeSet<AccountId> = seen.iter().map(|(a, _)| *a).collect();
+        report.unknown_accounts = asked.into_iter().filter(|a| !held.contains(a)).collect();
+        Ok(report)
+    }
+
+    /// VWAP and OHLCV (candles of `interval_s` seconds, 0: none) of `markets`, or of every
+    /// market, over `[from, to)`: one task per shard for the markets it owns.
+    pub async fn activity(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        interval_s: u32,
+        markets: &[MarketId],
+    ) -> Result<ActivityReport, AuditError> {
+        let asked: Vec<MarketId> = {
+            let mut m = markets.to_vec();
+            m.sort();
+            m.dedup();
+            m
+        };
+        if asked.len() > ACTIVITY_MARKETS_MAX {
+            return Err(AuditError::Inconsistent(format!(
+                "at most {ACTIVITY_MARKETS_MAX} markets in one job (limit `ACTIVITY_MARKETS_MAX`)"
+            )));
+        }
+        let per_shard = join_all((0..self.shards).map(|s| {
+            let asked = &asked;
+            async move {
+                let shard = ShardId(s);
+                self.run(shard, |c| async move {
+                    c.shard_activity(shard, from, to, interval_s, asked).await
+                })
+                .await
+            }
+        }))
+        .await;
+        let mut by_market: BTreeMap<MarketId, (ShardId, u64, MarketActivity)> = BTreeMap::new();
+        for (s, r) in per_shard.into_iter().enumerate() {
+            let shard = ShardId(s as u32);
+            let a = r?;
+            check_shard(shard, a.shard)?;
+            for m in a.markets {
+                if let Some((other, ..)) = by_market.get(&m.market) {
+                    return Err(AuditError::Inconsistent(format!(
+                        "market {} was answered by shards {other} and {shard}",
+                        m.market
+                    )));
+                }
+                by_market.insert(m.market, (shard, a.last_seq, m));
+            }
+        }
+        let unknown_markets = asked
+            .into_iter()
+            .filter(|m| !by_market.contains_key(m))
+            .collect();
+        Ok(ActivityReport {
+            from,
+            to,
+            interval_s,
+            markets: by_market.into_values().collect(),
+            unknown_markets,
+        })
+    }
+}
+
+fn check_shard(asked: ShardId, got: ShardId) -> Result<(), AuditError> {
+    if asked == got {
+        return Ok(());
+    }
+    Err(AuditError::Inconsistent(format!(
+        "a task of shard {asked} was answered for shard {got}"
+    )))
 }
 
 impl FiguresSource for Auditor {

@@ -256,7 +256,160 @@ async fn audits_pass_under_load_and_with_a_node_down() {
         ],
         auditor.nodes()
     );
+    data_jobs(&auditor, &client).await;
     for (_, s) in servers {
         s.shutdown().await.unwrap();
     }
+}
+
+/// Statements, VWAP and OHLCV jobs (with node 1 down, the load stopped) against what the
+/// per-account and per-market queries answer.
+async fn data_jobs(auditor: &Auditor, client: &Client) {
+    let now = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    let trades = client
+        .trades_to_end(MARKET, Timestamp(0), None, None, None)
+        .await
+        .unwrap()
+        .trades;
+    assert!(trades.len() >= 20, "{}", trades.len());
+    let accounts: Vec<AccountId> = (1..=8).chain([99]).map(AccountId).collect();
+
+    // The whole history: opening zero, closing == the balances now, deposits conserved.
+    let all = auditor.statements(Timestamp(0), now, &[]).await.unwrap();
+    assert!(all.passed(), "{:?}", all.failures);
+    assert!(all.unknown_accounts.is_empty());
+    let mut closing = BTreeMap::new();
+    for a in &accounts {
+        for b in client.balances(*a).await.unwrap().balances {
+            closing.insert((*a, b.asset), (b.available.0, b.held.0));
+        }
+    }
+    let got: BTreeMap<_, _> = all
+        .lines
+        .iter()
+        .map(|l| {
+            assert_eq!(
+                routing::Placement::new(SHARDS).account_shard(l.line.account),
+                l.shard
+            );
+            assert_eq!(0, l.line.opening.total(), "{l:?}");
+            (
+                (l.line.account, l.line.asset),
+                (l.line.closing.available, l.line.closing.held),
+            )
+        })
+        .collect();
+    assert_eq!(closing, got);
+    for asset in [USD, BTC] {
+        let t = all.totals[&asset];
+        assert_eq!(8_000_000, t.closing, "asset {asset}");
+        assert_eq!(t.closing, t.credits - t.debits, "asset {asset}");
+    }
+
+    // From the 20th trade on, for some accounts: opening == the balances just before it.
+    let mid = trades[19].timestamp;
+    let some = [AccountId(1), AccountId(2), AccountId(77_777)];
+    let part = auditor.statements(mid, now, &some).await.unwrap();
+    assert!(part.passed(), "{:?}", part.failures);
+    assert_eq!(vec![AccountId(77_777)], part.unknown_accounts);
+    for a in &some[..2] {
+        let before = client
+            .balances_as_of(*a, tradelog_client::AsOf::Time(Timestamp(mid.0 - 1)))
+            .await
+            .unwrap();
+        let opening: Vec<(AssetId, u64, u64)> = part
+            .lines
+            .iter()
+            .filter(|l| l.line.account == *a)
+            .map(|l| (l.line.asset, l.line.opening.available, l.line.opening.held))
+            .collect();
+        let mut want: Vec<_> = before
+            .balances
+            .iter()
+            .map(|b| (b.asset, b.available.0, b.held.0))
+            .collect();
+        want.sort();
+        assert_eq!(want, opening, "account {a}");
+        let closing_now: Vec<_> = part
+            .lines
+            .iter()
+            .filter(|l| l.line.account == *a)
+            .map(|l| (l.line.asset, l.line.closing.available, l.line.closing.held))
+            .collect();
+        let mut want: Vec<_> = closing
+            .iter()
+            .filter(|((acc, _), _)| acc == a)
+            .map(|((_, asset), (av, h))| (*asset, *av, *h))
+            .collect();
+        want.sort();
+        assert_eq!(want, closing_now, "account {a}");
+    }
+
+    // VWAP and candles from the 20th trade on, against the trades and GetCandles.
+    let r = auditor.activity(mid, now, 1, &[]).await.unwrap();
+    assert!(r.unknown_markets.is_empty());
+    assert_eq!(1, r.markets.len());
+    let (shard, _, m) = &r.markets[0];
+    assert_eq!(
+        (ShardId(1), MARKET, USD, BTC),
+        (*shard, m.market, m.quote, m.base)
+    );
+    let in_range: Vec<_> = trades.iter().filter(|t| t.timestamp >= mid).collect();
+    assert_eq!(in_range.len() as u64, m.trades);
+    let volume: u128 = in_range.iter().map(|t| u128::from(t.qty.0)).sum();
+    let pv: u128 = in_range
+        .iter()
+        .map(|t| u128::from(t.price.0) * u128::from(t.qty.0))
+        .sum();
+    assert_eq!(Some((pv, volume)), m.vwap());
+    assert_eq!(Some(in_range[0].price), m.open);
+    assert_eq!(Some(in_range[in_range.len() - 1].price), m.close);
+    assert_eq!(in_range.iter().map(|t| t.price).max(), m.high);
+    assert_eq!(in_range.iter().map(|t| t.price).min(), m.low);
+    let candles = client.candles(MARKET, 1, mid, now).await.unwrap().candles;
+    let job: Vec<_> = m
+        .candles
+        .iter()
+        .map(|c| {
+            (
+                c.start,
+                c.open,
+                c.high,
+                c.low,
+                c.close,
+                c.volume,
+                c.quote_volume,
+                c.trades,
+            )
+        })
+        .collect();
+    let query: Vec<_> = candles
+        .iter()
+        .map(|c| {
+            (
+                c.start.0,
+                c.open,
+                c.high,
+                c.low,
+                c.close,
+                c.volume,
+                c.quote_volume,
+                c.trades,
+            )
+        })
+        .collect();
+    assert_eq!(query, job);
+    assert_eq!(m.trades, job.iter().map(|c| c.7).sum::<u64>());
+    let none = auditor
+        .activity(mid, now, 0, &[MARKET, MarketId(42)])
+        .await
+        .unwrap();
+    assert_eq!(vec![MarketId(42)], none.unknown_markets);
+    assert!(none.markets[0].2.candles.is_empty());
+    assert_eq!(m.vwap(), none.markets[0].2.vwap());
 }

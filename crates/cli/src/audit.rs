@@ -1,6 +1,8 @@
 //! `tradelog audit`: distributed audit jobs over every shard (`tradelog-audit`), one task
 //! per shard on the least-loaded live replica, with a progress bar per task on a terminal,
-//! a table (or `--json`) of the result, and exit status 4 when an audit fails.
+//! a table (or `--json`) of the result, and exit status 4 when an audit fails. Jobs: the
+//! solvency audit, the trial balance, replay verification, account statements, VWAP and
+//! OHLCV.
 
 use crate::output::{self, Table};
 use crate::remote::Global;
@@ -9,6 +11,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Arc;
 use tradelog_audit::{Auditor, TaskDone};
+use tradelog_domain as d;
 
 /// Exit status: the audit ran and found a fault (printed, with the shard named).
 pub const EXIT_AUDIT_FAILED: u8 = 4;
@@ -49,6 +52,87 @@ pub enum Cmd {
         a mismatch names the shard and both hashes.\n\nExamples:\n  tradelog audit verify"
     )]
     Verify,
+    /// Account statements over a time range: per account and asset, the opening balance,
+    /// credits, debits, number of changes and the closing balance, each line checked.
+    #[command(
+        after_help = "Each shard's task reads one replica's state before --from \
+        (opening balances), its events in the range, and its state at --to (closing \
+        balances); a line fails when opening + credits - debits differs from the closing \
+        balance, or when the events end at another balance than the state holds. Every \
+        account of every shard is listed page by page unless --account names some. \
+        Amounts are minor units (available + held). Times are RFC 3339 or nanoseconds \
+        since the Unix epoch.\n\nExit status: 0 passed, 4 a line failed, 3 no replica of \
+        a shard answered.\n\nExamples:\n  tradelog audit statements\n  \
+        tradelog audit statements --account 7 --account 8 --from 2026-11-25T00:00:00Z \
+        --to 2026-11-26T00:00:00Z\n  tradelog audit statements --totals-only --json"
+    )]
+    Statements(StatementsArgs),
+    /// Volume-weighted average price, volumes and the range's open/high/low/close of every
+    /// market (or those named) over a time range.
+    #[command(
+        after_help = "VWAP = sum(price * quantity) / sum(quantity), in quote minor \
+        units per lot, from the trades of the market's shard (one task per shard, on one \
+        replica). Times are RFC 3339 or nanoseconds since the Unix epoch.\n\nExamples:\n  \
+        tradelog audit vwap\n  tradelog audit vwap --market 1 --from 2026-11-25T00:00:00Z"
+    )]
+    Vwap(RangeArgs),
+    /// OHLCV candles of every market (or those named) over a time range.
+    #[command(
+        after_help = "Candles start at whole multiples of the interval since the \
+        epoch (UTC); intervals without trades are left out; at most 10000 candles per \
+        market. Times are RFC 3339 or nanoseconds since the Unix epoch.\n\nExamples:\n  \
+        tradelog audit ohlcv --interval 1h\n  tradelog audit ohlcv --market 1 --interval 5m \
+        --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z --json"
+    )]
+    Ohlcv(OhlcvArgs),
+}
+
+/// Options of `tradelog audit statements`.
+#[derive(clap::Args)]
+pub struct StatementsArgs {
+    /// Only this account (repeat for more); default: every account.
+    #[arg(long = "account")]
+    accounts: Vec<u64>,
+    /// Range start (inclusive); default: the beginning.
+    #[arg(long, value_parser = output::parse_time)]
+    from: Option<d::Timestamp>,
+    /// Range end (exclusive); default: now.
+    #[arg(long, value_parser = output::parse_time)]
+    to: Option<d::Timestamp>,
+    /// Print only the totals per asset (and any failed line).
+    #[arg(long)]
+    totals_only: bool,
+}
+
+/// Options of `tradelog audit vwap`.
+#[derive(clap::Args)]
+pub struct RangeArgs {
+    /// Only this market (repeat for more); default: every market.
+    #[arg(long = "market")]
+    markets: Vec<u32>,
+    /// Range start (inclusive); default: the beginning.
+    #[arg(long, value_parser = output::parse_time)]
+    from: Option<d::Timestamp>,
+    /// Range end (exclusive); default: now.
+    #[arg(long, value_parser = output::parse_time)]
+    to: Option<d::Timestamp>,
+}
+
+/// Options of `tradelog audit ohlcv`.
+#[derive(clap::Args)]
+pub struct OhlcvArgs {
+    /// Only this market (repeat for more); default: every market.
+    #[arg(long = "market")]
+    markets: Vec<u32>,
+    /// Candle length: seconds, or with a unit: 30s, 5m, 1h, 1d (1 s to 1 d).
+    #[arg(long, default_value = "1h", value_parser = crate::book::parse_interval)]
+    interval: u32,
+    /// Range start (inclusive); default: 1000 intervals before --to.
+    #[arg(long, value_parser = output::parse_time)]
+    from: Option<d::Timestamp>,
+    /// Range end (exclusive); default: now.
+    #[arg(long, value_parser = output::parse_time)]
+    to: Option<d::Timestamp>,
 }
 
 fn progress(shards: u32, label: &str) -> ProgressBar {
@@ -75,6 +159,9 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
             Cmd::Solvency => "solvency",
             Cmd::TrialBalance => "trial balance",
             Cmd::Verify => "verify",
+            Cmd::Statements(_) => "statements",
+            Cmd::Vwap(_) => "vwap",
+            Cmd::Ohlcv(_) => "ohlcv",
         };
         let bar = progress(auditor.shard_count(), label);
         let b = bar.clone();
@@ -90,6 +177,18 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
             Cmd::Solvency => solvency(&auditor, json).await,
             Cmd::TrialBalance => trial_balance(&auditor, json).await,
             Cmd::Verify => verify(&auditor, json).await,
+            Cmd::Statements(a) => statements(&auditor, a, json).await,
+            Cmd::Vwap(a) => {
+                let to = a.to.unwrap_or_else(tradelog_node::runtime::now);
+                let from = a.from.unwrap_or(d::Timestamp(0));
+                activity(&auditor, from, to, 0, &a.markets, json).await
+            }
+            Cmd::Ohlcv(a) => {
+                let to = a.to.unwrap_or_else(tradelog_node::runtime::now);
+                let span = u64::from(a.interval) * 1_000_000_000 * 1_000;
+                let from = a.from.unwrap_or(d::Timestamp(to.0.saturating_sub(span)));
+                activity(&auditor, from, to, a.interval, &a.markets, json).await
+            }
         };
         bar.finish_and_clear();
         result
@@ -232,3 +331,194 @@ async fn verify(a: &Auditor, json: bool) -> Result<()> {
             .collect(),
     )
 }
+
+async fn statements(a: &Auditor, args: StatementsArgs, json: bool) -> Result<()> {
+    let to = args.to.unwrap_or_else(tradelog_node::runtime::now);
+    let from = args.from.unwrap_or(d::Timestamp(0));
+    let accounts: Vec<d::AccountId> = args.accounts.iter().map(|a| d::AccountId(*a)).collect();
+    let r = a.statements(from, to, &accounts).await?;
+    if !r.unknown_accounts.is_empty() {
+        let list: Vec<String> = r.unknown_accounts.iter().map(|a| a.to_string()).collect();
+        return Err(tradelog_client::ClientError::NotFound(format!(
+            "no shard holds account(s) {}",
+            list.join(", ")
+        ))
+        .into());
+    }
+    if json {
+        if args.totals_only {
+            output::json(&serde_json::json!({
+                "from": r.from,
+                "to": r.to,
+                "totals": r.totals,
+                "failures": r.failures,
+                "tasks": r.tasks,
+            }));
+        } else {
+            output::json(&r);
+        }
+    } else {
+        println!(
+            "statements from {} to {} ({} lines, {} tasks)",
+            output::time(from),
+            output::time(to),
+            r.lines.len(),
+            r.tasks
+        );
+        if !args.totals_only {
+            let mut t = Table::new(&[
+                "SHARD", "ACCOUNT", "ASSET", "OPENING", "CREDITS", "DEBITS", "CHANGES", "CLOSING",
+                "RESULT",
+            ]);
+            for l in &r.lines {
+                let bad = l.line.fault(l.shard).is_some();
+                t.row(vec![
+                    l.shard.to_string(),
+                    l.line.account.to_string(),
+                    l.line.asset.to_string(),
+                    l.line.opening.total().to_string(),
+                    l.line.credits.to_string(),
+                    l.line.debits.to_string(),
+                    l.line.changes.to_string(),
+                    l.line.closing.total().to_string(),
+                    if bad { "FAILED" } else { "ok" }.into(),
+                ]);
+            }
+            if t.is_empty() {
+                println!("(no balances)");
+            } else {
+                t.print();
+            }
+        }
+        let mut t = Table::new(&[
+            "ASSET", "ACCOUNTS", "OPENING", "CREDITS", "DEBITS", "CHANGES", "CLOSING",
+        ]);
+        for (asset, v) in &r.totals {
+            t.row(vec![
+                asset.to_string(),
+                v.accounts.to_string(),
+                v.opening.to_string(),
+                v.credits.to_string(),
+                v.debits.to_string(),
+                v.changes.to_string(),
+                v.closing.to_string(),
+            ]);
+        }
+        if !t.is_empty() {
+            t.print();
+        }
+    }
+    fail_if(r.failures.iter().map(|f| f.to_string()).collect())
+}
+
+async fn activity(
+    a: &Auditor,
+    from: d::Timestamp,
+    to: d::Timestamp,
+    interval_s: u32,
+    markets: &[u32],
+    json: bool,
+) -> Result<()> {
+    let markets: Vec<d::MarketId> = markets.iter().map(|m| d::MarketId(*m)).collect();
+    let r = a.activity(from, to, interval_s, &markets).await?;
+    if !r.unknown_markets.is_empty() {
+        let list: Vec<String> = r.unknown_markets.iter().map(|m| m.to_string()).collect();
+        return Err(tradelog_client::ClientError::NotFound(format!(
+            "no shard owns market(s) {}",
+            list.join(", ")
+        ))
+        .into());
+    }
+    if json {
+        let markets: Vec<_> = r
+            .markets
+            .iter()
+            .map(|(shard, last_seq, m)| {
+                serde_json::json!({
+                    "shard": shard,
+                    "last_seq": last_seq,
+                    "vwap": m.vwap().map(|_| m.vwap_decimal(VWAP_DECIMALS)),
+                    "activity": m,
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({
+            "from": r.from,
+            "to": r.to,
+            "interval_s": r.interval_s,
+            "markets": markets,
+        }));
+        return Ok(());
+    }
+    println!("from {} to {}", output::time(from), output::time(to));
+    let price = |p: Option<d::Price>| p.map_or("-".to_string(), |p| p.to_string());
+    if interval_s == 0 {
+        let mut t = Table::new(&[
+            "MARKET",
+            "SHARD",
+            "TRADES",
+            "VOLUME",
+            "QUOTE VOLUME",
+            "VWAP",
+            "OPEN",
+            "HIGH",
+            "LOW",
+            "CLOSE",
+        ]);
+        for (shard, _, m) in &r.markets {
+            t.row(vec![
+                m.market.to_string(),
+                shard.to_string(),
+                m.trades.to_string(),
+                m.volume.to_string(),
+                m.quote_volume.to_string(),
+                m.vwap_decimal(VWAP_DECIMALS),
+                price(m.open),
+                price(m.high),
+                price(m.low),
+                price(m.close),
+            ]);
+        }
+        if t.is_empty() {
+            println!("(no markets)");
+        } else {
+            t.print();
+        }
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "MARKET",
+        "START",
+        "OPEN",
+        "HIGH",
+        "LOW",
+        "CLOSE",
+        "VOLUME",
+        "QUOTE VOLUME",
+        "TRADES",
+    ]);
+    for (_, _, m) in &r.markets {
+        for c in &m.candles {
+            t.row(vec![
+                m.market.to_string(),
+                output::time(d::Timestamp(c.start)),
+                c.open.to_string(),
+                c.high.to_string(),
+                c.low.to_string(),
+                c.close.to_string(),
+                c.volume.to_string(),
+                c.quote_volume.to_string(),
+                c.trades.to_string(),
+            ]);
+        }
+    }
+    if t.is_empty() {
+        println!("(no trades in the range)");
+    } else {
+        t.print();
+    }
+    Ok(())
+}
+
+/// Digits after the point of a printed VWAP.
+const VWAP_DECIMALS: u32 = 4;

@@ -99,7 +99,7 @@ pub struct CandlesArgs {
 }
 
 /// `60`, `60s`, `5m`, `1h`, `1d`: seconds.
-fn parse_interval(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<u32, String> {
     let bad = || format!("{s:?}: expected seconds or a number with s, m, h or d (5m, 1h)");
     let t = s.trim();
     let (n, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {

@@ -123,7 +123,16 @@ pub fn report_error(e: &anyhow::Error) -> u8 {
     }
     if let Some(a) = e.downcast_ref::<tradelog_audit::AuditError>() {
         eprintln!("error: {a}");
-        return EXIT_UNAVAILABLE;
+        return match a {
+            // The job's own request was refused (a bad range, a limit).
+            tradelog_audit::AuditError::Task {
+                error: ClientError::InvalidArgument(_),
+                ..
+            } => EXIT_USAGE,
+            tradelog_audit::AuditError::Task { .. }
+            | tradelog_audit::AuditError::Inconsistent(_) => EXIT_REJECTED,
+            _ => EXIT_UNAVAILABLE,
+        };
     }
     if let Some(x) = e.downcast_ref::<tradelog_export::ExportError>() {
         eprintln!("error: {}", chain(e));

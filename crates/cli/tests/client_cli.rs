@@ -959,7 +959,8 @@ fn hex(b: &[u8]) -> String {
 
 /// `tradelog audit` against a single node with two shards after a cross-shard trading
 /// session: the solvency audit at a consistent cut, the trial balance and the replay
-/// verification of both shards pass, in tables and in JSON.
+/// verification of both shards pass, in tables and in JSON; statements, VWAP and OHLCV
+/// give the session's exact figures.
 #[test]
 fn audits_against_tradelog_serve() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1013,6 +1014,97 @@ fn audits_against_tradelog_serve() {
         assert_eq!(64, r[2].len());
         assert_eq!("ok", r[4]);
     }
+
+    // Statements of every account over the whole history, each line checked.
+    let v = json(s, &["audit", "statements"]);
+    assert_eq!(Value::Array(vec![]), v["failures"], "{v}");
+    let lines: Vec<(u64, u64, u64, u64, u64)> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let total = |h: &Value| h["available"].as_u64().unwrap() + h["held"].as_u64().unwrap();
+            assert_eq!(0, total(&l["opening"]), "{l}");
+            assert_eq!(l["closing"], l["state_closing"], "{l}");
+            (
+                l["shard"].as_u64().unwrap(),
+                l["account"].as_u64().unwrap(),
+                l["asset"].as_u64().unwrap(),
+                total(&l["closing"]),
+                l["credits"].as_u64().unwrap() - l["debits"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Account 1 paid 2500 and bought 1 lot for 3000000 + a 6000 fee; account 2 got
+    // 2500 and 3000000 - a 3000 fee, and sold 1000000 BTC; the fee account got 9000.
+    assert_eq!(
+        vec![
+            (0, 2, 1, 2_999_500, 2_999_500),
+            (0, 2, 2, 499_000_000, 499_000_000),
+            (0, 100, 1, 9_000, 9_000),
+            (1, 1, 1, 6_991_500, 6_991_500),
+            (1, 1, 2, 1_000_000, 1_000_000),
+        ],
+        lines
+    );
+    assert_eq!(v["totals"]["1"]["closing"], Value::from(10_000_000u64));
+    assert_eq!(v["totals"]["2"]["closing"], Value::from(500_000_000u64));
+    assert_eq!(v["tasks"], Value::from(2));
+    let out = ok(s, &["audit", "statements", "--account", "1"]);
+    assert_eq!(
+        words(&out, &[6])[1..4],
+        [
+            "SHARD ACCOUNT ASSET OPENING CREDITS DEBITS CLOSING RESULT",
+            "1 1 1 0 10000000 3008500 6991500 ok",
+            "1 1 2 0 1000000 0 1000000 ok",
+        ],
+        "{out}"
+    );
+    assert!(out.starts_with("statements from "), "{out}");
+    assert_eq!(
+        ok(s, &["audit", "statements", "--to", "1", "--totals-only"])
+            .lines()
+            .count(),
+        1,
+        "nothing before the first input"
+    );
+    let (code, _, err) = tl(s, &["audit", "statements", "--from", "10", "--to", "5"]);
+    assert_eq!((2, true), (code, err.contains("before `from_ns`")), "{err}");
+    let (code, _, err) = tl(s, &["audit", "statements", "--account", "5555"]);
+    assert_eq!(
+        (1, true),
+        (code, err.contains("no shard holds account(s) 5555")),
+        "{err}"
+    );
+
+    // VWAP and OHLCV of the market (one trade: 1 lot at 3000000).
+    let out = ok(s, &["audit", "vwap"]);
+    assert_eq!(
+        words(&out, &[])[1..],
+        [
+            "MARKET SHARD TRADES VOLUME QUOTE VOLUME VWAP OPEN HIGH LOW CLOSE",
+            "1 0 1 1000000 3000000 3000000.0000 3000000 3000000 3000000 3000000",
+        ],
+        "{out}"
+    );
+    let v = json(s, &["audit", "ohlcv", "--interval", "1d"]);
+    let m = &v["markets"][0];
+    assert_eq!(m["vwap"], Value::from("3000000.0000"), "{v}");
+    let mut c = m["activity"]["candles"][0].clone();
+    assert!(c["start"].take().as_u64().unwrap() > 0);
+    assert_eq!(
+        c,
+        serde_json::json!({
+            "start": null, "open": 3_000_000, "high": 3_000_000, "low": 3_000_000,
+            "close": 3_000_000, "volume": 1_000_000, "quote_volume": 3_000_000, "trades": 1,
+        })
+    );
+    let (code, _, err) = tl(s, &["audit", "vwap", "--market", "9"]);
+    assert_eq!(
+        (1, true),
+        (code, err.contains("no shard owns market(s) 9")),
+        "{err}"
+    );
     terminate(srv);
 }
 

@@ -1043,6 +1043,74 @@ impl Client {
         }
     }
 
+    /// Shard `shard`'s statement lines over `[from, to)` on the node this client talks to
+    /// (its own replica): for `accounts` (those of them on the shard), or with none a page
+    /// of the shard's accounts after `after` (at most `limit`, 0: the most a task allows).
+    pub async fn shard_statements(
+        &self,
+        shard: d::ShardId,
+        from: d::Timestamp,
+        to: d::Timestamp,
+        accounts: &[d::AccountId],
+        after: d::AccountId,
+        limit: u32,
+    ) -> Result<d::jobs::ShardStatements, ClientError> {
+        let m = pb::RunShardTaskRequest {
+            shard: shard.0,
+            task: Some(pb::run_shard_task_request::Task::Statements(
+                pb::StatementsTask {
+                    from_ns: from.0,
+                    to_ns: to.0,
+                    account_ids: accounts.iter().map(|a| a.0).collect(),
+                    after_account: after.0,
+                    limit,
+                },
+            )),
+        };
+        match rpc!(self, m, Repeat::Safe, run_shard_task)?.result {
+            Some(pb::run_shard_task_response::Result::Statements(s)) => {
+                d::jobs::ShardStatements::try_from(s)
+                    .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+            }
+            _ => Err(ClientError::InvalidResponse(
+                "a statements task answered without statements".into(),
+            )),
+        }
+    }
+
+    /// VWAP and OHLCV of shard `shard`'s markets (`markets` of them, or all) over
+    /// `[from, to)`, candles of `interval_s` seconds (0: none), on the node this client
+    /// talks to (its own replica).
+    pub async fn shard_activity(
+        &self,
+        shard: d::ShardId,
+        from: d::Timestamp,
+        to: d::Timestamp,
+        interval_s: u32,
+        markets: &[d::MarketId],
+    ) -> Result<d::jobs::ShardActivity, ClientError> {
+        let m = pb::RunShardTaskRequest {
+            shard: shard.0,
+            task: Some(pb::run_shard_task_request::Task::Activity(
+                pb::ActivityTask {
+                    from_ns: from.0,
+                    to_ns: to.0,
+                    interval_s,
+                    market_ids: markets.iter().map(|m| m.0).collect(),
+                },
+            )),
+        };
+        match rpc!(self, m, Repeat::Safe, run_shard_task)?.result {
+            Some(pb::run_shard_task_response::Result::Activity(a)) => {
+                d::jobs::ShardActivity::try_from(a)
+                    .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+            }
+            _ => Err(ClientError::InvalidResponse(
+                "an activity task answered without activity".into(),
+            )),
+        }
+    }
+
     /// Replay verification of shard `shard` on the node this client talks to: its live
     /// state's hash and the hash of the state regenerated from its log, at its applied
     /// index.

@@ -15,6 +15,7 @@
 pub mod audit;
 mod command;
 mod event;
+pub mod jobs;
 mod limits;
 mod market;
 mod message;

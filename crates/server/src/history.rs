@@ -85,7 +85,13 @@ impl History {
 
     /// The last input shard `s` applied (every one up to it is durable).
     pub(crate) async fn applied(&self, s: ShardId) -> Result<u64, Error> {
-        crate::core::read(&*self.node, s, |e| e.inputs_applied()).await
+        self.applied_on(s, false).await
+    }
+
+    /// [`applied`](Self::applied), or with `replica` the last input this node's replica
+    /// applied (no leader asked).
+    async fn applied_on(&self, s: ShardId, replica: bool) -> Result<u64, Error> {
+        crate::core::read_as(&*self.node, s, replica, |e| e.inputs_applied()).await
     }
 
     /// Runs `f` on a blocking thread when a turn is free.
@@ -155,13 +161,24 @@ impl History {
     /// The sequence number after which shard `s`'s events are stamped at or after `t`
     /// (the index if it knows, else the shard clock in the history).
     pub(crate) async fn seq_before_time(&self, s: ShardId, t: Timestamp) -> Result<u64, Error> {
+        self.seq_before_time_on(s, t, false).await
+    }
+
+    /// [`seq_before_time`](Self::seq_before_time), with `replica`: bounded by what this
+    /// node's replica applied, no leader asked.
+    pub(crate) async fn seq_before_time_on(
+        &self,
+        s: ShardId,
+        t: Timestamp,
+        replica: bool,
+    ) -> Result<u64, Error> {
         if t.0 == 0 {
             return Ok(0);
         }
         if let Some(seq) = self.events.seq_before_time(s, t) {
             return Ok(seq);
         }
-        self.state_before_time(s, t, |e| e.next_event_seq() - 1)
+        self.state_before_time_on(s, t, replica, |e| e.next_event_seq() - 1)
             .await
     }
 
@@ -172,7 +189,19 @@ impl History {
         t: Timestamp,
         f: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<R, Error> {
-        let applied = self.applied(s).await?;
+        self.state_before_time_on(s, t, false, f).await
+    }
+
+    /// [`state_before_time`](Self::state_before_time), with `replica`: bounded by what
+    /// this node's replica applied, no leader asked.
+    pub(crate) async fn state_before_time_on<R: Send + 'static>(
+        &self,
+        s: ShardId,
+        t: Timestamp,
+        replica: bool,
+        f: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let applied = self.applied_on(s, replica).await?;
         self.run(move |h| {
             let h = shard(h, s)?;
             let index = match t.0.checked_sub(1) {

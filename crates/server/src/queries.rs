@@ -73,21 +73,8 @@ pub(crate) struct TradesView {
     pub at_end: bool,
 }
 
-/// One candle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct CandleView {
-    /// Start of the interval, ns since the Unix epoch.
-    pub start: u64,
-    pub open: d::Price,
-    pub high: d::Price,
-    pub low: d::Price,
-    pub close: d::Price,
-    /// Base minor units.
-    pub volume: u64,
-    /// Quote minor units.
-    pub quote_volume: u64,
-    pub trades: u64,
-}
+/// One candle (the domain's, which the activity jobs build too).
+pub(crate) type CandleView = d::jobs::Candle;
 
 /// Candles of a range.
 #[derive(Clone, Debug, Serialize)]
@@ -206,34 +193,15 @@ impl Visitor for Candles {
         }
         let start = e.timestamp.0 - e.timestamp.0 % self.interval_ns;
         let notional = qty.0 / self.lot_size * price.0;
-        let c = self.candles.entry(start).or_insert(CandleView {
-            start,
-            open: price,
-            high: price,
-            low: price,
-            close: price,
-            volume: 0,
-            quote_volume: 0,
-            trades: 0,
-        });
-        c.high = c.high.max(price);
-        c.low = c.low.min(price);
-        c.close = price;
-        c.trades += 1;
-        match (
-            c.volume.checked_add(qty.0),
-            c.quote_volume.checked_add(notional),
-        ) {
-            (Some(v), Some(q)) => {
-                c.volume = v;
-                c.quote_volume = q;
-                ControlFlow::Continue(())
-            }
-            _ => {
-                self.overflow = true;
-                ControlFlow::Break(())
-            }
+        let c = self
+            .candles
+            .entry(start)
+            .or_insert_with(|| CandleView::first(start, price));
+        if c.add(price, qty.0, notional).is_none() {
+            self.overflow = true;
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
     }
 }
 
@@ -304,13 +272,13 @@ impl Visitor for Statement {
     }
 }
 
-fn scanned_last(s: Scanned) -> u64 {
+pub(crate) fn scanned_last(s: Scanned) -> u64 {
     match s {
         Scanned::Stopped(l) | Scanned::End(l) | Scanned::Limit(l) => l,
     }
 }
 
-fn limit_exceeded(what: &str, shard: d::ShardId, last: u64) -> Error {
+pub(crate) fn limit_exceeded(what: &str, shard: d::ShardId, last: u64) -> Error {
     Error::LimitExceeded(format!(
         "{what} needs more of shard {shard}'s history replayed than one request may (limit \
          `replay_records_max`, reached after event {shard}:{last}); ask for a shorter range"
