@@ -13,6 +13,23 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// `println!` and `print!` for the whole crate (they shadow the standard ones): the same
+// output, but a closed stdout pipe (`tradelog events read --json | head`) ends the process
+// quietly, with status 141 as a SIGPIPE would, instead of a panic.
+macro_rules! println {
+    () => {
+        $crate::output::write_stdout(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), true)
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), false)
+    };
+}
+
 mod account;
 mod admin;
 mod asset;
@@ -50,7 +67,7 @@ mod verify;
         Exit status: 0 done; 1 rejected by the engine (the code is printed) or not found; \
         2 bad usage or a malformed request; 3 server unreachable, stopping or overloaded \
         (retry; retries with the same ids are safe); 4 an audit (`tradelog audit`) found a \
-        fault."
+        fault; 141 the reader of stdout went away (`tradelog ... | head`)."
 )]
 struct Cli {
     #[command(flatten)]

@@ -75,6 +75,31 @@ impl Table {
     }
 }
 
+/// Exit status when stdout is a pipe its reader closed (128 + SIGPIPE, what a shell shows
+/// for a process a SIGPIPE ended).
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// Writes to stdout (the crate's `print!`/`println!`); ends the process with
+/// [`EXIT_BROKEN_PIPE`] when the reader of a stdout pipe is gone.
+pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let r = out.write_fmt(args).and_then(|()| {
+        if newline {
+            out.write_all(b"\n")
+        } else {
+            Ok(())
+        }
+    });
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(EXIT_BROKEN_PIPE)
+        }
+        Err(e) => panic!("failed printing to stdout: {e}"),
+    }
+}
+
 /// Prints one JSON document (pretty) for scripts.
 pub fn json(v: &impl Serialize) {
     println!(

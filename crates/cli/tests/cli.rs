@@ -63,6 +63,23 @@ fn demo_is_deterministic_and_independent_of_shard_count_for_balances() {
     assert_eq!(balances(&a).len(), 5);
 }
 
+/// `tradelog ... | head`: when the reader of stdout is gone, the CLI ends quietly with
+/// status 141 (as a SIGPIPE would end it), not with a panic.
+#[test]
+fn a_closed_stdout_pipe_ends_the_cli_quietly() {
+    // A pipe whose reader is gone before the demo starts: its first line fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .arg("demo")
+        .stdout(writer)
+        .output()
+        .expect("run tradelog");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(Some(141), out.status.code(), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_clear_error() {
     let (code, _, err) = tradelog(&["demo", "--shards", "0"]);
