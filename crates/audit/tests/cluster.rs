@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tradelog_audit::{Auditor, TaskDone};
 use tradelog_client::{Client, ClientConfig};
+use tradelog_domain::jobs::Holding;
 use tradelog_domain::*;
 use tradelog_server::{ClusterSettings, RunningServer, Server, ServerConfig};
 
@@ -322,32 +323,26 @@ async fn data_jobs(auditor: &Auditor, client: &Client) {
             .balances_as_of(*a, tradelog_client::AsOf::Time(Timestamp(mid.0 - 1)))
             .await
             .unwrap();
-        let opening: Vec<(AssetId, u64, u64)> = part
-            .lines
-            .iter()
-            .filter(|l| l.line.account == *a)
-            .map(|l| (l.line.asset, l.line.opening.available, l.line.opening.held))
-            .collect();
-        let mut want: Vec<_> = before
+        let mut opening: Vec<_> = before
             .balances
             .iter()
-            .map(|b| (b.asset, b.available.0, b.held.0))
+            .map(|b| (b.asset, (b.available.0, b.held.0)))
             .collect();
-        want.sort();
-        assert_eq!(want, opening, "account {a}");
-        let closing_now: Vec<_> = part
-            .lines
-            .iter()
-            .filter(|l| l.line.account == *a)
-            .map(|l| (l.line.asset, l.line.closing.available, l.line.closing.held))
-            .collect();
-        let mut want: Vec<_> = closing
+        opening.sort();
+        let now: Vec<_> = closing
             .iter()
             .filter(|((acc, _), _)| acc == a)
-            .map(|((_, asset), (av, h))| (*asset, *av, *h))
+            .map(|((_, asset), h)| (*asset, *h))
             .collect();
-        want.sort();
-        assert_eq!(want, closing_now, "account {a}");
+        let of = |h: fn(&tradelog_domain::jobs::StatementLine) -> Holding| -> Vec<_> {
+            part.lines
+                .iter()
+                .filter(|l| l.line.account == *a)
+                .map(|l| (l.line.asset, (h(&l.line).available, h(&l.line).held)))
+                .collect()
+        };
+        assert_eq!(opening, of(|l| l.opening), "account {a}: opening");
+        assert_eq!(now, of(|l| l.closing), "account {a}: closing");
     }
 
     // VWAP and candles from the 20th trade on, against the trades and GetCandles.
@@ -372,39 +367,9 @@ async fn data_jobs(auditor: &Auditor, client: &Client) {
     assert_eq!(in_range.iter().map(|t| t.price).max(), m.high);
     assert_eq!(in_range.iter().map(|t| t.price).min(), m.low);
     let candles = client.candles(MARKET, 1, mid, now).await.unwrap().candles;
-    let job: Vec<_> = m
-        .candles
-        .iter()
-        .map(|c| {
-            (
-                c.start,
-                c.open,
-                c.high,
-                c.low,
-                c.close,
-                c.volume,
-                c.quote_volume,
-                c.trades,
-            )
-        })
-        .collect();
-    let query: Vec<_> = candles
-        .iter()
-        .map(|c| {
-            (
-                c.start.0,
-                c.open,
-                c.high,
-                c.low,
-                c.close,
-                c.volume,
-                c.quote_volume,
-                c.trades,
-            )
-        })
-        .collect();
-    assert_eq!(query, job);
-    assert_eq!(m.trades, job.iter().map(|c| c.7).sum::<u64>());
+    let job: Vec<tradelog_client::Candle> = m.candles.iter().map(|c| (*c).into()).collect();
+    assert_eq!(candles, job);
+    assert_eq!(m.trades, job.iter().map(|c| c.trades).sum::<u64>());
     let none = auditor
         .activity(mid, now, 0, &[MARKET, MarketId(42)])
         .await

@@ -499,17 +499,9 @@ async fn activity(
     ]);
     for (_, _, m) in &r.markets {
         for c in &m.candles {
-            t.row(vec![
-                m.market.to_string(),
-                output::time(d::Timestamp(c.start)),
-                c.open.to_string(),
-                c.high.to_string(),
-                c.low.to_string(),
-                c.close.to_string(),
-                c.volume.to_string(),
-                c.quote_volume.to_string(),
-                c.trades.to_string(),
-            ]);
+            let mut row = vec![m.market.to_string()];
+            row.extend(output::candle_cells(&(*c).into()));
+            t.row(row);
         }
     }
     if t.is_empty() {

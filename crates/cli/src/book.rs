@@ -281,16 +281,7 @@ pub fn candles(a: CandlesArgs, g: &Global) -> Result<()> {
             "TRADES",
         ]);
         for x in &c.candles {
-            t.row(vec![
-                output::time(x.start),
-                x.open.to_string(),
-                x.high.to_string(),
-                x.low.to_string(),
-                x.close.to_string(),
-                x.volume.to_string(),
-                x.quote_volume.to_string(),
-                x.trades.to_string(),
-            ]);
+            t.row(output::candle_cells(x));
         }
         if t.is_empty() {
             println!("(no trades in the range)");

@@ -100,6 +100,21 @@ pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
     }
 }
 
+/// The cells of a candle's row: start, open, high, low, close, volume, quote volume,
+/// trades.
+pub fn candle_cells(c: &tradelog_client::Candle) -> Vec<String> {
+    vec![
+        time(c.start),
+        c.open.to_string(),
+        c.high.to_string(),
+        c.low.to_string(),
+        c.close.to_string(),
+        c.volume.to_string(),
+        c.quote_volume.to_string(),
+        c.trades.to_string(),
+    ]
+}
+
 /// Prints one JSON document (pretty) for scripts.
 pub fn json(v: &impl Serialize) {
     println!(

@@ -861,6 +861,21 @@ pub struct Candle {
     pub trades: u64,
 }
 
+impl From<d::jobs::Candle> for Candle {
+    fn from(c: d::jobs::Candle) -> Candle {
+        Candle {
+            start: d::Timestamp(c.start),
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume: c.volume,
+            quote_volume: c.quote_volume,
+            trades: c.trades,
+        }
+    }
+}
+
 /// Candles of a range: one per interval that had a trade (intervals without trades are
 /// omitted), oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -877,16 +892,7 @@ impl Candles {
             candles: r
                 .candles
                 .into_iter()
-                .map(|c| Candle {
-                    start: d::Timestamp(c.start_ns),
-                    open: d::Price(c.open),
-                    high: d::Price(c.high),
-                    low: d::Price(c.low),
-                    close: d::Price(c.close),
-                    volume: c.volume,
-                    quote_volume: c.quote_volume,
-                    trades: c.trades,
-                })
+                .map(|c| Candle::from(d::jobs::Candle::from(c)))
                 .collect(),
             position: shard_position(r.position)?,
         })

@@ -562,20 +562,7 @@ impl Tradelog for Grpc {
         let q = CandlesQuery::try_from(r.into_inner())?;
         let v = self.core.candles(q).await?;
         Ok(Response::new(pb::GetCandlesResponse {
-            candles: v
-                .candles
-                .iter()
-                .map(|c| pb::Candle {
-                    start_ns: c.start,
-                    open: c.open.0,
-                    high: c.high.0,
-                    low: c.low.0,
-                    close: c.close.0,
-                    volume: c.volume,
-                    quote_volume: c.quote_volume,
-                    trades: c.trades,
-                })
-                .collect(),
+            candles: v.candles.into_iter().map(Into::into).collect(),
             position: position(v.position),
         }))
     }
