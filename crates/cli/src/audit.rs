@@ -486,17 +486,9 @@ async fn activity(
         }
         return Ok(());
     }
-    let mut t = Table::new(&[
-        "MARKET",
-        "START",
-        "OPEN",
-        "HIGH",
-        "LOW",
-        "CLOSE",
-        "VOLUME",
-        "QUOTE VOLUME",
-        "TRADES",
-    ]);
+    let mut columns = vec!["MARKET"];
+    columns.extend(output::CANDLE_COLUMNS);
+    let mut t = Table::new(&columns);
     for (_, _, m) in &r.markets {
         for c in &m.candles {
             let mut row = vec![m.market.to_string()];

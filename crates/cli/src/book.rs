@@ -270,16 +270,7 @@ pub fn candles(a: CandlesArgs, g: &Global) -> Result<()> {
             }));
             return Ok(());
         }
-        let mut t = Table::new(&[
-            "START",
-            "OPEN",
-            "HIGH",
-            "LOW",
-            "CLOSE",
-            "VOLUME",
-            "QUOTE VOLUME",
-            "TRADES",
-        ]);
+        let mut t = Table::new(&output::CANDLE_COLUMNS);
         for x in &c.candles {
             t.row(output::candle_cells(x));
         }

@@ -100,6 +100,18 @@ pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
     }
 }
 
+/// The columns of [`candle_cells`].
+pub const CANDLE_COLUMNS: [&str; 8] = [
+    "START",
+    "OPEN",
+    "HIGH",
+    "LOW",
+    "CLOSE",
+    "VOLUME",
+    "QUOTE VOLUME",
+    "TRADES",
+];
+
 /// The cells of a candle's row: start, open, high, low, close, volume, quote volume,
 /// trades.
 pub fn candle_cells(c: &tradelog_client::Candle) -> Vec<String> {

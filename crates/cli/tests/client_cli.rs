@@ -1087,6 +1087,15 @@ fn audits_against_tradelog_serve() {
         ],
         "{out}"
     );
+    let out = ok(s, &["audit", "ohlcv", "--interval", "1d"]);
+    assert_eq!(
+        words(&out, &[1])[1..],
+        [
+            "MARKET OPEN HIGH LOW CLOSE VOLUME QUOTE VOLUME TRADES",
+            "1 3000000 3000000 3000000 3000000 1000000 3000000 1",
+        ],
+        "{out}"
+    );
     let v = json(s, &["audit", "ohlcv", "--interval", "1d"]);
     let m = &v["markets"][0];
     assert_eq!(m["vwap"], Value::from("3000000.0000"), "{v}");
