@@ -13,7 +13,7 @@ use tradelog_audit::{Auditor, TaskDone};
 use tradelog_client::{Client, ClientConfig};
 use tradelog_domain::jobs::Holding;
 use tradelog_domain::*;
-use tradelog_server::{ClusterSettings, RunningServer, Server, ServerConfig};
+use tradelog_server::RunningServer;
 
 const SHARDS: u32 = 2;
 const USD: AssetId = AssetId(1);
@@ -21,17 +21,7 @@ const BTC: AssetId = AssetId(2);
 const MARKET: MarketId = MarketId(1);
 const FEES: AccountId = AccountId(99);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
-}
+use tradelog_server::testing::{free_port, loopback_url as url};
 
 async fn start(
     id: u64,
@@ -39,21 +29,7 @@ async fn start(
     dir: std::path::PathBuf,
     members: &BTreeMap<u64, String>,
 ) -> RunningServer {
-    Server::start(ServerConfig {
-        data_dir: dir,
-        shards: SHARDS,
-        grpc_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        cluster: Some(ClusterSettings {
-            node_id: id,
-            initial_members: members.clone(),
-            raft: None,
-            leader_balance_interval_ms: tradelog_server::LEADER_BALANCE_INTERVAL_MS,
-        }),
-        ..ServerConfig::default()
-    })
-    .await
-    .expect("server starts")
+    tradelog_server::testing::start_cluster_node(id, port, dir, members, SHARDS).await
 }
 
 async fn setup(c: &Client) {

@@ -19,7 +19,7 @@
 //! finalized debit of a transfer; the settlement of an order on its account's shard).
 
 use super::durable::Rng;
-use super::server::{load, progress, tick, Pass, ServerProcess};
+use super::server::{closed_loop_of, load, Pass, ServerProcess, Source};
 use super::{fmt_latency, hist};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -305,8 +305,32 @@ async fn load_all(client: &Client, accounts: u64, shards: u32) -> Result<()> {
     Ok(())
 }
 
-/// Closed loop: `clients` tasks each send a request of `batch` commands and wait for its
-/// answer, again and again for `duration`.
+/// One client task's commands of one workload.
+struct WorkSource {
+    gen: Gen,
+    work: Workload,
+}
+
+impl Source for WorkSource {
+    fn next(&mut self) -> Command {
+        match self.work {
+            Workload::OrdersBatched => self.gen.order(),
+            _ => self.gen.transfer(),
+        }
+    }
+
+    fn answered(
+        &mut self,
+        command: &Command,
+        result: &Result<Accepted, tradelog_client::Rejection>,
+    ) {
+        self.gen.answered(command, result);
+    }
+}
+
+/// Closed loop ([`closed_loop_of`]): `clients` tasks each send a request of `batch`
+/// commands (one for the one-by-one workload) and wait for its answer, again and again
+/// for `duration`.
 async fn closed_loop(
     conns: &[Client],
     o: &Options,
@@ -320,61 +344,18 @@ async fn closed_loop(
         Workload::TransfersSingle => 1,
         _ => o.batch,
     };
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let end = start + o.duration;
-    let ticker = tokio::spawn(tick(progress(label, o.duration), start, end, done.clone()));
-    let mut tasks = Vec::new();
-    for c in 0..o.clients {
-        let client = conns[c % conns.len()].clone();
-        let mut gen = Gen {
+    closed_loop_of(conns, o.clients, o.duration, batch, label, |c| WorkSource {
+        gen: Gen {
             rng: Rng::new(0x5CA1E ^ ((c as u64 + 1) << 20) ^ u64::from(cross_pct)),
             accounts: o.accounts,
             shards: shards.into(),
             cross_pct: cross_pct.into(),
             ids: ids.clone(),
             resting: Vec::new(),
-        };
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut p = Pass::new();
-            while Instant::now() < end {
-                let t = Instant::now();
-                let commands: Vec<Command> = (0..batch)
-                    .map(|_| match work {
-                        Workload::OrdersBatched => gen.order(),
-                        _ => gen.transfer(),
-                    })
-                    .collect();
-                let answers = if batch == 1 {
-                    client.submit(commands[0].clone()).await.map(|a| vec![a])
-                } else {
-                    client.submit_batch(commands.clone()).await
-                };
-                match answers {
-                    Ok(answers) => {
-                        for (command, a) in commands.iter().zip(&answers) {
-                            p.failed += a.result.is_err() as u64;
-                            gen.answered(command, &a.result);
-                        }
-                    }
-                    Err(_) => p.failed += batch as u64,
-                }
-                p.hist.record(t.elapsed().as_nanos() as u64).ok();
-                p.requests += 1;
-                p.commands += batch as u64;
-                done.fetch_add(batch as u64, Ordering::Relaxed);
-            }
-            p
-        }));
-    }
-    let mut total = Pass::new();
-    for t in tasks {
-        total.add(&t.await?);
-    }
-    total.elapsed = start.elapsed();
-    ticker.await?;
-    Ok(total)
+        },
+        work,
+    })
+    .await
 }
 
 /// Runs the scaling section: every deployment, every share, every workload; then the

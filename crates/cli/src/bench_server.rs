@@ -319,55 +319,57 @@ pub(super) async fn tick(bar: ProgressBar, start: Instant, end: Instant, done: A
     bar.finish_and_clear();
 }
 
-/// Closed loop: `clients` tasks, each sends one request of `batch` commands and waits for
-/// its answer, again and again for `duration`.
-async fn closed_loop(
+/// What one client task of a closed loop sends: its next command, and what it learns from
+/// each answer (orders that rest, to cancel later).
+pub(super) trait Source: Send + 'static {
+    /// The next command.
+    fn next(&mut self) -> Command;
+    /// The answer to `command`.
+    fn answered(
+        &mut self,
+        command: &Command,
+        result: &Result<Accepted, tradelog_client::Rejection>,
+    );
+}
+
+/// Closed loop: `clients` tasks (task `c` sends what `source(c)` makes), each sends one
+/// request of `batch` commands (one by one when 1) and waits for its answer, again and
+/// again for `duration`.
+pub(super) async fn closed_loop_of<S: Source>(
     conns: &[Client],
-    o: &Options,
-    work: Work,
+    clients: usize,
+    duration: Duration,
     batch: usize,
-    ids: &Arc<AtomicU64>,
     label: &str,
-    seed: u64,
+    source: impl Fn(usize) -> S,
 ) -> Result<Pass> {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let end = start + o.duration;
-    let ticker = tokio::spawn(tick(progress(label, o.duration), start, end, done.clone()));
+    let end = start + duration;
+    let ticker = tokio::spawn(tick(progress(label, duration), start, end, done.clone()));
     let mut tasks = Vec::new();
-    for c in 0..o.clients {
+    for c in 0..clients {
         let client = conns[c % conns.len()].clone();
-        let mut gen = Gen {
-            rng: Rng::new(seed ^ ((c as u64 + 1) << 20)),
-            accounts: o.accounts,
-            ids: ids.clone(),
-            resting: Vec::new(),
-        };
+        let mut gen = source(c);
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             let mut p = Pass::new();
             while Instant::now() < end {
                 let t = Instant::now();
-                if batch == 1 {
-                    let command = gen.next(work);
-                    match client.submit(command.clone()).await {
-                        Ok(a) => {
-                            p.failed += a.result.is_err() as u64;
-                            gen.answered(&command, &a.result);
-                        }
-                        Err(_) => p.failed += 1,
-                    }
+                let commands: Vec<Command> = (0..batch).map(|_| gen.next()).collect();
+                let answers = if batch == 1 {
+                    client.submit(commands[0].clone()).await.map(|a| vec![a])
                 } else {
-                    let commands: Vec<Command> = (0..batch).map(|_| gen.next(work)).collect();
-                    match client.submit_batch(commands.clone()).await {
-                        Ok(answers) => {
-                            for (command, a) in commands.iter().zip(&answers) {
-                                p.failed += a.result.is_err() as u64;
-                                gen.answered(command, &a.result);
-                            }
+                    client.submit_batch(commands.clone()).await
+                };
+                match answers {
+                    Ok(answers) => {
+                        for (command, a) in commands.iter().zip(&answers) {
+                            p.failed += a.result.is_err() as u64;
+                            gen.answered(command, &a.result);
                         }
-                        Err(_) => p.failed += batch as u64,
                     }
+                    Err(_) => p.failed += batch as u64,
                 }
                 p.hist.record(t.elapsed().as_nanos() as u64).ok();
                 p.requests += 1;
@@ -384,6 +386,48 @@ async fn closed_loop(
     total.elapsed = start.elapsed();
     ticker.await?;
     Ok(total)
+}
+
+/// One client task's commands of one kind of work.
+struct WorkSource {
+    gen: Gen,
+    work: Work,
+}
+
+impl Source for WorkSource {
+    fn next(&mut self) -> Command {
+        self.gen.next(self.work)
+    }
+
+    fn answered(
+        &mut self,
+        command: &Command,
+        result: &Result<Accepted, tradelog_client::Rejection>,
+    ) {
+        self.gen.answered(command, result);
+    }
+}
+
+/// [`closed_loop_of`] with this section's generator: `work` from accounts `1..=accounts`.
+async fn closed_loop(
+    conns: &[Client],
+    o: &Options,
+    work: Work,
+    batch: usize,
+    ids: &Arc<AtomicU64>,
+    label: &str,
+    seed: u64,
+) -> Result<Pass> {
+    closed_loop_of(conns, o.clients, o.duration, batch, label, |c| WorkSource {
+        gen: Gen {
+            rng: Rng::new(seed ^ ((c as u64 + 1) << 20)),
+            accounts: o.accounts,
+            ids: ids.clone(),
+            resting: Vec::new(),
+        },
+        work,
+    })
+    .await
 }
 
 /// Open loop: one transfer per request, sent at `rate` per second at fixed intervals

@@ -13,6 +13,41 @@ fn op(t: u64) -> Meta {
     }
 }
 
+/// The catalog of both workloads, at time 1: assets 1 (USD) and 2 (BTC), and market 1
+/// (BTC/USD on shard 0, fees to account 99).
+fn catalog() -> Vec<Input> {
+    let cmd = |command| Input::Command {
+        meta: op(1),
+        command,
+    };
+    vec![
+        cmd(Command::CreateAsset(Asset {
+            id: AssetId(1),
+            code: "USD".into(),
+            scale: 2,
+        })),
+        cmd(Command::CreateAsset(Asset {
+            id: AssetId(2),
+            code: "BTC".into(),
+            scale: 8,
+        })),
+        cmd(Command::CreateMarket(MarketSpec {
+            id: MarketId(1),
+            base: AssetId(2),
+            quote: AssetId(1),
+            lot_size: 1,
+            tick_size: 1,
+            min_qty: Qty(1),
+            max_qty: Qty(1_000),
+            maker_fee_bps: 5,
+            taker_fee_bps: 10,
+            fee_account: SHARDED_FEE_ACCOUNT,
+            collar_bps: 0,
+            shard: ShardId(0),
+        })),
+    ]
+}
+
 /// A mixed workload for shard 0 of 1: assets, a market, 10 funded accounts, then `n`
 /// batches of transfers and resting and crossing orders (`per_batch` inputs each).
 pub fn workload(n: u64, per_batch: u64) -> Vec<Vec<Input>> {
@@ -20,41 +55,7 @@ pub fn workload(n: u64, per_batch: u64) -> Vec<Vec<Input>> {
         meta: op(t),
         command,
     };
-    let mut batches = vec![vec![
-        cmd(
-            1,
-            Command::CreateAsset(Asset {
-                id: AssetId(1),
-                code: "USD".into(),
-                scale: 2,
-            }),
-        ),
-        cmd(
-            1,
-            Command::CreateAsset(Asset {
-                id: AssetId(2),
-                code: "BTC".into(),
-                scale: 8,
-            }),
-        ),
-        cmd(
-            1,
-            Command::CreateMarket(MarketSpec {
-                id: MarketId(1),
-                base: AssetId(2),
-                quote: AssetId(1),
-                lot_size: 1,
-                tick_size: 1,
-                min_qty: Qty(1),
-                max_qty: Qty(1_000),
-                maker_fee_bps: 5,
-                taker_fee_bps: 10,
-                fee_account: AccountId(99),
-                collar_bps: 0,
-                shard: ShardId(0),
-            }),
-        ),
-    ]];
+    let mut batches = vec![catalog()];
     let mut b = vec![];
     for a in 1..=10u64 {
         b.push(cmd(
@@ -143,41 +144,7 @@ pub fn sharded_workload(shards: u32, n: u64, per_batch: u64) -> Vec<Vec<Vec<Inpu
     };
     (0..shards)
         .map(|s| {
-            let mut first = vec![
-                cmd(
-                    1,
-                    Command::CreateAsset(Asset {
-                        id: AssetId(1),
-                        code: "USD".into(),
-                        scale: 2,
-                    }),
-                ),
-                cmd(
-                    1,
-                    Command::CreateAsset(Asset {
-                        id: AssetId(2),
-                        code: "BTC".into(),
-                        scale: 8,
-                    }),
-                ),
-                cmd(
-                    1,
-                    Command::CreateMarket(MarketSpec {
-                        id: MarketId(1),
-                        base: AssetId(2),
-                        quote: AssetId(1),
-                        lot_size: 1,
-                        tick_size: 1,
-                        min_qty: Qty(1),
-                        max_qty: Qty(1_000),
-                        maker_fee_bps: 5,
-                        taker_fee_bps: 10,
-                        fee_account: SHARDED_FEE_ACCOUNT,
-                        collar_bps: 0,
-                        shard: ShardId(0),
-                    }),
-                ),
-            ];
+            let mut first = catalog();
             for a in owned(s) {
                 first.push(cmd(
                     2,

@@ -77,6 +77,8 @@ mod history;
 mod http;
 mod queries;
 mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::audit::{SHARD_TASKS_MAX, SHARD_TASK_LOAD_WEIGHT};
 pub use crate::core::{Identity, PRINCIPAL_DEFAULT};
@@ -156,6 +158,41 @@ pub struct ClusterSettings {
     /// How often the node hands a leadership to a voter leading fewer shards (ms;
     /// [`LEADER_BALANCE_INTERVAL_MS`] by default); 0: only on command.
     pub leader_balance_interval_ms: u64,
+}
+
+impl ClusterSettings {
+    /// Node `node_id` of a new cluster of `initial_members`, with the default Raft and
+    /// leader-balance settings.
+    pub fn new(node_id: u64, initial_members: BTreeMap<u64, String>) -> ClusterSettings {
+        ClusterSettings {
+            node_id,
+            initial_members,
+            raft: None,
+            leader_balance_interval_ms: LEADER_BALANCE_INTERVAL_MS,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Node `node_id` of a new cluster of `initial_members` with `shards` shards, its data
+    /// in `data_dir`, gRPC (the API and the Raft transport) on `grpc_addr` and HTTP on
+    /// a free loopback port; everything else by default.
+    pub fn cluster_node(
+        node_id: u64,
+        initial_members: BTreeMap<u64, String>,
+        shards: u32,
+        data_dir: PathBuf,
+        grpc_addr: SocketAddr,
+    ) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            shards,
+            grpc_addr,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster: Some(ClusterSettings::new(node_id, initial_members)),
+            ..ServerConfig::default()
+        }
+    }
 }
 
 impl Default for ServerConfig {

@@ -1,0 +1,40 @@
+//! Helpers for test suites that start servers in this process (feature `testing`): free
+//! loopback ports and the nodes of a new cluster on them. Never used by the server itself.
+
+use crate::{RunningServer, Server, ServerConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A loopback port free when asked (the OS's choice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free loopback port")
+        .local_addr()
+        .expect("a bound address")
+        .port()
+}
+
+/// `http://127.0.0.1:PORT`.
+pub fn loopback_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Starts node `id` of a new cluster of `members` with `shards` shards, its gRPC on
+/// loopback `port` and its data in `dir`; panics if it does not start.
+pub async fn start_cluster_node(
+    id: u64,
+    port: u16,
+    dir: PathBuf,
+    members: &BTreeMap<u64, String>,
+    shards: u32,
+) -> RunningServer {
+    Server::start(ServerConfig::cluster_node(
+        id,
+        members.clone(),
+        shards,
+        dir,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    ))
+    .await
+    .expect("server starts")
+}
