@@ -228,6 +228,9 @@ mod tests {
                 "tradelog audit solvency",
                 "tradelog audit trial-balance",
                 "tradelog audit verify",
+                "tradelog audit statements",
+                "tradelog audit vwap",
+                "tradelog audit ohlcv",
                 "tradelog cluster up",
                 "tradelog cluster down",
             ]
