@@ -155,12 +155,23 @@ pub struct ShardConfig {
     pub placement: Placement,
     /// Take a snapshot after this many log records since the last one (0 = never).
     pub snapshot_every_records: u64,
+    /// And no sooner than this many milliseconds after the last one began (0: as soon as
+    /// the records say). Under a heavy load the records threshold alone would keep a
+    /// snapshot being built and written all the time (see [`SNAPSHOT_INTERVAL_MIN_MS`]).
+    pub snapshot_interval_min_ms: u64,
     /// Log file settings.
     pub log: FileLogConfig,
     /// Write the durable watermark (the highest index known to be on disk) at most this
     /// often, in milliseconds (0 = after every group commit). See [`WATERMARK_FILE`].
     pub watermark_every_ms: u64,
 }
+
+/// Default for [`ShardConfig::snapshot_interval_min_ms`]: at most one snapshot every 10 s.
+/// At 300 k transfers/s a snapshot every 100,000 records meant one every third of a
+/// second, and building and writing them took about 40% of a 2-core machine's CPU
+/// (docs/design/0004); a restart now replays at most about this long of load after the
+/// newest snapshot.
+pub const SNAPSHOT_INTERVAL_MIN_MS: u64 = 10_000;
 
 /// Default for [`ShardConfig::watermark_every_ms`].
 pub const WATERMARK_EVERY_MS: u64 = 100;
@@ -192,6 +203,8 @@ pub struct DurableShard {
     /// Log index of the last input applied to `engine`.
     applied: u64,
     last_snapshot: u64,
+    /// When the last snapshot began (none since the shard opened: `None`).
+    last_snapshot_at: Option<std::time::Instant>,
     /// Keeps the copy of the state snapshots are taken from (started with the first
     /// snapshot, or at open when snapshots are periodic).
     snapshotter: Option<snapshotter::Snapshotter>,
@@ -263,6 +276,7 @@ impl DurableShard {
             metrics,
             applied: report.snapshot_index,
             last_snapshot: report.snapshot_index,
+            last_snapshot_at: None,
             config,
             engine,
             log,
@@ -383,7 +397,11 @@ impl DurableShard {
             self.wait_for_snapshot()?;
         }
         let every = self.config.snapshot_every_records;
-        if every == 0 || busy || self.applied < self.last_snapshot + every {
+        let interval = std::time::Duration::from_millis(self.config.snapshot_interval_min_ms);
+        let too_soon = self
+            .last_snapshot_at
+            .is_some_and(|t| t.elapsed() < interval);
+        if every == 0 || busy || too_soon || self.applied < self.last_snapshot + every {
             return Ok(());
         }
         self.snapshot_in_background()
@@ -411,6 +429,7 @@ impl DurableShard {
         let dir = self.config.dir.clone();
         self.start_snapshotter().request(&dir, meta);
         self.last_snapshot = self.applied;
+        self.last_snapshot_at = Some(std::time::Instant::now());
         Ok(())
     }
 

@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub batch_inputs_max: usize,
     /// Snapshot after this many log records (0 = never).
     pub snapshot_every_records: u64,
+    /// And no sooner than this many ms after the last one began (0: no floor).
+    pub snapshot_interval_min_ms: u64,
     /// Log file settings.
     pub log: FileLogConfig,
 }
@@ -59,6 +61,7 @@ impl NodeConfig {
             queue_len_max: QUEUE_LEN_MAX,
             batch_inputs_max: BATCH_INPUTS_MAX,
             snapshot_every_records: 100_000,
+            snapshot_interval_min_ms: crate::SNAPSHOT_INTERVAL_MIN_MS,
             log: FileLogConfig::default(),
         }
     }
@@ -210,6 +213,7 @@ impl Node {
                 shard: ShardId(s),
                 placement: placement.clone(),
                 snapshot_every_records: config.snapshot_every_records,
+                snapshot_interval_min_ms: config.snapshot_interval_min_ms,
                 log: config.log.clone(),
                 watermark_every_ms: crate::WATERMARK_EVERY_MS,
             })?;

@@ -154,6 +154,7 @@ fn transfers_on_disk(dir: &std::path::Path) -> Result<u64, tradelog_node::NodeEr
         shard: tradelog_domain::ShardId(0),
         placement: tradelog_engine::Placement::new(1),
         snapshot_every_records: 0,
+        snapshot_interval_min_ms: 0,
         log: tradelog_storage::FileLogConfig {
             segment_bytes_max: 256 << 10,
             record_bytes_max: 64 << 10,

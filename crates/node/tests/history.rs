@@ -18,6 +18,7 @@ fn shard_config(dir: &std::path::Path, snapshot_every: u64) -> ShardConfig {
         shard: ShardId(0),
         placement: Placement::new(1),
         snapshot_every_records: snapshot_every,
+        snapshot_interval_min_ms: 0,
         log: FileLogConfig {
             segment_bytes_max: 32 << 10,
             record_bytes_max: 4 << 10,
@@ -420,6 +421,7 @@ fn a_running_nodes_regenerated_events_equal_its_feed() {
     let tmp = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::new(tmp.path(), 3);
     config.snapshot_every_records = 30;
+    config.snapshot_interval_min_ms = 0;
     config.log.segment_bytes_max = 64 << 10;
     config.log.record_bytes_max = 16 << 10;
     let node = Node::open(config.clone()).unwrap();

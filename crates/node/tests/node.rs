@@ -28,6 +28,7 @@ fn trader(a: u64) -> Meta {
 fn config(dir: &std::path::Path) -> NodeConfig {
     let mut c = NodeConfig::new(dir, 3);
     c.snapshot_every_records = 50;
+    c.snapshot_interval_min_ms = 0;
     c.log.segment_bytes_max = 1 << 20;
     c.log.record_bytes_max = 64 << 10;
     c
@@ -233,6 +234,7 @@ fn messages_in_flight_at_shutdown_are_delivered_after_restart() {
             shard: ShardId(s),
             placement: tradelog_engine::Placement::new(3),
             snapshot_every_records: 0,
+            snapshot_interval_min_ms: 0,
             log: config(tmp.path()).log,
             watermark_every_ms: 0,
         })

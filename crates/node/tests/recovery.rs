@@ -14,6 +14,7 @@ fn config(dir: &std::path::Path, every: u64) -> ShardConfig {
         shard: ShardId(0),
         placement: Placement::new(1),
         snapshot_every_records: every,
+        snapshot_interval_min_ms: 0,
         log: FileLogConfig {
             segment_bytes_max: 16 << 10,
             record_bytes_max: 4 << 10,
@@ -38,6 +39,39 @@ fn run(dir: &std::path::Path, every: u64, batches: &[Vec<Input>]) -> [u8; 32] {
     shard.wait_for_snapshot().unwrap();
     shard.engine().validate().unwrap();
     shard.engine().state_hash()
+}
+
+/// The records threshold alone would snapshot every 100 records; the time floor lets one
+/// snapshot through, then none for a minute, whatever the records say; a restart then
+/// replays what came after the one snapshot.
+#[test]
+fn the_snapshot_interval_floor_holds_back_snapshots_the_records_would_start() {
+    let batches = workload(600);
+    let snapshots = |floor_ms: u64| {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = config(tmp.path(), 100);
+        c.snapshot_interval_min_ms = floor_ms;
+        let (mut shard, _) = DurableShard::open(c.clone()).unwrap();
+        let mut events = vec![];
+        for b in &batches {
+            shard.submit(b, &mut events).unwrap();
+            // Each snapshot finishes before the next batch: only the policy holds one back.
+            shard.wait_for_snapshot().unwrap();
+        }
+        let hash = shard.engine().state_hash();
+        drop(shard);
+        let n = std::fs::read_dir(tmp.path().join(SNAPSHOTS_DIR))
+            .unwrap()
+            .count();
+        let (shard, report) = DurableShard::open(c).unwrap();
+        assert_eq!(shard.engine().state_hash(), hash);
+        (n, report.snapshot_index)
+    };
+    let (many, _) = snapshots(0);
+    assert!(many >= 5, "{many} snapshots without a floor");
+    let (one, index) = snapshots(60_000);
+    assert_eq!(1, one, "one snapshot, then the floor");
+    assert!((100..200).contains(&index), "the one snapshot at {index}");
 }
 
 #[test]

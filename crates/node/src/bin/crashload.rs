@@ -28,6 +28,7 @@ fn main() {
         shard: ShardId(0),
         placement: Placement::new(1),
         snapshot_every_records: every,
+        snapshot_interval_min_ms: 0,
         log: FileLogConfig {
             segment_bytes_max: 256 << 10,
             record_bytes_max: 64 << 10,
