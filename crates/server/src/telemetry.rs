@@ -99,34 +99,72 @@ pub(crate) fn start_upkeep(mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     })
 }
 
+/// The command metrics of one interface, registered once (registering on every command,
+/// as the `metrics` macros do, hashed and allocated the labels each time).
+struct InterfaceMetrics {
+    accepted: metrics::Counter,
+    rejected: metrics::Counter,
+    overloaded: metrics::Counter,
+    unavailable: metrics::Counter,
+    invalid: metrics::Counter,
+    refused_overloaded: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl InterfaceMetrics {
+    fn new(interface: &'static str) -> InterfaceMetrics {
+        let outcome = |o: &'static str| {
+            metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => o)
+        };
+        InterfaceMetrics {
+            accepted: outcome("accepted"),
+            rejected: outcome("rejected"),
+            overloaded: outcome("overloaded"),
+            unavailable: outcome("unavailable"),
+            invalid: outcome("invalid"),
+            refused_overloaded: metrics::counter!(OVERLOADED_TOTAL, "interface" => interface),
+            seconds: metrics::histogram!(COMMAND_SECONDS, "interface" => interface),
+        }
+    }
+}
+
+/// The interfaces whose metrics are registered once; another name registers per call.
+static INTERFACES: [(&str, OnceLock<InterfaceMetrics>); 2] =
+    [("grpc", OnceLock::new()), ("http", OnceLock::new())];
+
+/// Runs `f` on `interface`'s metrics (after the recorder is installed).
+fn with_interface(interface: &'static str, f: impl FnOnce(&InterfaceMetrics)) {
+    let _ = handle();
+    match INTERFACES.iter().find(|(name, _)| *name == interface) {
+        Some((_, m)) => f(m.get_or_init(|| InterfaceMetrics::new(interface))),
+        None => f(&InterfaceMetrics::new(interface)),
+    }
+}
+
 /// Records one answered command.
 pub(crate) fn command_done(
     interface: &'static str,
     r: &Result<CommandReply, SubmitError>,
     elapsed: Duration,
 ) {
-    let _ = handle();
-    let outcome = match r {
-        Ok(rep) if rep.outcome.result.is_ok() => "accepted",
-        Ok(_) => "rejected",
-        Err(SubmitError::Overloaded(_)) => {
-            metrics::counter!(OVERLOADED_TOTAL, "interface" => interface).increment(1);
-            "overloaded"
+    with_interface(interface, |m| {
+        match r {
+            Ok(rep) if rep.outcome.result.is_ok() => m.accepted.increment(1),
+            Ok(_) => m.rejected.increment(1),
+            Err(SubmitError::Overloaded(_)) => {
+                m.refused_overloaded.increment(1);
+                m.overloaded.increment(1);
+            }
+            Err(_) => m.unavailable.increment(1),
         }
-        Err(_) => "unavailable",
-    };
-    metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => outcome).increment(1);
-    metrics::histogram!(COMMAND_SECONDS, "interface" => interface).record(elapsed.as_secs_f64());
+        m.seconds.record(elapsed.as_secs_f64());
+    });
 }
 
-/// Records commands refused at the edge (malformed).
 pub(crate) fn command_invalid(interface: &'static str, n: u64) {
-    let _ = handle();
-    metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => "invalid")
-        .increment(n);
+    with_interface(interface, |m| m.invalid.increment(n));
 }
 
-/// The Prometheus text exposition of every metric, or `None` without a recorder.
 pub(crate) fn render() -> Option<String> {
     handle().map(|h| {
         h.run_upkeep();
