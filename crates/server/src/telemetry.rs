@@ -113,9 +113,7 @@ struct InterfaceMetrics {
 
 impl InterfaceMetrics {
     fn new(interface: &'static str) -> InterfaceMetrics {
-        let outcome = |o: &'static str| {
-            metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => o)
-        };
+        let outcome = |o: &'static str| metrics::counter!(COMMANDS_TOTAL, "interface" => interface, "outcome" => o);
         InterfaceMetrics {
             accepted: outcome("accepted"),
             rejected: outcome("rejected"),
