@@ -569,12 +569,7 @@ impl Auditor {
         to: Timestamp,
         accounts: &[AccountId],
     ) -> Result<StatementsReport, AuditError> {
-        let asked: Vec<AccountId> = {
-            let mut a = accounts.to_vec();
-            a.sort();
-            a.dedup();
-            a
-        };
+        let asked = sorted_unique(accounts);
         let per_shard = join_all((0..self.shards).map(|s| {
             let asked = &asked;
             async move {
@@ -672,12 +667,7 @@ impl Auditor {
         interval_s: u32,
         markets: &[MarketId],
     ) -> Result<ActivityReport, AuditError> {
-        let asked: Vec<MarketId> = {
-            let mut m = markets.to_vec();
-            m.sort();
-            m.dedup();
-            m
-        };
+        let asked = sorted_unique(markets);
         if asked.len() > ACTIVITY_MARKETS_MAX {
             return Err(AuditError::Inconsistent(format!(
                 "at most {ACTIVITY_MARKETS_MAX} markets in one job (limit `ACTIVITY_MARKETS_MAX`)"
@@ -721,6 +711,14 @@ impl Auditor {
             unknown_markets,
         })
     }
+}
+
+/// `ids` sorted, each once.
+fn sorted_unique<T: Ord + Copy>(ids: &[T]) -> Vec<T> {
+    let mut v = ids.to_vec();
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn check_shard(asked: ShardId, got: ShardId) -> Result<(), AuditError> {

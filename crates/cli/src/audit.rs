@@ -337,14 +337,7 @@ async fn statements(a: &Auditor, args: StatementsArgs, json: bool) -> Result<()>
     let from = args.from.unwrap_or(d::Timestamp(0));
     let accounts: Vec<d::AccountId> = args.accounts.iter().map(|a| d::AccountId(*a)).collect();
     let r = a.statements(from, to, &accounts).await?;
-    if !r.unknown_accounts.is_empty() {
-        let list: Vec<String> = r.unknown_accounts.iter().map(|a| a.to_string()).collect();
-        return Err(tradelog_client::ClientError::NotFound(format!(
-            "no shard holds account(s) {}",
-            list.join(", ")
-        ))
-        .into());
-    }
+    not_found("no shard holds account(s)", &r.unknown_accounts)?;
     if json {
         if args.totals_only {
             output::json(&serde_json::json!({
@@ -421,14 +414,7 @@ async fn activity(
 ) -> Result<()> {
     let markets: Vec<d::MarketId> = markets.iter().map(|m| d::MarketId(*m)).collect();
     let r = a.activity(from, to, interval_s, &markets).await?;
-    if !r.unknown_markets.is_empty() {
-        let list: Vec<String> = r.unknown_markets.iter().map(|m| m.to_string()).collect();
-        return Err(tradelog_client::ClientError::NotFound(format!(
-            "no shard owns market(s) {}",
-            list.join(", ")
-        ))
-        .into());
-    }
+    not_found("no shard owns market(s)", &r.unknown_markets)?;
     if json {
         let markets: Vec<_> = r
             .markets
@@ -502,6 +488,15 @@ async fn activity(
         t.print();
     }
     Ok(())
+}
+
+/// Refuses with `NOT_FOUND` (exit status 1) naming `ids` when there are any.
+fn not_found(what: &str, ids: &[impl std::fmt::Display]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    Err(tradelog_client::ClientError::NotFound(format!("{what} {}", list.join(", "))).into())
 }
 
 /// Digits after the point of a printed VWAP.

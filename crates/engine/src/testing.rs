@@ -48,6 +48,23 @@ fn catalog() -> Vec<Input> {
     ]
 }
 
+/// The `i`-th order of the workloads: a GTC limit order of `account` on market 1, at
+/// 90 + i % 20, for 1 + i % 5 units.
+fn limit_order(account: u64, buy: bool, i: u64) -> Command {
+    Command::PlaceOrder(NewOrder {
+        account: AccountId(account),
+        market: MarketId(1),
+        side: if buy { Side::Buy } else { Side::Sell },
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        price: Price(90 + i % 20),
+        qty: Qty(1 + i % 5),
+        post_only: false,
+        client_order_id: 0,
+        stp: SelfTradePrevention::CancelResting,
+    })
+}
+
 /// A mixed workload for shard 0 of 1: assets, a market, 10 funded accounts, then `n`
 /// batches of transfers and resting and crossing orders (`per_batch` inputs each).
 pub fn workload(n: u64, per_batch: u64) -> Vec<Vec<Input>> {
@@ -93,22 +110,7 @@ pub fn workload(n: u64, per_batch: u64) -> Vec<Vec<Input>> {
                     balancing: false,
                 })
             } else {
-                Command::PlaceOrder(NewOrder {
-                    account: AccountId(a),
-                    market: MarketId(1),
-                    side: if i.is_multiple_of(2) {
-                        Side::Buy
-                    } else {
-                        Side::Sell
-                    },
-                    order_type: OrderType::Limit,
-                    tif: TimeInForce::Gtc,
-                    price: Price(90 + i % 20),
-                    qty: Qty(1 + i % 5),
-                    post_only: false,
-                    client_order_id: 0,
-                    stp: SelfTradePrevention::CancelResting,
-                })
+                limit_order(a, i.is_multiple_of(2), i)
             };
             batch.push(cmd(10 + i, c));
             i += 1;
@@ -190,22 +192,7 @@ pub fn sharded_workload(shards: u32, n: u64, per_batch: u64) -> Vec<Vec<Vec<Inpu
                             balancing: false,
                         })
                     } else {
-                        Command::PlaceOrder(NewOrder {
-                            account: AccountId(a),
-                            market: MarketId(1),
-                            side: if (i + u64::from(s)).is_multiple_of(2) {
-                                Side::Buy
-                            } else {
-                                Side::Sell
-                            },
-                            order_type: OrderType::Limit,
-                            tif: TimeInForce::Gtc,
-                            price: Price(90 + i % 20),
-                            qty: Qty(1 + i % 5),
-                            post_only: false,
-                            client_order_id: 0,
-                            stp: SelfTradePrevention::CancelResting,
-                        })
+                        limit_order(a, (i + u64::from(s)).is_multiple_of(2), i)
                     };
                     batch.push(cmd(10 + i, c));
                     i += 1;
