@@ -237,9 +237,8 @@ impl Deployment {
         }
         let mut ports = Vec::new();
         for _ in 0..nodes {
-            // gRPC on the port, HTTP on the next: take ports two apart.
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            ports.push(l.local_addr()?.port());
+            // gRPC on the port, HTTP on the next.
+            ports.push(tradelog_server::ports::free_loopback_block(2)?);
         }
         Ok(Deployment::Cluster(crate::cluster::LocalCluster::start(
             dir, shards, &ports,

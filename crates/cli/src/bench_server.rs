@@ -733,9 +733,7 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
 
 /// A free loopback port (bound then released; the cluster's nodes bind it right after).
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(tradelog_server::ports::free_loopback_port()?)
 }
 
 /// Runs every pass against a replicated cluster of `nodes` `tradelog serve --node-id`

@@ -4,7 +4,6 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,10 +14,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const BUY: &str = "281474976710657";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    tradelog_server::ports::free_loopback_port().expect("a free port")
 }
 
 /// `tradelog ARGS` against `server`: (exit code, stdout, stderr).

@@ -55,11 +55,7 @@ const TRADERS: std::ops::RangeInclusive<u64> = 101..=106;
 const TRADER_FUNDS: u64 = 1_000_000_000_000;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tradelog_server::ports::free_loopback_port().unwrap()
 }
 
 struct NodeProc {

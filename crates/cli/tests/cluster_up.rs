@@ -6,26 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A base port with its node ports (BASE + 10k, +1) free now.
+/// A base port with its node ports (BASE + 10k, +1 for k < 3) free now and claimed.
 fn free_base() -> u16 {
-    loop {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 60_000 {
-            continue;
-        }
-        let all_free = (0..3u16).all(|k| {
-            [base + 10 * k, base + 10 * k + 1]
-                .iter()
-                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        });
-        if all_free {
-            return base;
-        }
-    }
+    tradelog_server::ports::free_loopback_block(22).expect("22 free loopback ports")
 }
 
 #[test]

@@ -2,17 +2,14 @@
 //! to over plain HTTP/1.1, stopped with SIGTERM, started again on the same data.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free port of 127.0.0.1 (bound, then released for the server to take).
+/// A free port of 127.0.0.1, claimed for this test (`tradelog_server::ports`).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    tradelog_server::ports::free_loopback_port().expect("a free port")
 }
 
 /// One request with `Connection: close`; `None` if the server cannot be reached.

@@ -75,6 +75,7 @@ mod events;
 mod grpc;
 mod history;
 mod http;
+pub mod ports;
 mod queries;
 mod telemetry;
 #[cfg(feature = "testing")]

@@ -5,13 +5,9 @@ use crate::{RunningServer, Server, ServerConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// A loopback port free when asked (the OS's choice).
+/// A loopback port free when asked and claimed for the caller ([`crate::ports`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free loopback port")
-        .local_addr()
-        .expect("a bound address")
-        .port()
+    crate::ports::free_loopback_port().expect("a free loopback port")
 }
 
 /// `http://127.0.0.1:PORT`.

@@ -16,11 +16,7 @@ const SHARDS: u32 = 2;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tradelog_server::ports::free_loopback_port().unwrap()
 }
 
 fn raft() -> tradelog_raft::openraft::Config {
