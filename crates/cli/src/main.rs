@@ -13,6 +13,11 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// mimalloc instead of the system allocator: the server's request path allocates and frees
+// per request on every tokio worker (docs/design/0003, the allocator row).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // `println!` and `print!` for the whole crate (they shadow the standard ones): the same
 // output, but a closed stdout pipe (`tradelog events read --json | head`) ends the process
 // quietly, with status 141 as a SIGPIPE would, instead of a panic.
