@@ -4,7 +4,10 @@ use crate::output::{self, Table};
 use crate::remote::{self, Global};
 use anyhow::Result;
 use clap::Subcommand;
-use tradelog_client::{Client, ClusterChange};
+use serde::Serialize;
+use tradelog_client::{Client, ClientError, ClusterChange, ClusterStatus};
+use tradelog_domain::ShardId;
+use tradelog_placement::{Layout, NodeState, Replicas, Step};
 
 /// `tradelog admin` subcommands.
 #[derive(Subcommand)]
@@ -53,6 +56,33 @@ pub enum Cmd {
     #[command(after_help = "Examples:\n  tradelog admin balance-leaders\n  \
         tradelog admin balance-leaders --json")]
     BalanceLeaders,
+    /// Previews where every shard's replicas and leader should be for a replication factor,
+    /// and the membership steps that would get there. Changes nothing.
+    #[command(
+        after_help = "The plan: every shard on --replicas distinct live nodes, replicas per \
+        node within one of each other, leaders spread evenly, the fewest replicas moved; per \
+        shard, each replica added as a learner and promoted before the one it replaces is \
+        removed (its leadership handed over first). Nodes are live unless named with \
+        --draining or --down; --join previews a node that is not in the cluster yet.\n\n\
+        Exit status 2 when the layout cannot be placed (too few live nodes, say).\n\n\
+        Examples:\n  tradelog admin plan --replicas 3\n  \
+        tradelog admin plan --replicas 3 --join 4\n  \
+        tradelog admin plan --replicas 2 --draining 3 --json"
+    )]
+    Plan {
+        /// The replication factor to place.
+        #[arg(long)]
+        replicas: usize,
+        /// A node that is leaving: its replicas move elsewhere (repeatable).
+        #[arg(long = "draining", value_name = "NODE")]
+        draining: Vec<u64>,
+        /// A node that does not answer: its replicas are replaced elsewhere (repeatable).
+        #[arg(long = "down", value_name = "NODE")]
+        down: Vec<u64>,
+        /// A node to add before planning (repeatable).
+        #[arg(long = "join", value_name = "NODE")]
+        join: Vec<u64>,
+    },
 }
 
 /// How long a cluster change may take (adding a node waits for it to catch up).
@@ -64,6 +94,22 @@ fn opt(v: Option<u64>) -> String {
 
 pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
     let change = match cmd {
+        Cmd::Plan {
+            replicas,
+            draining,
+            down,
+            join,
+        } => {
+            let nodes = NodeStates {
+                draining,
+                down,
+                join,
+            };
+            return remote::run(g, |ctx| async move {
+                let status = ctx.client.cluster_status().await?;
+                plan(&status, replicas, &nodes, ctx.json)
+            });
+        }
         Cmd::Status => None,
         Cmd::AddNode { node, url } => Some(ClusterChange::AddNode { node, url }),
         Cmd::RemoveNode { node } => Some(ClusterChange::RemoveNode { node }),
@@ -134,4 +180,164 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
         t.print();
         Ok(())
     })
+}
+
+/// The node states an operator names for `admin plan`.
+struct NodeStates {
+    draining: Vec<u64>,
+    down: Vec<u64>,
+    join: Vec<u64>,
+}
+
+/// The placement layout of the cluster `status` describes: every node it names (in a
+/// membership or in the address list) and every `join` node, live unless named draining
+/// or down; every shard's voters, learners and leader.
+fn layout(status: &ClusterStatus, nodes: &NodeStates) -> Result<Layout> {
+    let mut l = Layout::default();
+    let known = status.nodes.iter().map(|n| n.node).chain(
+        status
+            .shards
+            .iter()
+            .flat_map(|s| s.voters.iter().chain(&s.learners).copied()),
+    );
+    for n in known.chain(nodes.join.iter().copied()) {
+        l.nodes.insert(n, NodeState::Live);
+    }
+    for (list, state) in [
+        (&nodes.draining, NodeState::Draining),
+        (&nodes.down, NodeState::Down),
+    ] {
+        for n in list {
+            match l.nodes.get_mut(n) {
+                Some(s) => *s = state,
+                None => {
+                    return Err(ClientError::InvalidArgument(format!(
+                        "node {n} is not in the cluster"
+                    ))
+                    .into())
+                }
+            }
+        }
+    }
+    for s in &status.shards {
+        l.shards.insert(
+            s.shard,
+            Replicas {
+                voters: s.voters.iter().copied().collect(),
+                learners: s.learners.iter().copied().collect(),
+                leader: s.leader,
+            },
+        );
+    }
+    Ok(l)
+}
+
+/// One node's replicas and leaderships now and as planned.
+#[derive(Serialize)]
+struct NodeLoad {
+    node: u64,
+    state: &'static str,
+    replicas_now: usize,
+    replicas_planned: usize,
+    leads_now: usize,
+    leads_planned: usize,
+}
+
+/// One step of one shard, as printed.
+#[derive(Serialize)]
+struct PlannedStep {
+    shard: ShardId,
+    step: &'static str,
+    node: u64,
+}
+
+#[derive(Serialize)]
+struct PlanOutput {
+    replicas: usize,
+    nodes: Vec<NodeLoad>,
+    steps: Vec<PlannedStep>,
+}
+
+fn plan(status: &ClusterStatus, rf: usize, nodes: &NodeStates, json: bool) -> Result<()> {
+    let l = layout(status, nodes)?;
+    let targets = tradelog_placement::targets(&l, rf)?;
+    let plans = tradelog_placement::plan(&l, rf)?;
+    let loads = l
+        .nodes
+        .iter()
+        .map(|(n, state)| NodeLoad {
+            node: *n,
+            state: match state {
+                NodeState::Live => "live",
+                NodeState::Draining => "draining",
+                NodeState::Down => "down",
+            },
+            replicas_now: l
+                .shards
+                .values()
+                .filter(|r| r.voters.contains(n) || r.learners.contains(n))
+                .count(),
+            replicas_planned: targets.values().filter(|t| t.replicas.contains(n)).count(),
+            leads_now: l.shards.values().filter(|r| r.leader == Some(*n)).count(),
+            leads_planned: targets.values().filter(|t| t.leader == *n).count(),
+        })
+        .collect();
+    let steps = plans
+        .iter()
+        .flat_map(|p| {
+            p.steps.iter().map(|s| {
+                let (step, node) = match *s {
+                    Step::AddLearner(n) => ("add-learner", n),
+                    Step::Promote(n) => ("promote", n),
+                    Step::TransferLeader(n) => ("transfer-leader", n),
+                    Step::Remove(n) => ("remove", n),
+                };
+                PlannedStep {
+                    shard: p.shard,
+                    step,
+                    node,
+                }
+            })
+        })
+        .collect();
+    let out = PlanOutput {
+        replicas: rf,
+        nodes: loads,
+        steps,
+    };
+    if json {
+        output::json(&out);
+        return Ok(());
+    }
+    println!(
+        "replication factor {rf}, {} shards (a preview: nothing was changed)",
+        l.shards.len()
+    );
+    let mut t = Table::new(&["NODE", "STATE", "REPLICAS", "PLANNED", "LEADS", "PLANNED"]);
+    for n in &out.nodes {
+        t.row(vec![
+            n.node.to_string(),
+            n.state.to_string(),
+            n.replicas_now.to_string(),
+            n.replicas_planned.to_string(),
+            n.leads_now.to_string(),
+            n.leads_planned.to_string(),
+        ]);
+    }
+    t.print();
+    if out.steps.is_empty() {
+        println!("nothing to do: every shard is where it should be");
+        return Ok(());
+    }
+    println!("steps (each shard's in order; shards may proceed side by side):");
+    let mut t = Table::new(&["SHARD", "STEP", "NODE"]);
+    for s in &out.steps {
+        t.row(vec![
+            s.shard.0.to_string(),
+            s.step.to_string(),
+            s.node.to_string(),
+        ]);
+    }
+    t.print();
+    Ok(())
 }

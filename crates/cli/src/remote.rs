@@ -134,6 +134,13 @@ pub fn report_error(e: &anyhow::Error) -> u8 {
             _ => EXIT_UNAVAILABLE,
         };
     }
+    if e.downcast_ref::<tradelog_placement::PlacementError>()
+        .is_some()
+    {
+        // The layout asked for cannot be placed (too few live nodes, say).
+        eprintln!("error: {}", chain(e));
+        return EXIT_USAGE;
+    }
     if let Some(x) = e.downcast_ref::<tradelog_export::ExportError>() {
         eprintln!("error: {}", chain(e));
         return match x {

@@ -80,6 +80,8 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
         assert_eq!(s["voters"], serde_json::json!([1, 2, 3]), "{s}");
     }
 
+    plans_against_the_live_cluster(port3);
+
     export_parquet_from_the_cluster(&base, &dir.path().join("export"));
 
     let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
@@ -177,4 +179,128 @@ fn export_parquet_from_the_cluster(base: &str, out: &std::path::Path) {
     );
     assert!(second["events"].as_u64().unwrap() >= 2, "{second}");
     assert_eq!(3, manifest.files.len());
+}
+
+/// `tradelog admin plan` on the running 3-node, 2-shard cluster (every node a voter of
+/// both shards): with 3 replicas no replica moves; with 2 replicas and node 3 draining,
+/// node 3 hands over and leaves both shards; a 4th node joining takes exactly one replica;
+/// layouts that cannot be placed and unknown nodes exit 2.
+fn plans_against_the_live_cluster(port: u16) {
+    let server = format!("http://127.0.0.1:{port}");
+    let plan = |args: &[&str]| -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+            .args(["--server", &server, "admin", "plan"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let (code, out, err) = plan(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let steps = |v: &serde_json::Value| -> Vec<(u64, String, u64)> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["shard"].as_u64().unwrap(),
+                    s["step"].as_str().unwrap().to_owned(),
+                    s["node"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let node = |v: &serde_json::Value, n: u64| -> serde_json::Value {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == n)
+            .unwrap_or_else(|| panic!("node {n} in {v}"))
+            .clone()
+    };
+
+    // Replication factor 3 on 3 nodes: at most leaderships move.
+    let v = json(&["--replicas", "3"]);
+    assert!(
+        steps(&v).iter().all(|(_, s, _)| s == "transfer-leader"),
+        "{v}"
+    );
+    for n in 1..=3 {
+        assert_eq!(node(&v, n)["replicas_now"], 2, "{v}");
+        assert_eq!(node(&v, n)["replicas_planned"], 2, "{v}");
+        assert!(node(&v, n)["leads_planned"].as_u64().unwrap() <= 1, "{v}");
+    }
+
+    // 2 replicas, node 3 draining: each shard drops node 3 (after handing its leadership
+    // over if it leads) and adds nothing.
+    let v = json(&["--replicas", "2", "--draining", "3"]);
+    let s = steps(&v);
+    assert!(!s.iter().any(|(_, step, _)| step == "add-learner"), "{v}");
+    for shard in 0..2u64 {
+        let mine: Vec<&(u64, String, u64)> = s.iter().filter(|x| x.0 == shard).collect();
+        let removed = mine
+            .iter()
+            .position(|x| x.1 == "remove")
+            .unwrap_or_else(|| panic!("shard {shard} keeps node 3: {v}"));
+        assert_eq!(mine[removed].2, 3, "{v}");
+        assert_eq!(mine.iter().filter(|x| x.1 == "remove").count(), 1, "{v}");
+        // Whoever leads afterwards is not node 3.
+        assert!(
+            mine.iter().all(|x| x.1 != "transfer-leader" || x.2 != 3),
+            "{v}"
+        );
+    }
+    assert_eq!(node(&v, 3)["state"], "draining");
+    assert_eq!(node(&v, 3)["replicas_planned"], 0);
+    assert_eq!(node(&v, 3)["leads_planned"], 0);
+    assert_eq!(node(&v, 1)["replicas_planned"], 2);
+    assert_eq!(node(&v, 2)["replicas_planned"], 2);
+
+    // A 4th node joins with 3 replicas: 6 replicas over 4 nodes, so it takes exactly one.
+    let v = json(&["--replicas", "3", "--join", "4"]);
+    let s = steps(&v);
+    let membership: Vec<&(u64, String, u64)> =
+        s.iter().filter(|x| x.1 != "transfer-leader").collect();
+    assert_eq!(membership.len(), 3, "{v}");
+    let shard = membership[0].0;
+    assert_eq!(
+        membership
+            .iter()
+            .map(|x| (x.0, x.1.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (shard, "add-learner"),
+            (shard, "promote"),
+            (shard, "remove")
+        ],
+        "{v}"
+    );
+    assert_eq!((membership[0].2, membership[1].2), (4, 4), "{v}");
+    assert_eq!(node(&v, 4)["replicas_now"], 0);
+    assert_eq!(node(&v, 4)["replicas_planned"], 1);
+
+    // The table says it changed nothing and lists the steps.
+    let (code, out, err) = plan(&["--replicas", "2", "--draining", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("a preview: nothing was changed"), "{out}");
+    assert!(out.contains("draining") && out.contains("remove"), "{out}");
+
+    // What cannot be placed exits 2 and says why.
+    let (code, _, err) = plan(&["--replicas", "4"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs 4 live nodes, there are 3"), "{err}");
+    let (code, _, err) = plan(&["--replicas", "2", "--down", "9"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("node 9 is not in the cluster"), "{err}");
 }

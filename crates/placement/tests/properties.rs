@@ -1,0 +1,223 @@
+//! Property tests of the placement policy: for random layouts, following the plan step by
+//! step never drops a shard below `min(its voters, rf)` voters and never fails a step,
+//! ends exactly on the targets, balanced, and a settled layout plans nothing; through random
+//! joins, drains, failures and returns the cluster stays balanced, and a join moves exactly
+//! the new node's share.
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use tradelog_domain::ShardId;
+use tradelog_placement::{
+    plan, targets, Layout, NodeId, NodeState, PlacementError, Replicas, Step,
+};
+
+fn state() -> impl Strategy<Value = NodeState> {
+    prop_oneof![
+        6 => Just(NodeState::Live),
+        1 => Just(NodeState::Draining),
+        1 => Just(NodeState::Down),
+    ]
+}
+
+/// A layout of up to 8 nodes and 12 shards, each shard with a non-empty voter set, some
+/// learners and maybe a leader, anywhere (including on draining and down nodes).
+fn layout() -> impl Strategy<Value = Layout> {
+    (1usize..=8, 1usize..=12)
+        .prop_flat_map(|(nodes, shards)| {
+            let states = proptest::collection::vec(state(), nodes);
+            let shard = (
+                proptest::collection::vec(0u8..3, nodes),
+                any::<proptest::sample::Index>(),
+                any::<bool>(),
+            );
+            (states, proptest::collection::vec(shard, shards))
+        })
+        .prop_map(|(states, shards)| {
+            let nodes: BTreeMap<NodeId, NodeState> = states
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i as NodeId + 1, *s))
+                .collect();
+            let shards = shards
+                .into_iter()
+                .enumerate()
+                .map(|(s, (roles, pick, led))| {
+                    // role 0: none, 1: voter, 2: learner; at least one voter.
+                    let mut voters: BTreeSet<NodeId> = BTreeSet::new();
+                    let mut learners = BTreeSet::new();
+                    for (i, role) in roles.iter().enumerate() {
+                        match role {
+                            1 => {
+                                voters.insert(i as NodeId + 1);
+                            }
+                            2 => {
+                                learners.insert(i as NodeId + 1);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if voters.is_empty() {
+                        let n = pick.index(roles.len()) as NodeId + 1;
+                        learners.remove(&n);
+                        voters.insert(n);
+                    }
+                    let list: Vec<NodeId> = voters.iter().copied().collect();
+                    let leader = led.then(|| *pick.get(&list));
+                    (
+                        ShardId(s as u32),
+                        Replicas {
+                            voters,
+                            learners,
+                            leader,
+                        },
+                    )
+                })
+                .collect();
+            Layout { nodes, shards }
+        })
+}
+
+/// Follows `plan(layout, rf)` step by step, checking each step is accepted and no shard
+/// drops below `min(its voters at the start, rf)` voters; returns the layout reached.
+fn follow(layout: &Layout, rf: usize) -> Layout {
+    let mut at = layout.clone();
+    for p in plan(layout, rf).unwrap() {
+        let floor = layout.shards[&p.shard].voters.len().min(rf);
+        for step in &p.steps {
+            at.apply(p.shard, *step)
+                .unwrap_or_else(|e| panic!("shard {:?}: {step:?} refused: {e}", p.shard));
+            let r = &at.shards[&p.shard];
+            assert!(
+                r.voters.len() >= floor,
+                "shard {:?} down to {} voters after {step:?}",
+                p.shard,
+                r.voters.len()
+            );
+            assert!(r.voters.is_disjoint(&r.learners));
+        }
+    }
+    at
+}
+
+/// The layout is where the policy wants it: every shard on `rf` live nodes with no
+/// learners and a live leader, replicas per live node within one of each other, no node
+/// leading more than its share, and nothing left to plan.
+fn assert_settled(layout: &Layout, rf: usize) {
+    let live = layout.live();
+    let mut load: BTreeMap<NodeId, usize> = live.iter().map(|n| (*n, 0)).collect();
+    let mut led: BTreeMap<NodeId, usize> = live.iter().map(|n| (*n, 0)).collect();
+    for (shard, r) in &layout.shards {
+        assert_eq!(r.voters.len(), rf, "shard {shard:?}: {r:?}");
+        assert!(
+            r.voters.is_subset(&live),
+            "shard {shard:?} on a node not live"
+        );
+        assert!(r.learners.is_empty(), "shard {shard:?} keeps learners");
+        let leader = r.leader.expect("a leader");
+        assert!(r.voters.contains(&leader));
+        *led.get_mut(&leader).unwrap() += 1;
+        for v in &r.voters {
+            *load.get_mut(v).unwrap() += 1;
+        }
+    }
+    let (lo, hi) = (load.values().min().unwrap(), load.values().max().unwrap());
+    assert!(hi - lo <= 1, "replica loads {load:?}");
+    let share = layout.shards.len().div_ceil(live.len());
+    assert!(
+        led.values().all(|n| *n <= share),
+        "leaders {led:?}, share {share}"
+    );
+    if rf == live.len() {
+        let (lo, hi) = (led.values().min().unwrap(), led.values().max().unwrap());
+        assert!(
+            hi - lo <= 1,
+            "every node holds every shard, leaders {led:?}"
+        );
+    }
+    assert_eq!(plan(layout, rf).unwrap(), vec![], "a settled layout plans");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn following_a_plan_reaches_the_targets_safely(l in layout(), rf in 1usize..=4) {
+        let live = l.live().len();
+        match targets(&l, rf) {
+            Err(PlacementError::NotEnoughNodes { rf: r, live: n }) => {
+                prop_assert!(live < rf);
+                prop_assert_eq!((r, n), (rf, live));
+                return Ok(());
+            }
+            Err(e) => panic!("{e}"),
+            Ok(t) => {
+                let end = follow(&l, rf);
+                for (shard, target) in &t {
+                    let r = &end.shards[shard];
+                    prop_assert_eq!(&r.voters, &target.replicas);
+                    prop_assert_eq!(r.leader, Some(target.leader));
+                }
+                assert_settled(&end, rf);
+                // Deterministic: the same layout, the same plan.
+                prop_assert_eq!(plan(&l, rf).unwrap(), plan(&l.clone(), rf).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn joins_leaves_and_failures_keep_the_cluster_balanced(
+        start in layout(),
+        rf in 1usize..=3,
+        events in proptest::collection::vec((0u8..4, any::<proptest::sample::Index>()), 1..12),
+    ) {
+        // Start from a settled cluster on the live nodes (one more joins if needed).
+        let mut l = start;
+        while l.live().len() < rf {
+            let id = l.nodes.keys().max().unwrap() + 1;
+            l.nodes.insert(id, NodeState::Live);
+        }
+        l = follow(&l, rf);
+        assert_settled(&l, rf);
+        for (kind, pick) in events {
+            let live: Vec<NodeId> = l.live().into_iter().collect();
+            let out: Vec<NodeId> = l
+                .nodes
+                .iter()
+                .filter(|(_, s)| **s != NodeState::Live)
+                .map(|(n, _)| *n)
+                .collect();
+            let mut joined = None;
+            match kind {
+                0 => {
+                    let id = l.nodes.keys().max().unwrap() + 1;
+                    l.nodes.insert(id, NodeState::Live);
+                    joined = Some(id);
+                }
+                1 | 2 if live.len() > rf => {
+                    let n = *pick.get(&live);
+                    let s = if kind == 1 { NodeState::Draining } else { NodeState::Down };
+                    l.nodes.insert(n, s);
+                }
+                3 if !out.is_empty() => {
+                    l.nodes.insert(*pick.get(&out), NodeState::Live);
+                }
+                _ => continue,
+            }
+            let steps = plan(&l, rf).unwrap();
+            l = follow(&l, rf);
+            assert_settled(&l, rf);
+            if let Some(id) = joined {
+                // A join into a settled cluster only moves replicas to the new node, and
+                // exactly as many as it ends up carrying.
+                let added: Vec<NodeId> = steps
+                    .iter()
+                    .flat_map(|p| &p.steps)
+                    .filter_map(|s| match s { Step::AddLearner(n) => Some(*n), _ => None })
+                    .collect();
+                let carried = l.shards.values().filter(|r| r.voters.contains(&id)).count();
+                prop_assert!(added.iter().all(|n| *n == id), "{:?}", added);
+                prop_assert_eq!(added.len(), carried);
+            }
+        }
+    }
+}
