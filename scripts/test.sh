@@ -37,6 +37,14 @@ if [[ "${CI:-}" == "true" ]]; then
     export CARGO_TERM_COLOR=never
 fi
 
-# (d) The gate.
+# (d) A temp directory of this run's own: every test's temp files go under it (tests use
+# TMPDIR), and it is removed at the end whatever happened, so a test killed for hanging
+# (nextest ends it after 5 minutes, .config/nextest.toml) leaves nothing behind.
+run_tmp="$(mktemp -d "${TMPDIR:-/tmp}/tradelog-test.XXXXXX")" \
+    || die "cannot create a temp directory under ${TMPDIR:-/tmp}"
+trap 'rm -rf "$run_tmp"' EXIT
+export TMPDIR="$run_tmp"
+
+# (e) The gate.
 cd "$repo_root"
-exec cargo xtask verify
+cargo xtask verify

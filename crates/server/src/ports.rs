@@ -83,9 +83,18 @@ pub fn free_loopback_block(len: u16) -> io::Result<u16> {
     ))
 }
 
-/// Where claims live: one empty file per claimed port.
+/// Where claims live: one empty file per claimed port, in `/tmp/tradelog-port-claims`
+/// whatever `TMPDIR` says (test runs give each run its own `TMPDIR`, and the claims must be
+/// shared by every process on the machine), or under the temp directory where `/tmp` does
+/// not exist.
 fn claims_dir() -> io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join("tradelog-port-claims");
+    let root = Path::new("/tmp");
+    let base = if root.is_dir() {
+        root.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join("tradelog-port-claims");
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
