@@ -338,37 +338,51 @@ pub fn targets(layout: &Layout, rf: usize) -> Result<BTreeMap<ShardId, Target>, 
             *load.get_mut(&n).expect("a live node") += 1;
         }
     }
-    // Even out: move one replica at a time from the most to the least loaded node.
+    // Even out: move one replica at a time from the most to the least loaded node. Each
+    // node's replicas are kept ordered by what moving them costs (then highest shard
+    // first), so the cheapest one to move is found without a scan of every shard.
+    type Key = (u8, std::cmp::Reverse<ShardId>);
+    let key = |shard: ShardId, node: NodeId| -> Key {
+        (
+            keep_cost(&layout.shards[&shard], node),
+            std::cmp::Reverse(shard),
+        )
+    };
+    let mut on: BTreeMap<NodeId, BTreeSet<Key>> =
+        live.iter().map(|n| (*n, BTreeSet::new())).collect();
+    for (shard, set) in &sets {
+        for n in set {
+            on.get_mut(n).expect("a live node").insert(key(*shard, *n));
+        }
+    }
     loop {
-        let (&most, &high) = load
+        let (&most, high) = on
             .iter()
-            .max_by_key(|(n, l)| (**l, std::cmp::Reverse(**n)))
+            .map(|(n, s)| (n, s.len()))
+            .max_by_key(|(n, l)| (*l, std::cmp::Reverse(**n)))
             .expect("live nodes");
-        let (&least, &low) = load
+        let (&least, low) = on
             .iter()
-            .min_by_key(|(n, l)| (**l, **n))
+            .map(|(n, s)| (n, s.len()))
+            .min_by_key(|(n, l)| (*l, **n))
             .expect("live nodes");
         if high <= low + 1 {
             break;
         }
-        // Some shard on `most` is not on `least` (else `least` would carry as many), the
-        // cheapest to move (ties: the highest shard).
-        let shard = *sets
+        // Some shard on `most` is not on `least` (else `least` would carry as many): the
+        // first such in cost order.
+        let moved = *on[&most]
             .iter()
-            .filter(|(_, set)| set.contains(&most) && !set.contains(&least))
-            .min_by_key(|(shard, _)| {
-                (
-                    keep_cost(&layout.shards[*shard], most),
-                    std::cmp::Reverse(**shard),
-                )
-            })
-            .expect("a node carrying two more replicas has a shard the other lacks")
-            .0;
+            .find(|(_, s)| !sets[&s.0].contains(&least))
+            .expect("a node carrying two more replicas has a shard the other lacks");
+        let shard = moved.1 .0;
         let set = sets.get_mut(&shard).expect("a shard");
         set.remove(&most);
         set.insert(least);
-        *load.get_mut(&most).expect("a live node") -= 1;
-        *load.get_mut(&least).expect("a live node") += 1;
+        on.get_mut(&most).expect("a live node").remove(&moved);
+        on.get_mut(&least)
+            .expect("a live node")
+            .insert(key(shard, least));
     }
     let leaders = leaders(layout, &sets, &live);
     Ok(sets
@@ -409,15 +423,25 @@ fn leaders(
         *count.get_mut(&l).expect("a live node") += 1;
     }
     // Shift along a shortest chain from a busy node to one leading at least two fewer.
+    let mut led: BTreeMap<NodeId, BTreeSet<ShardId>> =
+        live.iter().map(|n| (*n, BTreeSet::new())).collect();
+    for (shard, l) in &leader {
+        led.get_mut(l).expect("a live node").insert(*shard);
+    }
     'shift: loop {
-        let mut order: Vec<NodeId> = count.keys().copied().collect();
-        order.sort_by_key(|n| (std::cmp::Reverse(count[n]), *n));
-        for from in order {
-            if let Some(chain) = chain_to_lighter(from, &count, &leader, sets) {
+        let fewest = led.values().map(BTreeSet::len).min().expect("live nodes");
+        let mut order: Vec<(usize, NodeId)> = led.iter().map(|(n, s)| (s.len(), *n)).collect();
+        order.sort_by_key(|(c, n)| (std::cmp::Reverse(*c), *n));
+        for (c, from) in order {
+            if c < fewest + 2 {
+                // No node leads two fewer than this one or any after it.
+                break;
+            }
+            if let Some(chain) = chain_to_lighter(from, &led, sets) {
                 for (shard, to) in chain {
                     let old = leader.insert(shard, to).expect("a led shard");
-                    *count.get_mut(&old).expect("a live node") -= 1;
-                    *count.get_mut(&to).expect("a live node") += 1;
+                    led.get_mut(&old).expect("a live node").remove(&shard);
+                    led.get_mut(&to).expect("a live node").insert(shard);
                 }
                 continue 'shift;
             }
@@ -432,24 +456,20 @@ fn leaders(
 /// the chain to the next, so only the chain's ends change their counts.
 fn chain_to_lighter(
     from: NodeId,
-    count: &BTreeMap<NodeId, usize>,
-    leader: &BTreeMap<ShardId, NodeId>,
+    led: &BTreeMap<NodeId, BTreeSet<ShardId>>,
     sets: &BTreeMap<ShardId, BTreeSet<NodeId>>,
 ) -> Option<Vec<(ShardId, NodeId)>> {
-    let goal = count[&from].checked_sub(2)?;
+    let goal = led[&from].len().checked_sub(2)?;
     let mut via: BTreeMap<NodeId, (ShardId, NodeId)> = BTreeMap::new();
     let mut queue = VecDeque::from([from]);
     while let Some(at) = queue.pop_front() {
-        for (shard, set) in sets {
-            if leader[shard] != at {
-                continue;
-            }
-            for &next in set {
+        for shard in &led[&at] {
+            for &next in &sets[shard] {
                 if next == from || via.contains_key(&next) {
                     continue;
                 }
                 via.insert(next, (*shard, at));
-                if count[&next] <= goal {
+                if led[&next].len() <= goal {
                     let mut chain = Vec::new();
                     let mut node = next;
                     while node != from {

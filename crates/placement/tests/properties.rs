@@ -221,3 +221,27 @@ proptest! {
         }
     }
 }
+
+/// At the size limits the policy is meant for: every shard of `SHARD_COUNT_MAX` on nodes
+/// 1-3, led by node 1, then 97 more nodes: the plan settles the cluster.
+#[test]
+fn the_largest_cluster_settles() {
+    let shards = tradelog_domain::SHARD_COUNT_MAX;
+    let l = Layout {
+        nodes: (1..=100).map(|n| (n, NodeState::Live)).collect(),
+        shards: (0..shards)
+            .map(|s| {
+                (
+                    ShardId(s),
+                    Replicas {
+                        voters: [1, 2, 3].into_iter().collect(),
+                        learners: BTreeSet::new(),
+                        leader: Some(1),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let end = follow(&l, 3);
+    assert_settled(&end, 3);
+}
