@@ -66,13 +66,13 @@ pub enum Cmd {
         --draining or --down; --join previews a node that is not in the cluster yet.\n\n\
         Exit status 2 when the layout cannot be placed (too few live nodes, say).\n\n\
         Examples:\n  tradelog admin plan --replicas 3\n  \
-        tradelog admin plan --replicas 3 --join 4\n  \
+        tradelog admin plan --join 4\n  \
         tradelog admin plan --replicas 2 --draining 3 --json"
     )]
     Plan {
-        /// The replication factor to place.
+        /// The replication factor to place (default: the most voters any shard has now).
         #[arg(long)]
-        replicas: usize,
+        replicas: Option<usize>,
         /// A node that is leaving: its replicas move elsewhere (repeatable).
         #[arg(long = "draining", value_name = "NODE")]
         draining: Vec<u64>,
@@ -258,8 +258,9 @@ struct PlanOutput {
     steps: Vec<PlannedStep>,
 }
 
-fn plan(status: &ClusterStatus, rf: usize, nodes: &NodeStates, json: bool) -> Result<()> {
+fn plan(status: &ClusterStatus, rf: Option<usize>, nodes: &NodeStates, json: bool) -> Result<()> {
     let l = layout(status, nodes)?;
+    let rf = rf.unwrap_or_else(|| l.shards.values().map(|r| r.voters.len()).max().unwrap_or(0));
     let targets = tradelog_placement::targets(&l, rf)?;
     let plans = tradelog_placement::plan(&l, rf)?;
     let loads = l

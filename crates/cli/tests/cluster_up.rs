@@ -289,6 +289,10 @@ fn plans_against_the_live_cluster(port: u16) {
     assert_eq!((membership[0].2, membership[1].2), (4, 4), "{v}");
     assert_eq!(node(&v, 4)["replicas_now"], 0);
     assert_eq!(node(&v, 4)["replicas_planned"], 1);
+    // Without --replicas the factor is the one the shards have now (3).
+    let d = json(&["--join", "4"]);
+    assert_eq!(d["replicas"], 3, "{d}");
+    assert_eq!(node(&d, 4)["replicas_planned"], 1, "{d}");
 
     // The table says it changed nothing and lists the steps.
     let (code, out, err) = plan(&["--replicas", "2", "--draining", "3"]);
