@@ -11,28 +11,58 @@ fn free_base() -> u16 {
     tradelog_server::ports::free_loopback_block(22).expect("22 free loopback ports")
 }
 
+/// `tradelog cluster up` that is stopped (SIGTERM: it stops its nodes, then exits) if the
+/// test ends before `cluster down` did it, so a failed assertion leaves no node running.
+struct StopOnDrop(Option<std::process::Child>);
+
+impl StopOnDrop {
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 #[test]
 fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
     let base = free_base().to_string();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_tradelog"))
-        .args(["cluster", "up", "--shards", "2", "--base-port", &base])
-        .args(["--demo-secs", "2", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut up = StopOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_tradelog"))
+            .args(["cluster", "up", "--shards", "2", "--base-port", &base])
+            .args(["--demo-secs", "2", "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     // Its output, line by line, read to the end (so it never blocks on a full pipe).
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let out = BufReader::new(up.stdout.take().unwrap());
+    let out = BufReader::new(up.child().stdout.take().unwrap());
     std::thread::spawn(move || {
         for line in out.lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let err = up.stderr.take().unwrap();
+    let err = up.child().stderr.take().unwrap();
     let err = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut BufReader::new(err), &mut s);
@@ -90,7 +120,7 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
         .output()
         .unwrap();
     assert!(down.status.success(), "{down:?}");
-    let status = up.wait().unwrap();
+    let status = up.0.take().unwrap().wait().unwrap();
     let err = err.join().unwrap();
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(
