@@ -26,25 +26,12 @@ mod snapshotter;
 mod watermark;
 
 /// Writes `bytes` to `dir/name` so that a crash leaves either the whole new file or the
-/// old one: temporary file, fsync, rename into place, fsync the directory.
+/// old one ([`tradelog_storage::write_atomically`]), errors as [`NodeError::SnapshotIo`].
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, NodeError> {
-    use std::io::Write;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| NodeError::SnapshotIo { path, source }
-    };
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io(dir))?;
-    Ok(path)
+    tradelog_storage::write_atomically(dir, name, bytes).map_err(|source| NodeError::SnapshotIo {
+        path: dir.join(name),
+        source,
+    })
 }
 
 pub use history::{

@@ -3,8 +3,7 @@
 
 use crate::types::{LogId, Vote};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Name of the metadata file inside a group directory.
 pub const META_FILE: &str = "raft-meta";
@@ -59,28 +58,4 @@ pub(crate) fn store(dir: &Path, meta: &RaftMeta) -> std::io::Result<()> {
     write_atomically(dir, META_FILE, &sealed).map(|_| ())
 }
 
-/// Writes `bytes` to `dir/name` so that a crash leaves either the whole new file or the old
-/// one: temporary file, fsync, rename into place, fsync the directory.
-pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let with_path = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
-    };
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(with_path(&tmp))?;
-        f.write_all(bytes).map_err(with_path(&tmp))?;
-        f.sync_all().map_err(with_path(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(with_path(&path))?;
-    sync_dir(dir)?;
-    Ok(path)
-}
-
-/// `fsync`s a directory (makes renames and new names in it durable).
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
-}
+pub(crate) use tradelog_storage::write_atomically;

@@ -150,6 +150,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod atomic;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
@@ -159,6 +160,7 @@ mod mem;
 mod reader;
 mod verify;
 
+pub use atomic::{sync_dir, write_atomically};
 pub use error::{CorruptReason, StorageError};
 pub use file::{lock_shared, FileLog, FileLogConfig, ReadLock, RecoveryReport, TornTail};
 pub use format::{
