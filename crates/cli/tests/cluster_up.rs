@@ -230,11 +230,9 @@ fn plans_against_the_live_cluster(port: u16) {
         )
     };
     let json = |args: &[&str]| -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let (code, out, err) = plan(&all);
-        assert_eq!(code, 0, "{args:?}: {err}");
-        serde_json::from_str(&out).unwrap()
+        let mut all = vec!["admin", "plan"];
+        all.extend_from_slice(args);
+        tl_json(&server, &all)
     };
     let steps = |v: &serde_json::Value| -> Vec<(u64, String, u64)> {
         v["steps"]
