@@ -441,6 +441,42 @@ fn transfers(a: &Args) {
     }
     print_latency("latency per transfer", &h);
     e.validate().expect("invariants hold after the benchmark");
+    snapshot_cost(&e);
+}
+
+/// What one snapshot of `e` costs: on the snapshotter, encoding the state; on its writer,
+/// hashing, sealing and writing the file (with its fsync, in the temp dir); on restart,
+/// reading the file and restoring the state.
+fn snapshot_cost(e: &Engine) {
+    let t = Instant::now();
+    let state = e.state_bytes();
+    let encode = t.elapsed();
+    let t = Instant::now();
+    let hash = tradelog_codec::sha256(&state);
+    let sealed = Engine::seal_state_bytes(&state);
+    drop(state);
+    let meta = tradelog_node::SnapshotMeta {
+        shard: ShardId(0),
+        index: 1,
+        chain_hash: [0; 32],
+        state_hash: hash,
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = tradelog_node::write_snapshot_file(dir.path(), &meta, &sealed)
+        .expect("write the snapshot file");
+    let write = t.elapsed();
+    let t = Instant::now();
+    let file = tradelog_node::read_snapshot_file(&path).expect("read the snapshot file");
+    let restored = Engine::restore(&file.engine).expect("a fresh snapshot restores");
+    let restore = t.elapsed();
+    assert_eq!(restored.state_hash(), hash, "restore gives the same state");
+    println!(
+        "  snapshot of this state ({:.1} MB): encode {:.2?}; hash, seal and write the file {:.2?}; read and restore {:.2?}",
+        sealed.len() as f64 / 1e6,
+        encode,
+        write,
+        restore
+    );
 }
 
 /// A realistic order mix over `markets` markets around a fixed mid: 40% passive limit

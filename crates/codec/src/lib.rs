@@ -65,6 +65,18 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("encoding to a Vec cannot fail for tradelog types")
 }
 
+/// The canonical encoding of a large `value` (a whole state): its size is computed first
+/// so the bytes are written once into a buffer of exactly that size, rather than into one
+/// that doubles and copies as it grows. The same bytes as [`encode`].
+pub fn encode_large<T: Serialize>(value: &T) -> Vec<u8> {
+    let len = postcard::experimental::serialized_size(value)
+        .expect("sizing cannot fail for tradelog types");
+    let out = postcard::to_extend(value, Vec::with_capacity(len))
+        .expect("encoding to a Vec cannot fail for tradelog types");
+    debug_assert_eq!(out.len(), len);
+    out
+}
+
 /// Appends the canonical encoding of `value` to `out`.
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
     let bytes = postcard::to_extend(value, std::mem::take(out))
@@ -146,9 +158,105 @@ pub fn open(magic: [u8; 8], version: u32, bytes: &[u8]) -> Result<&[u8], CodecEr
     Ok(payload)
 }
 
+/// Serde helpers for a large `Vec<u8>` field (a sealed state inside a snapshot file):
+/// `#[serde(with = "tradelog_codec::bytes")]`. The field is written and read as one byte
+/// string instead of element by element. The encoding is the same bytes as the plain
+/// `Vec<u8>` (length, then the bytes), so files written either way read either way; only
+/// the per-byte calls are gone.
+pub mod bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
+    use std::fmt;
+
+    /// Writes `v` as one byte string.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Reads a byte string (or, from other formats, a sequence of bytes).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // Capped like serde's own: a length prefix is not trusted with memory.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Plain {
+        a: u64,
+        engine: Vec<u8>,
+        z: u8,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct AsBytes {
+        a: u64,
+        #[serde(with = "crate::bytes")]
+        engine: Vec<u8>,
+        z: u8,
+    }
+
+    #[test]
+    fn byte_strings_encode_as_plain_byte_vectors() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let engine: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let plain = Plain {
+                a: 300,
+                engine: engine.clone(),
+                z: 9,
+            };
+            let fast = AsBytes {
+                a: 300,
+                engine,
+                z: 9,
+            };
+            let bytes = encode(&plain);
+            assert_eq!(encode(&fast), bytes, "len {len}");
+            assert_eq!(encode_large(&fast), bytes, "len {len}");
+            assert_eq!(decode::<AsBytes>(&bytes), Ok(fast), "len {len}");
+        }
+        // A length prefix larger than the bytes present is an error, not an allocation.
+        let mut short = encode(&AsBytes {
+            a: 1,
+            engine: vec![1; 200],
+            z: 2,
+        });
+        short.truncate(50);
+        assert!(matches!(
+            decode::<AsBytes>(&short),
+            Err(CodecError::Invalid(_))
+        ));
+    }
 
     const MAGIC: [u8; 8] = *b"TESTMAGC";
 

@@ -67,7 +67,7 @@ impl Engine {
 
     /// The canonical encoding of the whole state (what the hash covers).
     pub fn state_bytes(&self) -> Vec<u8> {
-        tradelog_codec::encode(&self.state())
+        tradelog_codec::encode_large(&self.state())
     }
 
     /// SHA-256 of the canonical state: equal states have equal hashes.

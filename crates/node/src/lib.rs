@@ -43,7 +43,10 @@ pub use replay::{replay_shard_dir, ReplayOptions, ReplayReport};
 pub use runtime::{
     check_shard_count, shard_dir, CommandReply, Node, NodeConfig, Reply, SubmitError, SHARDS_FILE,
 };
-pub use snapshots::{read as read_snapshot_file, SnapshotFile, SnapshotMeta, SNAPSHOTS_DIR};
+pub use snapshots::{
+    read as read_snapshot_file, write as write_snapshot_file, SnapshotFile, SnapshotMeta,
+    SNAPSHOTS_DIR,
+};
 pub use snapshotter::{Stalls as SnapshotterStalls, SNAPSHOTTER_LAG_INPUTS_MAX};
 
 use std::path::{Path, PathBuf};

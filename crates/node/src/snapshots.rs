@@ -32,7 +32,16 @@ pub struct SnapshotFile {
     /// Metadata.
     pub meta: SnapshotMeta,
     /// The engine's sealed snapshot (`Engine::snapshot`).
+    #[serde(with = "tradelog_codec::bytes")]
     pub engine: Vec<u8>,
+}
+
+/// [`SnapshotFile`] by reference: the same encoding, without copying the engine's bytes.
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    meta: &'a SnapshotMeta,
+    #[serde(serialize_with = "tradelog_codec::bytes::serialize")]
+    engine: &'a [u8],
 }
 
 fn name(index: u64) -> String {
@@ -85,10 +94,42 @@ pub fn write(dir: &Path, meta: &SnapshotMeta, engine: &[u8]) -> Result<PathBuf, 
         move |source| crate::NodeError::SnapshotIo { path, source }
     };
     fs::create_dir_all(&d).map_err(io(&d))?;
-    let file = SnapshotFile {
-        meta: meta.clone(),
-        engine: engine.to_vec(),
-    };
-    let sealed = tradelog_codec::seal(MAGIC, VERSION, &tradelog_codec::encode(&file));
+    let file = SnapshotFileRef { meta, engine };
+    let sealed = tradelog_codec::seal(MAGIC, VERSION, &tradelog_codec::encode_large(&file));
     crate::write_atomically(&d, &name(meta.index), &sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_written_by_reference_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta {
+            shard: ShardId(3),
+            index: 1234,
+            chain_hash: [7; 32],
+            state_hash: [9; 32],
+        };
+        let engine: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let p = write(dir.path(), &meta, &engine).unwrap();
+        assert_eq!(p, path(dir.path(), 1234));
+        let back = read(&p).unwrap();
+        assert_eq!((back.meta, back.engine), (meta.clone(), engine.clone()));
+        // The same bytes as the owned struct, so files of either writer read either way.
+        let owned = SnapshotFile {
+            meta: meta.clone(),
+            engine: engine.clone(),
+        };
+        let by_ref = SnapshotFileRef {
+            meta: &meta,
+            engine: &engine,
+        };
+        assert_eq!(
+            tradelog_codec::encode(&by_ref),
+            tradelog_codec::encode(&owned)
+        );
+        assert_eq!(list(dir.path()).unwrap(), vec![(1234, p)]);
+    }
 }

@@ -50,6 +50,7 @@ struct SnapshotFile {
     shard: ShardId,
     state_hash: [u8; 32],
     /// The engine's sealed snapshot.
+    #[serde(with = "tradelog_codec::bytes")]
     engine: Vec<u8>,
 }
 
@@ -100,7 +101,7 @@ pub fn encode_snapshot(meta: &SnapshotMeta, engine: &Engine) -> Vec<u8> {
     tradelog_codec::seal(
         SNAPSHOT_FILE_MAGIC,
         SNAPSHOT_FILE_VERSION,
-        &tradelog_codec::encode(&file),
+        &tradelog_codec::encode_large(&file),
     )
 }
 
