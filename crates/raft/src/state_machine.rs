@@ -230,7 +230,7 @@ fn persist_snapshot(
     let keep = cur.as_ref().map(|c| c.path.clone());
     for (k, old) in list_snapshots(dir)?.into_iter().enumerate() {
         if k >= SNAPSHOTS_KEPT && Some(&old) != keep.as_ref() {
-            std::fs::remove_file(&old)?;
+            tradelog_storage::remove_gradually(&old)?;
         }
     }
     Ok(())

@@ -160,7 +160,9 @@ mod mem;
 mod reader;
 mod verify;
 
-pub use atomic::{sync_dir, write_atomically};
+pub use atomic::{
+    remove_gradually, sync_dir, write_atomically, REMOVE_SHRINK_CHUNK_BYTES, WRITE_SYNC_CHUNK_BYTES,
+};
 pub use error::{CorruptReason, StorageError};
 pub use file::{lock_shared, FileLog, FileLogConfig, ReadLock, RecoveryReport, TornTail};
 pub use format::{
