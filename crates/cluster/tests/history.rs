@@ -55,6 +55,7 @@ fn tiny() -> LogStoreConfig {
             segment_bytes_max: 64 + 48 + 16_384,
             record_bytes_max: 16_384,
             write_buffer_bytes: 1,
+            spare_segments: true,
         },
         ..LogStoreConfig::default()
     }

@@ -16,6 +16,7 @@ fn tiny() -> LogStoreConfig {
             segment_bytes_max: 64 + 48 + 2048,
             record_bytes_max: 2048,
             write_buffer_bytes: 1,
+            spare_segments: true,
         },
         ..LogStoreConfig::default()
     }

@@ -50,6 +50,7 @@ fn openraft_suite_one_segment() {
         segment_bytes_max: 1 << 20,
         record_bytes_max: 64 << 10,
         write_buffer_bytes: 4 << 10,
+        spare_segments: false,
     });
 }
 
@@ -60,6 +61,7 @@ fn openraft_suite_tiny_segments() {
         segment_bytes_max: 64 + 48 + 256,
         record_bytes_max: 256,
         write_buffer_bytes: 1,
+        spare_segments: true,
     });
 }
 

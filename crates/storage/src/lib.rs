@@ -111,7 +111,12 @@
 //!   `fdatasync`ed first (so only the last segment can ever have a torn tail), then the new
 //!   segment is created as `segment-….log.tmp`, preallocated, given its header, synced,
 //!   renamed into place, and the directory is `fsync`ed, all before any record goes into
-//!   it; a later sync therefore never needs a directory sync.
+//!   it; a later sync therefore never needs a directory sync. With
+//!   [`FileLogConfig::spare_segments`] (the default) the new segment is instead the
+//!   zero-filled spare that a background thread wrote once the active segment was half
+//!   full (`DIR/`[`SPARE_FILE`]), given its header, synced and renamed the same way; its
+//!   zeros are written, not merely allocated, so syncs into it update no metadata
+//!   (`src/spare.rs` has the measurement). A spare that is not ready is not waited for.
 //! * **Truncate** moves whole discarded segments out (newest first), `fsync`s the
 //!   directory, overwrites the discarded bytes of the cut segment with zeros and
 //!   `fdatasync`s it. (Records only in the write buffer are simply dropped.)
@@ -158,6 +163,7 @@ mod file;
 mod format;
 mod mem;
 mod reader;
+mod spare;
 mod verify;
 
 pub use atomic::{
@@ -171,6 +177,7 @@ pub use format::{
 };
 pub use mem::MemLog;
 pub use reader::{LogReader, READER_MARK_EVERY_RECORDS};
+pub use spare::SPARE_FILE;
 pub use verify::{for_each_record, verify_dir, SegmentInfo, VerifyReport};
 
 use std::ops::Range;

@@ -362,6 +362,7 @@ mod tests {
             segment_bytes_max: 4 << 10,
             record_bytes_max: 1 << 10,
             write_buffer_bytes: 256,
+            spare_segments: true,
         }
     }
 

@@ -63,6 +63,7 @@ fn file_log_small_segments_tiny_buffer() {
         segment_bytes_max: 64 + 48 + 300,
         record_bytes_max: 300,
         write_buffer_bytes: 1,
+        spare_segments: true,
     }));
 }
 
@@ -73,6 +74,7 @@ fn file_log_small_segments_large_buffer() {
         segment_bytes_max: 1024,
         record_bytes_max: 300,
         write_buffer_bytes: 1 << 20,
+        spare_segments: false,
     }));
 }
 
@@ -82,6 +84,7 @@ fn file_log_one_segment() {
         segment_bytes_max: 1 << 20,
         record_bytes_max: 300,
         write_buffer_bytes: 256,
+        spare_segments: true,
     }));
 }
 

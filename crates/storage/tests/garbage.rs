@@ -15,6 +15,7 @@ fn config() -> FileLogConfig {
         segment_bytes_max: 512,
         record_bytes_max: 100,
         write_buffer_bytes: 64,
+        spare_segments: true,
     }
 }
 

@@ -91,6 +91,7 @@ fn run(ops: Vec<Op>, write_buffer_bytes: usize) -> Result<(), TestCaseError> {
         segment_bytes_max: 512,
         record_bytes_max: RECORD_MAX,
         write_buffer_bytes,
+        spare_segments: true,
     };
     let mut file = FileLog::open(&dir, config.clone()).expect("open");
     let mut mem = MemLog::new(RECORD_MAX);
