@@ -804,7 +804,6 @@ fn create_segment_file(
     size: u64,
 ) -> Result<Segment, StorageError> {
     let name = segment_file_name(header.first_index);
-    let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     let io = |e| StorageError::io(&tmp, e);
     let file = OpenOptions::new()
@@ -817,16 +816,7 @@ fn create_segment_file(
     preallocate(&file, size).map_err(io)?;
     file.write_all_at(&header.encode(), 0).map_err(io)?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
-    sync_dir(dir)?;
-    Ok(Segment {
-        path,
-        file,
-        first_index: header.first_index,
-        prev_hash: header.prev_hash,
-        offsets: Vec::new(),
-        end: SEGMENT_HEADER_BYTES,
-    })
+    place_segment(dir, &tmp, file, header)
 }
 
 /// Makes the segment of `header` from a complete spare (`file`, open on `spare`): the
@@ -839,11 +829,22 @@ fn segment_from_spare(
     file: File,
     header: &SegmentHeader,
 ) -> Result<Segment, StorageError> {
-    let path = dir.join(segment_file_name(header.first_index));
     let io = |e| StorageError::io(spare, e);
     file.write_all_at(&header.encode(), 0).map_err(io)?;
     file.sync_data().map_err(io)?;
-    std::fs::rename(spare, &path).map_err(|e| StorageError::io(&path, e))?;
+    place_segment(dir, spare, file, header)
+}
+
+/// Renames `from` (a complete, synced, empty segment of `header`, open as `file`) to its
+/// segment name and syncs the directory.
+fn place_segment(
+    dir: &Path,
+    from: &Path,
+    file: File,
+    header: &SegmentHeader,
+) -> Result<Segment, StorageError> {
+    let path = dir.join(segment_file_name(header.first_index));
+    std::fs::rename(from, &path).map_err(|e| StorageError::io(&path, e))?;
     sync_dir(dir)?;
     Ok(Segment {
         path,
