@@ -625,6 +625,25 @@ fn print_snapshotter_stalls(node: &Node) {
     );
 }
 
+/// The slowest group commit of any shard so far, and where its time went.
+fn print_slowest_group(node: &Node) {
+    let slowest = (0..node.shard_count())
+        .filter_map(|s| node.inspect(ShardId(s), |d| d.slowest_group()).ok())
+        .max_by_key(|g| g.total_us());
+    if let Some(g) = slowest {
+        println!(
+            "    slowest group so far: {} ({} inputs) = append {} + fdatasync {} + apply {} + snapshotter hand-off {} + watermark and snapshot start {}",
+            fmt_us(g.total_us() as f64),
+            g.inputs,
+            fmt_us(g.append_us as f64),
+            fmt_us(g.sync_us as f64),
+            fmt_us(g.apply_us as f64),
+            fmt_us(g.handoff_us as f64),
+            fmt_us(g.after_us as f64)
+        );
+    }
+}
+
 fn print_groups(g: &Groups, secs: f64) {
     let f = g.fsyncs.max(1) as f64;
     println!(
@@ -769,6 +788,7 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
                     print_groups(g, p.elapsed.as_secs_f64());
                 }
                 print_snapshotter_stalls(&node);
+                print_slowest_group(&node);
                 Ok::<_, anyhow::Error>(p.row(&system, mode, request, g))
             };
 

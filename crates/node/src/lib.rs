@@ -200,6 +200,34 @@ pub struct DurableShard {
     snapshotter: Option<snapshotter::Snapshotter>,
     metrics: metrics::ShardMetrics,
     watermark_at: Option<std::time::Instant>,
+    /// The slowest group since the shard opened.
+    slowest_group: GroupTiming,
+}
+
+/// Where the time of one group (one [`DurableShard::submit`]) went, in microseconds: to
+/// tell a slow `fdatasync` from a slow apply, a segment rotation or a wait for the
+/// snapshotter when a request took long.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupTiming {
+    /// Inputs in the group.
+    pub inputs: u64,
+    /// Encoding the inputs and appending them to the log (a segment rotation included).
+    pub append_us: u64,
+    /// Making them durable (`fdatasync`).
+    pub sync_us: u64,
+    /// Applying them to the engine.
+    pub apply_us: u64,
+    /// Handing them to the snapshotter (a wait for it included).
+    pub handoff_us: u64,
+    /// The rest: the durability watermark and starting a snapshot.
+    pub after_us: u64,
+}
+
+impl GroupTiming {
+    /// The whole group.
+    pub fn total_us(&self) -> u64 {
+        self.append_us + self.sync_us + self.apply_us + self.handoff_us + self.after_us
+    }
 }
 
 impl DurableShard {
@@ -272,6 +300,7 @@ impl DurableShard {
             log,
             snapshotter: None,
             watermark_at: None,
+            slowest_group: GroupTiming::default(),
         };
         if shard.applied + 1 < shard.log.first_index() {
             // The records after the snapshot were archived: replay from an older snapshot
@@ -339,13 +368,21 @@ impl DurableShard {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
+        let us = |t: std::time::Instant| t.elapsed().as_micros() as u64;
+        let mut timing = GroupTiming {
+            inputs: inputs.len() as u64,
+            ..GroupTiming::default()
+        };
+        let t = std::time::Instant::now();
         let encoded: Vec<Vec<u8>> = inputs.iter().map(tradelog_codec::encode).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
         let range = self.log.append(&refs)?;
         drop(refs);
+        timing.append_us = us(t);
         let t = std::time::Instant::now();
         self.log.sync()?;
         self.metrics.fsync_seconds.record(t.elapsed().as_secs_f64());
+        timing.sync_us = us(t);
         assert_eq!(
             range.start,
             self.applied + 1,
@@ -355,6 +392,8 @@ impl DurableShard {
         let t = std::time::Instant::now();
         self.engine.apply_batch(inputs, events, &mut results);
         self.metrics.apply_seconds.record(t.elapsed().as_secs_f64());
+        timing.apply_us = us(t);
+        let t = std::time::Instant::now();
         self.metrics.group_inputs.record(inputs.len() as f64);
         self.metrics.inputs.increment(inputs.len() as u64);
         self.applied = range.end - 1;
@@ -367,6 +406,8 @@ impl DurableShard {
                 self.metrics.stall_us.increment(waited_us);
             }
         }
+        timing.handoff_us = us(t);
+        let t = std::time::Instant::now();
         let due = self
             .watermark_at
             .is_none_or(|at| at.elapsed().as_millis() as u64 >= self.config.watermark_every_ms);
@@ -375,7 +416,16 @@ impl DurableShard {
             self.watermark_at = Some(std::time::Instant::now());
         }
         self.maybe_snapshot()?;
+        timing.after_us = us(t);
+        if timing.total_us() > self.slowest_group.total_us() {
+            self.slowest_group = timing;
+        }
         Ok(results)
+    }
+
+    /// The slowest group since the shard opened, and where its time went.
+    pub fn slowest_group(&self) -> GroupTiming {
+        self.slowest_group
     }
 
     /// Starts a background snapshot if enough records were applied since the last one and

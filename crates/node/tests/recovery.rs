@@ -459,3 +459,22 @@ fn offline_replay_regenerates_the_events_and_the_state_hash_at_any_index() {
         other => panic!("expected an unreadable snapshot, got {other:?}"),
     }
 }
+
+#[test]
+fn the_slowest_group_is_kept_with_its_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut shard, _) = DurableShard::open(config(dir.path(), 0)).unwrap();
+    assert_eq!(shard.slowest_group(), Default::default());
+    let mut events = vec![];
+    let batches = workload(50);
+    let most = batches.iter().map(|b| b.len() as u64).max().unwrap();
+    for b in &batches {
+        shard.submit(b, &mut events).unwrap();
+    }
+    let g = shard.slowest_group();
+    assert!(g.inputs >= 1 && g.inputs <= most, "{g:?}");
+    assert_eq!(
+        g.total_us(),
+        g.append_us + g.sync_us + g.apply_us + g.handoff_us + g.after_us
+    );
+}
