@@ -747,6 +747,9 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
             "\n  -- {shards} shard(s): group commit up to {} inputs, queue {} per shard, snapshot every {} records --",
             config.batch_inputs_max, config.queue_len_max, config.snapshot_every_records
         );
+        // As in `tradelog serve` (a node's process), from here on; the engine sections
+        // before this one ran with them.
+        crate::serve::disable_huge_pages();
         let node = Node::open(config).context("open the node")?;
         // Before any snapshot writer (which inherits the shard thread's name) exists.
         let tids = wait_for_shard_tids(shards);
