@@ -456,7 +456,13 @@ impl FileLog {
                 self.spares_used += 1;
                 seg
             }
-            None => create_segment_file(&self.dir, &header, self.config.segment_bytes_max)?,
+            None => {
+                if self.spare.as_ref().is_some_and(Spare::spent) {
+                    // Writing it failed: start afresh when this segment is half full.
+                    self.spare = None;
+                }
+                create_segment_file(&self.dir, &header, self.config.segment_bytes_max)?
+            }
         };
         self.segments.push(seg);
         self.pending_at = SEGMENT_HEADER_BYTES;

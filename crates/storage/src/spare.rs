@@ -12,8 +12,10 @@
 //! [`WRITE_SYNC_CHUNK_BYTES`](crate::WRITE_SYNC_CHUNK_BYTES) so that it never holds up the
 //! log's own syncs for long. When the log moves to a new segment it takes the spare if it
 //! is complete (writing the header, syncing, renaming it into place, syncing the
-//! directory: the same steps and crash guarantees as a fresh segment) and starts the next
-//! one; if the spare is not ready it makes the segment with `fallocate` as before. A spare
+//! directory: the same steps and crash guarantees as a fresh segment); the next spare is
+//! started once that segment is half full. If the spare is not ready the log makes the
+//! segment with `fallocate` as before; if writing it failed, it is dropped and the next
+//! half-full segment tries again. A spare
 //! is not part of the log: one found when the log opens (a crash, or a log dropped while
 //! one was being written) is removed.
 
@@ -83,6 +85,12 @@ impl Spare {
             .open(&self.path)
             .ok()?;
         (file.metadata().ok()?.len() == self.size).then(|| (self.path.clone(), file))
+    }
+
+    /// True when the writer has stopped and its result was taken: this spare will never
+    /// be ready.
+    pub fn spent(&self) -> bool {
+        self.thread.is_none() && self.result.is_none()
     }
 
     /// Waits until the spare is written (tests and benchmarks).
