@@ -16,7 +16,10 @@
 //!   the removal it replaces, so a shard never has fewer voters than
 //!   `min(its voters now, rf)` and two replicas of one shard never share a node;
 //! * [`Layout::apply`]: one step's effect, refused with a typed [`StepError`] when it does
-//!   not fit the layout (how tests and a reconciler follow a plan).
+//!   not fit the layout (how tests and a reconciler follow a plan);
+//! * [`ClusterMap`]: the state the metadata group replicates (nodes, replication factor,
+//!   every shard's target replica set), changed only by [`MapCommand`]s, refused with a
+//!   typed [`MapReject`] (step 2).
 //!
 //! Deterministic: ordered maps and sets only, ties broken by the lowest node or shard id, no
 //! clock, no randomness, no I/O; the same layout always gives the same plan.
@@ -24,6 +27,10 @@
 //! Must never depend on: the network, Raft, storage or the engine. Running the steps (Raft
 //! membership changes, catching a learner up, the metadata group recording progress) belongs
 //! to the crates that own those.
+
+mod map;
+
+pub use map::{ClusterMap, MapCommand, MapNode, MapReject, NODE_ADDR_BYTES_MAX};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use tradelog_domain::{ShardId, SHARD_COUNT_MAX};

@@ -14,8 +14,8 @@
 use crate::network::{decode_reply, RAFT_MESSAGE_BYTES_MAX, WIRE_ENCODING};
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::RaftRequest;
-use crate::types::{Batch, BatchResponse, Node, NodeId};
-use crate::{PeerChannels, ShardRaft, ShardStateMachine};
+use crate::types::{BatchResponse, GroupConfig, GroupRaft, Node, NodeId, TypeConfig};
+use crate::{PeerChannels, ShardStateMachine};
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
 use serde::{Deserialize, Serialize};
@@ -42,9 +42,9 @@ pub const FORWARD_TIMEOUT_MS: u64 = COMMIT_WAIT_MS + 1_000;
 
 /// A forwarded proposal's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum ProposeAnswer {
+pub enum ProposeAnswer<R = BatchResponse> {
     /// Committed and applied; the state machine's response.
-    Applied(BatchResponse),
+    Applied(R),
     /// The receiving node is not the leader; nothing was appended.
     NotLeader {
         /// The leader it knows of, if any.
@@ -109,17 +109,26 @@ pub enum ProposeError {
 
 /// One group on this node, with what it needs to reach the group's leader wherever it is.
 /// Cheap to clone.
-#[derive(Clone)]
-pub struct GroupHandle {
+pub struct GroupHandle<C: GroupConfig = TypeConfig> {
     group: ShardId,
-    raft: ShardRaft,
+    raft: GroupRaft<C>,
     peers: PeerChannels,
 }
 
-impl GroupHandle {
+impl<C: GroupConfig> Clone for GroupHandle<C> {
+    fn clone(&self) -> Self {
+        GroupHandle {
+            group: self.group,
+            raft: self.raft.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+impl<C: GroupConfig> GroupHandle<C> {
     /// The handle of `raft` (the replica of `group` on this node), reaching other nodes
     /// through `peers`.
-    pub fn new(group: ShardId, raft: ShardRaft, peers: PeerChannels) -> Self {
+    pub fn new(group: ShardId, raft: GroupRaft<C>, peers: PeerChannels) -> Self {
         GroupHandle { group, raft, peers }
     }
 
@@ -129,7 +138,7 @@ impl GroupHandle {
     }
 
     /// The Raft instance.
-    pub fn raft(&self) -> &ShardRaft {
+    pub fn raft(&self) -> &GroupRaft<C> {
         &self.raft
     }
 
@@ -189,7 +198,7 @@ impl GroupHandle {
 
     /// Commits `batch` through the group's leader (this replica or another) and returns the
     /// state machine's response. See the module documentation for when it retries.
-    pub async fn propose(&self, batch: Batch) -> Result<BatchResponse, ProposeError> {
+    pub async fn propose(&self, batch: C::D) -> Result<C::R, ProposeError> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(LEADER_WAIT_MS);
         loop {
@@ -244,7 +253,7 @@ impl GroupHandle {
         }
     }
 
-    async fn propose_remote(&self, node: &Node, batch: &Batch) -> Result<ProposeAnswer, Sent> {
+    async fn propose_remote(&self, node: &Node, batch: &C::D) -> Result<ProposeAnswer<C::R>, Sent> {
         let mut client = self.client(node).map_err(Sent::No)?;
         let mut req = tonic::Request::new(RaftRequest {
             group: self.group.0,
@@ -319,6 +328,23 @@ impl GroupHandle {
         decode_reply(r.into_inner())
     }
 
+    /// Runs `f` on this replica's state machine as it is now, without any check against
+    /// the leader (a stale read: it may miss writes the leader already acknowledged).
+    pub async fn read_state_local<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&C::StateMachine) -> R + Send + 'static,
+    ) -> Result<R, ProposeError> {
+        self.raft
+            .with_state_machine(move |sm: &mut C::StateMachine| {
+                let r = f(sm);
+                Box::pin(async move { r })
+            })
+            .await
+            .map_err(|e| self.stopped(e))
+    }
+}
+
+impl GroupHandle<TypeConfig> {
     /// Runs `f` on this replica's state as it is now, without any check against the leader
     /// (a stale read: it may miss writes the leader already acknowledged).
     pub async fn read_local<R: Send + 'static>(
@@ -348,13 +374,14 @@ impl GroupHandle {
 /// A leader's wait ran out ([`COMMIT_WAIT_MS`]).
 struct Timeout;
 
-type WriteResult = Result<
-    openraft::raft::ClientWriteResponse<crate::TypeConfig>,
-    RaftError<crate::TypeConfig, ClientWriteError<crate::TypeConfig>>,
->;
+type WriteResult<C> =
+    Result<openraft::raft::ClientWriteResponse<C>, RaftError<C, ClientWriteError<C>>>;
 
 /// `client_write`, waiting at most [`COMMIT_WAIT_MS`].
-async fn write(raft: &ShardRaft, batch: Batch) -> Result<WriteResult, Timeout> {
+async fn write<C: GroupConfig>(
+    raft: &GroupRaft<C>,
+    batch: C::D,
+) -> Result<WriteResult<C>, Timeout> {
     tokio::time::timeout(
         Duration::from_millis(COMMIT_WAIT_MS),
         raft.client_write(batch),
@@ -363,13 +390,11 @@ async fn write(raft: &ShardRaft, batch: Batch) -> Result<WriteResult, Timeout> {
     .map_err(|_| Timeout)
 }
 
-type ReadIndexResult = Result<
-    openraft::raft::linearizable_read::ReadLogId<crate::TypeConfig>,
-    RaftError<crate::TypeConfig, LinearizableReadError<crate::TypeConfig>>,
->;
+type ReadIndexResult<C> =
+    Result<openraft::raft::linearizable_read::ReadLogId<C>, RaftError<C, LinearizableReadError<C>>>;
 
 /// `ensure_linearizable` (read index), waiting at most [`COMMIT_WAIT_MS`].
-async fn read_index(raft: &ShardRaft) -> Result<ReadIndexResult, Timeout> {
+async fn read_index<C: GroupConfig>(raft: &GroupRaft<C>) -> Result<ReadIndexResult<C>, Timeout> {
     tokio::time::timeout(
         Duration::from_millis(COMMIT_WAIT_MS),
         raft.ensure_linearizable(ReadPolicy::ReadIndex),
@@ -393,10 +418,10 @@ fn is_connect_error(s: &tonic::Status) -> bool {
 }
 
 /// The leader-side answer to a forwarded proposal (used by the transport's `Propose`).
-pub(crate) async fn answer_propose(
-    raft: &ShardRaft,
-    batch: Batch,
-) -> Result<ProposeAnswer, String> {
+pub(crate) async fn answer_propose<C: GroupConfig>(
+    raft: &GroupRaft<C>,
+    batch: C::D,
+) -> Result<ProposeAnswer<C::R>, String> {
     if let Err(f) = raft.as_leader() {
         return Ok(ProposeAnswer::NotLeader {
             leader: f.leader_id.zip(f.leader_node),
@@ -417,7 +442,9 @@ pub(crate) async fn answer_propose(
 }
 
 /// The leader-side answer to a read-index request (used by the transport's `ReadIndex`).
-pub(crate) async fn answer_read_index(raft: &ShardRaft) -> Result<ReadIndexAnswer, String> {
+pub(crate) async fn answer_read_index<C: GroupConfig>(
+    raft: &GroupRaft<C>,
+) -> Result<ReadIndexAnswer, String> {
     if let Err(f) = raft.as_leader() {
         return Ok(ReadIndexAnswer::NotLeader {
             leader: f.leader_id.zip(f.leader_node),

@@ -72,6 +72,7 @@ mod forward;
 mod log_store;
 mod manage;
 mod meta;
+mod metadata;
 mod network;
 mod pump;
 mod runtime;
@@ -91,11 +92,16 @@ pub use forward::{
     LEADER_RETRY_MS_MIN, LEADER_WAIT_MS, READ_CATCH_UP_MS,
 };
 pub use log_store::{
-    decode_entry, encode_entry, FlushMode, LogOpenReport, LogStoreConfig, ShardLogReader,
-    ShardLogStore, COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
+    decode_entry, decode_entry_as, encode_entry, FlushMode, LogOpenReport, LogStoreConfig,
+    ShardLogReader, ShardLogStore, COMMITTED_PERSIST_INTERVAL_MS, ENTRY_FORMAT, LOG_DIR,
 };
 pub use manage::{ManageAnswer, ManageOp, MANAGE_TIMEOUT_MS};
 pub use meta::{RaftMeta, META_FILE};
+pub use metadata::{
+    decode_meta_snapshot, encode_meta_snapshot, MapResponse, MetaConfig, MetaRaft,
+    MetaSnapshotBuilder, MetaStateMachine, MAP_COMMAND_BYTES_MAX, META_GROUP, META_SNAPSHOT_FILE,
+    META_SNAPSHOT_MAGIC, META_SNAPSHOT_VERSION,
+};
 pub use network::{
     GroupNetwork, PeerChannels, PeerClient, CONNECT_TIMEOUT_MS, GROUP_METADATA,
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
@@ -110,8 +116,9 @@ pub use state_machine::{
 };
 pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
 pub use types::{
-    Batch, BatchError, BatchResponse, Entry, EntryPayload, LogId, Node, NodeId, Snapshot,
-    SnapshotMeta, StoredMembership, TypeConfig, Vote, BATCH_BYTES_MAX, BATCH_INPUTS_MAX,
+    Batch, BatchError, BatchResponse, CommittedLeaderId, Entry, EntryPayload, GroupConfig,
+    GroupRaft, LogId, Node, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
+    BATCH_BYTES_MAX, BATCH_INPUTS_MAX,
 };
 
 pub use openraft;

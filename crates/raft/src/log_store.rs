@@ -41,12 +41,16 @@
 //! exactly what was not synced (what a simulation of power loss needs).
 
 use crate::meta::{self, RaftMeta};
-use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::types::{GroupConfig, LogId, TypeConfig, Vote};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::LogIdOptionExt;
+use openraft::RaftTypeConfig;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::fmt::Debug;
 use std::io;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -180,24 +184,27 @@ impl<L: LogStore> Shared<L> {
     }
 }
 
-enum FlushRequest {
-    Flush(IOFlushed<TypeConfig>),
+/// An entry of a group of kind `C`.
+type EntryOf<C> = <C as RaftTypeConfig>::Entry;
+
+enum FlushRequest<C: GroupConfig> {
+    Flush(IOFlushed<C>),
     Stop,
 }
 
 /// The flusher of a store, as [`FlushMode`] says.
-enum Flusher {
+enum Flusher<C: GroupConfig> {
     Thread {
-        tx: mpsc::Sender<FlushRequest>,
+        tx: mpsc::Sender<FlushRequest<C>>,
         handle: Option<JoinHandle<()>>,
     },
     Task {
-        tx: tokio::sync::mpsc::UnboundedSender<FlushRequest>,
+        tx: tokio::sync::mpsc::UnboundedSender<FlushRequest<C>>,
     },
 }
 
-impl Flusher {
-    fn send(&self, request: FlushRequest) -> Result<(), ()> {
+impl<C: GroupConfig> Flusher<C> {
+    fn send(&self, request: FlushRequest<C>) -> Result<(), ()> {
         match self {
             Flusher::Thread { tx, .. } => tx.send(request).map_err(|_| ()),
             Flusher::Task { tx } => tx.send(request).map_err(|_| ()),
@@ -205,24 +212,26 @@ impl Flusher {
     }
 }
 
-/// openraft's log storage for one shard group, over a [`FileLog`] (or another
-/// [`LogStore`]). See the module documentation for the layout and the durability
-/// protocol.
-pub struct ShardLogStore<L: LogStore + Send + 'static = FileLog> {
+/// openraft's log storage for one group (a shard's by default, or the metadata group's:
+/// `C`), over a [`FileLog`] (or another [`LogStore`]). See the module documentation for the
+/// layout and the durability protocol.
+pub struct ShardLogStore<L: LogStore + Send + 'static = FileLog, C: GroupConfig = TypeConfig> {
     shared: Arc<Shared<L>>,
-    flusher: Flusher,
+    flusher: Flusher<C>,
     report: LogOpenReport,
 }
 
 /// Reads entries and the vote for openraft's replication tasks; shares the store's log.
-pub struct ShardLogReader<L: LogStore + Send + 'static = FileLog> {
+pub struct ShardLogReader<L: LogStore + Send + 'static = FileLog, C: GroupConfig = TypeConfig> {
     shared: Arc<Shared<L>>,
+    kind: PhantomData<fn() -> C>,
 }
 
-impl<L: LogStore + Send + 'static> Clone for ShardLogReader<L> {
+impl<L: LogStore + Send + 'static, C: GroupConfig> Clone for ShardLogReader<L, C> {
     fn clone(&self) -> Self {
         ShardLogReader {
             shared: self.shared.clone(),
+            kind: PhantomData,
         }
     }
 }
@@ -232,14 +241,19 @@ fn invalid(msg: String) -> io::Error {
 }
 
 /// Encodes an entry as a log record payload.
-pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+pub fn encode_entry<E: Serialize>(entry: &E) -> Vec<u8> {
     let mut out = vec![ENTRY_FORMAT];
     tradelog_codec::encode_into(entry, &mut out);
     out
 }
 
 /// Decodes a log record payload written by [`encode_entry`].
-pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
+pub fn decode_entry(payload: &[u8]) -> Result<crate::Entry, String> {
+    decode_entry_as(payload)
+}
+
+/// Decodes a log record payload written by [`encode_entry`] as an entry of any group kind.
+pub fn decode_entry_as<E: DeserializeOwned>(payload: &[u8]) -> Result<E, String> {
     match payload.split_first() {
         Some((&ENTRY_FORMAT, rest)) => tradelog_codec::decode(rest).map_err(|e| e.to_string()),
         Some((v, _)) => Err(format!("unknown entry format {v}")),
@@ -247,9 +261,9 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     }
 }
 
-fn decode_record(r: &tradelog_storage::Record) -> io::Result<Entry> {
-    let entry =
-        decode_entry(&r.payload).map_err(|e| invalid(format!("log record {}: {e}", r.index)))?;
+fn decode_record<C: GroupConfig>(r: &tradelog_storage::Record) -> io::Result<EntryOf<C>> {
+    let entry: EntryOf<C> =
+        decode_entry_as(&r.payload).map_err(|e| invalid(format!("log record {}: {e}", r.index)))?;
     if entry.index() + 1 != r.index {
         return Err(invalid(format!(
             "log record {} holds the entry of Raft index {}",
@@ -276,12 +290,20 @@ fn restart_hash_at(index: u64) -> [u8; 32] {
     tradelog_codec::sha256(&bytes)
 }
 
-impl ShardLogStore<FileLog> {
-    /// Opens (or creates) the log store of the group directory `dir`.
+impl ShardLogStore<FileLog, TypeConfig> {
+    /// Opens (or creates) the log store of the shard group directory `dir`.
     ///
     /// The log recovers as [`FileLog::open`] does (torn tail cut, anything else damaged
     /// refused); `raft-meta` must be readable if it exists.
-    pub fn open(dir: impl AsRef<Path>, config: LogStoreConfig) -> io::Result<ShardLogStore> {
+    pub fn open(dir: impl AsRef<Path>, config: LogStoreConfig) -> io::Result<Self> {
+        Self::open_group(dir, config)
+    }
+}
+
+impl<C: GroupConfig> ShardLogStore<FileLog, C> {
+    /// Opens (or creates) the log store of a group of kind `C` in `dir`, as
+    /// [`open`](ShardLogStore::open) does for a shard.
+    pub fn open_group(dir: impl AsRef<Path>, config: LogStoreConfig) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
         let log = FileLog::open(dir.join(LOG_DIR), config.log.clone()).map_err(io::Error::other)?;
@@ -292,17 +314,13 @@ impl ShardLogStore<FileLog> {
     }
 }
 
-impl<L: LogStore + Send + 'static> ShardLogStore<L> {
+impl<L: LogStore + Send + 'static, C: GroupConfig> ShardLogStore<L, C> {
     /// Opens the log store of the group directory `dir` over `log` (already open: a
     /// reopened [`FileLog`], or e.g. a `MemLog` that survived a simulated crash); only
     /// `raft-meta` is read from `dir`. `config.log` is not used.
     ///
     /// With [`FlushMode::Task`] this must be called inside a tokio runtime.
-    pub fn with_log(
-        dir: impl AsRef<Path>,
-        mut log: L,
-        config: LogStoreConfig,
-    ) -> io::Result<ShardLogStore<L>> {
+    pub fn with_log(dir: impl AsRef<Path>, mut log: L, config: LogStoreConfig) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
         let m = meta::load(&dir)?;
@@ -324,7 +342,7 @@ impl<L: LogStore + Send + 'static> ShardLogStore<L> {
                 .map_err(io::Error::other)?
                 .pop()
                 .expect("the last record exists");
-            last = Some(decode_record(&rec)?.log_id());
+            last = Some(decode_record::<C>(&rec)?.log_id());
         }
         let inner = Inner {
             log,
@@ -392,7 +410,7 @@ impl<L: LogStore + Send + 'static> ShardLogStore<L> {
     }
 }
 
-impl<L: LogStore + Send + 'static> Drop for ShardLogStore<L> {
+impl<L: LogStore + Send + 'static, C: GroupConfig> Drop for ShardLogStore<L, C> {
     fn drop(&mut self) {
         let _ = self.flusher.send(FlushRequest::Stop);
         if let Flusher::Thread { handle, .. } = &mut self.flusher {
@@ -404,7 +422,7 @@ impl<L: LogStore + Send + 'static> Drop for ShardLogStore<L> {
 }
 
 /// One group commit: makes the log durable once and reports every waiting append.
-fn flush_waiting<L: LogStore>(shared: &Shared<L>, waiting: Vec<IOFlushed<TypeConfig>>) {
+fn flush_waiting<L: LogStore, C: GroupConfig>(shared: &Shared<L>, waiting: Vec<IOFlushed<C>>) {
     if waiting.is_empty() {
         return;
     }
@@ -437,9 +455,9 @@ fn persist_committed<L: LogStore>(shared: &Shared<L>) {
 }
 
 /// The flusher thread: group commit of appends, and lazy persistence of `committed`.
-fn flusher_thread<L: LogStore>(
+fn flusher_thread<L: LogStore, C: GroupConfig>(
     shared: Arc<Shared<L>>,
-    rx: mpsc::Receiver<FlushRequest>,
+    rx: mpsc::Receiver<FlushRequest<C>>,
     interval: Duration,
 ) {
     let mut last_meta_write = Instant::now();
@@ -468,9 +486,9 @@ fn flusher_thread<L: LogStore>(
 
 /// The flusher task ([`FlushMode::Task`]): the same loop on the runtime's clock. It yields
 /// once before each flush so that appends submitted meanwhile share it.
-async fn flusher_task<L: LogStore>(
+async fn flusher_task<L: LogStore, C: GroupConfig>(
     shared: Arc<Shared<L>>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushRequest>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushRequest<C>>,
     interval: Duration,
 ) {
     let mut last_meta_write = tokio::time::Instant::now();
@@ -517,24 +535,24 @@ fn clip<L: LogStore>(inner: &Inner<L>, range: &impl RangeBounds<u64>) -> (u64, u
     (from, to.max(from))
 }
 
-async fn read_entries<L: LogStore>(
+async fn read_entries<L: LogStore, C: GroupConfig>(
     shared: &Shared<L>,
     range: impl RangeBounds<u64>,
-) -> io::Result<Vec<Entry>> {
+) -> io::Result<Vec<EntryOf<C>>> {
     let records = {
         let inner = shared.lock()?;
         let (from, to) = clip(&inner, &range);
         inner.read_records(from, to)?
     };
-    records.iter().map(decode_record).collect()
+    records.iter().map(decode_record::<C>).collect()
 }
 
-impl<L: LogStore + Send + 'static> RaftLogReader<TypeConfig> for ShardLogReader<L> {
+impl<L: LogStore + Send + 'static, C: GroupConfig> RaftLogReader<C> for ShardLogReader<L, C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> io::Result<Vec<Entry>> {
-        read_entries(&self.shared, range).await
+    ) -> io::Result<Vec<EntryOf<C>>> {
+        read_entries::<L, C>(&self.shared, range).await
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -542,12 +560,12 @@ impl<L: LogStore + Send + 'static> RaftLogReader<TypeConfig> for ShardLogReader<
     }
 }
 
-impl<L: LogStore + Send + 'static> RaftLogReader<TypeConfig> for ShardLogStore<L> {
+impl<L: LogStore + Send + 'static, C: GroupConfig> RaftLogReader<C> for ShardLogStore<L, C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> io::Result<Vec<Entry>> {
-        read_entries(&self.shared, range).await
+    ) -> io::Result<Vec<EntryOf<C>>> {
+        read_entries::<L, C>(&self.shared, range).await
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -555,10 +573,10 @@ impl<L: LogStore + Send + 'static> RaftLogReader<TypeConfig> for ShardLogStore<L
     }
 }
 
-impl<L: LogStore + Send + 'static> RaftLogStorage<TypeConfig> for ShardLogStore<L> {
-    type LogReader = ShardLogReader<L>;
+impl<L: LogStore + Send + 'static, C: GroupConfig> RaftLogStorage<C> for ShardLogStore<L, C> {
+    type LogReader = ShardLogReader<L, C>;
 
-    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+    async fn get_log_state(&mut self) -> io::Result<LogState<C>> {
         let inner = self.shared.lock()?;
         Ok(LogState {
             last_purged_log_id: inner.purged,
@@ -566,9 +584,10 @@ impl<L: LogStore + Send + 'static> RaftLogStorage<TypeConfig> for ShardLogStore<
         })
     }
 
-    async fn get_log_reader(&mut self) -> ShardLogReader<L> {
+    async fn get_log_reader(&mut self) -> ShardLogReader<L, C> {
         ShardLogReader {
             shared: self.shared.clone(),
+            kind: PhantomData,
         }
     }
 
@@ -604,16 +623,16 @@ impl<L: LogStore + Send + 'static> RaftLogStorage<TypeConfig> for ShardLogStore<
             return Ok(None);
         }
         let rec = inner.read_records(c.index, c.index + 1)?;
-        let held = decode_record(&rec[0])?.log_id();
+        let held = decode_record::<C>(&rec[0])?.log_id();
         Ok((held == c).then_some(c))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = EntryOf<C>> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        let entries: Vec<EntryOf<C>> = entries.into_iter().collect();
         let Some(last) = entries.last().map(|e| e.log_id()) else {
             callback.io_completed(Ok(()));
             return Ok(());
@@ -685,7 +704,7 @@ impl<L: LogStore + Send + 'static> RaftLogStorage<TypeConfig> for ShardLogStore<
         {
             if inner.purged.as_ref() != Some(keep) {
                 let rec = inner.read_records(keep.index, keep.index + 1)?;
-                let held = decode_record(&rec[0])?.log_id();
+                let held = decode_record::<C>(&rec[0])?.log_id();
                 if held != *keep {
                     return Err(invalid(format!(
                         "truncate after {keep}: the log holds {held} at that index"

@@ -5,8 +5,7 @@ use crate::forward::{GroupHandle, ProposeError, LEADER_WAIT_MS};
 use crate::network::{decode_reply, RAFT_MESSAGE_BYTES_MAX, WIRE_ENCODING};
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::RaftRequest;
-use crate::types::{Node, NodeId};
-use crate::ShardRaft;
+use crate::types::{GroupConfig, GroupRaft, Node, NodeId};
 use openraft::errors::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -53,7 +52,10 @@ pub enum ManageAnswer {
 }
 
 /// The leader-side execution of a change (used locally and by the transport's `Manage`).
-pub(crate) async fn answer_manage(raft: &ShardRaft, op: ManageOp) -> Result<ManageAnswer, String> {
+pub(crate) async fn answer_manage<C: GroupConfig>(
+    raft: &GroupRaft<C>,
+    op: ManageOp,
+) -> Result<ManageAnswer, String> {
     if let Err(f) = raft.as_leader() {
         return Ok(ManageAnswer::NotLeader {
             leader: f.leader_id.zip(f.leader_node),
@@ -90,7 +92,7 @@ pub(crate) async fn answer_manage(raft: &ShardRaft, op: ManageOp) -> Result<Mana
     }
 }
 
-impl GroupHandle {
+impl<C: GroupConfig> GroupHandle<C> {
     /// Runs `op` on the group's leader (this replica or another).
     pub async fn manage(&self, op: ManageOp) -> Result<(), ProposeError> {
         let started = Instant::now();

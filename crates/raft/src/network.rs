@@ -7,7 +7,7 @@
 use crate::pb::raft_reply::Result as PbResult;
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::{RaftReply, RaftRequest, SnapshotChunk};
-use crate::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
+use crate::types::{GroupConfig, Node, NodeId, Snapshot, TypeConfig, Vote};
 use futures_util::future::Either;
 use futures_util::StreamExt;
 use openraft::base::{BoxFuture, BoxStream};
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -127,25 +128,43 @@ impl PeerChannels {
     }
 }
 
-/// openraft's network factory for one group on this node.
-#[derive(Clone, Debug)]
-pub struct GroupNetwork {
+/// openraft's network factory for one group on this node (a shard's by default, or the
+/// metadata group's: `C`).
+#[derive(Debug)]
+pub struct GroupNetwork<C: GroupConfig = TypeConfig> {
     group: ShardId,
     from: NodeId,
     peers: PeerChannels,
+    kind: PhantomData<fn() -> C>,
 }
 
-impl GroupNetwork {
-    /// The network of group `group` as seen from node `from`, over the node's `peers`.
-    pub fn new(group: ShardId, from: NodeId, peers: PeerChannels) -> Self {
-        GroupNetwork { group, from, peers }
+impl<C: GroupConfig> Clone for GroupNetwork<C> {
+    fn clone(&self) -> Self {
+        GroupNetwork {
+            group: self.group,
+            from: self.from,
+            peers: self.peers.clone(),
+            kind: PhantomData,
+        }
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
-    type Network = PeerClient;
+impl<C: GroupConfig> GroupNetwork<C> {
+    /// The network of group `group` as seen from node `from`, over the node's `peers`.
+    pub fn new(group: ShardId, from: NodeId, peers: PeerChannels) -> Self {
+        GroupNetwork {
+            group,
+            from,
+            peers,
+            kind: PhantomData,
+        }
+    }
+}
 
-    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+impl<C: GroupConfig> RaftNetworkFactory<C> for GroupNetwork<C> {
+    type Network = PeerClient<C>;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient<C> {
         let client = self
             .peers
             .channel(&node.addr)
@@ -160,31 +179,33 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             from: self.from,
             target,
             client,
+            kind: PhantomData,
         }
     }
 }
 
 /// openraft's `RaftNetworkV2` for one group towards one peer.
-pub struct PeerClient {
+pub struct PeerClient<C: GroupConfig = TypeConfig> {
     group: ShardId,
     from: NodeId,
     target: NodeId,
     client: Result<RaftTransportClient<Channel>, String>,
+    kind: PhantomData<fn() -> C>,
 }
 
-type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
+type RpcResult<T, C> = Result<T, RPCError<C>>;
 
-fn unreachable(e: &(impl std::error::Error + 'static)) -> RPCError<TypeConfig> {
+fn unreachable<C: GroupConfig>(e: &(impl std::error::Error + 'static)) -> RPCError<C> {
     RPCError::Unreachable(Unreachable::new(e))
 }
 
-fn network(msg: impl ToString) -> NetworkError<TypeConfig> {
+fn network<C: GroupConfig>(msg: impl ToString) -> NetworkError<C> {
     NetworkError::new(&AnyError::error(msg))
 }
 
 /// A gRPC failure as openraft sees it: the peer cannot be reached (backs off), or the
 /// exchange failed.
-fn status_error(s: tonic::Status) -> RPCError<TypeConfig> {
+fn status_error<C: GroupConfig>(s: tonic::Status) -> RPCError<C> {
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::NotFound => unreachable(&s),
         _ => RPCError::Network(NetworkError::new(&s)),
@@ -208,14 +229,14 @@ pub(crate) fn decode_reply<T: DeserializeOwned>(reply: RaftReply) -> Result<T, S
     }
 }
 
-impl PeerClient {
-    fn client(&self) -> RpcResult<RaftTransportClient<Channel>> {
+impl<C: GroupConfig> PeerClient<C> {
+    fn client(&self) -> RpcResult<RaftTransportClient<Channel>, C> {
         self.client
             .clone()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&AnyError::error(e))))
     }
 
-    fn timeout(&self, action: RPCTypes, ttl: Duration) -> RPCError<TypeConfig> {
+    fn timeout(&self, action: RPCTypes, ttl: Duration) -> RPCError<C> {
         RPCError::Timeout(Timeout {
             action,
             id: self.from,
@@ -231,7 +252,7 @@ impl PeerClient {
         req: &Req,
         option: &RPCOption,
         call: F,
-    ) -> RpcResult<Resp>
+    ) -> RpcResult<Resp, C>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -248,14 +269,14 @@ impl PeerClient {
     }
 }
 
-impl RaftNetworkV2<TypeConfig> for PeerClient {
+impl<C: GroupConfig> RaftNetworkV2<C> for PeerClient<C> {
     type SnapshotData = Vec<u8>;
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<C>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<TypeConfig>> {
+    ) -> RpcResult<AppendEntriesResponse<C>, C> {
         self.unary(
             RPCTypes::AppendEntries,
             &rpc,
@@ -269,12 +290,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         &'s mut self,
         input: S,
         option: RPCOption,
-    ) -> BoxFuture<'s, RpcResult<BoxStream<'s, RpcResult<StreamAppendResult<TypeConfig>>>>>
+    ) -> BoxFuture<'s, RpcResult<BoxStream<'s, RpcResult<StreamAppendResult<C>, C>>, C>>
     where
-        S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>>
-            + OptionalSend
-            + Unpin
-            + 'static,
+        S: futures_util::Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
     {
         let group = self.group;
         let ttl = option.soft_ttl();
@@ -294,7 +312,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 .map_err(status_error)?;
             let replies = response.into_inner().map(|item| {
                 let reply = item.map_err(status_error)?;
-                decode_reply::<StreamAppendResult<TypeConfig>>(reply)
+                decode_reply::<StreamAppendResult<C>>(reply)
                     .map_err(|e| RPCError::Network(network(e)))
             });
             Ok(Box::pin(replies) as BoxStream<'s, _>)
@@ -304,9 +322,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<TypeConfig>,
+        rpc: VoteRequest<C>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<TypeConfig>> {
+    ) -> RpcResult<VoteResponse<C>, C> {
         self.unary(RPCTypes::Vote, &rpc, &option, |mut c, r| async move {
             c.vote(r).await
         })
@@ -315,9 +333,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn pre_vote(
         &mut self,
-        rpc: VoteRequest<TypeConfig>,
+        rpc: VoteRequest<C>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<TypeConfig>> {
+    ) -> RpcResult<VoteResponse<C>, C> {
         self.unary(RPCTypes::Vote, &rpc, &option, |mut c, r| async move {
             c.pre_vote(r).await
         })
@@ -326,9 +344,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn transfer_leader(
         &mut self,
-        req: TransferLeaderRequest<TypeConfig>,
+        req: TransferLeaderRequest<C>,
         option: RPCOption,
-    ) -> RpcResult<TransferLeaderResponse<TypeConfig>> {
+    ) -> RpcResult<TransferLeaderResponse<C>, C> {
         self.unary(
             RPCTypes::TransferLeader,
             &req,
@@ -344,7 +362,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
         let mut client = self.client().map_err(rpc_to_streaming)?;
         let chunk = option
             .snapshot_chunk_size()
@@ -388,7 +406,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-fn rpc_to_streaming(e: RPCError<TypeConfig>) -> StreamingError<TypeConfig> {
+fn rpc_to_streaming<C: GroupConfig>(e: RPCError<C>) -> StreamingError<C> {
     match e {
         RPCError::Timeout(t) => StreamingError::Timeout(t),
         RPCError::Unreachable(u) => StreamingError::Unreachable(u),

@@ -4,12 +4,13 @@
 
 use crate::forward::{answer_propose, answer_read_index};
 use crate::manage::{answer_manage, ManageOp};
+use crate::metadata::{MetaRaft, META_GROUP};
 use crate::network::{GROUP_METADATA, RAFT_MESSAGE_BYTES_MAX, WIRE_ENCODING};
 use crate::pb::raft_reply::Result as PbResult;
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::pb::{RaftReply, RaftRequest, SnapshotChunk};
-use crate::types::{SnapshotMeta, TypeConfig, Vote};
-use crate::{verify_snapshot_envelope, Batch, ShardRaft, Snapshot};
+use crate::types::{GroupConfig, GroupRaft, SnapshotMeta, Vote};
+use crate::{ShardRaft, Snapshot};
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -25,12 +26,30 @@ pub const SNAPSHOT_BYTES_MAX: u64 = tradelog_codec::ENVELOPE_PAYLOAD_BYTES_MAX a
 /// Most bytes reserved up front for an incoming snapshot (64 MiB).
 const SNAPSHOT_PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
 
-/// The Raft groups of this node, by group (shard) id, and the gRPC service that feeds
-/// them. Cheap to clone; groups may be added and removed while serving.
+/// The Raft groups of this node, by group id (a shard's id, or [`META_GROUP`] for the
+/// metadata group), and the gRPC service that feeds them. Cheap to clone; groups may be
+/// added and removed while serving.
 #[derive(Clone, Default)]
 pub struct RaftRouter {
     groups: Arc<RwLock<HashMap<u32, ShardRaft>>>,
+    meta: Arc<RwLock<Option<MetaRaft>>>,
     counters: Arc<Counters>,
+}
+
+/// A group this node serves, of either kind.
+enum Member {
+    Shard(ShardRaft),
+    Meta(MetaRaft),
+}
+
+/// Runs `$body` with `$raft` bound to the group's Raft instance, whichever its kind.
+macro_rules! with_member {
+    ($member:expr, $raft:ident => $body:expr) => {
+        match $member {
+            Member::Shard($raft) => $body,
+            Member::Meta($raft) => $body,
+        }
+    };
 }
 
 #[derive(Default)]
@@ -71,6 +90,16 @@ impl RaftRouter {
             .insert(group.0, raft);
     }
 
+    /// Routes messages for the metadata group ([`META_GROUP`]) to `raft`.
+    pub fn add_meta(&self, raft: MetaRaft) {
+        *self.meta.write().expect("router poisoned") = Some(raft);
+    }
+
+    /// Stops routing messages to the metadata group.
+    pub fn remove_meta(&self) -> Option<MetaRaft> {
+        self.meta.write().expect("router poisoned").take()
+    }
+
     /// Stops routing messages to `group`; its peers then see it as unreachable.
     pub fn remove(&self, group: ShardId) -> Option<ShardRaft> {
         self.groups
@@ -98,13 +127,18 @@ impl RaftRouter {
         }
     }
 
-    fn group(&self, group: u32) -> Result<ShardRaft, Status> {
-        self.groups
-            .read()
-            .expect("router poisoned")
-            .get(&group)
-            .cloned()
-            .ok_or_else(|| Status::not_found(format!("this node serves no Raft group {group}")))
+    fn group(&self, group: u32) -> Result<Member, Status> {
+        let found = if group == META_GROUP.0 {
+            self.meta
+                .read()
+                .expect("router poisoned")
+                .clone()
+                .map(Member::Meta)
+        } else {
+            let groups = self.groups.read().expect("router poisoned");
+            groups.get(&group).cloned().map(Member::Shard)
+        };
+        found.ok_or_else(|| Status::not_found(format!("this node serves no Raft group {group}")))
     }
 }
 
@@ -142,10 +176,9 @@ impl RaftTransport for RaftRouter {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
-        let raft = self.group(r.group)?;
-        let req = decode(&r)?;
+        let member = self.group(r.group)?;
         self.counters.append_entries.fetch_add(1, Ordering::Relaxed);
-        Ok(Response::new(reply(raft.append_entries(req).await)))
+        with_member!(member, raft => append_entries(&raft, &r).await)
     }
 
     type StreamAppendStream = ReplyStream;
@@ -162,60 +195,26 @@ impl RaftTransport for RaftRouter {
             .ok_or_else(|| {
                 Status::invalid_argument(format!("StreamAppend without `{GROUP_METADATA}`"))
             })?;
-        let raft = self.group(group)?;
+        let member = self.group(group)?;
         self.counters.streams.fetch_add(1, Ordering::Relaxed);
         let counters = self.counters.clone();
         let inbound = request.into_inner();
-        // A request that cannot be used ends the input; the reason ends the output.
-        let failure: Arc<Mutex<Option<Status>>> = Arc::default();
-        let failed = failure.clone();
-        let requests = inbound
-            .map(move |m| {
-                let m = m?;
-                if m.group != group {
-                    return Err(Status::invalid_argument(format!(
-                        "group {} in a stream of group {group}",
-                        m.group
-                    )));
-                }
-                counters.streamed_requests.fetch_add(1, Ordering::Relaxed);
-                decode(&m)
-            })
-            .take_while(move |r| {
-                let ok = r.is_ok();
-                if let Err(e) = r {
-                    *failed.lock().expect("poisoned") = Some(e.clone());
-                }
-                std::future::ready(ok)
-            })
-            .filter_map(|r| std::future::ready(r.ok()));
-        let replies = raft
-            .stream_append(Box::pin(requests))
-            .map(|r| match r {
-                Ok(result) => Ok(reply::<_, String>(Ok(result))),
-                Err(fatal) => Err(Status::unavailable(fatal.to_string())),
-            })
-            .chain(
-                futures_util::stream::once(async move { failure.lock().expect("poisoned").take() })
-                    .filter_map(|e| std::future::ready(e.map(Err))),
-            );
-        Ok(Response::new(Box::pin(replies)))
+        let replies = with_member!(member, raft => stream_append(raft, group, inbound, counters));
+        Ok(Response::new(replies))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
-        let raft = self.group(r.group)?;
-        let req = decode(&r)?;
+        let member = self.group(r.group)?;
         self.counters.votes.fetch_add(1, Ordering::Relaxed);
-        Ok(Response::new(reply(raft.vote(req).await)))
+        with_member!(member, raft => vote(&raft, &r, false).await)
     }
 
     async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
-        let raft = self.group(r.group)?;
-        let req = decode(&r)?;
+        let member = self.group(r.group)?;
         self.counters.votes.fetch_add(1, Ordering::Relaxed);
-        Ok(Response::new(reply(raft.pre_vote(req).await)))
+        with_member!(member, raft => vote(&raft, &r, true).await)
     }
 
     async fn transfer_leader(
@@ -223,19 +222,14 @@ impl RaftTransport for RaftRouter {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
-        let raft = self.group(r.group)?;
-        let req = decode(&r)?;
-        Ok(Response::new(reply(raft.handle_transfer_leader(req).await)))
+        let member = self.group(r.group)?;
+        with_member!(member, raft => transfer_leader(&raft, &r).await)
     }
 
     async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
-        let raft = self.group(r.group)?;
-        let batch: Batch = decode(&r)?;
-        // The same limits as a local proposal: a peer cannot slip in what a client cannot.
-        let batch =
-            Batch::new(batch.inputs).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        Ok(Response::new(reply(answer_propose(&raft, batch).await)))
+        let member = self.group(r.group)?;
+        with_member!(member, raft => propose(&raft, &r).await)
     }
 
     async fn read_index(
@@ -244,15 +238,19 @@ impl RaftTransport for RaftRouter {
     ) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
         check_encoding(r.encoding)?;
-        let raft = self.group(r.group)?;
-        Ok(Response::new(reply(answer_read_index(&raft).await)))
+        let member = self.group(r.group)?;
+        Ok(Response::new(
+            with_member!(member, raft => reply(answer_read_index(&raft).await)),
+        ))
     }
 
     async fn manage(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = request.into_inner();
-        let raft = self.group(r.group)?;
+        let member = self.group(r.group)?;
         let op: ManageOp = decode(&r)?;
-        Ok(Response::new(reply(answer_manage(&raft, op).await)))
+        Ok(Response::new(
+            with_member!(member, raft => reply(answer_manage(&raft, op).await)),
+        ))
     }
 
     async fn install_snapshot(
@@ -265,7 +263,7 @@ impl RaftTransport for RaftRouter {
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot transfer"))?;
         check_encoding(first.encoding)?;
-        let raft = self.group(first.group)?;
+        let member = self.group(first.group)?;
         let (vote, meta, len): (Vote, SnapshotMeta, u64) = tradelog_codec::decode(&first.header)
             .map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
         if len > SNAPSHOT_BYTES_MAX {
@@ -297,18 +295,97 @@ impl RaftTransport for RaftRouter {
                 bytes.len()
             )));
         }
-        // The state machine checks everything again (engine invariants, state hash) before
-        // it replaces its state; this check keeps damaged bytes away from openraft.
-        verify_snapshot_envelope(&bytes, ShardId(first.group), &meta)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let snapshot = Snapshot {
             meta,
             snapshot: bytes,
         };
         self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
-        let r = raft.install_full_snapshot(vote, snapshot).await;
-        Ok(Response::new(
-            reply::<_, openraft::errors::Fatal<TypeConfig>>(r),
-        ))
+        let group = ShardId(first.group);
+        with_member!(member, raft => install_snapshot(&raft, group, vote, snapshot).await)
     }
+}
+
+type Answer = Result<Response<RaftReply>, Status>;
+
+async fn append_entries<C: GroupConfig>(raft: &GroupRaft<C>, r: &RaftRequest) -> Answer {
+    let req = decode(r)?;
+    Ok(Response::new(reply(raft.append_entries(req).await)))
+}
+
+async fn vote<C: GroupConfig>(raft: &GroupRaft<C>, r: &RaftRequest, pre: bool) -> Answer {
+    let req = decode(r)?;
+    let answer = if pre {
+        raft.pre_vote(req).await
+    } else {
+        raft.vote(req).await
+    };
+    Ok(Response::new(reply(answer)))
+}
+
+async fn transfer_leader<C: GroupConfig>(raft: &GroupRaft<C>, r: &RaftRequest) -> Answer {
+    let req = decode(r)?;
+    Ok(Response::new(reply(raft.handle_transfer_leader(req).await)))
+}
+
+async fn propose<C: GroupConfig>(raft: &GroupRaft<C>, r: &RaftRequest) -> Answer {
+    let data: C::D = decode(r)?;
+    // The same limits as a local proposal: a peer cannot slip in what a client cannot.
+    let data = C::check_proposal(data).map_err(Status::invalid_argument)?;
+    Ok(Response::new(reply(answer_propose(raft, data).await)))
+}
+
+async fn install_snapshot<C: GroupConfig>(
+    raft: &GroupRaft<C>,
+    group: ShardId,
+    vote: Vote,
+    snapshot: Snapshot,
+) -> Answer {
+    // The state machine checks everything again before it replaces its state; this
+    // check keeps damaged bytes away from openraft.
+    C::check_snapshot(&snapshot.snapshot, group, &snapshot.meta)
+        .map_err(Status::invalid_argument)?;
+    let r = raft.install_full_snapshot(vote, snapshot).await;
+    Ok(Response::new(reply::<_, openraft::errors::Fatal<C>>(r)))
+}
+
+fn stream_append<C: GroupConfig>(
+    raft: GroupRaft<C>,
+    group: u32,
+    inbound: Streaming<RaftRequest>,
+    counters: Arc<Counters>,
+) -> ReplyStream {
+    // A request that cannot be used ends the input; the reason ends the output.
+    let failure: Arc<Mutex<Option<Status>>> = Arc::default();
+    let failed = failure.clone();
+    let requests = inbound
+        .map(move |m| {
+            let m = m?;
+            if m.group != group {
+                return Err(Status::invalid_argument(format!(
+                    "group {} in a stream of group {group}",
+                    m.group
+                )));
+            }
+            counters.streamed_requests.fetch_add(1, Ordering::Relaxed);
+            decode(&m)
+        })
+        .take_while(move |r| {
+            let ok = r.is_ok();
+            if let Err(e) = r {
+                *failed.lock().expect("poisoned") = Some(e.clone());
+            }
+            std::future::ready(ok)
+        })
+        .filter_map(|r| std::future::ready(r.ok()));
+    let replies = raft
+        .stream_append(Box::pin(requests))
+        .map(|r| match r {
+            Ok(result) => Ok(reply::<_, String>(Ok(result))),
+            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+        })
+        .chain(
+            futures_util::stream::once(async move { failure.lock().expect("poisoned").take() })
+                .filter_map(|e| std::future::ready(e.map(Err))),
+        );
+    Box::pin(replies)
 }

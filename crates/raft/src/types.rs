@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tradelog_domain::EventRecord;
+use tradelog_domain::{EventRecord, ShardId};
 use tradelog_engine::{Applied, Input};
 
 /// Most inputs in one [`Batch`] (one Raft entry, one engine `apply_batch`).
@@ -39,6 +39,66 @@ openraft::declare_raft_types!(
         Node = Node,
         AsyncRuntime = crate::runtime::ShardRuntime,
 );
+
+/// What every kind of group on a node has in common, so that one log store
+/// ([`ShardLogStore`](crate::ShardLogStore)), one network ([`GroupNetwork`](crate::GroupNetwork)),
+/// one transport ([`RaftRouter`](crate::RaftRouter)) and one [`GroupHandle`](crate::GroupHandle)
+/// serve them all: node ids, addresses, terms, votes and log ids are those of
+/// [`TypeConfig`]; only the entries' payload, the response and the state machine differ.
+///
+/// Two kinds exist: the shard groups ([`TypeConfig`]: entries are [`Batch`]es of engine
+/// inputs) and the metadata group ([`MetaConfig`](crate::MetaConfig): entries are
+/// cluster-map commands).
+pub trait GroupConfig:
+    openraft::RaftTypeConfig<
+    NodeId = NodeId,
+    Node = Node,
+    Term = u64,
+    LeaderId = openraft::type_config::alias::LeaderIdOf<TypeConfig>,
+    Vote = Vote,
+    AsyncRuntime = crate::runtime::ShardRuntime,
+    Entry: openraft::entry::RaftEntry<CommittedLeaderId = CommittedLeaderId>
+               + Clone
+               + Serialize
+               + serde::de::DeserializeOwned,
+    D: Clone + Serialize + serde::de::DeserializeOwned,
+    R: Serialize + serde::de::DeserializeOwned,
+>
+{
+    /// The state machine of a group of this kind.
+    type StateMachine: openraft::storage::RaftStateMachine<Self, SnapshotData = Vec<u8>>;
+
+    /// What the log calls a group of this kind in errors ("shard", "metadata group").
+    const KIND: &'static str;
+
+    /// Checks a proposal a peer forwarded, with the limits a local proposal has: a peer
+    /// cannot slip in what a client cannot.
+    fn check_proposal(data: Self::D) -> Result<Self::D, String>;
+
+    /// The cheap check of snapshot bytes received from a peer before openraft sees them:
+    /// they are a snapshot of group `group` at `meta` (the state machine checks everything
+    /// again before it installs them).
+    fn check_snapshot(bytes: &[u8], group: ShardId, meta: &SnapshotMeta) -> Result<(), String>;
+}
+
+impl GroupConfig for TypeConfig {
+    type StateMachine = crate::ShardStateMachine;
+    const KIND: &'static str = "shard";
+
+    fn check_proposal(data: Batch) -> Result<Batch, String> {
+        Batch::new(data.inputs).map_err(|e| e.to_string())
+    }
+
+    fn check_snapshot(bytes: &[u8], group: ShardId, meta: &SnapshotMeta) -> Result<(), String> {
+        crate::verify_snapshot_envelope(bytes, group, meta).map_err(|e| e.to_string())
+    }
+}
+
+/// The committed part of a leader id (term and node): what a log id names.
+pub type CommittedLeaderId = openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>;
+
+/// The openraft handle of a group of kind `C`.
+pub type GroupRaft<C> = openraft::Raft<C, <C as GroupConfig>::StateMachine>;
 
 /// The id of a Raft log entry: (term, leader node) and index. Indexes start at 0.
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;

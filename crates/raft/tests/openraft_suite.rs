@@ -106,3 +106,44 @@ fn openraft_suite_mem_log_task_flush_inline_io() {
     rt.block_on(Suite::test_all(DeterministicBuilder))
         .expect("openraft storage suite");
 }
+
+/// The metadata group's store and state machine ([`MetaConfig`]) pass the same suite.
+struct MetaBuilder;
+
+impl
+    StoreBuilder<
+        tradelog_raft::MetaConfig,
+        ShardLogStore<tradelog_storage::FileLog, tradelog_raft::MetaConfig>,
+        tradelog_raft::MetaStateMachine,
+        TempDir,
+    > for MetaBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (
+            TempDir,
+            ShardLogStore<tradelog_storage::FileLog, tradelog_raft::MetaConfig>,
+            tradelog_raft::MetaStateMachine,
+        ),
+        StorageError<tradelog_raft::MetaConfig>,
+    > {
+        let err = |e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e);
+        let tmp = tempfile::tempdir().map_err(err)?;
+        let store =
+            ShardLogStore::open_group(tmp.path(), LogStoreConfig::default()).map_err(err)?;
+        let sm = tradelog_raft::MetaStateMachine::open(tmp.path()).map_err(err)?;
+        Ok((tmp, store, sm))
+    }
+}
+
+#[test]
+fn openraft_suite_metadata_group() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(Suite::test_all(MetaBuilder))
+        .expect("openraft storage suite");
+}

@@ -1,0 +1,463 @@
+//! The cluster map: what the metadata group replicates (docs/design/0013, step 2).
+//!
+//! A [`ClusterMap`] names the nodes (id, address, draining or not), the replication
+//! factor, and per shard its **target** replica set: where the shard should live. Where a
+//! shard's replicas actually are is its own Raft group's membership; the reconciler (run by
+//! the metadata group's leader) compares the two through [`ClusterMap::layout`] and
+//! [`plan`](crate::plan) and drives the groups towards the targets.
+//!
+//! The map changes only through [`MapCommand`]s applied in log order by
+//! [`ClusterMap::apply`]: deterministic (ordered maps, no clock), and a refused command
+//! changes nothing and says why with a typed [`MapReject`] whose [`code`](MapReject::code)
+//! is stable. Every accepted command bumps [`ClusterMap::version`], which routes carry so
+//! that a node or client can tell that what it knows is stale.
+
+use crate::{Layout, NodeId, NodeState, Replicas, NODES_MAX, REPLICATION_FACTOR_MAX};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use tradelog_domain::{ShardId, SHARD_COUNT_MAX};
+
+/// Most bytes of a node's address.
+pub const NODE_ADDR_BYTES_MAX: usize = 256;
+
+/// A node as the map knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapNode {
+    /// Where its node-to-node service answers (a URL such as `http://127.0.0.1:7001`).
+    pub addr: String,
+    /// Leaving the cluster: it takes no new replicas and its replicas move elsewhere.
+    pub draining: bool,
+}
+
+/// The replicated cluster map. See the module documentation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMap {
+    /// Bumped by every accepted command; 0 before [`MapCommand::Init`].
+    pub version: u64,
+    /// Replicas each shard should have; 0 before [`MapCommand::Init`].
+    pub replication_factor: usize,
+    /// Every member node.
+    pub nodes: BTreeMap<NodeId, MapNode>,
+    /// Per shard, the nodes that should hold its replicas.
+    pub shards: BTreeMap<ShardId, BTreeSet<NodeId>>,
+}
+
+/// A change to the map, applied in log order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MapCommand {
+    /// Creates the map of a new cluster: its nodes, the replication factor and where each
+    /// of the shards `0..shards` lives now. Only once.
+    Init {
+        /// The number of shards.
+        shards: u32,
+        /// Replicas per shard.
+        replication_factor: usize,
+        /// The first nodes and their addresses.
+        nodes: BTreeMap<NodeId, String>,
+        /// Every shard's replica set now (each within `nodes`).
+        replicas: BTreeMap<ShardId, BTreeSet<NodeId>>,
+    },
+    /// A node joins (it takes replicas once the reconciler moves some to it).
+    AddNode {
+        /// Its id (also its Raft node id).
+        node: NodeId,
+        /// Its address.
+        addr: String,
+    },
+    /// A node starts leaving: no new replicas go to it, and the reconciler moves its
+    /// replicas away.
+    DrainNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// A drained node leaves the map (refused while a target replica set names it).
+    RemoveNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// Sets where a shard should live (a move by command, or the reconciler's new target).
+    SetShardReplicas {
+        /// The shard.
+        shard: ShardId,
+        /// Its target replica set.
+        replicas: BTreeSet<NodeId>,
+        /// Applied only if the map is still at this version (compare and set), when given.
+        if_version: Option<u64>,
+    },
+}
+
+/// Why a [`MapCommand`] was refused. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum MapReject {
+    /// Any command but `Init` before the map exists.
+    #[error("the cluster map is not initialised")]
+    NotInitialised,
+    /// `Init` on a map that exists.
+    #[error("the cluster map is already initialised (version {0})")]
+    AlreadyInitialised(u64),
+    /// A replication factor of 0 or above [`REPLICATION_FACTOR_MAX`].
+    #[error("replication factor must be 1 to {REPLICATION_FACTOR_MAX}, got {0}")]
+    ReplicationFactor(usize),
+    /// No shards, or more than `SHARD_COUNT_MAX`.
+    #[error("shard count must be 1 to {SHARD_COUNT_MAX}, got {0}")]
+    ShardCount(u32),
+    /// More than [`NODES_MAX`] nodes.
+    #[error("at most {NODES_MAX} nodes")]
+    TooManyNodes,
+    /// An address that is empty, too long or not `http://` / `https://`.
+    #[error("bad node address {0:?}")]
+    BadAddress(String),
+    /// A node id already in the map.
+    #[error("node {0} is already a member")]
+    NodeExists(NodeId),
+    /// An address another node already has.
+    #[error("address {addr:?} is already node {node}'s")]
+    AddressTaken {
+        /// The address.
+        addr: String,
+        /// Its node.
+        node: NodeId,
+    },
+    /// A node the map does not name.
+    #[error("node {0} is not a member")]
+    UnknownNode(NodeId),
+    /// A shard the map does not name.
+    #[error("shard {0} does not exist")]
+    UnknownShard(u32),
+    /// `Init` without a replica set for exactly the shards `0..shards`.
+    #[error("Init must name the replicas of exactly the shards 0..{0}")]
+    ShardsMismatch(u32),
+    /// An empty replica set, or one larger than [`REPLICATION_FACTOR_MAX`].
+    #[error("shard {shard} would have {replicas} replicas (1 to {REPLICATION_FACTOR_MAX})")]
+    ReplicaCount {
+        /// The shard.
+        shard: u32,
+        /// The replicas asked for.
+        replicas: usize,
+    },
+    /// A new replica on a draining node.
+    #[error("node {0} is draining and takes no new replicas")]
+    Draining(NodeId),
+    /// `RemoveNode` of a node that is not draining.
+    #[error("node {0} must be drained before it is removed")]
+    NotDrained(NodeId),
+    /// `RemoveNode` of a node a target replica set still names.
+    #[error("node {node} still holds shard {shard}")]
+    HoldsReplicas {
+        /// The node.
+        node: NodeId,
+        /// A shard it holds.
+        shard: u32,
+    },
+    /// A compare-and-set on an older version.
+    #[error("the map is at version {actual}, not {expected}")]
+    StaleVersion {
+        /// The version the command expected.
+        expected: u64,
+        /// The map's version.
+        actual: u64,
+    },
+}
+
+impl MapReject {
+    /// The stable numeric code of the rejection (never reused or renumbered).
+    pub fn code(&self) -> u16 {
+        match self {
+            MapReject::NotInitialised => 1,
+            MapReject::AlreadyInitialised(_) => 2,
+            MapReject::ReplicationFactor(_) => 3,
+            MapReject::ShardCount(_) => 4,
+            MapReject::TooManyNodes => 5,
+            MapReject::BadAddress(_) => 6,
+            MapReject::NodeExists(_) => 7,
+            MapReject::AddressTaken { .. } => 8,
+            MapReject::UnknownNode(_) => 9,
+            MapReject::UnknownShard(_) => 10,
+            MapReject::ShardsMismatch(_) => 11,
+            MapReject::ReplicaCount { .. } => 12,
+            MapReject::Draining(_) => 13,
+            MapReject::NotDrained(_) => 14,
+            MapReject::HoldsReplicas { .. } => 15,
+            MapReject::StaleVersion { .. } => 16,
+        }
+    }
+}
+
+fn check_addr(addr: &str) -> Result<(), MapReject> {
+    let scheme = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"));
+    match scheme {
+        Some(rest)
+            if !rest.is_empty()
+                && addr.len() <= NODE_ADDR_BYTES_MAX
+                && !addr.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(MapReject::BadAddress(addr.to_string())),
+    }
+}
+
+impl ClusterMap {
+    /// True once [`MapCommand::Init`] was applied.
+    pub fn is_initialised(&self) -> bool {
+        self.version > 0
+    }
+
+    /// Applies `command`: the new version, or why it was refused (and nothing changed).
+    pub fn apply(&mut self, command: &MapCommand) -> Result<u64, MapReject> {
+        if let MapCommand::Init { .. } = command {
+            if self.is_initialised() {
+                return Err(MapReject::AlreadyInitialised(self.version));
+            }
+        } else if !self.is_initialised() {
+            return Err(MapReject::NotInitialised);
+        }
+        match command {
+            MapCommand::Init {
+                shards,
+                replication_factor,
+                nodes,
+                replicas,
+            } => {
+                if *replication_factor == 0 || *replication_factor > REPLICATION_FACTOR_MAX {
+                    return Err(MapReject::ReplicationFactor(*replication_factor));
+                }
+                if *shards == 0 || *shards > SHARD_COUNT_MAX {
+                    return Err(MapReject::ShardCount(*shards));
+                }
+                if nodes.len() > NODES_MAX {
+                    return Err(MapReject::TooManyNodes);
+                }
+                let mut seen: BTreeMap<&str, NodeId> = BTreeMap::new();
+                for (id, addr) in nodes {
+                    check_addr(addr)?;
+                    if let Some(other) = seen.insert(addr, *id) {
+                        return Err(MapReject::AddressTaken {
+                            addr: addr.clone(),
+                            node: other,
+                        });
+                    }
+                }
+                if replicas.len() != *shards as usize
+                    || replicas.keys().zip(0..*shards).any(|(s, k)| s.0 != k)
+                {
+                    return Err(MapReject::ShardsMismatch(*shards));
+                }
+                for (shard, set) in replicas {
+                    check_replicas(*shard, set)?;
+                    if let Some(n) = set.iter().find(|n| !nodes.contains_key(n)) {
+                        return Err(MapReject::UnknownNode(*n));
+                    }
+                }
+                self.replication_factor = *replication_factor;
+                self.nodes = nodes
+                    .iter()
+                    .map(|(id, addr)| {
+                        let node = MapNode {
+                            addr: addr.clone(),
+                            draining: false,
+                        };
+                        (*id, node)
+                    })
+                    .collect();
+                self.shards = replicas.clone();
+            }
+            MapCommand::AddNode { node, addr } => {
+                check_addr(addr)?;
+                if self.nodes.contains_key(node) {
+                    return Err(MapReject::NodeExists(*node));
+                }
+                if let Some((other, _)) = self.nodes.iter().find(|(_, n)| n.addr == *addr) {
+                    return Err(MapReject::AddressTaken {
+                        addr: addr.clone(),
+                        node: *other,
+                    });
+                }
+                if self.nodes.len() >= NODES_MAX {
+                    return Err(MapReject::TooManyNodes);
+                }
+                let entry = MapNode {
+                    addr: addr.clone(),
+                    draining: false,
+                };
+                self.nodes.insert(*node, entry);
+            }
+            MapCommand::DrainNode { node } => {
+                self.nodes
+                    .get_mut(node)
+                    .ok_or(MapReject::UnknownNode(*node))?
+                    .draining = true;
+            }
+            MapCommand::RemoveNode { node } => {
+                let entry = self.nodes.get(node).ok_or(MapReject::UnknownNode(*node))?;
+                if !entry.draining {
+                    return Err(MapReject::NotDrained(*node));
+                }
+                if let Some((shard, _)) = self.shards.iter().find(|(_, set)| set.contains(node)) {
+                    return Err(MapReject::HoldsReplicas {
+                        node: *node,
+                        shard: shard.0,
+                    });
+                }
+                self.nodes.remove(node);
+            }
+            MapCommand::SetShardReplicas {
+                shard,
+                replicas,
+                if_version,
+            } => {
+                if let Some(expected) = if_version.filter(|v| *v != self.version) {
+                    return Err(MapReject::StaleVersion {
+                        expected,
+                        actual: self.version,
+                    });
+                }
+                let now = self
+                    .shards
+                    .get(shard)
+                    .ok_or(MapReject::UnknownShard(shard.0))?;
+                check_replicas(*shard, replicas)?;
+                for n in replicas {
+                    let entry = self.nodes.get(n).ok_or(MapReject::UnknownNode(*n))?;
+                    if entry.draining && !now.contains(n) {
+                        return Err(MapReject::Draining(*n));
+                    }
+                }
+                self.shards.insert(*shard, replicas.clone());
+            }
+        }
+        self.version += 1;
+        self.validate();
+        Ok(self.version)
+    }
+
+    /// The nodes that should hold `shard`, if it exists.
+    pub fn replicas(&self, shard: ShardId) -> Option<&BTreeSet<NodeId>> {
+        self.shards.get(&shard)
+    }
+
+    /// The shards `node` should hold.
+    pub fn shards_of(&self, node: NodeId) -> BTreeSet<ShardId> {
+        self.shards
+            .iter()
+            .filter(|(_, set)| set.contains(&node))
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// The layout the placement policy plans from: the map's nodes (draining ones as
+    /// such, and those in `down` as down) with each shard's actual replicas as given by
+    /// `actual` (from the shard groups' memberships; a shard missing there is taken to be
+    /// where the map says, all voters, leader unknown).
+    pub fn layout(&self, down: &BTreeSet<NodeId>, actual: &BTreeMap<ShardId, Replicas>) -> Layout {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|(id, n)| {
+                let state = if down.contains(id) {
+                    NodeState::Down
+                } else if n.draining {
+                    NodeState::Draining
+                } else {
+                    NodeState::Live
+                };
+                (*id, state)
+            })
+            .collect();
+        let shards = self
+            .shards
+            .iter()
+            .map(|(s, set)| {
+                let r = actual.get(s).cloned().unwrap_or_else(|| Replicas {
+                    voters: set.clone(),
+                    learners: BTreeSet::new(),
+                    leader: None,
+                });
+                (*s, r)
+            })
+            .collect();
+        Layout { nodes, shards }
+    }
+
+    /// Checks the map's invariants; a violation is a bug (the assertion stays on in
+    /// release builds). See [`check`](Self::check).
+    pub fn validate(&self) {
+        if let Err(e) = self.check() {
+            panic!("cluster map invariant broken: {e}");
+        }
+    }
+
+    /// The map's invariants, for a map that came from elsewhere (a snapshot): every
+    /// target replica set is non-empty, at most [`REPLICATION_FACTOR_MAX`] and names
+    /// member nodes only; addresses are distinct; an initialised map has a replication
+    /// factor and the shards `0..n`; an uninitialised one is empty.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.is_initialised() {
+            if self.nodes.is_empty() && self.shards.is_empty() && self.replication_factor == 0 {
+                return Ok(());
+            }
+            return Err("an uninitialised map with nodes or shards".into());
+        }
+        if !(1..=REPLICATION_FACTOR_MAX).contains(&self.replication_factor) {
+            return Err(format!("replication factor {}", self.replication_factor));
+        }
+        if self.nodes.len() > NODES_MAX || self.shards.len() > SHARD_COUNT_MAX as usize {
+            return Err(format!(
+                "{} nodes, {} shards",
+                self.nodes.len(),
+                self.shards.len()
+            ));
+        }
+        let addrs: BTreeSet<&str> = self.nodes.values().map(|n| n.addr.as_str()).collect();
+        if addrs.len() != self.nodes.len() {
+            return Err("two nodes share an address".into());
+        }
+        for (k, (shard, set)) in self.shards.iter().enumerate() {
+            if shard.0 as usize != k {
+                return Err(format!("shard {shard} where shard {k} should be"));
+            }
+            if !(1..=REPLICATION_FACTOR_MAX).contains(&set.len()) {
+                return Err(format!("shard {shard} has {} replicas", set.len()));
+            }
+            if let Some(n) = set.iter().find(|n| !self.nodes.contains_key(n)) {
+                return Err(format!("shard {shard} names node {n}, not a member"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_replicas(shard: ShardId, set: &BTreeSet<NodeId>) -> Result<(), MapReject> {
+    if set.is_empty() || set.len() > REPLICATION_FACTOR_MAX {
+        return Err(MapReject::ReplicaCount {
+            shard: shard.0,
+            replicas: set.len(),
+        });
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for MapCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapCommand::Init {
+                shards,
+                replication_factor,
+                nodes,
+                ..
+            } => write!(
+                f,
+                "init {shards} shards on {} nodes, replication factor {replication_factor}",
+                nodes.len()
+            ),
+            MapCommand::AddNode { node, addr } => write!(f, "add node {node} at {addr}"),
+            MapCommand::DrainNode { node } => write!(f, "drain node {node}"),
+            MapCommand::RemoveNode { node } => write!(f, "remove node {node}"),
+            MapCommand::SetShardReplicas {
+                shard, replicas, ..
+            } => write!(f, "shard {shard} on nodes {replicas:?}"),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The cluster map: every command's effect and every refusal, whole maps compared; and a
+//! property test that random command streams never break an invariant and that a refused
+//! command changes nothing.
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use tradelog_domain::ShardId;
+use tradelog_placement::{ClusterMap, Layout, MapCommand, MapNode, MapReject, NodeState, Replicas};
+
+fn addr(n: u64) -> String {
+    format!("http://127.0.0.1:{}", 7000 + n)
+}
+
+fn set(nodes: &[u64]) -> BTreeSet<u64> {
+    nodes.iter().copied().collect()
+}
+
+fn init(shards: u32, nodes: &[u64], rf: usize) -> MapCommand {
+    MapCommand::Init {
+        shards,
+        replication_factor: rf,
+        nodes: nodes.iter().map(|n| (*n, addr(*n))).collect(),
+        replicas: (0..shards)
+            .map(|s| (ShardId(s), nodes.iter().copied().collect()))
+            .collect(),
+    }
+}
+
+fn node(n: u64, draining: bool) -> (u64, MapNode) {
+    (
+        n,
+        MapNode {
+            addr: addr(n),
+            draining,
+        },
+    )
+}
+
+#[test]
+fn init_add_drain_move_remove() {
+    let mut map = ClusterMap::default();
+    assert_eq!(map.apply(&init(2, &[1, 2, 3], 3)), Ok(1));
+    assert_eq!(
+        map,
+        ClusterMap {
+            version: 1,
+            replication_factor: 3,
+            nodes: [node(1, false), node(2, false), node(3, false)].into(),
+            shards: [(ShardId(0), set(&[1, 2, 3])), (ShardId(1), set(&[1, 2, 3]))].into(),
+        }
+    );
+    let add = MapCommand::AddNode {
+        node: 4,
+        addr: addr(4),
+    };
+    assert_eq!(map.apply(&add), Ok(2));
+    assert_eq!(map.apply(&MapCommand::DrainNode { node: 1 }), Ok(3));
+    let move_0 = MapCommand::SetShardReplicas {
+        shard: ShardId(0),
+        replicas: set(&[2, 3, 4]),
+        if_version: Some(3),
+    };
+    assert_eq!(map.apply(&move_0), Ok(4));
+    // Node 1 still holds shard 1.
+    assert_eq!(
+        map.apply(&MapCommand::RemoveNode { node: 1 }),
+        Err(MapReject::HoldsReplicas { node: 1, shard: 1 })
+    );
+    let move_1 = MapCommand::SetShardReplicas {
+        shard: ShardId(1),
+        replicas: set(&[2, 3, 4]),
+        if_version: None,
+    };
+    assert_eq!(map.apply(&move_1), Ok(5));
+    assert_eq!(map.apply(&MapCommand::RemoveNode { node: 1 }), Ok(6));
+    assert_eq!(
+        map,
+        ClusterMap {
+            version: 6,
+            replication_factor: 3,
+            nodes: [node(2, false), node(3, false), node(4, false)].into(),
+            shards: [(ShardId(0), set(&[2, 3, 4])), (ShardId(1), set(&[2, 3, 4]))].into(),
+        }
+    );
+    assert_eq!(map.shards_of(4), [ShardId(0), ShardId(1)].into());
+    assert_eq!(map.shards_of(1), BTreeSet::new());
+}
+
+#[test]
+fn every_refusal_changes_nothing() {
+    let mut empty = ClusterMap::default();
+    assert_eq!(
+        empty.apply(&MapCommand::DrainNode { node: 1 }),
+        Err(MapReject::NotInitialised)
+    );
+    assert_eq!(empty, ClusterMap::default());
+
+    let mut map = ClusterMap::default();
+    map.apply(&init(2, &[1, 2, 3], 3)).unwrap();
+    map.apply(&MapCommand::DrainNode { node: 3 }).unwrap();
+    let before = map.clone();
+    let cases = [
+        (init(1, &[1], 1), MapReject::AlreadyInitialised(2)),
+        (
+            MapCommand::AddNode {
+                node: 2,
+                addr: addr(9),
+            },
+            MapReject::NodeExists(2),
+        ),
+        (
+            MapCommand::AddNode {
+                node: 9,
+                addr: addr(2),
+            },
+            MapReject::AddressTaken {
+                addr: addr(2),
+                node: 2,
+            },
+        ),
+        (
+            MapCommand::AddNode {
+                node: 9,
+                addr: "127.0.0.1:7009".into(),
+            },
+            MapReject::BadAddress("127.0.0.1:7009".into()),
+        ),
+        (
+            MapCommand::AddNode {
+                node: 9,
+                addr: "http://".into(),
+            },
+            MapReject::BadAddress("http://".into()),
+        ),
+        (
+            MapCommand::AddNode {
+                node: 9,
+                addr: format!("http://{}", "a".repeat(300)),
+            },
+            MapReject::BadAddress(format!("http://{}", "a".repeat(300))),
+        ),
+        (MapCommand::DrainNode { node: 9 }, MapReject::UnknownNode(9)),
+        (
+            MapCommand::RemoveNode { node: 9 },
+            MapReject::UnknownNode(9),
+        ),
+        (MapCommand::RemoveNode { node: 1 }, MapReject::NotDrained(1)),
+        (
+            MapCommand::RemoveNode { node: 3 },
+            MapReject::HoldsReplicas { node: 3, shard: 0 },
+        ),
+        (
+            MapCommand::SetShardReplicas {
+                shard: ShardId(2),
+                replicas: set(&[1]),
+                if_version: None,
+            },
+            MapReject::UnknownShard(2),
+        ),
+        (
+            MapCommand::SetShardReplicas {
+                shard: ShardId(0),
+                replicas: set(&[]),
+                if_version: None,
+            },
+            MapReject::ReplicaCount {
+                shard: 0,
+                replicas: 0,
+            },
+        ),
+        (
+            MapCommand::SetShardReplicas {
+                shard: ShardId(0),
+                replicas: set(&[1, 2, 3, 4, 5, 6, 7, 8]),
+                if_version: None,
+            },
+            MapReject::ReplicaCount {
+                shard: 0,
+                replicas: 8,
+            },
+        ),
+        (
+            MapCommand::SetShardReplicas {
+                shard: ShardId(0),
+                replicas: set(&[1, 9]),
+                if_version: None,
+            },
+            MapReject::UnknownNode(9),
+        ),
+        (
+            MapCommand::SetShardReplicas {
+                shard: ShardId(0),
+                replicas: set(&[1, 2]),
+                if_version: Some(1),
+            },
+            MapReject::StaleVersion {
+                expected: 1,
+                actual: 2,
+            },
+        ),
+    ];
+    for (command, reject) in cases {
+        let code = reject.code();
+        assert_eq!(map.apply(&command), Err(reject), "{command:?}");
+        assert_eq!(map, before, "{command:?} changed the map");
+        assert!((1..=16).contains(&code));
+    }
+    // A draining node may keep a replica it has, but takes no new one.
+    map.apply(&MapCommand::SetShardReplicas {
+        shard: ShardId(0),
+        replicas: set(&[1, 3]),
+        if_version: None,
+    })
+    .unwrap();
+    map.apply(&MapCommand::SetShardReplicas {
+        shard: ShardId(1),
+        replicas: set(&[1, 2]),
+        if_version: None,
+    })
+    .unwrap();
+    assert_eq!(
+        map.apply(&MapCommand::SetShardReplicas {
+            shard: ShardId(1),
+            replicas: set(&[1, 3]),
+            if_version: None,
+        }),
+        Err(MapReject::Draining(3))
+    );
+}
+
+#[test]
+fn init_refusals() {
+    let bad = [
+        (init(2, &[1, 2], 0), MapReject::ReplicationFactor(0)),
+        (init(2, &[1, 2], 8), MapReject::ReplicationFactor(8)),
+        (init(0, &[1, 2], 1), MapReject::ShardCount(0)),
+        (
+            MapCommand::Init {
+                shards: 2,
+                replication_factor: 1,
+                nodes: [(1, addr(1))].into(),
+                replicas: [(ShardId(0), set(&[1])), (ShardId(2), set(&[1]))].into(),
+            },
+            MapReject::ShardsMismatch(2),
+        ),
+        (
+            MapCommand::Init {
+                shards: 1,
+                replication_factor: 1,
+                nodes: [(1, addr(1))].into(),
+                replicas: [(ShardId(0), set(&[1, 2]))].into(),
+            },
+            MapReject::UnknownNode(2),
+        ),
+        (
+            MapCommand::Init {
+                shards: 1,
+                replication_factor: 1,
+                nodes: [(1, addr(1)), (2, addr(1))].into(),
+                replicas: [(ShardId(0), set(&[1]))].into(),
+            },
+            MapReject::AddressTaken {
+                addr: addr(1),
+                node: 1,
+            },
+        ),
+    ];
+    for (command, reject) in bad {
+        let mut map = ClusterMap::default();
+        assert_eq!(map.apply(&command), Err(reject), "{command:?}");
+        assert_eq!(map, ClusterMap::default());
+    }
+}
+
+#[test]
+fn layout_marks_draining_and_down_nodes_and_takes_actual_replicas() {
+    let mut map = ClusterMap::default();
+    map.apply(&init(2, &[1, 2, 3], 3)).unwrap();
+    map.apply(&MapCommand::DrainNode { node: 2 }).unwrap();
+    let actual: BTreeMap<ShardId, Replicas> = [(
+        ShardId(1),
+        Replicas {
+            voters: set(&[1, 2]),
+            learners: set(&[3]),
+            leader: Some(2),
+        },
+    )]
+    .into();
+    assert_eq!(
+        map.layout(&set(&[3]), &actual),
+        Layout {
+            nodes: [
+                (1, NodeState::Live),
+                (2, NodeState::Draining),
+                (3, NodeState::Down)
+            ]
+            .into(),
+            shards: [
+                (
+                    ShardId(0),
+                    Replicas {
+                        voters: set(&[1, 2, 3]),
+                        learners: set(&[]),
+                        leader: None,
+                    }
+                ),
+                (ShardId(1), actual[&ShardId(1)].clone()),
+            ]
+            .into(),
+        }
+    );
+}
+
+fn command() -> impl Strategy<Value = MapCommand> {
+    let n = 1u64..8;
+    prop_oneof![
+        (
+            1u32..4,
+            proptest::collection::btree_set(1u64..5, 1..4),
+            0usize..5
+        )
+            .prop_map(|(shards, nodes, rf)| {
+                let nodes: Vec<u64> = nodes.into_iter().collect();
+                init(shards, &nodes, rf)
+            }),
+        (n.clone(), 1u64..9).prop_map(|(node, a)| MapCommand::AddNode {
+            node,
+            addr: addr(a),
+        }),
+        n.clone().prop_map(|node| MapCommand::DrainNode { node }),
+        n.clone().prop_map(|node| MapCommand::RemoveNode { node }),
+        (
+            0u32..4,
+            proptest::collection::btree_set(1u64..8, 0..5),
+            proptest::option::of(0u64..12)
+        )
+            .prop_map(|(s, replicas, if_version)| MapCommand::SetShardReplicas {
+                shard: ShardId(s),
+                replicas,
+                if_version,
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Any stream of commands: every accepted one bumps the version by one, every refused
+    /// one changes nothing, the invariants hold after each (`apply` asserts them), a
+    /// draining node never gains a replica, and replaying the accepted commands on a new
+    /// map gives the same map.
+    #[test]
+    fn random_commands_keep_the_map_valid(commands in proptest::collection::vec(command(), 1..60)) {
+        let mut map = ClusterMap::default();
+        let mut accepted = Vec::new();
+        for c in &commands {
+            let before = map.clone();
+            match map.apply(c) {
+                Ok(v) => {
+                    prop_assert_eq!(v, before.version + 1);
+                    prop_assert_eq!(map.version, v);
+                    for (s, set) in &map.shards {
+                        let gained = set.difference(before.shards.get(s).unwrap_or(&BTreeSet::new())).copied().collect::<Vec<_>>();
+                        if before.is_initialised() {
+                            for n in gained {
+                                prop_assert!(!before.nodes[&n].draining, "draining node {} gained shard {}", n, s);
+                            }
+                        }
+                    }
+                    accepted.push(c.clone());
+                }
+                Err(_) => prop_assert_eq!(&map, &before),
+            }
+            map.validate();
+        }
+        let mut replayed = ClusterMap::default();
+        for c in &accepted {
+            replayed.apply(c).unwrap();
+        }
+        prop_assert_eq!(replayed, map);
+    }
+}
