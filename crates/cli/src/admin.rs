@@ -178,6 +178,22 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
             ]);
         }
         t.print();
+        let m = &s.metadata;
+        println!(
+            "\ncluster map version {} (replication factor {}); metadata group: {} here, leader {}, voters {}, learners {}",
+            m.version,
+            m.replication_factor,
+            m.role,
+            opt(m.leader),
+            ids(&m.voters),
+            ids(&m.learners)
+        );
+        let mut t = Table::new(&["NODE", "URL", "STATE"]);
+        for n in &m.nodes {
+            let state = if n.draining { "draining" } else { "member" };
+            t.row(vec![n.node.to_string(), n.url.clone(), state.to_string()]);
+        }
+        t.print();
         Ok(())
     })
 }

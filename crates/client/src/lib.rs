@@ -102,9 +102,9 @@ pub use tradelog_api::query::{AsOf, EventStream, Position};
 pub use types::{
     format_position, parse_position, AccountStatus, Answer, Balance, BalanceHistory, BalancePoint,
     Balances, Book, Candle, Candles, Catalog, ClusterChange, ClusterStatus, Consistency, EventPage,
-    Level, NodeAddress, NodeLoad, OpenOrder, OpenOrders, Order, Receipt, ReplicaProgress,
-    ShardPosition, ShardReplicaStatus, ShardVerification, Statement, StatementEntry, Trade,
-    TradesPage,
+    Level, MapNode, MetadataStatus, NodeAddress, NodeLoad, OpenOrder, OpenOrders, Order, Receipt,
+    ReplicaProgress, ShardPosition, ShardReplicaStatus, ShardVerification, Statement,
+    StatementEntry, Trade, TradesPage,
 };
 
 use std::future::Future;

@@ -326,6 +326,7 @@ mod tests {
                 .enumerate()
                 .map(|(s, l)| shard(s as u32, *l))
                 .collect(),
+            metadata: Default::default(),
         }
     }
 

@@ -568,6 +568,38 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeAddress>,
     /// One entry per shard, by shard id.
     pub shards: Vec<ShardReplicaStatus>,
+    /// The metadata group and the cluster map, as the answering node knows them.
+    pub metadata: MetadataStatus,
+}
+
+/// One node's view of the metadata group and of the cluster map it replicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MetadataStatus {
+    /// The map's version as that node applied it (0: not created yet).
+    pub version: u64,
+    /// The map's replication factor.
+    pub replication_factor: u64,
+    /// That node's role in the metadata group.
+    pub role: String,
+    /// The metadata group's leader it knows of.
+    pub leader: Option<u64>,
+    /// Voters of the metadata group.
+    pub voters: Vec<u64>,
+    /// Learners of the metadata group.
+    pub learners: Vec<u64>,
+    /// The map's nodes.
+    pub nodes: Vec<MapNode>,
+}
+
+/// A node as the cluster map records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MapNode {
+    /// The node.
+    pub node: u64,
+    /// The URL of its gRPC port.
+    pub url: String,
+    /// Leaving the cluster.
+    pub draining: bool,
 }
 
 /// Where a node of the cluster is reached.
@@ -621,8 +653,26 @@ pub struct ReplicaProgress {
 
 impl ClusterStatus {
     pub(crate) fn from_wire(r: pb::GetClusterStatusResponse) -> ClusterStatus {
+        let m = r.metadata.unwrap_or_default();
         ClusterStatus {
             node: r.node,
+            metadata: MetadataStatus {
+                version: m.version,
+                replication_factor: m.replication_factor,
+                role: m.role,
+                leader: m.leader,
+                voters: m.voters,
+                learners: m.learners,
+                nodes: m
+                    .nodes
+                    .into_iter()
+                    .map(|n| MapNode {
+                        node: n.node,
+                        url: n.url,
+                        draining: n.draining,
+                    })
+                    .collect(),
+            },
             nodes: r
                 .nodes
                 .into_iter()

@@ -5,7 +5,8 @@
 //! 1); node 2 is removed and stopped. Afterwards the remaining replicas agree, every
 //! acknowledged transfer is recorded (a repeat is a duplicate) and every balance is
 //! exactly what the transfers sent say: none lost, none applied twice. The status clients
-//! route by (`routing_only`) then lists nodes 3 to 5 and the leaders, without state hashes.
+//! route by (`routing_only`) then lists nodes 3 to 5 and the leaders, without state hashes,
+//! and the cluster map (the metadata group's state) names exactly nodes 3 to 5.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -338,6 +339,29 @@ async fn membership_changes_under_load_lose_nothing() {
         full.shards.iter().all(|r| r.state_hash.len() == 64),
         "{full:?}"
     );
+    // The cluster map recorded every change: nodes 3 to 5, none draining, and the
+    // metadata group, led, no longer has nodes 1 and 2.
+    let want: Vec<(u64, String, bool)> = members
+        .iter()
+        .map(|(n, u)| (*n, u.clone(), false))
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = status(true).await;
+        let m = s.metadata.clone().expect("the status carries the metadata");
+        let nodes: Vec<(u64, String, bool)> = m
+            .nodes
+            .iter()
+            .map(|n| (n.node, n.url.clone(), n.draining))
+            .collect();
+        let replicas: Vec<u64> = m.voters.iter().chain(&m.learners).copied().collect();
+        if nodes == want && m.leader.is_some() && !replicas.contains(&1) && !replicas.contains(&2) {
+            assert!(m.version >= 1 && m.replication_factor >= 1, "{m:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster map: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         routing.shards.iter().all(|r| r.state_hash.is_empty()),
         "{routing:?}"

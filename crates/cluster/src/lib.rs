@@ -48,6 +48,7 @@
 mod balance;
 mod history;
 mod membership;
+mod metadata;
 mod status;
 
 pub use balance::{
@@ -56,7 +57,10 @@ pub use balance::{
 };
 pub use history::{open_history, RaftLogSource, INPUT_MARK_EVERY_RECORDS};
 pub use membership::Rebalanced;
-pub use status::{ClusterStatus, NodeAddress, ReplicaProgress, ShardStatus};
+pub use metadata::{MAP_KEEPER_INTERVAL_MS, META_DIR, META_VOTERS_MAX};
+pub use status::{
+    ClusterStatus, MapNodeStatus, MetadataStatus, NodeAddress, ReplicaProgress, ShardStatus,
+};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use openraft::async_runtime::watch::WatchReceiver;
@@ -213,6 +217,7 @@ pub struct ClusterNode {
     placement: Placement,
     markets: Markets,
     groups: Vec<Group>,
+    meta: metadata::Meta,
     router: RaftRouter,
     subscribers: Subscribers,
     runtime: tokio::runtime::Handle,
@@ -372,6 +377,15 @@ impl ClusterNode {
                 wake,
             });
         }
+        let meta = metadata::open(
+            config.node_id,
+            &config.data_dir,
+            raft_config.clone(),
+            &peers,
+            &router,
+            &config.initial_members,
+        )
+        .await?;
         if !config.initial_members.is_empty() {
             let members: BTreeMap<NodeId, Node> = config
                 .initial_members
@@ -400,6 +414,7 @@ impl ClusterNode {
             placement,
             markets,
             groups,
+            meta,
             router,
             subscribers,
             runtime: tokio::runtime::Handle::current(),
@@ -426,6 +441,10 @@ impl ClusterNode {
                 PUMP_INTERVAL_MS,
             )));
         }
+        tasks.push(tokio::spawn(metadata::map_keeper(
+            Arc::downgrade(&node),
+            MAP_KEEPER_INTERVAL_MS,
+        )));
         if config.leader_balance_interval_ms > 0 {
             tasks.push(tokio::spawn(balance::balancer(
                 Arc::downgrade(&node),
@@ -511,6 +530,10 @@ impl ClusterNode {
                 .map(|(node, url)| status::NodeAddress { node, url })
                 .collect(),
             shards,
+            metadata: status::metadata_status(
+                &self.meta.handle.raft().metrics().borrow_watched().clone(),
+                &self.map(),
+            ),
         }
     }
 
@@ -566,6 +589,10 @@ impl ClusterNode {
             if let Err(e) = g.handle.raft().shutdown().await {
                 tracing::warn!(shard = %g.handle.group(), "Raft shutdown: {e}");
             }
+        }
+        self.router.remove_meta();
+        if let Err(e) = self.meta.handle.raft().shutdown().await {
+            tracing::warn!("metadata group Raft shutdown: {e}");
         }
         self.subscribers.lock().expect("subscribers lock").clear();
         tracing::info!(node = self.id, "replicas stopped");

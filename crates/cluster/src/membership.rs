@@ -1,11 +1,13 @@
 //! Membership and leadership of the whole node set: add a node to every group (as a
 //! learner, caught up, then promoted), remove one, move a shard's leadership, and spread
-//! leaders evenly over the voters.
+//! leaders evenly over the voters. Every change is recorded in the cluster map (module
+//! `metadata`).
 
 use crate::ClusterNode;
 use std::collections::BTreeSet;
 use tradelog_domain::ShardId;
-use tradelog_raft::{ManageOp, NodeId, ProposeError};
+use tradelog_placement::{MapCommand, MapReject};
+use tradelog_raft::{GroupConfig, GroupHandle, ManageOp, NodeId, ProposeError};
 
 /// What a leadership rebalance did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,16 +17,25 @@ pub struct Rebalanced {
 }
 
 impl ClusterNode {
-    fn voters_of(&self, s: ShardId) -> BTreeSet<NodeId> {
+    pub(crate) fn voters_of(&self, s: ShardId) -> BTreeSet<NodeId> {
         self.group(s)
             .map(|g| g.raft().voter_ids().collect())
             .unwrap_or_default()
     }
 
     /// Adds node `node` (a `tradelog serve --node-id NODE` started without `--members`,
-    /// reachable at `addr`) to every shard's group: first as a learner that catches up
-    /// (from the log, or a snapshot when far behind), then as a voter. Safe to repeat.
+    /// reachable at `addr`) to the cluster map, the metadata group and every shard's
+    /// group: first as a learner that catches up (from the log, or a snapshot when far
+    /// behind), then as a voter; each shard's target replica set in the map follows.
+    /// Safe to repeat.
     pub async fn add_node(&self, node: NodeId, addr: &str) -> Result<(), ProposeError> {
+        let join = MapCommand::AddNode {
+            node,
+            addr: addr.to_string(),
+        };
+        let same = |r: &MapReject| matches!(r, MapReject::NodeExists(n) if *n == node);
+        self.record(join, same).await?;
+        self.add_meta_replica(node, addr).await?;
         for s in 0..self.shard_count_u32() {
             let g = self.group(ShardId(s)).expect("every shard has a group");
             g.manage(ManageOp::AddLearner {
@@ -37,12 +48,17 @@ impl ClusterNode {
                 g.manage(ManageOp::SetVoters { voters }).await?;
             }
         }
-        Ok(())
+        self.record_shard_replicas().await
     }
 
     /// Removes node `node` from every shard's group (it stops receiving the log; stop its
-    /// process afterwards), handing over the leadership of the groups it leads first. Refused when it would leave a group without a voter.
+    /// process afterwards), handing over the leadership of the groups it leads first,
+    /// then from the metadata group and the cluster map (drained first, so that nothing
+    /// new is placed on it meanwhile). Refused when it would leave a group without a
+    /// voter.
     pub async fn remove_node(&self, node: NodeId) -> Result<(), ProposeError> {
+        let gone = |r: &MapReject| matches!(r, MapReject::UnknownNode(n) if *n == node);
+        self.record(MapCommand::DrainNode { node }, gone).await?;
         for s in 0..self.shard_count_u32() {
             let g = self.group(ShardId(s)).expect("every shard has a group");
             let mut voters = self.voters_of(ShardId(s));
@@ -53,26 +69,13 @@ impl ClusterNode {
                         reason: format!("node {node} is the group's only voter"),
                     });
                 };
-                // A leader that leaves would leave the group leaderless until an election:
-                // hand its leadership over first.
-                let leader = g.raft().metrics().borrow_watched().current_leader;
-                if leader == Some(node) {
-                    g.manage(ManageOp::TransferLeader { to: heir }).await?;
-                    let _ = g
-                        .raft()
-                        .wait(Some(std::time::Duration::from_millis(
-                            tradelog_raft::LEADER_WAIT_MS,
-                        )))
-                        .metrics(
-                            move |m| m.current_leader.is_some() && m.current_leader != Some(node),
-                            "a new leader",
-                        )
-                        .await;
-                }
+                hand_over_if_leading(g, node, heir).await?;
                 g.manage(ManageOp::SetVoters { voters }).await?;
             }
         }
-        Ok(())
+        self.record_shard_replicas().await?;
+        self.remove_meta_replica(node).await?;
+        self.record(MapCommand::RemoveNode { node }, gone).await
     }
 
     /// Hands shard `s`'s leadership to node `to` (a voter of its group).
@@ -108,3 +111,28 @@ impl ClusterNode {
 }
 
 use openraft::async_runtime::watch::WatchReceiver;
+
+/// Hands `g`'s leadership from `node` to `heir` if `node` leads it, and waits (a while)
+/// for another leader: a leader that leaves would leave the group leaderless until an
+/// election.
+pub(crate) async fn hand_over_if_leading<C: GroupConfig>(
+    g: &GroupHandle<C>,
+    node: NodeId,
+    heir: NodeId,
+) -> Result<(), ProposeError> {
+    let leader = g.raft().metrics().borrow_watched().current_leader;
+    if leader == Some(node) {
+        g.manage(ManageOp::TransferLeader { to: heir }).await?;
+        let _ = g
+            .raft()
+            .wait(Some(std::time::Duration::from_millis(
+                tradelog_raft::LEADER_WAIT_MS,
+            )))
+            .metrics(
+                move |m| m.current_leader.is_some() && m.current_leader != Some(node),
+                "a new leader",
+            )
+            .await;
+    }
+    Ok(())
+}

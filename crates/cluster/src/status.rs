@@ -15,6 +15,62 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeAddress>,
     /// One entry per shard.
     pub shards: Vec<ShardStatus>,
+    /// The metadata group and the cluster map, as this node knows them.
+    pub metadata: MetadataStatus,
+}
+
+/// One node's view of the metadata group and of the cluster map it replicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataStatus {
+    /// The map's version as this replica applied it (0: not created yet).
+    pub version: u64,
+    /// The map's replication factor.
+    pub replication_factor: u64,
+    /// This replica's role in the metadata group.
+    pub role: String,
+    /// The metadata group's leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Voters of the metadata group.
+    pub voters: Vec<NodeId>,
+    /// Learners of the metadata group.
+    pub learners: Vec<NodeId>,
+    /// The map's nodes.
+    pub nodes: Vec<MapNodeStatus>,
+}
+
+/// A node as the cluster map records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapNodeStatus {
+    /// The node.
+    pub node: NodeId,
+    /// Its address.
+    pub url: String,
+    /// Leaving the cluster.
+    pub draining: bool,
+}
+
+pub(crate) fn metadata_status(
+    m: &RaftMetrics<tradelog_raft::MetaConfig>,
+    map: &tradelog_placement::ClusterMap,
+) -> MetadataStatus {
+    let membership = m.membership_config.membership();
+    MetadataStatus {
+        version: map.version,
+        replication_factor: map.replication_factor as u64,
+        role: format!("{:?}", m.state),
+        leader: m.current_leader,
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        nodes: map
+            .nodes
+            .iter()
+            .map(|(node, n)| MapNodeStatus {
+                node: *node,
+                url: n.addr.clone(),
+                draining: n.draining,
+            })
+            .collect(),
+    }
 }
 
 /// Where a node of the cluster is reached.

@@ -37,6 +37,12 @@ pub enum ManageOp {
         /// The new leader.
         to: NodeId,
     },
+    /// Removes a learner (a non-voting replica) from the group; refused for a voter (take
+    /// it out of the voters with `SetVoters` first).
+    RemoveLearner {
+        /// The learner.
+        node: NodeId,
+    },
 }
 
 /// A forwarded change's answer.
@@ -68,6 +74,18 @@ pub(crate) async fn answer_manage<C: GroupConfig>(
                 return Err("a group needs at least one voter".into());
             }
             raft.change_membership(voters, false).await
+        }
+        ManageOp::RemoveLearner { node } => {
+            if raft.voter_ids().any(|v| v == node) {
+                return Err(format!(
+                    "node {node} is a voter of this group, not a learner"
+                ));
+            }
+            if !raft.learner_ids().any(|l| l == node) {
+                return Ok(ManageAnswer::Done);
+            }
+            let remove = openraft::ChangeMembers::RemoveNodes([node].into());
+            raft.change_membership(remove, false).await
         }
         ManageOp::TransferLeader { to } => {
             if !raft.voter_ids().any(|v| v == to) {

@@ -68,8 +68,26 @@ fn identity<T>(r: &Request<T>) -> Result<Identity, Status> {
 }
 
 fn status_pb(v: tradelog_cluster::ClusterStatus) -> pb::GetClusterStatusResponse {
+    let m = v.metadata;
     pb::GetClusterStatusResponse {
         node: v.node,
+        metadata: Some(pb::MetadataStatus {
+            version: m.version,
+            replication_factor: m.replication_factor,
+            role: m.role,
+            leader: m.leader,
+            voters: m.voters,
+            learners: m.learners,
+            nodes: m
+                .nodes
+                .into_iter()
+                .map(|n| pb::MapNode {
+                    node: n.node,
+                    url: n.url,
+                    draining: n.draining,
+                })
+                .collect(),
+        }),
         nodes: v
             .nodes
             .into_iter()

@@ -1,0 +1,142 @@
+//! The cluster map on real cluster nodes (in this process, over loopback): the metadata
+//! group creates it from the shard groups, and adding and removing a node records each
+//! step in it on every node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tradelog_cluster::{ClusterConfig, ClusterNode};
+use tradelog_domain::ShardId;
+
+const SHARDS: u32 = 2;
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn bind() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    (l, addr)
+}
+
+async fn start(
+    id: u64,
+    listener: TcpListener,
+    root: &std::path::Path,
+    members: &BTreeMap<u64, String>,
+) -> Arc<ClusterNode> {
+    let mut config =
+        ClusterConfig::new(id, root.join(format!("node-{id}")), SHARDS, members.clone());
+    config.leader_balance_interval_ms = 0;
+    let node = ClusterNode::start(config).await.unwrap();
+    let service = node.raft_service();
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await;
+    });
+    node
+}
+
+fn all(nodes: &[u64]) -> BTreeSet<u64> {
+    nodes.iter().copied().collect()
+}
+
+/// Waits until `node` sees exactly `want` as the metadata group's voters.
+async fn meta_voters(node: &ClusterNode, want: BTreeSet<u64>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let voters: BTreeSet<u64> = node.metadata_group().raft().voter_ids().collect();
+        if voters == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metadata voters {voters:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_is_created_and_follows_added_and_removed_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bound = Vec::new();
+    for _ in 0..4 {
+        bound.push(bind().await);
+    }
+    let addrs: Vec<String> = bound.iter().map(|(_, a)| a.clone()).collect();
+    let members: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, addrs[id as usize - 1].clone()))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (k, (l, _)) in bound.into_iter().enumerate() {
+        let id = k as u64 + 1;
+        let m = if id <= 3 {
+            members.clone()
+        } else {
+            BTreeMap::new()
+        };
+        nodes.insert(id, start(id, l, tmp.path(), &m).await);
+    }
+
+    // Created once, from the groups: three nodes, every shard on all of them.
+    for id in 1..=3 {
+        assert!(
+            nodes[&id].wait_for_map(1, WAIT).await,
+            "node {id} has no map"
+        );
+    }
+    let map = nodes[&1].map();
+    assert_eq!(map.version, 1, "{map:?}");
+    assert_eq!(map.replication_factor, 3);
+    assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    for s in 0..SHARDS {
+        assert_eq!(map.replicas(ShardId(s)), Some(&all(&[1, 2, 3])));
+    }
+    assert_eq!(nodes[&2].map(), map);
+
+    // Node 4 joins: it is in the map, every shard's target names it, and it holds a
+    // replica of the metadata group (a voter: the group had fewer than five).
+    nodes[&1].add_node(4, &addrs[3]).await.unwrap();
+    let map = nodes[&1].map();
+    assert_eq!(map.nodes[&4].addr, addrs[3]);
+    for s in 0..SHARDS {
+        assert_eq!(map.replicas(ShardId(s)), Some(&all(&[1, 2, 3, 4])));
+    }
+    meta_voters(&nodes[&1], all(&[1, 2, 3, 4])).await;
+    assert!(nodes[&4].wait_for_map(map.version, WAIT).await);
+    assert_eq!(nodes[&4].map(), map);
+    // Repeating the join changes nothing.
+    nodes[&1].add_node(4, &addrs[3]).await.unwrap();
+    assert_eq!(nodes[&1].map().version, map.version);
+
+    // Node 1 leaves, asked through node 2: drained, taken out of every shard's target and
+    // the metadata group, then out of the map.
+    nodes[&2].remove_node(1).await.unwrap();
+    let map = nodes[&2].map();
+    assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![2, 3, 4]);
+    for s in 0..SHARDS {
+        assert_eq!(map.replicas(ShardId(s)), Some(&all(&[2, 3, 4])));
+    }
+    meta_voters(&nodes[&2], all(&[2, 3, 4])).await;
+    for id in [3, 4] {
+        assert!(nodes[&id].wait_for_map(map.version, WAIT).await);
+        assert_eq!(nodes[&id].map(), map);
+    }
+    let status = nodes[&3].status_with(false).await;
+    assert_eq!(status.metadata.version, map.version);
+    assert_eq!(
+        status
+            .metadata
+            .nodes
+            .iter()
+            .map(|n| n.node)
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}
