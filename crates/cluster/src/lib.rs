@@ -37,7 +37,12 @@
 //!   from its logs (input indexes mapped to Raft records; never past what the replica
 //!   applied).
 //! * **Status** ([`ClusterNode::status`]): per shard, this replica's view of leader, term,
-//!   log, commit and apply indexes and each follower's replication progress.
+//!   log, commit and apply indexes and each follower's replication progress; and the
+//!   metadata group's view with the cluster map's version and nodes.
+//! * **The metadata group** (module `metadata`, docs/design/0013): this node's replica in
+//!   `DATA_DIR/meta`, the cluster map it replicates ([`ClusterNode::map`]), created by its
+//!   first leader from the shard groups, and every [`ClusterNode::add_node`] and
+//!   [`ClusterNode::remove_node`] recorded in it step by step.
 //!
 //! Must never depend on: tradelog-server, tradelog-cli (it is the layer below them), and
 //! holds no business logic (the engine decides everything).

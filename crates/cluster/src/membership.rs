@@ -4,7 +4,7 @@
 //! `metadata`).
 
 use crate::ClusterNode;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use tradelog_domain::ShardId;
 use tradelog_placement::{MapCommand, MapReject};
 use tradelog_raft::{GroupConfig, GroupHandle, ManageOp, NodeId, ProposeError};
@@ -34,8 +34,9 @@ impl ClusterNode {
             addr: addr.to_string(),
         };
         let same = |r: &MapReject| matches!(r, MapReject::NodeExists(n) if *n == node);
-        self.record(join, same).await?;
+        self.record(join, same, false).await?;
         self.add_meta_replica(node, addr).await?;
+        let mut targets = BTreeMap::new();
         for s in 0..self.shard_count_u32() {
             let g = self.group(ShardId(s)).expect("every shard has a group");
             g.manage(ManageOp::AddLearner {
@@ -45,10 +46,14 @@ impl ClusterNode {
             .await?;
             let mut voters = self.voters_of(ShardId(s));
             if voters.insert(node) {
-                g.manage(ManageOp::SetVoters { voters }).await?;
+                g.manage(ManageOp::SetVoters {
+                    voters: voters.clone(),
+                })
+                .await?;
             }
+            targets.insert(ShardId(s), voters);
         }
-        self.record_shard_replicas().await
+        self.record_shard_replicas(targets).await
     }
 
     /// Removes node `node` from every shard's group (it stops receiving the log; stop its
@@ -58,7 +63,9 @@ impl ClusterNode {
     /// voter.
     pub async fn remove_node(&self, node: NodeId) -> Result<(), ProposeError> {
         let gone = |r: &MapReject| matches!(r, MapReject::UnknownNode(n) if *n == node);
-        self.record(MapCommand::DrainNode { node }, gone).await?;
+        self.record(MapCommand::DrainNode { node }, gone, false)
+            .await?;
+        let mut targets = BTreeMap::new();
         for s in 0..self.shard_count_u32() {
             let g = self.group(ShardId(s)).expect("every shard has a group");
             let mut voters = self.voters_of(ShardId(s));
@@ -70,12 +77,21 @@ impl ClusterNode {
                     });
                 };
                 hand_over_if_leading(g, node, heir).await?;
-                g.manage(ManageOp::SetVoters { voters }).await?;
+                g.manage(ManageOp::SetVoters {
+                    voters: voters.clone(),
+                })
+                .await?;
             }
+            // (This node's view of a group it just left may stay as it was: the targets
+            // are what was asked for, not what is seen.)
+            targets.insert(ShardId(s), voters);
         }
-        self.record_shard_replicas().await?;
+        self.record_shard_replicas(targets).await?;
         self.remove_meta_replica(node).await?;
-        self.record(MapCommand::RemoveNode { node }, gone).await
+        // A node removing itself no longer receives the map.
+        let no_wait = node == self.id();
+        self.record(MapCommand::RemoveNode { node }, gone, no_wait)
+            .await
     }
 
     /// Hands shard `s`'s leadership to node `to` (a voter of its group).
@@ -116,7 +132,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 /// for another leader: a leader that leaves would leave the group leaderless until an
 /// election.
 pub(crate) async fn hand_over_if_leading<C: GroupConfig>(
-    g: &GroupHandle<C>,
+    g: &GroupHandle<C, C::StateMachine>,
     node: NodeId,
     heir: NodeId,
 ) -> Result<(), ProposeError> {

@@ -26,9 +26,9 @@ use tokio::sync::watch;
 use tradelog_domain::ShardId;
 use tradelog_placement::{ClusterMap, MapCommand, MapReject, REPLICATION_FACTOR_MAX};
 use tradelog_raft::{
-    GroupHandle, GroupNetwork, LogStoreConfig, ManageOp, MapResponse, MetaConfig, MetaRaft,
-    MetaStateMachine, Node, NodeId, PeerChannels, ProposeError, RaftRouter, ShardLogStore,
-    META_GROUP,
+    GroupHandle, GroupNetwork, LogStoreConfig, ManageOp, MapResponse, MetaConfig, MetaHandle,
+    MetaRaft, MetaStateMachine, Node, NodeId, PeerChannels, ProposeError, RaftRouter,
+    ShardLogStore, META_GROUP,
 };
 
 /// Directory of this node's metadata replica inside its data directory.
@@ -41,7 +41,7 @@ pub const MAP_KEEPER_INTERVAL_MS: u64 = 200;
 
 /// This node's metadata replica and what it publishes.
 pub(crate) struct Meta {
-    pub(crate) handle: GroupHandle<MetaConfig>,
+    pub(crate) handle: MetaHandle,
     pub(crate) map: watch::Receiver<Arc<ClusterMap>>,
 }
 
@@ -139,7 +139,7 @@ impl ClusterNode {
     }
 
     /// The metadata group's replica on this node.
-    pub fn metadata_group(&self) -> &GroupHandle<MetaConfig> {
+    pub fn metadata_group(&self) -> &MetaHandle {
         &self.meta.handle
     }
 
@@ -187,19 +187,21 @@ impl ClusterNode {
 
     /// Records `command` in the map; `accept` says which refusals mean it is already done
     /// (a repeated `add-node`, say).
+    /// Unless `no_wait` (this node is no longer in the metadata group), it then waits
+    /// until this node's map has the change (read your writes: the next step looks at it).
     pub(crate) async fn record(
         &self,
         command: MapCommand,
         accept: impl Fn(&MapReject) -> bool,
+        no_wait: bool,
     ) -> Result<(), ProposeError> {
         if !self.map().is_initialised() {
             // Nothing to record yet: the map is created from the groups as they are then.
             return Ok(());
         }
         let answer = self.propose_map(command).await?;
-        // Read your writes: this node's map (what the next step looks at) catches up first.
         let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
-        if !self.wait_for_map(answer.version, wait).await {
+        if !no_wait && !self.wait_for_map(answer.version, wait).await {
             return Err(ProposeError::Lagging {
                 group: META_GROUP,
                 reason: format!("the map did not reach version {} here", answer.version),
@@ -256,12 +258,12 @@ impl ClusterNode {
         g.manage(ManageOp::SetVoters { voters }).await
     }
 
-    /// Makes every shard's target replica set in the map its group's voters (as this
-    /// node sees them).
-    pub(crate) async fn record_shard_replicas(&self) -> Result<(), ProposeError> {
-        for s in 0..self.shard_count_u32() {
-            let shard = ShardId(s);
-            let voters: BTreeSet<NodeId> = self.voters_of(shard);
+    /// Sets each shard's target replica set in the map to the voters given for it.
+    pub(crate) async fn record_shard_replicas(
+        &self,
+        targets: BTreeMap<ShardId, BTreeSet<NodeId>>,
+    ) -> Result<(), ProposeError> {
+        for (shard, voters) in targets {
             if self.map().replicas(shard) == Some(&voters) {
                 continue;
             }
@@ -270,7 +272,7 @@ impl ClusterNode {
                 replicas: voters,
                 if_version: None,
             };
-            self.record(command, |_| false).await?;
+            self.record(command, |_| false, false).await?;
         }
         Ok(())
     }

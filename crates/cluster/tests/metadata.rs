@@ -101,6 +101,8 @@ async fn the_map_is_created_and_follows_added_and_removed_nodes() {
     // replica of the metadata group (a voter: the group had fewer than five).
     nodes[&1].add_node(4, &addrs[3]).await.unwrap();
     let map = nodes[&1].map();
+    // The join and the two shard targets.
+    assert_eq!(map.version, 4);
     assert_eq!(map.nodes[&4].addr, addrs[3]);
     for s in 0..SHARDS {
         assert_eq!(map.replicas(ShardId(s)), Some(&all(&[1, 2, 3, 4])));
@@ -112,10 +114,13 @@ async fn the_map_is_created_and_follows_added_and_removed_nodes() {
     nodes[&1].add_node(4, &addrs[3]).await.unwrap();
     assert_eq!(nodes[&1].map().version, map.version);
 
-    // Node 1 leaves, asked through node 2: drained, taken out of every shard's target and
-    // the metadata group, then out of the map.
-    nodes[&2].remove_node(1).await.unwrap();
+    // Node 1 leaves, asked through node 1 itself: drained, taken out of every shard's
+    // target and the metadata group (handing over what it leads), then out of the map.
+    nodes[&1].remove_node(1).await.unwrap();
+    // Drain, two shard targets, leave: four versions after the join's four.
+    assert!(nodes[&2].wait_for_map(8, WAIT).await);
     let map = nodes[&2].map();
+    assert_eq!(map.version, 8);
     assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![2, 3, 4]);
     for s in 0..SHARDS {
         assert_eq!(map.replicas(ShardId(s)), Some(&all(&[2, 3, 4])));

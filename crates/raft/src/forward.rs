@@ -109,13 +109,21 @@ pub enum ProposeError {
 
 /// One group on this node, with what it needs to reach the group's leader wherever it is.
 /// Cheap to clone.
-pub struct GroupHandle<C: GroupConfig = TypeConfig> {
+///
+/// `SM` is always `C`'s state machine ([`GroupConfig::StateMachine`]); it is a parameter of
+/// its own only so that the struct's bounds stay those of openraft's `Raft` (rustdoc
+/// 1.95 panics deriving the auto traits of a struct bounded by `GroupConfig`).
+pub struct GroupHandle<C = TypeConfig, SM = ShardStateMachine>
+where
+    C: openraft::RaftTypeConfig,
+    SM: openraft::storage::RaftStateMachine<C>,
+{
     group: ShardId,
-    raft: GroupRaft<C>,
+    raft: openraft::Raft<C, SM>,
     peers: PeerChannels,
 }
 
-impl<C: GroupConfig> Clone for GroupHandle<C> {
+impl<C: GroupConfig> Clone for GroupHandle<C, C::StateMachine> {
     fn clone(&self) -> Self {
         GroupHandle {
             group: self.group,
@@ -125,7 +133,7 @@ impl<C: GroupConfig> Clone for GroupHandle<C> {
     }
 }
 
-impl<C: GroupConfig> GroupHandle<C> {
+impl<C: GroupConfig> GroupHandle<C, C::StateMachine> {
     /// The handle of `raft` (the replica of `group` on this node), reaching other nodes
     /// through `peers`.
     pub fn new(group: ShardId, raft: GroupRaft<C>, peers: PeerChannels) -> Self {
@@ -344,7 +352,7 @@ impl<C: GroupConfig> GroupHandle<C> {
     }
 }
 
-impl GroupHandle<TypeConfig> {
+impl GroupHandle<TypeConfig, ShardStateMachine> {
     /// Runs `f` on this replica's state as it is now, without any check against the leader
     /// (a stale read: it may miss writes the leader already acknowledged).
     pub async fn read_local<R: Send + 'static>(

@@ -1,9 +1,15 @@
 //! Replication of a tradelog shard: each shard is a Raft group (openraft) whose log is the
 //! shard's [`FileLog`](tradelog_storage::FileLog) and whose state machine is the shard's
-//! [`Engine`](tradelog_engine::Engine).
+//! [`Engine`](tradelog_engine::Engine); and of the cluster map: the metadata group, a Raft
+//! group of the same kind whose state machine is a
+//! [`ClusterMap`](tradelog_placement::ClusterMap) ([`MetaConfig`], [`MetaStateMachine`]).
 //!
 //! Owns:
 //!
+//! * **What every group kind shares** ([`GroupConfig`]): node ids, addresses, terms, votes
+//!   and log ids are the same for both kinds, so the log store, the network, the transport
+//!   and [`GroupHandle`] are written once, generic over the kind; only the payload, the
+//!   response and the state machine differ.
 //! * **The type configuration** ([`TypeConfig`]): one Raft entry is a [`Batch`] of engine
 //!   inputs (many commands per entry, so a commit costs one fsync per replica and one round
 //!   trip per batch), its response a [`BatchResponse`] (the engine's result for each input).
@@ -60,7 +66,8 @@
 //! ```
 //!
 //! Must never depend on: tradelog-node, tradelog-server, tradelog-cli, or business logic of
-//! its own (the engine decides everything; this crate orders and stores inputs).
+//! its own (the engine and the cluster map decide everything; this crate orders and stores
+//! inputs).
 //!
 //! The openraft version is pinned exactly (`=0.10.0-alpha.37`); see
 //! `docs/design/0007-raft.md` for why this line and what it costs.
@@ -98,7 +105,7 @@ pub use log_store::{
 pub use manage::{ManageAnswer, ManageOp, MANAGE_TIMEOUT_MS};
 pub use meta::{RaftMeta, META_FILE};
 pub use metadata::{
-    decode_meta_snapshot, encode_meta_snapshot, MapResponse, MetaConfig, MetaRaft,
+    decode_meta_snapshot, encode_meta_snapshot, MapResponse, MetaConfig, MetaHandle, MetaRaft,
     MetaSnapshotBuilder, MetaStateMachine, MAP_COMMAND_BYTES_MAX, META_GROUP, META_SNAPSHOT_FILE,
     META_SNAPSHOT_MAGIC, META_SNAPSHOT_VERSION,
 };

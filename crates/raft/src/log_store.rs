@@ -187,13 +187,13 @@ impl<L: LogStore> Shared<L> {
 /// An entry of a group of kind `C`.
 type EntryOf<C> = <C as RaftTypeConfig>::Entry;
 
-enum FlushRequest<C: GroupConfig> {
+enum FlushRequest<C: RaftTypeConfig> {
     Flush(IOFlushed<C>),
     Stop,
 }
 
 /// The flusher of a store, as [`FlushMode`] says.
-enum Flusher<C: GroupConfig> {
+enum Flusher<C: RaftTypeConfig> {
     Thread {
         tx: mpsc::Sender<FlushRequest<C>>,
         handle: Option<JoinHandle<()>>,
@@ -203,7 +203,7 @@ enum Flusher<C: GroupConfig> {
     },
 }
 
-impl<C: GroupConfig> Flusher<C> {
+impl<C: RaftTypeConfig> Flusher<C> {
     fn send(&self, request: FlushRequest<C>) -> Result<(), ()> {
         match self {
             Flusher::Thread { tx, .. } => tx.send(request).map_err(|_| ()),
@@ -215,14 +215,14 @@ impl<C: GroupConfig> Flusher<C> {
 /// openraft's log storage for one group (a shard's by default, or the metadata group's:
 /// `C`), over a [`FileLog`] (or another [`LogStore`]). See the module documentation for the
 /// layout and the durability protocol.
-pub struct ShardLogStore<L: LogStore + Send + 'static = FileLog, C: GroupConfig = TypeConfig> {
+pub struct ShardLogStore<L: LogStore + Send + 'static = FileLog, C: RaftTypeConfig = TypeConfig> {
     shared: Arc<Shared<L>>,
     flusher: Flusher<C>,
     report: LogOpenReport,
 }
 
 /// Reads entries and the vote for openraft's replication tasks; shares the store's log.
-pub struct ShardLogReader<L: LogStore + Send + 'static = FileLog, C: GroupConfig = TypeConfig> {
+pub struct ShardLogReader<L: LogStore + Send + 'static = FileLog, C: RaftTypeConfig = TypeConfig> {
     shared: Arc<Shared<L>>,
     kind: PhantomData<fn() -> C>,
 }
@@ -410,7 +410,7 @@ impl<L: LogStore + Send + 'static, C: GroupConfig> ShardLogStore<L, C> {
     }
 }
 
-impl<L: LogStore + Send + 'static, C: GroupConfig> Drop for ShardLogStore<L, C> {
+impl<L: LogStore + Send + 'static, C: RaftTypeConfig> Drop for ShardLogStore<L, C> {
     fn drop(&mut self) {
         let _ = self.flusher.send(FlushRequest::Stop);
         if let Flusher::Thread { handle, .. } = &mut self.flusher {

@@ -110,7 +110,7 @@ pub(crate) async fn answer_manage<C: GroupConfig>(
     }
 }
 
-impl<C: GroupConfig> GroupHandle<C> {
+impl<C: GroupConfig> GroupHandle<C, C::StateMachine> {
     /// Runs `op` on the group's leader (this replica or another).
     pub async fn manage(&self, op: ManageOp) -> Result<(), ProposeError> {
         let started = Instant::now();

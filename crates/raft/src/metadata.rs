@@ -57,6 +57,9 @@ openraft::declare_raft_types!(
 /// The openraft handle of the metadata group.
 pub type MetaRaft = openraft::Raft<MetaConfig, MetaStateMachine>;
 
+/// Proposals and reads from any replica of the metadata group.
+pub type MetaHandle = crate::GroupHandle<MetaConfig, MetaStateMachine>;
+
 /// The answer to one metadata entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapResponse {

@@ -131,7 +131,7 @@ impl PeerChannels {
 /// openraft's network factory for one group on this node (a shard's by default, or the
 /// metadata group's: `C`).
 #[derive(Debug)]
-pub struct GroupNetwork<C: GroupConfig = TypeConfig> {
+pub struct GroupNetwork<C: openraft::RaftTypeConfig = TypeConfig> {
     group: ShardId,
     from: NodeId,
     peers: PeerChannels,
@@ -185,7 +185,7 @@ impl<C: GroupConfig> RaftNetworkFactory<C> for GroupNetwork<C> {
 }
 
 /// openraft's `RaftNetworkV2` for one group towards one peer.
-pub struct PeerClient<C: GroupConfig = TypeConfig> {
+pub struct PeerClient<C: openraft::RaftTypeConfig = TypeConfig> {
     group: ShardId,
     from: NodeId,
     target: NodeId,

@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tradelog_domain::ShardId;
 use tradelog_engine::{Applied, Engine, Input, Placement};
 use tradelog_raft::{
@@ -34,8 +31,7 @@ struct TestNode {
     router: RaftRouter,
     peers: PeerChannels,
     rafts: BTreeMap<u32, ShardRaft>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    server: common::TestServer,
 }
 
 fn config() -> Arc<openraft::Config> {
@@ -71,25 +67,14 @@ async fn start(
         router.add(ShardId(g), raft.clone());
         rafts.insert(g, raft);
     }
-    let (stop, stopped) = oneshot::channel::<()>();
-    let service = router.service();
-    let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let server = common::serve(&router, listener);
     TestNode {
         id,
         addr,
         router,
         peers,
         rafts,
-        stop: Some(stop),
-        server: Some(server),
+        server,
     }
 }
 
@@ -100,19 +85,7 @@ impl TestNode {
             self.router.remove(ShardId(g));
             raft.shutdown().await.unwrap();
         }
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(mut h) = self.server.take() {
-            // A graceful stop waits for open connections, and the other nodes' replication
-            // streams keep theirs open: give them a moment, then drop them, as a crash would.
-            if tokio::time::timeout(Duration::from_secs(2), &mut h)
-                .await
-                .is_err()
-            {
-                h.abort();
-            }
-        }
+        self.server.stop().await;
     }
 }
 

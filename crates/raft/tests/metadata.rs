@@ -6,22 +6,21 @@
 //! the log, then from a snapshot), and a new replica catches up from a snapshot sent over
 //! the transport.
 
+mod common;
+
 use openraft::Raft;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tradelog_domain::ShardId;
 use tradelog_engine::{Input, Placement};
 use tradelog_placement::{ClusterMap, MapCommand, MapReject};
 use tradelog_raft::{
-    Batch, GroupHandle, GroupNetwork, LogStoreConfig, ManageOp, MapResponse, MetaConfig, MetaRaft,
-    MetaStateMachine, Node, NodeId, PeerChannels, RaftRouter, ShardLogStore, ShardStateMachine,
-    META_GROUP, META_SNAPSHOT_FILE,
+    Batch, GroupHandle, GroupNetwork, LogStoreConfig, ManageOp, MapResponse, MetaConfig,
+    MetaHandle, MetaRaft, MetaStateMachine, Node, NodeId, PeerChannels, RaftRouter, ShardLogStore,
+    ShardStateMachine, META_GROUP, META_SNAPSHOT_FILE,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -33,8 +32,7 @@ struct TestNode {
     peers: PeerChannels,
     meta: MetaRaft,
     shard: tradelog_raft::ShardRaft,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    server: common::TestServer,
 }
 
 fn config() -> Arc<openraft::Config> {
@@ -71,17 +69,7 @@ async fn start(id: NodeId, listener: TcpListener, addr: String, root: &Path) -> 
     let shard = Raft::new(id, config(), net, store, sm).await.unwrap();
     router.add(ShardId(0), shard.clone());
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let service = router.service();
-    let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let server = common::serve(&router, listener);
     TestNode {
         id,
         addr,
@@ -89,13 +77,12 @@ async fn start(id: NodeId, listener: TcpListener, addr: String, root: &Path) -> 
         peers,
         meta,
         shard,
-        stop: Some(stop),
-        server: Some(server),
+        server,
     }
 }
 
 impl TestNode {
-    fn handle(&self) -> GroupHandle<MetaConfig> {
+    fn handle(&self) -> MetaHandle {
         GroupHandle::new(META_GROUP, self.meta.clone(), self.peers.clone())
     }
 
@@ -111,17 +98,7 @@ impl TestNode {
         self.router.remove(ShardId(0));
         self.meta.shutdown().await.unwrap();
         self.shard.shutdown().await.unwrap();
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(mut h) = self.server.take() {
-            if tokio::time::timeout(Duration::from_secs(2), &mut h)
-                .await
-                .is_err()
-            {
-                h.abort();
-            }
-        }
+        self.server.stop().await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! Shared helpers of the tradelog-raft tests: a deterministic trading workload and entry
 //! constructors.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage};
@@ -67,4 +67,51 @@ pub fn entries(term: u64, batches: &[Vec<Input>], first: u64) -> Vec<Entry> {
         .enumerate()
         .map(|(k, b)| normal(term, first + k as u64, b.clone()))
         .collect()
+}
+
+/// A node's transport served on a loopback listener, until [`TestServer::stop`].
+pub struct TestServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Serves `router`'s transport on `listener`.
+pub fn serve(router: &tradelog_raft::RaftRouter, listener: tokio::net::TcpListener) -> TestServer {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = router.service();
+    let handle = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .unwrap();
+    });
+    TestServer {
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestServer {
+    /// Stops serving. A graceful stop waits for open connections, and the other nodes'
+    /// replication streams keep theirs open: give them a moment, then drop them, as a
+    /// crash would.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(mut h) = self.handle.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut h)
+                .await
+                .is_err()
+            {
+                h.abort();
+            }
+        }
+    }
 }
