@@ -109,6 +109,44 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
         assert!(s["leader"].is_u64(), "{s}");
         assert_eq!(s["voters"], serde_json::json!([1, 2, 3]), "{s}");
     }
+    // The cluster map, created once by the metadata group from the shard groups: three
+    // members, replication factor 3, nothing changed since.
+    let m = &v["metadata"];
+    assert_eq!(m["version"], 1, "{m}");
+    assert_eq!(m["replication_factor"], 3, "{m}");
+    assert_eq!(m["voters"], serde_json::json!([1, 2, 3]), "{m}");
+    assert!(m["leader"].is_u64(), "{m}");
+    let members: Vec<(u64, String, bool)> = m["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let url = n["url"].as_str().unwrap().to_string();
+            (
+                n["node"].as_u64().unwrap(),
+                url,
+                n["draining"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let base_port = base.parse::<u16>().unwrap();
+    let want: Vec<(u64, String, bool)> = (1..=3u16)
+        .map(|n| {
+            let url = format!("http://127.0.0.1:{}", base_port + 10 * (n - 1));
+            (u64::from(n), url, false)
+        })
+        .collect();
+    assert_eq!(members, want);
+    let table = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["--server", &format!("http://127.0.0.1:{port3}")])
+        .args(["admin", "status"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("cluster map version 1 (replication factor 3)"),
+        "{table}"
+    );
 
     plans_against_the_live_cluster(port3);
 
@@ -132,6 +170,7 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
     for n in 1..=3 {
         let node = data.join(format!("node-{n}"));
         assert!(node.join("shard-0").is_dir() && node.join("shard-1").is_dir());
+        assert!(node.join("meta").join("raft-meta").is_file(), "{node:?}");
         assert!(
             !node.join("serve.pid").exists(),
             "node {n} left its pid file"
