@@ -35,17 +35,11 @@ struct TestNode {
 }
 
 fn config() -> Arc<openraft::Config> {
-    let mut c = tradelog_raft::raft_config("test").unwrap();
     // Small chunks, so that a snapshot transfer takes many of them.
-    c.snapshot_max_chunk_size = 256;
-    Arc::new(c.validate().unwrap())
+    common::raft_config_with_chunks(256)
 }
 
-async fn bind() -> (TcpListener, String) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", l.local_addr().unwrap());
-    (l, addr)
-}
+use common::bind;
 
 /// Starts node `id` serving `groups`, with its directories under `root`.
 async fn start(

@@ -36,16 +36,11 @@ struct TestNode {
 }
 
 fn config() -> Arc<openraft::Config> {
-    let mut c = tradelog_raft::raft_config("test").unwrap();
-    c.snapshot_max_chunk_size = 64;
-    Arc::new(c.validate().unwrap())
+    // Small chunks, so that a snapshot transfer takes many of them.
+    common::raft_config_with_chunks(64)
 }
 
-async fn bind() -> (TcpListener, String) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", l.local_addr().unwrap());
-    (l, addr)
-}
+use common::bind;
 
 fn meta_dir(root: &Path, id: NodeId) -> PathBuf {
     root.join(format!("node-{id}")).join("meta")

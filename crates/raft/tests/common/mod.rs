@@ -115,3 +115,18 @@ impl TestServer {
         }
     }
 }
+
+/// The default group settings with snapshot chunks of `chunk_bytes` (small, so that a
+/// snapshot transfer takes many chunks).
+pub fn raft_config_with_chunks(chunk_bytes: u64) -> std::sync::Arc<openraft::Config> {
+    let mut c = tradelog_raft::raft_config("test").unwrap();
+    c.snapshot_max_chunk_size = chunk_bytes;
+    std::sync::Arc::new(c.validate().unwrap())
+}
+
+/// A listener on a free loopback port, and its URL.
+pub async fn bind() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    (l, addr)
+}
