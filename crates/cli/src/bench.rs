@@ -352,8 +352,8 @@ fn transfers(a: &Args) {
     );
     let t0 = Instant::now();
     let mut e = funded_engine(a.accounts, 0, 1 << 40);
-    // A deployment sizes its idempotency table for its window; without this the run would
-    // measure the table doubling (a pause of up to a second at millions of keys).
+    // Sized for the run, so that the throughput passes do not include the table's growth
+    // (`table_growth` below measures that pause on its own).
     e.reserve_idempotency_keys((a.transfers + a.latency_samples) as usize);
     println!(
         "  setup: {} accounts opened and funded in {:.2?} (idempotency table sized for the run)",
@@ -442,6 +442,37 @@ fn transfers(a: &Args) {
     print_latency("latency per transfer", &h);
     e.validate().expect("invariants hold after the benchmark");
     snapshot_cost(&e);
+    table_growth(a.transfers);
+}
+
+/// The slowest transfer while an idempotency table that was not sized in advance grows
+/// from empty to `n` ids (as in a server, which does not size it): a table grows by moving
+/// its entries into a larger one within one insert, so this is the pause a growth adds to
+/// one command (docs/design/0003).
+fn table_growth(n: u64) {
+    let mut e = funded_engine(2, 0, 1 << 40);
+    let mut out = Vec::with_capacity(4096);
+    let mut h = hist();
+    let meta = op(10);
+    for i in 0..n {
+        let c = Command::Transfer(TransferSpec {
+            id: TransferId(1 << 40 | i),
+            debit: AccountId(1 + (i & 1)),
+            credit: AccountId(2 - (i & 1)),
+            asset: USD,
+            amount: Amount(1),
+            balancing: false,
+        });
+        let s = Instant::now();
+        e.execute(meta, &c, &mut out);
+        h.record(s.elapsed().as_nanos() as u64).ok();
+        out.clear();
+    }
+    println!(
+        "  idempotency table growing from empty to {n} ids (not sized): slowest transfer {:.2} ms, p999 {} ns",
+        h.max() as f64 / 1e6,
+        h.value_at_quantile(0.999)
+    );
 }
 
 /// What one snapshot of `e` costs: on the snapshotter, copying the state; on its writer,

@@ -423,6 +423,52 @@ fn closed_loop(
     total
 }
 
+/// The open loops' pacer's shortest sleep: at high rates it wakes at most this often and
+/// sends what is due then (each wake-up costs CPU that the measured system, on the same
+/// machine, would miss).
+const PACER_SLEEP_MIN: Duration = Duration::from_micros(200);
+
+/// The open loops' pacer: calls `send(k, intended)` for the `k`-th request at its intended
+/// start, `start + k / rate`, until `end`, on this thread, and returns how many it sent
+/// and how late each went out. It sleeps the thread between requests (a thread sleep wakes
+/// within tens of microseconds; a tokio timer rounds up to the next millisecond, which
+/// would send the requests in bursts, one each millisecond, and charge the system measured
+/// with the pacer's own lateness); when it wakes late it sends every request already due,
+/// back to back. Latencies count from the intended start, so they include that lateness
+/// (coordinated omission corrected); the returned histogram shows how much of it there was.
+pub(super) fn pace(
+    rate: f64,
+    start: Instant,
+    end: Instant,
+    mut send: impl FnMut(u64, Instant),
+) -> (u64, Histogram<u64>) {
+    let interval_ns = 1e9 / rate.max(1.0);
+    let at = |k: u64| start + Duration::from_nanos((k as f64 * interval_ns) as u64);
+    let mut lag = hist();
+    let mut k = 0u64;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        loop {
+            let intended = at(k);
+            if intended > now || intended >= end {
+                break;
+            }
+            lag.record(now.duration_since(intended).as_nanos() as u64)
+                .ok();
+            send(k, intended);
+            k += 1;
+        }
+        let now = Instant::now();
+        if at(k) > now {
+            std::thread::sleep((at(k) - now).max(PACER_SLEEP_MIN));
+        }
+    }
+    (k, lag)
+}
+
 /// Open loop: transfers submitted at `rate` per second at fixed intervals for `duration`,
 /// each one's latency measured from its intended start to its durable answer.
 fn open_loop(
@@ -438,40 +484,18 @@ fn open_loop(
         accounts,
         ids,
     };
-    let interval_ns = 1e9 / rate.max(1.0);
     let (tx, rx) = unbounded::<(u64, (u64, u64))>();
-    let mut lag = hist();
     let start = Instant::now();
-    let end = start + duration;
-    let mut k = 0u64;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        loop {
-            let intended = start + Duration::from_nanos((k as f64 * interval_ns) as u64);
-            if intended > now || intended >= end {
-                break;
-            }
-            lag.record(now.duration_since(intended).as_nanos() as u64)
-                .ok();
-            let tx = tx.clone();
-            node.submit(
-                meta(),
-                gen.next(),
-                Box::new(move |r| {
-                    let _ = tx.send((intended.elapsed().as_nanos() as u64, accepted(&r)));
-                }),
-            );
-            k += 1;
-        }
-        let next = start + Duration::from_nanos((k as f64 * interval_ns) as u64);
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        }
-    }
+    let (k, lag) = pace(rate, start, start + duration, |_, intended| {
+        let tx = tx.clone();
+        node.submit(
+            meta(),
+            gen.next(),
+            Box::new(move |r| {
+                let _ = tx.send((intended.elapsed().as_nanos() as u64, accepted(&r)));
+            }),
+        );
+    });
     drop(tx);
     let mut p = Pass {
         hist: hist(),

@@ -32,8 +32,8 @@
 //! would show. Anything that goes wrong on the etcd side (not installable, does not start)
 //! is returned as the reason there are no etcd rows.
 
-use super::durable::Rng;
-use super::server::{progress, tick, Pass};
+use super::durable::{pace, Rng};
+use super::server::{print_lag, progress, tick, Pass};
 use super::{find_script, script_fields, Mode, Row};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Lines};
@@ -450,7 +450,8 @@ async fn closed_loop(
 }
 
 /// Open loop: one transfer per request, sent at `rate` per second at fixed intervals
-/// whatever the answers do; each latency counts from the request's scheduled start.
+/// whatever the answers do (paced by [`pace`] on a blocking thread); each latency counts
+/// from the request's scheduled start.
 async fn open_loop(
     conns: &[KvClient],
     o: &Options,
@@ -459,33 +460,28 @@ async fn open_loop(
     label: &str,
     counters: &Arc<Counters>,
 ) -> Result<Pass, String> {
-    let interval_ns = 1e9 / rate.max(1.0);
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + o.duration;
     let ticker = tokio::spawn(tick(progress(label, o.duration), start, end, done.clone()));
     let mut rng = Rng::new(99);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut k = 0u64;
-    loop {
-        let intended = start + Duration::from_nanos((k as f64 * interval_ns) as u64);
-        if intended >= end {
-            break;
-        }
-        if intended > Instant::now() {
-            tokio::time::sleep_until(intended.into()).await;
-        }
-        let mut kv = conns[k as usize % conns.len()].clone();
-        let t = next_transfer(&mut rng, o.accounts, ids);
-        let (tx, done) = (tx.clone(), done.clone());
-        tokio::spawn(async move {
-            let outcome = transfer(&mut kv, &[t], end + GIVE_UP_AFTER_END).await;
-            done.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send((intended.elapsed().as_nanos() as u64, outcome));
-        });
-        k += 1;
-    }
-    drop(tx);
+    let (conns, accounts, ids) = (conns.to_vec(), o.accounts, ids.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let pacer = tokio::task::spawn_blocking(move || {
+        pace(rate, start, end, |k, intended| {
+            let mut kv = conns[k as usize % conns.len()].clone();
+            let t = next_transfer(&mut rng, accounts, &ids);
+            let (tx, done) = (tx.clone(), done.clone());
+            runtime.spawn(async move {
+                let outcome = transfer(&mut kv, &[t], end + GIVE_UP_AFTER_END).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send((intended.elapsed().as_nanos() as u64, outcome));
+            });
+        })
+    });
+    let (_, lag) = pacer.await.map_err(|e| e.to_string())?;
+    print_lag(&lag);
     let mut p = Pass::new();
     while let Some((ns, outcome)) = rx.recv().await {
         p.hist.record(ns).ok();

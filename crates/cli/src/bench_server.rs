@@ -9,7 +9,7 @@
 //! gRPC endpoints of any running deployment ([`Target`]), so a replicated cluster is
 //! measured by starting it and passing its nodes' endpoints.
 
-use super::durable::Rng;
+use super::durable::{pace, Rng};
 use super::{hist, Mode, Row};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
@@ -431,15 +431,15 @@ async fn closed_loop(
 }
 
 /// Open loop: one transfer per request, sent at `rate` per second at fixed intervals
-/// whatever the answers do; each latency counts from the request's scheduled start.
+/// whatever the answers do (paced by [`pace`] on a blocking thread); each latency counts
+/// from the request's scheduled start. Returns the pass and the pacer's lateness.
 async fn open_loop(
     conns: &[Client],
     o: &Options,
     rate: f64,
     ids: &Arc<AtomicU64>,
     label: &str,
-) -> Result<Pass> {
-    let interval_ns = 1e9 / rate.max(1.0);
+) -> Result<(Pass, Histogram<u64>)> {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + o.duration;
@@ -451,28 +451,21 @@ async fn open_loop(
         resting: Vec::new(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
-    let mut k = 0u64;
-    loop {
-        let intended = start + Duration::from_nanos((k as f64 * interval_ns) as u64);
-        if intended >= end {
-            break;
-        }
-        let now = Instant::now();
-        if intended > now {
-            tokio::time::sleep_until(intended.into()).await;
-        }
-        let client = conns[k as usize % conns.len()].clone();
-        let command = gen.transfer();
-        let tx = tx.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            let ok = matches!(client.submit(command).await, Ok(a) if a.result.is_ok());
-            done.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send((intended.elapsed().as_nanos() as u64, ok));
-        });
-        k += 1;
-    }
-    drop(tx);
+    let conns = conns.to_vec();
+    let runtime = tokio::runtime::Handle::current();
+    let pacer = tokio::task::spawn_blocking(move || {
+        pace(rate, start, end, |k, intended| {
+            let client = conns[k as usize % conns.len()].clone();
+            let command = gen.transfer();
+            let (tx, done) = (tx.clone(), done.clone());
+            runtime.spawn(async move {
+                let ok = matches!(client.submit(command).await, Ok(a) if a.result.is_ok());
+                done.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send((intended.elapsed().as_nanos() as u64, ok));
+            });
+        })
+    });
+    let (_, lag) = pacer.await?;
     let mut p = Pass::new();
     while let Some((ns, ok)) = rx.recv().await {
         p.hist.record(ns).ok();
@@ -482,7 +475,18 @@ async fn open_loop(
     }
     p.elapsed = o.duration;
     ticker.await?;
-    Ok(p)
+    Ok((p, lag))
+}
+
+/// Prints the pacer's lateness of an open-loop pass (included in its latencies).
+pub(super) fn print_lag(lag: &Histogram<u64>) {
+    let us = |q: f64| lag.value_at_quantile(q) as f64 / 1e3;
+    println!(
+        "    pacer lateness (included in the latencies): p50 {} p99 {} max {}",
+        super::fmt_latency(us(0.5)),
+        super::fmt_latency(us(0.99)),
+        super::fmt_latency(lag.max() as f64 / 1e3),
+    );
 }
 
 /// Loads the catalog (USD, BTC, market 1 on shard 0, fee account `accounts + 1`) and
@@ -620,11 +624,12 @@ pub(super) async fn drive(target: &Target, o: &Options) -> Result<Vec<Row>> {
         format!("1 transfer, {} clients, closed loop", o.clients),
     ));
     let rate = single.rate() / 2.0;
-    let open = open_loop(&conns, o, rate, &ids, "transfers open loop").await?;
+    let (open, lag) = open_loop(&conns, o, rate, &ids, "transfers open loop").await?;
     open.print(
         &format!("transfers open loop at {rate:.0}/s (50% of max)"),
         "transfers",
     );
+    print_lag(&lag);
     rows.push(open.row(
         system,
         replicas,

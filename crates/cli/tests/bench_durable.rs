@@ -63,6 +63,12 @@ fn bench_refuses_unknown_sections_and_keeps_durable_opt_in() {
     let (code, out, err) = tradelog(&["bench", "--quick"]);
     assert_eq!(code, 0, "stderr: {err}");
     assert!(out.contains("== matching only"), "{out}");
+    assert!(
+        out.contains(
+            "idempotency table growing from empty to 50000 ids (not sized): slowest transfer"
+        ),
+        "{out}"
+    );
     assert!(!out.contains("durable"), "{out}");
     assert!(!out.contains("postgres"), "{out}");
 }
@@ -94,6 +100,7 @@ fn bench_server_drives_a_real_server_over_grpc() {
     for line in [
         "transfers one by one, 8 clients:",
         "transfers open loop at",
+        "    pacer lateness (included in the latencies): p50 ",
         "transfers batched, 8 clients x 10:",
         "orders one by one, 8 clients:",
         "orders batched, 8 clients x 10:",

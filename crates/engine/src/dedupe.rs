@@ -9,8 +9,10 @@
 //! Layout: transfer ids, by far the most common keys, live in a compact table of 16-byte
 //! entries (id -> fingerprint with the "in flight" outcome in its low bit); other keys
 //! (client order ids) in a general one. This table is the largest per-command cost of a
-//! transfer, so its size decides speed (docs/design/0003-engine-performance.md). Capacity
-//! never affects behaviour, only speed.
+//! transfer, so its size decides speed (docs/design/0003-engine-performance.md). Each table
+//! is split into 64 by key ([`Parted`]), so that its growth, which moves entries all at
+//! once, pauses one command for a 64th of the time (docs/design/0005). Capacity never
+//! affects behaviour, only speed.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -37,29 +39,116 @@ pub(crate) struct DedupeEntry {
     pub outcome: Outcome,
 }
 
+/// Bits of a key's hash that choose its part of a [`Parted`] table.
+const PART_BITS: u32 = 6;
+
+/// A key of a [`Parted`] table: a number that spreads the keys over the parts.
+trait PartKey: std::hash::Hash + Eq + Copy {
+    fn spread(&self) -> u64;
+}
+
+impl PartKey for u64 {
+    #[inline]
+    fn spread(&self) -> u64 {
+        *self
+    }
+}
+
+impl PartKey for DedupeKey {
+    #[inline]
+    fn spread(&self) -> u64 {
+        self.a ^ self.b.rotate_left(29) ^ u64::from(self.ns)
+    }
+}
+
+/// A hash table split into `2^PART_BITS` tables by key. A hash table grows by moving every
+/// entry into one twice as large, all at once, inside the insert that crossed its load
+/// limit: at a million transfer ids that takes tens of milliseconds of the shard's apply
+/// time, paid by every command of that group commit (`bench --only durable` showed a group
+/// of 21 transfers taking 31 ms to apply, and the open-loop latency over gRPC stalled at
+/// the same counts). With the keys spread over 64 tables, each growth moves a 64th of
+/// them, and the 64 growths fall on different inserts. Lookups cost one multiplication
+/// more.
+#[derive(Clone, Debug)]
+struct Parted<K, V> {
+    parts: Vec<FxHashMap<K, V>>,
+}
+
+impl<K: PartKey, V: Copy> Default for Parted<K, V> {
+    fn default() -> Parted<K, V> {
+        Parted::with_capacity(0)
+    }
+}
+
+impl<K: PartKey, V: Copy> Parted<K, V> {
+    fn with_capacity(n: usize) -> Parted<K, V> {
+        let per_part = n.div_ceil(1 << PART_BITS);
+        Parted {
+            parts: (0..1 << PART_BITS)
+                .map(|_| FxHashMap::with_capacity_and_hasher(per_part, Default::default()))
+                .collect(),
+        }
+    }
+
+    /// The part holding `k`: the top bits of a Fibonacci hash (independent of the bits
+    /// the table's own hash uses inside a part).
+    #[inline]
+    fn part(k: &K) -> usize {
+        (k.spread().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PART_BITS)) as usize
+    }
+
+    #[inline]
+    fn get(&self, k: &K) -> Option<V> {
+        self.parts[Self::part(k)].get(k).copied()
+    }
+
+    #[inline]
+    fn insert(&mut self, k: K, v: V) {
+        self.parts[Self::part(&k)].insert(k, v);
+    }
+
+    fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    fn reserve(&mut self, n: usize) {
+        let per_part = n.div_ceil(1 << PART_BITS);
+        for p in &mut self.parts {
+            p.reserve(per_part);
+        }
+    }
+
+    /// Every (key, value), in no particular order.
+    fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|p| p.iter().map(|(k, v)| (*k, *v)))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Generation {
     /// Transfer id -> fingerprint | 1 if the outcome was `InFlight` (else `Done`).
-    transfers: FxHashMap<u64, u64>,
+    transfers: Parted<u64, u64>,
     /// Every other key.
-    others: FxHashMap<DedupeKey, DedupeEntry>,
+    others: Parted<DedupeKey, DedupeEntry>,
 }
 
 impl Generation {
     fn with_capacity_like(g: &Generation) -> Generation {
         Generation {
-            transfers: FxHashMap::with_capacity_and_hasher(g.transfers.len(), Default::default()),
-            others: FxHashMap::with_capacity_and_hasher(g.others.len(), Default::default()),
+            transfers: Parted::with_capacity(g.transfers.len()),
+            others: Parted::with_capacity(g.others.len()),
         }
     }
 
     fn get(&self, k: &DedupeKey) -> Option<DedupeEntry> {
         if k.ns == NS_TRANSFER && k.b == 0 {
-            if let Some(&v) = self.transfers.get(&k.a) {
+            if let Some(v) = self.transfers.get(&k.a) {
                 return Some(compact_entry(v));
             }
         }
-        self.others.get(k).copied()
+        self.others.get(k)
     }
 
     fn insert(&mut self, k: DedupeKey, e: DedupeEntry) {
@@ -92,10 +181,10 @@ impl Generation {
     /// table is sorted on its own (plain integer pairs sort several times faster than
     /// keys) and merged with the few other keys.
     fn sorted(&self) -> Vec<(DedupeKey, DedupeEntry)> {
-        let mut transfers: Vec<(u64, u64)> = self.transfers.iter().map(|(&a, &v)| (a, v)).collect();
+        let mut transfers: Vec<(u64, u64)> = self.transfers.iter().collect();
         // Ids are distinct, so sorting the pairs sorts by id.
         transfers.sort_unstable();
-        let mut others: Vec<_> = self.others.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut others: Vec<_> = self.others.iter().collect();
         others.sort_unstable_by_key(|(k, _)| *k);
         let mut out = Vec::with_capacity(transfers.len() + others.len());
         let mut others = others.into_iter().peekable();
@@ -120,8 +209,8 @@ impl Generation {
             .filter(|(k, _)| k.ns == NS_TRANSFER && k.b == 0)
             .count();
         let mut g = Generation {
-            transfers: FxHashMap::with_capacity_and_hasher(transfers, Default::default()),
-            others: FxHashMap::with_capacity_and_hasher(v.len() - transfers, Default::default()),
+            transfers: Parted::with_capacity(transfers),
+            others: Parted::with_capacity(v.len() - transfers),
         };
         for (k, e) in v {
             g.insert(k, e);
@@ -234,6 +323,45 @@ mod tests {
                 duplicate: kind >= 3,
             },
         }
+    }
+
+    /// Consecutive ids (how clients number transfers) spread evenly over the parts, so
+    /// that each part's growth moves about a 64th of them; and the sorted entries, what a
+    /// snapshot encodes, do not depend on the capacity the tables were made with.
+    #[test]
+    fn consecutive_ids_spread_over_every_part_and_capacity_is_invisible() {
+        let n = 64 * 1_024u64;
+        let mut sized = Generation {
+            transfers: Parted::with_capacity(n as usize),
+            others: Parted::with_capacity(16),
+        };
+        let mut grown = Generation::default();
+        for i in 0..n {
+            let k = DedupeKey {
+                ns: NS_TRANSFER,
+                a: (1 << 40) + i,
+                b: 0,
+            };
+            sized.insert(k, entry(2 * i, 0));
+            grown.insert(k, entry(2 * i, 0));
+        }
+        let loads: Vec<usize> = grown.transfers.parts.iter().map(|p| p.len()).collect();
+        assert_eq!(loads.len(), 64);
+        assert_eq!(loads.iter().sum::<usize>(), n as usize);
+        let (least, most) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+        assert!(
+            *least >= 900 && *most <= 1_150,
+            "parts hold {least}..={most} of {n} ids"
+        );
+        assert_eq!(sized.sorted(), grown.sorted());
+        assert_eq!(
+            grown.get(&DedupeKey {
+                ns: NS_TRANSFER,
+                a: 1 << 40,
+                b: 0
+            }),
+            Some(entry(0, 0))
+        );
     }
 
     proptest! {
