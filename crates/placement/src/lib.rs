@@ -313,6 +313,40 @@ fn keep_cost(r: &Replicas, node: NodeId) -> u8 {
 /// documentation for the policy).
 pub fn targets(layout: &Layout, rf: usize) -> Result<BTreeMap<ShardId, Target>, PlacementError> {
     layout.validate(rf)?;
+    Ok(place(layout, rf))
+}
+
+/// Where the shards `0..shards` of a new cluster of `nodes` (all live, no replica yet) go
+/// with replication factor `rf`: the same policy as [`targets`] from nothing, so the
+/// replica loads and the leaders per node are within one of each other. A pure function
+/// of its arguments: every member of a new cluster computes the same.
+pub fn initial_targets(
+    nodes: &BTreeSet<NodeId>,
+    shards: u32,
+    rf: usize,
+) -> Result<BTreeMap<ShardId, Target>, PlacementError> {
+    let layout = Layout {
+        nodes: nodes.iter().map(|n| (*n, NodeState::Live)).collect(),
+        shards: BTreeMap::new(),
+    };
+    layout.validate(rf)?;
+    if shards > SHARD_COUNT_MAX {
+        return Err(PlacementError::TooLarge {
+            nodes: nodes.len(),
+            shards: shards as usize,
+        });
+    }
+    let layout = Layout {
+        shards: (0..shards)
+            .map(|s| (ShardId(s), Replicas::default()))
+            .collect(),
+        ..layout
+    };
+    Ok(place(&layout, rf))
+}
+
+/// [`targets`] of a validated layout (shards without replicas are placed from nothing).
+fn place(layout: &Layout, rf: usize) -> BTreeMap<ShardId, Target> {
     let live = layout.live();
     let mut load: BTreeMap<NodeId, usize> = live.iter().map(|n| (*n, 0)).collect();
 
@@ -392,13 +426,12 @@ pub fn targets(layout: &Layout, rf: usize) -> Result<BTreeMap<ShardId, Target>, 
             .insert(key(shard, least));
     }
     let leaders = leaders(layout, &sets, &live);
-    Ok(sets
-        .into_iter()
+    sets.into_iter()
         .map(|(shard, replicas)| {
             let leader = leaders[&shard];
             (shard, Target { replicas, leader })
         })
-        .collect())
+        .collect()
 }
 
 /// A leader per shard among its target replicas: the current one where it stays, then the

@@ -245,3 +245,62 @@ fn the_largest_cluster_settles() {
     let end = follow(&l, 3);
     assert_settled(&end, 3);
 }
+
+/// Every new cluster up to 9 nodes and 12 shards, every factor it allows: each shard on
+/// `rf` distinct members, its leader one of them, replica loads and leaderships per node
+/// within one of each other; too few nodes or a factor out of range refused.
+#[test]
+fn a_new_cluster_is_placed_evenly() {
+    use tradelog_placement::{initial_targets, REPLICATION_FACTOR_MAX};
+    for n in 1..=9u64 {
+        let nodes: BTreeSet<NodeId> = (1..=n).map(|k| k * 10).collect();
+        for shards in 1..=12u32 {
+            for rf in 1..=REPLICATION_FACTOR_MAX {
+                let placed = initial_targets(&nodes, shards, rf);
+                if rf > n as usize {
+                    assert_eq!(
+                        placed,
+                        Err(PlacementError::NotEnoughNodes {
+                            rf,
+                            live: n as usize
+                        })
+                    );
+                    continue;
+                }
+                let placed = placed.unwrap();
+                assert_eq!(placed.len(), shards as usize);
+                let mut load: BTreeMap<NodeId, usize> = nodes.iter().map(|k| (*k, 0)).collect();
+                let mut led = load.clone();
+                for t in placed.values() {
+                    assert_eq!(t.replicas.len(), rf);
+                    assert!(t.replicas.is_subset(&nodes));
+                    assert!(t.replicas.contains(&t.leader));
+                    for r in &t.replicas {
+                        *load.get_mut(r).unwrap() += 1;
+                    }
+                    *led.get_mut(&t.leader).unwrap() += 1;
+                }
+                let spread = |m: &BTreeMap<NodeId, usize>| {
+                    m.values().max().unwrap() - m.values().min().unwrap()
+                };
+                let case = format!("{n} nodes, {shards} shards, rf {rf}: {placed:?}");
+                assert!(spread(&load) <= 1, "replicas: {case}");
+                assert!(spread(&led) <= 1, "leaders: {case}");
+                // The same arguments, the same placement (every member computes it).
+                assert_eq!(initial_targets(&nodes, shards, rf).unwrap(), placed);
+            }
+        }
+    }
+    assert_eq!(
+        initial_targets(&BTreeSet::from([1]), 1, 0),
+        Err(PlacementError::ReplicationFactor { rf: 0 })
+    );
+    assert!(matches!(
+        initial_targets(
+            &BTreeSet::from([1]),
+            tradelog_domain::SHARD_COUNT_MAX + 1,
+            1
+        ),
+        Err(PlacementError::TooLarge { .. })
+    ));
+}
