@@ -357,8 +357,8 @@ fn node_client(url: &str, template: &ClientConfig) -> Result<Client, ClientError
 enum Failure {
     /// The node is down (unavailable, timed out): try another, avoid it for the job.
     Down,
-    /// The node is busy, or its replica has not applied the index asked yet: try
-    /// another replica.
+    /// The node is busy, its replica has not applied the index asked yet, or it holds no
+    /// replica of the shard: try another node.
     Elsewhere,
     /// The task itself is refused: no replica would answer otherwise.
     Fatal,
@@ -367,7 +367,11 @@ enum Failure {
 fn failure(e: &ClientError) -> Failure {
     match e {
         ClientError::Unavailable { .. } | ClientError::Timeout { .. } => Failure::Down,
-        ClientError::Overloaded { .. } | ClientError::OutOfRange(_) => Failure::Elsewhere,
+        // A node that holds no replica of the shard (a cluster formed with fewer replicas
+        // than nodes): another node holds one.
+        ClientError::Overloaded { .. }
+        | ClientError::OutOfRange(_)
+        | ClientError::WrongNode { .. } => Failure::Elsewhere,
         _ => Failure::Fatal,
     }
 }

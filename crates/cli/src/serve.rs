@@ -54,6 +54,13 @@ pub struct Args {
     /// (leaders then move only with `tradelog admin`).
     #[arg(long, env = "TRADELOG_LEADER_BALANCE_INTERVAL_MS", default_value_t = tradelog_server::LEADER_BALANCE_INTERVAL_MS, requires = "node_id")]
     leader_balance_interval_ms: u64,
+    /// Replicas of each shard in a new cluster: each shard is placed on this many of the
+    /// --members (spread evenly, leaders too) and a node opens only its own shards. Left
+    /// out: every member holds every shard. Give every initial member the same value;
+    /// only read when the cluster is formed. Adding and removing nodes is not supported
+    /// yet in a cluster formed with a factor below its member count.
+    #[arg(long, env = "TRADELOG_REPLICATION_FACTOR", requires = "members", value_parser = clap::value_parser!(u64).range(1..=tradelog_placement::REPLICATION_FACTOR_MAX as u64))]
+    replication_factor: Option<u64>,
 }
 
 /// Parses `ID=URL`.
@@ -115,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
             initial_members: members,
             raft: None,
             leader_balance_interval_ms: args.leader_balance_interval_ms,
+            replication_factor: args.replication_factor.map(|rf| rf as usize),
         });
         let config = ServerConfig {
             data_dir: args.data_dir.clone(),

@@ -124,6 +124,18 @@ pub enum ClientError {
     /// server newer than this client in a way it cannot skip).
     #[error("invalid answer from the server: {0}")]
     InvalidResponse(String),
+    /// The node holds no replica of a shard the call needs (a cluster whose nodes hold
+    /// only some shards). The client sends the call again to a node that holds it, so
+    /// this reaches the caller only when no node could answer.
+    #[error("{message}")]
+    WrongNode {
+        /// The shard.
+        shard: d::ShardId,
+        /// The cluster map version the node answered by.
+        map_version: u64,
+        /// The server's message.
+        message: String,
+    },
     /// Any other gRPC status.
     #[error("gRPC status {code}: {message}")]
     Status {
@@ -154,6 +166,33 @@ impl ClientError {
                 endpoint: endpoint.to_owned(),
                 message: with_sources(&message, &s),
             },
+            Code::FailedPrecondition
+                if s.metadata()
+                    .get(ERROR_KIND_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    == Some("wrong-node") =>
+            {
+                let number = |key: &str| {
+                    s.metadata()
+                        .get(key)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                match (
+                    number(SHARD_HEADER).and_then(|n| u32::try_from(n).ok()),
+                    number(MAP_VERSION_HEADER),
+                ) {
+                    (Some(shard), Some(map_version)) => ClientError::WrongNode {
+                        shard: d::ShardId(shard),
+                        map_version,
+                        message,
+                    },
+                    _ => ClientError::Status {
+                        code: "FailedPrecondition".into(),
+                        message,
+                    },
+                }
+            }
             code => ClientError::Status {
                 code: format!("{code:?}"),
                 message,
@@ -181,6 +220,14 @@ impl ClientError {
         }
     }
 }
+
+/// gRPC response metadata naming the kind of a `FAILED_PRECONDITION` answer (the server's
+/// `x-tradelog-error`).
+const ERROR_KIND_HEADER: &str = "x-tradelog-error";
+/// The shard a `wrong-node` answer is about.
+const SHARD_HEADER: &str = "x-tradelog-shard";
+/// The cluster map version a `wrong-node` answer was given by.
+const MAP_VERSION_HEADER: &str = "x-tradelog-map-version";
 
 /// `message`, followed by the chain of causes of `e` that add something to it.
 pub(crate) fn with_sources(message: &str, e: &dyn std::error::Error) -> String {
@@ -213,6 +260,28 @@ mod tests {
                 "{e:?} must be retryable with the same idempotency key"
             );
         }
+        let mut s = tonic::Status::failed_precondition("not here");
+        s.metadata_mut()
+            .insert(ERROR_KIND_HEADER, "wrong-node".parse().unwrap());
+        s.metadata_mut().insert(SHARD_HEADER, "3".parse().unwrap());
+        s.metadata_mut()
+            .insert(MAP_VERSION_HEADER, "17".parse().unwrap());
+        assert_eq!(
+            ClientError::from_status(s, "e"),
+            ClientError::WrongNode {
+                shard: d::ShardId(3),
+                map_version: 17,
+                message: "not here".into()
+            }
+        );
+        // Without the metadata, a plain status.
+        assert_eq!(
+            ClientError::from_status(tonic::Status::failed_precondition("x"), "e"),
+            ClientError::Status {
+                code: "FailedPrecondition".into(),
+                message: "x".into()
+            }
+        );
         let e = ClientError::from_status(tonic::Status::internal("x"), "e");
         assert_eq!(
             e,

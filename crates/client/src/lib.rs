@@ -435,7 +435,8 @@ impl Client {
 
     /// One unary call with the retry policy: the same `msg` every attempt, to `shard`'s
     /// leader when known, else to the current node; a node that fails is avoided by the
-    /// next attempt.
+    /// next attempt, and a node that holds no replica of a shard the call needs
+    /// ([`ClientError::WrongNode`]) sends the next attempt to one that does.
     async fn unary<T, R, F, Fut>(
         &self,
         msg: T,
@@ -449,8 +450,15 @@ impl Client {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let mut attempt = 1;
+        // The shards nodes answered `WrongNode` for: the next attempt goes to a node
+        // holding them all (a read may need several).
+        let mut needed: std::collections::BTreeSet<d::ShardId> = Default::default();
         loop {
-            let pick = self.routes().pick(shard, Instant::now());
+            let pick = if needed.is_empty() {
+                self.routes().pick(shard, Instant::now())
+            } else {
+                self.routes().pick_holding(&needed, Instant::now())
+            };
             let fut = call(pick.grpc, self.request(msg.clone()));
             let error = match tokio::time::timeout(self.shared.request_timeout, fut).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
@@ -466,11 +474,19 @@ impl Client {
             ) {
                 self.routes().failed(pick.index, Instant::now());
             }
+            if let ClientError::WrongNode { shard: s, .. } = &error {
+                if !self.shared.route_to_leaders {
+                    // Without routes the next attempt would go to the same node.
+                    return Err(error);
+                }
+                needed.insert(*s);
+                self.routes().expire();
+            }
             match self.shared.retry.next_delay(attempt, &error, repeat) {
                 Some(wait) => {
                     self.shared.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
-                    if shard.is_some() {
+                    if shard.is_some() || !needed.is_empty() {
                         self.refresh_routes().await;
                     }
                     attempt += 1;

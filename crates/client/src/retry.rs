@@ -20,6 +20,9 @@ pub const RETRY_BACKOFF_MS_MAX_DEFAULT: u64 = 1_000;
 ///   command before recording it, so resending can never apply it twice. Always retried
 ///   (single commands; a batch only when every command in it is [`Repeat::Safe`], since
 ///   other commands of the batch may have been applied).
+/// * [`ClientError::WrongNode`]: the node holds no replica of a shard the call needs and
+///   refused it before doing anything; the next attempt goes to a node that holds it.
+///   Retried like `Overloaded`.
 /// * [`ClientError::Unavailable`]: the server was unreachable, stopping, or the
 ///   connection broke; the command may have been applied. Retried only for calls that are
 ///   [`Repeat::Safe`]: queries, and commands the engine answers with their original
@@ -68,7 +71,11 @@ impl RetryPolicy {
             return None;
         }
         let retry = match error {
-            ClientError::Overloaded { .. } => repeat != Repeat::Never,
+            // Refused before anything was done, like `Overloaded`; the next attempt goes
+            // to a node holding the shard.
+            ClientError::Overloaded { .. } | ClientError::WrongNode { .. } => {
+                repeat != Repeat::Never
+            }
             ClientError::Unavailable { .. } => repeat == Repeat::Safe,
             _ => false,
         };
@@ -181,6 +188,17 @@ mod tests {
         assert_eq!(p.next_delay(1, &overloaded(), Repeat::Never), None);
         assert_eq!(ms(p.next_delay(1, &unavailable(), Repeat::Safe)), Some(25));
         assert_eq!(p.next_delay(1, &unavailable(), Repeat::IfRefused), None);
+        // Refused by a node that holds no replica of the shard: sent again (elsewhere).
+        let wrong_node = ClientError::WrongNode {
+            shard: d::ShardId(1),
+            map_version: 3,
+            message: "not here".into(),
+        };
+        assert_eq!(
+            ms(p.next_delay(1, &wrong_node, Repeat::IfRefused)),
+            Some(25)
+        );
+        assert_eq!(p.next_delay(1, &wrong_node, Repeat::Never), None);
         // Bounded.
         assert_eq!(
             p.next_delay(RETRY_ATTEMPTS_MAX_DEFAULT, &overloaded(), Repeat::Safe),

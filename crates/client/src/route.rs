@@ -62,6 +62,9 @@ pub(crate) struct Routes {
     markets: BTreeMap<d::MarketId, d::MarketSpec>,
     /// Per shard: index in `nodes` of its leader.
     leaders: Vec<Option<usize>>,
+    /// Per shard: indexes in `nodes` of the nodes holding a replica (in a cluster whose
+    /// nodes hold only some shards, a read of the shard must go to one of them).
+    holders: Vec<Vec<usize>>,
     refreshed_at: Option<Instant>,
     connect_timeout: Duration,
 }
@@ -122,6 +125,7 @@ impl Routes {
             placement: None,
             markets: BTreeMap::new(),
             leaders: Vec::new(),
+            holders: Vec::new(),
             refreshed_at: None,
             connect_timeout,
         })
@@ -174,12 +178,20 @@ impl Routes {
         self.nodes[i].down_until.is_some_and(|t| now < t)
     }
 
-    /// The node for an attempt: the shard's leader if known and not avoided, else the
-    /// preferred node, else the next node not avoided (which becomes preferred).
+    /// The node for an attempt: the shard's leader if known and not avoided, else a node
+    /// holding the shard (when the preferred node does not), else the preferred node, else
+    /// the next node not avoided (which becomes preferred).
     pub(crate) fn pick(&mut self, shard: Option<d::ShardId>, now: Instant) -> Pick {
         let leader = shard
             .and_then(|s| self.leaders.get(s.0 as usize).copied().flatten())
-            .filter(|&i| !self.is_down(i, now));
+            .filter(|&i| !self.is_down(i, now))
+            .or_else(|| {
+                let holders = self.holders.get(shard?.0 as usize)?;
+                if holders.contains(&self.preferred) && !self.is_down(self.preferred, now) {
+                    return Some(self.preferred);
+                }
+                holders.iter().copied().find(|&i| !self.is_down(i, now))
+            });
         let index = match leader {
             Some(i) => i,
             None => {
@@ -203,6 +215,36 @@ impl Routes {
         }
     }
 
+    /// The node for a read that needs every shard in `shards` (the shards nodes answered
+    /// `WrongNode` for): one holding them all if any is known and not avoided (the
+    /// preferred node first), else as [`pick`](Self::pick) for the last of them.
+    pub(crate) fn pick_holding(
+        &mut self,
+        shards: &std::collections::BTreeSet<d::ShardId>,
+        now: Instant,
+    ) -> Pick {
+        let holds_all = |r: &Routes, i: usize| {
+            shards
+                .iter()
+                .all(|s| r.holders.get(s.0 as usize).is_some_and(|h| h.contains(&i)))
+        };
+        let n = self.nodes.len();
+        let found = (0..n)
+            .map(|k| (self.preferred + k) % n)
+            .find(|&i| !self.is_down(i, now) && holds_all(self, i));
+        match found {
+            Some(index) if shards.len() > 1 => {
+                let node = &self.nodes[index];
+                Pick {
+                    index,
+                    url: node.url.clone(),
+                    grpc: node.grpc.clone(),
+                }
+            }
+            _ => self.pick(shards.iter().next_back().copied(), now),
+        }
+    }
+
     /// The node at `index` failed a call: avoid it for a while, and stop sending to it as
     /// a leader.
     pub(crate) fn failed(&mut self, index: usize, now: Instant) {
@@ -217,6 +259,14 @@ impl Routes {
         }
         if self.mode == Mode::Cluster {
             // Ask again before the next command: the leaders may have moved.
+            self.refreshed_at = None;
+        }
+    }
+
+    /// A node answered from an older map than the one it names, or for a shard it does
+    /// not hold: ask for the routes again before the next attempt.
+    pub(crate) fn expire(&mut self) {
+        if self.mode == Mode::Cluster {
             self.refreshed_at = None;
         }
     }
@@ -266,6 +316,17 @@ impl Routes {
             .shards
             .iter()
             .map(|s| s.leader.and_then(|l| by_id.get(&l).copied()))
+            .collect();
+        self.holders = status
+            .shards
+            .iter()
+            .map(|s| {
+                s.voters
+                    .iter()
+                    .chain(&s.learners)
+                    .filter_map(|n| by_id.get(n).copied())
+                    .collect()
+            })
             .collect();
     }
 
@@ -405,6 +466,76 @@ mod tests {
             r.pick(Some(d::ShardId(0)), later).url,
             "http://127.0.0.1:7703"
         );
+    }
+
+    #[tokio::test]
+    async fn a_shard_without_a_known_leader_goes_to_a_node_holding_it() {
+        let mut r = routes(&["127.0.0.1:7701"]);
+        let now = Instant::now();
+        // Node 1 holds shard 0 only; shard 1 is on nodes 2 and 3, leader unknown here.
+        let mut st = status(&[Some(1), None]);
+        st.shards[0].voters = vec![1, 2];
+        st.shards[1].role = "NotHeld".into();
+        st.shards[1].voters = vec![2, 3];
+        r.learn(&st);
+        assert_eq!(
+            r.pick(Some(d::ShardId(1)), now).url,
+            "http://127.0.0.1:7702"
+        );
+        assert_eq!(
+            r.pick(Some(d::ShardId(0)), now).url,
+            "http://127.0.0.1:7701"
+        );
+        r.failed(1, now);
+        assert_eq!(
+            r.pick(Some(d::ShardId(1)), now).url,
+            "http://127.0.0.1:7703"
+        );
+        // A holder that is the preferred node is taken before the others.
+        r.failed(2, now);
+        let later = now + Duration::from_millis(NODE_DOWN_MS);
+        assert_eq!(r.pick(None, later).url, "http://127.0.0.1:7701");
+        r.preferred = 2;
+        assert_eq!(
+            r.pick(Some(d::ShardId(1)), later).url,
+            "http://127.0.0.1:7703"
+        );
+        // Queries without a shard still go to the preferred node.
+        assert_eq!(r.pick(None, later).url, "http://127.0.0.1:7703");
+    }
+
+    #[tokio::test]
+    async fn a_read_of_several_shards_goes_to_a_node_holding_them_all() {
+        let mut r = routes(&["127.0.0.1:7701"]);
+        let now = Instant::now();
+        // Shard 0 on nodes 1 and 2, shard 1 on nodes 2 and 3, shard 2 on 1 and 3.
+        let mut st = status(&[None, None, None]);
+        st.shards[0].voters = vec![1, 2];
+        st.shards[1].voters = vec![2, 3];
+        st.shards[2].voters = vec![1, 3];
+        r.learn(&st);
+        let set = |s: &[u32]| s.iter().map(|s| d::ShardId(*s)).collect();
+        assert_eq!(
+            r.pick_holding(&set(&[0, 1]), now).url,
+            "http://127.0.0.1:7702"
+        );
+        assert_eq!(
+            r.pick_holding(&set(&[1, 2]), now).url,
+            "http://127.0.0.1:7703"
+        );
+        assert_eq!(
+            r.pick_holding(&set(&[0, 2]), now).url,
+            "http://127.0.0.1:7701"
+        );
+        // No node holds all three: a holder of the last one named.
+        let p = r.pick_holding(&set(&[0, 1, 2]), now);
+        assert!(
+            p.url.ends_with("7701") || p.url.ends_with("7703"),
+            "{}",
+            p.url
+        );
+        // One shard: as `pick`.
+        assert_eq!(r.pick_holding(&set(&[1]), now).url, "http://127.0.0.1:7702");
     }
 
     #[tokio::test]

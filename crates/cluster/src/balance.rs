@@ -97,7 +97,7 @@ impl ClusterNode {
     fn balance_view(&self) -> (Vec<GroupView>, BTreeSet<NodeId>) {
         let mut views = Vec::with_capacity(self.groups.len());
         let mut live: Option<BTreeSet<NodeId>> = None;
-        for g in &self.groups {
+        for g in self.replicas() {
             let m = g.handle.raft().metrics().borrow_watched().clone();
             let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
             if m.current_leader == Some(self.id) {

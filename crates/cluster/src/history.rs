@@ -348,11 +348,12 @@ impl HistorySource for RaftLogSource {
 
 /// Opens the history of every shard of a replicated node whose data directory is
 /// `data_dir` (each shard's group directory `DATA_DIR/shard-{n}`, read with a
-/// [`RaftLogSource`]); `applied_records[s]` is shard `s`'s replica's applied record counter.
-/// The replicas must have been opened (their directories exist); they may be running.
+/// [`RaftLogSource`]); `applied_records[s]` is shard `s`'s replica's applied record counter,
+/// `None` for a shard the node holds no replica of. The replicas must have been opened
+/// (their directories exist); they may be running.
 pub fn open_history(
     data_dir: &Path,
-    applied_records: &[Arc<AtomicU64>],
+    applied_records: &[Option<Arc<AtomicU64>>],
     limits: HistoryLimits,
 ) -> Result<NodeHistory, HistoryError> {
     let placement = Placement::new(applied_records.len() as u32);
@@ -360,14 +361,17 @@ pub fn open_history(
         .iter()
         .enumerate()
         .map(|(s, applied)| {
+            let Some(applied) = applied else {
+                return Ok(None);
+            };
             let shard = ShardId(s as u32);
             let source = RaftLogSource::open(shard_dir(data_dir, shard), shard, applied.clone())?;
-            Ok(ShardHistory::with_source(
+            Ok(Some(ShardHistory::with_source(
                 Box::new(source),
                 shard,
                 placement.clone(),
                 limits.clone(),
-            ))
+            )))
         })
         .collect::<Result<_, HistoryError>>()?;
     Ok(NodeHistory::from_shards(shards))

@@ -1,7 +1,10 @@
 //! A replicated tradelog node: every shard is a Raft group with a replica on every node of
-//! the cluster, and this crate runs this node's replicas behind the same
-//! [`ShardHost`] interface the embedded single-process node offers, so the server does not
-//! care which one it runs on.
+//! the cluster, or on `rf` of them when the cluster is formed with a replication factor
+//! ([`ClusterConfig::replication_factor`], docs/design/0013 step 3a), and this crate runs
+//! this node's replicas behind the same [`ShardHost`] interface the embedded
+//! single-process node offers, so the server does not care which one it runs on. Commands
+//! for a shard this node holds no replica of are proposed through a node that holds one
+//! ([`RemoteGroup`]); reads of it answer [`SubmitError::WrongNode`].
 //!
 //! Owns:
 //!
@@ -61,10 +64,11 @@ pub use balance::{
     LEADER_BALANCE_LAG_ENTRIES_MAX,
 };
 pub use history::{open_history, RaftLogSource, INPUT_MARK_EVERY_RECORDS};
-pub use membership::Rebalanced;
+pub use membership::{ChangeError, Rebalanced};
 pub use metadata::{MAP_KEEPER_INTERVAL_MS, META_DIR, META_VOTERS_MAX};
 pub use status::{
     ClusterStatus, MapNodeStatus, MetadataStatus, NodeAddress, ReplicaProgress, ShardStatus,
+    ROLE_NOT_HELD,
 };
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -85,7 +89,7 @@ use tradelog_node::{
 };
 use tradelog_raft::{
     Batch, GroupHandle, GroupNetwork, LogStoreConfig, Node, NodeId, PeerChannels, ProposeError,
-    RaftRouter, ShardLogStore, ShardRaft, ShardStateMachine, SinkItem,
+    Proposer, RaftRouter, RemoteGroup, ShardLogStore, ShardRaft, ShardStateMachine, SinkItem,
 };
 
 /// Default bound of each shard's command queue on this node.
@@ -135,6 +139,13 @@ pub struct ClusterConfig {
     /// leaderships to the voter leading the fewest (see [`next_handover`]); 0: never
     /// (leaders move only on command).
     pub leader_balance_interval_ms: u64,
+    /// Replicas of each shard when a new cluster is formed from
+    /// [`ClusterConfig::initial_members`]: `None`, every member holds every shard; `Some(rf)`,
+    /// each shard is placed on `rf` of them by the placement policy
+    /// (`tradelog_placement::targets`, the same on every member), and each node opens only
+    /// its own shards. Only read when the cluster is formed; every initial member must be
+    /// started with the same value.
+    pub replication_factor: Option<usize>,
 }
 
 impl ClusterConfig {
@@ -156,6 +167,7 @@ impl ClusterConfig {
             inflight_batches_max: INFLIGHT_BATCHES_MAX,
             raft: tradelog_raft::raft_config("tradelog").expect("the default Raft config is valid"),
             leader_balance_interval_ms: LEADER_BALANCE_INTERVAL_MS,
+            replication_factor: None,
         }
     }
 }
@@ -205,11 +217,20 @@ struct Job {
     reply: Reply,
 }
 
+/// A shard as this node reaches it: every shard has a command queue here; a shard this
+/// node holds a replica of also has the replica.
 struct Group {
+    replica: Option<Replica>,
+    /// Where this node's batches of the shard go: its replica, or a node holding one.
+    proposer: Proposer,
+    queue: mpsc::Sender<Job>,
+}
+
+/// This node's replica of a shard.
+struct Replica {
     handle: GroupHandle,
     /// The replica's applied record counter (the bound of its history's reads).
     applied_records: Arc<std::sync::atomic::AtomicU64>,
-    queue: mpsc::Sender<Job>,
     /// Woken after a batch of this shard is applied here (the pump looks for work).
     wake: Arc<Notify>,
 }
@@ -221,8 +242,12 @@ pub struct ClusterNode {
     id: NodeId,
     placement: Placement,
     markets: Markets,
-    groups: Vec<Group>,
+    /// Every shard, in shard order.
+    pub(crate) groups: Vec<Group>,
     meta: metadata::Meta,
+    /// Where the shards were placed when this node formed the cluster with a replication
+    /// factor ([`ClusterConfig::replication_factor`]): the map is created from it.
+    pub(crate) formation: Option<Formation>,
     router: RaftRouter,
     subscribers: Subscribers,
     runtime: tokio::runtime::Handle,
@@ -231,6 +256,108 @@ pub struct ClusterNode {
     /// Leaderships this node's balancer handed over.
     handovers: std::sync::atomic::AtomicU64,
     data_dir: PathBuf,
+}
+
+/// Each shard's replica set when a cluster is formed with a replication factor.
+type Formation = BTreeMap<ShardId, tradelog_placement::Target>;
+
+/// Where a new cluster's shards go when it is formed with a replication factor: the
+/// placement policy over the initial members, all live, no shard placed yet (a pure
+/// function of the member ids, the shard count and the factor, so every member computes
+/// the same).
+fn formation(config: &ClusterConfig) -> Result<Option<Formation>, ClusterError> {
+    let Some(rf) = config.replication_factor else {
+        return Ok(None);
+    };
+    if config.initial_members.is_empty() {
+        return Ok(None);
+    }
+    let nodes: BTreeSet<NodeId> = config.initial_members.keys().copied().collect();
+    let targets = tradelog_placement::initial_targets(&nodes, config.shards, rf)
+        .map_err(|e| ClusterError::Config(format!("placing the shards: {e}")))?;
+    Ok(Some(targets))
+}
+
+/// The shards this node opens a replica of: those whose directory exists (it held them
+/// before), and those the cluster map places here, or, before there is a map, those the
+/// formation places here. Every shard in a cluster formed without a replication factor
+/// (every node holds every shard), and on a new node started to be added to a cluster.
+fn hosted_shards(
+    config: &ClusterConfig,
+    map: &tradelog_placement::ClusterMap,
+    formation: Option<&Formation>,
+) -> BTreeSet<ShardId> {
+    let mut hosted: BTreeSet<ShardId> = (0..config.shards)
+        .map(ShardId)
+        .filter(|s| shard_dir(&config.data_dir, *s).is_dir())
+        .collect();
+    if map.is_initialised() {
+        hosted.extend(map.shards_of(config.node_id));
+    } else if let Some(f) = formation {
+        hosted.extend(
+            f.iter()
+                .filter(|(_, t)| t.replicas.contains(&config.node_id))
+                .map(|(s, _)| *s),
+        );
+    } else if !config.initial_members.is_empty() || hosted.is_empty() {
+        hosted.extend((0..config.shards).map(ShardId));
+    }
+    hosted
+}
+
+/// The nodes holding `shard`'s replicas for a proposal from a node that holds none: from
+/// the cluster map as this node last applied it, or from the formation before there is a
+/// map.
+fn holders(
+    shard: ShardId,
+    map: tokio::sync::watch::Receiver<Arc<tradelog_placement::ClusterMap>>,
+    formation: Option<&Formation>,
+    members: &BTreeMap<NodeId, String>,
+) -> tradelog_raft::Holders {
+    let formed: Vec<(NodeId, Node)> = formation
+        .and_then(|f| f.get(&shard))
+        .into_iter()
+        .flat_map(|t| &t.replicas)
+        .filter_map(|n| members.get(n).map(|a| (*n, Node::new(a.clone()))))
+        .collect();
+    Arc::new(move || {
+        let m = map.borrow();
+        match m.replicas(shard) {
+            Some(set) => set
+                .iter()
+                .filter_map(|n| m.nodes.get(n).map(|mn| (*n, Node::new(mn.addr.clone()))))
+                .collect(),
+            None => formed.clone(),
+        }
+    })
+}
+
+/// How long a new cluster's member waits for a shard it should lead to elect its first
+/// leader before it gives up asking for the leadership (ms).
+pub const FORMATION_LEADER_WAIT_MS: u64 = 30_000;
+
+/// Once each of `groups` (shards this node formed and the formation placed its leader
+/// on) has elected a first leader, asks for the leadership when another node won the
+/// election, so that a new cluster's leaders are spread as the placement policy spread
+/// them (the leader balancer only compares groups with the same voters). Once only.
+async fn take_formation_leadership(me: NodeId, groups: Vec<GroupHandle>) {
+    for g in groups {
+        let elected = g
+            .raft()
+            .wait(Some(Duration::from_millis(FORMATION_LEADER_WAIT_MS)))
+            .metrics(|m| m.current_leader.is_some(), "a first leader")
+            .await;
+        let Ok(m) = elected else { continue };
+        if m.current_leader == Some(me) {
+            continue;
+        }
+        if let Err(e) = g
+            .manage(tradelog_raft::ManageOp::TransferLeader { to: me })
+            .await
+        {
+            tracing::info!(shard = %g.group(), "taking the leadership the placement gave this node: {e}");
+        }
+    }
 }
 
 /// Leader time: the wall clock in nanoseconds (the engine keeps it monotonic).
@@ -320,6 +447,7 @@ impl ClusterNode {
             .await
             .map_err(|e| ClusterError::Config(e.to_string()))??;
         }
+        let formation = formation(&config)?;
         let placement = Placement::new(config.shards);
         let markets: Markets = Markets::default();
         let subscribers: Subscribers = Arc::default();
@@ -332,10 +460,37 @@ impl ClusterNode {
                 .validate()
                 .map_err(|e| ClusterError::Config(e.to_string()))?,
         );
+        let meta = metadata::open(
+            config.node_id,
+            &config.data_dir,
+            raft_config.clone(),
+            &peers,
+            &router,
+            &config.initial_members,
+        )
+        .await?;
+        let hosted = hosted_shards(&config, &meta.map.borrow(), formation.as_ref());
+        let catalog_shard = hosted.iter().next().copied();
         let mut groups = Vec::new();
         let mut receivers = Vec::new();
         for s in 0..config.shards {
             let shard = ShardId(s);
+            let (tx, rx) = mpsc::channel(config.queue_len_max);
+            receivers.push(rx);
+            if !hosted.contains(&shard) {
+                let holders = holders(
+                    shard,
+                    meta.map.clone(),
+                    formation.as_ref(),
+                    &config.initial_members,
+                );
+                groups.push(Group {
+                    replica: None,
+                    proposer: Proposer::Remote(RemoteGroup::new(shard, peers.clone(), holders)),
+                    queue: tx,
+                });
+                continue;
+            }
             let dir = shard_dir(&config.data_dir, shard);
             let open_err = |source| ClusterError::Open {
                 shard,
@@ -353,13 +508,15 @@ impl ClusterNode {
                 .map_err(|e| open_err(std::io::Error::other(e)))?
                 .map_err(open_err)?
             };
-            if s == 0 {
+            let keeps_catalog = catalog_shard == Some(shard);
+            if keeps_catalog {
                 *markets.write().expect("markets lock") = sm.engine().markets().clone();
             }
             let wake = Arc::new(Notify::new());
             let applied_records = sm.applied_records();
             sm.set_event_sink(event_sink(
                 shard,
+                keeps_catalog,
                 subscribers.clone(),
                 markets.clone(),
                 wake.clone(),
@@ -373,43 +530,49 @@ impl ClusterNode {
                         reason: e.to_string(),
                     })?;
             router.add(shard, raft.clone());
-            let (tx, rx) = mpsc::channel(config.queue_len_max);
-            receivers.push(rx);
+            let handle = GroupHandle::new(shard, raft, peers.clone());
             groups.push(Group {
-                handle: GroupHandle::new(shard, raft, peers.clone()),
-                applied_records,
+                replica: Some(Replica {
+                    handle: handle.clone(),
+                    applied_records,
+                    wake,
+                }),
+                proposer: Proposer::Local(handle),
                 queue: tx,
-                wake,
             });
         }
-        let meta = metadata::open(
-            config.node_id,
-            &config.data_dir,
-            raft_config.clone(),
-            &peers,
-            &router,
-            &config.initial_members,
-        )
-        .await?;
+        // Shards formed by this start whose formation leader is this node.
+        let mut to_lead = Vec::new();
         if !config.initial_members.is_empty() {
-            let members: BTreeMap<NodeId, Node> = config
-                .initial_members
-                .iter()
-                .map(|(id, addr)| (*id, Node::new(addr.clone())))
-                .collect();
-            for g in &groups {
-                let raft = g.handle.raft();
+            for r in groups.iter().filter_map(|g| g.replica.as_ref()) {
+                let raft = r.handle.raft();
+                let shard = r.handle.group();
                 let pristine = !raft
                     .is_initialized()
                     .await
                     .map_err(|e| ClusterError::Raft {
-                        shard: g.handle.group(),
+                        shard,
                         reason: e.to_string(),
                     })?;
                 if pristine {
-                    // Every initial member does this with the same list; the vote decides.
-                    if let Err(e) = raft.initialize(members.clone()).await {
-                        tracing::debug!(shard = %g.handle.group(), "initialize: {e}");
+                    let members: BTreeMap<NodeId, Node> = config
+                        .initial_members
+                        .iter()
+                        .filter(|(id, _)| {
+                            formation.as_ref().is_none_or(|f| {
+                                f.get(&shard).is_some_and(|t| t.replicas.contains(id))
+                            })
+                        })
+                        .map(|(id, addr)| (*id, Node::new(addr.clone())))
+                        .collect();
+                    // Every initial member holding the shard does this with the same list;
+                    // the vote decides.
+                    if let Err(e) = raft.initialize(members).await {
+                        tracing::debug!(%shard, "initialize: {e}");
+                    }
+                    let leader = formation.as_ref().and_then(|f| f.get(&shard));
+                    if leader.is_some_and(|t| t.leader == config.node_id) {
+                        to_lead.push(r.handle.clone());
                     }
                 }
             }
@@ -420,6 +583,7 @@ impl ClusterNode {
             markets,
             groups,
             meta,
+            formation,
             router,
             subscribers,
             runtime: tokio::runtime::Handle::current(),
@@ -429,21 +593,31 @@ impl ClusterNode {
             data_dir: config.data_dir.clone(),
         });
         let mut tasks = Vec::new();
-        let handles: Vec<GroupHandle> = node.groups.iter().map(|g| g.handle.clone()).collect();
+        let proposers: Vec<Proposer> = node.groups.iter().map(|g| g.proposer.clone()).collect();
+        let destinations: tradelog_raft::Destinations =
+            Arc::new(move |to: ShardId| proposers.get(to.0 as usize).cloned());
         for (g, rx) in node.groups.iter().zip(receivers) {
             tasks.push(tokio::spawn(batcher(
-                g.handle.clone(),
+                g.proposer.clone(),
                 rx,
                 config.batch_inputs_max,
                 config.inflight_batches_max,
             )));
-            tasks.push(tokio::spawn(tradelog_raft::pump(
-                g.handle.clone(),
-                handles.clone(),
-                g.wake.clone(),
-                node.stopped.clone(),
-                now,
-                PUMP_INTERVAL_MS,
+            if let Some(r) = &g.replica {
+                tasks.push(tokio::spawn(tradelog_raft::pump(
+                    r.handle.clone(),
+                    destinations.clone(),
+                    r.wake.clone(),
+                    node.stopped.clone(),
+                    now,
+                    PUMP_INTERVAL_MS,
+                )));
+            }
+        }
+        if !to_lead.is_empty() {
+            tasks.push(tokio::spawn(take_formation_leadership(
+                config.node_id,
+                to_lead,
             )));
         }
         tasks.push(tokio::spawn(metadata::map_keeper(
@@ -460,6 +634,7 @@ impl ClusterNode {
         tracing::info!(
             node = config.node_id,
             shards = config.shards,
+            replicas = ?hosted,
             "replicas started"
         );
         Ok(node)
@@ -492,14 +667,29 @@ impl ClusterNode {
         let applied: Vec<_> = self
             .groups
             .iter()
-            .map(|g| g.applied_records.clone())
+            .map(|g| g.replica.as_ref().map(|r| r.applied_records.clone()))
             .collect();
         open_history(&self.data_dir, &applied, limits)
     }
 
-    /// The replica of shard `s` on this node.
+    /// The replica of shard `s` on this node (`None` when this node holds none).
     pub fn group(&self, s: ShardId) -> Option<&GroupHandle> {
-        self.groups.get(s.0 as usize).map(|g| &g.handle)
+        self.replica(s).map(|r| &r.handle)
+    }
+
+    fn replica(&self, s: ShardId) -> Option<&Replica> {
+        self.groups
+            .get(s.0 as usize)
+            .and_then(|g| g.replica.as_ref())
+    }
+
+    fn replicas(&self) -> impl Iterator<Item = &Replica> {
+        self.groups.iter().filter_map(|g| g.replica.as_ref())
+    }
+
+    /// The shards this node holds a replica of.
+    pub fn hosted(&self) -> BTreeSet<ShardId> {
+        self.replicas().map(|r| r.handle.group()).collect()
     }
 
     /// This replica's view of every shard (the applied index and state hash read together
@@ -514,8 +704,27 @@ impl ClusterNode {
     pub async fn status_with(&self, state_hash: bool) -> ClusterStatus {
         let mut shards = Vec::with_capacity(self.groups.len());
         let mut nodes = std::collections::BTreeMap::new();
-        for g in &self.groups {
-            let s = g.handle.group();
+        let map = self.map();
+        for (k, g) in self.groups.iter().enumerate() {
+            let s = ShardId(k as u32);
+            let Some(g) = &g.replica else {
+                let leader = match &g.proposer {
+                    Proposer::Remote(r) => r.leader(),
+                    Proposer::Local(_) => None,
+                };
+                let replicas = map
+                    .replicas(s)
+                    .map(|r| r.iter().copied().collect())
+                    .or_else(|| {
+                        self.formation
+                            .as_ref()
+                            .and_then(|f| f.get(&s))
+                            .map(|t| t.replicas.iter().copied().collect())
+                    })
+                    .unwrap_or_default();
+                shards.push(status::remote_shard_status(s, replicas, leader));
+                continue;
+            };
             let m = g.handle.raft().metrics().borrow_watched().clone();
             let (applied, hash) = if state_hash {
                 let (a, h) = self.state_hash(s).await.unwrap_or((None, [0; 32]));
@@ -527,6 +736,10 @@ impl ClusterNode {
                 nodes.entry(*id).or_insert_with(|| n.addr.clone());
             }
             shards.push(status::shard_status(s, &m, applied, hash));
+        }
+        // Nodes that share no shard with this one are in the map.
+        for (id, n) in &map.nodes {
+            nodes.entry(*id).or_insert_with(|| n.addr.clone());
         }
         ClusterStatus {
             node: self.id,
@@ -544,7 +757,7 @@ impl ClusterNode {
 
     /// Waits until every shard has a leader (or `timeout` passes); true if they all do.
     pub async fn wait_for_leaders(&self, timeout: Duration) -> bool {
-        for g in &self.groups {
+        for g in self.replicas() {
             let ok = g
                 .handle
                 .raft()
@@ -561,9 +774,9 @@ impl ClusterNode {
     /// Shard `s`'s state hash on this replica right now, with the log index it was applied
     /// through (for checks that replicas agree).
     pub async fn state_hash(&self, s: ShardId) -> Result<(Option<u64>, [u8; 32]), ProposeError> {
-        let g = self.groups.get(s.0 as usize).ok_or(ProposeError::Stopped {
+        let g = self.replica(s).ok_or(ProposeError::Stopped {
             group: s,
-            reason: "no such shard".into(),
+            reason: "this node holds no replica of it".into(),
         })?;
         g.handle
             .raft()
@@ -588,7 +801,7 @@ impl ClusterNode {
         for t in &tasks {
             t.abort();
         }
-        for g in &self.groups {
+        for g in self.replicas() {
             g.wake.notify_one();
             self.router.remove(g.handle.group());
             if let Err(e) = g.handle.raft().shutdown().await {
@@ -620,9 +833,11 @@ impl ClusterNode {
 }
 
 /// Publishes a shard's applied events to the node's subscribers, keeps the market catalog
-/// current (from shard 0, which applies every catalog command) and wakes the shard's pump.
+/// current (when `keeps_catalog`: from the lowest shard this node holds; every shard
+/// applies every catalog command) and wakes the shard's pump.
 fn event_sink(
     shard: ShardId,
+    keeps_catalog: bool,
     subscribers: Subscribers,
     markets: Markets,
     wake: Arc<Notify>,
@@ -630,7 +845,7 @@ fn event_sink(
     Arc::new(move |item: SinkItem<'_>| {
         match item {
             SinkItem::Applied(events) => {
-                if shard == ShardId(0) {
+                if keeps_catalog {
                     for e in events {
                         if let Event::MarketCreated(m) = &e.event {
                             markets
@@ -671,7 +886,7 @@ fn submit_error(e: ProposeError) -> SubmitError {
 /// Takes commands off a shard's queue in batches and proposes them, at most
 /// `inflight_max` batches at a time.
 async fn batcher(
-    group: GroupHandle,
+    group: Proposer,
     mut rx: mpsc::Receiver<Job>,
     batch_max: usize,
     inflight_max: usize,
@@ -695,7 +910,7 @@ async fn batcher(
     }
 }
 
-async fn propose_jobs(group: &GroupHandle, jobs: Vec<Job>) {
+async fn propose_jobs(group: &Proposer, jobs: Vec<Job>) {
     let mut inputs = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     for j in jobs {
@@ -780,10 +995,10 @@ impl ShardHost for ClusterNode {
     }
 
     fn read_with(&self, shard: ShardId, f: EngineRead) {
-        let Some(g) = self.groups.get(shard.0 as usize) else {
-            return f(Err(SubmitError::Stopped));
+        let handle = match self.local(shard) {
+            Ok(h) => h,
+            Err(e) => return f(Err(e)),
         };
-        let handle = g.handle.clone();
         self.runtime.spawn(async move {
             if let Err(e) = handle.read_barrier().await {
                 return f(Err(submit_error(e)));
@@ -795,14 +1010,18 @@ impl ShardHost for ClusterNode {
     }
 
     fn read_stale(&self, shard: ShardId, f: EngineRead) {
-        let Some(g) = self.groups.get(shard.0 as usize) else {
-            return f(Err(SubmitError::Stopped));
+        let handle = match self.local(shard) {
+            Ok(h) => h,
+            Err(e) => return f(Err(e)),
         };
-        let handle = g.handle.clone();
         self.runtime.spawn(async move {
             // No read barrier: this replica's state as it applied it, leader or not.
             let _ = handle.read_local(move |e| f(Ok(e))).await;
         });
+    }
+
+    fn check_hosted(&self, shard: ShardId) -> Result<(), SubmitError> {
+        self.local(shard).map(|_| ())
     }
 
     fn subscribe(&self) -> Receiver<Arc<[EventRecord]>> {
@@ -817,10 +1036,32 @@ impl ShardHost for ClusterNode {
     }
 }
 
-/// The voters of every shard as this node sees them (for checks).
+impl ClusterNode {
+    /// This node's replica of `shard` for a read, or why there is none.
+    fn local(&self, shard: ShardId) -> Result<GroupHandle, SubmitError> {
+        match self.groups.get(shard.0 as usize) {
+            None => Err(SubmitError::Stopped),
+            Some(Group { replica: None, .. }) => Err(SubmitError::WrongNode {
+                shard,
+                map_version: self.map().version,
+            }),
+            Some(Group {
+                replica: Some(r), ..
+            }) => Ok(r.handle.clone()),
+        }
+    }
+}
+
+/// The voters of every shard as this node sees them (for checks; empty for a shard it
+/// holds no replica of).
 pub fn voters(node: &ClusterNode) -> Vec<BTreeSet<NodeId>> {
     node.groups
         .iter()
-        .map(|g| g.handle.raft().voter_ids().collect())
+        .map(|g| {
+            g.replica
+                .as_ref()
+                .map(|r| r.handle.raft().voter_ids().collect())
+                .unwrap_or_default()
+        })
         .collect()
 }

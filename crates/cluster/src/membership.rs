@@ -9,6 +9,17 @@ use tradelog_domain::ShardId;
 use tradelog_placement::{MapCommand, MapReject};
 use tradelog_raft::{GroupConfig, GroupHandle, ManageOp, NodeId, ProposeError};
 
+/// Why a node could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// A proposal to a group failed (see [`ProposeError`]); safe to repeat the change.
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+    /// The change cannot be made on this cluster; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// What a leadership rebalance did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rebalanced {
@@ -28,7 +39,8 @@ impl ClusterNode {
     /// group: first as a learner that catches up (from the log, or a snapshot when far
     /// behind), then as a voter; each shard's target replica set in the map follows.
     /// Safe to repeat.
-    pub async fn add_node(&self, node: NodeId, addr: &str) -> Result<(), ProposeError> {
+    pub async fn add_node(&self, node: NodeId, addr: &str) -> Result<(), ChangeError> {
+        self.check_every_node_holds_every_shard()?;
         let join = MapCommand::AddNode {
             node,
             addr: addr.to_string(),
@@ -53,7 +65,7 @@ impl ClusterNode {
             }
             targets.insert(ShardId(s), voters);
         }
-        self.record_shard_replicas(targets).await
+        Ok(self.record_shard_replicas(targets).await?)
     }
 
     /// Removes node `node` from every shard's group (it stops receiving the log; stop its
@@ -61,7 +73,8 @@ impl ClusterNode {
     /// then from the metadata group and the cluster map (drained first, so that nothing
     /// new is placed on it meanwhile). Refused when it would leave a group without a
     /// voter.
-    pub async fn remove_node(&self, node: NodeId) -> Result<(), ProposeError> {
+    pub async fn remove_node(&self, node: NodeId) -> Result<(), ChangeError> {
+        self.check_every_node_holds_every_shard()?;
         let gone = |r: &MapReject| matches!(r, MapReject::UnknownNode(n) if *n == node);
         self.record(MapCommand::DrainNode { node }, gone, false)
             .await?;
@@ -71,10 +84,9 @@ impl ClusterNode {
             let mut voters = self.voters_of(ShardId(s));
             if voters.remove(&node) {
                 let Some(&heir) = voters.iter().next() else {
-                    return Err(ProposeError::Unknown {
-                        group: ShardId(s),
-                        reason: format!("node {node} is the group's only voter"),
-                    });
+                    return Err(ChangeError::Refused(format!(
+                        "node {node} is shard {s}'s only voter"
+                    )));
                 };
                 hand_over_if_leading(g, node, heir).await?;
                 g.manage(ManageOp::SetVoters {
@@ -90,8 +102,29 @@ impl ClusterNode {
         self.remove_meta_replica(node).await?;
         // A node removing itself no longer receives the map.
         let no_wait = node == self.id();
-        self.record(MapCommand::RemoveNode { node }, gone, no_wait)
-            .await
+        Ok(self
+            .record(MapCommand::RemoveNode { node }, gone, no_wait)
+            .await?)
+    }
+
+    /// Adding and removing nodes moves every shard's replicas with them, which is only
+    /// right when every node holds every shard. In a cluster formed with a replication
+    /// factor below its node count, replicas move by the reconciler (docs/design/0013,
+    /// step 3), which is not built yet.
+    fn check_every_node_holds_every_shard(&self) -> Result<(), ChangeError> {
+        let map = self.map();
+        let partial = self.groups.iter().any(|g| g.replica.is_none())
+            || map.shards.values().any(|set| set.len() < map.nodes.len());
+        if partial {
+            return Err(ChangeError::Refused(format!(
+                "this cluster places each shard on {} of its {} nodes; adding and removing \
+                 nodes there needs replicas moved between nodes, which is not supported yet \
+                 (docs/design/0013, step 3)",
+                map.replication_factor,
+                map.nodes.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Hands shard `s`'s leadership to node `to` (a voter of its group).

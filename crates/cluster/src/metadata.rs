@@ -164,6 +164,23 @@ impl ClusterNode {
         for (id, n) in meta.membership_config.membership().nodes() {
             nodes.insert(*id, n.addr.clone());
         }
+        if let Some(formation) = &self.formation {
+            // Formed with a replication factor: the placement every member computed.
+            let rf = formation
+                .values()
+                .map(|t| t.replicas.len())
+                .max()
+                .unwrap_or(1);
+            return Some(MapCommand::Init {
+                shards: self.shard_count_u32(),
+                replication_factor: rf,
+                nodes,
+                replicas: formation
+                    .iter()
+                    .map(|(s, t)| (*s, t.replicas.clone()))
+                    .collect(),
+            });
+        }
         for s in 0..self.shard_count_u32() {
             let g = self.group(ShardId(s))?;
             let m = g.raft().metrics().borrow_watched().clone();

@@ -164,3 +164,29 @@ pub(crate) fn shard_status(
         replication,
     }
 }
+
+/// Role of a shard in the status of a node that holds no replica of it.
+pub const ROLE_NOT_HELD: &str = "NotHeld";
+
+/// A shard this node holds no replica of: where the cluster map places it (as its voters)
+/// and the leader this node last reached it through, if any.
+pub(crate) fn remote_shard_status(
+    shard: ShardId,
+    replicas: Vec<NodeId>,
+    leader: Option<NodeId>,
+) -> ShardStatus {
+    ShardStatus {
+        shard,
+        role: ROLE_NOT_HELD.to_string(),
+        leader,
+        term: 0,
+        last_log_index: None,
+        committed: None,
+        applied: None,
+        state_hash: String::new(),
+        snapshot: None,
+        voters: replicas,
+        learners: Vec::new(),
+        replication: Vec::new(),
+    }
+}

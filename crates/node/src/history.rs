@@ -722,7 +722,8 @@ impl ShardHistory {
 /// The history of every shard of a node.
 #[derive(Debug)]
 pub struct NodeHistory {
-    shards: Vec<ShardHistory>,
+    /// Per shard, its history if this node holds the shard.
+    shards: Vec<Option<ShardHistory>>,
 }
 
 impl NodeHistory {
@@ -739,23 +740,27 @@ impl NodeHistory {
                     placement.clone(),
                     limits.clone(),
                 )
+                .map(Some)
             })
             .collect::<Result<_, _>>()?;
         Ok(NodeHistory { shards })
     }
 
-    /// The history of a node whose shard `s` is `shards[s]` (a replicated node's, whose
-    /// sources read Raft logs).
-    pub fn from_shards(shards: Vec<ShardHistory>) -> NodeHistory {
+    /// The history of a node whose shard `s` is `shards[s]`, `None` for a shard it does
+    /// not hold (a replicated node's, whose sources read Raft logs).
+    pub fn from_shards(shards: Vec<Option<ShardHistory>>) -> NodeHistory {
         for (k, h) in shards.iter().enumerate() {
-            assert_eq!(k as u32, h.shard.0, "shard histories in shard order");
+            if let Some(h) = h {
+                assert_eq!(k as u32, h.shard.0, "shard histories in shard order");
+            }
         }
         NodeHistory { shards }
     }
 
-    /// One shard's history (`None` for a shard the node does not have).
+    /// One shard's history (`None` for a shard that does not exist or that this node does
+    /// not hold).
     pub fn shard(&self, s: ShardId) -> Option<&ShardHistory> {
-        self.shards.get(s.0 as usize)
+        self.shards.get(s.0 as usize).and_then(Option::as_ref)
     }
 
     /// Number of shards.

@@ -45,7 +45,15 @@ pub trait ShardHost: Send + Sync + 'static {
         0
     }
 
-    /// A live feed of every event of every shard, in batches, from now on; a subscriber
+    /// `Ok` when this host holds a replica of `shard` and can answer reads of it; else
+    /// [`SubmitError::WrongNode`] (a replicated node holding only some shards). The
+    /// default: every shard is here.
+    fn check_hosted(&self, shard: ShardId) -> Result<(), SubmitError> {
+        let _ = shard;
+        Ok(())
+    }
+
+    /// A live feed of every event of every shard this host holds, in batches, from now on; a subscriber
     /// that falls too far behind is dropped (its receiver sees the channel close).
     fn subscribe(&self) -> Receiver<Arc<[EventRecord]>>;
 

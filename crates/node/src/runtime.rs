@@ -98,6 +98,15 @@ pub enum SubmitError {
     /// connection broke while it was in flight). Retry with the same idempotency key.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// This node holds no replica of the shard, so it cannot answer a read of it: ask a
+    /// node that does (the cluster map names them; the client re-routes by itself).
+    #[error("this node holds no replica of shard {shard} (cluster map version {map_version}); ask a node that does")]
+    WrongNode {
+        /// The shard.
+        shard: ShardId,
+        /// The version of the cluster map this node answered by.
+        map_version: u64,
+    },
 }
 
 /// Callback that receives a command's answer (called on a shard thread; keep it short).

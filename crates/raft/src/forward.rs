@@ -15,10 +15,11 @@ use crate::network::{decode_reply, RAFT_MESSAGE_BYTES_MAX, WIRE_ENCODING};
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::RaftRequest;
 use crate::types::{BatchResponse, GroupConfig, GroupRaft, Node, NodeId, TypeConfig};
-use crate::{PeerChannels, ShardStateMachine};
+use crate::{Batch, PeerChannels, ShardStateMachine};
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tradelog_domain::ShardId;
@@ -262,22 +263,7 @@ impl<C: GroupConfig> GroupHandle<C, C::StateMachine> {
     }
 
     async fn propose_remote(&self, node: &Node, batch: &C::D) -> Result<ProposeAnswer<C::R>, Sent> {
-        let mut client = self.client(node).map_err(Sent::No)?;
-        let mut req = tonic::Request::new(RaftRequest {
-            group: self.group.0,
-            encoding: WIRE_ENCODING,
-            payload: tradelog_codec::encode(batch),
-        });
-        req.set_timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
-        match client.propose(req).await {
-            Ok(r) => decode_reply(r.into_inner()).map_err(Sent::Maybe),
-            // The connection could not be made: the request never left.
-            Err(s) if s.code() == tonic::Code::Unavailable && is_connect_error(&s) => {
-                Err(Sent::No(s.to_string()))
-            }
-            Err(s) if s.code() == tonic::Code::NotFound => Err(Sent::No(s.to_string())),
-            Err(s) => Err(Sent::Maybe(s.to_string())),
-        }
+        propose_to::<C>(&self.peers, self.group, node, batch).await
     }
 
     /// Waits until a read of this replica's state machine is linearizable: the leader (this
@@ -376,6 +362,169 @@ impl GroupHandle<TypeConfig, ShardStateMachine> {
     ) -> Result<R, ProposeError> {
         self.read_barrier().await?;
         self.read_local(f).await
+    }
+}
+
+/// Sends `batch` to `node` as a proposal of `group` (the node hands it to its replica,
+/// which answers whether it leads).
+async fn propose_to<C: GroupConfig>(
+    peers: &PeerChannels,
+    group: ShardId,
+    node: &Node,
+    batch: &C::D,
+) -> Result<ProposeAnswer<C::R>, Sent> {
+    let channel = peers
+        .channel(&node.addr)
+        .map_err(|e| Sent::No(format!("bad address {:?}: {e}", node.addr)))?;
+    let mut client = RaftTransportClient::new(channel)
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    let mut req = tonic::Request::new(RaftRequest {
+        group: group.0,
+        encoding: WIRE_ENCODING,
+        payload: tradelog_codec::encode(batch),
+    });
+    req.set_timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
+    match client.propose(req).await {
+        Ok(r) => decode_reply(r.into_inner()).map_err(Sent::Maybe),
+        // The connection could not be made: the request never left.
+        Err(s) if s.code() == tonic::Code::Unavailable && is_connect_error(&s) => {
+            Err(Sent::No(s.to_string()))
+        }
+        // The node holds no replica of the group: nothing was appended.
+        Err(s) if s.code() == tonic::Code::NotFound => Err(Sent::No(s.to_string())),
+        Err(s) => Err(Sent::Maybe(s.to_string())),
+    }
+}
+
+/// The nodes holding a group's replicas, as the caller knows them now (from the cluster
+/// map); asked again at every attempt, so a move is followed.
+pub type Holders = Arc<dyn Fn() -> Vec<(NodeId, Node)> + Send + Sync>;
+
+/// A shard group this node holds no replica of: proposals go over the transport to a node
+/// that holds one (its leader once known; a follower answers "not the leader" with the
+/// leader it knows, which is tried next, and a node that does not hold the group answers
+/// "not found", so the next holder is tried).
+/// Cheap to clone; clones share what they learned of the leader.
+#[derive(Clone)]
+pub struct RemoteGroup {
+    group: ShardId,
+    peers: PeerChannels,
+    holders: Holders,
+    leader: Arc<Mutex<Option<(NodeId, Node)>>>,
+}
+
+impl RemoteGroup {
+    /// Group `group`, held by the nodes `holders` names, reached through `peers`.
+    pub fn new(group: ShardId, peers: PeerChannels, holders: Holders) -> RemoteGroup {
+        RemoteGroup {
+            group,
+            peers,
+            holders,
+            leader: Arc::default(),
+        }
+    }
+
+    /// The group.
+    pub fn group(&self) -> ShardId {
+        self.group
+    }
+
+    /// The node that last took a proposal of the group from this node (its leader then).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+            .lock()
+            .expect("leader hint lock")
+            .as_ref()
+            .map(|(id, _)| *id)
+    }
+
+    /// Commits `batch` through the group's leader. As [`GroupHandle::propose`], a
+    /// proposal is sent again only when it was refused before anything was appended; the
+    /// group without a leader for [`LEADER_WAIT_MS`] (or no holder reachable) answers
+    /// [`ProposeError::NoLeader`].
+    pub async fn propose(&self, batch: Batch) -> Result<BatchResponse, ProposeError> {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(LEADER_WAIT_MS);
+        loop {
+            let hint = self.leader.lock().expect("leader hint lock").clone();
+            let mut candidates: Vec<(NodeId, Node)> = hint.into_iter().collect();
+            for h in (self.holders)() {
+                if !candidates.iter().any(|(id, _)| *id == h.0) {
+                    candidates.push(h);
+                }
+            }
+            let mut next = 0;
+            // A hint from a "not the leader" answer is tried next, once per round.
+            let mut followed = 0;
+            while next < candidates.len() {
+                let (id, node) = candidates[next].clone();
+                next += 1;
+                match propose_to::<TypeConfig>(&self.peers, self.group, &node, &batch).await {
+                    Ok(ProposeAnswer::Applied(r)) => {
+                        *self.leader.lock().expect("leader hint lock") = Some((id, node));
+                        return Ok(r);
+                    }
+                    Ok(ProposeAnswer::NotLeader { leader }) => {
+                        if let Some(l) = leader.filter(|(l, _)| *l != id) {
+                            if followed < candidates.len() {
+                                followed += 1;
+                                candidates.insert(next, l);
+                            }
+                        }
+                    }
+                    Err(Sent::No(why)) => {
+                        tracing::debug!(group = %self.group, node = id, "proposal not sent: {why}")
+                    }
+                    Err(Sent::Maybe(reason)) => {
+                        *self.leader.lock().expect("leader hint lock") = None;
+                        return Err(ProposeError::Unknown {
+                            group: self.group,
+                            reason: format!("sent to node {id}: {reason}"),
+                        });
+                    }
+                }
+            }
+            *self.leader.lock().expect("leader hint lock") = None;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProposeError::NoLeader {
+                    group: self.group,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(REMOTE_RETRY_MS))).await;
+        }
+    }
+}
+
+/// Pause between two rounds over a remote group's holders when none took a proposal (ms).
+pub const REMOTE_RETRY_MS: u64 = 50;
+
+/// Where a shard's proposals go from this node: its own replica, or a node holding one.
+#[derive(Clone)]
+pub enum Proposer {
+    /// This node holds a replica.
+    Local(GroupHandle),
+    /// It does not.
+    Remote(RemoteGroup),
+}
+
+impl Proposer {
+    /// The group.
+    pub fn group(&self) -> ShardId {
+        match self {
+            Proposer::Local(g) => g.group(),
+            Proposer::Remote(r) => r.group(),
+        }
+    }
+
+    /// Commits `batch` through the group's leader (see [`GroupHandle::propose`]).
+    pub async fn propose(&self, batch: Batch) -> Result<BatchResponse, ProposeError> {
+        match self {
+            Proposer::Local(g) => g.propose(batch).await,
+            Proposer::Remote(r) => r.propose(batch).await,
+        }
     }
 }
 

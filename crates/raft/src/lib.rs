@@ -95,8 +95,9 @@ pub mod pb {
 }
 
 pub use forward::{
-    GroupHandle, ProposeAnswer, ProposeError, ReadIndexAnswer, COMMIT_WAIT_MS, FORWARD_TIMEOUT_MS,
-    LEADER_RETRY_MS_MIN, LEADER_WAIT_MS, READ_CATCH_UP_MS,
+    GroupHandle, Holders, ProposeAnswer, ProposeError, Proposer, ReadIndexAnswer, RemoteGroup,
+    COMMIT_WAIT_MS, FORWARD_TIMEOUT_MS, LEADER_RETRY_MS_MIN, LEADER_WAIT_MS, READ_CATCH_UP_MS,
+    REMOTE_RETRY_MS,
 };
 pub use log_store::{
     decode_entry, decode_entry_as, encode_entry, FlushMode, LogOpenReport, LogStoreConfig,
@@ -114,7 +115,7 @@ pub use network::{
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
     SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
 };
-pub use pump::{pump, PUMP_MESSAGES_MAX};
+pub use pump::{local_destinations, pump, Destinations, PUMP_MESSAGES_MAX};
 pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use state_machine::{
     decode_snapshot, encode_snapshot, verify_snapshot_envelope, EventSink, ShardSnapshotBuilder,

@@ -7,7 +7,7 @@
 //! and any leader of any term may redo what a previous one did. Used by the replicated
 //! node (crate cluster) and by the seeded simulation, which runs it on simulated time.
 
-use crate::{Batch, GroupHandle};
+use crate::{Batch, GroupHandle, Proposer};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,15 @@ use tradelog_engine::{Applied, Input};
 /// `BATCH_INPUTS_MAX` and `BATCH_BYTES_MAX`: a message is a few hundred bytes).
 pub const PUMP_MESSAGES_MAX: usize = 1_024;
 
+/// Where the pump sends a destination shard's messages: its replica on this node, or a
+/// node holding one (`None`: no such shard).
+pub type Destinations = Arc<dyn Fn(ShardId) -> Option<Proposer> + Send + Sync>;
+
+/// Destinations when this node holds a replica of every shard: `all[s]` is shard `s`.
+pub fn local_destinations(all: Vec<GroupHandle>) -> Destinations {
+    Arc::new(move |to: ShardId| all.get(to.0 as usize).cloned().map(Proposer::Local))
+}
+
 /// The leader duties of one shard, on whichever node leads it: deliver new outbox
 /// messages to their destination shards (and acknowledge them back once applied there),
 /// and propose a tick when a pending transfer is due to expire.
@@ -28,7 +37,7 @@ pub const PUMP_MESSAGES_MAX: usize = 1_024;
 /// `interval_ms`: how often it looks when nothing woke it. It returns once `stopped` is set.
 pub async fn pump(
     group: GroupHandle,
-    all: Vec<GroupHandle>,
+    destinations: Destinations,
     wake: Arc<Notify>,
     stopped: Arc<AtomicBool>,
     now: fn() -> Timestamp,
@@ -83,7 +92,7 @@ pub async fn pump(
             if fresh_seqs.is_empty() {
                 continue;
             }
-            let Some(dest) = all.get(to.0 as usize) else {
+            let Some(dest) = destinations(to) else {
                 continue;
             };
             let batch = match Batch::new(fresh) {

@@ -39,9 +39,9 @@ use tonic::transport::Uri;
 use tradelog_domain::{ShardId, Timestamp};
 use tradelog_engine::{Applied, Engine, Placement};
 use tradelog_raft::{
-    decode_entry, pump, seed_thread_rng, Batch, EntryPayload, FlushMode, GroupHandle, GroupNetwork,
-    LogId, LogStoreConfig, NodeId, PeerChannels, RaftRouter, ShardLogStore, ShardRaft,
-    ShardStateMachine,
+    decode_entry, local_destinations, pump, seed_thread_rng, Batch, EntryPayload, FlushMode,
+    GroupHandle, GroupNetwork, LogId, LogStoreConfig, NodeId, PeerChannels, RaftRouter,
+    ShardLogStore, ShardRaft, ShardStateMachine,
 };
 use tradelog_storage::{ChainHash, LogStore, MemLog, Record, StorageError};
 
@@ -388,10 +388,11 @@ async fn node_main(
             )
         })
         .collect();
+    let destinations = local_destinations(handles.clone());
     for h in &handles {
         tokio::spawn(pump(
             h.clone(),
-            handles.clone(),
+            destinations.clone(),
             Arc::new(tokio::sync::Notify::new()),
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
             sim_now,

@@ -91,7 +91,24 @@ pub(crate) enum Error {
     /// The request needs what this server is not (a cluster operation on a single node):
     /// gRPC `FAILED_PRECONDITION`, HTTP 409.
     FailedPrecondition(String),
+    /// This node holds no replica of the shard the request needs: gRPC
+    /// `FAILED_PRECONDITION` with the metadata [`ERROR_KIND_HEADER`] `wrong-node`,
+    /// [`SHARD_HEADER`] and [`MAP_VERSION_HEADER`]; HTTP 409 `wrong_node`. Ask a node that
+    /// holds it (the cluster status names them).
+    WrongNode {
+        /// The shard.
+        shard: d::ShardId,
+        /// The cluster map version this node answered by.
+        map_version: u64,
+    },
 }
+
+/// gRPC response metadata naming the kind of a `FAILED_PRECONDITION` answer (`wrong-node`).
+pub const ERROR_KIND_HEADER: &str = "x-tradelog-error";
+/// gRPC response metadata: the shard a `wrong-node` answer is about.
+pub const SHARD_HEADER: &str = "x-tradelog-shard";
+/// gRPC response metadata: the cluster map version a `wrong-node` answer was given by.
+pub const MAP_VERSION_HEADER: &str = "x-tradelog-map-version";
 
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Error {
@@ -107,6 +124,9 @@ impl From<SubmitError> for Error {
             | SubmitError::Failed(_)
             | SubmitError::Unavailable(_)
             | SubmitError::OutcomeUnknown(_) => Error::Unavailable(e.to_string()),
+            SubmitError::WrongNode { shard, map_version } => {
+                Error::WrongNode { shard, map_version }
+            }
         }
     }
 }
@@ -123,6 +143,11 @@ impl std::fmt::Display for Error {
             Error::Overloaded => f.write_str("overloaded, retry"),
             Error::Unavailable(m) => write!(f, "unavailable: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
+            Error::WrongNode { shard, map_version } => write!(
+                f,
+                "this node holds no replica of shard {shard} (cluster map version \
+                 {map_version}); ask a node that does"
+            ),
         }
     }
 }
@@ -139,6 +164,17 @@ impl From<Error> for tonic::Status {
             Error::Internal(m) => tonic::Status::internal(m),
             Error::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             Error::PermissionDenied(m) => tonic::Status::permission_denied(m),
+            Error::WrongNode { shard, map_version } => {
+                let mut status = tonic::Status::failed_precondition(e.to_string());
+                let md = status.metadata_mut();
+                md.insert(
+                    ERROR_KIND_HEADER,
+                    tonic::metadata::MetadataValue::from_static("wrong-node"),
+                );
+                md.insert(SHARD_HEADER, shard.0.into());
+                md.insert(MAP_VERSION_HEADER, map_version.into());
+                status
+            }
         }
     }
 }
@@ -443,7 +479,7 @@ impl Core {
     }
 
     /// Checks that a read or subscription can start after `after` (every shard it names
-    /// exists, the index is open); returns the index's seams.
+    /// exists, this node holds every shard, the index is open); returns the index's seams.
     pub(crate) fn check_position(&self, after: &Position) -> Result<Vec<u64>, Error> {
         let seams = self.events.seams()?;
         let n = seams.len();
@@ -451,6 +487,11 @@ impl Core {
             return Err(Error::Invalid(format!(
                 "invalid field `after.shards`: shard {s} does not exist (this node has {n} shards)"
             )));
+        }
+        // A stream merges every shard's events: a node holding only some shards would
+        // answer with a gap, so it refuses and names a shard it lacks.
+        for s in 0..self.shard_count() {
+            self.node.check_hosted(d::ShardId(s))?;
         }
         Ok(seams)
     }
@@ -470,6 +511,15 @@ impl Core {
         self.node.shard_count()
     }
 
+    /// The shard whose replica answers catalog reads (assets and markets; every shard
+    /// applies every catalog command): the lowest this node holds.
+    pub(crate) fn catalog_shard(&self) -> d::ShardId {
+        (0..self.shard_count())
+            .map(d::ShardId)
+            .find(|s| self.node.check_hosted(*s).is_ok())
+            .unwrap_or(d::ShardId(0))
+    }
+
     /// Submits one (already validated) command and waits, without blocking a worker,
     /// for the shard's answer.
     pub(crate) async fn submit(
@@ -480,7 +530,7 @@ impl Core {
     ) -> Result<Answer, Error> {
         let started = Instant::now();
         let pending = self.start(who, command);
-        finish(pending, started, interface, &self.events).await
+        finish(pending, started, interface, &*self.node, &self.events).await
     }
 
     /// Submits every command first (they share group commits), then awaits every answer,
@@ -495,7 +545,7 @@ impl Core {
         let pending: Vec<Pending> = commands.into_iter().map(|c| self.start(who, c)).collect();
         let mut out = Vec::with_capacity(pending.len());
         for p in pending {
-            out.push(finish(p, started, interface, &self.events).await);
+            out.push(finish(p, started, interface, &*self.node, &self.events).await);
         }
         out
     }
@@ -558,7 +608,10 @@ impl Core {
             return Err(Error::Unavailable(format!("event index: {why}")));
         }
         for s in 0..self.shard_count() {
-            self.read(d::ShardId(s), |e| e.inputs_applied()).await?;
+            // Every shard this node holds answers (a cluster node may hold only some).
+            if self.node.check_hosted(d::ShardId(s)).is_ok() {
+                self.read(d::ShardId(s), |e| e.inputs_applied()).await?;
+            }
         }
         Ok(())
     }
@@ -585,13 +638,13 @@ impl Core {
         })
     }
 
-    /// The shard that owns a market's book (read from shard 0's catalog, stale or not).
+    /// The shard that owns a market's book (read from the catalog, stale or not).
     pub(crate) async fn market_shard(
         &self,
         market: d::MarketId,
         stale: bool,
     ) -> Result<d::ShardId, Error> {
-        self.read_as(d::ShardId(0), stale, move |e| {
+        self.read_as(self.catalog_shard(), stale, move |e| {
             e.markets().get(&market).map(|m| m.shard)
         })
         .await?
@@ -676,9 +729,13 @@ impl Core {
                         "invalid field `node`: node ids start at 1".into(),
                     ));
                 }
-                c.add_node(node, &url).await
+                c.add_node(node, &url).await.map_err(change_error)?;
+                Ok(())
             }
-            ClusterChange::RemoveNode { node } => c.remove_node(node).await,
+            ClusterChange::RemoveNode { node } => {
+                c.remove_node(node).await.map_err(change_error)?;
+                Ok(())
+            }
             ClusterChange::TransferLeader { shard, to } => {
                 if shard >= self.shard_count() {
                     return Err(Error::Invalid(format!(
@@ -686,6 +743,7 @@ impl Core {
                         self.shard_count()
                     )));
                 }
+                self.node.check_hosted(d::ShardId(shard))?;
                 c.transfer_leader(d::ShardId(shard), to).await
             }
             ClusterChange::BalanceLeaders => c.balance_leaders().await.map(|_| ()),
@@ -695,7 +753,7 @@ impl Core {
     }
 
     pub(crate) async fn catalog(&self, q: CatalogQuery) -> Result<CatalogView, Error> {
-        self.read_as(d::ShardId(0), q.stale, |e| CatalogView {
+        self.read_as(self.catalog_shard(), q.stale, |e| CatalogView {
             assets: e.assets().values().cloned().collect(),
             markets: e.markets().values().cloned().collect(),
         })
@@ -707,7 +765,16 @@ impl Core {
         q: &BalanceHistoryQuery,
     ) -> Result<(Vec<tradelog_engine::projection::BalancePoint>, bool), Error> {
         let shard = self.node.placement().account_shard(q.account);
+        // The index holds only the shards this node holds; another's would look empty.
+        self.node.check_hosted(shard)?;
         self.events.balance_history(shard, q)
+    }
+}
+
+fn change_error(e: tradelog_cluster::ChangeError) -> Error {
+    match e {
+        tradelog_cluster::ChangeError::Propose(e) => Error::Unavailable(e.to_string()),
+        tradelog_cluster::ChangeError::Refused(m) => Error::FailedPrecondition(m),
     }
 }
 
@@ -721,14 +788,18 @@ async fn finish(
     p: Pending,
     started: Instant,
     interface: &'static str,
+    host: &dyn ShardHost,
     events: &EventLog,
 ) -> Result<Answer, Error> {
     let r = p.rx.await.unwrap_or(Err(SubmitError::Stopped));
     telemetry::command_done(interface, &r, started.elapsed());
     let reply = r?;
-    // Read your writes: the answer goes out once its events can be read.
+    // Read your writes: the answer goes out once its events can be read here (a shard
+    // this node holds no replica of has no events here: its reads go elsewhere).
     if let Some(last) = reply.events.last() {
-        events.caught_up(last.shard, last.seq).await;
+        if host.check_hosted(last.shard).is_ok() {
+            events.caught_up(last.shard, last.seq).await;
+        }
     }
     let (shard, input) = match reply.events.first() {
         Some(e) => (e.shard, e.input),
@@ -755,6 +826,25 @@ mod tests {
             let s = tonic::Status::from(Error::from(e));
             assert_eq!(s.code(), tonic::Code::Unavailable);
         }
+        // A shard this node holds no replica of: typed in the metadata, for clients.
+        let s = tonic::Status::from(Error::from(SubmitError::WrongNode {
+            shard: d::ShardId(3),
+            map_version: 12,
+        }));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        let md = |k: &str| s.metadata().get(k).unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            (
+                md(ERROR_KIND_HEADER),
+                md(SHARD_HEADER),
+                md(MAP_VERSION_HEADER)
+            ),
+            ("wrong-node".into(), "3".into(), "12".into())
+        );
+        assert_eq!(
+            s.message(),
+            "this node holds no replica of shard 3 (cluster map version 12); ask a node that does"
+        );
     }
 
     #[test]

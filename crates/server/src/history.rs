@@ -172,6 +172,8 @@ impl History {
         t: Timestamp,
         replica: bool,
     ) -> Result<u64, Error> {
+        // The index holds only the shards this node holds; another's would look empty.
+        self.node.check_hosted(s)?;
         if t.0 == 0 {
             return Ok(0);
         }
@@ -222,6 +224,8 @@ impl History {
         after: u64,
         mut visitor: V,
     ) -> Result<(V, Scanned), Error> {
+        // The index holds only the shards this node holds; another's would look empty.
+        self.node.check_hosted(s)?;
         let mut after = after;
         loop {
             let seam = self.events.seams()?[s.0 as usize];
@@ -332,6 +336,11 @@ impl History {
 }
 
 fn shard(h: &NodeHistory, s: ShardId) -> Result<&tradelog_node::ShardHistory, Error> {
-    h.shard(s)
-        .ok_or_else(|| Error::Invalid(format!("shard {s} does not exist")))
+    h.shard(s).ok_or_else(|| {
+        if s.0 < h.shard_count() {
+            Error::Unavailable(format!("this node keeps no history of shard {s}"))
+        } else {
+            Error::Invalid(format!("shard {s} does not exist"))
+        }
+    })
 }

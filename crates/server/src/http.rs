@@ -3,7 +3,9 @@
 //!
 //! Errors are typed JSON, `{"error": {"code": ..., "message": ...}}`: 400
 //! `invalid_argument` / `invalid_json` / `out_of_range` / `limit_exceeded`, 404
-//! `not_found`, 413 `body_too_large`, 429 `overloaded`, 500 `internal`, 503 `unavailable`.
+//! `not_found`, 409 `failed_precondition` / `wrong_node` (this node holds no replica of
+//! the shard asked about), 413 `body_too_large`, 429 `overloaded`, 500 `internal`, 503
+//! `unavailable`.
 //!
 //! Every route is in one table, [`routes`]; the router is built from it, and the OpenAPI
 //! document served at `/openapi.json` (checked in as `docs/api/openapi.json`) is tested to
@@ -151,6 +153,7 @@ impl From<Error> for HttpError {
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Error::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
             Error::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
+            Error::WrongNode { .. } => (StatusCode::CONFLICT, "wrong_node"),
         };
         HttpError::new(status, code, message)
     }

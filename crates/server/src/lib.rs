@@ -159,6 +159,10 @@ pub struct ClusterSettings {
     /// How often the node hands a leadership to a voter leading fewer shards (ms;
     /// [`LEADER_BALANCE_INTERVAL_MS`] by default); 0: only on command.
     pub leader_balance_interval_ms: u64,
+    /// Replicas of each shard when the cluster is formed: `None`, every member holds
+    /// every shard; `Some(rf)`, `rf` of them by the placement policy (see
+    /// `tradelog_cluster::ClusterConfig::replication_factor`).
+    pub replication_factor: Option<usize>,
 }
 
 impl ClusterSettings {
@@ -170,6 +174,7 @@ impl ClusterSettings {
             initial_members,
             raft: None,
             leader_balance_interval_ms: LEADER_BALANCE_INTERVAL_MS,
+            replication_factor: None,
         }
     }
 }
@@ -305,6 +310,7 @@ impl Server {
                     cc.raft = r.clone();
                 }
                 cc.leader_balance_interval_ms = c.leader_balance_interval_ms;
+                cc.replication_factor = c.replication_factor;
                 let cluster =
                     ClusterNode::start(cc)
                         .await

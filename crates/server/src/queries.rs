@@ -324,7 +324,7 @@ impl Core {
         self.index_caught_up().await;
         let shard = self.market_shard(q.market, q.stale).await?;
         let lot_size = self
-            .read_as(d::ShardId(0), q.stale, move |e| {
+            .read_as(self.catalog_shard(), q.stale, move |e| {
                 e.markets().get(&q.market).map(|m| m.lot_size)
             })
             .await?
@@ -440,7 +440,7 @@ impl Core {
         let mut orders = Vec::new();
         if !holds.is_empty() {
             let mut market_shards: Vec<d::ShardId> = self
-                .read_as(d::ShardId(0), stale, |e| {
+                .read_as(self.catalog_shard(), stale, |e| {
                     e.markets().values().map(|m| m.shard).collect::<Vec<_>>()
                 })
                 .await?;

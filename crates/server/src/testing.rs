@@ -34,3 +34,26 @@ pub async fn start_cluster_node(
     .await
     .expect("server starts")
 }
+
+/// As [`start_cluster_node`], forming the cluster with `replication_factor` replicas of
+/// each shard (`None`: every member holds every shard).
+pub async fn start_cluster_node_rf(
+    id: u64,
+    port: u16,
+    dir: PathBuf,
+    members: &BTreeMap<u64, String>,
+    shards: u32,
+    replication_factor: Option<usize>,
+) -> RunningServer {
+    let mut config = ServerConfig::cluster_node(
+        id,
+        members.clone(),
+        shards,
+        dir,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    );
+    if let Some(c) = &mut config.cluster {
+        c.replication_factor = replication_factor;
+    }
+    Server::start(config).await.expect("server starts")
+}

@@ -71,6 +71,7 @@ async fn start_balancing(
             initial_members: members.clone(),
             raft: Some(raft()),
             leader_balance_interval_ms,
+            replication_factor: None,
         }),
         ..ServerConfig::default()
     })
@@ -485,6 +486,7 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
                 initial_members: urls.clone(),
                 raft: Some(raft()),
                 leader_balance_interval_ms: tradelog_server::LEADER_BALANCE_INTERVAL_MS,
+                replication_factor: None,
             }),
             ..ServerConfig::default()
         };
