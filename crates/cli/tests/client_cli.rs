@@ -9,43 +9,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{json, ok, tl};
+
 const WAIT: Duration = Duration::from_secs(30);
 /// The buyer's order: the first order of shard 1 (`1 << 48 | 1`).
 const BUY: &str = "281474976710657";
 
 fn free_port() -> u16 {
     tradelog_server::ports::free_loopback_port().expect("a free port")
-}
-
-/// `tradelog ARGS` against `server`: (exit code, stdout, stderr).
-fn tl(server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tradelog"))
-        .args(args)
-        .env("TRADELOG_SERVER", server)
-        .env_remove("TRADELOG_PRINCIPAL")
-        .env_remove("TRADELOG_AUTHORITY")
-        .output()
-        .expect("run tradelog");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `tradelog ARGS` that must succeed: its stdout.
-fn ok(server: &str, args: &[&str]) -> String {
-    let (code, out, err) = tl(server, args);
-    assert_eq!(code, 0, "tradelog {args:?}\nstdout: {out}\nstderr: {err}");
-    out
-}
-
-/// `... --json` that must succeed: the parsed document.
-fn json(server: &str, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let out = ok(server, &a);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
 /// The `[shard S, input I]` of an answer with the (timing-dependent) input masked.

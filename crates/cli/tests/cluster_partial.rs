@@ -1,0 +1,191 @@
+//! A cluster formed with fewer replicas than nodes, as a user runs it: three
+//! `tradelog serve --node-id I --members ... --replication-factor 2` processes with three
+//! shards, driven by the real `tradelog` binary given one node at a time. Each node opens
+//! only its two shards; commands through any node reach every shard, balances read
+//! through any node are exact (the client re-routes reads of a shard the node does not
+//! hold), `admin status` shows the shard a node does not hold, the event stream is refused
+//! with a clear message, and every node stops cleanly on SIGTERM.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{json, ok, tl};
+
+const NODES: u64 = 3;
+const SHARDS: u32 = 3;
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Node {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Available + held of (account, asset 1) read through `server`.
+fn usd(server: &str, account: u64) -> u64 {
+    let b = json(server, &["account", "balances", &account.to_string()]);
+    b["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["asset"] == 1)
+        .map(|x| x["available"].as_u64().unwrap() + x["held"].as_u64().unwrap())
+        .unwrap_or(0)
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_with_a_replication_factor_below_the_node_count() {
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..NODES)
+        .map(|_| tradelog_server::ports::free_loopback_port().unwrap())
+        .collect();
+    let members = ports
+        .iter()
+        .enumerate()
+        .map(|(k, p)| format!("{}=http://127.0.0.1:{p}", k + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Node> = Vec::new();
+    for (k, port) in ports.iter().enumerate() {
+        let dir = root.path().join(format!("node-{}", k + 1));
+        let log = std::fs::File::create(root.path().join(format!("node-{}.log", k + 1))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+            .args(["serve", "--node-id", &(k + 1).to_string()])
+            .args(["--members", &members, "--replication-factor", "2"])
+            .args(["--shards", &SHARDS.to_string()])
+            .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
+            .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        nodes.push(Node {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        });
+    }
+    let first = nodes[0].url.clone();
+    // The first command waits for the shards' first leaders (it is idempotent).
+    eventually("the cluster to take a command", || {
+        tl(&first, &["asset", "create", "1", "USD", "2"]).0 == 0
+    });
+
+    // Each node opened two of the three shards, and every shard is on two nodes.
+    let mut holders = vec![0; SHARDS as usize];
+    for n in &nodes {
+        let held: BTreeSet<u32> = (0..SHARDS)
+            .filter(|s| n.dir.join(format!("shard-{s}")).is_dir())
+            .collect();
+        assert_eq!(held.len(), 2, "{}: {held:?}", n.dir.display());
+        for s in held {
+            holders[s as usize] += 1;
+        }
+    }
+    assert_eq!(holders, vec![2; SHARDS as usize]);
+
+    // Accounts 1, 2, 3 live on shards 1, 2, 0; each gets 1000 through a different node.
+    for a in 1..=3u64 {
+        let via = &nodes[a as usize - 1].url;
+        ok(via, &["account", "open", &a.to_string(), "--owner", "1"]);
+        ok(
+            via,
+            &[
+                "account",
+                "deposit",
+                &a.to_string(),
+                "USD",
+                "1000",
+                "--id",
+                &a.to_string(),
+            ],
+        );
+    }
+    // Cross-shard transfers, each through a node that may not hold either account.
+    for (id, from, to, amount, k) in [(11, 1, 2, 100, 2), (12, 2, 3, 30, 0), (13, 3, 1, 7, 1)] {
+        ok(
+            &nodes[k].url,
+            &[
+                "account",
+                "transfer",
+                &from.to_string(),
+                &to.to_string(),
+                "USD",
+                &amount.to_string(),
+                "--id",
+                &id.to_string(),
+            ],
+        );
+    }
+    let want = [
+        (1, 1000 - 100 + 7),
+        (2, 1000 + 100 - 30),
+        (3, 1000 + 30 - 7),
+    ];
+    for n in &nodes {
+        eventually("exact balances through every node", || {
+            want.iter().all(|(a, w)| usd(&n.url, *a) == *w)
+        });
+    }
+
+    // The status of a node lists every shard; the one it does not hold as NotHeld, with
+    // the two nodes the map places it on.
+    for n in &nodes {
+        let st = json(&n.url, &["admin", "status"]);
+        let shards = st["shards"].as_array().unwrap();
+        assert_eq!(shards.len(), SHARDS as usize, "{st}");
+        let not_held: Vec<&Value> = shards.iter().filter(|s| s["role"] == "NotHeld").collect();
+        assert_eq!(not_held.len(), 1, "{st}");
+        assert_eq!(not_held[0]["voters"].as_array().unwrap().len(), 2, "{st}");
+    }
+
+    // The event stream merges every shard: refused with a clear message, not a gap.
+    let (code, out, err) = tl(&first, &["events", "read"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("holds no replica of shard"), "{err}");
+
+    // SIGTERM: every node stops cleanly.
+    for n in &mut nodes {
+        let pid = n.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    for n in &mut nodes {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = n.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop", n.url);
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "{}: {status}", n.url);
+    }
+}
