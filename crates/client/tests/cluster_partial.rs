@@ -283,8 +283,8 @@ async fn nodes_holding_some_shards_serve_every_command_and_read() {
         }
     }
 
-    // A market on the shard of the fewest holders in common with the traders' shards:
-    // orders from accounts on other shards hold, match and settle across shards.
+    // A market on the last shard: orders from accounts on the other shards hold, match
+    // and settle across shards.
     let market_shard = ShardId(SHARDS - 1);
     c.create_market(MarketSpec {
         id: MARKET,
