@@ -24,15 +24,7 @@ pub async fn start_cluster_node(
     members: &BTreeMap<u64, String>,
     shards: u32,
 ) -> RunningServer {
-    Server::start(ServerConfig::cluster_node(
-        id,
-        members.clone(),
-        shards,
-        dir,
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-    ))
-    .await
-    .expect("server starts")
+    start_cluster_node_rf(id, port, dir, members, shards, None).await
 }
 
 /// As [`start_cluster_node`], forming the cluster with `replication_factor` replicas of
