@@ -598,3 +598,50 @@ pub fn plan(layout: &Layout, rf: usize) -> Result<Vec<ShardPlan>, PlacementError
 
 #[cfg(test)]
 mod tests;
+
+/// The next membership step that moves one shard's group from `now` towards `target`, as
+/// its leader `me` runs it (the reconciler on each shard's leader, docs/design/0013), or
+/// `None` when there is nothing to do yet: the group is [`settled`] (its voters are the
+/// target and it has no learner), or a learner it needs is still catching up.
+///
+/// In order: a learner the target does not name is removed; a target node without a
+/// replica is added as a learner; a learner in `caught_up` is promoted; once every
+/// target node is a voter, a voter the target leaves out is removed, the leader last,
+/// after handing its leadership to the lowest target voter. So the voters never drop below
+/// `min(voters now, target)`, a node is added before one is removed, and the leader is
+/// never removed while it leads. One step at a time: each is a committed membership change
+/// (or a leadership transfer) before the next is computed from the group as it then is.
+pub fn next_step(
+    me: NodeId,
+    target: &BTreeSet<NodeId>,
+    now: &Replicas,
+    caught_up: &BTreeSet<NodeId>,
+) -> Option<Step> {
+    if let Some(&x) = now.learners.iter().find(|n| !target.contains(n)) {
+        return Some(Step::Remove(x));
+    }
+    if let Some(&x) = target
+        .iter()
+        .find(|n| !now.voters.contains(n) && !now.learners.contains(n))
+    {
+        return Some(Step::AddLearner(x));
+    }
+    if let Some(&x) = now.learners.iter().find(|n| caught_up.contains(n)) {
+        return Some(Step::Promote(x));
+    }
+    if !now.learners.is_empty() {
+        return None;
+    }
+    let mut extra = now.voters.iter().filter(|n| !target.contains(n));
+    match extra.clone().find(|n| **n != me).or_else(|| extra.next()) {
+        None => None,
+        Some(&x) if x != me => Some(Step::Remove(x)),
+        Some(_) => target.iter().next().map(|&t| Step::TransferLeader(t)),
+    }
+}
+
+/// True when a shard's group is where `target` wants it: its voters are the target and it
+/// has no learner.
+pub fn settled(target: &BTreeSet<NodeId>, now: &Replicas) -> bool {
+    now.voters == *target && now.learners.is_empty()
+}

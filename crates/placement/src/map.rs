@@ -38,8 +38,14 @@ pub struct ClusterMap {
     pub replication_factor: usize,
     /// Every member node.
     pub nodes: BTreeMap<NodeId, MapNode>,
-    /// Per shard, the nodes that should hold its replicas.
+    /// Per shard, the nodes that should hold its replicas (its target replica set).
     pub shards: BTreeMap<ShardId, BTreeSet<NodeId>>,
+    /// Per shard with a move under way, the nodes that were in an earlier target and may
+    /// still hold a replica (disjoint from the target): they keep it until the shard's
+    /// group has exactly its target's voters ([`MapCommand::ShardSettled`]). A node opens
+    /// a replica of the shards whose target or leaving set names it
+    /// ([`ClusterMap::shards_of`]) and closes the others.
+    pub leaving: BTreeMap<ShardId, BTreeSet<NodeId>>,
 }
 
 /// A change to the map, applied in log order.
@@ -75,7 +81,9 @@ pub enum MapCommand {
         /// The node.
         node: NodeId,
     },
-    /// Sets where a shard should live (a move by command, or the reconciler's new target).
+    /// Sets where a shard should live (a move by command, or the placement's new target).
+    /// The nodes of the old target that the new one leaves out join the shard's leaving
+    /// set; those it names leave that set.
     SetShardReplicas {
         /// The shard.
         shard: ShardId,
@@ -83,6 +91,15 @@ pub enum MapCommand {
         replicas: BTreeSet<NodeId>,
         /// Applied only if the map is still at this version (compare and set), when given.
         if_version: Option<u64>,
+    },
+    /// The shard's group has exactly `replicas` as voters and no learner: its leaving
+    /// set is emptied (those nodes close their replicas). Refused unless `replicas` is
+    /// still the shard's target.
+    ShardSettled {
+        /// The shard.
+        shard: ShardId,
+        /// The voters its leader saw, which must be the target.
+        replicas: BTreeSet<NodeId>,
     },
 }
 
@@ -157,6 +174,14 @@ pub enum MapReject {
         /// The map's version.
         actual: u64,
     },
+    /// `ShardSettled` with replicas that are not (any more) the shard's target.
+    #[error("shard {shard}'s target is no longer {replicas:?}")]
+    StaleTarget {
+        /// The shard.
+        shard: u32,
+        /// The replicas the command named.
+        replicas: BTreeSet<NodeId>,
+    },
 }
 
 impl MapReject {
@@ -179,6 +204,7 @@ impl MapReject {
             MapReject::NotDrained(_) => 14,
             MapReject::HoldsReplicas { .. } => 15,
             MapReject::StaleVersion { .. } => 16,
+            MapReject::StaleTarget { .. } => 17,
         }
     }
 }
@@ -295,7 +321,8 @@ impl ClusterMap {
                 if !entry.draining {
                     return Err(MapReject::NotDrained(*node));
                 }
-                if let Some((shard, _)) = self.shards.iter().find(|(_, set)| set.contains(node)) {
+                let named = self.shards.iter().chain(&self.leaving);
+                if let Some((shard, _)) = named.clone().find(|(_, set)| set.contains(node)) {
                     return Err(MapReject::HoldsReplicas {
                         node: *node,
                         shard: shard.0,
@@ -325,7 +352,26 @@ impl ClusterMap {
                         return Err(MapReject::Draining(*n));
                     }
                 }
+                let mut leaving = self.leaving.remove(shard).unwrap_or_default();
+                leaving.extend(now.difference(replicas).copied());
+                leaving.retain(|n| !replicas.contains(n));
+                if !leaving.is_empty() {
+                    self.leaving.insert(*shard, leaving);
+                }
                 self.shards.insert(*shard, replicas.clone());
+            }
+            MapCommand::ShardSettled { shard, replicas } => {
+                let now = self
+                    .shards
+                    .get(shard)
+                    .ok_or(MapReject::UnknownShard(shard.0))?;
+                if now != replicas {
+                    return Err(MapReject::StaleTarget {
+                        shard: shard.0,
+                        replicas: replicas.clone(),
+                    });
+                }
+                self.leaving.remove(shard);
             }
         }
         self.version += 1;
@@ -338,13 +384,28 @@ impl ClusterMap {
         self.shards.get(&shard)
     }
 
-    /// The shards `node` should hold.
+    /// The shards `node` should hold a replica of: those whose target names it, and
+    /// those it is leaving but whose move has not settled.
     pub fn shards_of(&self, node: NodeId) -> BTreeSet<ShardId> {
         self.shards
             .iter()
+            .chain(&self.leaving)
             .filter(|(_, set)| set.contains(&node))
             .map(|(s, _)| *s)
             .collect()
+    }
+
+    /// Every node that may hold a replica of `shard` now: its target and its leaving set
+    /// (where to send a proposal for it).
+    pub fn holders(&self, shard: ShardId) -> BTreeSet<NodeId> {
+        let mut all = self.shards.get(&shard).cloned().unwrap_or_default();
+        all.extend(self.leaving.get(&shard).into_iter().flatten().copied());
+        all
+    }
+
+    /// True when no shard has a move under way (every leaving set is empty).
+    pub fn is_settled(&self) -> bool {
+        self.leaving.is_empty()
     }
 
     /// The layout the placement policy plans from: the map's nodes (draining ones as
@@ -395,7 +456,11 @@ impl ClusterMap {
     /// factor and the shards `0..n`; an uninitialised one is empty.
     pub fn check(&self) -> Result<(), String> {
         if !self.is_initialised() {
-            if self.nodes.is_empty() && self.shards.is_empty() && self.replication_factor == 0 {
+            if self.nodes.is_empty()
+                && self.shards.is_empty()
+                && self.leaving.is_empty()
+                && self.replication_factor == 0
+            {
                 return Ok(());
             }
             return Err("an uninitialised map with nodes or shards".into());
@@ -423,6 +488,20 @@ impl ClusterMap {
             }
             if let Some(n) = set.iter().find(|n| !self.nodes.contains_key(n)) {
                 return Err(format!("shard {shard} names node {n}, not a member"));
+            }
+        }
+        for (shard, set) in &self.leaving {
+            let Some(target) = self.shards.get(shard) else {
+                return Err(format!("shard {shard} is leaving nodes but does not exist"));
+            };
+            if set.is_empty() {
+                return Err(format!("shard {shard} has an empty leaving set"));
+            }
+            if let Some(n) = set.iter().find(|n| target.contains(n)) {
+                return Err(format!("shard {shard} is both on and leaving node {n}"));
+            }
+            if let Some(n) = set.iter().find(|n| !self.nodes.contains_key(n)) {
+                return Err(format!("shard {shard} is leaving node {n}, not a member"));
             }
         }
         Ok(())
@@ -458,6 +537,9 @@ impl std::fmt::Display for MapCommand {
             MapCommand::SetShardReplicas {
                 shard, replicas, ..
             } => write!(f, "shard {shard} on nodes {replicas:?}"),
+            MapCommand::ShardSettled { shard, replicas } => {
+                write!(f, "shard {shard} settled on nodes {replicas:?}")
+            }
         }
     }
 }

@@ -277,3 +277,46 @@ fn steps_do_what_they_say() {
         }
     );
 }
+
+fn replicas(voters: &[NodeId], learners: &[NodeId], leader: NodeId) -> Replicas {
+    Replicas {
+        voters: set(voters),
+        learners: set(learners),
+        leader: Some(leader),
+    }
+}
+
+#[test]
+fn next_step_moves_a_replica_one_change_at_a_time() {
+    // Shard on {1,2,3} led by 1, target {2,3,4}: add 4, wait, promote, then 1 hands over.
+    let t = set(&[2, 3, 4]);
+    let none = set(&[]);
+    let steps = [
+        (replicas(&[1, 2, 3], &[], 1), &none, Some(AddLearner(4))),
+        (replicas(&[1, 2, 3], &[4], 1), &none, None),
+        (replicas(&[1, 2, 3], &[4], 1), &set(&[4]), Some(Promote(4))),
+        (
+            replicas(&[1, 2, 3, 4], &[], 1),
+            &none,
+            Some(TransferLeader(2)),
+        ),
+        // The new leader (2) removes 1.
+        (replicas(&[1, 2, 3, 4], &[], 2), &none, Some(Remove(1))),
+        (replicas(&[2, 3, 4], &[], 2), &none, None),
+    ];
+    for (now, caught_up, want) in steps {
+        let leader = now.leader.unwrap();
+        assert_eq!(next_step(leader, &t, &now, caught_up), want, "{now:?}");
+    }
+    assert!(settled(&t, &replicas(&[2, 3, 4], &[], 2)));
+    assert!(!settled(&t, &replicas(&[2, 3, 4], &[5], 2)));
+    // A stale learner goes first; a non-leader voter goes before the leader hands over.
+    assert_eq!(
+        next_step(1, &t, &replicas(&[1, 2, 3], &[5], 1), &set(&[5])),
+        Some(Remove(5))
+    );
+    assert_eq!(
+        next_step(1, &set(&[1, 2]), &replicas(&[1, 2, 3], &[], 1), &none),
+        Some(Remove(3))
+    );
+}

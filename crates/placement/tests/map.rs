@@ -47,6 +47,7 @@ fn init_add_drain_move_remove() {
             replication_factor: 3,
             nodes: [node(1, false), node(2, false), node(3, false)].into(),
             shards: [(ShardId(0), set(&[1, 2, 3])), (ShardId(1), set(&[1, 2, 3]))].into(),
+            leaving: BTreeMap::new(),
         }
     );
     let add = MapCommand::AddNode {
@@ -72,14 +73,42 @@ fn init_add_drain_move_remove() {
         if_version: None,
     };
     assert_eq!(map.apply(&move_1), Ok(5));
-    assert_eq!(map.apply(&MapCommand::RemoveNode { node: 1 }), Ok(6));
+    // Node 1 keeps both replicas until each shard's move settles.
+    assert_eq!(
+        map.leaving,
+        [(ShardId(0), set(&[1])), (ShardId(1), set(&[1]))].into()
+    );
+    assert_eq!(map.shards_of(1), [ShardId(0), ShardId(1)].into());
+    assert_eq!(map.holders(ShardId(0)), set(&[1, 2, 3, 4]));
+    assert!(!map.is_settled());
+    assert_eq!(
+        map.apply(&MapCommand::RemoveNode { node: 1 }),
+        Err(MapReject::HoldsReplicas { node: 1, shard: 0 })
+    );
+    let settled = |s: u32, nodes: &[u64]| MapCommand::ShardSettled {
+        shard: ShardId(s),
+        replicas: set(nodes),
+    };
+    assert_eq!(
+        map.apply(&settled(0, &[1, 2, 3])),
+        Err(MapReject::StaleTarget {
+            shard: 0,
+            replicas: set(&[1, 2, 3])
+        })
+    );
+    assert_eq!(map.apply(&settled(0, &[2, 3, 4])), Ok(6));
+    assert_eq!(map.shards_of(1), [ShardId(1)].into());
+    assert_eq!(map.apply(&settled(1, &[2, 3, 4])), Ok(7));
+    assert!(map.is_settled());
+    assert_eq!(map.apply(&MapCommand::RemoveNode { node: 1 }), Ok(8));
     assert_eq!(
         map,
         ClusterMap {
-            version: 6,
+            version: 8,
             replication_factor: 3,
             nodes: [node(2, false), node(3, false), node(4, false)].into(),
             shards: [(ShardId(0), set(&[2, 3, 4])), (ShardId(1), set(&[2, 3, 4]))].into(),
+            leaving: BTreeMap::new(),
         }
     );
     assert_eq!(map.shards_of(4), [ShardId(0), ShardId(1)].into());
@@ -339,6 +368,12 @@ fn command() -> impl Strategy<Value = MapCommand> {
                 replicas,
                 if_version,
             }),
+        (0u32..4, proptest::collection::btree_set(1u64..8, 0..5)).prop_map(|(s, replicas)| {
+            MapCommand::ShardSettled {
+                shard: ShardId(s),
+                replicas,
+            }
+        }),
     ]
 }
 
@@ -365,6 +400,11 @@ proptest! {
                             for n in gained {
                                 prop_assert!(!before.nodes[&n].draining, "draining node {} gained shard {}", n, s);
                             }
+                        }
+                        // Only a settled move lets a node that may hold a replica go.
+                        let dropped: Vec<_> = before.holders(*s).difference(&map.holders(*s)).copied().collect();
+                        if !matches!(c, MapCommand::ShardSettled { .. }) {
+                            prop_assert!(dropped.is_empty(), "{} dropped holders {:?} of shard {}", c, dropped, s);
                         }
                     }
                     accepted.push(c.clone());

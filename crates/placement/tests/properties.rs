@@ -2,13 +2,15 @@
 //! step never drops a shard below `min(its voters, rf)` voters and never fails a step,
 //! ends exactly on the targets, balanced, and a settled layout plans nothing; through random
 //! joins, drains, failures and returns the cluster stays balanced, and a join moves exactly
-//! the new node's share.
+//! the new node's share. The reconciler's [`next_step`], followed from any group towards
+//! any target with learners catching up at random, is never refused, keeps the voters at
+//! or above `min(voters now, target)` and ends settled.
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use tradelog_domain::ShardId;
 use tradelog_placement::{
-    plan, targets, Layout, NodeId, NodeState, PlacementError, Replicas, Step,
+    next_step, plan, settled, targets, Layout, NodeId, NodeState, PlacementError, Replicas, Step,
 };
 
 fn state() -> impl Strategy<Value = NodeState> {
@@ -303,4 +305,68 @@ fn a_new_cluster_is_placed_evenly() {
         ),
         Err(PlacementError::TooLarge { .. })
     ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn following_next_step_settles_any_group_on_any_target(
+        l in layout(),
+        target_bits in 1u16..256,
+        catch_up in proptest::collection::vec(any::<bool>(), 64),
+    ) {
+        let nodes: Vec<NodeId> = l.nodes.keys().copied().collect();
+        let target: BTreeSet<NodeId> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| target_bits & (1 << (i % 8)) != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        prop_assume!(!target.is_empty() && target.len() <= 7);
+        let shard = ShardId(0);
+        let mut start = l.shards[&shard].clone();
+        if start.leader.is_none() {
+            start.leader = start.voters.iter().next().copied();
+        }
+        let mut at = Layout {
+            nodes: l.nodes.keys().map(|n| (*n, NodeState::Live)).collect(),
+            shards: [(shard, start.clone())].into(),
+        };
+        let floor = start.voters.len().min(target.len());
+        let mut caught_up = BTreeSet::new();
+        let mut steps = 0;
+        for round in 0.. {
+            prop_assert!(round < 200, "no end: {:?}", at.shards[&shard]);
+            // Learners catch up at random moments.
+            let r = at.shards[&shard].clone();
+            if catch_up[round % catch_up.len()] {
+                caught_up.extend(r.learners.iter().copied());
+            } else if round > catch_up.len() {
+                caught_up.extend(r.learners.iter().copied());
+            }
+            let me = r.leader.expect("a leader");
+            let Some(step) = next_step(me, &target, &r, &caught_up) else {
+                if settled(&target, &r) {
+                    break;
+                }
+                prop_assert!(!r.learners.is_empty(), "stuck at {r:?}");
+                prop_assert!(r.learners.iter().all(|n| !caught_up.contains(n)));
+                continue;
+            };
+            steps += 1;
+            if let Step::Remove(n) = step {
+                caught_up.remove(&n);
+            }
+            at.apply(shard, step)
+                .unwrap_or_else(|e| panic!("{step:?} on {r:?} refused: {e}"));
+            let r = &at.shards[&shard];
+            prop_assert!(r.voters.len() >= floor, "{} voters after {step:?}", r.voters.len());
+            prop_assert!(r.voters.is_disjoint(&r.learners));
+        }
+        // At most: remove every stale learner, add and promote every target node, remove
+        // every other voter, one handover.
+        let bound = start.learners.len() + 2 * target.len() + start.voters.len() + 1;
+        prop_assert!(steps <= bound, "{steps} steps, bound {bound}");
+    }
 }
