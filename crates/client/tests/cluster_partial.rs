@@ -11,9 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use tradelog_client::{
-    Client, ClientConfig, ClientError, ClusterChange, EventStream, Position, RetryPolicy,
-};
+use tradelog_client::{Client, ClientConfig, ClientError, EventStream, Position, RetryPolicy};
 use tradelog_domain::routing::Placement;
 use tradelog_domain::*;
 use tradelog_server::testing::{free_port, loopback_url as url, start_cluster_node_rf};
@@ -411,21 +409,6 @@ async fn nodes_holding_some_shards_serve_every_command_and_read() {
         Err(ClientError::WrongNode { .. }) => {}
         other => panic!("the all stream on node {lonely}: {other:?}"),
     }
-    // Moving replicas between nodes is not built yet: adding a node is refused, typed.
-    match pinned(only)
-        .change_cluster(&ClusterChange::AddNode {
-            node: 9,
-            url: url(free_port()),
-        })
-        .await
-    {
-        Err(ClientError::Status { code, message }) => {
-            assert_eq!(code, "FailedPrecondition", "{message}");
-            assert!(message.contains("not supported yet"), "{message}");
-        }
-        other => panic!("adding a node: {other:?}"),
-    }
-
     // Node 1 restarted from its data directory (same flags) opens the same shards.
     let before = placed[&1].clone();
     servers.remove(&1).unwrap().shutdown().await.unwrap();

@@ -9,7 +9,7 @@
 //! Owns:
 //!
 //! * **Opening the replicas** ([`ClusterNode::start`]): per shard a
-//!   [`ShardLogStore`] and a
+//!   [`ShardLogStore`](tradelog_raft::ShardLogStore) and a
 //!   [`ShardStateMachine`] in `DATA_DIR/shard-{n}`, one
 //!   openraft instance per shard sharing one [`RaftRouter`] (the receiving side, served on
 //!   the node's gRPC port) and one [`PeerChannels`] (one connection per peer node). A new
@@ -44,8 +44,13 @@
 //!   metadata group's view with the cluster map's version and nodes.
 //! * **The metadata group** (module `metadata`, docs/design/0013): this node's replica in
 //!   `DATA_DIR/meta`, the cluster map it replicates ([`ClusterNode::map`]), created by its
-//!   first leader from the shard groups, and every [`ClusterNode::add_node`] and
-//!   [`ClusterNode::remove_node`] recorded in it step by step.
+//!   first leader from the shard groups, and every [`ClusterNode::add_node`],
+//!   [`ClusterNode::remove_node`] and [`ClusterNode::move_shard`] recorded in it as new
+//!   target replica sets.
+//! * **The reconciler** (module `reconcile`, docs/design/0013 step 3b): this node opens a
+//!   replica of every shard the map places on it and closes (archives) those it no longer
+//!   does, and drives every shard it leads towards the map's target one membership step
+//!   at a time.
 //!
 //! Must never depend on: tradelog-server, tradelog-cli (it is the layer below them), and
 //! holds no business logic (the engine decides everything).
@@ -57,6 +62,7 @@ mod balance;
 mod history;
 mod membership;
 mod metadata;
+mod reconcile;
 mod status;
 
 pub use balance::{
@@ -64,8 +70,11 @@ pub use balance::{
     LEADER_BALANCE_LAG_ENTRIES_MAX,
 };
 pub use history::{open_history, RaftLogSource, INPUT_MARK_EVERY_RECORDS};
-pub use membership::{ChangeError, Rebalanced};
+pub use membership::{ChangeError, Rebalanced, SETTLE_WAIT_MS};
 pub use metadata::{MAP_KEEPER_INTERVAL_MS, META_DIR, META_VOTERS_MAX};
+pub use reconcile::{
+    ARCHIVE_DIR, CATCH_UP_LAG_ENTRIES_MAX, RECONCILE_INTERVAL_MS, RECONCILE_STEP_TIMEOUT_MS,
+};
 pub use status::{
     ClusterStatus, MapNodeStatus, MetadataStatus, NodeAddress, ReplicaProgress, ShardStatus,
     ROLE_NOT_HELD,
@@ -75,8 +84,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -88,8 +97,8 @@ use tradelog_node::{
     Reply, ShardHost, SubmitError,
 };
 use tradelog_raft::{
-    Batch, GroupHandle, GroupNetwork, LogStoreConfig, Node, NodeId, PeerChannels, ProposeError,
-    Proposer, RaftRouter, RemoteGroup, ShardLogStore, ShardRaft, ShardStateMachine, SinkItem,
+    Batch, GroupHandle, Node, NodeId, PeerChannels, ProposeError, Proposer, RaftRouter,
+    RemoteGroup, ShardStateMachine, SinkItem,
 };
 
 /// Default bound of each shard's command queue on this node.
@@ -218,21 +227,38 @@ struct Job {
 }
 
 /// A shard as this node reaches it: every shard has a command queue here; a shard this
-/// node holds a replica of also has the replica.
-struct Group {
-    replica: Option<Replica>,
-    /// Where this node's batches of the shard go: its replica, or a node holding one.
-    proposer: Proposer,
+/// node holds a replica of also has the replica. Replicas open and close while the node
+/// runs (module `reconcile`), so both are behind locks held only to read or swap them.
+pub(crate) struct Group {
+    replica: RwLock<Option<Arc<Replica>>>,
+    /// Where this node's batches of the shard go: its replica, or a node holding one
+    /// (read again for every batch).
+    proposer: Arc<RwLock<Proposer>>,
+    /// How this node reaches the shard when it holds no replica.
+    remote: RemoteGroup,
     queue: mpsc::Sender<Job>,
 }
 
+impl Group {
+    pub(crate) fn replica(&self) -> Option<Arc<Replica>> {
+        self.replica
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// This node's replica of a shard.
-struct Replica {
-    handle: GroupHandle,
+pub(crate) struct Replica {
+    pub(crate) handle: GroupHandle,
     /// The replica's applied record counter (the bound of its history's reads).
     applied_records: Arc<std::sync::atomic::AtomicU64>,
     /// Woken after a batch of this shard is applied here (the pump looks for work).
     wake: Arc<Notify>,
+    /// Set when the replica closes or the node stops: its pump ends.
+    stopped: Arc<AtomicBool>,
+    /// The replica's leader duties (cross-shard messages, timers).
+    pump: JoinHandle<()>,
 }
 
 type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
@@ -244,7 +270,7 @@ pub struct ClusterNode {
     markets: Markets,
     /// Every shard, in shard order.
     pub(crate) groups: Vec<Group>,
-    meta: metadata::Meta,
+    pub(crate) meta: metadata::Meta,
     /// Where the shards were placed when this node formed the cluster with a replication
     /// factor ([`ClusterConfig::replication_factor`]): the map is created from it.
     pub(crate) formation: Option<Formation>,
@@ -256,7 +282,27 @@ pub struct ClusterNode {
     /// Leaderships this node's balancer handed over.
     handovers: std::sync::atomic::AtomicU64,
     data_dir: PathBuf,
+    raft_config: Arc<openraft::Config>,
+    peers: PeerChannels,
+    /// Where each shard's leader sends its cross-shard messages.
+    destinations: tradelog_raft::Destinations,
+    /// The shard whose catalog events keep [`Markets`] current: the lowest this node holds
+    /// ([`NO_SHARD`] when it holds none).
+    catalog: Arc<AtomicU32>,
+    /// The history handed to the server, and its limits: a replica opened or closed later
+    /// sets or clears its shard there.
+    history: Mutex<
+        Option<(
+            std::sync::Weak<tradelog_node::NodeHistory>,
+            tradelog_node::HistoryLimits,
+        )>,
+    >,
+    /// Held while a replica opens or closes (one at a time).
+    changing: tokio::sync::Mutex<()>,
 }
+
+/// [`ClusterNode::catalog`] when this node holds no shard.
+const NO_SHARD: u32 = u32::MAX;
 
 /// Each shard's replica set when a cluster is formed with a replication factor.
 type Formation = BTreeMap<ShardId, tradelog_placement::Target>;
@@ -281,7 +327,8 @@ fn formation(config: &ClusterConfig) -> Result<Option<Formation>, ClusterError> 
 /// The shards this node opens a replica of: those whose directory exists (it held them
 /// before), and those the cluster map places here, or, before there is a map, those the
 /// formation places here. Every shard in a cluster formed without a replication factor
-/// (every node holds every shard), and on a new node started to be added to a cluster.
+/// (every node holds every shard). A new node started to be added to a cluster opens
+/// none: the reconciler opens those the map places on it once it is added.
 fn hosted_shards(
     config: &ClusterConfig,
     map: &tradelog_placement::ClusterMap,
@@ -299,7 +346,7 @@ fn hosted_shards(
                 .filter(|(_, t)| t.replicas.contains(&config.node_id))
                 .map(|(s, _)| *s),
         );
-    } else if !config.initial_members.is_empty() || hosted.is_empty() {
+    } else if !config.initial_members.is_empty() {
         hosted.extend((0..config.shards).map(ShardId));
     }
     hosted
@@ -470,113 +517,32 @@ impl ClusterNode {
         )
         .await?;
         let hosted = hosted_shards(&config, &meta.map.borrow(), formation.as_ref());
-        let catalog_shard = hosted.iter().next().copied();
         let mut groups = Vec::new();
         let mut receivers = Vec::new();
         for s in 0..config.shards {
             let shard = ShardId(s);
             let (tx, rx) = mpsc::channel(config.queue_len_max);
             receivers.push(rx);
-            if !hosted.contains(&shard) {
-                let holders = holders(
-                    shard,
-                    meta.map.clone(),
-                    formation.as_ref(),
-                    &config.initial_members,
-                );
-                groups.push(Group {
-                    replica: None,
-                    proposer: Proposer::Remote(RemoteGroup::new(shard, peers.clone(), holders)),
-                    queue: tx,
-                });
-                continue;
-            }
-            let dir = shard_dir(&config.data_dir, shard);
-            let open_err = |source| ClusterError::Open {
+            let holders = holders(
                 shard,
-                dir: dir.clone(),
-                source,
-            };
-            let (store, mut sm) = {
-                let (dir, placement) = (dir.clone(), placement.clone());
-                tokio::task::spawn_blocking(move || {
-                    let store = ShardLogStore::open(&dir, LogStoreConfig::default())?;
-                    let sm = ShardStateMachine::open(&dir, shard, placement)?;
-                    Ok::<_, std::io::Error>((store, sm))
-                })
-                .await
-                .map_err(|e| open_err(std::io::Error::other(e)))?
-                .map_err(open_err)?
-            };
-            let keeps_catalog = catalog_shard == Some(shard);
-            if keeps_catalog {
-                *markets.write().expect("markets lock") = sm.engine().markets().clone();
-            }
-            let wake = Arc::new(Notify::new());
-            let applied_records = sm.applied_records();
-            sm.set_event_sink(event_sink(
-                shard,
-                keeps_catalog,
-                subscribers.clone(),
-                markets.clone(),
-                wake.clone(),
-            ));
-            let network = GroupNetwork::new(shard, config.node_id, peers.clone());
-            let raft: ShardRaft =
-                openraft::Raft::new(config.node_id, raft_config.clone(), network, store, sm)
-                    .await
-                    .map_err(|e| ClusterError::Raft {
-                        shard,
-                        reason: e.to_string(),
-                    })?;
-            router.add(shard, raft.clone());
-            let handle = GroupHandle::new(shard, raft, peers.clone());
+                meta.map.clone(),
+                formation.as_ref(),
+                &config.initial_members,
+            );
+            let remote = RemoteGroup::new(shard, peers.clone(), holders);
             groups.push(Group {
-                replica: Some(Replica {
-                    handle: handle.clone(),
-                    applied_records,
-                    wake,
-                }),
-                proposer: Proposer::Local(handle),
+                replica: RwLock::new(None),
+                proposer: Arc::new(RwLock::new(Proposer::Remote(remote.clone()))),
+                remote,
                 queue: tx,
             });
         }
-        // Shards formed by this start whose formation leader is this node.
-        let mut to_lead = Vec::new();
-        if !config.initial_members.is_empty() {
-            for r in groups.iter().filter_map(|g| g.replica.as_ref()) {
-                let raft = r.handle.raft();
-                let shard = r.handle.group();
-                let pristine = !raft
-                    .is_initialized()
-                    .await
-                    .map_err(|e| ClusterError::Raft {
-                        shard,
-                        reason: e.to_string(),
-                    })?;
-                if pristine {
-                    let members: BTreeMap<NodeId, Node> = config
-                        .initial_members
-                        .iter()
-                        .filter(|(id, _)| {
-                            formation.as_ref().is_none_or(|f| {
-                                f.get(&shard).is_some_and(|t| t.replicas.contains(id))
-                            })
-                        })
-                        .map(|(id, addr)| (*id, Node::new(addr.clone())))
-                        .collect();
-                    // Every initial member holding the shard does this with the same list;
-                    // the vote decides.
-                    if let Err(e) = raft.initialize(members).await {
-                        tracing::debug!(%shard, "initialize: {e}");
-                    }
-                    let leader = formation.as_ref().and_then(|f| f.get(&shard));
-                    if leader.is_some_and(|t| t.leader == config.node_id) {
-                        to_lead.push(r.handle.clone());
-                    }
-                }
-            }
-        }
+        let slots: Vec<Arc<RwLock<Proposer>>> = groups.iter().map(|g| g.proposer.clone()).collect();
+        let destinations: tradelog_raft::Destinations = Arc::new(move |to: ShardId| {
+            slots
+                .get(to.0 as usize)
+                .map(|p| p.read().unwrap_or_else(PoisonError::into_inner).clone())
+        });
         let node = Arc::new(ClusterNode {
             id: config.node_id,
             placement,
@@ -591,11 +557,56 @@ impl ClusterNode {
             tasks: Mutex::new(Vec::new()),
             handovers: std::sync::atomic::AtomicU64::new(0),
             data_dir: config.data_dir.clone(),
+            raft_config,
+            peers,
+            destinations,
+            catalog: Arc::new(AtomicU32::new(NO_SHARD)),
+            history: Mutex::new(None),
+            changing: tokio::sync::Mutex::new(()),
         });
+        for shard in &hosted {
+            if let Err(e) = node.open_replica(*shard).await {
+                node.shutdown().await;
+                return Err(e);
+            }
+        }
+        // Shards formed by this start whose formation leader is this node.
+        let mut to_lead = Vec::new();
+        if !config.initial_members.is_empty() {
+            for r in node.replicas() {
+                let raft = r.handle.raft();
+                let shard = r.handle.group();
+                let pristine = !raft
+                    .is_initialized()
+                    .await
+                    .map_err(|e| ClusterError::Raft {
+                        shard,
+                        reason: e.to_string(),
+                    })?;
+                if pristine {
+                    let members: BTreeMap<NodeId, Node> = config
+                        .initial_members
+                        .iter()
+                        .filter(|(id, _)| {
+                            node.formation.as_ref().is_none_or(|f| {
+                                f.get(&shard).is_some_and(|t| t.replicas.contains(id))
+                            })
+                        })
+                        .map(|(id, addr)| (*id, Node::new(addr.clone())))
+                        .collect();
+                    // Every initial member holding the shard does this with the same list;
+                    // the vote decides.
+                    if let Err(e) = raft.initialize(members).await {
+                        tracing::debug!(%shard, "initialize: {e}");
+                    }
+                    let leader = node.formation.as_ref().and_then(|f| f.get(&shard));
+                    if leader.is_some_and(|t| t.leader == config.node_id) {
+                        to_lead.push(r.handle.clone());
+                    }
+                }
+            }
+        }
         let mut tasks = Vec::new();
-        let proposers: Vec<Proposer> = node.groups.iter().map(|g| g.proposer.clone()).collect();
-        let destinations: tradelog_raft::Destinations =
-            Arc::new(move |to: ShardId| proposers.get(to.0 as usize).cloned());
         for (g, rx) in node.groups.iter().zip(receivers) {
             tasks.push(tokio::spawn(batcher(
                 g.proposer.clone(),
@@ -603,16 +614,6 @@ impl ClusterNode {
                 config.batch_inputs_max,
                 config.inflight_batches_max,
             )));
-            if let Some(r) = &g.replica {
-                tasks.push(tokio::spawn(tradelog_raft::pump(
-                    r.handle.clone(),
-                    destinations.clone(),
-                    r.wake.clone(),
-                    node.stopped.clone(),
-                    now,
-                    PUMP_INTERVAL_MS,
-                )));
-            }
         }
         if !to_lead.is_empty() {
             tasks.push(tokio::spawn(take_formation_leadership(
@@ -623,6 +624,11 @@ impl ClusterNode {
         tasks.push(tokio::spawn(metadata::map_keeper(
             Arc::downgrade(&node),
             MAP_KEEPER_INTERVAL_MS,
+        )));
+        tasks.push(tokio::spawn(reconcile::reconciler(
+            Arc::downgrade(&node),
+            node.meta.map.clone(),
+            RECONCILE_INTERVAL_MS,
         )));
         if config.leader_balance_interval_ms > 0 {
             tasks.push(tokio::spawn(balance::balancer(
@@ -660,36 +666,40 @@ impl ClusterNode {
     /// regenerated from each replica's Raft log and snapshots; see [`RaftLogSource`]).
     /// Ask a shard's replica what it has applied (e.g. `group(s).read_local`) before
     /// asking its history about a point: reads never go past what the replica applied.
+    ///
+    /// The node keeps a handle to it: a replica it opens or closes later sets or clears
+    /// its shard's history there.
     pub fn history(
         &self,
         limits: tradelog_node::HistoryLimits,
-    ) -> Result<tradelog_node::NodeHistory, tradelog_node::HistoryError> {
+    ) -> Result<Arc<tradelog_node::NodeHistory>, tradelog_node::HistoryError> {
+        let mut kept = self.history.lock().expect("history lock");
         let applied: Vec<_> = self
             .groups
             .iter()
-            .map(|g| g.replica.as_ref().map(|r| r.applied_records.clone()))
+            .map(|g| g.replica().map(|r| r.applied_records.clone()))
             .collect();
-        open_history(&self.data_dir, &applied, limits)
+        let history = Arc::new(open_history(&self.data_dir, &applied, limits.clone())?);
+        *kept = Some((Arc::downgrade(&history), limits));
+        Ok(history)
     }
 
     /// The replica of shard `s` on this node (`None` when this node holds none).
-    pub fn group(&self, s: ShardId) -> Option<&GroupHandle> {
-        self.replica(s).map(|r| &r.handle)
+    pub fn group(&self, s: ShardId) -> Option<GroupHandle> {
+        self.replica(s).map(|r| r.handle.clone())
     }
 
-    fn replica(&self, s: ShardId) -> Option<&Replica> {
-        self.groups
-            .get(s.0 as usize)
-            .and_then(|g| g.replica.as_ref())
+    pub(crate) fn replica(&self, s: ShardId) -> Option<Arc<Replica>> {
+        self.groups.get(s.0 as usize).and_then(Group::replica)
     }
 
-    fn replicas(&self) -> impl Iterator<Item = &Replica> {
-        self.groups.iter().filter_map(|g| g.replica.as_ref())
+    pub(crate) fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.groups.iter().filter_map(Group::replica).collect()
     }
 
     /// The shards this node holds a replica of.
     pub fn hosted(&self) -> BTreeSet<ShardId> {
-        self.replicas().map(|r| r.handle.group()).collect()
+        self.replicas().iter().map(|r| r.handle.group()).collect()
     }
 
     /// This replica's view of every shard (the applied index and state hash read together
@@ -707,14 +717,11 @@ impl ClusterNode {
         let map = self.map();
         for (k, g) in self.groups.iter().enumerate() {
             let s = ShardId(k as u32);
-            let Some(g) = &g.replica else {
-                let leader = match &g.proposer {
-                    Proposer::Remote(r) => r.leader(),
-                    Proposer::Local(_) => None,
-                };
+            let Some(g) = g.replica() else {
+                let leader = g.remote.leader();
                 let replicas = map
-                    .replicas(s)
-                    .map(|r| r.iter().copied().collect())
+                    .is_initialised()
+                    .then(|| map.holders(s).into_iter().collect())
                     .or_else(|| {
                         self.formation
                             .as_ref()
@@ -801,7 +808,10 @@ impl ClusterNode {
         for t in &tasks {
             t.abort();
         }
+        let _changing = self.changing.lock().await;
         for g in self.replicas() {
+            g.stopped.store(true, Ordering::Release);
+            g.pump.abort();
             g.wake.notify_one();
             self.router.remove(g.handle.group());
             if let Err(e) = g.handle.raft().shutdown().await {
@@ -833,11 +843,11 @@ impl ClusterNode {
 }
 
 /// Publishes a shard's applied events to the node's subscribers, keeps the market catalog
-/// current (when `keeps_catalog`: from the lowest shard this node holds; every shard
-/// applies every catalog command) and wakes the shard's pump.
+/// current (when `catalog` names this shard: the lowest shard this node holds; every
+/// shard applies every catalog command) and wakes the shard's pump.
 fn event_sink(
     shard: ShardId,
-    keeps_catalog: bool,
+    catalog: Arc<AtomicU32>,
     subscribers: Subscribers,
     markets: Markets,
     wake: Arc<Notify>,
@@ -845,7 +855,7 @@ fn event_sink(
     Arc::new(move |item: SinkItem<'_>| {
         match item {
             SinkItem::Applied(events) => {
-                if keeps_catalog {
+                if catalog.load(Ordering::Acquire) == shard.0 {
                     for e in events {
                         if let Event::MarketCreated(m) = &e.event {
                             markets
@@ -886,7 +896,7 @@ fn submit_error(e: ProposeError) -> SubmitError {
 /// Takes commands off a shard's queue in batches and proposes them, at most
 /// `inflight_max` batches at a time.
 async fn batcher(
-    group: Proposer,
+    group: Arc<RwLock<Proposer>>,
     mut rx: mpsc::Receiver<Job>,
     batch_max: usize,
     inflight_max: usize,
@@ -902,7 +912,8 @@ async fn batcher(
             return;
         }
         let taken = std::mem::replace(&mut jobs, Vec::with_capacity(batch_max));
-        let group = group.clone();
+        // The replica may have opened or closed since the last batch.
+        let group = group.read().unwrap_or_else(PoisonError::into_inner).clone();
         tokio::spawn(async move {
             propose_jobs(&group, taken).await;
             drop(slot);
@@ -1039,15 +1050,15 @@ impl ShardHost for ClusterNode {
 impl ClusterNode {
     /// This node's replica of `shard` for a read, or why there is none.
     fn local(&self, shard: ShardId) -> Result<GroupHandle, SubmitError> {
-        match self.groups.get(shard.0 as usize) {
-            None => Err(SubmitError::Stopped),
-            Some(Group { replica: None, .. }) => Err(SubmitError::WrongNode {
+        let Some(g) = self.groups.get(shard.0 as usize) else {
+            return Err(SubmitError::Stopped);
+        };
+        match g.replica() {
+            None => Err(SubmitError::WrongNode {
                 shard,
                 map_version: self.map().version,
             }),
-            Some(Group {
-                replica: Some(r), ..
-            }) => Ok(r.handle.clone()),
+            Some(r) => Ok(r.handle.clone()),
         }
     }
 }
@@ -1058,8 +1069,7 @@ pub fn voters(node: &ClusterNode) -> Vec<BTreeSet<NodeId>> {
     node.groups
         .iter()
         .map(|g| {
-            g.replica
-                .as_ref()
+            g.replica()
                 .map(|r| r.handle.raft().voter_ids().collect())
                 .unwrap_or_default()
         })

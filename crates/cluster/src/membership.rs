@@ -1,13 +1,31 @@
-//! Membership and leadership of the whole node set: add a node to every group (as a
-//! learner, caught up, then promoted), remove one, move a shard's leadership, and spread
-//! leaders evenly over the voters. Every change is recorded in the cluster map (module
-//! `metadata`).
+//! Membership and leadership of the whole node set: add a node (it gets every shard's
+//! replica, or its fair share by the placement policy), remove one (its replicas move
+//! away first), move a shard, move a shard's leadership, and spread leaders evenly over
+//! the voters. Node and shard changes are new targets in the cluster map (module
+//! `metadata`), which the reconcilers carry out (module `reconcile`); these wait until
+//! they have.
 
 use crate::ClusterNode;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 use tradelog_domain::ShardId;
 use tradelog_placement::{MapCommand, MapReject};
 use tradelog_raft::{GroupConfig, GroupHandle, ManageOp, NodeId, ProposeError};
+
+/// Longest [`ClusterNode::add_node`], `remove_node` and `move_shard` wait for the
+/// replicas to move (ms); the moves go on after.
+pub const SETTLE_WAIT_MS: u64 = 300_000;
+
+/// Where the placement policy puts every shard on the map's live nodes, from where the
+/// map places them now (the fewest moves that balance the replicas).
+fn placed(
+    map: &tradelog_placement::ClusterMap,
+) -> Result<BTreeMap<ShardId, BTreeSet<NodeId>>, ChangeError> {
+    let layout = map.layout(&BTreeSet::new(), &BTreeMap::new());
+    let targets = tradelog_placement::targets(&layout, map.replication_factor)
+        .map_err(|e| ChangeError::Refused(format!("placing the shards: {e}")))?;
+    Ok(targets.into_iter().map(|(s, t)| (s, t.replicas)).collect())
+}
 
 /// Why a node could not be added or removed.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +53,13 @@ impl ClusterNode {
     }
 
     /// Adds node `node` (a `tradelog serve --node-id NODE` started without `--members`,
-    /// reachable at `addr`) to the cluster map, the metadata group and every shard's
-    /// group: first as a learner that catches up (from the log, or a snapshot when far
-    /// behind), then as a voter; each shard's target replica set in the map follows.
-    /// Safe to repeat.
+    /// reachable at `addr`) to the cluster map and the metadata group, then gives it
+    /// replicas: every shard's, when every node holds every shard; otherwise its fair
+    /// share, moved from the most loaded nodes by the placement policy
+    /// ([`tradelog_placement::targets`]). The reconcilers (module `reconcile`) do the
+    /// moves (learner, caught up, promoted, the old replica removed); this returns once
+    /// every shard's group matches the map. Safe to repeat.
     pub async fn add_node(&self, node: NodeId, addr: &str) -> Result<(), ChangeError> {
-        self.check_every_node_holds_every_shard()?;
         let join = MapCommand::AddNode {
             node,
             addr: addr.to_string(),
@@ -48,57 +67,65 @@ impl ClusterNode {
         let same = |r: &MapReject| matches!(r, MapReject::NodeExists(n) if *n == node);
         self.record(join, same, false).await?;
         self.add_meta_replica(node, addr).await?;
-        let mut targets = BTreeMap::new();
-        for s in 0..self.shard_count_u32() {
-            let g = self.group(ShardId(s)).expect("every shard has a group");
-            g.manage(ManageOp::AddLearner {
-                node,
-                addr: addr.to_string(),
-            })
-            .await?;
-            let mut voters = self.voters_of(ShardId(s));
-            if voters.insert(node) {
-                g.manage(ManageOp::SetVoters {
-                    voters: voters.clone(),
+        let map = self.map();
+        // Every node holds every shard (before this one joined, or already with it).
+        let full = map.shards.values().all(|set| {
+            set.len() == map.nodes.len()
+                || (!set.contains(&node) && set.len() + 1 == map.nodes.len())
+        });
+        let targets = if full {
+            map.shards
+                .iter()
+                .map(|(s, set)| {
+                    let mut set = set.clone();
+                    set.insert(node);
+                    (*s, set)
                 })
-                .await?;
-            }
-            targets.insert(ShardId(s), voters);
-        }
-        Ok(self.record_shard_replicas(targets).await?)
+                .collect()
+        } else {
+            placed(&map)?
+        };
+        self.record_shard_replicas(targets).await?;
+        self.wait_until_settled().await
     }
 
-    /// Removes node `node` from every shard's group (it stops receiving the log; stop its
-    /// process afterwards), handing over the leadership of the groups it leads first,
-    /// then from the metadata group and the cluster map (drained first, so that nothing
-    /// new is placed on it meanwhile). Refused when it would leave a group without a
-    /// voter.
+    /// Removes node `node` from the cluster: drains it (nothing new is placed there),
+    /// moves its replicas to the other nodes (every shard's replicas shrink by it, when
+    /// every node holds every shard; otherwise the placement policy puts them on the
+    /// least loaded nodes), waits until every group matches the map, then takes it out of
+    /// the metadata group and the map. Stop its process afterwards. Refused when it would
+    /// leave a shard without a replica.
     pub async fn remove_node(&self, node: NodeId) -> Result<(), ChangeError> {
-        self.check_every_node_holds_every_shard()?;
         let gone = |r: &MapReject| matches!(r, MapReject::UnknownNode(n) if *n == node);
+        if !self.map().nodes.contains_key(&node) && self.map().is_initialised() {
+            return Ok(());
+        }
+        let map = self.map();
+        let full = map.shards.values().all(|set| set.len() == map.nodes.len());
+        if full {
+            if let Some((s, _)) = map.shards.iter().find(|(_, set)| set.len() == 1) {
+                return Err(ChangeError::Refused(format!(
+                    "node {node} holds shard {s}'s only replica"
+                )));
+            }
+        }
         self.record(MapCommand::DrainNode { node }, gone, false)
             .await?;
-        let mut targets = BTreeMap::new();
-        for s in 0..self.shard_count_u32() {
-            let g = self.group(ShardId(s)).expect("every shard has a group");
-            let mut voters = self.voters_of(ShardId(s));
-            if voters.remove(&node) {
-                let Some(&heir) = voters.iter().next() else {
-                    return Err(ChangeError::Refused(format!(
-                        "node {node} is shard {s}'s only voter"
-                    )));
-                };
-                hand_over_if_leading(g, node, heir).await?;
-                g.manage(ManageOp::SetVoters {
-                    voters: voters.clone(),
+        let map = self.map();
+        let targets = if full {
+            map.shards
+                .iter()
+                .map(|(s, set)| {
+                    let mut set = set.clone();
+                    set.remove(&node);
+                    (*s, set)
                 })
-                .await?;
-            }
-            // (This node's view of a group it just left may stay as it was: the targets
-            // are what was asked for, not what is seen.)
-            targets.insert(ShardId(s), voters);
-        }
+                .collect()
+        } else {
+            placed(&map)?
+        };
         self.record_shard_replicas(targets).await?;
+        self.wait_until_settled().await?;
         self.remove_meta_replica(node).await?;
         // A node removing itself no longer receives the map.
         let no_wait = node == self.id();
@@ -107,26 +134,64 @@ impl ClusterNode {
             .await?)
     }
 
-    /// Adding and removing nodes moves every shard's replicas with them, which is only
-    /// right when every node holds every shard. In a cluster formed with a replication
-    /// factor below its node count, replicas move by the reconciler (docs/design/0013,
-    /// step 3), which is not built yet.
-    fn check_every_node_holds_every_shard(&self) -> Result<(), ChangeError> {
-        let map = self.map();
-        let partial = self.groups.iter().any(|g| g.replica.is_none())
-            || map.shards.values().any(|set| set.len() < map.nodes.len());
-        if partial {
+    /// Moves shard `shard` to the nodes `replicas` (each a live member, at most
+    /// [`tradelog_placement::REPLICATION_FACTOR_MAX`]): the map's target changes and the
+    /// reconcilers move the replicas; returns once the shard's group matches.
+    pub async fn move_shard(
+        &self,
+        shard: ShardId,
+        replicas: BTreeSet<NodeId>,
+    ) -> Result<(), ChangeError> {
+        let command = MapCommand::SetShardReplicas {
+            shard,
+            replicas,
+            if_version: None,
+        };
+        let answer = self.propose_map(command).await?;
+        if let Some(r) = answer.rejected {
             return Err(ChangeError::Refused(format!(
-                "this cluster places each shard on {} of its {} nodes; adding and removing \
-                 nodes there needs replicas moved between nodes, which is not supported yet \
-                 (docs/design/0013, step 3)",
-                map.replication_factor,
-                map.nodes.len()
+                "the cluster map refused the move: {r}"
             )));
         }
-        Ok(())
+        let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
+        if !self.wait_for_map(answer.version, wait).await {
+            return Err(ChangeError::Propose(ProposeError::Lagging {
+                group: tradelog_raft::META_GROUP,
+                reason: format!("the map did not reach version {} here", answer.version),
+            }));
+        }
+        self.wait_until_settled().await
     }
 
+    /// Waits until no shard has a move under way in this node's map (every group was
+    /// seen by its leader with exactly its target as voters), at most
+    /// [`SETTLE_WAIT_MS`].
+    pub async fn wait_until_settled(&self) -> Result<(), ChangeError> {
+        let mut rx = self.meta.map.clone();
+        let wait = Duration::from_millis(SETTLE_WAIT_MS);
+        let settled = tokio::time::timeout(wait, async {
+            rx.wait_for(|m| m.is_settled()).await.map(drop)
+        })
+        .await;
+        match settled {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ChangeError::Propose(ProposeError::Stopped {
+                group: tradelog_raft::META_GROUP,
+                reason: "the node stopped".into(),
+            })),
+            Err(_) => {
+                let map = self.map();
+                Err(ChangeError::Propose(ProposeError::Unknown {
+                    group: tradelog_raft::META_GROUP,
+                    reason: format!(
+                        "replicas still moving after {SETTLE_WAIT_MS} ms (shards {:?}); \
+                         the moves go on, repeat the command to wait again",
+                        map.leaving.keys().map(|s| s.0).collect::<Vec<_>>()
+                    ),
+                }))
+            }
+        }
+    }
     /// Hands shard `s`'s leadership to node `to` (a voter of its group).
     pub async fn transfer_leader(&self, s: ShardId, to: NodeId) -> Result<(), ProposeError> {
         let g = self.group(s).ok_or(ProposeError::Stopped {

@@ -13,9 +13,7 @@
 //! * Every replica publishes each applied map; [`ClusterNode::map`](crate::ClusterNode::map)
 //!   is this node's latest, and the cluster status carries its version and nodes.
 //!
-//! Until step 3 every node holds every shard, so the targets equal the groups'
-//! memberships; the reconciler that drives groups towards different targets comes with
-//! nodes that hold only some shards.
+//! The replicas move towards the targets by the reconciler (module `reconcile`).
 
 use crate::{ClusterError, ClusterNode};
 use openraft::async_runtime::watch::WatchReceiver;

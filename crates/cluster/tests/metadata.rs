@@ -101,8 +101,9 @@ async fn the_map_is_created_and_follows_added_and_removed_nodes() {
     // replica of the metadata group (a voter: the group had fewer than five).
     nodes[&1].add_node(4, &addrs[3]).await.unwrap();
     let map = nodes[&1].map();
-    // The join and the two shard targets.
-    assert_eq!(map.version, 4);
+    // The join, the two shard targets, and each shard's move settled by its leader.
+    assert_eq!(map.version, 6, "{map:?}");
+    assert!(map.is_settled());
     assert_eq!(map.nodes[&4].addr, addrs[3]);
     for s in 0..SHARDS {
         assert_eq!(map.replicas(ShardId(s)), Some(&all(&[1, 2, 3, 4])));
@@ -110,6 +111,16 @@ async fn the_map_is_created_and_follows_added_and_removed_nodes() {
     meta_voters(&nodes[&1], all(&[1, 2, 3, 4])).await;
     assert!(nodes[&4].wait_for_map(map.version, WAIT).await);
     assert_eq!(nodes[&4].map(), map);
+    // Node 4 opened a replica of every shard (its reconciler), which its leader added
+    // and promoted (the leader's reconciler): settled means every group has the voters.
+    assert_eq!(nodes[&4].hosted(), (0..SHARDS).map(ShardId).collect());
+    for id in 1..=4 {
+        assert_eq!(
+            tradelog_cluster::voters(&nodes[&id]),
+            vec![all(&[1, 2, 3, 4]); SHARDS as usize],
+            "node {id}"
+        );
+    }
     // Repeating the join changes nothing.
     nodes[&1].add_node(4, &addrs[3]).await.unwrap();
     assert_eq!(nodes[&1].map().version, map.version);
@@ -117,10 +128,10 @@ async fn the_map_is_created_and_follows_added_and_removed_nodes() {
     // Node 1 leaves, asked through node 1 itself: drained, taken out of every shard's
     // target and the metadata group (handing over what it leads), then out of the map.
     nodes[&1].remove_node(1).await.unwrap();
-    // Drain, two shard targets, leave: four versions after the join's four.
-    assert!(nodes[&2].wait_for_map(8, WAIT).await);
+    // Drain, two shard targets, two settled moves, leave: six versions after the join's six.
+    assert!(nodes[&2].wait_for_map(12, WAIT).await);
     let map = nodes[&2].map();
-    assert_eq!(map.version, 8);
+    assert_eq!(map.version, 12, "{map:?}");
     assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![2, 3, 4]);
     for s in 0..SHARDS {
         assert_eq!(map.replicas(ShardId(s)), Some(&all(&[2, 3, 4])));
@@ -130,6 +141,23 @@ async fn the_map_is_created_and_follows_added_and_removed_nodes() {
         assert!(nodes[&id].wait_for_map(map.version, WAIT).await);
         assert_eq!(nodes[&id].map(), map);
     }
+    // Node 1 closed its replicas once the moves settled, and archived their directories.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !nodes[&1].hosted().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 keeps its replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let node_1 = tmp.path().join("node-1");
+    for s in 0..SHARDS {
+        assert!(!node_1.join(format!("shard-{s}")).exists());
+    }
+    let archived = std::fs::read_dir(node_1.join(tradelog_cluster::ARCHIVE_DIR))
+        .unwrap()
+        .count();
+    assert_eq!(archived, SHARDS as usize);
     let status = nodes[&3].status_with(false).await;
     assert_eq!(status.metadata.version, map.version);
     assert_eq!(

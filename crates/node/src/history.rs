@@ -719,11 +719,12 @@ impl ShardHistory {
     }
 }
 
-/// The history of every shard of a node.
+/// The history of every shard of a node. A replicated node opens and closes replicas
+/// while it runs (docs/design/0013), so each shard's history can be set and cleared.
 #[derive(Debug)]
 pub struct NodeHistory {
     /// Per shard, its history if this node holds the shard.
-    shards: Vec<Option<ShardHistory>>,
+    shards: Vec<std::sync::RwLock<Option<std::sync::Arc<ShardHistory>>>>,
 }
 
 impl NodeHistory {
@@ -743,7 +744,7 @@ impl NodeHistory {
                 .map(Some)
             })
             .collect::<Result<_, _>>()?;
-        Ok(NodeHistory { shards })
+        Ok(NodeHistory::from_shards(shards))
     }
 
     /// The history of a node whose shard `s` is `shards[s]`, `None` for a shard it does
@@ -754,13 +755,31 @@ impl NodeHistory {
                 assert_eq!(k as u32, h.shard.0, "shard histories in shard order");
             }
         }
-        NodeHistory { shards }
+        NodeHistory {
+            shards: shards
+                .into_iter()
+                .map(|h| std::sync::RwLock::new(h.map(std::sync::Arc::new)))
+                .collect(),
+        }
     }
 
     /// One shard's history (`None` for a shard that does not exist or that this node does
     /// not hold).
-    pub fn shard(&self, s: ShardId) -> Option<&ShardHistory> {
-        self.shards.get(s.0 as usize).and_then(Option::as_ref)
+    pub fn shard(&self, s: ShardId) -> Option<std::sync::Arc<ShardHistory>> {
+        self.shards
+            .get(s.0 as usize)
+            .and_then(|h| h.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Sets shard `s`'s history (a replica opened here) or clears it (`None`: a replica
+    /// closed). Readers already holding the old one finish with it.
+    pub fn set(&self, s: ShardId, history: Option<ShardHistory>) {
+        if let Some(h) = &history {
+            assert_eq!(s, h.shard, "a shard's history in its own slot");
+        }
+        if let Some(slot) = self.shards.get(s.0 as usize) {
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = history.map(std::sync::Arc::new);
+        }
     }
 
     /// Number of shards.

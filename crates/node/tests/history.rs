@@ -520,7 +520,7 @@ fn a_running_nodes_regenerated_events_equal_its_feed() {
             .collect();
         assert_eq!(
             want,
-            collect_from_seq(h, 0, applied, usize::MAX),
+            collect_from_seq(&h, 0, applied, usize::MAX),
             "shard {s}"
         );
         assert_eq!(

@@ -1,10 +1,13 @@
 //! The cluster map: what the metadata group replicates (docs/design/0013, step 2).
 //!
 //! A [`ClusterMap`] names the nodes (id, address, draining or not), the replication
-//! factor, and per shard its **target** replica set: where the shard should live. Where a
-//! shard's replicas actually are is its own Raft group's membership; the reconciler (run by
-//! the metadata group's leader) compares the two through [`ClusterMap::layout`] and
-//! [`plan`](crate::plan) and drives the groups towards the targets.
+//! factor, per shard its **target** replica set (where the shard should live), and for a
+//! shard whose move has not settled, the nodes it is **leaving** (they keep their replica
+//! until then). Where a shard's replicas actually are is its own Raft group's membership;
+//! each shard's leader drives its group towards the target
+//! ([`next_step`](crate::next_step)) and records [`MapCommand::ShardSettled`], and each
+//! node opens and closes its replicas by [`ClusterMap::shards_of`] (the reconciler of
+//! crate cluster, docs/design/0013 step 3b).
 //!
 //! The map changes only through [`MapCommand`]s applied in log order by
 //! [`ClusterMap::apply`]: deterministic (ordered maps, no clock), and a refused command
@@ -40,11 +43,12 @@ pub struct ClusterMap {
     pub nodes: BTreeMap<NodeId, MapNode>,
     /// Per shard, the nodes that should hold its replicas (its target replica set).
     pub shards: BTreeMap<ShardId, BTreeSet<NodeId>>,
-    /// Per shard with a move under way, the nodes that were in an earlier target and may
-    /// still hold a replica (disjoint from the target): they keep it until the shard's
-    /// group has exactly its target's voters ([`MapCommand::ShardSettled`]). A node opens
-    /// a replica of the shards whose target or leaving set names it
-    /// ([`ClusterMap::shards_of`]) and closes the others.
+    /// Every shard with a move under way (its target changed and its group was not yet
+    /// seen with exactly the target as voters), with the nodes of earlier targets that may
+    /// still hold a replica (disjoint from the target, possibly none): they keep it until
+    /// the move settles ([`MapCommand::ShardSettled`]). A node opens a replica of the
+    /// shards whose target or leaving set names it ([`ClusterMap::shards_of`]) and closes
+    /// the others.
     pub leaving: BTreeMap<ShardId, BTreeSet<NodeId>>,
 }
 
@@ -352,13 +356,13 @@ impl ClusterMap {
                         return Err(MapReject::Draining(*n));
                     }
                 }
-                let mut leaving = self.leaving.remove(shard).unwrap_or_default();
-                leaving.extend(now.difference(replicas).copied());
-                leaving.retain(|n| !replicas.contains(n));
-                if !leaving.is_empty() {
+                if now != replicas {
+                    let mut leaving = self.leaving.remove(shard).unwrap_or_default();
+                    leaving.extend(now.difference(replicas).copied());
+                    leaving.retain(|n| !replicas.contains(n));
                     self.leaving.insert(*shard, leaving);
+                    self.shards.insert(*shard, replicas.clone());
                 }
-                self.shards.insert(*shard, replicas.clone());
             }
             MapCommand::ShardSettled { shard, replicas } => {
                 let now = self
@@ -403,7 +407,7 @@ impl ClusterMap {
         all
     }
 
-    /// True when no shard has a move under way (every leaving set is empty).
+    /// True when no shard has a move under way.
     pub fn is_settled(&self) -> bool {
         self.leaving.is_empty()
     }
@@ -494,9 +498,6 @@ impl ClusterMap {
             let Some(target) = self.shards.get(shard) else {
                 return Err(format!("shard {shard} is leaving nodes but does not exist"));
             };
-            if set.is_empty() {
-                return Err(format!("shard {shard} has an empty leaving set"));
-            }
             if let Some(n) = set.iter().find(|n| target.contains(n)) {
                 return Err(format!("shard {shard} is both on and leaving node {n}"));
             }

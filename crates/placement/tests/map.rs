@@ -62,6 +62,7 @@ fn init_add_drain_move_remove() {
         if_version: Some(3),
     };
     assert_eq!(map.apply(&move_0), Ok(4));
+    assert_eq!(map.leaving, [(ShardId(0), set(&[1]))].into());
     // Node 1 still holds shard 1.
     assert_eq!(
         map.apply(&MapCommand::RemoveNode { node: 1 }),
@@ -419,4 +420,37 @@ proptest! {
         }
         prop_assert_eq!(replayed, map);
     }
+}
+
+#[test]
+fn a_grown_target_is_a_move_until_it_settles() {
+    let mut map = ClusterMap::default();
+    map.apply(&init(1, &[1, 2, 3], 3)).unwrap();
+    let add = MapCommand::AddNode {
+        node: 4,
+        addr: addr(4),
+    };
+    map.apply(&add).unwrap();
+    let same = MapCommand::SetShardReplicas {
+        shard: ShardId(0),
+        replicas: set(&[1, 2, 3]),
+        if_version: None,
+    };
+    assert_eq!(map.apply(&same), Ok(3));
+    assert!(map.is_settled(), "an unchanged target is no move");
+    let grow = MapCommand::SetShardReplicas {
+        shard: ShardId(0),
+        replicas: set(&[1, 2, 3, 4]),
+        if_version: None,
+    };
+    assert_eq!(map.apply(&grow), Ok(4));
+    assert_eq!(map.leaving, [(ShardId(0), set(&[]))].into());
+    assert!(!map.is_settled());
+    let done = MapCommand::ShardSettled {
+        shard: ShardId(0),
+        replicas: set(&[1, 2, 3, 4]),
+    };
+    assert_eq!(map.apply(&done), Ok(5));
+    assert!(map.is_settled());
+    assert_eq!(map.shards_of(4), [ShardId(0)].into());
 }

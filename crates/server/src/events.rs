@@ -145,7 +145,13 @@ impl EventLog {
             if r.seq > next {
                 // The node never skips a sequence number; if the feed ever did, say so and
                 // answer positions before it with OUT_OF_RANGE rather than with a gap.
-                tracing::error!(shard = %r.shard, expected = next, got = r.seq, "gap in the event feed");
+                if sl.events.is_empty() && sl.horizon.is_none() {
+                    // A replica this node opened while running starts where the snapshot
+                    // it received ends; the earlier events are the history's.
+                    tracing::info!(shard = %r.shard, first = r.seq, "the index starts the shard's events");
+                } else {
+                    tracing::error!(shard = %r.shard, expected = next, got = r.seq, "gap in the event feed");
+                }
                 let horizon = sl.events.back().map(|e| e.timestamp).or(sl.horizon);
                 sl.events.clear();
                 sl.first_seq = r.seq;

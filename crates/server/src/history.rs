@@ -71,12 +71,12 @@ pub(crate) struct History {
 impl History {
     pub(crate) fn new(
         node: Arc<dyn ShardHost>,
-        shards: NodeHistory,
+        shards: Arc<NodeHistory>,
         events: Arc<EventLog>,
     ) -> History {
         History {
             node,
-            shards: Arc::new(shards),
+            shards,
             events,
             running: Arc::new(Semaphore::new(HISTORY_RUNNING_MAX)),
             admitted: Arc::new(Semaphore::new(HISTORY_RUNNING_MAX + HISTORY_WAITING_MAX)),
@@ -233,7 +233,8 @@ impl History {
                 let applied = self.applied(s).await?;
                 let (v, r) = self
                     .run(move |h| {
-                        let mut reader = shard(h, s)?.events_after_seq(after, applied)?;
+                        let history = shard(h, s)?;
+                        let mut reader = history.events_after_seq(after, applied)?;
                         let mut last = after;
                         loop {
                             let next = reader.peek_event()?.map(|e| e.seq);
@@ -293,9 +294,13 @@ impl History {
         }
         let mut position = after.clone();
         self.run(move |h| {
+            let histories = behind
+                .iter()
+                .map(|s| shard(h, *s))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut readers = Vec::with_capacity(behind.len());
-            for (s, applied) in behind.iter().zip(&applied) {
-                readers.push(shard(h, *s)?.events_after_seq(position.get(*s), *applied)?);
+            for ((s, applied), history) in behind.iter().zip(&applied).zip(&histories) {
+                readers.push(history.events_after_seq(position.get(*s), *applied)?);
             }
             let mut events = Vec::new();
             let mut scanned = 0;
@@ -335,7 +340,7 @@ impl History {
     }
 }
 
-fn shard(h: &NodeHistory, s: ShardId) -> Result<&tradelog_node::ShardHistory, Error> {
+fn shard(h: &NodeHistory, s: ShardId) -> Result<Arc<tradelog_node::ShardHistory>, Error> {
     h.shard(s).ok_or_else(|| {
         if s.0 < h.shard_count() {
             Error::Unavailable(format!("this node keeps no history of shard {s}"))

@@ -297,7 +297,7 @@ impl Server {
                 })
                 .await
                 .map_err(|e| ServerError::NodeUnavailable(e.to_string()))??;
-                (Arc::new(node), None, history)
+                (Arc::new(node), None, Arc::new(history))
             }
             Some(c) => {
                 let mut cc = ClusterConfig::new(
@@ -337,7 +337,7 @@ impl Server {
             // peers are not up yet. Every event from the current state on is indexed.
             let mut next = Vec::new();
             for s in 0..node.shard_count() {
-                let g = cluster.as_ref().and_then(|c| c.group(ShardId(s)).cloned());
+                let g = cluster.as_ref().and_then(|c| c.group(ShardId(s)));
                 let seq = match g {
                     Some(g) => g
                         .read_local(|e| e.next_event_seq())
