@@ -20,10 +20,14 @@ pub enum Cmd {
         tradelog admin status\n  tradelog --server http://127.0.0.1:7710 admin status --json"
     )]
     Status,
-    /// Adds a node (started with `tradelog serve --node-id ID` and no --members) to every
-    /// shard's group: as a learner that catches up, then as a voter.
+    /// Adds a node (started with `tradelog serve --node-id ID` and no --members) and gives
+    /// it replicas: every shard's, or, when shards are placed on fewer nodes than all, its
+    /// fair share taken from the most loaded nodes. Returns once they have moved.
     #[command(
-        after_help = "Examples:\n  tradelog serve --node-id 4 --grpc-addr 127.0.0.1:7730 \
+        after_help = "Each new replica joins its shard's group as a learner, catches up, \
+        then votes; a replica it replaces is removed after (its leadership handed over \
+        first). Commands keep flowing meanwhile.\n\n\
+        Examples:\n  tradelog serve --node-id 4 --grpc-addr 127.0.0.1:7730 \
         --http-addr 127.0.0.1:7731 --data-dir ./n4 &\n  \
         tradelog admin add-node 4 http://127.0.0.1:7730"
     )]
@@ -33,10 +37,11 @@ pub enum Cmd {
         /// The URL of its gRPC port.
         url: String,
     },
-    /// Removes a node from every shard's group (stop its process afterwards).
+    /// Removes a node: its replicas move to the other nodes first (stop its process
+    /// afterwards; its shard directories are in its DATA_DIR/archive).
     #[command(
-        after_help = "Refused when it would leave a group without a voter.\n\n\
-        Examples:\n  tradelog admin remove-node 1"
+        after_help = "Refused when too few nodes would be left to hold every shard's \
+        replicas.\n\nExamples:\n  tradelog admin remove-node 1"
     )]
     RemoveNode {
         /// The node's id.
@@ -51,6 +56,21 @@ pub enum Cmd {
         shard: u32,
         /// The new leader.
         to: u64,
+    },
+    /// Moves one shard's replicas to exactly the nodes named; returns once moved.
+    #[command(
+        after_help = "Each node named that does not hold the shard gets a replica (a \
+        learner that catches up, then a voter); then the replicas on nodes not named are \
+        removed (the leadership handed over first). Refused for a draining node or one \
+        that is not a member.\n\nExamples:\n  \
+        tradelog admin move-shard 2 1 3 4   # shard 2 on nodes 1, 3 and 4"
+    )]
+    MoveShard {
+        /// The shard.
+        shard: u32,
+        /// The nodes that hold it afterwards (1 to 7, distinct).
+        #[arg(required = true, num_args = 1..=7)]
+        nodes: Vec<u64>,
     },
     /// Spreads leaders evenly over the nodes (shard s led by the (s mod n)-th voter).
     #[command(after_help = "Examples:\n  tradelog admin balance-leaders\n  \
@@ -85,8 +105,9 @@ pub enum Cmd {
     },
 }
 
-/// How long a cluster change may take (adding a node waits for it to catch up).
-const CHANGE_TIMEOUT_MS: u64 = 150_000;
+/// How long a cluster change may take: adding a node waits for its replicas to move, at
+/// most the node's `tradelog_cluster::SETTLE_WAIT_MS` (300 s), plus the steps around it.
+const CHANGE_TIMEOUT_MS: u64 = 330_000;
 
 fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
@@ -115,6 +136,7 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
         Cmd::RemoveNode { node } => Some(ClusterChange::RemoveNode { node }),
         Cmd::TransferLeader { shard, to } => Some(ClusterChange::TransferLeader { shard, to }),
         Cmd::BalanceLeaders => Some(ClusterChange::BalanceLeaders),
+        Cmd::MoveShard { shard, nodes } => Some(ClusterChange::MoveShard { shard, nodes }),
     };
     let mut config = g.config();
     config.request_timeout_ms = CHANGE_TIMEOUT_MS;

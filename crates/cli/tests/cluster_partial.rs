@@ -3,7 +3,8 @@
 //! shards, driven by the real `tradelog` binary given one node at a time. Each node opens
 //! only its two shards; commands through any node reach every shard, balances read
 //! through any node are exact (the client re-routes reads of a shard the node does not
-//! hold), `admin status` shows the shard a node does not hold, the event stream is refused
+//! hold), `admin status` shows the shard a node does not hold, `admin move-shard` moves one
+//! (bad arguments refused), the event stream is refused
 //! with a clear message, and every node stops cleanly on SIGTERM.
 
 use serde_json::Value;
@@ -167,6 +168,60 @@ fn serve_with_a_replication_factor_below_the_node_count() {
     let (code, out, err) = tl(&first, &["events", "read"]);
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("holds no replica of shard"), "{err}");
+
+    // A shard moved by command: onto node 1, off the holder that is not kept.
+    let held = |n: &Node, s: u32| n.dir.join(format!("shard-{s}")).is_dir();
+    let moved = (0..SHARDS).find(|s| !held(&nodes[0], *s)).unwrap();
+    let holders: Vec<usize> = (0..NODES as usize)
+        .filter(|k| held(&nodes[*k], moved))
+        .collect();
+    let (kept, dropped) = (holders[0], holders[1]);
+    let (code, _, err) = tl(
+        &first,
+        &["admin", "move-shard", &moved.to_string(), "1", "1"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("distinct"), "{err}");
+    let (code, _, err) = tl(&first, &["admin", "move-shard", "7", "1", "2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not exist"), "{err}");
+    ok(
+        &first,
+        &[
+            "admin",
+            "move-shard",
+            &moved.to_string(),
+            "1",
+            &(kept + 1).to_string(),
+        ],
+    );
+    assert!(held(&nodes[0], moved) && held(&nodes[kept], moved));
+    eventually("the dropped replica archived", || {
+        !held(&nodes[dropped], moved)
+            && std::fs::read_dir(nodes[dropped].dir.join("archive"))
+                .map(|d| d.count() == 1)
+                .unwrap_or(false)
+    });
+    for n in &nodes {
+        eventually("exact balances after the move", || {
+            want.iter().all(|(a, w)| usd(&n.url, *a) == *w)
+        });
+    }
+    // Node 1 now holds it, and sees exactly node 1 and the kept holder vote.
+    let mut want_voters = vec![1, kept as u64 + 1];
+    want_voters.sort();
+    eventually("node 1 voting in the moved shard", || {
+        let st = json(&first, &["admin", "status"]);
+        let row = &st["shards"].as_array().unwrap()[moved as usize];
+        let mut voters: Vec<u64> = row["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        voters.sort();
+        row["role"] != "NotHeld" && voters == want_voters
+    });
 
     // SIGTERM: every node stops cleanly.
     for n in &mut nodes {

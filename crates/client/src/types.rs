@@ -511,14 +511,15 @@ mod tests {
 /// One change to the replicated cluster (see `ChangeCluster`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClusterChange {
-    /// Add node `node`, reachable at `url` (its gRPC port), to every shard's group.
+    /// Add node `node`, reachable at `url` (its gRPC port): it receives every shard's
+    /// replica, or its fair share when shards are placed on fewer nodes than all.
     AddNode {
         /// Its id.
         node: u64,
         /// The URL of its gRPC port.
         url: String,
     },
-    /// Remove node `node` from every shard's group.
+    /// Remove node `node`, moving its replicas to the other nodes first.
     RemoveNode {
         /// Its id.
         node: u64,
@@ -532,6 +533,13 @@ pub enum ClusterChange {
     },
     /// Spread leaders evenly over the voters.
     BalanceLeaders,
+    /// Move shard `shard`'s replicas to exactly the nodes `nodes`.
+    MoveShard {
+        /// The shard.
+        shard: u32,
+        /// The nodes that hold it afterwards.
+        nodes: Vec<u64>,
+    },
 }
 
 impl ClusterChange {
@@ -552,6 +560,10 @@ impl ClusterChange {
                 })
             }
             ClusterChange::BalanceLeaders => Change::BalanceLeaders(pb::BalanceLeaders {}),
+            ClusterChange::MoveShard { shard, nodes } => Change::MoveShard(pb::MoveShard {
+                shard: *shard,
+                nodes: nodes.clone(),
+            }),
         };
         pb::ChangeClusterRequest {
             change: Some(change),

@@ -7,8 +7,17 @@
 //! exactly what the transfers sent say: none lost, none applied twice. The status clients
 //! route by (`routing_only`) then lists nodes 3 to 5 and the leaders, without state hashes,
 //! and the cluster map (the metadata group's state) names exactly nodes 3 to 5.
+//!
+//! The same on a cluster whose nodes hold only some shards (docs/design/0013, step 3):
+//! three founders place four shards with two replicas each; under the load, node 4 joins
+//! and receives its share (the reconcilers move replicas to it), a shard is moved by
+//! command (bad moves refused, typed), then node 1 leaves and its replicas move to the
+//! others. After each change every node holds exactly the
+//! shards the map places on it, every group's voters are its target, and at the end no
+//! transfer is lost or applied twice.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,6 +122,138 @@ async fn progress(ledger: &Mutex<Ledger>, n: usize) {
     }
 }
 
+/// Waits until, for every one of `shards` shards, the servers in `nodes` that hold it
+/// report the same applied index and state hash (at least one holds it).
+async fn converged_held(nodes: &[&RunningServer], shards: u32) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut views = BTreeMap::new();
+        for n in nodes {
+            let c = n.cluster().expect("a cluster node");
+            for s in c.hosted() {
+                if let Ok(h) = c.state_hash(s).await {
+                    views.entry(s).or_insert_with(Vec::new).push(h);
+                }
+            }
+        }
+        let agree =
+            views.len() == shards as usize && views.values().all(|v| v.iter().all(|h| *h == v[0]));
+        if agree {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Checks that every server holds exactly the shards the cluster map places on it, that
+/// each shard's voters (as a holder sees them) are its target, and, when `balanced`, that
+/// replicas per node are within one of each other; returns the replicas per node.
+async fn placed_as_mapped(
+    servers: &BTreeMap<u64, RunningServer>,
+    rf: usize,
+    balanced: bool,
+) -> BTreeMap<u64, usize> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let map = servers.values().next().unwrap().cluster().unwrap().map();
+        let mut wrong = Vec::new();
+        let mut load = BTreeMap::new();
+        for (id, s) in servers {
+            let c = s.cluster().unwrap();
+            if c.map() != map {
+                wrong.push(format!("node {id} is at map version {}", c.map().version));
+            }
+            if c.hosted() != map.shards_of(*id) {
+                wrong.push(format!("node {id} holds {:?}", c.hosted()));
+            }
+            load.insert(*id, c.hosted().len());
+            for shard in c.hosted() {
+                let voters: BTreeSet<u64> = c.group(shard).unwrap().raft().voter_ids().collect();
+                if Some(&voters) != map.replicas(shard) || voters.len() != rf {
+                    wrong.push(format!("node {id} sees {shard}'s voters as {voters:?}"));
+                }
+            }
+        }
+        let (lo, hi) = (load.values().min().unwrap(), load.values().max().unwrap());
+        if wrong.is_empty() && map.is_settled() && (hi - lo <= 1 || !balanced) {
+            return load;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "placement: {wrong:?}, loads {load:?}, map {map:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every acknowledged transfer is recorded (a repeat is a duplicate); the unanswered ones
+/// are sent again until answered; then every balance is exactly what was sent.
+async fn nothing_lost(c: &Client, ledger: &Mutex<Ledger>) -> (usize, usize) {
+    let (sent, acked) = {
+        let l = ledger.lock().unwrap();
+        (l.sent.clone(), l.acked.clone())
+    };
+    for (id, spec) in &acked {
+        let a = c.submit(Command::Transfer(spec.clone())).await.unwrap();
+        assert!(
+            a.duplicate,
+            "transfer {id} was acknowledged but is not recorded"
+        );
+    }
+    for (id, spec) in sent.iter().filter(|(id, _)| !acked.contains_key(id)) {
+        let a = c.submit(Command::Transfer(spec.clone())).await.unwrap();
+        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
+    }
+    let mut want: BTreeMap<u64, (u64, u64)> = (1..=ACCOUNTS).map(|a| (a, (FUNDS, 0))).collect();
+    for t in sent.values() {
+        want.get_mut(&t.debit.0).unwrap().0 -= t.amount.0;
+        want.get_mut(&t.credit.0).unwrap().0 += t.amount.0;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut got = BTreeMap::new();
+        for a in 1..=ACCOUNTS {
+            let b = c.balances(AccountId(a)).await.unwrap().of(USD);
+            got.insert(a, (b.available.0, b.held.0));
+        }
+        if got == want {
+            return (sent.len(), acked.len());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "balances (available, held) after {} transfers: got {got:?}, want {want:?}",
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens the accounts and funds them.
+async fn fund(setup: &Client) {
+    setup
+        .create_asset(Asset {
+            id: USD,
+            code: "USD".into(),
+            scale: 2,
+        })
+        .await
+        .unwrap();
+    for a in 1..=ACCOUNTS {
+        setup
+            .open_account(AccountId(a), Principal(a))
+            .await
+            .unwrap();
+        setup
+            .deposit(TransferId(a), AccountId(a), USD, Amount(FUNDS))
+            .await
+            .unwrap();
+    }
+}
+
 /// Waits until every server in `nodes` reports the same applied index and state hash for
 /// every shard.
 async fn converged(nodes: &[&RunningServer]) {
@@ -168,25 +309,7 @@ async fn membership_changes_under_load_lose_nothing() {
     })
     .await;
 
-    let setup = client(&[url(ports[0])]);
-    setup
-        .create_asset(Asset {
-            id: USD,
-            code: "USD".into(),
-            scale: 2,
-        })
-        .await
-        .unwrap();
-    for a in 1..=ACCOUNTS {
-        setup
-            .open_account(AccountId(a), Principal(a))
-            .await
-            .unwrap();
-        setup
-            .deposit(TransferId(a), AccountId(a), USD, Amount(FUNDS))
-            .await
-            .unwrap();
-    }
+    fund(&client(&[url(ports[0])])).await;
 
     // The load: clients that know only the founding members to begin with.
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -275,43 +398,7 @@ async fn membership_changes_under_load_lose_nothing() {
     // Every acknowledged transfer is recorded; the unanswered ones are sent again until
     // answered; then every balance is exact.
     let c = client(&[url(ports[2]), url(ports[3]), url(ports[4])]);
-    let (sent, acked) = {
-        let l = ledger.lock().unwrap();
-        (l.sent.clone(), l.acked.clone())
-    };
-    for (id, spec) in &acked {
-        let a = c.submit(Command::Transfer(spec.clone())).await.unwrap();
-        assert!(
-            a.duplicate,
-            "transfer {id} was acknowledged but is not recorded"
-        );
-    }
-    for (id, spec) in sent.iter().filter(|(id, _)| !acked.contains_key(id)) {
-        let a = c.submit(Command::Transfer(spec.clone())).await.unwrap();
-        assert!(a.result.is_ok(), "transfer {id}: {:?}", a.result);
-    }
-    let mut want: BTreeMap<u64, (u64, u64)> = (1..=ACCOUNTS).map(|a| (a, (FUNDS, 0))).collect();
-    for t in sent.values() {
-        want.get_mut(&t.debit.0).unwrap().0 -= t.amount.0;
-        want.get_mut(&t.credit.0).unwrap().0 += t.amount.0;
-    }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut got = BTreeMap::new();
-        for a in 1..=ACCOUNTS {
-            let b = c.balances(AccountId(a)).await.unwrap().of(USD);
-            got.insert(a, (b.available.0, b.held.0));
-        }
-        if got == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "balances (available, held) after {} transfers: got {got:?}, want {want:?}",
-            sent.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (sent, acked) = nothing_lost(&c, &ledger).await;
     converged(&rest).await;
 
     // The status clients route by lists the members' URLs and the leaders, without the
@@ -367,10 +454,192 @@ async fn membership_changes_under_load_lose_nothing() {
         "{routing:?}"
     );
     println!(
-        "{} transfers sent during the changes ({} acknowledged), each applied once; \
+        "{sent} transfers sent during the changes ({acked} acknowledged), each applied once; \
          the load's client retried {} times",
-        sent.len(),
-        acked.len(),
+        routed.retries()
+    );
+    for s in servers.into_values() {
+        s.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
+    const PARTIAL_SHARDS: u32 = 4;
+    const RF: usize = 2;
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let founders: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, url(ports[id as usize - 1])))
+        .collect();
+    let dir = |id: u64| root.path().join(format!("node-{id}"));
+    let mut servers: BTreeMap<u64, RunningServer> = BTreeMap::new();
+    for id in 1..=3u64 {
+        let s = tradelog_server::testing::start_cluster_node_rf(
+            id,
+            ports[id as usize - 1],
+            dir(id),
+            &founders,
+            PARTIAL_SHARDS,
+            Some(RF),
+        )
+        .await;
+        servers.insert(id, s);
+    }
+    let joiner = tradelog_server::testing::start_cluster_node_rf(
+        4,
+        ports[3],
+        dir(4),
+        &BTreeMap::new(),
+        PARTIAL_SHARDS,
+        None,
+    )
+    .await;
+    assert!(
+        joiner.cluster().unwrap().hosted().is_empty(),
+        "a node waiting to be added opens no replica"
+    );
+    for s in servers.values() {
+        assert!(s.cluster().unwrap().wait_for_leaders(WAIT).await);
+    }
+    // 8 replicas on 3 nodes.
+    let formed = placed_as_mapped(&servers, RF, true).await;
+    assert_eq!(formed.values().sum::<usize>(), 8, "{formed:?}");
+    fund(&client(&[url(ports[0])])).await;
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let routed = client(&founders.values().cloned().collect::<Vec<_>>());
+    let loads: Vec<_> = (0..6u64)
+        .map(|k| {
+            tokio::spawn(load(
+                routed.clone(),
+                (k + 1) << 32,
+                stop.clone(),
+                ledger.clone(),
+            ))
+        })
+        .collect();
+    progress(&ledger, 100).await;
+
+    let admin = {
+        let mut c = ClientConfig::new(url(ports[2]));
+        c.request_timeout_ms = 300_000;
+        c.route_to_leaders = false;
+        Client::new(c).unwrap()
+    };
+    // 1. Node 4 joins and takes its share: two replicas each.
+    admin
+        .change_cluster(&ClusterChange::AddNode {
+            node: 4,
+            url: url(ports[3]),
+        })
+        .await
+        .unwrap();
+    servers.insert(4, joiner);
+    let load_4 = placed_as_mapped(&servers, RF, true).await;
+    assert_eq!(load_4, (1..=4).map(|n| (n, 2)).collect(), "{load_4:?}");
+    progress(&ledger, 100).await;
+
+    // 2. Shard 0 moved by command to two nodes, at least one of them new to it.
+    let map = servers[&2].cluster().unwrap().map();
+    let before = map.replicas(ShardId(0)).unwrap().clone();
+    let outside = (1..=4).find(|n| !before.contains(n)).unwrap();
+    let to = vec![*before.iter().next().unwrap(), outside];
+    admin
+        .change_cluster(&ClusterChange::MoveShard {
+            shard: 0,
+            nodes: to.clone(),
+        })
+        .await
+        .unwrap();
+    placed_as_mapped(&servers, RF, false).await;
+    let map = servers[&2].cluster().unwrap().map();
+    assert_eq!(
+        map.replicas(ShardId(0)).unwrap(),
+        &to.iter().copied().collect::<BTreeSet<u64>>()
+    );
+    // Bad moves are refused, typed, and change nothing.
+    let invalid = [
+        ClusterChange::MoveShard {
+            shard: 0,
+            nodes: vec![],
+        },
+        ClusterChange::MoveShard {
+            shard: 0,
+            nodes: vec![2, 2],
+        },
+        ClusterChange::MoveShard {
+            shard: 9,
+            nodes: vec![2],
+        },
+    ];
+    for bad in invalid {
+        match admin.change_cluster(&bad).await {
+            Err(tradelog_client::ClientError::InvalidArgument(_)) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // A node that is not a member: the map refuses it.
+    let unknown = ClusterChange::MoveShard {
+        shard: 0,
+        nodes: vec![2, 77],
+    };
+    match admin.change_cluster(&unknown).await {
+        Err(tradelog_client::ClientError::Status { code, message }) => {
+            assert_eq!(code, "FailedPrecondition", "{message}");
+            assert!(message.contains("77"), "{message}");
+        }
+        other => panic!("{unknown:?}: {other:?}"),
+    }
+    assert_eq!(servers[&2].cluster().unwrap().map(), map);
+    progress(&ledger, 100).await;
+
+    // 3. Node 1 leaves: its replicas move to the other three (balanced again by the
+    // placement policy), its own are archived.
+    admin
+        .change_cluster(&ClusterChange::RemoveNode { node: 1 })
+        .await
+        .unwrap();
+    let one = servers.remove(&1).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !one.cluster().unwrap().hosted().is_empty() {
+        assert!(Instant::now() < deadline, "node 1 keeps its replicas");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    one.shutdown().await.unwrap();
+    for s in 0..PARTIAL_SHARDS {
+        assert!(!dir(1).join(format!("shard-{s}")).exists());
+    }
+    let archived = std::fs::read_dir(dir(1).join(tradelog_cluster::ARCHIVE_DIR))
+        .unwrap()
+        .count();
+    // Every replica node 1 held was closed once (one when node 4 took its share, maybe
+    // one by the move, the rest when it left; a draining node never gains one), plus
+    // one if the move gave it a replica.
+    let gained = usize::from(to.contains(&1) && !before.contains(&1));
+    assert_eq!(archived, formed[&1] + gained, "replicas node 1 closed");
+    let load_3 = placed_as_mapped(&servers, RF, true).await;
+    assert_eq!(load_3.values().sum::<usize>(), 8, "{load_3:?}");
+    progress(&ledger, 100).await;
+
+    stop.store(true, Ordering::Relaxed);
+    for l in loads {
+        l.await.unwrap();
+    }
+    assert_eq!(
+        ledger.lock().unwrap().errors,
+        Vec::<String>::new(),
+        "the cluster clients never surfaced an error"
+    );
+    let rest: Vec<&RunningServer> = servers.values().collect();
+    converged_held(&rest, PARTIAL_SHARDS).await;
+    let c = client(&[url(ports[1]), url(ports[2]), url(ports[3])]);
+    let (sent, acked) = nothing_lost(&c, &ledger).await;
+    converged_held(&rest, PARTIAL_SHARDS).await;
+    println!(
+        "{sent} transfers sent while replicas moved ({acked} acknowledged), each applied \
+         once; the load's client retried {} times",
         routed.retries()
     );
     for s in servers.into_values() {

@@ -393,6 +393,13 @@ pub(crate) enum ClusterChange {
     },
     /// Spread leaders evenly over the voters.
     BalanceLeaders,
+    /// Move a shard's replicas to exactly these nodes.
+    MoveShard {
+        /// The shard.
+        shard: u32,
+        /// Where it goes.
+        nodes: Vec<u64>,
+    },
 }
 
 /// State shared by every request.
@@ -747,6 +754,25 @@ impl Core {
                 c.transfer_leader(d::ShardId(shard), to).await
             }
             ClusterChange::BalanceLeaders => c.balance_leaders().await.map(|_| ()),
+            ClusterChange::MoveShard { shard, nodes } => {
+                if shard >= self.shard_count() {
+                    return Err(Error::Invalid(format!(
+                        "invalid field `shard`: shard {shard} does not exist (this node has {} shards)",
+                        self.shard_count()
+                    )));
+                }
+                let set: std::collections::BTreeSet<u64> = nodes.iter().copied().collect();
+                let max = tradelog_placement::REPLICATION_FACTOR_MAX;
+                if set.len() != nodes.len() || set.is_empty() || set.len() > max {
+                    return Err(Error::Invalid(format!(
+                        "invalid field `nodes`: 1 to {max} distinct node ids, got {nodes:?}"
+                    )));
+                }
+                c.move_shard(d::ShardId(shard), set)
+                    .await
+                    .map_err(change_error)?;
+                Ok(())
+            }
         };
         r.map_err(|e| Error::Unavailable(e.to_string()))?;
         Ok(c.status().await)

@@ -491,6 +491,10 @@ impl Tradelog for Grpc {
                 to: a.to,
             },
             Some(Change::BalanceLeaders(_)) => ClusterChange::BalanceLeaders,
+            Some(Change::MoveShard(a)) => ClusterChange::MoveShard {
+                shard: a.shard,
+                nodes: a.nodes,
+            },
             None => return Err(Status::invalid_argument("missing field `change`")),
         };
         let v = self.core.change_cluster(&who, change).await?;
