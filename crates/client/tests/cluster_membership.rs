@@ -97,6 +97,32 @@ async fn load(c: Client, first_id: u64, stop: Arc<AtomicBool>, ledger: Arc<Mutex
     }
 }
 
+/// Six loads of transfers through one routing client that knows `nodes` to begin with.
+#[allow(clippy::type_complexity)]
+fn start_load(
+    nodes: &BTreeMap<u64, String>,
+) -> (
+    Client,
+    Arc<Mutex<Ledger>>,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let routed = client(&nodes.values().cloned().collect::<Vec<_>>());
+    let loads = (0..6u64)
+        .map(|k| {
+            tokio::spawn(load(
+                routed.clone(),
+                (k + 1) << 32,
+                stop.clone(),
+                ledger.clone(),
+            ))
+        })
+        .collect();
+    (routed, ledger, stop, loads)
+}
+
 /// Waits until `node`'s view of the cluster satisfies `f`.
 async fn eventually(c: &Client, what: &str, f: impl Fn(&ClusterStatus) -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -312,19 +338,7 @@ async fn membership_changes_under_load_lose_nothing() {
     fund(&client(&[url(ports[0])])).await;
 
     // The load: clients that know only the founding members to begin with.
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let routed = client(&founders.values().cloned().collect::<Vec<_>>());
-    let loads: Vec<_> = (0..6u64)
-        .map(|k| {
-            tokio::spawn(load(
-                routed.clone(),
-                (k + 1) << 32,
-                stop.clone(),
-                ledger.clone(),
-            ))
-        })
-        .collect();
+    let (routed, ledger, stop, loads) = start_load(&founders);
     progress(&ledger, 100).await;
 
     // 1. Add node 4: learner, catches up, then voter of every group.
@@ -507,19 +521,7 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
     assert_eq!(formed.values().sum::<usize>(), 8, "{formed:?}");
     fund(&client(&[url(ports[0])])).await;
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let routed = client(&founders.values().cloned().collect::<Vec<_>>());
-    let loads: Vec<_> = (0..6u64)
-        .map(|k| {
-            tokio::spawn(load(
-                routed.clone(),
-                (k + 1) << 32,
-                stop.clone(),
-                ledger.clone(),
-            ))
-        })
-        .collect();
+    let (routed, ledger, stop, loads) = start_load(&founders);
     progress(&ledger, 100).await;
 
     let admin = {
