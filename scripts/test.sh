@@ -32,6 +32,12 @@ fi
 # (b) A target directory outside the checkout, so CI on a fresh clone reuses artifacts.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tradelog-target}"
 
+# (b2) No incremental compilation: a fresh clone's build cannot reuse another checkout's
+# incremental state anyway, and it cost 23 GB of the cache (debug/incremental), which
+# filled the disk mid-run on 2026-11-27. Full builds of the workspace crates share the
+# cache with developers' `CARGO_INCREMENTAL=0` builds instead.
+export CARGO_INCREMENTAL=0
+
 # (c) No colour escapes in CI logs. PROPTEST_CASES is left to the tests.
 if [[ "${CI:-}" == "true" ]]; then
     export CARGO_TERM_COLOR=never

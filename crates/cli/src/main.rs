@@ -229,6 +229,7 @@ mod tests {
                 "tradelog admin add-node",
                 "tradelog admin remove-node",
                 "tradelog admin transfer-leader",
+                "tradelog admin move-shard",
                 "tradelog admin balance-leaders",
                 "tradelog admin plan",
                 "tradelog audit solvency",
