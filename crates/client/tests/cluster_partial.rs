@@ -147,6 +147,15 @@ fn order(account: u64, side: Side, price: u64, qty: u64, client_order_id: u64) -
     }
 }
 
+/// Waits (at most [`WAIT`]) until `f` answers true.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, f: impl Fn() -> F) {
+    let deadline = Instant::now() + WAIT;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_holding_some_shards_serve_every_command_and_read() {
     let root = tempfile::tempdir().unwrap();
@@ -301,18 +310,29 @@ async fn nodes_holding_some_shards_serve_every_command_and_read() {
     .await
     .unwrap();
     // Sellers 1..=4 rest 10 BTC each at 100..=103; buyers 5..=8 take 10 at up to 103.
+    // An order's answer means its account's shard holds the funds; it reaches the book
+    // later, by a cross-shard message from that shard, and messages from different
+    // shards arrive in no fixed order. So each waits until the book shows the one before.
     let mut coid = 0;
     for s in 1..=4u64 {
         coid += 1;
         c.place_order(order(s, Side::Sell, 99 + s, 10, coid))
             .await
             .unwrap();
+        eventually("the ask resting", || async {
+            c.book(MARKET, 10).await.unwrap().asks.len() == s as usize
+        })
+        .await;
     }
-    for b in 5..=8u64 {
+    for (k, b) in (5..=8u64).enumerate() {
         coid += 1;
         c.place_order(order(b, Side::Buy, 103, 10, coid))
             .await
             .unwrap();
+        eventually("the buy matched", || async {
+            c.book(MARKET, 10).await.unwrap().asks.len() == 3 - k
+        })
+        .await;
     }
     // Price-time priority: buyer 5 takes seller 1's ten at 100, buyer 6 seller 2's at 101...
     for (seller, buyer, price) in [(1, 5, 100), (2, 6, 101), (3, 7, 102), (4, 8, 103)] {
