@@ -8,7 +8,7 @@ use crate::{
     CANDLES_MAX, CANDLE_INTERVAL_S_MAX, READ_EVENTS_LIMIT_DEFAULT, READ_EVENTS_LIMIT_MAX,
     STATEMENT_LIMIT_DEFAULT, STATEMENT_LIMIT_MAX, TRADES_LIMIT_DEFAULT, TRADES_LIMIT_MAX,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tradelog_domain as d;
 
 /// Which events a read or a subscription wants.
@@ -106,6 +106,55 @@ impl TryFrom<pb::Position> for Position {
         }
         Ok(Position(map))
     }
+}
+
+/// Which shards' events a read or subscription covers: empty means every shard.
+///
+/// A node of a cluster whose shards are not all on every node serves a read of the shards
+/// it holds; a client reads the rest from other nodes and merges the pages (positions are
+/// per shard, so the parts never overlap).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ShardFilter(pub BTreeSet<d::ShardId>);
+
+impl ShardFilter {
+    /// Every shard.
+    pub fn all() -> ShardFilter {
+        ShardFilter::default()
+    }
+
+    /// Only these shards (an empty list means every shard).
+    pub fn only(shards: impl IntoIterator<Item = d::ShardId>) -> ShardFilter {
+        ShardFilter(shards.into_iter().collect())
+    }
+
+    /// Whether events of `shard` are covered.
+    pub fn includes(&self, shard: d::ShardId) -> bool {
+        self.0.is_empty() || self.0.contains(&shard)
+    }
+
+    /// True when every shard is covered.
+    pub fn is_all(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The wire form: the shards in ascending order.
+    pub fn to_wire(&self) -> Vec<u32> {
+        self.0.iter().map(|s| s.0).collect()
+    }
+}
+
+/// A shard list (`ReadEventsRequest.shards`): at most
+/// [`SHARD_COUNT_MAX`](d::SHARD_COUNT_MAX) shards, each below it and listed once.
+fn shard_filter(v: Vec<u32>, field: &'static str) -> Res<ShardFilter> {
+    at_most_items(v.len(), d::SHARD_COUNT_MAX as usize, field)?;
+    let mut set = BTreeSet::new();
+    for (i, s) in v.into_iter().enumerate() {
+        let id = shard(s, "").map_err(|e| e.inside_item(field, i))?;
+        if !set.insert(id) {
+            return Err(ApiError::new("", Reason::Duplicate(u64::from(s))).inside_item(field, i));
+        }
+    }
+    Ok(ShardFilter(set))
 }
 
 /// An optional position: unset means the beginning.
@@ -378,6 +427,8 @@ pub struct ReadEventsQuery {
     pub after: Position,
     /// Most events to return (1 to [`READ_EVENTS_LIMIT_MAX`]).
     pub limit: u32,
+    /// Only these shards' events.
+    pub shards: ShardFilter,
 }
 
 impl TryFrom<pb::ReadEventsRequest> for ReadEventsQuery {
@@ -394,6 +445,7 @@ impl TryFrom<pb::ReadEventsRequest> for ReadEventsQuery {
                 READ_EVENTS_LIMIT_MAX,
                 "limit",
             )?,
+            shards: shard_filter(r.shards, "shards")?,
         })
     }
 }
@@ -404,6 +456,7 @@ impl From<ReadEventsQuery> for pb::ReadEventsRequest {
             stream: Some(q.stream.into()),
             after: Some(q.after.into()),
             limit: q.limit,
+            shards: q.shards.to_wire(),
         }
     }
 }
@@ -415,6 +468,8 @@ pub struct SubscribeQuery {
     pub stream: EventStream,
     /// Deliver the events after this position.
     pub after: Position,
+    /// Only these shards' events.
+    pub shards: ShardFilter,
 }
 
 impl TryFrom<pb::SubscribeEventsRequest> for SubscribeQuery {
@@ -425,6 +480,7 @@ impl TryFrom<pb::SubscribeEventsRequest> for SubscribeQuery {
         Ok(SubscribeQuery {
             stream: EventStream::try_from(stream).map_err(|e| e.inside("stream"))?,
             after: position(r.after, "after")?,
+            shards: shard_filter(r.shards, "shards")?,
         })
     }
 }
@@ -434,6 +490,7 @@ impl From<SubscribeQuery> for pb::SubscribeEventsRequest {
         pb::SubscribeEventsRequest {
             stream: Some(q.stream.into()),
             after: Some(q.after.into()),
+            shards: q.shards.to_wire(),
         }
     }
 }

@@ -15,7 +15,9 @@ const STREAM_HELP: &str = "Streams: all (every event), account:ID (balances, tra
     halts), order:ID (one order's life on its account's and its market's shard).\n\
     Positions: SHARD:SEQ,... = the last event consumed per shard (printed by `events read`; \
     unlisted shards: from their start). The whole history is readable: the server keeps \
-    recent events in memory and regenerates older ones from the logs.";
+    recent events in memory and regenerates older ones from the logs.\n\
+    On a cluster whose nodes hold only some shards, each shard is read from a node holding \
+    it and the parts are merged; `tail` follows a shard that moves to other nodes.";
 
 /// Events: read a stream's history, or follow it live.
 #[derive(clap::Subcommand)]
@@ -162,6 +164,17 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
                                         println!("{}", output::event_line(e));
                                     }
                                 }
+                            }
+                            // A shard moved off the node serving it (a cluster whose
+                            // nodes hold only some shards): go on from the position,
+                            // where the shard is now.
+                            Some(Err(ClientError::WrongNode { shard, .. })) => {
+                                eprintln!(
+                                    "(shard {shard} moved; following on from position {})",
+                                    format_position(sub.position())
+                                );
+                                let at = sub.position().clone();
+                                sub = ctx.client.subscribe(stream, at).await?;
                             }
                             Some(Err(e)) => return Err(e.into()),
                             None => {

@@ -3,14 +3,12 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{json, ok, tl};
+use common::{json, ok, tl, Tail};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The buyer's order: the first order of shard 1 (`1 << 48 | 1`).
@@ -132,65 +130,6 @@ fn terminate(mut s: Serve) {
         }
         assert!(Instant::now() < deadline, "no exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A running `tradelog events tail`: its stdout lines arrive on a channel.
-struct Tail {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Tail {
-    fn start(server: &str, args: &[&str]) -> Tail {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tradelog"))
-            .args(["events", "tail"])
-            .args(args)
-            .env("TRADELOG_SERVER", server)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tradelog events tail");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Tail {
-            child,
-            lines,
-            seen: vec![],
-        }
-    }
-
-    /// Reads lines until one contains `needle`; returns everything read so far.
-    fn until(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        while !self.seen.iter().any(|l| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "events tail never printed {needle:?}; it printed:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-        self.seen.join("\n") + "\n"
-    }
-}
-
-impl Drop for Tail {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

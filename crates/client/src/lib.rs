@@ -88,6 +88,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod merge;
 mod retry;
 mod route;
 mod types;
@@ -107,6 +108,7 @@ pub use types::{
     StatementEntry, Trade, TradesPage,
 };
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1170,48 +1172,201 @@ impl Client {
 
     /// At most `limit` events of `stream` after `after` (0: the server's default). An
     /// empty page whose position equals `after` means the stream is read to its end.
+    ///
+    /// In a cluster whose nodes hold only some shards, the client reads each shard from a
+    /// node holding it (one request per node, at the same time) and merges the pages.
     pub async fn read_events(
         &self,
         stream: EventStream,
         after: &Position,
         limit: u32,
     ) -> Result<EventPage, ClientError> {
-        let m = pb::ReadEventsRequest {
-            stream: Some(stream.into()),
-            after: Some(after.clone().into()),
-            limit,
-        };
-        let r = rpc!(self, m, Repeat::Safe, read_events)?;
-        EventPage::from_wire(r.events, r.position)
+        let mut attempt = 1;
+        loop {
+            let Some(parts) = self.event_parts().await else {
+                let m = pb::ReadEventsRequest {
+                    stream: Some(stream.into()),
+                    after: Some(after.clone().into()),
+                    limit,
+                    shards: Vec::new(),
+                };
+                let r = rpc!(self, m, Repeat::Safe, read_events)?;
+                return EventPage::from_wire(r.events, r.position);
+            };
+            let reads = parts.into_iter().map(|(pick, shards)| {
+                let m = pb::ReadEventsRequest {
+                    stream: Some(stream.into()),
+                    after: Some(after.clone().into()),
+                    limit,
+                    shards: shards.iter().map(|s| s.0).collect(),
+                };
+                async move {
+                    let mut g = pick.grpc.clone();
+                    let r = self.once(&pick, g.read_events(self.request(m))).await?;
+                    Ok::<_, ClientError>((shards, EventPage::from_wire(r.events, r.position)?))
+                }
+            });
+            let error = match futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(pages) => {
+                    let limit = if limit == 0 {
+                        tradelog_api::READ_EVENTS_LIMIT_DEFAULT
+                    } else {
+                        limit
+                    };
+                    return Ok(merge::merge_pages(after, pages, limit as usize));
+                }
+                Err(e) => e,
+            };
+            match self.shared.retry.next_delay(attempt, &error, Repeat::Safe) {
+                Some(wait) => {
+                    self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                    self.refresh_routes().await;
+                    attempt += 1;
+                }
+                None => return Err(error),
+            }
+        }
     }
 
     /// The events of `stream` after `after`, then live ones as they happen, with no gap
     /// and no duplicate. The subscription ends when the server stops (resume from
     /// [`Subscription::position`]).
+    ///
+    /// In a cluster whose nodes hold only some shards, it subscribes to each shard on a
+    /// node holding it and merges the parts; it ends, with the error, when any part does
+    /// (e.g. when a node stops holding a shard because the shard moved): subscribe again
+    /// from [`Subscription::position`] to go on.
     pub async fn subscribe(
         &self,
         stream: EventStream,
         after: Position,
     ) -> Result<Subscription, ClientError> {
-        let m = pb::SubscribeEventsRequest {
-            stream: Some(stream.into()),
-            after: Some(after.clone().into()),
-        };
-        let endpoint = self.routes().pick(None, Instant::now()).url;
-        let inner = rpc!(self, m, Repeat::Safe, subscribe_events)?;
-        Ok(Subscription {
-            inner,
-            position: after,
-            endpoint,
-        })
+        let mut attempt = 1;
+        loop {
+            let Some(parts) = self.event_parts().await else {
+                let m = pb::SubscribeEventsRequest {
+                    stream: Some(stream.into()),
+                    after: Some(after.clone().into()),
+                    shards: Vec::new(),
+                };
+                let endpoint = self.routes().pick(None, Instant::now()).url;
+                let inner = rpc!(self, m, Repeat::Safe, subscribe_events)?;
+                return Ok(Subscription {
+                    inner: Parts::One(inner),
+                    position: after,
+                    endpoint,
+                });
+            };
+            let endpoint = parts
+                .iter()
+                .map(|(p, _)| p.url.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let opens = parts.into_iter().map(|(pick, shards)| {
+                let m = pb::SubscribeEventsRequest {
+                    stream: Some(stream.into()),
+                    after: Some(after.clone().into()),
+                    shards: shards.iter().map(|s| s.0).collect(),
+                };
+                async move {
+                    let mut g = pick.grpc.clone();
+                    let inner = self
+                        .once(&pick, g.subscribe_events(self.request(m)))
+                        .await?;
+                    Ok::<_, ClientError>(merge::Part {
+                        shards,
+                        inner,
+                        endpoint: pick.url,
+                    })
+                }
+            });
+            let error = match futures_util::future::join_all(opens)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(parts) => {
+                    return Ok(Subscription {
+                        inner: Parts::Merged(merge::Merged {
+                            parts,
+                            next: 0,
+                            done: false,
+                        }),
+                        position: after,
+                        endpoint,
+                    })
+                }
+                Err(e) => e,
+            };
+            match self.shared.retry.next_delay(attempt, &error, Repeat::Safe) {
+                Some(wait) => {
+                    self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                    self.refresh_routes().await;
+                    attempt += 1;
+                }
+                None => return Err(error),
+            }
+        }
     }
+
+    /// How to read every shard's events: `None` when one node serves them all (see
+    /// `Routes::cover`), refreshing stale routes first.
+    async fn event_parts(&self) -> Option<Vec<(route::Pick, BTreeSet<d::ShardId>)>> {
+        if !self.shared.route_to_leaders {
+            return None;
+        }
+        if self.routes().stale(Instant::now()) {
+            self.refresh_routes().await;
+        }
+        self.routes().cover(Instant::now())
+    }
+
+    /// One attempt of a call on the node `pick`, within the request timeout; a node that
+    /// cannot be reached is avoided for a while, and a wrong node makes the routes stale.
+    async fn once<R>(
+        &self,
+        pick: &route::Pick,
+        call: impl Future<Output = Result<Response<R>, Status>>,
+    ) -> Result<R, ClientError> {
+        let error = match tokio::time::timeout(self.shared.request_timeout, call).await {
+            Ok(Ok(r)) => return Ok(r.into_inner()),
+            Ok(Err(status)) => ClientError::from_status(status, &pick.url),
+            Err(_) => ClientError::Timeout {
+                endpoint: pick.url.clone(),
+                timeout_ms: self.shared.request_timeout_ms,
+            },
+        };
+        match &error {
+            ClientError::Unavailable { .. } | ClientError::Timeout { .. } => {
+                self.routes().failed(pick.index, Instant::now())
+            }
+            ClientError::WrongNode { .. } => self.routes().expire(),
+            _ => {}
+        }
+        Err(error)
+    }
+}
+
+/// Where a subscription's pages come from.
+enum Parts {
+    /// One node serves every shard.
+    One(tonic::Streaming<pb::SubscribeEventsResponse>),
+    /// Several nodes serve a part each.
+    Merged(merge::Merged),
 }
 
 /// A live event subscription: a `Stream` of pages (each with the position after it).
 /// It ends (`None`) when the server closes it, e.g. when it shuts down.
 pub struct Subscription {
-    inner: tonic::Streaming<pb::SubscribeEventsResponse>,
+    inner: Parts,
     position: Position,
+    /// The node(s) serving it, comma-separated.
     endpoint: String,
 }
 
@@ -1237,7 +1392,11 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_next(cx) {
+        let inner = match &mut this.inner {
+            Parts::One(inner) => inner,
+            Parts::Merged(m) => return m.poll_page(cx, &mut this.position),
+        };
+        match Pin::new(inner).poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Ready(Some(Err(s))) => {

@@ -9,7 +9,7 @@
 //! retry reaches a live node. Routing is only a hint: any node accepts any command and
 //! forwards it to the leader, so a stale map costs a hop, never a wrong answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tradelog_api::proto::tradelog_client::TradelogClient;
@@ -245,6 +245,80 @@ impl Routes {
         }
     }
 
+    /// How to read every shard's events when no single node can: `None` when the
+    /// preferred node holds every shard (or the routes are unknown, or this is not a
+    /// cluster), else parts that together cover every shard exactly once, each a node
+    /// and the shards to read there. Few nodes are asked: the live node holding the most
+    /// shards takes them (ties: the preferred node first, then in order), then the live
+    /// node holding the most of the rest, and so on; a shard no live node is known to
+    /// hold goes to [`pick`](Self::pick) (whose answer says what is wrong).
+    pub(crate) fn cover(&mut self, now: Instant) -> Option<Vec<(Pick, BTreeSet<d::ShardId>)>> {
+        if self.mode != Mode::Cluster || self.holders.is_empty() {
+            return None;
+        }
+        let shards = self.holders.len();
+        let holds = |r: &Routes, i: usize, s: usize| r.holders[s].contains(&i);
+        let n = self.nodes.len();
+        let order: Vec<usize> = (0..n)
+            .map(|k| (self.preferred + k) % n)
+            .filter(|&i| !self.is_down(i, now))
+            .collect();
+        let mut left: BTreeSet<usize> = (0..shards).collect();
+        let mut parts: Vec<(usize, BTreeSet<d::ShardId>)> = Vec::new();
+        while !left.is_empty() {
+            // The first node in `order` among those holding the most of what is left.
+            let best = order
+                .iter()
+                .copied()
+                .filter(|i| parts.iter().all(|(j, _)| j != i))
+                .map(|i| (left.iter().filter(|&&s| holds(self, i, s)).count(), i))
+                .fold(
+                    None,
+                    |best: Option<(usize, usize)>, (count, i)| match best {
+                        Some((c, _)) if c >= count => best,
+                        _ => Some((count, i)),
+                    },
+                );
+            let Some((count, i)) = best.filter(|(count, _)| *count > 0) else {
+                break;
+            };
+            let mine: BTreeSet<usize> = left
+                .iter()
+                .copied()
+                .filter(|&s| holds(self, i, s))
+                .collect();
+            debug_assert_eq!(count, mine.len());
+            left.retain(|s| !mine.contains(s));
+            parts.push((i, mine.into_iter().map(|s| d::ShardId(s as u32)).collect()));
+        }
+        for s in left {
+            let i = self.pick(Some(d::ShardId(s as u32)), now).index;
+            match parts.iter_mut().find(|(j, _)| *j == i) {
+                Some((_, set)) => {
+                    set.insert(d::ShardId(s as u32));
+                }
+                None => parts.push((i, BTreeSet::from([d::ShardId(s as u32)]))),
+            }
+        }
+        if parts.len() == 1 && parts[0].0 == self.preferred {
+            return None;
+        }
+        Some(
+            parts
+                .into_iter()
+                .map(|(index, set)| {
+                    let node = &self.nodes[index];
+                    let pick = Pick {
+                        index,
+                        url: node.url.clone(),
+                        grpc: node.grpc.clone(),
+                    };
+                    (pick, set)
+                })
+                .collect(),
+        )
+    }
+
     /// The node at `index` failed a call: avoid it for a while, and stop sending to it as
     /// a leader.
     pub(crate) fn failed(&mut self, index: usize, now: Instant) {
@@ -465,6 +539,59 @@ mod tests {
         assert_eq!(
             r.pick(Some(d::ShardId(0)), later).url,
             "http://127.0.0.1:7703"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_of_every_shard_are_split_over_the_fewest_holders() {
+        let mut r = routes(&["127.0.0.1:7701"]);
+        let now = Instant::now();
+        let cover = |r: &mut Routes, now| {
+            r.cover(now).map(|parts| {
+                parts
+                    .into_iter()
+                    .map(|(p, set)| (p.url, set.iter().map(|s| s.0).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(None, cover(&mut r, now), "routes unknown: no split");
+        // Every node holds every shard: the preferred node serves it all.
+        r.learn(&status(&[Some(1), Some(2), Some(3), Some(1)]));
+        assert_eq!(None, cover(&mut r, now));
+        // Four shards at two replicas on three nodes: 0 -> {1, 2}, 1 -> {2, 3},
+        // 2 -> {3, 1}, 3 -> {2, 3}. Node 2 holds the most (0, 1, 3), node 1 the rest.
+        let mut st = status(&[Some(1), Some(2), Some(3), Some(2)]);
+        for (s, v) in [
+            (0, vec![1, 2]),
+            (1, vec![2, 3]),
+            (2, vec![3, 1]),
+            (3, vec![2, 3]),
+        ] {
+            st.shards[s].voters = v;
+        }
+        r.learn(&st);
+        let url = |n: u64| format!("http://127.0.0.1:{}", 7700 + n);
+        assert_eq!(
+            Some(vec![(url(2), vec![0, 1, 3]), (url(1), vec![2])]),
+            cover(&mut r, now)
+        );
+        // Node 2 is down: node 3 holds 1, 2 and 3, node 1 has shard 0.
+        r.failed(1, now);
+        assert_eq!(
+            Some(vec![(url(3), vec![1, 2, 3]), (url(1), vec![0])]),
+            cover(&mut r, now)
+        );
+        // Node 1 is down too, so node 3 is preferred: it takes 1, 2 and 3, and shard 0,
+        // whose holders are both down, goes where `pick` says: node 3 as well. One node
+        // is asked, as without a split (its answer names the shard it lacks).
+        r.failed(0, now);
+        assert_eq!(None, cover(&mut r, now));
+        // Once node 2 is back, it serves shard 0.
+        let later = now + Duration::from_millis(NODE_DOWN_MS);
+        r.failed(0, later);
+        assert_eq!(
+            Some(vec![(url(3), vec![1, 2, 3]), (url(2), vec![0])]),
+            cover(&mut r, later)
         );
     }
 

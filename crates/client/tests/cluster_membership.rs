@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tradelog_api::proto as pb;
 use tradelog_api::proto::tradelog_client::TradelogClient;
-use tradelog_client::{Client, ClientConfig, ClusterChange, ClusterStatus};
+use tradelog_client::{Client, ClientConfig, ClusterChange, ClusterStatus, EventStream};
 use tradelog_domain::*;
 use tradelog_server::RunningServer;
 
@@ -95,6 +95,90 @@ async fn load(c: Client, first_id: u64, stop: Arc<AtomicBool>, ledger: Arc<Mutex
             }
         }
     }
+}
+
+/// What an event follower saw.
+#[derive(Default)]
+struct Followed {
+    events: Vec<EventRecord>,
+    position: tradelog_client::Position,
+    /// Why each subscription ended (a node stopped holding a shard, or stopped).
+    ends: Vec<String>,
+}
+
+/// Follows the all stream through a routed client from the beginning, subscribing again
+/// from its position whenever a subscription ends, until `stop` and it has reached
+/// `target` (set by the test once the load has stopped).
+async fn follow(
+    c: Client,
+    stop: Arc<AtomicBool>,
+    target: Arc<Mutex<Option<tradelog_client::Position>>>,
+    seen: Arc<Mutex<Followed>>,
+) {
+    use tokio_stream::StreamExt;
+    let reached = |seen: &Followed| {
+        let target = target.lock().unwrap();
+        target
+            .as_ref()
+            .is_some_and(|t| t.0.iter().all(|(s, q)| seen.position.get(*s) >= *q))
+    };
+    while !(stop.load(Ordering::Relaxed) && reached(&seen.lock().unwrap())) {
+        let after = seen.lock().unwrap().position.clone();
+        let mut sub = match c.subscribe(EventStream::All, after).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                seen.lock()
+                    .unwrap()
+                    .ends
+                    .push(format!("other: subscribe: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(200), sub.next()).await;
+            let mut seen = seen.lock().unwrap();
+            match next {
+                // Quiet: look at `stop` and the target again.
+                Err(_) if stop.load(Ordering::Relaxed) && reached(&seen) => break,
+                Err(_) => continue,
+                Ok(Some(Ok(page))) => {
+                    seen.events.extend(page.events);
+                    seen.position = page.position;
+                }
+                Ok(Some(Err(e))) => {
+                    use tradelog_client::ClientError as E;
+                    let why = match e {
+                        E::WrongNode { .. } => "wrong node".to_string(),
+                        E::Unavailable { .. } => "unavailable".to_string(),
+                        e => format!("other: {e}"),
+                    };
+                    seen.ends.push(why);
+                    break;
+                }
+                Ok(None) => {
+                    seen.ends.push("ended".into());
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Asserts that each shard's events in `events` are numbered 1, 2, 3, ... (none missing,
+/// none twice, in order); returns them per shard.
+fn contiguous(events: &[EventRecord], what: &str) -> BTreeMap<ShardId, u64> {
+    let mut per: BTreeMap<ShardId, Vec<u64>> = BTreeMap::new();
+    for e in events {
+        per.entry(e.shard).or_default().push(e.seq);
+    }
+    per.into_iter()
+        .map(|(s, v)| {
+            let n = v.len() as u64;
+            assert!(v.iter().copied().eq(1..=n), "{what}: shard {s}: {v:?}");
+            (s, n)
+        })
+        .collect()
 }
 
 /// Six loads of transfers through one routing client that knows `nodes` to begin with.
@@ -522,6 +606,16 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
     fund(&client(&[url(ports[0])])).await;
 
     let (routed, ledger, stop, loads) = start_load(&founders);
+    // An event follower through the whole rebalance: its subscriptions end when a node
+    // stops holding a shard it reads there, and it subscribes again from its position.
+    let target = Arc::new(Mutex::new(None));
+    let followed = Arc::new(Mutex::new(Followed::default()));
+    let follower = tokio::spawn(follow(
+        client(&founders.values().cloned().collect::<Vec<_>>()),
+        stop.clone(),
+        target.clone(),
+        followed.clone(),
+    ));
     progress(&ledger, 100).await;
 
     let admin = {
@@ -639,10 +733,44 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
     let c = client(&[url(ports[1]), url(ports[2]), url(ports[3])]);
     let (sent, acked) = nothing_lost(&c, &ledger).await;
     converged_held(&rest, PARTIAL_SHARDS).await;
+    // Every event of every shard, read in pages merged from the nodes holding them; the
+    // follower saw the same, each once and in order, across every move.
+    let mut events = Vec::new();
+    let mut after = tradelog_client::Position::default();
+    loop {
+        let page = c
+            .read_events(EventStream::All, &after, 1_000)
+            .await
+            .unwrap();
+        if page.events.is_empty() && page.position == after {
+            break;
+        }
+        events.extend(page.events);
+        after = page.position;
+    }
+    let read = contiguous(&events, "the all stream after the moves");
+    assert_eq!(read.len(), PARTIAL_SHARDS as usize, "{read:?}");
+    *target.lock().unwrap() = Some(after.clone());
+    tokio::time::timeout(WAIT, follower)
+        .await
+        .expect("the follower reaches the end")
+        .unwrap();
+    let seen = std::mem::take(&mut *followed.lock().unwrap());
+    let followed_read = contiguous(&seen.events, "the follower");
+    assert_eq!(read, followed_read, "the follower's events");
+    assert!(
+        seen.ends.iter().all(|e| !e.starts_with("other")),
+        "a subscription ended for another reason: {:?}",
+        seen.ends
+    );
     println!(
         "{sent} transfers sent while replicas moved ({acked} acknowledged), each applied \
-         once; the load's client retried {} times",
-        routed.retries()
+         once; the load's client retried {} times; {} events followed over {} \
+         subscriptions ({:?})",
+        routed.retries(),
+        seen.events.len(),
+        seen.ends.len() + 1,
+        seen.ends
     );
     for s in servers.into_values() {
         s.shutdown().await.unwrap();

@@ -2,7 +2,7 @@
 //! validated requests into `Node` calls (commands through a oneshot bridge, reads on a
 //! blocking thread so no tokio worker ever waits on a shard).
 
-use crate::events::{EventLog, Page, Pages};
+use crate::events::{EventLog, Page, Pages, Select};
 use crate::history::History;
 use crate::telemetry;
 use serde::Serialize;
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 use tradelog_api::query::{
-    AsOf, BalanceHistoryQuery, BalancesQuery, BookQuery, CatalogQuery, EventStream, OrderQuery,
-    Position,
+    AsOf, BalanceHistoryQuery, BalancesQuery, BookQuery, CatalogQuery, OrderQuery, Position,
+    ShardFilter,
 };
 use tradelog_api::ApiError;
 use tradelog_domain as d;
@@ -417,11 +417,20 @@ pub(crate) struct Core {
 impl Pages for Core {
     fn page(
         &self,
-        stream: EventStream,
+        sel: &Select,
         after: &Position,
         limit: usize,
     ) -> impl std::future::Future<Output = Result<Page, Error>> + Send {
-        self.read_events(stream, after, limit)
+        self.read_events(sel, after, limit)
+    }
+
+    fn holds(&self, shards: &ShardFilter) -> Result<(), Error> {
+        for s in (0..self.shard_count()).map(d::ShardId) {
+            if shards.includes(s) {
+                self.node.check_hosted(s)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -443,25 +452,25 @@ impl Core {
         }
     }
 
-    /// Up to `limit` events of `stream` after `after`: regenerated from the logs while a
+    /// Up to `limit` events of `sel` after `after`: regenerated from the logs while a
     /// shard's position is older than the event index, then from the index.
     pub(crate) async fn read_events(
         &self,
-        stream: EventStream,
+        sel: &Select,
         after: &Position,
         limit: usize,
     ) -> Result<Page, Error> {
-        self.index_caught_up().await;
+        self.index_caught_up_on(&sel.shards).await;
         loop {
-            let seams = self.check_position(after)?;
-            let behind = seams
-                .iter()
-                .enumerate()
-                .any(|(s, first)| after.get(d::ShardId(s as u32)).saturating_add(1) < *first);
+            let seams = self.check_position(after, &sel.shards)?;
+            let behind = seams.iter().enumerate().any(|(s, first)| {
+                let s = d::ShardId(s as u32);
+                sel.covers(s) && after.get(s).saturating_add(1) < *first
+            });
             if behind {
-                return self.history.page(stream, after, limit, seams).await;
+                return self.history.page(sel, after, limit, seams).await;
             }
-            match self.events.read(stream, after, limit) {
+            match self.events.read(sel, after, limit) {
                 // The index dropped events since the check: they are history now.
                 Err(Error::OutOfRange(_)) => continue,
                 r => return r,
@@ -474,8 +483,16 @@ impl Core {
     /// then sees whatever a query of the state just showed, including what other shards
     /// applied for a command after its answer (the credit of a cross-shard transfer).
     pub(crate) async fn index_caught_up(&self) {
+        self.index_caught_up_on(&ShardFilter::all()).await
+    }
+
+    /// [`index_caught_up`](Self::index_caught_up) on the shards `shards` covers.
+    pub(crate) async fn index_caught_up_on(&self, shards: &ShardFilter) {
         for s in 0..self.shard_count() {
             let shard = d::ShardId(s);
+            if !shards.includes(shard) {
+                continue;
+            }
             // A shard that cannot answer now has nothing newer to wait for.
             if let Ok(next) = self.read_as(shard, true, |e| e.next_event_seq()).await {
                 if next > 1 {
@@ -485,9 +502,14 @@ impl Core {
         }
     }
 
-    /// Checks that a read or subscription can start after `after` (every shard it names
-    /// exists, this node holds every shard, the index is open); returns the index's seams.
-    pub(crate) fn check_position(&self, after: &Position) -> Result<Vec<u64>, Error> {
+    /// Checks that a read or subscription of `shards` can start after `after` (every
+    /// shard it names exists, this node holds every shard it reads, the index is open);
+    /// returns the index's seams.
+    pub(crate) fn check_position(
+        &self,
+        after: &Position,
+        shards: &ShardFilter,
+    ) -> Result<Vec<u64>, Error> {
         let seams = self.events.seams()?;
         let n = seams.len();
         if let Some((s, _)) = after.0.iter().find(|(s, _)| s.0 as usize >= n) {
@@ -495,11 +517,15 @@ impl Core {
                 "invalid field `after.shards`: shard {s} does not exist (this node has {n} shards)"
             )));
         }
-        // A stream merges every shard's events: a node holding only some shards would
-        // answer with a gap, so it refuses and names a shard it lacks.
-        for s in 0..self.shard_count() {
-            self.node.check_hosted(d::ShardId(s))?;
+        if let Some(s) = shards.0.iter().find(|s| s.0 as usize >= n) {
+            return Err(Error::Invalid(format!(
+                "invalid field `shards`: shard {s} does not exist (this node has {n} shards)"
+            )));
         }
+        // A stream merges its shards' events: a node holding only some of them would
+        // answer with a gap, so it refuses and names a shard it lacks (the client reads
+        // that shard from a node holding it, with `shards`).
+        self.holds(shards)?;
         Ok(seams)
     }
 

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc, watch};
-use tradelog_api::query::{BalanceHistoryQuery, EventStream, Position};
+use tradelog_api::query::{BalanceHistoryQuery, EventStream, Position, ShardFilter};
 use tradelog_domain::{Event, EventRecord, ShardId, Subject, Timestamp};
 use tradelog_engine::projection::BalancePoint;
 
@@ -39,6 +39,40 @@ pub(crate) enum Visited {
     /// Every retained event was seen (`last`: the last one, or `after` if none).
     End { last: u64 },
 }
+
+/// What a read or subscription delivers: the events of a stream, from some shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Select {
+    /// Which events.
+    pub stream: EventStream,
+    /// From which shards (the others are neither read nor moved in the position).
+    pub shards: ShardFilter,
+}
+
+impl Select {
+    /// Whether shard `s`'s events are read.
+    pub(crate) fn covers(&self, s: ShardId) -> bool {
+        self.shards.includes(s)
+    }
+
+    /// Whether an event of a covered shard is delivered.
+    pub(crate) fn wants(&self, e: &Event) -> bool {
+        concerns(self.stream, e)
+    }
+}
+
+impl From<EventStream> for Select {
+    /// The stream, from every shard.
+    fn from(stream: EventStream) -> Select {
+        Select {
+            stream,
+            shards: ShardFilter::all(),
+        }
+    }
+}
+
+/// How often a live subscription checks that this node still holds its shards.
+const HOLDS_CHECK_INTERVAL_MS: u64 = 1_000;
 
 /// A batch of a stream's events and the position after it.
 #[derive(Clone, Debug)]
@@ -212,20 +246,21 @@ impl EventLog {
         }
     }
 
-    /// Up to `limit` events of `stream` after `after`, the shards merged by leader time.
-    pub(crate) fn read(
-        &self,
-        stream: EventStream,
-        after: &Position,
-        limit: usize,
-    ) -> Result<Page, Error> {
+    /// Up to `limit` events of `sel` after `after`, the shards merged by leader time. The
+    /// position returned carries `after`'s entries for shards `sel` does not cover.
+    pub(crate) fn read(&self, sel: &Select, after: &Position, limit: usize) -> Result<Page, Error> {
         let inner = self.lock();
-        self.servable(&inner, after)?;
+        self.servable(&inner, sel, after)?;
         let n = inner.shards.len();
-        let mut position = Position::default();
+        let mut position = after.clone();
+        // Per shard, the index of its next event to look at (past the end: not read).
         let mut cursor = Vec::with_capacity(n);
         for (i, sl) in inner.shards.iter().enumerate() {
             let s = ShardId(i as u32);
+            if !sel.covers(s) {
+                cursor.push(usize::MAX);
+                continue;
+            }
             let consumed = after.get(s);
             position.set(s, consumed);
             // `servable` checked consumed + 1 >= first_seq.
@@ -247,7 +282,7 @@ impl EventLog {
             cursor[i] += 1;
             scanned += 1;
             position.set(e.shard, e.seq);
-            if concerns(stream, &e.event) {
+            if sel.wants(&e.event) {
                 events.push(e.clone());
             }
         }
@@ -322,7 +357,7 @@ impl EventLog {
         self.lock().closed.clone()
     }
 
-    fn servable(&self, inner: &Inner, after: &Position) -> Result<(), Error> {
+    fn servable(&self, inner: &Inner, sel: &Select, after: &Position) -> Result<(), Error> {
         if let Some(why) = &inner.closed {
             return Err(Error::Unavailable(why.clone()));
         }
@@ -332,10 +367,15 @@ impl EventLog {
                 "invalid field `after.shards`: shard {s} does not exist (this node has {n} shards)"
             )));
         }
+        if let Some(s) = sel.shards.0.iter().find(|s| s.0 as usize >= n) {
+            return Err(Error::Invalid(format!(
+                "invalid field `shards`: shard {s} does not exist (this node has {n} shards)"
+            )));
+        }
         for (i, sl) in inner.shards.iter().enumerate() {
             let s = ShardId(i as u32);
             let consumed = after.get(s);
-            if consumed.saturating_add(1) < sl.first_seq {
+            if sel.covers(s) && consumed.saturating_add(1) < sl.first_seq {
                 return Err(Error::OutOfRange(format!(
                     "position {s}:{consumed} is older than the events this server retains: \
                      shard {s} starts at sequence number {first} (the server keeps the events \
@@ -405,23 +445,31 @@ impl EventLog {
 
 /// Where a subscription reads the events it catches up with.
 pub(crate) trait Pages: Send + Sync + 'static {
-    /// Up to `limit` events of `stream` after `after` (see [`EventLog::read`]).
+    /// Up to `limit` events of `sel` after `after` (see [`EventLog::read`]).
     fn page(
         &self,
-        stream: EventStream,
+        sel: &Select,
         after: &Position,
         limit: usize,
     ) -> impl Future<Output = Result<Page, Error>> + Send;
+
+    /// Whether this node still holds every shard `shards` covers (a cluster node's
+    /// replicas move): a live subscription ends with the error when it no longer does.
+    fn holds(&self, shards: &ShardFilter) -> Result<(), Error>;
 }
 
 impl Pages for EventLog {
     fn page(
         &self,
-        stream: EventStream,
+        sel: &Select,
         after: &Position,
         limit: usize,
     ) -> impl Future<Output = Result<Page, Error>> + Send {
-        std::future::ready(self.read(stream, after, limit))
+        std::future::ready(self.read(sel, after, limit))
+    }
+
+    fn holds(&self, _: &ShardFilter) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -431,7 +479,7 @@ impl Pages for EventLog {
 pub(crate) async fn subscribe<P: Pages>(
     pages: Arc<P>,
     log: Arc<EventLog>,
-    stream: EventStream,
+    sel: Select,
     after: Position,
     tx: mpsc::Sender<Result<Page, Error>>,
     mut stop: watch::Receiver<bool>,
@@ -452,7 +500,7 @@ pub(crate) async fn subscribe<P: Pages>(
             let page = tokio::select! {
                 _ = stopped(&mut stop) => return,
                 _ = tx.closed() => return,
-                p = pages.page(stream, &position, SUBSCRIBE_PAGE_MAX) => p,
+                p = pages.page(&sel, &position, SUBSCRIBE_PAGE_MAX) => p,
             };
             let page = match page {
                 Ok(p) => p,
@@ -470,15 +518,25 @@ pub(crate) async fn subscribe<P: Pages>(
                 break;
             }
         }
+        let mut check =
+            tokio::time::interval(std::time::Duration::from_millis(HOLDS_CHECK_INTERVAL_MS));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = tokio::select! {
                 _ = stopped(&mut stop) => return,
                 _ = tx.closed() => return,
+                _ = check.tick() => {
+                    if let Err(e) = pages.holds(&sel.shards) {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    continue;
+                }
                 r = live.recv() => r,
             };
             match batch {
                 Ok(batch) => {
-                    let (events, gap) = live_part(&batch, &mut position, stream);
+                    let (events, gap) = live_part(&batch, &mut position, &sel);
                     if !events.is_empty() {
                         let page = Page {
                             events,
@@ -523,10 +581,13 @@ async fn send(
 fn live_part(
     batch: &[EventRecord],
     position: &mut Position,
-    stream: EventStream,
+    sel: &Select,
 ) -> (Vec<EventRecord>, bool) {
     let mut events = Vec::new();
     for r in batch {
+        if !sel.covers(r.shard) {
+            continue;
+        }
         let consumed = position.get(r.shard);
         if r.seq <= consumed {
             continue;
@@ -535,7 +596,7 @@ fn live_part(
             return (events, true);
         }
         position.set(r.shard, r.seq);
-        if concerns(stream, &r.event) {
+        if sel.wants(&r.event) {
             events.push(r.clone());
         }
     }
@@ -699,21 +760,178 @@ mod tests {
             .unwrap();
         wait_for(&log, 0, 3);
         wait_for(&log, 1, 3);
-        let p = log.read(EventStream::All, &Position::default(), 3).unwrap();
+        let p = log
+            .read(&EventStream::All.into(), &Position::default(), 3)
+            .unwrap();
         let got: Vec<_> = p.events.iter().map(|e| (e.shard.0, e.seq)).collect();
         assert_eq!(got, vec![(0, 1), (1, 1), (0, 2)]);
         assert!(!p.at_end);
-        let p = log.read(EventStream::All, &p.position, 3).unwrap();
+        let p = log.read(&EventStream::All.into(), &p.position, 3).unwrap();
         let got: Vec<_> = p.events.iter().map(|e| (e.shard.0, e.seq)).collect();
         assert_eq!(got, vec![(1, 2)]);
         assert!(p.at_end);
         // A filtered stream still moves the position past what it skipped.
         let p = log
-            .read(EventStream::Account(AccountId(3)), &Position::default(), 10)
+            .read(
+                &EventStream::Account(AccountId(3)).into(),
+                &Position::default(),
+                10,
+            )
             .unwrap();
         assert_eq!(p.events.len(), 1);
         assert_eq!(p.position.get(ShardId(0)), 2);
         assert_eq!(p.position.get(ShardId(1)), 2);
+    }
+
+    #[test]
+    fn a_shard_filter_reads_and_moves_only_its_shards() {
+        let (log, tx) = log(&[1, 1, 1], 100);
+        tx.send(
+            vec![
+                rec(0, 1, 10, opened(1)),
+                rec(1, 1, 20, opened(2)),
+                rec(2, 1, 30, opened(3)),
+                rec(0, 2, 40, opened(4)),
+                rec(1, 2, 50, opened(5)),
+            ]
+            .into(),
+        )
+        .unwrap();
+        wait_for(&log, 0, 3);
+        wait_for(&log, 1, 3);
+        wait_for(&log, 2, 2);
+        let sel = Select {
+            stream: EventStream::All,
+            shards: ShardFilter::only([ShardId(0), ShardId(2)]),
+        };
+        // Another part's position (shard 1, read from another node) is carried through.
+        let mut after = Position::default();
+        after.set(ShardId(1), 7);
+        let p = log.read(&sel, &after, 10).unwrap();
+        let got: Vec<_> = p.events.iter().map(|e| (e.shard.0, e.seq)).collect();
+        assert_eq!(got, vec![(0, 1), (2, 1), (0, 2)]);
+        assert!(p.at_end);
+        assert_eq!(
+            Position([(ShardId(0), 2), (ShardId(1), 7), (ShardId(2), 1)].into()),
+            p.position
+        );
+        // A page ends within the covered shards, merged by time.
+        let p = log.read(&sel, &Position::default(), 2).unwrap();
+        let got: Vec<_> = p.events.iter().map(|e| (e.shard.0, e.seq)).collect();
+        assert_eq!(got, vec![(0, 1), (2, 1)]);
+        assert_eq!(
+            Position([(ShardId(0), 1), (ShardId(2), 1)].into()),
+            p.position
+        );
+        // A shard this node does not have.
+        let bad = Select {
+            stream: EventStream::All,
+            shards: ShardFilter::only([ShardId(3)]),
+        };
+        assert!(matches!(
+            log.read(&bad, &Position::default(), 10),
+            Err(Error::Invalid(m)) if m.contains("shard 3 does not exist")
+        ));
+        // Live batches: an uncovered shard neither moves the position nor is a gap.
+        let mut p = Position([(ShardId(0), 2), (ShardId(1), 7), (ShardId(2), 1)].into());
+        let batch = [
+            rec(1, 3, 60, opened(6)),
+            rec(0, 3, 70, opened(7)),
+            rec(2, 2, 80, opened(8)),
+        ];
+        let (events, gap) = live_part(&batch, &mut p, &sel);
+        let got: Vec<_> = events.iter().map(|e| (e.shard.0, e.seq)).collect();
+        assert_eq!(got, vec![(0, 3), (2, 2)]);
+        assert!(!gap);
+        assert_eq!(
+            Position([(ShardId(0), 3), (ShardId(1), 7), (ShardId(2), 2)].into()),
+            p
+        );
+    }
+
+    /// The index, as a node that may stop holding its shards.
+    struct Moving {
+        log: Arc<EventLog>,
+        holds: std::sync::atomic::AtomicBool,
+    }
+
+    impl Pages for Moving {
+        fn page(
+            &self,
+            sel: &Select,
+            after: &Position,
+            limit: usize,
+        ) -> impl Future<Output = Result<Page, Error>> + Send {
+            std::future::ready(self.log.read(sel, after, limit))
+        }
+
+        fn holds(&self, shards: &ShardFilter) -> Result<(), Error> {
+            if self.holds.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(Error::WrongNode {
+                    shard: shards.0.first().copied().unwrap_or(ShardId(0)),
+                    map_version: 9,
+                })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_ends_typed_when_the_node_stops_holding_its_shards() {
+        let (log, tx) = log(&[1, 1], 100);
+        tx.send(vec![rec(1, 1, 10, opened(1))].into()).unwrap();
+        wait_for(&log, 1, 2);
+        let pages = Arc::new(Moving {
+            log: log.clone(),
+            holds: true.into(),
+        });
+        let (out_tx, mut out_rx) = mpsc::channel(4);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let sel = Select {
+            stream: EventStream::All,
+            shards: ShardFilter::only([ShardId(1)]),
+        };
+        tokio::spawn(subscribe(
+            pages.clone(),
+            log.clone(),
+            sel,
+            Position::default(),
+            out_tx,
+            stop_rx,
+        ));
+        let wait = std::time::Duration::from_secs(10);
+        let page = tokio::time::timeout(wait, out_rx.recv())
+            .await
+            .expect("a page")
+            .expect("open")
+            .expect("no error");
+        assert_eq!(
+            vec![(1, 1)],
+            page.events
+                .iter()
+                .map(|e| (e.shard.0, e.seq))
+                .collect::<Vec<_>>()
+        );
+        pages
+            .holds
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let end = tokio::time::timeout(wait, out_rx.recv())
+            .await
+            .expect("the end in time")
+            .expect("an error before the end");
+        assert!(
+            matches!(
+                end,
+                Err(Error::WrongNode {
+                    shard: ShardId(1),
+                    ..
+                })
+            ),
+            "{end:?}"
+        );
+        assert!(out_rx.recv().await.is_none(), "nothing after the error");
+        drop(tx);
     }
 
     #[test]
@@ -731,7 +949,7 @@ mod tests {
         .unwrap();
         wait_for(&log, 0, 8);
         let err = log
-            .read(EventStream::All, &Position::default(), 10)
+            .read(&EventStream::All.into(), &Position::default(), 10)
             .unwrap_err();
         assert!(
             matches!(&err, Error::OutOfRange(m) if m.contains("starts at sequence number 6")),
@@ -739,21 +957,25 @@ mod tests {
         );
         let mut after = Position::default();
         after.set(ShardId(0), 5);
-        let p = log.read(EventStream::All, &after, 10).unwrap();
+        let p = log.read(&EventStream::All.into(), &after, 10).unwrap();
         assert_eq!(
             p.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
             vec![6, 7]
         );
         // The largest position is past everything, not an overflow.
         after.set(ShardId(0), u64::MAX);
-        let p = log.read(EventStream::All, &after, 10).unwrap();
+        let p = log.read(&EventStream::All.into(), &after, 10).unwrap();
         assert!(p.events.is_empty() && p.at_end);
         assert_eq!(p.position.get(ShardId(0)), u64::MAX);
-        let (events, gap) = live_part(&[rec(0, 8, 5, opened(5))], &mut after, EventStream::All);
+        let (events, gap) = live_part(
+            &[rec(0, 8, 5, opened(5))],
+            &mut after,
+            &EventStream::All.into(),
+        );
         assert!(events.is_empty() && !gap);
         after.set(ShardId(1), 0);
         assert!(matches!(
-            log.read(EventStream::All, &after, 10),
+            log.read(&EventStream::All.into(), &after, 10),
             Err(Error::Invalid(_))
         ));
     }
@@ -779,7 +1001,7 @@ mod tests {
         tokio::spawn(subscribe(
             log.clone(),
             log.clone(),
-            EventStream::All,
+            EventStream::All.into(),
             Position::default(),
             out_tx,
             stop_rx,
@@ -821,16 +1043,20 @@ mod tests {
             .iter()
             .map(|&(s, seq)| rec(s, seq, seq, opened(seq)))
             .collect();
-        let (events, gap) = live_part(&batch, &mut p, EventStream::All);
+        let (events, gap) = live_part(&batch, &mut p, &EventStream::All.into());
         let got: Vec<_> = events.iter().map(|e| (e.shard.0, e.seq)).collect();
         assert_eq!(got, vec![(1, 1), (0, 4), (0, 5)]);
         assert!(gap, "shard 1 jumps from 1 to 3");
         assert_eq!((p.get(ShardId(0)), p.get(ShardId(1))), (5, 1));
         // The same batch again: everything up to the position is skipped.
-        let (events, _) = live_part(&batch[..5], &mut p, EventStream::All);
+        let (events, _) = live_part(&batch[..5], &mut p, &EventStream::All.into());
         assert!(events.is_empty());
         // A filtered stream advances over what it does not send.
-        let (events, gap) = live_part(&batch[6..], &mut p, EventStream::Account(AccountId(99)));
+        let (events, gap) = live_part(
+            &batch[6..],
+            &mut p,
+            &EventStream::Account(AccountId(99)).into(),
+        );
         assert!(events.is_empty() && !gap);
         assert_eq!(p.get(ShardId(0)), 6);
     }

@@ -2,7 +2,7 @@
 
 use crate::core::ClusterChange;
 use crate::core::{Answer, Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
-use crate::events::{self, Page};
+use crate::events::{self, Page, Select};
 use crate::{telemetry, GRPC_MESSAGE_BYTES_MAX};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -508,7 +508,14 @@ impl Tradelog for Grpc {
         let q = ReadEventsQuery::try_from(r.into_inner())?;
         let p = self
             .core
-            .read_events(q.stream, &q.after, q.limit as usize)
+            .read_events(
+                &Select {
+                    stream: q.stream,
+                    shards: q.shards,
+                },
+                &q.after,
+                q.limit as usize,
+            )
             .await?;
         let (events, position) = page(p);
         Ok(Response::new(pb::ReadEventsResponse { events, position }))
@@ -523,12 +530,15 @@ impl Tradelog for Grpc {
         let q = SubscribeQuery::try_from(r.into_inner())?;
         // Refuse a position that cannot be served now, as a status rather than a stream
         // that fails at once.
-        self.core.check_position(&q.after)?;
+        self.core.check_position(&q.after, &q.shards)?;
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(events::subscribe(
             self.core.clone(),
             self.core.events.clone(),
-            q.stream,
+            Select {
+                stream: q.stream,
+                shards: q.shards,
+            },
             q.after,
             tx,
             self.core.stop_signal(),

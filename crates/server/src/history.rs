@@ -8,11 +8,11 @@
 //! history never reads past the index a shard reports applied (asked just before).
 
 use crate::core::Error;
-use crate::events::{concerns, EventLog, Page, Visited};
+use crate::events::{EventLog, Page, Select, Visited};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use tradelog_api::query::{AsOf, EventStream, Position};
+use tradelog_api::query::{AsOf, Position};
 use tradelog_domain::{EventRecord, ShardId, Timestamp};
 use tradelog_engine::Engine;
 use tradelog_node::{HistoryError, NodeHistory, ScanEnd, ShardHost};
@@ -279,15 +279,16 @@ impl History {
     /// shards, merged by leader time, up to the seam. Other shards' positions are kept.
     pub(crate) async fn page(
         &self,
-        stream: EventStream,
+        sel: &Select,
         after: &Position,
         limit: usize,
         seams: Vec<u64>,
     ) -> Result<Page, Error> {
         let behind: Vec<ShardId> = (0..seams.len() as u32)
             .map(ShardId)
-            .filter(|s| after.get(*s).saturating_add(1) < seams[s.0 as usize])
+            .filter(|s| sel.covers(*s) && after.get(*s).saturating_add(1) < seams[s.0 as usize])
             .collect();
+        let sel = sel.clone();
         let mut applied = Vec::with_capacity(behind.len());
         for s in &behind {
             applied.push(self.applied(*s).await?);
@@ -326,7 +327,7 @@ impl History {
                 let e = readers[k].next_event()?.expect("peeked");
                 scanned += 1;
                 position.set(e.shard, e.seq);
-                if concerns(stream, &e.event) {
+                if sel.wants(&e.event) {
                     events.push(e);
                 }
             }

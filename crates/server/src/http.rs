@@ -13,7 +13,7 @@
 
 use crate::core::ClusterChange;
 use crate::core::{Core, Error, Identity, AUTHORITY_HEADER, PRINCIPAL_HEADER};
-use crate::events::{self, Page};
+use crate::events::{self, Page, Select};
 use crate::{telemetry, HTTP_BODY_BYTES_MAX};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -544,6 +544,28 @@ struct EventsParams {
     after: Option<String>,
     #[serde(default)]
     limit: u32,
+    shards: Option<String>,
+}
+
+/// `SHARD,SHARD,...` (absent or empty: every shard).
+fn parse_shards(s: Option<&str>) -> HttpResult<Vec<u32>> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut shards = Vec::new();
+    for part in s.split(',') {
+        if shards.len() >= d::SHARD_COUNT_MAX as usize {
+            return Err(HttpError::invalid(
+                "invalid field `shards`: too many shards",
+            ));
+        }
+        shards.push(part.trim().parse().map_err(|_| {
+            HttpError::invalid(format!(
+                "invalid field `shards`: {part:?} (expected SHARD,SHARD,...)"
+            ))
+        })?);
+    }
+    Ok(shards)
 }
 
 /// `all`, `account:ID`, `market:ID` or `order:ID` (absent: `all`).
@@ -612,10 +634,13 @@ async fn read_events(
         stream: Some(parse_stream(p.stream.as_deref())?),
         after: parse_position(p.after.as_deref())?,
         limit: p.limit,
+        shards: parse_shards(p.shards.as_deref())?,
     })?;
-    let page = core
-        .read_events(q.stream, &q.after, q.limit as usize)
-        .await?;
+    let sel = Select {
+        stream: q.stream,
+        shards: q.shards,
+    };
+    let page = core.read_events(&sel, &q.after, q.limit as usize).await?;
     Ok(Json(page_json(&page)).into_response())
 }
 
@@ -636,13 +661,17 @@ async fn stream_events(
     let q = SubscribeQuery::try_from(pb::SubscribeEventsRequest {
         stream: Some(parse_stream(p.stream.as_deref())?),
         after: parse_position(after.as_deref())?,
+        shards: parse_shards(p.shards.as_deref())?,
     })?;
-    core.check_position(&q.after)?;
+    core.check_position(&q.after, &q.shards)?;
     let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
     tokio::spawn(events::subscribe(
         core.clone(),
         core.events.clone(),
-        q.stream,
+        Select {
+            stream: q.stream,
+            shards: q.shards,
+        },
         q.after,
         tx,
         core.stop_signal(),

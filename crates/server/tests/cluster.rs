@@ -419,6 +419,7 @@ async fn read_all_events(server: &RunningServer) -> Vec<EventRecord> {
                 }),
                 after: after.clone(),
                 limit: 0,
+                shards: vec![],
             })
             .await
             .unwrap()

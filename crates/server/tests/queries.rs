@@ -198,6 +198,7 @@ async fn read_all(
                 }),
                 after: after.clone(),
                 limit: 0,
+                shards: vec![],
             })
             .await
             .unwrap()

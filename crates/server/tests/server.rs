@@ -207,6 +207,7 @@ async fn read_after(
                 stream: Some(stream),
                 after: after.clone(),
                 limit: 7,
+                shards: vec![],
             })
             .await
             .unwrap()
@@ -509,6 +510,7 @@ async fn grpc_trades_across_shards_reads_events_and_subscribes() {
         .subscribe_events(pb::SubscribeEventsRequest {
             stream: Some(all_stream()),
             after: None,
+            shards: vec![],
         })
         .await
         .unwrap()
@@ -828,6 +830,15 @@ async fn http_json_flow_sse_and_operational_endpoints() {
     }
     assert_eq!(trades, 1);
 
+    // One shard's events only: the position moves that shard and keeps the others'.
+    let (s, page) = get_json(&c, addr, "/v1/events?shards=1&after=0:2").await;
+    assert_eq!(s, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{page}");
+    assert!(events.iter().all(|e| e["shard"] == 1), "{page}");
+    let last = events.last().unwrap()["seq"].as_u64().unwrap();
+    assert_eq!(page["position"], format!("0:2,1:{last}"), "{page}");
+
     // A cross-shard transfer and a batch.
     let t = post(
         &c,
@@ -992,6 +1003,31 @@ async fn http_json_flow_sse_and_operational_endpoints() {
             vec![],
             400,
             "after",
+        ),
+        ("GET", "/v1/events?shards=0,x", None, vec![], 400, "shards"),
+        (
+            "GET",
+            "/v1/events?shards=1,1",
+            None,
+            vec![],
+            400,
+            "duplicate",
+        ),
+        (
+            "GET",
+            "/v1/events?shards=7",
+            None,
+            vec![],
+            400,
+            "shard 7 does not exist",
+        ),
+        (
+            "GET",
+            "/v1/events/stream?shards=4096",
+            None,
+            vec![],
+            400,
+            "shards[0]",
         ),
         (
             "GET",
@@ -1173,6 +1209,7 @@ async fn restart_keeps_balances_and_the_whole_event_history_readable() {
         .subscribe_events(pb::SubscribeEventsRequest {
             stream: Some(all_stream()),
             after: None,
+            shards: vec![],
         })
         .await
         .unwrap()
@@ -1262,6 +1299,7 @@ async fn subscriptions_during_writes(retained: usize) {
                 .subscribe_events(pb::SubscribeEventsRequest {
                     stream: Some(all_stream()),
                     after: None,
+                    shards: vec![],
                 })
                 .await
                 .unwrap()

@@ -4,7 +4,8 @@ use super::strategies::*;
 use crate::proto as pb;
 use crate::query::{
     AsOf, BalancesQuery, BookQuery, CandlesQuery, CatalogQuery, EventStream, OpenOrdersQuery,
-    OrderQuery, Position, ReadEventsQuery, StatementQuery, SubscribeQuery, TradesQuery,
+    OrderQuery, Position, ReadEventsQuery, ShardFilter, StatementQuery, SubscribeQuery,
+    TradesQuery,
 };
 use crate::{COMMAND_BATCH_LEN_MAX, READ_EVENTS_LIMIT_MAX};
 use proptest::collection::{btree_map, vec};
@@ -54,6 +55,11 @@ fn position() -> impl Strategy<Value = Position> {
         0..16,
     )
     .prop_map(Position)
+}
+
+fn shard_filter() -> impl Strategy<Value = ShardFilter> {
+    proptest::collection::btree_set((0..d::SHARD_COUNT_MAX).prop_map(d::ShardId), 0..8)
+        .prop_map(ShardFilter)
 }
 
 proptest! {
@@ -109,13 +115,14 @@ proptest! {
         s in stream(),
         after in position(),
         limit in 1..=READ_EVENTS_LIMIT_MAX,
+        shards in shard_filter(),
     ) {
-        let read = ReadEventsQuery { stream: s, after: after.clone(), limit };
+        let read = ReadEventsQuery { stream: s, after: after.clone(), limit, shards: shards.clone() };
         let bytes = pb::ReadEventsRequest::from(read.clone()).encode_to_vec();
         let decoded = pb::ReadEventsRequest::decode(bytes.as_slice()).expect("decodes");
         prop_assert_eq!(ReadEventsQuery::try_from(decoded), Ok(read));
 
-        let sub = SubscribeQuery { stream: s, after };
+        let sub = SubscribeQuery { stream: s, after, shards };
         let bytes = pb::SubscribeEventsRequest::from(sub.clone()).encode_to_vec();
         let decoded = pb::SubscribeEventsRequest::decode(bytes.as_slice()).expect("decodes");
         prop_assert_eq!(SubscribeQuery::try_from(decoded), Ok(sub));
@@ -275,13 +282,15 @@ fn defaults_of_optional_wire_fields() {
         stream: Some(EventStream::All.into()),
         after: None,
         limit: 0,
+        shards: vec![],
     });
     assert_eq!(
         q,
         Ok(ReadEventsQuery {
             stream: EventStream::All,
             after: Position::default(),
-            limit: crate::READ_EVENTS_LIMIT_DEFAULT
+            limit: crate::READ_EVENTS_LIMIT_DEFAULT,
+            shards: ShardFilter::all(),
         })
     );
     let b = crate::query::BookQuery::try_from(pb::GetBookRequest {

@@ -133,10 +133,20 @@ fn statement() -> pb::GetStatementRequest {
 }
 
 fn read(stream: Option<pb::EventStream>, after: Option<pb::Position>, limit: u32) -> Check {
+    read_of(stream, after, limit, vec![])
+}
+
+fn read_of(
+    stream: Option<pb::EventStream>,
+    after: Option<pb::Position>,
+    limit: u32,
+    shards: Vec<u32>,
+) -> Check {
     ReadEventsQuery::try_from(pb::ReadEventsRequest {
         stream,
         after,
         limit,
+        shards,
     })
     .map(drop)
 }
@@ -310,8 +320,12 @@ fn cases() -> Vec<(&'static str, Check, &'static str, Reason)> {
         ("read: duplicate shard", read(stream_all(), pos(&[(3, 1), (1, 1), (3, 2)]), 10), "after.shards[2].shard", Duplicate(3)),
         ("read: too many shards", read(stream_all(), Some(pb::Position { shards: vec![pb::ShardPosition { shard: 0, seq: 0 }; 4_097] }), 10), "after.shards", TooMany { len: 4_097, max: 4_096 }),
         ("read: limit too large", read(stream_all(), None, 10_001), "limit", TooLarge { value: 10_001, max: 10_000 }),
-        ("subscribe: no stream", SubscribeQuery::try_from(pb::SubscribeEventsRequest { stream: None, after: None }).map(drop), "stream", Missing),
-        ("subscribe: duplicate shard", SubscribeQuery::try_from(pb::SubscribeEventsRequest { stream: stream_all(), after: pos(&[(0, 5), (0, 5)]) }).map(drop), "after.shards[1].shard", Duplicate(0)),
+        ("read: filter shard too large", read_of(stream_all(), None, 10, vec![1, 4_096]), "shards[1]", TooLarge { value: 4_096, max: 4_095 }),
+        ("read: filter shard twice", read_of(stream_all(), None, 10, vec![2, 0, 2]), "shards[2]", Duplicate(2)),
+        ("read: filter too long", read_of(stream_all(), None, 10, vec![0; 4_097]), "shards", TooMany { len: 4_097, max: 4_096 }),
+        ("subscribe: no stream", SubscribeQuery::try_from(pb::SubscribeEventsRequest { stream: None, after: None, shards: vec![] }).map(drop), "stream", Missing),
+        ("subscribe: duplicate shard", SubscribeQuery::try_from(pb::SubscribeEventsRequest { stream: stream_all(), after: pos(&[(0, 5), (0, 5)]), shards: vec![] }).map(drop), "after.shards[1].shard", Duplicate(0)),
+        ("subscribe: filter shard twice", SubscribeQuery::try_from(pb::SubscribeEventsRequest { stream: stream_all(), after: None, shards: vec![3, 3] }).map(drop), "shards[1]", Duplicate(3)),
     ]
 }
 
