@@ -259,6 +259,37 @@ async fn converged_held(nodes: &[&RunningServer], shards: u32) {
     }
 }
 
+/// Waits until every one of `shards` shards has a leader and the leaderships per node (of
+/// the nodes in `servers`) are within one of each other; returns them.
+async fn leaders_even(servers: &BTreeMap<u64, RunningServer>, shards: u32) -> BTreeMap<u64, usize> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut leader: BTreeMap<ShardId, u64> = BTreeMap::new();
+        for s in servers.values() {
+            let c = s.cluster().unwrap();
+            for shard in c.hosted() {
+                if let Some(g) = c.group(shard) {
+                    if let Some(l) = g.raft().current_leader().await {
+                        leader.insert(shard, l);
+                    }
+                }
+            }
+        }
+        let mut led: BTreeMap<u64, usize> = servers.keys().map(|n| (*n, 0)).collect();
+        for l in leader.values() {
+            if let Some(n) = led.get_mut(l) {
+                *n += 1;
+            }
+        }
+        let spread = led.values().max().unwrap() - led.values().min().unwrap();
+        if leader.len() == shards as usize && spread <= 1 {
+            return led;
+        }
+        assert!(Instant::now() < deadline, "leaders: {leader:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Checks that every server holds exactly the shards the cluster map places on it, that
 /// each shard's voters (as a holder sees them) are its target, and, when `balanced`, that
 /// replicas per node are within one of each other; returns the replicas per node.
@@ -635,6 +666,10 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
     servers.insert(4, joiner);
     let load_4 = placed_as_mapped(&servers, RF, true).await;
     assert_eq!(load_4, (1..=4).map(|n| (n, 2)).collect(), "{load_4:?}");
+    // ... and its share of leaders: the balancer hands leaderships to the map's preferred
+    // nodes (four shards on four nodes: one each).
+    let led_4 = leaders_even(&servers, PARTIAL_SHARDS).await;
+    assert_eq!(led_4, (1..=4).map(|n| (n, 1)).collect(), "{led_4:?}");
     progress(&ledger, 100).await;
 
     // 2. Shard 0 moved by command to two nodes, at least one of them new to it.
@@ -717,6 +752,7 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
     assert_eq!(archived, formed[&1] + gained, "replicas node 1 closed");
     let load_3 = placed_as_mapped(&servers, RF, true).await;
     assert_eq!(load_3.values().sum::<usize>(), 8, "{load_3:?}");
+    leaders_even(&servers, PARTIAL_SHARDS).await;
     progress(&ledger, 100).await;
 
     stop.store(true, Ordering::Relaxed);

@@ -18,6 +18,15 @@
 //!
 //! Each handover lowers the largest count, so the counts converge to within one of each
 //! other; a node that was down leads again once it is back and caught up.
+//!
+//! On a cluster whose shards live on different nodes (a replication factor below the node
+//! count, or a node that does not hold every shard), no node sees every group, so counts
+//! cannot be compared. There every node computes the same preferred leader per shard from
+//! the cluster map alone ([`tradelog_placement::preferred_leaders`]: leaders spread as
+//! evenly as the replica sets allow), and a shard's leader hands over to its preferred
+//! leader once the map is settled, the group's voters are its target, and that node is
+//! live and caught up in the group ([`preferred_handover`]). A leadership moved by command
+//! on such a cluster returns to the preferred node after a round.
 
 use crate::ClusterNode;
 use openraft::async_runtime::watch::WatchReceiver;
@@ -91,12 +100,56 @@ pub fn next_handover(
     Some((pick.shard, target))
 }
 
+/// A group this node leads, as [`preferred_handover`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedGroup {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its voters.
+    pub voters: BTreeSet<NodeId>,
+    /// The voters that acknowledged this node recently and are caught up in this group.
+    pub live: BTreeSet<NodeId>,
+}
+
+/// The one leadership node `me` should hand over now on a cluster whose shards live on
+/// different nodes, as `(shard, to)`: the first group it leads (lowest shard) whose
+/// preferred leader (computed from `targets`, the map's target replica sets) is another
+/// node that is live and caught up there, when the map is `settled` (no move under way)
+/// and the group's voters are its target.
+pub fn preferred_handover(
+    me: NodeId,
+    targets: &BTreeMap<ShardId, BTreeSet<NodeId>>,
+    settled: bool,
+    led: &[LedGroup],
+) -> Option<(ShardId, NodeId)> {
+    if !settled || led.is_empty() {
+        return None;
+    }
+    let preferred = tradelog_placement::preferred_leaders(targets);
+    led.iter().find_map(|g| {
+        let to = *preferred.get(&g.shard)?;
+        let ready = to != me && targets.get(&g.shard) == Some(&g.voters) && g.live.contains(&to);
+        ready.then_some((g.shard, to))
+    })
+}
+
+/// What the balancer sees of this node's groups.
+struct BalanceView {
+    /// Every group's voters and leader.
+    views: Vec<GroupView>,
+    /// The voters live and caught up in every group this node leads.
+    live: BTreeSet<NodeId>,
+    /// The groups this node leads, each with its own live voters.
+    led: Vec<LedGroup>,
+}
+
 impl ClusterNode {
     /// What the balancer sees: every group's voters and leader, and the voters that are
-    /// live and caught up in every group this node leads.
-    fn balance_view(&self) -> (Vec<GroupView>, BTreeSet<NodeId>) {
+    /// live and caught up in the groups this node leads.
+    fn balance_view(&self) -> BalanceView {
         let mut views = Vec::with_capacity(self.groups.len());
         let mut live: Option<BTreeSet<NodeId>> = None;
+        let mut led = Vec::new();
         for g in self.replicas() {
             let m = g.handle.raft().metrics().borrow_watched().clone();
             let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
@@ -119,8 +172,13 @@ impl ClusterNode {
                     })
                     .collect();
                 live = Some(match live {
-                    None => here,
+                    None => here.clone(),
                     Some(l) => l.intersection(&here).copied().collect(),
+                });
+                led.push(LedGroup {
+                    shard: g.handle.group(),
+                    voters: voters.clone(),
+                    live: here,
                 });
             }
             views.push(GroupView {
@@ -129,7 +187,11 @@ impl ClusterNode {
                 leader: m.current_leader,
             });
         }
-        (views, live.unwrap_or_default())
+        BalanceView {
+            views,
+            live: live.unwrap_or_default(),
+            led,
+        }
     }
 
     /// How many leaderships this node's automatic balancing handed over since it started.
@@ -140,8 +202,17 @@ impl ClusterNode {
     /// One round of automatic balancing: hands over at most one leadership this node holds
     /// (see [`next_handover`]). Returns what it handed over.
     pub async fn balance_step(&self) -> Option<(ShardId, NodeId)> {
-        let (views, live) = self.balance_view();
-        let (shard, to) = next_handover(self.id, &views, &live)?;
+        let view = self.balance_view();
+        // Every shard here, all with the same voters: counts compare (the first rule);
+        // else the map's preferred leaders decide.
+        let everywhere = view.views.len() == self.groups.len()
+            && view.views.windows(2).all(|w| w[0].voters == w[1].voters);
+        let (shard, to) = if everywhere {
+            next_handover(self.id, &view.views, &view.live)?
+        } else {
+            let map = self.map();
+            preferred_handover(self.id, &map.shards, map.is_settled(), &view.led)?
+        };
         let g = self.group(shard)?;
         match g.manage(ManageOp::TransferLeader { to }).await {
             Ok(()) => {
@@ -267,6 +338,62 @@ mod tests {
         // This node is not a voter (it is being removed or was never added).
         assert_eq!(None, next_handover(4, &g, &all));
         assert_eq!(None, next_handover(1, &[], &all));
+    }
+
+    fn led(shard: u32, voters: &[NodeId], live: &[NodeId]) -> LedGroup {
+        LedGroup {
+            shard: ShardId(shard),
+            voters: set(voters),
+            live: set(live),
+        }
+    }
+
+    #[test]
+    fn on_a_partial_cluster_leaders_go_to_the_maps_preferred_nodes() {
+        // Four shards at two replicas on four nodes.
+        let targets: BTreeMap<ShardId, BTreeSet<NodeId>> = [
+            (0, vec![1, 2]),
+            (1, vec![2, 3]),
+            (2, vec![3, 4]),
+            (3, vec![4, 1]),
+        ]
+        .into_iter()
+        .map(|(s, v)| (ShardId(s), set(&v)))
+        .collect();
+        let preferred = tradelog_placement::preferred_leaders(&targets);
+        // Node 1 leads shards 0 and 3 (after node 4 joined, say); it keeps the one it is
+        // preferred for and hands the other to its preferred node.
+        let mine: Vec<LedGroup> = [0, 3]
+            .iter()
+            .map(|s| {
+                let v: Vec<NodeId> = targets[&ShardId(*s)].iter().copied().collect();
+                led(*s, &v, &v)
+            })
+            .collect();
+        let expect = mine
+            .iter()
+            .find(|g| preferred[&g.shard] != 1)
+            .map(|g| (g.shard, preferred[&g.shard]));
+        assert!(
+            expect.is_some(),
+            "node 1 cannot be preferred for both: {preferred:?}"
+        );
+        assert_eq!(expect, preferred_handover(1, &targets, true, &mine));
+        // Not while a move is under way, nor while the group is not at its target, nor
+        // to a preferred node that is not live and caught up there.
+        assert_eq!(None, preferred_handover(1, &targets, false, &mine));
+        let (shard, to) = expect.unwrap();
+        let k = mine.iter().position(|g| g.shard == shard).unwrap();
+        let mut joint = mine.clone();
+        joint[k].voters.insert(9);
+        assert_eq!(None, preferred_handover(1, &targets, true, &joint));
+        let mut behind = mine.clone();
+        behind[k].live.remove(&to);
+        assert_eq!(None, preferred_handover(1, &targets, true, &behind));
+        // A node leading only the shards it is preferred for does nothing.
+        let kept: Vec<LedGroup> = mine.into_iter().filter(|g| g.shard != shard).collect();
+        assert_eq!(None, preferred_handover(1, &targets, true, &kept));
+        assert_eq!(None, preferred_handover(1, &targets, true, &[]));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   allow, with the fewest changes to the current layout (replicas already on live nodes
 //!   stay unless balance needs them elsewhere; a replica moves only from the most to the
 //!   least loaded node);
+//! * [`preferred_leaders`]: the leaders of given target sets by the same rule, from the sets
+//!   alone (what a partial cluster's leader balancer aims for);
 //! * [`plan`]: per shard, the ordered membership steps from the current replicas to the
 //!   target: add a learner, promote it once caught up, hand the leadership away from a
 //!   replica about to leave, remove it. One change at a time per shard, each addition before
@@ -343,6 +345,37 @@ pub fn initial_targets(
         ..layout
     };
     Ok(place(&layout, rf))
+}
+
+/// The leader each shard should have, given only its target replica set: a pure function
+/// of `sets`, so every node computes the same without talking to the others. Each shard's
+/// leader is one of its replicas, and leaders are spread as evenly as the sets allow: no
+/// node leads two more shards than a node it could hand one to along a chain of handovers
+/// (the leader rule of [`targets`], from no current leader). The leader balancer of a
+/// cluster whose shards live on different nodes hands each leadership to this node.
+pub fn preferred_leaders(sets: &BTreeMap<ShardId, BTreeSet<NodeId>>) -> BTreeMap<ShardId, NodeId> {
+    let live: BTreeSet<NodeId> = sets.values().flatten().copied().collect();
+    let layout = Layout {
+        nodes: live.iter().map(|n| (*n, NodeState::Live)).collect(),
+        shards: sets
+            .iter()
+            .filter(|(_, set)| !set.is_empty())
+            .map(|(s, set)| {
+                let r = Replicas {
+                    voters: set.clone(),
+                    learners: BTreeSet::new(),
+                    leader: None,
+                };
+                (*s, r)
+            })
+            .collect(),
+    };
+    let sets: BTreeMap<ShardId, BTreeSet<NodeId>> = sets
+        .iter()
+        .filter(|(_, set)| !set.is_empty())
+        .map(|(s, set)| (*s, set.clone()))
+        .collect();
+    leaders(&layout, &sets, &live)
 }
 
 /// [`targets`] of a validated layout (shards without replicas are placed from nothing).

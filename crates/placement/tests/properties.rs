@@ -307,6 +307,71 @@ fn a_new_cluster_is_placed_evenly() {
     ));
 }
 
+/// Preferred leaders of every new cluster's placement (up to 9 nodes, 12 shards, every
+/// factor): one of each shard's replicas, and leaderships per node within one of each
+/// other, as the formation's.
+#[test]
+fn preferred_leaders_of_a_new_cluster_are_even() {
+    use tradelog_placement::{initial_targets, preferred_leaders, REPLICATION_FACTOR_MAX};
+    for n in 1..=9u64 {
+        let nodes: BTreeSet<NodeId> = (1..=n).collect();
+        for shards in 1..=12u32 {
+            for rf in 1..=REPLICATION_FACTOR_MAX.min(n as usize) {
+                let sets: BTreeMap<ShardId, BTreeSet<NodeId>> = initial_targets(&nodes, shards, rf)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(s, t)| (s, t.replicas))
+                    .collect();
+                let leaders = preferred_leaders(&sets);
+                assert_eq!(leaders.len(), shards as usize);
+                let mut led: BTreeMap<NodeId, usize> = nodes.iter().map(|k| (*k, 0)).collect();
+                for (s, l) in &leaders {
+                    assert!(sets[s].contains(l), "{s}: {l} of {:?}", sets[s]);
+                    *led.get_mut(l).unwrap() += 1;
+                }
+                let spread = led.values().max().unwrap() - led.values().min().unwrap();
+                assert!(
+                    spread <= 1,
+                    "{n} nodes, {shards} shards, rf {rf}: {leaders:?}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Any replica sets: each leader is one of its shard's replicas, the same sets always
+    /// give the same leaders, and no node leads two more shards than another replica of
+    /// a shard it leads (it could hand that one over).
+    #[test]
+    fn preferred_leaders_are_replicas_and_locally_even(
+        sets in proptest::collection::btree_map(
+            (0u32..16).prop_map(ShardId),
+            proptest::collection::btree_set(1u64..=7, 1..=4),
+            1..16,
+        )
+    ) {
+        use tradelog_placement::preferred_leaders;
+        let leaders = preferred_leaders(&sets);
+        prop_assert_eq!(&preferred_leaders(&sets), &leaders);
+        prop_assert_eq!(leaders.len(), sets.len());
+        let mut led: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (s, l) in &leaders {
+            prop_assert!(sets[s].contains(l));
+            *led.entry(*l).or_default() += 1;
+        }
+        for (s, l) in &leaders {
+            for other in &sets[s] {
+                let theirs = led.get(other).copied().unwrap_or(0);
+                prop_assert!(
+                    led[l] <= theirs + 1,
+                    "{} leads {} shards, {} (a replica of {}) leads {}", l, led[l], other, s, theirs
+                );
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
