@@ -241,7 +241,7 @@ impl Deployment {
             ports.push(tradelog_server::ports::free_loopback_block(2)?);
         }
         Ok(Deployment::Cluster(crate::cluster::LocalCluster::start(
-            dir, shards, &ports,
+            dir, shards, &ports, None,
         )?))
     }
 

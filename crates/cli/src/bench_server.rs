@@ -767,7 +767,7 @@ pub fn run_cluster(o: &Options, nodes: u32) -> Result<Vec<Row>> {
     for _ in 0..nodes {
         ports.push(free_port()?);
     }
-    let mut cluster = crate::cluster::LocalCluster::start(tmp.path(), o.shards, &ports)?;
+    let mut cluster = crate::cluster::LocalCluster::start(tmp.path(), o.shards, &ports, None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bench-client")

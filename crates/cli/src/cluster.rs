@@ -13,12 +13,15 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tradelog_client::{Client, ClientConfig, ClusterStatus};
+use tradelog_client::{Client, ClientConfig};
 
 /// Most nodes `cluster up` starts.
 pub const NODES_MAX: u64 = 9;
 /// How long `cluster up` waits for the nodes to start and elect leaders.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The role a node's status gives a shard it holds no replica of (`ROLE_NOT_HELD` of the
+/// cluster crate, which this crate reaches only through the API).
+const NOT_HELD: &str = "NotHeld";
 /// How long a node may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Accounts the demo opens and funds.
@@ -56,6 +59,11 @@ pub struct UpArgs {
     /// Number of shards (Raft groups).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     shards: u32,
+    /// Replicas per shard, at most --nodes (default: one on every node). Below the node
+    /// count, each shard lives on that many nodes, placed evenly, and a node opens only
+    /// its own shards (commands and reads through any node still reach every shard).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=tradelog_placement::REPLICATION_FACTOR_MAX as u64))]
+    replication_factor: Option<u64>,
     /// Where the nodes keep their data and logs (DATA_DIR/node-i).
     #[arg(long, default_value = "./tradelog-cluster")]
     data_dir: PathBuf,
@@ -107,8 +115,14 @@ pub(crate) struct LocalCluster {
 
 impl LocalCluster {
     /// Starts node `i + 1` on `ports[i]` (gRPC; HTTP on the next port) with its data and log
-    /// in `data_dir/node-{i + 1}`, all with `shards` shards and the same member list.
-    pub(crate) fn start(data_dir: &Path, shards: u32, ports: &[u16]) -> Result<LocalCluster> {
+    /// in `data_dir/node-{i + 1}`, all with `shards` shards and the same member list, each
+    /// shard on `rf` of them (`None`: on every node).
+    pub(crate) fn start(
+        data_dir: &Path,
+        shards: u32,
+        ports: &[u16],
+        rf: Option<u64>,
+    ) -> Result<LocalCluster> {
         let exe = std::env::current_exe().context("finding the tradelog binary")?;
         let mut members: Vec<Member> = ports
             .iter()
@@ -130,10 +144,15 @@ impl LocalCluster {
             std::fs::create_dir_all(&m.dir)
                 .with_context(|| format!("creating {}", m.dir.display()))?;
             let log = std::fs::File::create(m.dir.join("serve.log"))?;
-            let child = Process::new(&exe)
+            let mut command = Process::new(&exe);
+            command
                 .args(["serve", "--node-id", &m.id.to_string(), "--members", &list])
                 .args(["--grpc-addr", &m.grpc, "--http-addr", &m.http])
-                .args(["--shards", &shards.to_string()])
+                .args(["--shards", &shards.to_string()]);
+            if let Some(rf) = rf {
+                command.args(["--replication-factor", &rf.to_string()]);
+            }
+            let child = command
                 .arg("--data-dir")
                 .arg(&m.dir)
                 .env(
@@ -159,15 +178,52 @@ impl LocalCluster {
             .collect()
     }
 
-    /// Waits until every node answers and sees a leader for every shard.
+    /// Waits until every node answers and every shard has a leader, as the nodes holding
+    /// it see it (a node that holds no replica of a shard may not know its leader yet).
     pub(crate) async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        for m in &self.members {
-            wait_for_leaders(&m.grpc, deadline).await.with_context(|| {
-                format!("node {} (log: {})", m.id, m.dir.join("serve.log").display())
-            })?;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match self.leaderless().await {
+                Ok(none) if none.is_empty() => return Ok(()),
+                Ok(none) => last = format!("shards without a leader: {none:?}"),
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
+        let logs: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| m.dir.join("serve.log").display().to_string())
+            .collect();
+        bail!(
+            "not ready within {} s: {last} (logs: {})",
+            START_TIMEOUT.as_secs(),
+            logs.join(", ")
+        )
+    }
+
+    /// The shards no node holding them names a leader for (an error if a node does not
+    /// answer).
+    async fn leaderless(&self) -> Result<Vec<u32>> {
+        let mut led = std::collections::BTreeSet::new();
+        let mut shards = 0;
+        for m in &self.members {
+            let c = Client::connect(ClientConfig::new(format!("http://{}", m.grpc)))
+                .await
+                .with_context(|| format!("node {}", m.id))?;
+            let s = c
+                .cluster_status()
+                .await
+                .with_context(|| format!("node {}", m.id))?;
+            shards = s.shards.len();
+            for r in s.shards.iter().filter(|r| r.role != NOT_HELD) {
+                if r.leader.is_some() {
+                    led.insert(r.shard.0);
+                }
+            }
+        }
+        Ok((0..shards as u32).filter(|s| !led.contains(s)).collect())
     }
 
     /// Serves until SIGINT/SIGTERM; an error if a node exits on its own meanwhile.
@@ -219,6 +275,16 @@ impl Drop for LocalCluster {
 }
 
 fn up(a: UpArgs) -> Result<()> {
+    if let Some(rf) = a.replication_factor {
+        if rf > a.nodes {
+            // A usage error (exit status 2): a shard never has two replicas on one node.
+            return Err(tradelog_placement::PlacementError::NotEnoughNodes {
+                rf: rf as usize,
+                live: a.nodes as usize,
+            }
+            .into());
+        }
+    }
     let mut ports = Vec::new();
     for id in 1..=a.nodes {
         let port = u32::from(a.base_port) + 10 * (id as u32 - 1);
@@ -237,17 +303,25 @@ fn up(a: UpArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut cluster = LocalCluster::start(&a.data_dir, a.shards, &ports)?;
+    let mut cluster = LocalCluster::start(&a.data_dir, a.shards, &ports, a.replication_factor)?;
     std::fs::write(
         up_pid_file(&a.data_dir),
         format!("{}\n", std::process::id()),
     )?;
     let result = (|| -> Result<()> {
         runtime.block_on(cluster.wait_ready())?;
-        println!(
-            "tradelog cluster of {} nodes, {} shards (every shard a Raft group with a replica on each node):",
-            a.nodes, a.shards
-        );
+        match a.replication_factor {
+            Some(rf) if rf < a.nodes => println!(
+                "tradelog cluster of {} nodes, {} shards, {rf} replicas each (every shard a \
+                 Raft group on {rf} of the nodes, placed evenly):",
+                a.nodes, a.shards
+            ),
+            _ => println!(
+                "tradelog cluster of {} nodes, {} shards (every shard a Raft group with a \
+                 replica on each node):",
+                a.nodes, a.shards
+            ),
+        }
         cluster.print();
         let endpoints = cluster.endpoints();
         println!(
@@ -267,27 +341,6 @@ fn up(a: UpArgs) -> Result<()> {
     let _ = std::fs::remove_file(up_pid_file(&a.data_dir));
     result?;
     stopped
-}
-
-/// Waits until the node at `addr` answers and sees a leader for every shard.
-async fn wait_for_leaders(addr: &str, deadline: Instant) -> Result<ClusterStatus> {
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        if let Ok(c) = Client::connect(ClientConfig::new(format!("http://{addr}"))).await {
-            match c.cluster_status().await {
-                Ok(s) if s.shards.iter().all(|r| r.leader.is_some()) => return Ok(s),
-                Ok(s) => {
-                    last = format!(
-                        "{} shards without a leader",
-                        s.shards.iter().filter(|r| r.leader.is_none()).count()
-                    )
-                }
-                Err(e) => last = e.to_string(),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("not ready within {} s: {last}", START_TIMEOUT.as_secs())
 }
 
 /// Serves until SIGINT/SIGTERM or until a node exits on its own.
@@ -501,18 +554,25 @@ async fn demo(endpoints: &[String], duration: Duration) -> Result<()> {
         acked as f64 / duration.as_secs_f64().max(1e-9),
         refused.load(Ordering::Relaxed)
     );
-    // Every node applies the same log: wait until their applied indexes meet.
+    // Every node applies the same log of every shard it holds: wait until, per shard, the
+    // applied indexes of its holders meet.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut views = Vec::new();
+        let mut views: std::collections::BTreeMap<u32, Vec<Option<u64>>> = Default::default();
         for c in &clients {
             let s = c.cluster_status().await?;
-            views.push(s.shards.iter().map(|r| r.applied).collect::<Vec<_>>());
+            for r in s.shards.iter().filter(|r| r.role != NOT_HELD) {
+                views.entry(r.shard.0).or_default().push(r.applied);
+            }
         }
-        if views.iter().all(|v| *v == views[0]) {
+        if views.values().all(|v| v.iter().all(|a| *a == v[0])) {
             println!(
-                "demo: every node applied the same log on every shard (applied index per shard: {:?})",
-                views[0].iter().map(|a| a.unwrap_or(0)).collect::<Vec<_>>()
+                "demo: every node applied the same log on every shard it holds (applied \
+                 index per shard: {:?})",
+                views
+                    .values()
+                    .map(|v| v[0].unwrap_or(0))
+                    .collect::<Vec<_>>()
             );
             break;
         }

@@ -39,16 +39,20 @@ impl Drop for StopOnDrop {
     }
 }
 
-#[test]
-fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("cluster");
-    let base = free_base().to_string();
+/// `tradelog cluster up ARGS` started, its output read until it serves: the process, its
+/// further stdout lines, its stderr (once it exits) and what it printed so far.
+fn up_until_serving(
+    args: &[&str],
+) -> (
+    StopOnDrop,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+    String,
+) {
     let mut up = StopOnDrop(Some(
         Command::new(env!("CARGO_BIN_EXE_tradelog"))
-            .args(["cluster", "up", "--shards", "2", "--base-port", &base])
-            .args(["--demo-secs", "2", "--data-dir"])
-            .arg(&data)
+            .args(["cluster", "up"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -83,7 +87,24 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
             Err(e) => panic!("cluster up did not get to serving ({e}): {seen:#?}"),
         }
     }
-    let text = seen.join("\n");
+    (up, rx, err, seen.join("\n"))
+}
+
+#[test]
+fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let base = free_base().to_string();
+    let (mut up, rx, err, text) = up_until_serving(&[
+        "--shards",
+        "2",
+        "--base-port",
+        &base,
+        "--demo-secs",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(
         text.contains("tradelog cluster of 3 nodes, 2 shards"),
         "{text}"
@@ -176,6 +197,84 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
             "node {n} left its pid file"
         );
     }
+}
+
+/// `cluster up --replication-factor 2` on three nodes: each shard on two of them, the
+/// demo load through every node with the holders' agreement checked, and the event
+/// stream, read through nodes that hold only some shards, exported to Parquet exactly;
+/// a factor above the node count is refused before any node starts.
+#[test]
+fn cluster_up_with_fewer_replicas_than_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let out = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["cluster", "up", "--nodes", "2", "--replication-factor", "3"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("replication factor 3 needs 3 live nodes, there are 2"),
+        "{err}"
+    );
+    assert!(!data.join("node-1").exists(), "no node started");
+
+    let base = free_base().to_string();
+    let (mut up, rx, err, text) = up_until_serving(&[
+        "--shards",
+        "2",
+        "--replication-factor",
+        "2",
+        "--base-port",
+        &base,
+        "--demo-secs",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("tradelog cluster of 3 nodes, 2 shards, 2 replicas each"),
+        "{text}"
+    );
+    assert!(text.contains("0 not answered"), "{text}");
+    assert!(
+        text.contains("demo: every node applied the same log on every shard it holds"),
+        "{text}"
+    );
+    // Each shard on two nodes, and some node without one of them.
+    let held: Vec<Vec<u32>> = (1..=3)
+        .map(|n| {
+            (0..2)
+                .filter(|s| data.join(format!("node-{n}/shard-{s}")).is_dir())
+                .collect()
+        })
+        .collect();
+    for s in 0..2 {
+        assert_eq!(
+            held.iter().filter(|h| h.contains(&s)).count(),
+            2,
+            "{held:?}"
+        );
+    }
+    assert!(held.iter().any(|h| h.len() < 2), "{held:?}");
+    export_parquet_from_the_cluster(&base, &dir.path().join("export"));
+
+    let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["cluster", "down", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
+    let status = up.0.take().unwrap().wait().unwrap();
+    let err = err.join().unwrap();
+    assert!(
+        status.success(),
+        "cluster up exits cleanly: {status}: {err}"
+    );
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(rest, ["stopped 3 nodes"], "{err}");
 }
 
 /// `tradelog --server NODES ARGS --json` that must succeed: the parsed document.
