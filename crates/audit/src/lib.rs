@@ -1,7 +1,7 @@
 //! Distributed audit jobs of tradelog (docs/design/0012-distributed-audit.md): a job is
 //! split into one task per shard, each task is sent to the least-loaded live replica of
-//! its shard (every node of a cluster holds one; load from `GetNodeLoad`), retried on
-//! another replica when a node fails (unavailable, timeout, overloaded), and the answers
+//! its shard (the nodes holding it, from the cluster status; load from `GetNodeLoad`),
+//! retried on another replica when a node fails (unavailable, timeout, overloaded), and the answers
 //! are reduced to one result. Built in: the solvency audit at a consistent cut of the
 //! shards' logs ([`Auditor::solvency`], cut search in [`find_cut`]), the trial balance
 //! ([`Auditor::trial_balance`]), the replay verification of every shard
@@ -340,6 +340,10 @@ struct Book {
 pub struct Auditor {
     nodes: Vec<Node>,
     shards: u32,
+    /// Per shard, the indexes in `nodes` of the nodes holding a replica, as the status
+    /// said at connection (empty: not known, any node may be asked; one that holds none
+    /// answers `WrongNode` and the next is tried).
+    holders: Vec<Vec<usize>>,
     book: Mutex<Book>,
     progress: Option<Progress>,
 }
@@ -382,12 +386,21 @@ impl Auditor {
     /// is the only one), then every node for its load and the shard count.
     pub async fn connect(config: &ClientConfig) -> Result<Auditor, AuditError> {
         let mut urls: Vec<String> = Vec::new();
+        // Per shard, the ids of the nodes holding it.
+        let mut held_by: Vec<Vec<u64>> = Vec::new();
+        let mut ids: Vec<u64> = Vec::new();
         let mut last = None;
         for url in &config.endpoints {
             let c = node_client(url, config).map_err(AuditError::NoNode)?;
             match c.cluster_status().await {
                 Ok(st) => {
+                    ids = st.nodes.iter().map(|n| n.node).collect();
                     urls = st.nodes.into_iter().map(|n| n.url).collect();
+                    held_by = st
+                        .shards
+                        .iter()
+                        .map(|r| r.voters.iter().chain(&r.learners).copied().collect())
+                        .collect();
                     break;
                 }
                 Err(ClientError::Status { code, .. }) if code == "FailedPrecondition" => {
@@ -436,9 +449,18 @@ impl Auditor {
             return Err(AuditError::NoNode(last.expect("a failure")));
         };
         let n = nodes.len();
+        let holders = held_by
+            .iter()
+            .map(|h| {
+                (0..n)
+                    .filter(|i| ids.get(*i).is_some_and(|id| h.contains(id)))
+                    .collect()
+            })
+            .collect();
         Ok(Auditor {
             nodes,
             shards,
+            holders,
             book: Mutex::new(Book {
                 reported,
                 running: vec![0; n],
@@ -469,18 +491,37 @@ impl Auditor {
             .collect()
     }
 
-    /// The least-loaded live node not yet tried for this task, marked as running one
-    /// more task.
-    fn pick(&self, tried: &[bool]) -> Option<usize> {
+    /// The nodes known to hold a replica of `shard` (all of them when not known).
+    pub fn holders(&self, shard: ShardId) -> Vec<String> {
+        self.candidates(shard)
+            .into_iter()
+            .map(|i| self.nodes[i].url.clone())
+            .collect()
+    }
+
+    fn candidates(&self, shard: ShardId) -> Vec<usize> {
+        match self.holders.get(shard.0 as usize) {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ => (0..self.nodes.len()).collect(),
+        }
+    }
+
+    /// The least-loaded live replica of `shard` not yet tried for this task, else (every
+    /// known replica tried: the shard may have moved since) any live node not yet tried;
+    /// marked as running one more task.
+    fn pick(&self, shard: ShardId, tried: &[bool]) -> Option<usize> {
         let mut b = self.book.lock().expect("book lock");
-        let best = (0..self.nodes.len())
-            .filter(|i| !b.down[*i] && !tried[*i])
-            .min_by_key(|i| {
-                (
-                    b.reported[*i].saturating_add(b.running[*i].saturating_mul(TASK_LOAD_WEIGHT)),
-                    *i,
-                )
-            })?;
+        let open = |i: &usize| !b.down[*i] && !tried[*i];
+        let mut candidates: Vec<usize> = self.candidates(shard).into_iter().filter(open).collect();
+        if candidates.is_empty() {
+            candidates = (0..self.nodes.len()).filter(open).collect();
+        }
+        let best = candidates.into_iter().min_by_key(|i| {
+            (
+                b.reported[*i].saturating_add(b.running[*i].saturating_mul(TASK_LOAD_WEIGHT)),
+                *i,
+            )
+        })?;
         b.running[best] += 1;
         Some(best)
     }
@@ -495,7 +536,7 @@ impl Auditor {
         let mut tried = vec![false; self.nodes.len()];
         let mut attempts = 0;
         let mut last = None;
-        while let Some(i) = self.pick(&tried) {
+        while let Some(i) = self.pick(shard, &tried) {
             tried[i] = true;
             attempts += 1;
             let r = task(self.nodes[i].client.clone()).await;

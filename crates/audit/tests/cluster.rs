@@ -3,7 +3,8 @@
 //! the solvency audit finds a consistent cut and passes, the trial balance passes, and the
 //! replay verification of every shard matches; then, with the load stopped and one node
 //! down, the tasks sent to the stopped node are retried on the other replicas and the
-//! audits still pass.
+//! audits still pass. On a cluster whose shards live on different nodes, every task goes
+//! to a replica of its shard.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -234,6 +235,94 @@ async fn audits_pass_under_load_and_with_a_node_down() {
         auditor.nodes()
     );
     data_jobs(&auditor, &client).await;
+    for (_, s) in servers {
+        s.shutdown().await.unwrap();
+    }
+}
+
+/// The same jobs on a cluster whose shards live on different nodes (four nodes, two
+/// shards, two replicas each: every node holds one shard): every task runs on a replica
+/// of its shard at the first attempt, and the audits and data jobs pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_run_on_the_replicas_of_their_shard() {
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
+    let members: BTreeMap<u64, String> = (1..=4)
+        .map(|id| (id, urls[id as usize - 1].clone()))
+        .collect();
+    let mut servers = BTreeMap::new();
+    for id in 1..=4u64 {
+        let dir = root.path().join(format!("node-{id}"));
+        let s = tradelog_server::testing::start_cluster_node_rf(
+            id,
+            ports[id as usize - 1],
+            dir,
+            &members,
+            SHARDS,
+            Some(2),
+        )
+        .await;
+        servers.insert(id, s);
+    }
+    let held: Vec<Vec<String>> = (0..SHARDS)
+        .map(|s| {
+            servers
+                .iter()
+                .filter(|(_, srv)| srv.cluster().unwrap().hosted().contains(&ShardId(s)))
+                .map(|(id, _)| urls[*id as usize - 1].clone())
+                .collect()
+        })
+        .collect();
+    assert!(held.iter().all(|h| h.len() == 2), "{held:?}");
+    let client = Client::new(config(&urls)).unwrap();
+    setup(&client).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(load(client.clone(), stop.clone()));
+    // Enough trades for the data jobs' checks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while client
+        .trades_to_end(MARKET, Timestamp(0), None, None, None)
+        .await
+        .unwrap()
+        .trades
+        .len()
+        < 20
+    {
+        assert!(std::time::Instant::now() < deadline, "no trades");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0);
+
+    let done: Arc<Mutex<Vec<TaskDone>>> = Arc::default();
+    let d = done.clone();
+    let auditor = Auditor::connect(&config(&urls[..1]))
+        .await
+        .unwrap()
+        .with_progress(Arc::new(move |t: &TaskDone| {
+            d.lock().unwrap().push(t.clone())
+        }));
+    for s in 0..SHARDS {
+        assert_eq!(held[s as usize], auditor.holders(ShardId(s)), "shard {s}");
+    }
+    let s = auditor.solvency().await.unwrap();
+    assert!(s.passed(), "{:?}", s.solvency.failures);
+    let tb = auditor.trial_balance().await.unwrap();
+    assert!(tb.passed(), "{:?}", tb.failures);
+    let v = auditor.verify().await.unwrap();
+    assert_eq!(SHARDS as usize, v.shards.len());
+    assert!(v.passed(), "{:?}", v.shards);
+    data_jobs(&auditor, &client).await;
+    let done = done.lock().unwrap().clone();
+    assert!(!done.is_empty());
+    for t in &done {
+        assert_eq!(1, t.attempts, "{t:?}");
+        assert!(
+            held[t.shard.0 as usize].contains(&t.node),
+            "{t:?} not on {held:?}"
+        );
+    }
     for (_, s) in servers {
         s.shutdown().await.unwrap();
     }

@@ -1221,15 +1221,7 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            match self.shared.retry.next_delay(attempt, &error, Repeat::Safe) {
-                Some(wait) => {
-                    self.shared.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(wait).await;
-                    self.refresh_routes().await;
-                    attempt += 1;
-                }
-                None => return Err(error),
-            }
+            self.retry_parts(&mut attempt, error).await?;
         }
     }
 
@@ -1303,16 +1295,22 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            match self.shared.retry.next_delay(attempt, &error, Repeat::Safe) {
-                Some(wait) => {
-                    self.shared.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(wait).await;
-                    self.refresh_routes().await;
-                    attempt += 1;
-                }
-                None => return Err(error),
-            }
+            self.retry_parts(&mut attempt, error).await?;
         }
+    }
+
+    /// After attempt `attempt` of a call spread over several nodes failed with `error`:
+    /// waits as the retry policy says and refreshes the routes (`Ok`: try again), or
+    /// gives the error back.
+    async fn retry_parts(&self, attempt: &mut u32, error: ClientError) -> Result<(), ClientError> {
+        let Some(wait) = self.shared.retry.next_delay(*attempt, &error, Repeat::Safe) else {
+            return Err(error);
+        };
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(wait).await;
+        self.refresh_routes().await;
+        *attempt += 1;
+        Ok(())
     }
 
     /// How to read every shard's events: `None` when one node serves them all (see
