@@ -72,7 +72,9 @@ pub enum Cmd {
         #[arg(required = true, num_args = 1..=7)]
         nodes: Vec<u64>,
     },
-    /// Spreads leaders evenly over the nodes (shard s led by the (s mod n)-th voter).
+    /// Spreads leaders evenly over the nodes (shard s led by the (s mod n)-th voter; on a
+    /// cluster whose shards live on different nodes, each shard the node asked holds is led
+    /// by its preferred leader from the cluster map).
     #[command(after_help = "Examples:\n  tradelog admin balance-leaders\n  \
         tradelog admin balance-leaders --json")]
     BalanceLeaders,

@@ -50,8 +50,9 @@ pub struct Args {
     #[arg(long, env = "TRADELOG_MEMBERS", value_delimiter = ',', requires = "node_id", value_parser = parse_member)]
     members: Vec<(u64, String)>,
     /// How often (ms) a node that leads at least two shards more than another live voter
-    /// hands one leadership over, so leaders spread evenly over the nodes; 0 turns it off
-    /// (leaders then move only with `tradelog admin`).
+    /// hands one leadership over, so leaders spread evenly over the nodes (on a cluster
+    /// whose shards live on different nodes: to each shard's preferred leader, computed
+    /// from the cluster map); 0 turns it off (leaders then move only with `tradelog admin`).
     #[arg(long, env = "TRADELOG_LEADER_BALANCE_INTERVAL_MS", default_value_t = tradelog_server::LEADER_BALANCE_INTERVAL_MS, requires = "node_id")]
     leader_balance_interval_ms: u64,
     /// Replicas of each shard in a new cluster: each shard is placed on this many of the

@@ -94,6 +94,8 @@ fn serve_with_a_replication_factor_below_the_node_count() {
         let child = Command::new(env!("CARGO_BIN_EXE_tradelog"))
             .args(["serve", "--node-id", &(k + 1).to_string()])
             .args(["--members", &members, "--replication-factor", "2"])
+            // Leaders move only by command here (`admin balance-leaders` below).
+            .args(["--leader-balance-interval-ms", "0"])
             .args(["--shards", &SHARDS.to_string()])
             .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
             .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
@@ -262,6 +264,30 @@ fn serve_with_a_replication_factor_below_the_node_count() {
             .collect();
         voters.sort();
         row["role"] != "NotHeld" && voters == want_voters
+    });
+
+    // `admin balance-leaders` through node 1: every shard node 1 holds ends up led by the
+    // map's preferred leader (what the automatic balancer, off here, also aims for).
+    ok(&first, &["admin", "balance-leaders"]);
+    eventually("node 1's shards led by their preferred leaders", || {
+        let st = json(&first, &["admin", "status"]);
+        let rows = st["shards"].as_array().unwrap();
+        let targets: BTreeMap<tradelog_domain::ShardId, BTreeSet<u64>> = rows
+            .iter()
+            .enumerate()
+            .map(|(s, r)| {
+                let voters = r["voters"].as_array().unwrap();
+                (
+                    tradelog_domain::ShardId(s as u32),
+                    voters.iter().map(|v| v.as_u64().unwrap()).collect(),
+                )
+            })
+            .collect();
+        let preferred = tradelog_placement::preferred_leaders(&targets);
+        rows.iter().enumerate().all(|(s, r)| {
+            r["role"] == "NotHeld"
+                || r["leader"].as_u64() == Some(preferred[&tradelog_domain::ShardId(s as u32)])
+        })
     });
 
     // SIGTERM: every node stops cleanly.

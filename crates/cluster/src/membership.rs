@@ -202,16 +202,36 @@ impl ClusterNode {
     }
 
     /// Spreads leaders evenly: shard `s` is led by the `s mod n`-th of its group's `n`
-    /// voters (in id order), so every voter leads its share of shards.
+    /// voters (in id order), so every voter leads its share of shards. On a node that
+    /// does not hold every shard with the same voters (a cluster whose shards live on
+    /// different nodes), each shard it holds is led instead by the map's preferred leader
+    /// (`tradelog_placement::preferred_leaders`, what the automatic balancer aims for, so
+    /// the two never undo each other); the shards it does not hold are left alone (ask a
+    /// node holding them).
     pub async fn balance_leaders(&self) -> Result<Rebalanced, ProposeError> {
+        let held: Vec<BTreeSet<NodeId>> = (0..self.shard_count_u32())
+            .map(|s| self.voters_of(ShardId(s)))
+            .collect();
+        let everywhere = held.iter().all(|v| !v.is_empty() && *v == held[0]);
+        let preferred = (!everywhere).then(|| {
+            let map = self.map();
+            tradelog_placement::preferred_leaders(&map.shards)
+        });
         let mut moved = Vec::new();
         for s in 0..self.shard_count_u32() {
             let shard = ShardId(s);
-            let voters: Vec<NodeId> = self.voters_of(shard).into_iter().collect();
+            let voters: Vec<NodeId> = held[s as usize].iter().copied().collect();
             if voters.is_empty() {
                 continue;
             }
-            let want = voters[s as usize % voters.len()];
+            let want = match &preferred {
+                None => voters[s as usize % voters.len()],
+                Some(p) => match p.get(&shard) {
+                    Some(w) if voters.contains(w) => *w,
+                    // The group is not at its target yet (a move under way): leave it.
+                    _ => continue,
+                },
+            };
             let leader = self
                 .group(shard)
                 .and_then(|g| g.raft().metrics().borrow_watched().current_leader);
