@@ -90,12 +90,36 @@ fn up_until_serving(
     (up, rx, err, seen.join("\n"))
 }
 
+/// `tradelog cluster down --data-dir DATA` from another command: `up` then exits cleanly,
+/// its last line saying it stopped the three nodes.
+fn cluster_down(
+    data: &std::path::Path,
+    mut up: StopOnDrop,
+    rx: &std::sync::mpsc::Receiver<String>,
+    err: std::thread::JoinHandle<String>,
+) {
+    let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
+        .args(["cluster", "down", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
+    let status = up.0.take().unwrap().wait().unwrap();
+    let err = err.join().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        status.success(),
+        "cluster up exits cleanly: {status}: {err}"
+    );
+    assert_eq!(rest, ["stopped 3 nodes"], "{err}");
+}
+
 #[test]
 fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
     let base = free_base().to_string();
-    let (mut up, rx, err, text) = up_until_serving(&[
+    let (up, rx, err, text) = up_until_serving(&[
         "--shards",
         "2",
         "--base-port",
@@ -173,20 +197,7 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
 
     export_parquet_from_the_cluster(&base, &dir.path().join("export"));
 
-    let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
-        .args(["cluster", "down", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{down:?}");
-    let status = up.0.take().unwrap().wait().unwrap();
-    let err = err.join().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
-    assert!(
-        status.success(),
-        "cluster up exits cleanly: {status}: {err}"
-    );
-    assert_eq!(rest, ["stopped 3 nodes"], "{err}");
+    cluster_down(&data, up, &rx, err);
     // Every node wrote its data and stopped (no pid file left behind).
     for n in 1..=3 {
         let node = data.join(format!("node-{n}"));
@@ -222,7 +233,7 @@ fn cluster_up_with_fewer_replicas_than_nodes() {
     assert!(!data.join("node-1").exists(), "no node started");
 
     let base = free_base().to_string();
-    let (mut up, rx, err, text) = up_until_serving(&[
+    let (up, rx, err, text) = up_until_serving(&[
         "--shards",
         "2",
         "--replication-factor",
@@ -261,20 +272,7 @@ fn cluster_up_with_fewer_replicas_than_nodes() {
     assert!(held.iter().any(|h| h.len() < 2), "{held:?}");
     export_parquet_from_the_cluster(&base, &dir.path().join("export"));
 
-    let down = Command::new(env!("CARGO_BIN_EXE_tradelog"))
-        .args(["cluster", "down", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{down:?}");
-    let status = up.0.take().unwrap().wait().unwrap();
-    let err = err.join().unwrap();
-    assert!(
-        status.success(),
-        "cluster up exits cleanly: {status}: {err}"
-    );
-    let rest: Vec<String> = rx.try_iter().collect();
-    assert_eq!(rest, ["stopped 3 nodes"], "{err}");
+    cluster_down(&data, up, &rx, err);
 }
 
 /// `tradelog --server NODES ARGS --json` that must succeed: the parsed document.
