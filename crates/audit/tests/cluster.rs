@@ -235,9 +235,7 @@ async fn audits_pass_under_load_and_with_a_node_down() {
         auditor.nodes()
     );
     data_jobs(&auditor, &client).await;
-    for (_, s) in servers {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }
 
 /// The same jobs on a cluster whose shards live on different nodes (four nodes, two
@@ -323,9 +321,7 @@ async fn tasks_run_on_the_replicas_of_their_shard() {
             "{t:?} not on {held:?}"
         );
     }
-    for (_, s) in servers {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }
 
 /// Statements, VWAP and OHLCV jobs (with node 1 down, the load stopped) against what the

@@ -587,9 +587,7 @@ async fn membership_changes_under_load_lose_nothing() {
          the load's client retried {} times",
         routed.retries()
     );
-    for s in servers.into_values() {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -808,7 +806,5 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
         seen.ends.len() + 1,
         seen.ends
     );
-    for s in servers.into_values() {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }

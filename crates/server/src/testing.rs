@@ -49,3 +49,18 @@ pub async fn start_cluster_node_rf(
     }
     Server::start(config).await.expect("server starts")
 }
+
+/// Shuts `servers` down together; panics if one fails to stop cleanly. One at a time, a
+/// cluster node waits out its grace period for the replication streams its running
+/// peers keep open to it (11 s per node measured on four nodes, against 10 ms together).
+pub async fn shutdown_all(servers: impl IntoIterator<Item = RunningServer>) {
+    let stops: Vec<_> = servers
+        .into_iter()
+        .map(|s| tokio::spawn(s.shutdown()))
+        .collect();
+    for s in stops {
+        s.await
+            .expect("shutdown task")
+            .expect("server stops cleanly");
+    }
+}

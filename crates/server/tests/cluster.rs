@@ -268,9 +268,7 @@ async fn three_replicas_agree_and_survive_a_leader_stop() {
     let mine: Vec<[u8; 32]> = engines.iter().map(|e| e.state_hash()).collect();
     assert_eq!(hashes, mine);
 
-    for s in servers.into_iter().flatten() {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers.into_iter().flatten()).await;
 }
 
 /// Waits until `f` holds for `node`'s view of the cluster.
@@ -363,9 +361,7 @@ async fn a_node_joins_leadership_moves_and_a_node_leaves() {
     converged(&three).await;
     check_invariants(three[0]);
     drop(three);
-    for s in servers.into_iter().flatten() {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers.into_iter().flatten()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,9 +393,7 @@ async fn leaders_spread_over_the_nodes_by_themselves() {
     // Balanced now (no node leads two shards more than another): nothing else moves.
     let moved = one.leader_handovers();
     assert_eq!(1, moved);
-    for s in servers {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers).await;
 }
 
 /// Every event of every shard through `server`'s `ReadEvents`, from position 0.
@@ -646,9 +640,7 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
             "{before:?}"
         );
     }
-    for s in servers {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers).await;
 }
 
 /// Commands queued at a node are applied in the order they were queued, also when they
@@ -728,7 +720,5 @@ async fn commands_queued_at_a_node_keep_their_order() {
             );
         }
     }
-    for s in servers {
-        s.shutdown().await.unwrap();
-    }
+    tradelog_server::testing::shutdown_all(servers).await;
 }
