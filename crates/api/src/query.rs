@@ -612,21 +612,58 @@ impl From<CandlesQuery> for pb::GetCandlesRequest {
 }
 
 /// `GetOpenOrders`: the open orders of one account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenOrdersQuery {
     /// The account.
     pub account: d::AccountId,
     /// Answer from the answering node's replicas without asking the leaders.
     pub stale: bool,
+    /// Answer with the books the node holds and name the shards it lacks, instead of
+    /// refusing with `wrong-node`.
+    pub partial: bool,
+    /// Look up these orders instead of reading the account's holds (empty: read them); at
+    /// most [`ACCOUNT_OPEN_ORDERS_MAX`](d::ACCOUNT_OPEN_ORDERS_MAX), each non-zero.
+    pub order_ids: BTreeSet<d::OrderId>,
+    /// Read only these shards' books (every shard with a market when it covers all).
+    pub shards: ShardFilter,
+}
+
+impl OpenOrdersQuery {
+    /// The whole answer for `account`: its holds, every market shard, no partial answer.
+    pub fn of(account: d::AccountId, stale: bool) -> OpenOrdersQuery {
+        OpenOrdersQuery {
+            account,
+            stale,
+            partial: false,
+            order_ids: BTreeSet::new(),
+            shards: ShardFilter::all(),
+        }
+    }
 }
 
 impl TryFrom<pb::GetOpenOrdersRequest> for OpenOrdersQuery {
     type Error = ApiError;
 
     fn try_from(r: pb::GetOpenOrdersRequest) -> Res<OpenOrdersQuery> {
+        let account = d::AccountId(nonzero(r.account_id, "account_id")?);
+        at_most_items(
+            r.order_ids.len(),
+            d::ACCOUNT_OPEN_ORDERS_MAX as usize,
+            "order_ids",
+        )?;
+        let mut order_ids = BTreeSet::new();
+        for (i, id) in r.order_ids.into_iter().enumerate() {
+            let id = nonzero(id, "").map_err(|e| e.inside_item("order_ids", i))?;
+            if !order_ids.insert(d::OrderId(id)) {
+                return Err(ApiError::new("", Reason::Duplicate(id)).inside_item("order_ids", i));
+            }
+        }
         Ok(OpenOrdersQuery {
-            account: d::AccountId(nonzero(r.account_id, "account_id")?),
+            account,
             stale: r.stale,
+            partial: r.partial,
+            order_ids,
+            shards: shard_filter(r.shards, "shards")?,
         })
     }
 }
@@ -636,6 +673,9 @@ impl From<OpenOrdersQuery> for pb::GetOpenOrdersRequest {
         pb::GetOpenOrdersRequest {
             account_id: q.account.0,
             stale: q.stale,
+            partial: q.partial,
+            order_ids: q.order_ids.iter().map(|o| o.0).collect(),
+            shards: q.shards.to_wire(),
         }
     }
 }

@@ -874,12 +874,79 @@ impl Client {
 
     /// The orders of an account that rest on their books, by order id
     /// ([`ClientError::NotFound`] if the account does not exist).
+    ///
+    /// On a cluster whose nodes hold only some shards, the node holding the account's
+    /// shard answers for the books it holds and names the orders it did not find; those
+    /// are then looked up on the other market shards, each part on a node holding it
+    /// (as few nodes as cover them), and the answers merged. Without routing
+    /// ([`ClientConfig::route_to_leaders`] off) a node lacking a market shard answers
+    /// [`ClientError::WrongNode`].
     pub async fn open_orders(&self, account: d::AccountId) -> Result<OpenOrders, ClientError> {
+        let routed = self.shared.route_to_leaders;
         let m = pb::GetOpenOrdersRequest::from(OpenOrdersQuery {
-            account,
-            stale: self.is_stale(),
+            partial: routed,
+            ..OpenOrdersQuery::of(account, self.is_stale())
         });
-        OpenOrders::from_wire(rpc!(self, m, Repeat::Safe, get_open_orders)?)
+        let first = rpc!(self, m, Repeat::Safe, get_open_orders)?;
+        let mut unread: BTreeSet<d::ShardId> =
+            first.unread_shards.iter().map(|s| d::ShardId(*s)).collect();
+        let mut sought: BTreeSet<u64> = first.unresolved_order_ids.iter().copied().collect();
+        let mut out = OpenOrders::from_wire(first)?;
+        let mut attempt = 1;
+        while !unread.is_empty() && !sought.is_empty() {
+            let parts = self.routes().cover_of(&unread, Instant::now());
+            let reads = parts.into_iter().map(|(pick, shards)| {
+                let m = pb::GetOpenOrdersRequest {
+                    account_id: account.0,
+                    stale: self.is_stale(),
+                    partial: true,
+                    order_ids: sought.iter().copied().collect(),
+                    shards: shards.iter().map(|s| s.0).collect(),
+                };
+                async move {
+                    let mut g = pick.grpc.clone();
+                    let r = self.once(&pick, g.get_open_orders(self.request(m))).await;
+                    (shards, r)
+                }
+            });
+            let mut error = None;
+            for (shards, r) in futures_util::future::join_all(reads).await {
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        error = Some(e);
+                        continue;
+                    }
+                };
+                let lacked: BTreeSet<d::ShardId> =
+                    r.unread_shards.iter().map(|s| d::ShardId(*s)).collect();
+                let part = OpenOrders::from_wire(r)?;
+                for o in &part.orders {
+                    sought.remove(&o.order.0);
+                }
+                out.orders.extend(part.orders);
+                out.positions.extend(part.positions);
+                for s in shards {
+                    if lacked.contains(&s) {
+                        // The node no longer holds it: the routes are stale.
+                        self.routes().expire();
+                        error.get_or_insert(ClientError::WrongNode {
+                            shard: s,
+                            map_version: 0,
+                            message: format!("shard {s} is no longer held where the routes said"),
+                        });
+                    } else {
+                        unread.remove(&s);
+                    }
+                }
+            }
+            if let Some(e) = error {
+                self.retry_parts(&mut attempt, e).await?;
+            }
+        }
+        out.orders.sort_by_key(|o| o.order);
+        out.orders.dedup_by_key(|o| o.order);
+        Ok(out)
     }
 
     /// One page of a market's trades with `from <= timestamp < to` (`to`: `None` = no

@@ -247,23 +247,38 @@ impl Routes {
 
     /// How to read every shard's events when no single node can: `None` when the
     /// preferred node holds every shard (or the routes are unknown, or this is not a
-    /// cluster), else parts that together cover every shard exactly once, each a node
-    /// and the shards to read there. Few nodes are asked: the live node holding the most
-    /// shards takes them (ties: the preferred node first, then in order), then the live
-    /// node holding the most of the rest, and so on; a shard no live node is known to
-    /// hold goes to [`pick`](Self::pick) (whose answer says what is wrong).
+    /// cluster), else [`cover_of`](Self::cover_of) every shard.
     pub(crate) fn cover(&mut self, now: Instant) -> Option<Vec<(Pick, BTreeSet<d::ShardId>)>> {
         if self.mode != Mode::Cluster || self.holders.is_empty() {
             return None;
         }
-        let shards = self.holders.len();
-        let holds = |r: &Routes, i: usize, s: usize| r.holders[s].contains(&i);
+        let all: BTreeSet<d::ShardId> = (0..self.holders.len() as u32).map(d::ShardId).collect();
+        let parts = self.cover_of(&all, now);
+        if parts.len() == 1 && parts[0].0.index == self.preferred {
+            return None;
+        }
+        Some(parts)
+    }
+
+    /// Parts that together cover `shards` exactly once, each a node and the shards to
+    /// read there. Few nodes are asked: the live node holding the most shards takes them
+    /// (ties: the preferred node first, then in order), then the live node holding the
+    /// most of the rest, and so on; a shard no live node is known to hold goes to
+    /// [`pick`](Self::pick) (whose answer says what is wrong).
+    pub(crate) fn cover_of(
+        &mut self,
+        shards: &BTreeSet<d::ShardId>,
+        now: Instant,
+    ) -> Vec<(Pick, BTreeSet<d::ShardId>)> {
+        let holds = |r: &Routes, i: usize, s: d::ShardId| {
+            r.holders.get(s.0 as usize).is_some_and(|h| h.contains(&i))
+        };
         let n = self.nodes.len();
         let order: Vec<usize> = (0..n)
             .map(|k| (self.preferred + k) % n)
             .filter(|&i| !self.is_down(i, now))
             .collect();
-        let mut left: BTreeSet<usize> = (0..shards).collect();
+        let mut left = shards.clone();
         let mut parts: Vec<(usize, BTreeSet<d::ShardId>)> = Vec::new();
         while !left.is_empty() {
             // The first node in `order` among those holding the most of what is left.
@@ -282,41 +297,36 @@ impl Routes {
             let Some((count, i)) = best.filter(|(count, _)| *count > 0) else {
                 break;
             };
-            let mine: BTreeSet<usize> = left
+            let mine: BTreeSet<d::ShardId> = left
                 .iter()
                 .copied()
                 .filter(|&s| holds(self, i, s))
                 .collect();
             debug_assert_eq!(count, mine.len());
             left.retain(|s| !mine.contains(s));
-            parts.push((i, mine.into_iter().map(|s| d::ShardId(s as u32)).collect()));
+            parts.push((i, mine));
         }
         for s in left {
-            let i = self.pick(Some(d::ShardId(s as u32)), now).index;
+            let i = self.pick(Some(s), now).index;
             match parts.iter_mut().find(|(j, _)| *j == i) {
                 Some((_, set)) => {
-                    set.insert(d::ShardId(s as u32));
+                    set.insert(s);
                 }
-                None => parts.push((i, BTreeSet::from([d::ShardId(s as u32)]))),
+                None => parts.push((i, BTreeSet::from([s]))),
             }
         }
-        if parts.len() == 1 && parts[0].0 == self.preferred {
-            return None;
-        }
-        Some(
-            parts
-                .into_iter()
-                .map(|(index, set)| {
-                    let node = &self.nodes[index];
-                    let pick = Pick {
-                        index,
-                        url: node.url.clone(),
-                        grpc: node.grpc.clone(),
-                    };
-                    (pick, set)
-                })
-                .collect(),
-        )
+        parts
+            .into_iter()
+            .map(|(index, set)| {
+                let node = &self.nodes[index];
+                let pick = Pick {
+                    index,
+                    url: node.url.clone(),
+                    grpc: node.grpc.clone(),
+                };
+                (pick, set)
+            })
+            .collect()
     }
 
     /// The node at `index` failed a call: avoid it for a while, and stop sending to it as
@@ -575,6 +585,23 @@ mod tests {
             Some(vec![(url(2), vec![0, 1, 3]), (url(1), vec![2])]),
             cover(&mut r, now)
         );
+        // Some shards only (the books an open-orders read still needs): node 1, preferred,
+        // holds shard 2; node 3 holds both 1 and 2.
+        let of = |r: &mut Routes, shards: &[u32], now| {
+            r.cover_of(&shards.iter().map(|s| d::ShardId(*s)).collect(), now)
+                .into_iter()
+                .map(|(p, set)| (p.url, set.iter().map(|s| s.0).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(vec![(url(1), vec![2])], of(&mut r, &[2], now));
+        assert_eq!(vec![(url(3), vec![1, 2])], of(&mut r, &[1, 2], now));
+        // Each node holds two of 0, 2 and 3: the preferred node 1 takes 0 and 2 (ties go
+        // to the first in order), node 2 the rest.
+        assert_eq!(
+            vec![(url(1), vec![0, 2]), (url(2), vec![3])],
+            of(&mut r, &[0, 2, 3], now)
+        );
+        assert_eq!(Vec::<(String, Vec<u32>)>::new(), of(&mut r, &[], now));
         // Node 2 is down: node 3 holds 1, 2 and 3, node 1 has shard 0.
         r.failed(1, now);
         assert_eq!(

@@ -8,6 +8,9 @@
 //! (the client re-routes on `WRONG_NODE`). Afterwards every balance is exactly what the
 //! transfers and fills say, the three replicas of each shard agree, and a node restarted
 //! from its data directory opens the same shards again.
+//!
+//! A second cluster (four nodes, two shards, two replicas each: no node holds both)
+//! answers open-orders reads whose books are on the shard the account's node lacks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -567,11 +570,169 @@ async fn nodes_holding_some_shards_serve_every_command_and_read() {
         .unwrap();
     assert!(a.result.is_ok());
     converged(&servers).await;
-    let stops: Vec<_> = servers
-        .into_values()
-        .map(|s| tokio::spawn(s.shutdown()))
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
+}
+
+/// Four nodes, two shards, two replicas each: every node holds one shard, so no node
+/// can answer an open-orders read alone when an account's orders rest on the other
+/// shard's market. The client reads the account's holds where its shard lives and looks
+/// the rest up on a holder of the market's shard, wherever it enters the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_orders_merge_books_from_nodes_that_share_no_shard() {
+    const NODES: u64 = 4;
+    const SHARDS: u32 = 2;
+    const LOCAL: MarketId = MarketId(2);
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
+    let members: BTreeMap<u64, String> = (1..=NODES)
+        .map(|id| (id, urls[id as usize - 1].clone()))
         .collect();
-    for s in stops {
-        s.await.unwrap().unwrap();
+    let mut servers: BTreeMap<u64, RunningServer> = BTreeMap::new();
+    for id in 1..=NODES {
+        let dir = root.path().join(format!("node-{id}"));
+        let s =
+            start_cluster_node_rf(id, ports[id as usize - 1], dir, &members, SHARDS, Some(2)).await;
+        servers.insert(id, s);
     }
+    let placed = hosted(&servers);
+    assert!(placed.values().all(|s| s.len() == 1), "{placed:?}");
+    let holder_of = |s: u32| -> Vec<u64> {
+        placed
+            .iter()
+            .filter(|(_, h)| h.contains(&ShardId(s)))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    assert_eq!(
+        (holder_of(0).len(), holder_of(1).len()),
+        (2, 2),
+        "{placed:?}"
+    );
+
+    let c = client(&urls);
+    for (id, code) in [(USD, "USD"), (BTC, "BTC")] {
+        c.create_asset(Asset {
+            id,
+            code: code.into(),
+            scale: 0,
+        })
+        .await
+        .unwrap();
+    }
+    // Market 1 on shard 1, market 2 on shard 0.
+    for (market, shard) in [(MARKET, ShardId(1)), (LOCAL, ShardId(0))] {
+        c.create_market(MarketSpec {
+            id: market,
+            base: BTC,
+            quote: USD,
+            lot_size: 1,
+            tick_size: 1,
+            min_qty: Qty(1),
+            max_qty: Qty(1_000),
+            maker_fee_bps: 0,
+            taker_fee_bps: 0,
+            fee_account: AccountId(1),
+            collar_bps: 0,
+            shard,
+        })
+        .await
+        .unwrap();
+    }
+    // Account 2 lives on shard 0, account 3 on shard 1.
+    let placement = Placement::new(SHARDS);
+    assert_eq!(placement.account_shard(AccountId(2)), ShardId(0));
+    assert_eq!(placement.account_shard(AccountId(3)), ShardId(1));
+    for a in [2u64, 3] {
+        c.open_account(AccountId(a), Principal(a)).await.unwrap();
+        c.deposit(TransferId(a), AccountId(a), USD, Amount(FUNDS))
+            .await
+            .unwrap();
+    }
+    // Bids (they rest: nobody sells): account 2 on both markets, account 3 on market 2.
+    let mut ids: BTreeMap<(u64, MarketId), Vec<OrderId>> = BTreeMap::new();
+    let mut coid = 0;
+    for (account, market, price) in [
+        (2u64, MARKET, 90u64),
+        (2, LOCAL, 80),
+        (2, MARKET, 91),
+        (3, LOCAL, 81),
+    ] {
+        coid += 1;
+        let r = c
+            .place_order(NewOrder {
+                market,
+                ..order(account, Side::Buy, price, 5, coid)
+            })
+            .await
+            .unwrap();
+        ids.entry((account, market))
+            .or_default()
+            .push(r.order_id().unwrap());
+    }
+    let want =
+        |ids: &BTreeMap<(u64, MarketId), Vec<OrderId>>, account: u64| -> Vec<(OrderId, MarketId)> {
+            let mut v: Vec<(OrderId, MarketId)> = ids
+                .iter()
+                .filter(|((a, _), _)| *a == account)
+                .flat_map(|((_, m), v)| v.iter().map(|id| (*id, *m)))
+                .collect();
+            v.sort();
+            v
+        };
+    let got = |o: &tradelog_client::OpenOrders| -> Vec<(OrderId, MarketId)> {
+        o.orders.iter().map(|o| (o.order, o.market)).collect()
+    };
+    // The orders reach their books by cross-shard messages: wait for every one.
+    for m in [MARKET, LOCAL] {
+        eventually("the bids resting", || async {
+            let n: usize = ids
+                .iter()
+                .filter(|((_, mk), _)| *mk == m)
+                .map(|(_, v)| v.len())
+                .sum();
+            c.book(m, 10)
+                .await
+                .unwrap()
+                .bids
+                .iter()
+                .map(|l| l.orders as usize)
+                .sum::<usize>()
+                == n
+        })
+        .await;
+    }
+    // Through a routed client entering at each node: the whole answer, with the
+    // positions of the account's shard and of both books.
+    for u in &urls {
+        let entry = client(std::slice::from_ref(u));
+        for account in [2u64, 3] {
+            let open = entry.open_orders(AccountId(account)).await.unwrap();
+            assert_eq!(
+                got(&open),
+                want(&ids, account),
+                "account {account} through {u}"
+            );
+            let shards: BTreeSet<ShardId> = open.positions.iter().map(|p| p.shard).collect();
+            assert_eq!(shards, BTreeSet::from([ShardId(0), ShardId(1)]), "{open:?}");
+            assert!(open.orders.iter().all(|o| o.account == AccountId(account)));
+        }
+    }
+    // A client that does not route gets the node's typed refusal for the shard it lacks.
+    let shard0 = &urls[holder_of(0)[0] as usize - 1];
+    match pinned(shard0).open_orders(AccountId(2)).await {
+        Err(ClientError::WrongNode { shard, .. }) => assert_eq!(shard, ShardId(1)),
+        other => panic!("expected WrongNode for shard 1, got {other:?}"),
+    }
+    // A cancelled order leaves the answer once its market's shard removed it.
+    let gone = ids[&(2, MARKET)][0];
+    c.cancel_order(MARKET, gone).await.unwrap();
+    ids.get_mut(&(2, MARKET)).unwrap().remove(0);
+    eventually("the cancel to reach the book", || async {
+        got(&c.open_orders(AccountId(2)).await.unwrap()) == want(&ids, 2)
+    })
+    .await;
+    assert_eq!(want(&ids, 2).len(), 2);
+    drop(c);
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }

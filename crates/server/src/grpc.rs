@@ -615,6 +615,8 @@ impl Tradelog for Grpc {
                     seq: p.seq,
                 })
                 .collect(),
+            unread_shards: v.unread_shards.iter().map(|s| s.0).collect(),
+            unresolved_order_ids: v.unresolved_order_ids.iter().map(|o| o.0).collect(),
         }))
     }
 

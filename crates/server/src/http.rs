@@ -325,16 +325,36 @@ async fn balances(
     Ok(Json(core.balances(q).await?).into_response())
 }
 
+/// `GET /v1/accounts/{id}/orders`: `stale`, `partial`, `order_ids=ID,ID,...` and
+/// `shards=SHARD,...` as in `GetOpenOrdersRequest`.
+#[derive(Deserialize)]
+struct OpenOrdersParams {
+    #[serde(default)]
+    stale: bool,
+    #[serde(default)]
+    partial: bool,
+    order_ids: Option<String>,
+    shards: Option<String>,
+}
+
 async fn open_orders(
     State(core): Shared,
     id: Result<Path<u64>, PathRejection>,
-    params: Result<Query<StaleParams>, QueryRejection>,
+    params: Result<Query<OpenOrdersParams>, QueryRejection>,
 ) -> HttpResult<Response> {
     let Path(id) = id?;
     let Query(p) = params?;
     let q = OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest {
         account_id: id,
         stale: p.stale,
+        partial: p.partial,
+        order_ids: parse_list(
+            p.order_ids.as_deref(),
+            "order_ids",
+            "ID",
+            d::ACCOUNT_OPEN_ORDERS_MAX as usize,
+        )?,
+        shards: parse_shards(p.shards.as_deref())?,
     })?;
     Ok(Json(core.open_orders(q).await?).into_response())
 }
@@ -549,23 +569,34 @@ struct EventsParams {
 
 /// `SHARD,SHARD,...` (absent or empty: every shard).
 fn parse_shards(s: Option<&str>) -> HttpResult<Vec<u32>> {
+    parse_list(s, "shards", "SHARD", d::SHARD_COUNT_MAX as usize)
+}
+
+/// A comma-separated list of numbers in the query parameter `field` (absent or empty:
+/// none), at most `max` of them.
+fn parse_list<T: std::str::FromStr>(
+    s: Option<&str>,
+    field: &str,
+    item: &str,
+    max: usize,
+) -> HttpResult<Vec<T>> {
     let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(Vec::new());
     };
-    let mut shards = Vec::new();
+    let mut out = Vec::new();
     for part in s.split(',') {
-        if shards.len() >= d::SHARD_COUNT_MAX as usize {
-            return Err(HttpError::invalid(
-                "invalid field `shards`: too many shards",
-            ));
+        if out.len() >= max {
+            return Err(HttpError::invalid(format!(
+                "invalid field `{field}`: more than {max} items"
+            )));
         }
-        shards.push(part.trim().parse().map_err(|_| {
+        out.push(part.trim().parse().map_err(|_| {
             HttpError::invalid(format!(
-                "invalid field `shards`: {part:?} (expected SHARD,SHARD,...)"
+                "invalid field `{field}`: {part:?} (expected {item},{item},...)"
             ))
         })?);
     }
-    Ok(shards)
+    Ok(out)
 }
 
 /// `all`, `account:ID`, `market:ID` or `order:ID` (absent: `all`).

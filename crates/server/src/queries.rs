@@ -6,7 +6,7 @@
 use crate::core::{order_view, shard_pos, Core, Error, OrderView, ShardPos};
 use crate::history::{Scanned, Visitor};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use tradelog_api::query::{CandlesQuery, OpenOrdersQuery, StatementQuery, TradesQuery};
 use tradelog_domain as d;
@@ -136,6 +136,10 @@ pub(crate) struct StatementView {
 pub(crate) struct OpenOrdersView {
     pub orders: Vec<OrderView>,
     pub positions: Vec<ShardPos>,
+    /// With `partial`: the shards whose books this node does not hold.
+    pub unread_shards: Vec<d::ShardId>,
+    /// With `partial`: the orders sought that were not on the books read.
+    pub unresolved_order_ids: Vec<d::OrderId>,
 }
 
 /// Collects the trades of one market in `[from, to)`, at most `limit`.
@@ -420,54 +424,103 @@ impl Core {
     }
 
     /// The open orders of an account: the orders holding funds on its shard that rest on
-    /// their market's book.
+    /// their market's book. With `order_ids`, those orders (of this account) instead of
+    /// the holds, and the account's shard is not read. With `partial`, books on shards
+    /// this node does not hold are named in the answer, with the orders not found,
+    /// instead of refused with `WrongNode`.
     pub(crate) async fn open_orders(&self, q: OpenOrdersQuery) -> Result<OpenOrdersView, Error> {
-        let (account, stale) = (q.account, q.stale);
-        let shard = self.node.placement().account_shard(account);
-        let (exists, holds, pos) = self
-            .read_as(shard, stale, move |e| {
-                (
-                    e.ledger().account(account).is_some(),
-                    e.ledger().order_holds_of(account),
-                    shard_pos(e),
-                )
-            })
-            .await?;
-        if !exists {
-            return Err(Error::NotFound(format!("account {account} does not exist")));
+        let OpenOrdersQuery {
+            account,
+            stale,
+            partial,
+            order_ids,
+            shards,
+        } = q;
+        if let Some(s) = shards.0.iter().find(|s| s.0 >= self.shard_count()) {
+            return Err(Error::Invalid(format!(
+                "shard {s} does not exist (this node has {} shards)",
+                self.shard_count()
+            )));
         }
-        let mut positions = vec![pos];
-        let mut orders = Vec::new();
-        if !holds.is_empty() {
-            let mut market_shards: Vec<d::ShardId> = self
-                .read_as(self.catalog_shard(), stale, |e| {
-                    e.markets().values().map(|m| m.shard).collect::<Vec<_>>()
+        let mut positions = Vec::new();
+        let sought: BTreeSet<d::OrderId> = if order_ids.is_empty() {
+            let shard = self.node.placement().account_shard(account);
+            let (exists, holds, pos) = self
+                .read_as(shard, stale, move |e| {
+                    (
+                        e.ledger().account(account).is_some(),
+                        e.ledger().order_holds_of(account),
+                        shard_pos(e),
+                    )
                 })
                 .await?;
-            market_shards.sort();
-            market_shards.dedup();
-            let ids: std::sync::Arc<[d::OrderId]> = holds.iter().map(|(id, _)| *id).collect();
-            for s in market_shards {
+            if !exists {
+                return Err(Error::NotFound(format!("account {account} does not exist")));
+            }
+            positions.push(pos);
+            holds.iter().map(|(id, _)| *id).collect()
+        } else {
+            order_ids
+        };
+        let mut orders = Vec::new();
+        let mut unread_shards = Vec::new();
+        if !sought.is_empty() {
+            let book_shards: Vec<d::ShardId> = if shards.is_all() {
+                let mut v: Vec<d::ShardId> = self
+                    .read_as(self.catalog_shard(), stale, |e| {
+                        e.markets().values().map(|m| m.shard).collect::<Vec<_>>()
+                    })
+                    .await?;
+                v.sort();
+                v.dedup();
+                v
+            } else {
+                shards.0.iter().copied().collect()
+            };
+            let ids: std::sync::Arc<[d::OrderId]> = sought.iter().copied().collect();
+            for s in book_shards {
+                if partial && self.node.check_hosted(s).is_err() {
+                    unread_shards.push(s);
+                    continue;
+                }
                 let ids = ids.clone();
-                let (found, pos) = self
+                let read = self
                     .read_as(s, stale, move |e| {
                         let mut found = Vec::new();
                         for book in e.books().values() {
                             for id in ids.iter() {
-                                if let Some(o) = book.order(*id) {
+                                if let Some(o) = book.order(*id).filter(|o| o.account == account) {
                                     found.push(order_view(e, book.spec().id, o));
                                 }
                             }
                         }
                         (found, shard_pos(e))
                     })
-                    .await?;
-                orders.extend(found);
-                positions.push(pos);
+                    .await;
+                match read {
+                    Ok((found, pos)) => {
+                        orders.extend(found);
+                        positions.push(pos);
+                    }
+                    // The shard moved away between the check and the read.
+                    Err(Error::WrongNode { .. }) if partial => unread_shards.push(s),
+                    Err(e) => return Err(e),
+                }
             }
         }
         orders.sort_by_key(|o| o.order);
-        Ok(OpenOrdersView { orders, positions })
+        let unresolved_order_ids = if partial {
+            let found: BTreeSet<d::OrderId> = orders.iter().map(|o| o.order).collect();
+            sought.difference(&found).copied().collect()
+        } else {
+            Vec::new()
+        };
+        Ok(OpenOrdersView {
+            orders,
+            positions,
+            unread_shards,
+            unresolved_order_ids,
+        })
     }
 }
 

@@ -414,11 +414,15 @@ async fn as_of_trades_candles_open_orders_and_statements() {
         }
     })
     .await;
+    let open_req = |account_id| pb::GetOpenOrdersRequest {
+        account_id,
+        stale: false,
+        partial: false,
+        order_ids: vec![],
+        shards: vec![],
+    };
     let open = c
-        .get_open_orders(pb::GetOpenOrdersRequest {
-            account_id: SELLER,
-            stale: false,
-        })
+        .get_open_orders(open_req(SELLER))
         .await
         .unwrap()
         .into_inner();
@@ -443,6 +447,91 @@ async fn as_of_trades_candles_open_orders_and_statements() {
         vec![2, 0],
         "the account's shard, then the market's"
     );
+    assert_eq!(
+        (
+            open.unread_shards.clone(),
+            open.unresolved_order_ids.clone()
+        ),
+        (vec![], vec![])
+    );
+    // A partial answer from a node holding every shard is the whole answer.
+    let partial = c
+        .get_open_orders(pb::GetOpenOrdersRequest {
+            partial: true,
+            ..open_req(SELLER)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(partial, open);
+    // Looking orders up by id (how a client completes a partial answer elsewhere): only
+    // the books of the shards named are read, not the account's shard; an id that rests
+    // nowhere, or is another account's order, is unresolved.
+    let lookup = |account_id, order_ids: Vec<u64>, shards: Vec<u32>| {
+        let mut c = c.clone();
+        async move {
+            c.get_open_orders(pb::GetOpenOrdersRequest {
+                partial: true,
+                order_ids,
+                shards,
+                ..open_req(account_id)
+            })
+            .await
+            .map(|r| r.into_inner())
+        }
+    };
+    let found = lookup(SELLER, vec![999_999, s2], vec![0]).await.unwrap();
+    assert_eq!(found.orders, vec![resting(s2, 30_100, 50)]);
+    assert_eq!(
+        found.positions.iter().map(|p| p.shard).collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert_eq!(found.unresolved_order_ids, vec![999_999]);
+    assert_eq!(found.unread_shards, Vec::<u32>::new());
+    let theirs = lookup(BUYER, vec![s1], vec![]).await.unwrap();
+    assert_eq!(
+        (theirs.orders, theirs.unresolved_order_ids),
+        (vec![], vec![s1]),
+        "another account's order"
+    );
+    let e = lookup(SELLER, vec![s1], vec![99]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("shard 99 does not exist"), "{e:?}");
+    let e = lookup(SELLER, vec![s1, s1], vec![]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("order_ids[1]"), "{e:?}");
+    // The same over HTTP.
+    let (status, v) = http_get(
+        &http,
+        addr,
+        &format!("/v1/accounts/{SELLER}/orders?partial=true&order_ids=999999,{s2}&shards=0"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(s2)],
+        "{v}"
+    );
+    assert_eq!(
+        (&v["unread_shards"], &v["unresolved_order_ids"]),
+        (&json!([]), &json!([999_999])),
+        "{v}"
+    );
+    for bad in ["order_ids=1,x", "order_ids=0", "shards=1,1", "shards=a"] {
+        let (status, v) =
+            http_get(&http, addr, &format!("/v1/accounts/{SELLER}/orders?{bad}")).await;
+        assert_eq!(
+            (status, &v["error"]["code"]),
+            (400, &json!("invalid_argument")),
+            "{bad}: {v}"
+        );
+    }
     let b1 = order_id(
         &c.place_order(limit(BUYER, pb::Side::Buy, 30_100, 120))
             .await

@@ -142,6 +142,8 @@ proptest! {
         after_seq in proptest::option::of(any::<u64>()),
         from in 0..u64::MAX / 2,
         span in 1..1_000_000_000_000u64,
+        order_ids in proptest::collection::btree_set(1..=u64::MAX, 0..20),
+        shards in shard_filter(),
     ) {
         fn through<Q, W>(q: Q) -> Result<Q, crate::ApiError>
         where
@@ -171,8 +173,14 @@ proptest! {
             stale,
         };
         prop_assert_eq!(through::<_, pb::GetCandlesRequest>(c), Ok(c));
-        let oo = OpenOrdersQuery { account, stale };
-        prop_assert_eq!(through::<_, pb::GetOpenOrdersRequest>(oo), Ok(oo));
+        let oo = OpenOrdersQuery {
+            account,
+            stale,
+            partial: stale_alone,
+            order_ids: order_ids.into_iter().map(d::OrderId).collect(),
+            shards: shards.clone(),
+        };
+        prop_assert_eq!(through::<_, pb::GetOpenOrdersRequest>(oo.clone()), Ok(oo));
         let st = StatementQuery {
             account,
             asset: d::AssetId(id),

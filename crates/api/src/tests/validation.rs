@@ -132,6 +132,16 @@ fn statement() -> pb::GetStatementRequest {
     }
 }
 
+fn open_orders() -> pb::GetOpenOrdersRequest {
+    pb::GetOpenOrdersRequest {
+        account_id: 1,
+        stale: false,
+        partial: false,
+        order_ids: vec![],
+        shards: vec![],
+    }
+}
+
 fn read(stream: Option<pb::EventStream>, after: Option<pb::Position>, limit: u32) -> Check {
     read_of(stream, after, limit, vec![])
 }
@@ -306,7 +316,12 @@ fn cases() -> Vec<(&'static str, Check, &'static str, Reason)> {
         ("balances: stale as of", BalancesQuery::try_from(pb::GetBalancesRequest { account_id: 1, as_of: Some(AsOf::LogIndex(3).into()), stale: true }).map(drop), "stale", Excludes("as_of")),
         ("order: stale as of", OrderQuery::try_from(pb::GetOrderRequest { market_id: 1, order_id: 1, as_of: Some(AsOf::Time(d::Timestamp(5)).into()), stale: true }).map(drop), "stale", Excludes("as_of")),
         ("book: stale as of", BookQuery::try_from(pb::GetBookRequest { market_id: 1, depth: 0, as_of: Some(AsOf::LogIndex(0).into()), stale: true }).map(drop), "stale", Excludes("as_of")),
-        ("open orders: zero account", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: 0, stale: false }).map(drop), "account_id", Zero),
+        ("open orders: zero account", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { account_id: 0, ..open_orders() }).map(drop), "account_id", Zero),
+        ("open orders: zero order id", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { order_ids: vec![4, 0], ..open_orders() }).map(drop), "order_ids[1]", Zero),
+        ("open orders: order id twice", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { order_ids: vec![4, 9, 4], ..open_orders() }).map(drop), "order_ids[2]", Duplicate(4)),
+        ("open orders: too many order ids", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { order_ids: (1..=10_001).collect(), ..open_orders() }).map(drop), "order_ids", TooMany { len: 10_001, max: 10_000 }),
+        ("open orders: shard too large", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { shards: vec![4_096], ..open_orders() }).map(drop), "shards[0]", TooLarge { value: 4_096, max: 4_095 }),
+        ("open orders: shard twice", OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest { shards: vec![1, 1], ..open_orders() }).map(drop), "shards[1]", Duplicate(1)),
         ("statement: zero account", StatementQuery::try_from(pb::GetStatementRequest { account_id: 0, ..statement() }).map(drop), "account_id", Zero),
         ("statement: zero asset", StatementQuery::try_from(pb::GetStatementRequest { asset_id: 0, ..statement() }).map(drop), "asset_id", Zero),
         ("statement: range backwards", StatementQuery::try_from(pb::GetStatementRequest { from_ns: 30, to_ns: Some(29), ..statement() }).map(drop), "to_ns", InvalidRange { from: 30, to: 29 }),
@@ -364,6 +379,19 @@ fn the_baseline_requests_are_valid() {
         Ok(())
     );
     assert_eq!(cmd(order()), Ok(()));
+    assert_eq!(
+        OpenOrdersQuery::try_from(open_orders()),
+        Ok(OpenOrdersQuery::of(d::AccountId(1), false))
+    );
+    assert_eq!(
+        OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest {
+            order_ids: (1..=10_000).collect(),
+            shards: (0..4_096).collect(),
+            ..open_orders()
+        })
+        .map(|q| (q.order_ids.len(), q.shards.0.len())),
+        Ok((10_000, 4_096))
+    );
     assert_eq!(
         BalanceHistoryQuery::try_from(history()).map(|q| q.limit),
         Ok(crate::BALANCE_HISTORY_LIMIT_DEFAULT)
@@ -445,8 +473,8 @@ fn the_baseline_requests_are_valid() {
             })
             .map(|q| q.stale),
             OpenOrdersQuery::try_from(pb::GetOpenOrdersRequest {
-                account_id: 1,
                 stale: s,
+                ..open_orders()
             })
             .map(|q| q.stale),
             StatementQuery::try_from(pb::GetStatementRequest {
