@@ -12,6 +12,9 @@
 //!    solvency audit (`tradelog audit solvency`) passes under the load right after.
 //! 2. A majority (two of three) is killed: a command through the survivor answers with a
 //!    clear error, not a hang; the two are restarted and the cluster serves again.
+//! 3. (A second test, on four nodes holding each shard three times.) A shard move whose
+//!    shard leader is killed mid-move, with the node it moves to down: a new leader goes
+//!    on with it, and it completes once both nodes are back.
 //!
 //! Transfers move money between accounts on both shards; orders are placed on a market of
 //! shard 1 by buyers on shard 1 and sellers on shard 0 (so every fill settles across
@@ -63,6 +66,8 @@ struct NodeProc {
     grpc: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// `--replication-factor` (`None`: every node holds every shard).
+    rf: Option<u64>,
 }
 
 impl NodeProc {
@@ -87,6 +92,11 @@ impl NodeProc {
             ])
             .args(["--grpc-addr", &self.grpc, "--http-addr", "127.0.0.1:0"])
             .args(["--shards", &SHARDS.to_string()])
+            .args(
+                self.rf
+                    .iter()
+                    .flat_map(|rf| ["--replication-factor".to_string(), rf.to_string()]),
+            )
             .arg("--data-dir")
             .arg(&self.dir)
             .env("RUST_LOG", "warn")
@@ -348,6 +358,7 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
             grpc: format!("127.0.0.1:{}", free_port()),
             dir: data(root.path(), id),
             child: None,
+            rf: None,
         })
         .collect();
     let members = nodes
@@ -362,95 +373,15 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
     converged(&urls).await;
 
     // Catalog and funded accounts.
-    let c = client(&urls[0]).await;
-    c.create_asset(Asset {
-        id: USD,
-        code: "USD".into(),
-        scale: 2,
-    })
-    .await
-    .unwrap();
-    for a in 1..=ACCOUNTS {
-        c.open_account(AccountId(a), Principal(a)).await.unwrap();
-        c.deposit(TransferId(a), AccountId(a), USD, Amount(1_000_000))
-            .await
-            .unwrap();
-    }
-    c.create_asset(Asset {
-        id: BTC,
-        code: "BTC".into(),
-        scale: 8,
-    })
-    .await
-    .unwrap();
-    c.open_account(FEES, Principal(FEES.0)).await.unwrap();
-    c.create_market(MarketSpec {
-        id: MARKET,
-        base: BTC,
-        quote: USD,
-        lot_size: 1_000,
-        tick_size: 1,
-        min_qty: Qty(1_000),
-        max_qty: Qty(1_000_000),
-        maker_fee_bps: 5,
-        taker_fee_bps: 10,
-        fee_account: FEES,
-        collar_bps: 0,
-        shard: ShardId(1),
-    })
-    .await
-    .unwrap();
-    for t in TRADERS {
-        c.open_account(AccountId(t), Principal(t)).await.unwrap();
-        for (k, asset) in [USD, BTC].into_iter().enumerate() {
-            let id = TransferId(1_000 + 10 * t + k as u64);
-            c.deposit(id, AccountId(t), asset, Amount(TRADER_FUNDS))
-                .await
-                .unwrap();
-        }
-    }
+    setup(&client(&urls[0]).await).await;
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let pause = Arc::new(AtomicBool::new(false));
-    // Ids: (task + 1) << 32 upwards, so each task's ids are its own.
-    let works = [
-        Work::Transfers,
-        Work::Transfers,
-        Work::Transfers,
-        Work::Orders,
-    ];
-    let mut loads: Vec<_> = works
-        .iter()
-        .enumerate()
-        .map(|(k, w)| {
-            tokio::spawn(load(
-                *w,
-                urls.clone(),
-                (k as u64 + 1) << 32,
-                stop.clone(),
-                pause.clone(),
-                ledger.clone(),
-            ))
-        })
-        .collect();
-    let routed = cluster_client(&urls);
-    for (k, w) in works.iter().enumerate() {
-        loads.push(tokio::spawn(cluster_load(
-            *w,
-            routed.clone(),
-            (k as u64 + 5) << 32,
-            stop.clone(),
-            pause.clone(),
-            ledger.clone(),
-        )));
-    }
-    // The kills happen under load: wait until the load is being answered.
-    let deadline = Instant::now() + WAIT;
-    while ledger.lock().unwrap().acked.len() < 50 {
-        assert!(Instant::now() < deadline, "the load got no answers");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let Load {
+        ledger,
+        stop,
+        pause,
+        tasks: loads,
+        routed,
+    } = Load::start(&urls).await;
 
     // 1. Kill the leader of each shard in turn, under load; restart it.
     for shard in 0..SHARDS {
@@ -537,9 +468,323 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         "no node went back: {before:?} -> {after:?}"
     );
 
+    let mut readers = Vec::new();
+    for u in &urls {
+        readers.push(client(u).await);
+    }
+    all_acknowledged_present(&urls, &ledger, &readers).await;
+}
+
+/// A shard move whose leader is killed mid-move, on four nodes holding two shards at
+/// three replicas each (one node without each shard): the node the shard moves to is
+/// down, so the move stops with it a learner that cannot catch up; the shard's leader,
+/// which the move leaves out, is then killed with SIGKILL. A new leader goes on with the
+/// move (the reconciler is level-triggered: any leader finishes what the map asks), and
+/// once the killed node and the new replica are back, the move completes under load
+/// with nothing acknowledged lost and every check of the first test passing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_move_finishes_after_its_leader_is_killed_mid_move() {
+    const MOVED: usize = 1;
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<NodeProc> = (1..=4)
+        .map(|id| NodeProc {
+            id,
+            grpc: format!("127.0.0.1:{}", free_port()),
+            dir: data(root.path(), id),
+            child: None,
+            rf: Some(3),
+        })
+        .collect();
+    let members = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for n in &mut nodes {
+        n.start(&members);
+    }
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    converged_partial(&urls).await;
+    setup(&cluster_client(&urls)).await;
+    let Load {
+        ledger,
+        stop,
+        pause: _,
+        tasks: loads,
+        routed,
+    } = Load::start(&urls).await;
+
+    // Who holds the shard, who leads it, and the node without it.
+    let s = status(&urls[0]).await.expect("node 1 answers");
+    let voters = s.shards[MOVED].voters.clone();
+    assert_eq!(voters.len(), 3, "{:?}", s.shards[MOVED]);
+    let outside = (1..=4u64).find(|n| !voters.contains(n)).unwrap();
+    let leader = leader_of(&urls, MOVED, None).await;
+    let target: Vec<u64> = voters
+        .iter()
+        .copied()
+        .filter(|n| *n != leader)
+        .chain([outside])
+        .collect();
+    let asked = *target.iter().find(|n| **n != outside).unwrap();
+    println!(
+        "shard {MOVED}: voters {voters:?}, leader {leader}; moving to {target:?} with node {outside} down"
+    );
+    // The new replica's node is down (it holds a replica of the other shard, whose other
+    // two replicas keep serving it).
+    nodes[(outside - 1) as usize].kill9();
+    let args: Vec<String> = ["admin", "move-shard", &MOVED.to_string()]
+        .into_iter()
+        .map(String::from)
+        .chain(target.iter().map(|n| n.to_string()))
+        .collect();
+    let via = vec![urls[(asked - 1) as usize].clone()];
+    let mover = tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tradelog(&via, &args).await
+    });
+    // Mid-move: the shard's leader added the new node as a learner it cannot reach.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = status(&urls[(leader - 1) as usize]).await;
+        if st.is_some_and(|st| st.shards[MOVED].learners.contains(&outside)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {outside} never became a learner"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nodes[(leader - 1) as usize].kill9();
+    let next = leader_of(&urls, MOVED, Some(leader)).await;
+    println!("shard {MOVED}: leader node {leader} killed mid-move; node {next} leads it now");
+    assert!(!mover.is_finished(), "the move waits for the learner");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nodes[(leader - 1) as usize].start(&members);
+    nodes[(outside - 1) as usize].start(&members);
+    let out = tokio::time::timeout(Duration::from_secs(120), mover)
+        .await
+        .expect("the move finishes")
+        .unwrap();
+    println!("move-shard answered: {}", out.lines().next().unwrap_or(""));
+    stop.store(true, Ordering::Relaxed);
+    for l in loads {
+        l.await.unwrap();
+    }
+    // The shard lives exactly where it was asked to, on every node's view.
+    let views = converged_partial(&urls).await;
+    let mut want = target.clone();
+    want.sort();
+    for u in &urls {
+        let st = status(u).await.unwrap();
+        let mut v = st.shards[MOVED].voters.clone();
+        v.sort();
+        assert_eq!(v, want, "{u}: {:?}", st.shards[MOVED]);
+        assert!(
+            st.shards[MOVED].learners.is_empty(),
+            "{:?}",
+            st.shards[MOVED]
+        );
+    }
+    println!("converged: {views:?}");
+    {
+        let l = ledger.lock().unwrap();
+        assert_eq!(
+            l.cluster_client_errors,
+            Vec::<String>::new(),
+            "the cluster client failed over without surfacing an error"
+        );
+    }
+    println!("cluster client: {} retries", routed.retries());
+    // Readers route (a node lacks a shard): each enters the cluster at another node.
+    let readers: Vec<Client> = urls
+        .iter()
+        .map(|u| cluster_client(std::slice::from_ref(u)))
+        .collect();
+    all_acknowledged_present(&urls, &ledger, &readers).await;
+}
+
+/// The leader of `shard` as a node holding it reports it, once there is one other than
+/// `not` (a node just killed, which the others may still name for a while).
+async fn leader_of(urls: &[String], shard: usize, not: Option<u64>) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for u in urls {
+            if let Some(st) = status(u).await {
+                let row = &st.shards[shard];
+                if row.role != "NotHeld" {
+                    if let Some(l) = row.leader.filter(|l| Some(*l) != not) {
+                        return l;
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "shard {shard} has no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// As [`converged`] on a cluster whose nodes hold only some shards: every node answers,
+/// every shard has a leader as its holders see it, and the holders of each shard report
+/// the same applied index and state hash. Per shard: that index and hash.
+async fn converged_partial(urls: &[String]) -> Vec<(Option<u64>, String)> {
+    let deadline = Instant::now() + WAIT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let mut per_shard: BTreeMap<usize, Vec<(Option<u64>, String)>> = BTreeMap::new();
+        let mut answered = 0;
+        let mut leaderless = false;
+        for u in urls {
+            let Some(st) = status(u).await else { break };
+            answered += 1;
+            for (k, r) in st.shards.iter().enumerate() {
+                if r.role != "NotHeld" {
+                    leaderless |= r.leader.is_none();
+                    per_shard
+                        .entry(k)
+                        .or_default()
+                        .push((r.applied, r.state_hash.clone()));
+                }
+            }
+        }
+        let agreed = per_shard.len() == SHARDS as usize
+            && per_shard.values().all(|v| v.iter().all(|x| *x == v[0]));
+        if answered == urls.len() && !leaderless && agreed {
+            return per_shard
+                .into_values()
+                .map(|mut v| v.swap_remove(0))
+                .collect();
+        }
+        last = format!("{answered} answered, leaderless {leaderless}: {per_shard:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nodes did not converge: {last}");
+}
+
+/// The catalog (USD, BTC, the market on shard 1) and the funded accounts.
+async fn setup(c: &Client) {
+    c.create_asset(Asset {
+        id: USD,
+        code: "USD".into(),
+        scale: 2,
+    })
+    .await
+    .unwrap();
+    for a in 1..=ACCOUNTS {
+        c.open_account(AccountId(a), Principal(a)).await.unwrap();
+        c.deposit(TransferId(a), AccountId(a), USD, Amount(1_000_000))
+            .await
+            .unwrap();
+    }
+    c.create_asset(Asset {
+        id: BTC,
+        code: "BTC".into(),
+        scale: 8,
+    })
+    .await
+    .unwrap();
+    c.open_account(FEES, Principal(FEES.0)).await.unwrap();
+    c.create_market(MarketSpec {
+        id: MARKET,
+        base: BTC,
+        quote: USD,
+        lot_size: 1_000,
+        tick_size: 1,
+        min_qty: Qty(1_000),
+        max_qty: Qty(1_000_000),
+        maker_fee_bps: 5,
+        taker_fee_bps: 10,
+        fee_account: FEES,
+        collar_bps: 0,
+        shard: ShardId(1),
+    })
+    .await
+    .unwrap();
+    for t in TRADERS {
+        c.open_account(AccountId(t), Principal(t)).await.unwrap();
+        for (k, asset) in [USD, BTC].into_iter().enumerate() {
+            let id = TransferId(1_000 + 10 * t + k as u64);
+            c.deposit(id, AccountId(t), asset, Amount(TRADER_FUNDS))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The load: four clients that each talk to one node at a time (three sending transfers,
+/// one orders) and the same four through one cluster client.
+struct Load {
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    routed: Client,
+}
+
+impl Load {
+    /// Starts it and returns once 50 commands were answered (so what follows happens
+    /// under load).
+    async fn start(urls: &[String]) -> Load {
+        let urls = urls.to_vec();
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(AtomicBool::new(false));
+        // Ids: (task + 1) << 32 upwards, so each task's ids are its own.
+        let works = [
+            Work::Transfers,
+            Work::Transfers,
+            Work::Transfers,
+            Work::Orders,
+        ];
+        let mut loads: Vec<_> = works
+            .iter()
+            .enumerate()
+            .map(|(k, w)| {
+                tokio::spawn(load(
+                    *w,
+                    urls.clone(),
+                    (k as u64 + 1) << 32,
+                    stop.clone(),
+                    pause.clone(),
+                    ledger.clone(),
+                ))
+            })
+            .collect();
+        let routed = cluster_client(&urls);
+        for (k, w) in works.iter().enumerate() {
+            loads.push(tokio::spawn(cluster_load(
+                *w,
+                routed.clone(),
+                (k as u64 + 5) << 32,
+                stop.clone(),
+                pause.clone(),
+                ledger.clone(),
+            )));
+        }
+        let deadline = Instant::now() + WAIT;
+        while ledger.lock().unwrap().acked.len() < 50 {
+            assert!(Instant::now() < deadline, "the load got no answers");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Load {
+            ledger,
+            stop,
+            pause,
+            tasks: loads,
+            routed,
+        }
+    }
+}
+
+/// With the load stopped: every acknowledged command is present once, the unanswered
+/// ones are resent until answered, balances are exact, fills settled once, every reader
+/// (one per node) serves the same per-account event streams in each client's order, and
+/// the audits pass.
+async fn all_acknowledged_present(urls: &[String], ledger: &Mutex<Ledger>, readers: &[Client]) {
     // Every acknowledged command is there: a repeat is answered as a duplicate, with the
     // original answer.
-    let c = client(&urls[1]).await;
+    let c = &readers[1 % readers.len()];
     let (sent, acked) = {
         let l = ledger.lock().unwrap();
         (l.sent.clone(), l.acked.clone())
@@ -643,13 +888,9 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
     // debit-side events appear once, and the transfers one client sent one after another
     // (ids `(client + 1) << 32` upwards, the next sent only once the previous was
     // answered) appear in the order they were sent.
-    let mut readers = Vec::new();
-    for u in &urls {
-        readers.push(client(u).await);
-    }
     for a in 1..=ACCOUNTS {
         let mut streams = Vec::new();
-        for r in &readers {
+        for r in readers {
             streams.push(account_stream(r, AccountId(a)).await);
         }
         for (k, s) in streams.iter().enumerate().skip(1) {
@@ -700,7 +941,7 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
     // The audits, once quiet: solvency at a cut with nothing in flight, every shard's
     // replay equal to its live state, and statements whose totals are the deposits.
     let v: serde_json::Value =
-        serde_json::from_str(&tradelog(&urls, &["audit", "solvency", "--json"]).await).unwrap();
+        serde_json::from_str(&tradelog(urls, &["audit", "solvency", "--json"]).await).unwrap();
     for (asset, l) in v["solvency"]["assets"].as_object().unwrap() {
         assert_eq!(
             l["in_flight_sent"],
@@ -709,9 +950,9 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
         );
         assert_eq!(l["balances"], l["deposited"], "{asset}: {l}");
     }
-    tradelog(&urls, &["audit", "verify"]).await;
+    tradelog(urls, &["audit", "verify"]).await;
     let v: serde_json::Value = serde_json::from_str(
-        &tradelog(&urls, &["audit", "statements", "--totals-only", "--json"]).await,
+        &tradelog(urls, &["audit", "statements", "--totals-only", "--json"]).await,
     )
     .unwrap();
     let deposited = (ACCOUNTS * 1_000_000 + TRADER_FUNDS * TRADERS.count() as u64) as u128;

@@ -1,7 +1,8 @@
 //! Seeded deterministic simulation of tradelog Raft groups (turmoil): 3- and 5-node
 //! clusters, one or two shard groups, a transfer and order workload, and faults drawn from
 //! the seed (partitions, flapping links that lose messages, latency spikes, crashes that
-//! lose everything not yet durable, restarts).
+//! lose everything not yet durable, restarts); and 4-node clusters whose groups of three
+//! move their replicas from node to node by the reconciler's `next_step` meanwhile.
 //!
 //! Every node is the real stack: [`ShardLogStore`] (over the storage crate's `MemLog`,
 //! flushing on a task), [`ShardStateMachine`] (the engine, snapshot I/O inline) and the
@@ -264,9 +265,13 @@ fn addr(node: NodeId) -> String {
 struct Params {
     seed: u64,
     nodes: u64,
+    /// The groups' first voters: nodes `1..=voters` (the others start with no replica).
+    voters: u64,
     groups: u32,
     /// Mean simulated ms between two faults.
     fault_every_ms: u64,
+    /// Move each group's replicas between the nodes while the faults go on.
+    moves: bool,
 }
 
 impl Params {
@@ -275,9 +280,20 @@ impl Params {
         Params {
             seed,
             nodes,
+            voters: nodes,
             // Two groups (cross-shard messages between them) two times in three.
             groups: rng.random_range(1..=3u32).min(2),
             fault_every_ms: rng.random_range(300..1_500),
+            moves: false,
+        }
+    }
+
+    /// Groups of three voters on four nodes, their replicas moved from node to node.
+    fn moving(seed: u64) -> Params {
+        Params {
+            voters: 3,
+            moves: true,
+            ..Params::new(seed, 4)
         }
     }
 }
@@ -314,6 +330,9 @@ struct Shared {
     heal: bool,
     /// Cross-shard messages the groups applied from each other by the end.
     cross_shard_messages: u64,
+    /// Membership steps the mover completed, and moves (target reached) it finished.
+    move_steps: u64,
+    moves_done: u64,
 }
 
 type World = Arc<Mutex<Shared>>;
@@ -355,7 +374,7 @@ async fn node_main(
     });
     let router = RaftRouter::new();
     let config = raft_config();
-    let members: BTreeMap<NodeId, BasicNode> = (1..=params.nodes)
+    let members: BTreeMap<NodeId, BasicNode> = (1..=params.voters)
         .map(|n| (n, BasicNode::new(addr(n))))
         .collect();
     for g in 0..params.groups {
@@ -512,6 +531,9 @@ async fn sampler(world: World) {
 /// for healing and checks the converged cluster.
 async fn client_main(params: Params, world: World) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(sampler(world.clone()));
+    if params.moves {
+        tokio::spawn(mover(params.clone(), world.clone()));
+    }
     let workloads = tradelog_engine::testing::sharded_workload(params.groups, BATCHES, PER_BATCH);
     let mut rng = StdRng::seed_from_u64(params.seed ^ 0xc11e_4700);
     let mut next: Vec<usize> = vec![0; params.groups as usize];
@@ -562,6 +584,135 @@ async fn client_main(params: Params, world: World) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
+/// A learner this close to its leader's last log entry is promoted (as the reconciler's
+/// `CATCH_UP_LAG_ENTRIES_MAX`).
+const CATCH_UP_LAG_ENTRIES_MAX: u64 = 64;
+
+/// Moves every group's replicas while the workload and the faults go on, as the
+/// reconciler on a shard's leader does (docs/design/0013): a target of `voters` nodes
+/// drawn from the seed, then `tradelog_placement::next_step` on the group's leader, one
+/// committed membership change (or leadership transfer) at a time, until the group is
+/// settled on the target; then the next target. A joint configuration a crashed leader
+/// left behind is finished first. Stops when the harness heals the cluster.
+async fn mover(params: Params, world: World) {
+    use tradelog_placement::{next_step, settled, Replicas, Step};
+    let mut rng = StdRng::seed_from_u64(params.seed ^ 0x0000_6d0f_e000);
+    let draw = |rng: &mut StdRng| -> BTreeSet<NodeId> {
+        let mut all: Vec<NodeId> = (1..=params.nodes).collect();
+        while all.len() as u64 > params.voters {
+            all.remove(rng.random_range(0..all.len()));
+        }
+        all.into_iter().collect()
+    };
+    let mut targets: Vec<BTreeSet<NodeId>> = (0..params.groups).map(|_| draw(&mut rng)).collect();
+    // Whether a step towards the group's current target was taken (a target drawn equal
+    // to where the group is counts as no move).
+    let mut stepped: Vec<bool> = vec![false; params.groups as usize];
+    let step_timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
+    while !lock(&world).heal {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
+        let g = rng.random_range(0..params.groups);
+        let Some((me, raft)) = leader_of(&world, g) else {
+            continue;
+        };
+        let m = raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership().clone();
+        let joint = membership.get_joint_config().len() > 1;
+        let now = Replicas {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            leader: Some(me),
+        };
+        let target = &targets[g as usize];
+        if !joint && settled(target, &now) {
+            if std::mem::take(&mut stepped[g as usize]) {
+                lock(&world).moves_done += 1;
+            }
+            targets[g as usize] = draw(&mut rng);
+            continue;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        let caught_up: BTreeSet<NodeId> = now
+            .learners
+            .iter()
+            .filter(|l| {
+                matched
+                    .get(*l)
+                    .and_then(|x| x.as_ref())
+                    .is_some_and(|x| x.index + CATCH_UP_LAG_ENTRIES_MAX >= last)
+            })
+            .copied()
+            .collect();
+        let step = if joint {
+            None
+        } else {
+            match next_step(me, target, &now, &caught_up) {
+                Some(step) => Some(step),
+                None => continue,
+            }
+        };
+        let (kind, node) = match step {
+            None => (0u32, 0),
+            Some(Step::AddLearner(n)) => (1, n),
+            Some(Step::Promote(n)) => (2, n),
+            Some(Step::Remove(n)) => (3, n),
+            Some(Step::TransferLeader(n)) => (4, n),
+        };
+        let done = match step {
+            None => {
+                let last = membership
+                    .get_joint_config()
+                    .last()
+                    .cloned()
+                    .unwrap_or_default();
+                tokio::time::timeout(step_timeout, raft.change_membership(last, false))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Some(Step::AddLearner(n)) => tokio::time::timeout(
+                step_timeout,
+                raft.add_learner(n, BasicNode::new(addr(n)), false),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok()),
+            Some(Step::Promote(n)) => {
+                let mut voters = now.voters.clone();
+                voters.insert(n);
+                tokio::time::timeout(step_timeout, raft.change_membership(voters, false))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Some(Step::Remove(n)) if now.learners.contains(&n) => {
+                let remove = openraft::ChangeMembers::RemoveNodes([n].into());
+                tokio::time::timeout(step_timeout, raft.change_membership(remove, false))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Some(Step::Remove(n)) => {
+                let mut voters = now.voters.clone();
+                voters.remove(&n);
+                tokio::time::timeout(step_timeout, raft.change_membership(voters, false))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Some(Step::TransferLeader(to)) => {
+                tokio::time::timeout(step_timeout, raft.trigger().transfer_leader(to))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+        };
+        let at_ms = turmoil::elapsed().as_millis() as u64;
+        let mut w = lock(&world);
+        w.trace
+            .extend(tradelog_codec::encode(&(at_ms, g, me, kind, node, done)));
+        if done {
+            w.move_steps += 1;
+            stepped[g as usize] = true;
+        }
+    }
+}
+
 /// Waits until every replica of every group is up and has applied the same entry as its
 /// leader's last committed one, then runs the final checks.
 async fn converge(params: &Params, world: &World) {
@@ -606,14 +757,26 @@ async fn converge(params: &Params, world: &World) {
             let Some((_, leader)) = leader_of(world, g) else {
                 continue;
             };
-            let committed = leader.metrics().borrow_watched().local_committed;
+            let (committed, members): (_, Vec<NodeId>) = {
+                let m = leader.metrics().borrow_watched().clone();
+                let members = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(n, _)| *n)
+                    .collect();
+                (m.local_committed, members)
+            };
+            // The group's members (voters and learners): a node a move took out keeps
+            // what it applied until then, which the samples checked.
             let rafts: Vec<ShardRaft> = {
                 let w = lock(world);
-                (1..=params.nodes)
-                    .filter_map(|n| w.rafts.get(&(n, g)).cloned())
+                members
+                    .iter()
+                    .filter_map(|n| w.rafts.get(&(*n, g)).cloned())
                     .collect()
             };
-            if rafts.len() as u64 != params.nodes || committed.is_none() {
+            if rafts.len() != members.len() || committed.is_none() {
                 continue;
             }
             let mut states = Vec::new();
@@ -625,7 +788,7 @@ async fn converge(params: &Params, world: &World) {
                 .all(|s| s.as_ref().is_some_and(|(a, _, _)| *a == committed))
             {
                 let mut w = lock(world);
-                for (n, s) in (1..=params.nodes).zip(states) {
+                for (n, s) in members.iter().copied().zip(states) {
                     let (applied, hash, valid) = s.expect("checked");
                     let applied = applied.expect("checked");
                     observe(&mut w, n, g, applied, hash);
@@ -747,6 +910,8 @@ fn check_group(params: &Params, world: &World, g: u32, committed: LogId) -> Engi
 struct Outcome {
     trace: [u8; 32],
     cross_shard_messages: u64,
+    move_steps: u64,
+    moves_done: u64,
     acks: usize,
     crashes: u32,
     stale_archived: u64,
@@ -952,6 +1117,8 @@ fn simulate(params: &Params) -> Outcome {
     Outcome {
         trace: tradelog_codec::sha256(&w.trace),
         cross_shard_messages: w.cross_shard_messages,
+        move_steps: w.move_steps,
+        moves_done: w.moves_done,
         acks: w.acks.len(),
         crashes,
         stale_archived: w.stale_archived,
@@ -977,17 +1144,25 @@ fn seeds(base: u64, default: u64) -> Vec<u64> {
 }
 
 fn run_seeds(test: &str, nodes: u64, base: u64) {
+    run_seeds_of(test, base, |seed| Params::new(seed, nodes));
+}
+
+fn run_seeds_of(test: &str, base: u64, params_of: impl Fn(u64) -> Params) {
     for seed in seeds(base, 3) {
-        let params = Params::new(seed, nodes);
+        let params = params_of(seed);
+        let nodes = params.nodes;
         let out = simulate(&params);
         eprintln!(
             "seed {seed}: {nodes} nodes, {} groups, {} acknowledged writes, {} cross-shard \
-             messages, {} crashes, {} uncommitted archived records, trace {}",
+             messages, {} crashes, {} uncommitted archived records, {} membership steps, \
+             {} moves finished, trace {}",
             params.groups,
             out.acks,
             out.cross_shard_messages,
             out.crashes,
             out.stale_archived,
+            out.move_steps,
+            out.moves_done,
             tradelog_codec::hex(&out.trace)
         );
         assert!(
@@ -1004,6 +1179,13 @@ fn run_seeds(test: &str, nodes: u64, base: u64) {
                 "seed {seed}: no cross-shard message was delivered"
             );
         }
+        if params.moves {
+            assert!(
+                out.moves_done > 0,
+                "seed {seed}: no move finished ({} membership steps)",
+                out.move_steps
+            );
+        }
     }
 }
 
@@ -1015,6 +1197,19 @@ fn three_node_cluster_survives_seeded_faults() {
 #[test]
 fn five_node_cluster_survives_seeded_faults() {
     run_seeds("five_node_cluster_survives_seeded_faults", 5, 5_000);
+}
+
+/// Groups of three voters on four nodes whose replicas move from node to node (learner
+/// added, caught up, promoted, a voter removed, the leader last after a handover) while
+/// partitions, lossy links and crashes go on: the same checks as above, over every node
+/// that ever held a replica.
+#[test]
+fn groups_moving_between_nodes_survive_seeded_faults() {
+    run_seeds_of(
+        "groups_moving_between_nodes_survive_seeded_faults",
+        9_000,
+        Params::moving,
+    );
 }
 
 #[test]
