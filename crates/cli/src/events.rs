@@ -143,6 +143,7 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
                     .client
                     .subscribe(stream, after.unwrap_or_default())
                     .await?;
+                let mut resumed = 0;
                 let ctrl_c = tokio::signal::ctrl_c();
                 tokio::pin!(ctrl_c);
                 loop {
@@ -157,6 +158,16 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
                         }
                         page = sub.next() => match page {
                             Some(Ok(page)) => {
+                                // A shard moved off the node serving it (a cluster whose
+                                // nodes hold only some shards): the subscription went on
+                                // by itself from its position, where the shard is now.
+                                if sub.resumed() > resumed {
+                                    resumed = sub.resumed();
+                                    eprintln!(
+                                        "(a shard moved; following on from {})",
+                                        sub.endpoint()
+                                    );
+                                }
                                 for e in &page.events {
                                     if ctx.json {
                                         output::json_line(e);
@@ -164,17 +175,6 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
                                         println!("{}", output::event_line(e));
                                     }
                                 }
-                            }
-                            // A shard moved off the node serving it (a cluster whose
-                            // nodes hold only some shards): go on from the position,
-                            // where the shard is now.
-                            Some(Err(ClientError::WrongNode { shard, .. })) => {
-                                eprintln!(
-                                    "(shard {shard} moved; following on from position {})",
-                                    format_position(sub.position())
-                                );
-                                let at = sub.position().clone();
-                                sub = ctx.client.subscribe(stream, at).await?;
                             }
                             Some(Err(e)) => return Err(e.into()),
                             None => {

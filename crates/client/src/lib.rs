@@ -1319,6 +1319,10 @@ impl Client {
                     inner: Parts::One(inner),
                     position: after,
                     endpoint,
+                    client: self.clone(),
+                    stream,
+                    resumed: 0,
+                    in_row: 0,
                 });
             };
             let endpoint = parts
@@ -1358,6 +1362,10 @@ impl Client {
                         }),
                         position: after,
                         endpoint,
+                        client: self.clone(),
+                        stream,
+                        resumed: 0,
+                        in_row: 0,
                     })
                 }
                 Err(e) => e,
@@ -1424,15 +1432,31 @@ enum Parts {
     One(tonic::Streaming<pb::SubscribeEventsResponse>),
     /// Several nodes serve a part each.
     Merged(merge::Merged),
+    /// Subscribing again from the position, after a node stopped holding a shard.
+    Resuming(Pin<Box<dyn Future<Output = Result<Subscription, ClientError>> + Send>>),
+    /// Over: the error that ended it was delivered.
+    Ended,
 }
 
 /// A live event subscription: a `Stream` of pages (each with the position after it).
 /// It ends (`None`) when the server closes it, e.g. when it shuts down.
+///
+/// When a node serving it stops holding one of its shards (the shard moved, on a cluster
+/// whose nodes hold only some shards: [`ClientError::WrongNode`]), it subscribes again
+/// by itself from its position, where the shard is now, with no gap and no duplicate;
+/// the retry policy bounds how many times in a row ([`Subscription::resumed`] counts
+/// them). Other errors end it: subscribe again from [`Subscription::position`].
 pub struct Subscription {
     inner: Parts,
     position: Position,
     /// The node(s) serving it, comma-separated.
     endpoint: String,
+    /// What it subscribed with, to subscribe again.
+    client: Client,
+    stream: EventStream,
+    /// Times it subscribed again, in all and since the last page.
+    resumed: u64,
+    in_row: u32,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -1440,6 +1464,7 @@ impl std::fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("endpoint", &self.endpoint)
             .field("position", &self.position)
+            .field("resumed", &self.resumed)
             .finish_non_exhaustive()
     }
 }
@@ -1450,6 +1475,17 @@ impl Subscription {
     pub fn position(&self) -> &Position {
         &self.position
     }
+
+    /// How many times it subscribed again by itself because a node serving it stopped
+    /// holding one of its shards.
+    pub fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
+    /// The node(s) serving it now, comma-separated.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
 }
 
 impl Stream for Subscription {
@@ -1457,22 +1493,59 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let inner = match &mut this.inner {
-            Parts::One(inner) => inner,
-            Parts::Merged(m) => return m.poll_page(cx, &mut this.position),
-        };
-        match Pin::new(inner).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Ready(Some(Err(s))) => {
-                Poll::Ready(Some(Err(ClientError::from_status(s, &this.endpoint))))
-            }
-            Poll::Ready(Some(Ok(r))) => {
-                let page = EventPage::from_wire(r.events, r.position);
-                if let Ok(p) = &page {
-                    this.position = p.position.clone();
+        loop {
+            let next = match &mut this.inner {
+                Parts::Ended => return Poll::Ready(None),
+                Parts::Resuming(again) => match again.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(sub)) => {
+                        this.inner = sub.inner;
+                        this.endpoint = sub.endpoint;
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        this.inner = Parts::Ended;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                },
+                Parts::Merged(m) => m.poll_page(cx, &mut this.position),
+                Parts::One(inner) => match Pin::new(inner).poll_next(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Err(s))) => {
+                        Poll::Ready(Some(Err(ClientError::from_status(s, &this.endpoint))))
+                    }
+                    Poll::Ready(Some(Ok(r))) => {
+                        let page = EventPage::from_wire(r.events, r.position);
+                        if let Ok(p) = &page {
+                            this.position = p.position.clone();
+                        }
+                        Poll::Ready(Some(page))
+                    }
+                },
+            };
+            match next {
+                Poll::Ready(Some(Err(e @ ClientError::WrongNode { .. }))) => {
+                    let retry = &this.client.shared.retry;
+                    let Some(wait) = retry.next_delay(this.in_row + 1, &e, Repeat::Safe) else {
+                        this.inner = Parts::Ended;
+                        return Poll::Ready(Some(Err(e)));
+                    };
+                    this.in_row += 1;
+                    this.resumed += 1;
+                    let (c, stream, at) = (this.client.clone(), this.stream, this.position.clone());
+                    this.inner = Parts::Resuming(Box::pin(async move {
+                        tokio::time::sleep(wait).await;
+                        // The routes that led here are stale.
+                        c.routes().expire();
+                        c.subscribe(stream, at).await
+                    }));
                 }
-                Poll::Ready(Some(page))
+                Poll::Ready(Some(Ok(page))) => {
+                    this.in_row = 0;
+                    return Poll::Ready(Some(Ok(page)));
+                }
+                other => return other,
             }
         }
     }

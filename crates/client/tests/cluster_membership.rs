@@ -102,8 +102,10 @@ async fn load(c: Client, first_id: u64, stop: Arc<AtomicBool>, ledger: Arc<Mutex
 struct Followed {
     events: Vec<EventRecord>,
     position: tradelog_client::Position,
-    /// Why each subscription ended (a node stopped holding a shard, or stopped).
+    /// Why each subscription ended (a node stopped, or another reason).
     ends: Vec<String>,
+    /// Times a subscription went on by itself after its node stopped holding a shard.
+    resumed: u64,
 }
 
 /// Follows the all stream through a routed client from the beginning, subscribing again
@@ -123,7 +125,10 @@ async fn follow(
             .is_some_and(|t| t.0.iter().all(|(s, q)| seen.position.get(*s) >= *q))
     };
     while !(stop.load(Ordering::Relaxed) && reached(&seen.lock().unwrap())) {
-        let after = seen.lock().unwrap().position.clone();
+        let (after, resumed_before) = {
+            let seen = seen.lock().unwrap();
+            (seen.position.clone(), seen.resumed)
+        };
         let mut sub = match c.subscribe(EventStream::All, after).await {
             Ok(sub) => sub,
             Err(e) => {
@@ -138,6 +143,7 @@ async fn follow(
         loop {
             let next = tokio::time::timeout(Duration::from_millis(200), sub.next()).await;
             let mut seen = seen.lock().unwrap();
+            seen.resumed = resumed_before + sub.resumed();
             match next {
                 // Quiet: look at `stop` and the target again.
                 Err(_) if stop.load(Ordering::Relaxed) && reached(&seen) => break,
@@ -797,14 +803,25 @@ async fn a_partial_cluster_rebalances_under_load_and_loses_nothing() {
         "a subscription ended for another reason: {:?}",
         seen.ends
     );
+    // A shard moved off the node serving a part: the subscription went on by itself.
+    assert!(
+        !seen.ends.iter().any(|e| e == "wrong node"),
+        "a subscription ended when a shard moved: {:?}",
+        seen.ends
+    );
+    assert!(
+        seen.resumed > 0,
+        "no subscription had to follow a moved shard"
+    );
     println!(
         "{sent} transfers sent while replicas moved ({acked} acknowledged), each applied \
          once; the load's client retried {} times; {} events followed over {} \
-         subscriptions ({:?})",
+         subscriptions ({:?}), which went on by themselves {} times after a shard moved",
         routed.retries(),
         seen.events.len(),
         seen.ends.len() + 1,
-        seen.ends
+        seen.ends,
+        seen.resumed
     );
     tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }
