@@ -894,7 +894,9 @@ impl Client {
         let mut out = OpenOrders::from_wire(first)?;
         let mut attempt = 1;
         while !unread.is_empty() && !sought.is_empty() {
-            let parts = self.routes().cover_of(&unread, Instant::now());
+            let parts = self
+                .routes()
+                .cover_of(&unread, Instant::now(), &BTreeSet::new());
             let reads = parts.into_iter().map(|(pick, shards)| {
                 let m = pb::GetOpenOrdersRequest {
                     account_id: account.0,
@@ -1249,16 +1251,23 @@ impl Client {
         limit: u32,
     ) -> Result<EventPage, ClientError> {
         let mut attempt = 1;
+        let mut lacking = BTreeSet::new();
         loop {
-            let Some(parts) = self.event_parts().await else {
+            let Some(parts) = self.history_parts(&lacking).await? else {
                 let m = pb::ReadEventsRequest {
                     stream: Some(stream.into()),
                     after: Some(after.clone().into()),
                     limit,
                     shards: Vec::new(),
                 };
-                let r = rpc!(self, m, Repeat::Safe, read_events)?;
-                return EventPage::from_wire(r.events, r.position);
+                let node = self.routes().pick(None, Instant::now()).index;
+                match rpc!(self, m, Repeat::Safe, read_events) {
+                    Ok(r) => return EventPage::from_wire(r.events, r.position),
+                    Err(e) => {
+                        self.lacks_history(&mut lacking, node, e)?;
+                        continue;
+                    }
+                }
             };
             let reads = parts.into_iter().map(|(pick, shards)| {
                 let m = pb::ReadEventsRequest {
@@ -1269,8 +1278,11 @@ impl Client {
                 };
                 async move {
                     let mut g = pick.grpc.clone();
-                    let r = self.once(&pick, g.read_events(self.request(m))).await?;
-                    Ok::<_, ClientError>((shards, EventPage::from_wire(r.events, r.position)?))
+                    let read = async {
+                        let r = self.once(&pick, g.read_events(self.request(m))).await?;
+                        Ok::<_, ClientError>((shards, EventPage::from_wire(r.events, r.position)?))
+                    };
+                    read.await.map_err(|e| (pick.index, e))
                 }
             });
             let error = match futures_util::future::join_all(reads)
@@ -1286,9 +1298,54 @@ impl Client {
                     };
                     return Ok(merge::merge_pages(after, pages, limit as usize));
                 }
-                Err(e) => e,
+                Err((node, e @ ClientError::OutOfRange(_))) => {
+                    self.lacks_history(&mut lacking, node, e)?;
+                    continue;
+                }
+                Err((_, e)) => e,
             };
             self.retry_parts(&mut attempt, error).await?;
+        }
+    }
+
+    /// How to read every shard's events, as [`event_parts`](Self::event_parts), leaving
+    /// out the nodes in `lacking` (they answered `OUT_OF_RANGE`) wherever another node
+    /// holds the shard. A shard only such nodes hold: their error.
+    async fn history_parts(
+        &self,
+        lacking: &BTreeSet<usize>,
+    ) -> Result<Option<Vec<(route::Pick, BTreeSet<d::ShardId>)>>, ClientError> {
+        if lacking.is_empty() {
+            return Ok(self.event_parts().await);
+        }
+        let parts = self.routes().cover_avoiding(Instant::now(), lacking);
+        if let Some(parts) = &parts {
+            if let Some((p, shards)) = parts.iter().find(|(p, _)| lacking.contains(&p.index)) {
+                return Err(ClientError::OutOfRange(format!(
+                    "no node holding shard(s) {shards:?} has the events asked for ({} lacks \
+                     them: a replica that received its shard as a snapshot has no events \
+                     before it)",
+                    p.url
+                )));
+            }
+        }
+        Ok(parts)
+    }
+
+    /// A read or subscription on node `node` failed with `error`: when it is
+    /// `OUT_OF_RANGE` on a cluster, the node may lack events another holder has (it
+    /// received the shard as a snapshot), so it is left out next time (`Ok`); otherwise,
+    /// or if it was already left out, the error.
+    fn lacks_history(
+        &self,
+        lacking: &mut BTreeSet<usize>,
+        node: usize,
+        error: ClientError,
+    ) -> Result<(), ClientError> {
+        let cluster = self.shared.route_to_leaders && self.routes().mode() == Mode::Cluster;
+        match error {
+            ClientError::OutOfRange(_) if cluster && lacking.insert(node) => Ok(()),
+            e => Err(e),
         }
     }
 
@@ -1297,24 +1354,44 @@ impl Client {
     /// [`Subscription::position`]).
     ///
     /// In a cluster whose nodes hold only some shards, it subscribes to each shard on a
-    /// node holding it and merges the parts; it ends, with the error, when any part does
-    /// (e.g. when a node stops holding a shard because the shard moved): subscribe again
-    /// from [`Subscription::position`] to go on.
+    /// node holding it and merges the parts; when a part's node stops holding a shard
+    /// (the shard moved), or lacks the events asked for (it received the shard as a
+    /// snapshot), it subscribes again from its position elsewhere by itself (see
+    /// [`Subscription`]); any other error of a part ends it.
     pub async fn subscribe(
         &self,
         stream: EventStream,
         after: Position,
     ) -> Result<Subscription, ClientError> {
+        self.subscribe_avoiding(stream, after, BTreeSet::new())
+            .await
+    }
+
+    /// [`subscribe`](Self::subscribe), leaving out the nodes in `lacking` wherever
+    /// another node holds the shard (they lack events of it).
+    async fn subscribe_avoiding(
+        &self,
+        stream: EventStream,
+        after: Position,
+        mut lacking: BTreeSet<usize>,
+    ) -> Result<Subscription, ClientError> {
         let mut attempt = 1;
         loop {
-            let Some(parts) = self.event_parts().await else {
+            let Some(parts) = self.history_parts(&lacking).await? else {
                 let m = pb::SubscribeEventsRequest {
                     stream: Some(stream.into()),
                     after: Some(after.clone().into()),
                     shards: Vec::new(),
                 };
-                let endpoint = self.routes().pick(None, Instant::now()).url;
-                let inner = rpc!(self, m, Repeat::Safe, subscribe_events)?;
+                let pick = self.routes().pick(None, Instant::now());
+                let endpoint = pick.url;
+                let inner = match rpc!(self, m, Repeat::Safe, subscribe_events) {
+                    Ok(inner) => inner,
+                    Err(e) => {
+                        self.lacks_history(&mut lacking, pick.index, e)?;
+                        continue;
+                    }
+                };
                 return Ok(Subscription {
                     inner: Parts::One(inner),
                     position: after,
@@ -1323,6 +1400,7 @@ impl Client {
                     stream,
                     resumed: 0,
                     in_row: 0,
+                    lacking,
                 });
             };
             let endpoint = parts
@@ -1340,8 +1418,9 @@ impl Client {
                     let mut g = pick.grpc.clone();
                     let inner = self
                         .once(&pick, g.subscribe_events(self.request(m)))
-                        .await?;
-                    Ok::<_, ClientError>(merge::Part {
+                        .await
+                        .map_err(|e| (pick.index, e))?;
+                    Ok::<_, (usize, ClientError)>(merge::Part {
                         shards,
                         inner,
                         endpoint: pick.url,
@@ -1359,6 +1438,7 @@ impl Client {
                             parts,
                             next: 0,
                             done: false,
+                            failed: None,
                         }),
                         position: after,
                         endpoint,
@@ -1366,9 +1446,14 @@ impl Client {
                         stream,
                         resumed: 0,
                         in_row: 0,
+                        lacking,
                     })
                 }
-                Err(e) => e,
+                Err((node, e @ ClientError::OutOfRange(_))) => {
+                    self.lacks_history(&mut lacking, node, e)?;
+                    continue;
+                }
+                Err((_, e)) => e,
             };
             self.retry_parts(&mut attempt, error).await?;
         }
@@ -1445,7 +1530,10 @@ enum Parts {
 /// whose nodes hold only some shards: [`ClientError::WrongNode`]), it subscribes again
 /// by itself from its position, where the shard is now, with no gap and no duplicate;
 /// the retry policy bounds how many times in a row ([`Subscription::resumed`] counts
-/// them). Other errors end it: subscribe again from [`Subscription::position`].
+/// them). The same when a node lacks the events asked for ([`ClientError::OutOfRange`]
+/// on a cluster: it received its shard as a snapshot): it goes on from another node
+/// holding the shard, once per node. Other errors end it: subscribe again from
+/// [`Subscription::position`].
 pub struct Subscription {
     inner: Parts,
     position: Position,
@@ -1457,6 +1545,9 @@ pub struct Subscription {
     /// Times it subscribed again, in all and since the last page.
     resumed: u64,
     in_row: u32,
+    /// Nodes (indexes in the routes) that answered `OUT_OF_RANGE`: left out when it
+    /// subscribes again.
+    lacking: BTreeSet<usize>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -1501,6 +1592,7 @@ impl Stream for Subscription {
                     Poll::Ready(Ok(sub)) => {
                         this.inner = sub.inner;
                         this.endpoint = sub.endpoint;
+                        this.lacking = sub.lacking;
                         continue;
                     }
                     Poll::Ready(Err(e)) => {
@@ -1524,6 +1616,27 @@ impl Stream for Subscription {
                     }
                 },
             };
+            // A node without the events asked for (it received the shard as a snapshot):
+            // subscribe again from the position, leaving it out, once per node.
+            if let Poll::Ready(Some(Err(ClientError::OutOfRange(_)))) = &next {
+                let failed = match &this.inner {
+                    Parts::Merged(m) => m.failed.clone(),
+                    _ => Some(this.endpoint.clone()),
+                };
+                let cluster = this.client.shared.route_to_leaders
+                    && this.client.routes().mode() == Mode::Cluster;
+                let node = failed.and_then(|u| this.client.routes().index_of(&u));
+                if let Some(node) = node.filter(|n| cluster && !this.lacking.contains(n)) {
+                    this.lacking.insert(node);
+                    this.resumed += 1;
+                    let (c, stream, at) = (this.client.clone(), this.stream, this.position.clone());
+                    let lacking = this.lacking.clone();
+                    this.inner = Parts::Resuming(Box::pin(async move {
+                        c.subscribe_avoiding(stream, at, lacking).await
+                    }));
+                    continue;
+                }
+            }
             match next {
                 Poll::Ready(Some(Err(e @ ClientError::WrongNode { .. }))) => {
                     let retry = &this.client.shared.retry;
@@ -1534,11 +1647,12 @@ impl Stream for Subscription {
                     this.in_row += 1;
                     this.resumed += 1;
                     let (c, stream, at) = (this.client.clone(), this.stream, this.position.clone());
+                    let lacking = this.lacking.clone();
                     this.inner = Parts::Resuming(Box::pin(async move {
                         tokio::time::sleep(wait).await;
                         // The routes that led here are stale.
                         c.routes().expire();
-                        c.subscribe(stream, at).await
+                        c.subscribe_avoiding(stream, at, lacking).await
                     }));
                 }
                 Poll::Ready(Some(Ok(page))) => {

@@ -71,6 +71,8 @@ pub(crate) struct Merged {
     /// The part polled first next time (so a busy part cannot starve the others).
     pub(crate) next: usize,
     pub(crate) done: bool,
+    /// The endpoint of the part whose error ended it.
+    pub(crate) failed: Option<String>,
 }
 
 impl Merged {
@@ -95,6 +97,7 @@ impl Merged {
                 }
                 Poll::Ready(Some(Err(s))) => {
                     self.done = true;
+                    self.failed = Some(part.endpoint.clone());
                     return Poll::Ready(Some(Err(ClientError::from_status(s, &part.endpoint))));
                 }
                 Poll::Ready(Some(Ok(r))) => {

@@ -131,6 +131,11 @@ impl Routes {
         })
     }
 
+    /// The index of the node with this URL, if it is known.
+    pub(crate) fn index_of(&self, url: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.url == url)
+    }
+
     /// The configured URLs, in order (for [`Client::connect`](crate::Client::connect)).
     pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.url.clone()).collect()
@@ -253,11 +258,27 @@ impl Routes {
             return None;
         }
         let all: BTreeSet<d::ShardId> = (0..self.holders.len() as u32).map(d::ShardId).collect();
-        let parts = self.cover_of(&all, now);
+        let parts = self.cover_of(&all, now, &BTreeSet::new());
         if parts.len() == 1 && parts[0].0.index == self.preferred {
             return None;
         }
         Some(parts)
+    }
+
+    /// As [`cover`](Self::cover), leaving out the nodes in `avoid` where another live
+    /// node holds the shard (a node that lacks part of a shard's history), and split
+    /// even when one node could serve it all; `None` when this is not a cluster whose
+    /// holders are known.
+    pub(crate) fn cover_avoiding(
+        &mut self,
+        now: Instant,
+        avoid: &BTreeSet<usize>,
+    ) -> Option<Vec<(Pick, BTreeSet<d::ShardId>)>> {
+        if self.mode != Mode::Cluster || self.holders.is_empty() {
+            return None;
+        }
+        let all: BTreeSet<d::ShardId> = (0..self.holders.len() as u32).map(d::ShardId).collect();
+        Some(self.cover_of(&all, now, avoid))
     }
 
     /// Parts that together cover `shards` exactly once, each a node and the shards to
@@ -269,6 +290,7 @@ impl Routes {
         &mut self,
         shards: &BTreeSet<d::ShardId>,
         now: Instant,
+        avoid: &BTreeSet<usize>,
     ) -> Vec<(Pick, BTreeSet<d::ShardId>)> {
         let holds = |r: &Routes, i: usize, s: d::ShardId| {
             r.holders.get(s.0 as usize).is_some_and(|h| h.contains(&i))
@@ -276,7 +298,7 @@ impl Routes {
         let n = self.nodes.len();
         let order: Vec<usize> = (0..n)
             .map(|k| (self.preferred + k) % n)
-            .filter(|&i| !self.is_down(i, now))
+            .filter(|&i| !self.is_down(i, now) && !avoid.contains(&i))
             .collect();
         let mut left = shards.clone();
         let mut parts: Vec<(usize, BTreeSet<d::ShardId>)> = Vec::new();
@@ -588,10 +610,14 @@ mod tests {
         // Some shards only (the books an open-orders read still needs): node 1, preferred,
         // holds shard 2; node 3 holds both 1 and 2.
         let of = |r: &mut Routes, shards: &[u32], now| {
-            r.cover_of(&shards.iter().map(|s| d::ShardId(*s)).collect(), now)
-                .into_iter()
-                .map(|(p, set)| (p.url, set.iter().map(|s| s.0).collect::<Vec<_>>()))
-                .collect::<Vec<_>>()
+            r.cover_of(
+                &shards.iter().map(|s| d::ShardId(*s)).collect(),
+                now,
+                &BTreeSet::new(),
+            )
+            .into_iter()
+            .map(|(p, set)| (p.url, set.iter().map(|s| s.0).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
         };
         assert_eq!(vec![(url(1), vec![2])], of(&mut r, &[2], now));
         assert_eq!(vec![(url(3), vec![1, 2])], of(&mut r, &[1, 2], now));
@@ -602,6 +628,25 @@ mod tests {
             of(&mut r, &[0, 2, 3], now)
         );
         assert_eq!(Vec::<(String, Vec<u32>)>::new(), of(&mut r, &[], now));
+        // Node 1 lacks some history: the other holders serve every shard (node 2 holds 0,
+        // 1 and 3, node 3 holds 2), split even where one node could not serve them all.
+        let avoiding = |r: &mut Routes, avoid: &[usize], now| {
+            r.cover_avoiding(now, &avoid.iter().copied().collect())
+                .unwrap()
+                .into_iter()
+                .map(|(p, set)| (p.url, set.iter().map(|s| s.0).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            vec![(url(2), vec![0, 1, 3]), (url(3), vec![2])],
+            avoiding(&mut r, &[0], now)
+        );
+        // Nodes 2 and 3 avoided: node 1 serves what it holds (0 and 2); shards 1 and 3,
+        // on no other node, go where `pick` says (their leader, node 2).
+        assert_eq!(
+            vec![(url(1), vec![0, 2]), (url(2), vec![1, 3])],
+            avoiding(&mut r, &[1, 2], now)
+        );
         // Node 2 is down: node 3 holds 1, 2 and 3, node 1 has shard 0.
         r.failed(1, now);
         assert_eq!(

@@ -736,3 +736,138 @@ async fn open_orders_merge_books_from_nodes_that_share_no_shard() {
     drop(c);
     tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }
+
+/// A replica that received its shard as a snapshot has no events before it (its Raft log
+/// starts there): three nodes, one shard at two replicas, snapshots every 20 entries; the
+/// shard moves onto the third node, which installs a snapshot. A routed client entering
+/// at that node reads and subscribes to the whole stream from the start anyway: the node
+/// answers `OUT_OF_RANGE`, and the client asks the holder that has the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_a_new_replica_is_read_from_a_holder_that_has_it() {
+    use tokio_stream::StreamExt;
+    const NODES: u64 = 3;
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
+    let members: BTreeMap<u64, String> = (1..=NODES)
+        .map(|id| (id, urls[id as usize - 1].clone()))
+        .collect();
+    let mut servers: BTreeMap<u64, RunningServer> = BTreeMap::new();
+    for id in 1..=NODES {
+        let dir = root.path().join(format!("node-{id}"));
+        let s = tradelog_server::testing::start_cluster_node_snapshotting(
+            id,
+            ports[id as usize - 1],
+            dir,
+            &members,
+            1,
+            Some(2),
+            20,
+        )
+        .await;
+        servers.insert(id, s);
+    }
+    let placed = hosted(&servers);
+    let holders: Vec<u64> = placed
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(holders.len(), 2, "{placed:?}");
+    let newcomer = (1..=NODES).find(|n| !holders.contains(n)).unwrap();
+    let (kept, dropped) = (holders[0], holders[1]);
+
+    let c = client(&urls);
+    c.create_asset(Asset {
+        id: USD,
+        code: "USD".into(),
+        scale: 2,
+    })
+    .await
+    .unwrap();
+    for a in 1..=2 {
+        c.open_account(AccountId(a), Principal(a)).await.unwrap();
+        c.deposit(TransferId(a), AccountId(a), USD, Amount(FUNDS))
+            .await
+            .unwrap();
+    }
+    // One entry each: snapshots at 20, 40, 60 and 80 entries, the log purged behind them.
+    for id in 100..180u64 {
+        c.transfer(TransferSpec {
+            id: TransferId(id),
+            debit: AccountId(1 + id % 2),
+            credit: AccountId(2 - id % 2),
+            asset: USD,
+            amount: Amount(1),
+            balancing: false,
+        })
+        .await
+        .unwrap();
+    }
+    // The shard moves onto the new node, off one holder.
+    let change = tradelog_client::ClusterChange::MoveShard {
+        shard: 0,
+        nodes: vec![kept, newcomer],
+    };
+    c.change_cluster(&change).await.unwrap();
+    eventually("the new replica to open", || async {
+        servers[&newcomer]
+            .cluster()
+            .unwrap()
+            .hosted()
+            .contains(&ShardId(0))
+            && !servers[&dropped]
+                .cluster()
+                .unwrap()
+                .hosted()
+                .contains(&ShardId(0))
+    })
+    .await;
+    let new_url = &urls[newcomer as usize - 1];
+    let kept_url = &urls[kept as usize - 1];
+    // Everything from the node that held the shard from the start.
+    let all = read_all(&pinned(kept_url), EventStream::All).await.unwrap();
+    let per_shard = contiguous(&all, "the kept holder's stream");
+    assert!(per_shard[&ShardId(0)] > 160, "{per_shard:?}");
+    // The new replica lacks the start of it, and says so.
+    match read_all(&pinned(new_url), EventStream::All).await {
+        Err(ClientError::OutOfRange(m)) => println!("the new replica: {m}"),
+        other => panic!("expected OUT_OF_RANGE from the new replica, got {other:?}"),
+    }
+    // A routed client entering there reads it all from the holder that has it ...
+    let entry = client(std::slice::from_ref(new_url));
+    let read = read_all(&entry, EventStream::All).await.unwrap();
+    assert_eq!(read, all, "the whole stream through the new replica's node");
+    // ... and a subscription from the start catches up the same events.
+    let mut sub = entry
+        .subscribe(EventStream::All, Position::default())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < all.len() {
+        let page = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .expect("the subscription catches up")
+            .expect("the subscription goes on")
+            .unwrap();
+        got.extend(page.events);
+    }
+    assert_eq!(got, all, "the subscription's catch-up");
+    drop((sub, entry, c));
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
+}
+
+/// Every event of `stream` from the start, page by page to the end.
+async fn read_all(c: &Client, stream: EventStream) -> Result<Vec<EventRecord>, ClientError> {
+    let mut after = Position::default();
+    let mut out = Vec::new();
+    loop {
+        let page = c.read_events(stream, &after, 50).await?;
+        let moved = page.position != after;
+        out.extend(page.events);
+        after = page.position;
+        if !moved {
+            return Ok(out);
+        }
+    }
+}
