@@ -72,6 +72,21 @@ pub enum Cmd {
         #[arg(required = true, num_args = 1..=7)]
         nodes: Vec<u64>,
     },
+    /// Gives every shard this many replicas, placed by the placement policy (replicas and
+    /// leaders within one of each other per node, the fewest moves); returns once moved.
+    #[command(
+        after_help = "A cluster formed with every node holding every shard spreads its \
+        shards this way (each node then holds its share, and a node added later receives \
+        its fair share instead of every shard); a higher factor adds replicas. At most \
+        the number of nodes that are not leaving; preview the moves with `tradelog admin \
+        plan --replicas RF`.\n\nExamples:\n  \
+        tradelog admin set-replication-factor 2"
+    )]
+    SetReplicationFactor {
+        /// Replicas per shard (1 to 7).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=7))]
+        replication_factor: u32,
+    },
     /// Spreads leaders evenly over the nodes (shard s led by the (s mod n)-th voter; on a
     /// cluster whose shards live on different nodes, each shard the node asked holds is led
     /// by its preferred leader from the cluster map).
@@ -139,6 +154,9 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
         Cmd::TransferLeader { shard, to } => Some(ClusterChange::TransferLeader { shard, to }),
         Cmd::BalanceLeaders => Some(ClusterChange::BalanceLeaders),
         Cmd::MoveShard { shard, nodes } => Some(ClusterChange::MoveShard { shard, nodes }),
+        Cmd::SetReplicationFactor { replication_factor } => {
+            Some(ClusterChange::SetReplicationFactor { replication_factor })
+        }
     };
     let mut config = g.config();
     config.request_timeout_ms = CHANGE_TIMEOUT_MS;

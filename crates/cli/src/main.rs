@@ -230,6 +230,7 @@ mod tests {
                 "tradelog admin remove-node",
                 "tradelog admin transfer-leader",
                 "tradelog admin move-shard",
+                "tradelog admin set-replication-factor",
                 "tradelog admin balance-leaders",
                 "tradelog admin plan",
                 "tradelog audit solvency",

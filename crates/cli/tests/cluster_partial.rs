@@ -5,7 +5,8 @@
 //! through any node are exact (the client re-routes reads of a shard the node does not
 //! hold), `admin status` shows the shard a node does not hold, `admin move-shard` moves one
 //! (bad arguments refused), `events read` merges every shard's events from the nodes
-//! holding them, `events tail` follows the stream across the move, and every node stops
+//! holding them, `events tail` follows the stream across the move, `admin
+//! set-replication-factor 3` puts every shard on every node, and every node stops
 //! cleanly on SIGTERM.
 
 use serde_json::Value;
@@ -289,6 +290,30 @@ fn serve_with_a_replication_factor_below_the_node_count() {
                 || r["leader"].as_u64() == Some(preferred[&tradelog_domain::ShardId(s as u32)])
         })
     });
+
+    // `admin set-replication-factor`: 4 replicas on 3 nodes is refused; 3 puts every
+    // shard on every node (each data directory then holds all three).
+    let (code, _, err) = tl(&first, &["admin", "set-replication-factor", "4"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("needs as many nodes"), "{err}");
+    let (code, _, err) = tl(&first, &["admin", "set-replication-factor", "0"]);
+    assert_eq!(code, 2, "{err}");
+    ok(&first, &["admin", "set-replication-factor", "3"]);
+    for n in &nodes {
+        eventually("every shard on every node", || {
+            (0..SHARDS).all(|s| n.dir.join(format!("shard-{s}")).is_dir())
+        });
+    }
+    let st = json(&first, &["admin", "status"]);
+    assert_eq!(st["metadata"]["replication_factor"], 3, "{st}");
+    assert!(
+        st["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["voters"].as_array().unwrap().len() == 3),
+        "{st}"
+    );
 
     // SIGTERM: every node stops cleanly.
     for n in &mut nodes {

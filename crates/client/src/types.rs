@@ -540,6 +540,11 @@ pub enum ClusterChange {
         /// The nodes that hold it afterwards.
         nodes: Vec<u64>,
     },
+    /// Give every shard `replication_factor` replicas, placed by the placement policy.
+    SetReplicationFactor {
+        /// Replicas per shard.
+        replication_factor: u32,
+    },
 }
 
 impl ClusterChange {
@@ -564,6 +569,11 @@ impl ClusterChange {
                 shard: *shard,
                 nodes: nodes.clone(),
             }),
+            ClusterChange::SetReplicationFactor { replication_factor } => {
+                Change::SetReplicationFactor(pb::SetReplicationFactor {
+                    replication_factor: *replication_factor,
+                })
+            }
         };
         pb::ChangeClusterRequest {
             change: Some(change),

@@ -163,6 +163,35 @@ impl ClusterNode {
         self.wait_until_settled().await
     }
 
+    /// Sets how many replicas each shard has to `replication_factor` (at most the nodes
+    /// that are not leaving) and moves the replicas where the placement policy puts them
+    /// with that factor ([`tradelog_placement::targets`], the fewest moves that balance
+    /// replicas and leaders): a cluster whose nodes each hold every shard becomes one
+    /// whose shards are spread, or the other way round. Returns once every shard's group
+    /// matches the map. Safe to repeat.
+    pub async fn set_replication_factor(
+        &self,
+        replication_factor: usize,
+    ) -> Result<(), ChangeError> {
+        let command = MapCommand::SetReplicationFactor { replication_factor };
+        let answer = self.propose_map(command).await?;
+        if let Some(r) = answer.rejected {
+            return Err(ChangeError::Refused(format!(
+                "the cluster map refused the replication factor: {r}"
+            )));
+        }
+        let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
+        if !self.wait_for_map(answer.version, wait).await {
+            return Err(ChangeError::Propose(ProposeError::Lagging {
+                group: tradelog_raft::META_GROUP,
+                reason: format!("the map did not reach version {} here", answer.version),
+            }));
+        }
+        let targets = placed(&self.map())?;
+        self.record_shard_replicas(targets).await?;
+        self.wait_until_settled().await
+    }
+
     /// Waits until no shard has a move under way in this node's map (every group was
     /// seen by its leader with exactly its target as voters), at most
     /// [`SETTLE_WAIT_MS`].

@@ -105,6 +105,13 @@ pub enum MapCommand {
         /// The voters its leader saw, which must be the target.
         replicas: BTreeSet<NodeId>,
     },
+    /// Changes how many replicas each shard should have (the placement's targets follow:
+    /// the caller then sets each shard's new replicas). At most the number of nodes
+    /// that are not leaving.
+    SetReplicationFactor {
+        /// Replicas per shard, 1 to [`REPLICATION_FACTOR_MAX`].
+        replication_factor: usize,
+    },
 }
 
 /// Why a [`MapCommand`] was refused. Nothing changed.
@@ -186,6 +193,16 @@ pub enum MapReject {
         /// The replicas the command named.
         replicas: BTreeSet<NodeId>,
     },
+    /// A replication factor above the number of nodes that are not leaving.
+    #[error(
+        "replication factor {replication_factor} needs as many nodes; {nodes} are not leaving"
+    )]
+    NotEnoughNodes {
+        /// The factor asked for.
+        replication_factor: usize,
+        /// Nodes in the map that are not draining.
+        nodes: usize,
+    },
 }
 
 impl MapReject {
@@ -209,6 +226,7 @@ impl MapReject {
             MapReject::HoldsReplicas { .. } => 15,
             MapReject::StaleVersion { .. } => 16,
             MapReject::StaleTarget { .. } => 17,
+            MapReject::NotEnoughNodes { .. } => 18,
         }
     }
 }
@@ -313,6 +331,20 @@ impl ClusterMap {
                     draining: false,
                 };
                 self.nodes.insert(*node, entry);
+            }
+            MapCommand::SetReplicationFactor { replication_factor } => {
+                let rf = *replication_factor;
+                if rf == 0 || rf > REPLICATION_FACTOR_MAX {
+                    return Err(MapReject::ReplicationFactor(rf));
+                }
+                let nodes = self.nodes.values().filter(|n| !n.draining).count();
+                if rf > nodes {
+                    return Err(MapReject::NotEnoughNodes {
+                        replication_factor: rf,
+                        nodes,
+                    });
+                }
+                self.replication_factor = rf;
             }
             MapCommand::DrainNode { node } => {
                 self.nodes
@@ -534,6 +566,9 @@ impl std::fmt::Display for MapCommand {
             ),
             MapCommand::AddNode { node, addr } => write!(f, "add node {node} at {addr}"),
             MapCommand::DrainNode { node } => write!(f, "drain node {node}"),
+            MapCommand::SetReplicationFactor { replication_factor } => {
+                write!(f, "replication factor {replication_factor}")
+            }
             MapCommand::RemoveNode { node } => write!(f, "remove node {node}"),
             MapCommand::SetShardReplicas {
                 shard, replicas, ..

@@ -114,6 +114,16 @@ fn init_add_drain_move_remove() {
     );
     assert_eq!(map.shards_of(4), [ShardId(0), ShardId(1)].into());
     assert_eq!(map.shards_of(1), BTreeSet::new());
+    // The factor changes alone; the shards' targets are set by separate commands.
+    let two = MapCommand::SetReplicationFactor {
+        replication_factor: 2,
+    };
+    assert_eq!(map.apply(&two), Ok(9));
+    assert_eq!(
+        (map.replication_factor, map.shards_of(4)),
+        (2, [ShardId(0), ShardId(1)].into())
+    );
+    assert_eq!(two.to_string(), "replication factor 2");
 }
 
 #[test]
@@ -170,6 +180,21 @@ fn every_refusal_changes_nothing() {
             MapReject::BadAddress(format!("http://{}", "a".repeat(300))),
         ),
         (MapCommand::DrainNode { node: 9 }, MapReject::UnknownNode(9)),
+        (
+            MapCommand::SetReplicationFactor {
+                replication_factor: 0,
+            },
+            MapReject::ReplicationFactor(0),
+        ),
+        (
+            MapCommand::SetReplicationFactor {
+                replication_factor: 3,
+            },
+            MapReject::NotEnoughNodes {
+                replication_factor: 3,
+                nodes: 2,
+            },
+        ),
         (
             MapCommand::RemoveNode { node: 9 },
             MapReject::UnknownNode(9),
@@ -233,7 +258,7 @@ fn every_refusal_changes_nothing() {
         let code = reject.code();
         assert_eq!(map.apply(&command), Err(reject), "{command:?}");
         assert_eq!(map, before, "{command:?} changed the map");
-        assert!((1..=16).contains(&code));
+        assert!((1..=18).contains(&code));
     }
     // A draining node may keep a replica it has, but takes no new one.
     map.apply(&MapCommand::SetShardReplicas {

@@ -400,6 +400,11 @@ pub(crate) enum ClusterChange {
         /// Where it goes.
         nodes: Vec<u64>,
     },
+    /// Give every shard this many replicas, placed by the placement policy.
+    SetReplicationFactor {
+        /// Replicas per shard.
+        replication_factor: u64,
+    },
 }
 
 /// State shared by every request.
@@ -797,6 +802,19 @@ impl Core {
                 c.move_shard(d::ShardId(shard), set)
                     .await
                     .map_err(change_error)?;
+                Ok(())
+            }
+            ClusterChange::SetReplicationFactor { replication_factor } => {
+                let max = tradelog_placement::REPLICATION_FACTOR_MAX;
+                let rf = usize::try_from(replication_factor)
+                    .ok()
+                    .filter(|rf| (1..=max).contains(rf))
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "invalid field `replication_factor`: 1 to {max}, got {replication_factor}"
+                        ))
+                    })?;
+                c.set_replication_factor(rf).await.map_err(change_error)?;
                 Ok(())
             }
         };

@@ -495,6 +495,9 @@ impl Tradelog for Grpc {
                 shard: a.shard,
                 nodes: a.nodes,
             },
+            Some(Change::SetReplicationFactor(a)) => ClusterChange::SetReplicationFactor {
+                replication_factor: u64::from(a.replication_factor),
+            },
             None => return Err(Status::invalid_argument("missing field `change`")),
         };
         let v = self.core.change_cluster(&who, change).await?;

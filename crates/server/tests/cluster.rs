@@ -268,7 +268,7 @@ async fn three_replicas_agree_and_survive_a_leader_stop() {
     let mine: Vec<[u8; 32]> = engines.iter().map(|e| e.state_hash()).collect();
     assert_eq!(hashes, mine);
 
-    tradelog_server::testing::shutdown_all(servers.into_iter().flatten()).await;
+    shutdown_all(servers.into_iter().flatten()).await;
 }
 
 /// Waits until `f` holds for `node`'s view of the cluster.
@@ -361,7 +361,108 @@ async fn a_node_joins_leadership_moves_and_a_node_leaves() {
     converged(&three).await;
     check_invariants(three[0]);
     drop(three);
-    tradelog_server::testing::shutdown_all(servers.into_iter().flatten()).await;
+    shutdown_all(servers.into_iter().flatten()).await;
+}
+
+/// Shuts `servers` down together (one at a time, a node waits out its grace period for
+/// the replication streams its running peers keep open). As
+/// `tradelog_server::testing::shutdown_all`, which this crate's own tests do not get
+/// (feature `testing`).
+async fn shutdown_all(servers: impl IntoIterator<Item = RunningServer>) {
+    let stops: Vec<_> = servers
+        .into_iter()
+        .map(|s| tokio::spawn(s.shutdown()))
+        .collect();
+    for s in stops {
+        s.await.unwrap().unwrap();
+    }
+}
+
+/// Waits until every node in `nodes` holds exactly the shards `want` names for it.
+async fn hosted_as(nodes: &[&RunningServer], want: impl Fn(u64) -> Vec<u32>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<(u64, Vec<u32>)> = nodes
+            .iter()
+            .map(|n| {
+                let c = n.cluster().unwrap();
+                (c.id(), c.hosted().iter().map(|s| s.0).collect())
+            })
+            .collect();
+        if got.iter().all(|(id, h)| *h == want(*id)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "hosted shards: {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A cluster formed with every node holding every shard spreads its shards when its
+/// replication factor goes down (each node keeps its share; the replicas it gives up are
+/// archived), a node added afterwards receives its fair share rather than every shard,
+/// and raising the factor back to the node count puts every shard on every node again;
+/// commands go on throughout and every replica ends with the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_replication_factor_changes_where_shards_live() {
+    let root = tempfile::tempdir().unwrap();
+    let members = members(root.path(), 4);
+    let urls = urls(&members[..3]);
+    let mut servers: Vec<RunningServer> = Vec::new();
+    for m in &members[..3] {
+        servers.push(start(m, &urls).await);
+    }
+    servers.push(start(&members[3], &BTreeMap::new()).await);
+    for s in &servers[..3] {
+        assert!(s.cluster().unwrap().wait_for_leaders(WAIT).await);
+    }
+    let all = commands(tradelog_engine::testing::workload(24, 6));
+    let (a, rest) = all.split_at(all.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    let three: Vec<&RunningServer> = servers[..3].iter().collect();
+    run(&three, a).await;
+    let admin = servers[1].cluster().unwrap();
+
+    // More replicas than nodes: refused, nothing changes.
+    let e = admin.set_replication_factor(4).await.unwrap_err();
+    assert!(e.to_string().contains("needs as many nodes"), "{e}");
+    assert_eq!(admin.map().replication_factor, 3);
+
+    // Two replicas of each of the two shards on three nodes: loads 2, 1, 1, and every
+    // node holds exactly what the map places on it.
+    admin.set_replication_factor(2).await.unwrap();
+    let map = admin.map();
+    assert_eq!(map.replication_factor, 2);
+    assert!(map.shards.values().all(|set| set.len() == 2), "{map:?}");
+    let placed = |map: &tradelog_placement::ClusterMap, id: u64| -> Vec<u32> {
+        map.shards
+            .iter()
+            .filter(|(_, set)| set.contains(&id))
+            .map(|(s, _)| s.0)
+            .collect()
+    };
+    let mut loads: Vec<usize> = (1..=3).map(|id| placed(&map, id).len()).collect();
+    loads.sort();
+    assert_eq!(loads, vec![1, 1, 2], "{map:?}");
+    hosted_as(&three, |id| placed(&map, id)).await;
+    run(&three, b).await;
+
+    // Node 4 joins: its fair share (one shard), not every shard.
+    let url4 = format!("http://127.0.0.1:{}", members[3].grpc);
+    admin.add_node(4, &url4).await.unwrap();
+    let map = admin.map();
+    assert!(map.shards.values().all(|set| set.len() == 2), "{map:?}");
+    assert_eq!(placed(&map, 4).len(), 1, "{map:?}");
+    let four: Vec<&RunningServer> = servers.iter().collect();
+    hosted_as(&four, |id| placed(&map, id)).await;
+
+    // Back to every node holding every shard.
+    admin.set_replication_factor(4).await.unwrap();
+    hosted_as(&four, |_| vec![0, 1]).await;
+    run(&four, c).await;
+    converged(&four).await;
+    check_invariants(four[0]);
+    drop((three, four));
+    shutdown_all(servers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -393,7 +494,7 @@ async fn leaders_spread_over_the_nodes_by_themselves() {
     // Balanced now (no node leads two shards more than another): nothing else moves.
     let moved = one.leader_handovers();
     assert_eq!(1, moved);
-    tradelog_server::testing::shutdown_all(servers).await;
+    shutdown_all(servers).await;
 }
 
 /// Every event of every shard through `server`'s `ReadEvents`, from position 0.
@@ -640,7 +741,7 @@ async fn every_replica_regenerates_history_from_its_raft_log() {
             "{before:?}"
         );
     }
-    tradelog_server::testing::shutdown_all(servers).await;
+    shutdown_all(servers).await;
 }
 
 /// Commands queued at a node are applied in the order they were queued, also when they
@@ -720,5 +821,5 @@ async fn commands_queued_at_a_node_keep_their_order() {
             );
         }
     }
-    tradelog_server::testing::shutdown_all(servers).await;
+    shutdown_all(servers).await;
 }
