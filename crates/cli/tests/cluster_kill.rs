@@ -185,6 +185,30 @@ async fn converged(urls: &[String]) -> Vec<(Option<u64>, String)> {
     panic!("nodes did not converge: {last:?}");
 }
 
+/// Starts nodes 1 to `n` of a new cluster (`rf`: its replication factor): the processes,
+/// the `--members` list they were given, and their URLs.
+fn start_nodes(root: &Path, n: u64, rf: Option<u64>) -> (Vec<NodeProc>, String, Vec<String>) {
+    let mut nodes: Vec<NodeProc> = (1..=n)
+        .map(|id| NodeProc {
+            id,
+            grpc: format!("127.0.0.1:{}", free_port()),
+            dir: data(root, id),
+            child: None,
+            rf,
+        })
+        .collect();
+    let members = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for n in &mut nodes {
+        n.start(&members);
+    }
+    let urls = nodes.iter().map(|n| n.url()).collect();
+    (nodes, members, urls)
+}
+
 fn data(root: &Path, id: u64) -> PathBuf {
     root.join(format!("node-{id}"))
 }
@@ -352,24 +376,7 @@ async fn time_to_write(url: &str, shard: u32) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<NodeProc> = (1..=3)
-        .map(|id| NodeProc {
-            id,
-            grpc: format!("127.0.0.1:{}", free_port()),
-            dir: data(root.path(), id),
-            child: None,
-            rf: None,
-        })
-        .collect();
-    let members = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    for n in &mut nodes {
-        n.start(&members);
-    }
-    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let (mut nodes, members, urls) = start_nodes(root.path(), 3, None);
     converged(&urls).await;
 
     // Catalog and funded accounts.
@@ -486,24 +493,7 @@ async fn acknowledged_writes_survive_leader_kills_and_a_lost_majority() {
 async fn a_shard_move_finishes_after_its_leader_is_killed_mid_move() {
     const MOVED: usize = 1;
     let root = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<NodeProc> = (1..=4)
-        .map(|id| NodeProc {
-            id,
-            grpc: format!("127.0.0.1:{}", free_port()),
-            dir: data(root.path(), id),
-            child: None,
-            rf: Some(3),
-        })
-        .collect();
-    let members = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    for n in &mut nodes {
-        n.start(&members);
-    }
-    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let (mut nodes, members, urls) = start_nodes(root.path(), 4, Some(3));
     converged_partial(&urls).await;
     setup(&cluster_client(&urls)).await;
     let Load {

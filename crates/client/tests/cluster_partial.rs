@@ -135,6 +135,24 @@ async fn converged(servers: &BTreeMap<u64, RunningServer>) {
     }
 }
 
+/// A BTC/USD market on `shard`: lots and ticks of 1, no fees (they go to account 1).
+fn market(id: MarketId, shard: ShardId) -> MarketSpec {
+    MarketSpec {
+        id,
+        base: BTC,
+        quote: USD,
+        lot_size: 1,
+        tick_size: 1,
+        min_qty: Qty(1),
+        max_qty: Qty(1_000),
+        maker_fee_bps: 0,
+        taker_fee_bps: 0,
+        fee_account: AccountId(1),
+        collar_bps: 0,
+        shard,
+    }
+}
+
 fn order(account: u64, side: Side, price: u64, qty: u64, client_order_id: u64) -> NewOrder {
     NewOrder {
         account: AccountId(account),
@@ -411,22 +429,7 @@ async fn nodes_holding_some_shards_serve_every_command_and_read() {
     // A market on the last shard: orders from accounts on the other shards hold, match
     // and settle across shards.
     let market_shard = ShardId(SHARDS - 1);
-    c.create_market(MarketSpec {
-        id: MARKET,
-        base: BTC,
-        quote: USD,
-        lot_size: 1,
-        tick_size: 1,
-        min_qty: Qty(1),
-        max_qty: Qty(1_000),
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(1),
-        collar_bps: 0,
-        shard: market_shard,
-    })
-    .await
-    .unwrap();
+    c.create_market(market(MARKET, market_shard)).await.unwrap();
     // Sellers 1..=4 rest 10 BTC each at 100..=103; buyers 5..=8 take 10 at up to 103.
     // An order's answer means its account's shard holds the funds; it reaches the book
     // later, by a cross-shard message from that shard, and messages from different
@@ -621,23 +624,8 @@ async fn open_orders_merge_books_from_nodes_that_share_no_shard() {
         .unwrap();
     }
     // Market 1 on shard 1, market 2 on shard 0.
-    for (market, shard) in [(MARKET, ShardId(1)), (LOCAL, ShardId(0))] {
-        c.create_market(MarketSpec {
-            id: market,
-            base: BTC,
-            quote: USD,
-            lot_size: 1,
-            tick_size: 1,
-            min_qty: Qty(1),
-            max_qty: Qty(1_000),
-            maker_fee_bps: 0,
-            taker_fee_bps: 0,
-            fee_account: AccountId(1),
-            collar_bps: 0,
-            shard,
-        })
-        .await
-        .unwrap();
+    for (id, shard) in [(MARKET, ShardId(1)), (LOCAL, ShardId(0))] {
+        c.create_market(market(id, shard)).await.unwrap();
     }
     // Account 2 lives on shard 0, account 3 on shard 1.
     let placement = Placement::new(SHARDS);

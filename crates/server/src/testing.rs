@@ -37,16 +37,7 @@ pub async fn start_cluster_node_rf(
     shards: u32,
     replication_factor: Option<usize>,
 ) -> RunningServer {
-    let mut config = ServerConfig::cluster_node(
-        id,
-        members.clone(),
-        shards,
-        dir,
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-    );
-    if let Some(c) = &mut config.cluster {
-        c.replication_factor = replication_factor;
-    }
+    let config = cluster_config(id, port, dir, members, shards, replication_factor, None);
     Server::start(config).await.expect("server starts")
 }
 
@@ -62,6 +53,31 @@ pub async fn start_cluster_node_snapshotting(
     replication_factor: Option<usize>,
     snapshot_every: u64,
 ) -> RunningServer {
+    let mut raft = tradelog_raft::raft_config("tradelog").expect("the default config is valid");
+    raft.snapshot_policy = tradelog_raft::openraft::SnapshotPolicy::LogsSinceLast(snapshot_every);
+    raft.max_in_snapshot_log_to_keep = 0;
+    let config = cluster_config(
+        id,
+        port,
+        dir,
+        members,
+        shards,
+        replication_factor,
+        Some(raft),
+    );
+    Server::start(config).await.expect("server starts")
+}
+
+/// The configuration of node `id` of a new cluster on loopback `port`.
+fn cluster_config(
+    id: u64,
+    port: u16,
+    dir: PathBuf,
+    members: &BTreeMap<u64, String>,
+    shards: u32,
+    replication_factor: Option<usize>,
+    raft: Option<tradelog_raft::openraft::Config>,
+) -> ServerConfig {
     let mut config = ServerConfig::cluster_node(
         id,
         members.clone(),
@@ -71,13 +87,11 @@ pub async fn start_cluster_node_snapshotting(
     );
     if let Some(c) = &mut config.cluster {
         c.replication_factor = replication_factor;
-        let mut raft = tradelog_raft::raft_config("tradelog").expect("the default config is valid");
-        raft.snapshot_policy =
-            tradelog_raft::openraft::SnapshotPolicy::LogsSinceLast(snapshot_every);
-        raft.max_in_snapshot_log_to_keep = 0;
-        c.raft = Some(raft);
+        if raft.is_some() {
+            c.raft = raft;
+        }
     }
-    Server::start(config).await.expect("server starts")
+    config
 }
 
 /// Shuts `servers` down together; panics if one fails to stop cleanly. One at a time, a
