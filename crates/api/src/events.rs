@@ -345,6 +345,17 @@ impl From<d::Event> for pb::Event {
                 available: available.0,
                 held: held.0,
             }),
+            d::Event::ShardSplit {
+                child,
+                modulus,
+                residue,
+                accounts,
+            } => K::ShardSplit(e::ShardSplit {
+                child_shard: child.0,
+                modulus,
+                residue,
+                accounts,
+            }),
         };
         pb::Event { kind: Some(kind) }
     }
@@ -592,6 +603,15 @@ impl TryFrom<pb::Event> for d::Event {
                     asset: d::AssetId(x.asset_id),
                     available: d::Amount(x.available),
                     held: d::Amount(x.held),
+                }),
+            ),
+            K::ShardSplit(x) => (
+                "shard_split",
+                Ok(d::Event::ShardSplit {
+                    child: d::ShardId(x.child_shard),
+                    modulus: x.modulus,
+                    residue: x.residue,
+                    accounts: x.accounts,
                 }),
             ),
         };

@@ -442,7 +442,38 @@ fn transfers(a: &Args) {
     print_latency("latency per transfer", &h);
     e.validate().expect("invariants hold after the benchmark");
     snapshot_cost(&e);
+    split_cost(&e);
     table_growth(a.transfers);
+}
+
+/// What splitting `e` in two costs (the accounts with odd ids move to a new shard): the
+/// shard applies nothing else meanwhile, so this is its pause. Side by side with the
+/// state copy a snapshot takes.
+fn split_cost(e: &Engine) {
+    let mut parent = e.clone();
+    let t = Instant::now();
+    let copy = e.clone();
+    let clone = t.elapsed();
+    drop(copy);
+    let split = tradelog_engine::Split {
+        parent: e.shard(),
+        child: ShardId(e.placement().shard_count()),
+        modulus: 2,
+        residue: 1,
+    };
+    let t = Instant::now();
+    let child = parent
+        .split(e.clock(), split, &mut Vec::new())
+        .expect("a valid split");
+    let took = t.elapsed();
+    println!(
+        "  split of this state ({} of {} accounts move): {:.2?}, {:.1}x the state copy ({:.2?})",
+        child.ledger().len(),
+        e.ledger().len(),
+        took,
+        took.as_secs_f64() / clone.as_secs_f64().max(1e-9),
+        clone
+    );
 }
 
 /// The slowest transfer while an idempotency table that was not sized in advance grows

@@ -516,6 +516,12 @@ pub fn event(e: &d::Event) -> String {
             available,
             held,
         } => format!("Balance account={account} asset={asset} available={available} held={held}"),
+        ShardSplit {
+            child,
+            modulus,
+            residue,
+            accounts,
+        } => format!("ShardSplit child={child} rule=id%{modulus}=={residue} accounts={accounts}"),
     }
 }
 

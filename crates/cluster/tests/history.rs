@@ -63,12 +63,7 @@ fn tiny() -> LogStoreConfig {
 
 /// The leader time an input carries.
 fn input_time(input: &Input) -> Timestamp {
-    match input {
-        Input::Command { meta, .. } => meta.timestamp,
-        Input::Message { timestamp, .. }
-        | Input::Ack { timestamp, .. }
-        | Input::Tick { timestamp } => *timestamp,
-    }
+    input.timestamp()
 }
 
 /// The log: membership, blank, then the workload's inputs in batches of 1, 7, 3, 12, 2, ...

@@ -354,6 +354,19 @@ pub enum Event {
         /// Held.
         held: Amount,
     },
+    /// This shard gave the accounts it owned with `id % modulus == residue` (with their
+    /// balances, holds, pending and in-flight transfers) to the new shard `child`; their
+    /// later events are in its stream (docs/design/0014).
+    ShardSplit {
+        /// The new shard.
+        child: ShardId,
+        /// The accounts with `id % modulus == residue` moved.
+        modulus: u64,
+        /// See `modulus`.
+        residue: u64,
+        /// How many accounts moved.
+        accounts: u64,
+    },
 }
 
 /// An event with its place in the shard's history.

@@ -24,6 +24,10 @@ pub const ASSET_SCALE_MAX: u8 = 18;
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600 * 1_000;
 /// Largest number of shards a placement may name.
 pub const SHARD_COUNT_MAX: u32 = 4_096;
+/// Most splits one placement records (every account lookup walks them).
+pub const SPLITS_MAX: usize = 64;
+/// Largest modulus of a split rule (a split by `id % modulus`).
+pub const SPLIT_MODULUS_MAX: u64 = 1 << 32;
 /// Largest number of resting orders one market's book may hold.
 pub const BOOK_ORDERS_MAX: usize = 16_000_000;
 /// Largest number of price levels one side of a book may hold.

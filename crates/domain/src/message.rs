@@ -137,6 +137,17 @@ pub enum MessageBody {
         /// `Ok` if credited, else why it was refused (the debit is then released).
         result: Result<(), RejectCode>,
     },
+    /// A shard that split passes on a message for what it gave away (an account, or the
+    /// answer to a transfer whose debit moved) to the shard that now owns it, in the
+    /// order the messages reached it. The receiver applies `body` as if `origin` had sent
+    /// it (a credit is answered to `origin` directly). Never nested: a forwarded message
+    /// forwarded again keeps its first origin.
+    Forwarded {
+        /// The shard that sent `body` first.
+        origin: ShardId,
+        /// The message.
+        body: Box<MessageBody>,
+    },
 }
 
 /// One message on a (from, to) channel.

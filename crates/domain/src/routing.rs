@@ -4,12 +4,70 @@ use crate::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The shard map: accounts go to `id % shard_count` unless assigned explicitly; markets
-/// name their shard in their [`MarketSpec`].
+/// The shard map: accounts go to `id % shard_count` unless assigned explicitly, then
+/// follow the splits that moved them; markets name their shard in their [`MarketSpec`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     shard_count: u32,
     accounts: BTreeMap<AccountId, ShardId>,
+    splits: Vec<Split>,
+}
+
+/// A split: the accounts `parent` owned whose id is `residue` modulo `modulus` moved to
+/// the new shard `child` (docs/design/0014-splitting-a-shard.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// The shard that gave the accounts.
+    pub parent: ShardId,
+    /// The shard made for them.
+    pub child: ShardId,
+    /// Accounts `parent` owned with `id % modulus == residue` moved.
+    pub modulus: u64,
+    /// See `modulus`.
+    pub residue: u64,
+}
+
+/// Why a split was refused (every case leaves the placement unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum SplitError {
+    /// The split was given to a shard other than its parent.
+    #[error("the split names shard {0} as its parent, not this shard")]
+    WrongParent(ShardId),
+    /// The child id is in use (a base shard or an earlier split's child), or is not below
+    /// [`SHARD_COUNT_MAX`].
+    #[error("shard {0} already exists or is out of range")]
+    ChildExists(ShardId),
+    /// The parent is not a shard of this placement.
+    #[error("shard {0} is not in the placement")]
+    UnknownParent(ShardId),
+    /// `modulus` is below 2, above [`SPLIT_MODULUS_MAX`], or `residue` is not below it.
+    #[error("split rule {residue} mod {modulus} is invalid")]
+    Rule {
+        /// Modulus asked.
+        modulus: u64,
+        /// Residue asked.
+        residue: u64,
+    },
+    /// The placement already has [`SPLITS_MAX`] splits.
+    #[error("the placement already has the most splits it may have")]
+    TooMany,
+}
+
+/// The version 1 snapshot form of a [`Placement`] (before splits), still read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementV1 {
+    shard_count: u32,
+    accounts: BTreeMap<AccountId, ShardId>,
+}
+
+impl From<PlacementV1> for Placement {
+    fn from(v: PlacementV1) -> Placement {
+        Placement {
+            shard_count: v.shard_count,
+            accounts: v.accounts,
+            splits: Vec::new(),
+        }
+    }
 }
 
 impl Placement {
@@ -22,29 +80,96 @@ impl Placement {
         Placement {
             shard_count,
             accounts: BTreeMap::new(),
+            splits: Vec::new(),
         }
     }
 
-    /// Pins an account to a shard (before it is opened).
+    /// Pins an account to a base shard (before it is opened; splits then apply to it as
+    /// to any account of that shard).
     pub fn assign(&mut self, account: AccountId, shard: ShardId) {
         assert!(shard.0 < self.shard_count, "shard outside the placement");
         self.accounts.insert(account, shard);
     }
 
-    /// Number of shards.
+    /// One more than the highest shard id this placement knows: the base shards and the
+    /// children of the splits it has seen (a shard learns the splits of its ancestors and
+    /// its own, not those elsewhere).
     pub fn shard_count(&self) -> u32 {
+        self.splits
+            .iter()
+            .map(|s| s.child.0 + 1)
+            .fold(self.shard_count, u32::max)
+    }
+
+    /// The shards the cluster was formed with (markets live on these).
+    pub fn base_shard_count(&self) -> u32 {
         self.shard_count
+    }
+
+    /// The splits, oldest first.
+    pub fn splits(&self) -> &[Split] {
+        &self.splits
+    }
+
+    /// True if `shard` is a base shard or the child of a known split.
+    pub fn knows(&self, shard: ShardId) -> bool {
+        shard.0 < self.shard_count || self.splits.iter().any(|s| s.child == shard)
+    }
+
+    /// Records a split: from now on the accounts `parent` owns with
+    /// `id % modulus == residue` belong to `child`.
+    pub fn split(&mut self, split: Split) -> Result<(), SplitError> {
+        if self.splits.len() >= SPLITS_MAX {
+            return Err(SplitError::TooMany);
+        }
+        if !self.knows(split.parent) {
+            return Err(SplitError::UnknownParent(split.parent));
+        }
+        if self.knows(split.child) || split.child.0 >= SHARD_COUNT_MAX {
+            return Err(SplitError::ChildExists(split.child));
+        }
+        if !(2..=SPLIT_MODULUS_MAX).contains(&split.modulus) || split.residue >= split.modulus {
+            return Err(SplitError::Rule {
+                modulus: split.modulus,
+                residue: split.residue,
+            });
+        }
+        self.splits.push(split);
+        Ok(())
     }
 
     /// The shard that owns `account`.
     #[inline]
     pub fn account_shard(&self, account: AccountId) -> ShardId {
+        let mut shard = ShardId((account.0 % self.shard_count as u64) as u32);
         if !self.accounts.is_empty() {
             if let Some(s) = self.accounts.get(&account) {
-                return *s;
+                shard = *s;
             }
         }
-        ShardId((account.0 % self.shard_count as u64) as u32)
+        // A child comes after its parent, so one pass follows a chain of splits.
+        for s in &self.splits {
+            if s.parent == shard && account.0 % s.modulus == s.residue {
+                shard = s.child;
+            }
+        }
+        shard
+    }
+
+    /// Most net deposits of one asset `shard` may take: the base shards share `u64::MAX`
+    /// equally, and a split gives half of its parent's share to the child, so the shares
+    /// of all shards never sum to more than `u64::MAX`.
+    pub fn supply_max(&self, shard: ShardId) -> u64 {
+        let mut shares: BTreeMap<ShardId, u64> = BTreeMap::new();
+        let base = u64::MAX / self.shard_count as u64;
+        let share =
+            |s: ShardId, shares: &mut BTreeMap<ShardId, u64>| *shares.entry(s).or_insert(base);
+        for s in &self.splits {
+            let parent = share(s.parent, &mut shares);
+            shares.insert(s.child, parent / 2);
+            shares.insert(s.parent, parent - parent / 2);
+        }
+        share(shard, &mut shares)
     }
 }
 
@@ -100,5 +225,87 @@ mod tests {
         p.assign(AccountId(6), ShardId(1));
         assert_eq!(p.account_shard(AccountId(6)), ShardId(1));
         assert_eq!(p.account_shard(AccountId(7)), ShardId(3));
+    }
+
+    fn split(parent: u32, child: u32, modulus: u64, residue: u64) -> Split {
+        Split {
+            parent: ShardId(parent),
+            child: ShardId(child),
+            modulus,
+            residue,
+        }
+    }
+
+    #[test]
+    fn splits_move_part_of_a_shard_and_chain() {
+        let mut p = Placement::new(2);
+        p.assign(AccountId(8), ShardId(1));
+        // Shard 1 owns the odd ids and 8; those that are 3 mod 4 go to shard 5.
+        p.split(split(1, 5, 4, 3)).unwrap();
+        // Shard 5's ids that are 7 mod 8 go on to shard 2.
+        p.split(split(5, 2, 8, 7)).unwrap();
+        let owners: Vec<u32> = (0..16).map(|a| p.account_shard(AccountId(a)).0).collect();
+        assert_eq!(
+            owners,
+            vec![0, 1, 0, 5, 0, 1, 0, 2, 1, 1, 0, 5, 0, 1, 0, 2],
+            "8 is pinned to 1 and is 0 mod 4, so it stays"
+        );
+        assert_eq!((p.shard_count(), p.base_shard_count()), (6, 2));
+        assert!(p.knows(ShardId(5)) && p.knows(ShardId(2)) && !p.knows(ShardId(3)));
+        // Shares of the supply: the parent keeps half, the child takes half.
+        let half = u64::MAX / 2;
+        assert_eq!(p.supply_max(ShardId(0)), half);
+        assert_eq!(p.supply_max(ShardId(1)), half - half / 2);
+        assert_eq!(p.supply_max(ShardId(5)), half / 2 - half / 4);
+        assert_eq!(p.supply_max(ShardId(2)), half / 4);
+        let sum: u128 = [0, 1, 5, 2]
+            .map(|s| p.supply_max(ShardId(s)) as u128)
+            .iter()
+            .sum();
+        assert!(sum <= u64::MAX as u128);
+    }
+
+    #[test]
+    fn bad_splits_are_refused_and_change_nothing() {
+        let mut p = Placement::new(2);
+        p.split(split(0, 2, 2, 0)).unwrap();
+        let before = p.clone();
+        for (s, why) in [
+            (split(3, 4, 2, 0), SplitError::UnknownParent(ShardId(3))),
+            (split(0, 1, 2, 0), SplitError::ChildExists(ShardId(1))),
+            (split(0, 2, 2, 0), SplitError::ChildExists(ShardId(2))),
+            (
+                split(0, SHARD_COUNT_MAX, 2, 0),
+                SplitError::ChildExists(ShardId(SHARD_COUNT_MAX)),
+            ),
+            (
+                split(0, 4, 1, 0),
+                SplitError::Rule {
+                    modulus: 1,
+                    residue: 0,
+                },
+            ),
+            (
+                split(0, 4, 4, 4),
+                SplitError::Rule {
+                    modulus: 4,
+                    residue: 4,
+                },
+            ),
+            (
+                split(0, 4, SPLIT_MODULUS_MAX + 1, 0),
+                SplitError::Rule {
+                    modulus: SPLIT_MODULUS_MAX + 1,
+                    residue: 0,
+                },
+            ),
+        ] {
+            assert_eq!(p.split(s), Err(why), "{s:?}");
+            assert_eq!(p, before);
+        }
+        for n in 1..SPLITS_MAX as u32 {
+            p.split(split(0, 2 + n, 2, 0)).unwrap();
+        }
+        assert_eq!(p.split(split(0, 999, 2, 0)), Err(SplitError::TooMany));
     }
 }

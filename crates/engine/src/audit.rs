@@ -59,6 +59,9 @@ fn effects(body: &MessageBody, mut f: impl FnMut(FlowEffect)) {
         // A credit that succeeds adds its amount to the receiver's `received` and, through
         // its result, the same amount to the sender's `sent`; one that fails moves nothing.
         // Orders' holds, releases and replacements move value within one shard only.
+        // A forwarded message does at its new destination what it would have done at
+        // the first one.
+        MessageBody::Forwarded { ref body, .. } => effects(body, f),
         MessageBody::TransferCredit { .. }
         | MessageBody::TransferCreditResult { .. }
         | MessageBody::OrderHeld(_)

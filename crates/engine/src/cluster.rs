@@ -189,6 +189,12 @@ pub fn validate_quiescent(shards: &[Engine]) -> Result<(), Violation> {
                 }
             }
         }
+        if e.relayed_answers_awaited() != 0 {
+            return Err(Violation(format!(
+                "shard {}: transfer answers to relay with no message outstanding",
+                e.shard()
+            )));
+        }
         if !e.ledger().inflight().is_empty() {
             return Err(Violation(format!(
                 "shard {}: transfers in flight with no message outstanding",

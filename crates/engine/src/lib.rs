@@ -28,7 +28,7 @@ mod snapshot;
 pub mod testing;
 
 use dedupe::{Dedupe, DedupeEntry, DedupeKey, NS_CLIENT_ORDER, NS_TRANSFER};
-pub use routing::{Placement, Route};
+pub use routing::{Placement, Route, Split, SplitError};
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use rustc_hash::FxHasher;
@@ -72,6 +72,27 @@ pub enum Input {
         /// Leader time.
         timestamp: Timestamp,
     },
+    /// This shard gives the accounts `split` names to a new shard, `split.child`, whose
+    /// initial state [`Engine::split`] returns (docs/design/0014-splitting-a-shard.md).
+    Split {
+        /// Leader time.
+        timestamp: Timestamp,
+        /// Which accounts go to which new shard.
+        split: Split,
+    },
+}
+
+impl Input {
+    /// The leader time the input carries.
+    pub fn timestamp(&self) -> Timestamp {
+        match self {
+            Input::Command { meta, .. } => meta.timestamp,
+            Input::Message { timestamp, .. }
+            | Input::Ack { timestamp, .. }
+            | Input::Tick { timestamp }
+            | Input::Split { timestamp, .. } => *timestamp,
+        }
+    }
 }
 
 /// What applying an input produced (besides events). Serializable: a replicated shard
@@ -84,6 +105,8 @@ pub enum Applied {
     Message(Delivery),
     /// Ack or tick.
     Other,
+    /// A split: how many accounts moved to the new shard, or why nothing changed.
+    Split(Result<u64, SplitError>),
 }
 
 /// A broken engine invariant (a bug).
@@ -128,6 +151,9 @@ pub struct Engine {
     order_counter: u64,
     inbox_next: BTreeMap<ShardId, u64>,
     outbox: BTreeMap<ShardId, Outbox>,
+    /// Answers still to come for transfers whose debit moved away in a split (whichever
+    /// shard answers: the credit may have moved too): the shard to pass each answer on to.
+    relay: BTreeMap<TransferId, ShardId>,
     next_event_seq: u64,
     inputs: u64,
     last_timestamp: Timestamp,
@@ -154,7 +180,7 @@ impl Engine {
             "shard outside the placement"
         );
         let mut ledger = Ledger::new();
-        ledger.set_supply_max(supply_max(&placement));
+        ledger.set_supply_max(placement.supply_max(shard));
         Engine {
             shard,
             placement,
@@ -166,6 +192,7 @@ impl Engine {
             order_counter: 0,
             inbox_next: BTreeMap::new(),
             outbox: BTreeMap::new(),
+            relay: BTreeMap::new(),
             next_event_seq: 1,
             inputs: 0,
             last_timestamp: Timestamp(0),
@@ -175,6 +202,12 @@ impl Engine {
     }
 
     // ----- queries ---------------------------------------------------------------------
+
+    /// Answers to transfers whose debit moved away in a split that this shard still
+    /// expects, to pass on.
+    pub fn relayed_answers_awaited(&self) -> usize {
+        self.relay.len()
+    }
 
     /// This shard's id.
     pub fn shard(&self) -> ShardId {
@@ -266,6 +299,11 @@ impl Engine {
                 self.tick(*timestamp, out);
                 Applied::Other
             }
+            // Replay: the child's state is not needed here (it starts its own log).
+            Input::Split { timestamp, split } => Applied::Split(
+                self.split(*timestamp, *split, out)
+                    .map(|c| c.ledger.len() as u64),
+            ),
         }
     }
 
@@ -391,7 +429,22 @@ impl Engine {
         if m.seq > expected {
             return Delivery::Gap { expected };
         }
-        if let MessageBody::OrderHeld(t) = &m.body {
+        let (origin, body) = match &m.body {
+            MessageBody::Forwarded { origin, body } => (*origin, &**body),
+            body => (m.from, body),
+        };
+        if let Some(to) = self.forward_to(body) {
+            self.inbox_next.insert(m.from, expected + 1);
+            let mut out = Outgoing {
+                shard: self.shard,
+                outbox: &mut self.outbox,
+                local: &mut self.local,
+            };
+            let body = Box::new(body.clone());
+            out.send(to, m.principal, MessageBody::Forwarded { origin, body });
+            return Delivery::Applied;
+        }
+        if let MessageBody::OrderHeld(t) = body {
             // Catalog commands reach every shard on their own; an order may arrive from a
             // shard that created the market before this one did.
             if !self.markets.contains_key(&t.market) {
@@ -411,14 +464,101 @@ impl Engine {
             &mut self.outbox,
             &mut self.local,
             &mut self.match_out,
-            m.from,
+            origin,
             m.principal,
-            &m.body,
+            body,
             &mut sink,
         );
         self.drain_local(&mut sink);
         self.next_event_seq = seq;
         Delivery::Applied
+    }
+
+    /// Where a message for something this shard gave away in a split goes instead (and
+    /// forgets a relayed transfer answer), or `None` if it is applied here.
+    fn forward_to(&mut self, body: &MessageBody) -> Option<ShardId> {
+        let account = match body {
+            MessageBody::Settle { account, .. }
+            | MessageBody::Release { account, .. }
+            | MessageBody::Replace { account, .. }
+            | MessageBody::FeeCredit { account, .. } => *account,
+            MessageBody::TransferCredit { credit, .. } => *credit,
+            MessageBody::TransferCreditResult { id, .. } => {
+                if self.relay.is_empty() {
+                    return None;
+                }
+                return self.relay.remove(id);
+            }
+            // Markets do not move in a split.
+            MessageBody::OrderHeld(_) => return None,
+            MessageBody::Forwarded { .. } => unreachable!("forwarded messages are not nested"),
+        };
+        let owner = self.placement.account_shard(account);
+        (owner != self.shard).then_some(owner)
+    }
+
+    /// Splits this shard: the accounts it owns that `split` names (with their balances,
+    /// holds, open pending and in-flight transfers) leave it for the new shard
+    /// `split.child`, whose initial state is returned. Books stay here. Messages that
+    /// still arrive here for what moved are forwarded to the child in arrival order, so
+    /// each channel's order holds end to end. The value that moved counts as sent here
+    /// and received there, so both shards' flow totals stay exact.
+    ///
+    /// Refused, changing nothing but the input count and the clock, if `split.parent` is
+    /// not this shard or the placement refuses the split.
+    pub fn split(
+        &mut self,
+        timestamp: Timestamp,
+        split: Split,
+        out: &mut Vec<EventRecord>,
+    ) -> Result<Engine, SplitError> {
+        let ts = self.begin(timestamp, out);
+        if split.parent != self.shard {
+            return Err(SplitError::WrongParent(split.parent));
+        }
+        let mut placement = self.placement.clone();
+        placement.split(split)?;
+        let child_ledger = self
+            .ledger
+            .split_off(|a| placement.account_shard(a) == split.child);
+        for id in child_ledger.inflight().keys() {
+            let fresh = self.relay.insert(*id, split.child).is_none();
+            assert!(fresh, "transfer {id} in flight twice");
+        }
+        self.placement = placement.clone();
+        self.ledger
+            .set_supply_max(self.placement.supply_max(self.shard));
+        let mut seq = self.next_event_seq;
+        let mut sink = EventSink::new(
+            out,
+            self.shard,
+            self.inputs,
+            ts,
+            Principal::SYSTEM,
+            &mut seq,
+        );
+        sink.emit(Event::ShardSplit {
+            child: split.child,
+            modulus: split.modulus,
+            residue: split.residue,
+            accounts: child_ledger.len() as u64,
+        });
+        self.next_event_seq = seq;
+        let mut child = Engine::new(split.child, placement);
+        child.assets = self.assets.clone();
+        child.markets = self.markets.clone();
+        child.ledger = child_ledger;
+        child
+            .ledger
+            .set_supply_max(child.placement.supply_max(split.child));
+        child.dedupe = self.dedupe.clone();
+        child.last_timestamp = ts;
+        for e in [&*self, &child] {
+            if let Err(v) = e.validate() {
+                panic!("shard {} after split: {v}", e.shard);
+            }
+        }
+        Ok(child)
     }
 
     /// Applies a client command.
@@ -458,6 +598,19 @@ impl Engine {
                     NS_CLIENT_ORDER => RejectCode::DuplicateClientOrderId,
                     _ => RejectCode::DuplicateId,
                 };
+                sink.emit(Event::Rejected {
+                    subject: subject(cmd),
+                    code,
+                });
+                return Outcome::rejected(code);
+            }
+            // A transfer that moved away in a split keeps its id in use here until its
+            // answer is relayed, so an answer always names one transfer.
+            if key.ns == NS_TRANSFER
+                && !self.relay.is_empty()
+                && self.relay.contains_key(&TransferId(key.a))
+            {
+                let code = RejectCode::DuplicateId;
                 sink.emit(Event::Rejected {
                     subject: subject(cmd),
                     code,
@@ -1176,6 +1329,9 @@ impl Engine {
             MessageBody::TransferCreditResult { id, result } => {
                 ledger.finish_remote(*id, *result, sink)
             }
+            MessageBody::Forwarded { .. } => {
+                unreachable!("a forwarded message is unwrapped when delivered")
+            }
         }
     }
 
@@ -1363,12 +1519,6 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// The net deposits one shard may take per asset: `u64::MAX / shard_count`, so that an
-/// asset's supply over the whole cluster fits in a `u64` (see `Ledger::set_supply_max`).
-pub fn supply_max(placement: &Placement) -> u64 {
-    u64::MAX / placement.shard_count() as u64
 }
 
 /// The asset an order holds: quote for buys, base for sells.

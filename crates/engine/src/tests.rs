@@ -3223,6 +3223,249 @@ fn cross_shard_order_settles_on_both_shards() {
     validate_quiescent(&[h0.e.clone(), h1.e.clone()]).unwrap();
 }
 
+// ----- splits ----------------------------------------------------------------------------------
+
+/// Shard 0 splits while Bob's order ticket and his transfer to Alice are on their way to
+/// shard 1: Bob's account (2 = 2 mod 4) moves to the new shard 2 with its holds and its
+/// in-flight transfer; Dave's (4) stays. Shard 1 knows nothing of the split, so it answers
+/// shard 0, which forwards each answer to shard 2 in the order it came; shard 2 applies
+/// them as if shard 1 had sent them there.
+#[test]
+fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
+    let (mut h0, mut h1) = two();
+    let taker = oid(0, 1);
+    let o = limit(A2, Side::Buy, 1_000, 10);
+    let (out, _) = h0.cmd(h0.trader(BOB), Command::PlaceOrder(o.clone()));
+    assert_eq!(out, ok(Accepted::Order(taker)));
+    let ticket = h0.outbox(1).pop().expect("ticket");
+    let credit = start_transfer(&mut h0, 500, A1, 25_000, 2);
+    let maker = h1.rest(h1.trader(ALICE), limit(A1, Side::Sell, 1_000, 10), BTC, 10);
+    let (bob_usd, bob_btc) = (h0.balance(A2, USD), h0.balance(A2, BTC));
+    assert_eq!(bob_usd, (1_000_000 - 10_020 - 25_000, 10_020 + 25_000));
+    let before = h0.e.clone();
+
+    let split = Split {
+        parent: ShardId(0),
+        child: ShardId(2),
+        modulus: 4,
+        residue: 2,
+    };
+    // Refusals change nothing but the input count and the clock.
+    for (bad, why) in [
+        (
+            Split {
+                parent: ShardId(1),
+                ..split
+            },
+            SplitError::WrongParent(ShardId(1)),
+        ),
+        (
+            Split {
+                child: ShardId(1),
+                ..split
+            },
+            SplitError::ChildExists(ShardId(1)),
+        ),
+        (
+            Split {
+                modulus: 1,
+                residue: 0,
+                ..split
+            },
+            SplitError::Rule {
+                modulus: 1,
+                residue: 0,
+            },
+        ),
+        (
+            Split {
+                residue: 4,
+                ..split
+            },
+            SplitError::Rule {
+                modulus: 4,
+                residue: 4,
+            },
+        ),
+    ] {
+        let mut e = before.clone();
+        let (a, out) = {
+            let mut out = vec![];
+            (
+                e.apply(
+                    &Input::Split {
+                        timestamp: h0.now,
+                        split: bad,
+                    },
+                    &mut out,
+                ),
+                out,
+            )
+        };
+        assert_eq!((a, out), (Applied::Split(Err(why)), vec![]));
+        let mut expected = before.clone();
+        expected.tick(h0.now, &mut vec![]);
+        assert_eq!(e.state_hash(), expected.state_hash(), "{bad:?}");
+    }
+
+    let mut out = vec![];
+    let want = h0.recs(
+        Principal::SYSTEM,
+        vec![Event::ShardSplit {
+            child: ShardId(2),
+            modulus: 4,
+            residue: 2,
+            accounts: 1,
+        }],
+    );
+    let child = h0.e.split(h0.now, split, &mut out).expect("split");
+    assert_eq!(out, want);
+    h0.input += 1;
+    h0.seq += 1;
+    let mut h2 = H {
+        e: child,
+        seq: 1,
+        input: 0,
+        now: h0.now,
+        next_order: 1,
+    };
+    // The accounts, their holds and the in-flight transfer moved; the flows account for it.
+    let ids = |e: &Engine| {
+        e.ledger()
+            .accounts()
+            .iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!((ids(&h0.e), ids(&h2.e)), (vec![A4], vec![A2]));
+    assert_eq!(
+        (h2.balance(A2, USD), h2.balance(A2, BTC)),
+        (bob_usd, bob_btc)
+    );
+    assert_eq!(
+        ledger_parts(&h2.e).order_holds,
+        ledger_parts(&before).order_holds
+    );
+    assert_eq!(ledger_parts(&h2.e).inflight, ledger_parts(&before).inflight);
+    assert_eq!(ledger_parts(&h0.e).order_holds, vec![]);
+    assert_eq!(h0.e.ledger().inflight().len(), 0);
+    assert_eq!(h0.e.relayed_answers_awaited(), 1);
+    let usd_total = |e: &Engine| e.ledger().totals()[&USD];
+    assert_eq!(usd_total(&h0.e).sent, 1_000_000);
+    assert_eq!(usd_total(&h2.e).received, 1_000_000);
+    assert_eq!(h2.e.placement().account_shard(A2), ShardId(2));
+    assert_eq!(h2.e.markets(), h0.e.markets());
+    assert_eq!(h2.e.clock(), h0.e.clock());
+    // Each shard's supply share halves: together no more than the parent had.
+    let share = |e: &Engine| e.placement().supply_max(e.shard());
+    assert_eq!(
+        share(&h0.e) + share(&h2.e),
+        before.placement().supply_max(ShardId(0))
+    );
+
+    // The same split as an input of the parent's log gives the same parent.
+    let mut replayed = before.clone();
+    let a = replayed.apply(
+        &Input::Split {
+            timestamp: h0.now,
+            split,
+        },
+        &mut vec![],
+    );
+    assert_eq!(a, Applied::Split(Ok(1)));
+    assert_eq!(replayed.state_hash(), h0.e.state_hash());
+    // Snapshots carry the split and the relay.
+    for e in [&h0.e, &h2.e] {
+        let restored = Engine::restore(&e.snapshot()).expect("restore");
+        assert_eq!(restored.state_hash(), e.state_hash());
+    }
+
+    // Commands for Bob's account now belong to shard 2.
+    let w = Command::Withdraw {
+        id: TransferId(77),
+        account: A2,
+        asset: USD,
+        amount: Amount(1),
+    };
+    let (o2, _) = h0.cmd(h0.op(), w.clone());
+    assert_eq!(
+        o2.result,
+        Err(Rejection {
+            code: RejectCode::WrongShard,
+            index: 0
+        })
+    );
+
+    // Until its answer is relayed, the moved transfer's id stays in use here, even once
+    // the idempotency table has forgotten it.
+    h0.now = Timestamp(h0.now.0 + 2 * IDEMPOTENCY_WINDOW_MS * 1_000_000 + 1);
+    let reuse = Command::Transfer(xfer(500, A4, A1, USD, 1));
+    let (o4, out) = h0.cmd(h0.trader(DAVE), reuse.clone());
+    assert_eq!(o4, Outcome::rejected(RejectCode::DuplicateId));
+    assert_eq!(
+        out.into_iter().map(|r| r.event).collect::<Vec<_>>(),
+        vec![rejected(
+            Subject::Transfer(TransferId(500)),
+            RejectCode::DuplicateId
+        )]
+    );
+
+    // Shard 1 matches the ticket and credits Alice, answering shard 0 as before.
+    h1.deliver(ticket);
+    h1.deliver(credit);
+    let answers = h1.outbox(0);
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    for m in &answers {
+        let (d, got) = h0.deliver(m.clone());
+        assert_eq!((d, got), (Delivery::Applied, vec![]), "{m:?}");
+    }
+    let forwarded: Vec<Message> = answers
+        .iter()
+        .enumerate()
+        .map(|(n, m)| {
+            credit_msg(
+                0,
+                2,
+                n as u64 + 1,
+                m.principal,
+                MessageBody::Forwarded {
+                    origin: ShardId(1),
+                    body: Box::new(m.body.clone()),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(h0.outbox(2), forwarded);
+    assert_eq!(h0.e.relayed_answers_awaited(), 0);
+
+    // Shard 2 settles the fill, closes the order and posts the transfer.
+    let mut got = vec![];
+    for m in forwarded {
+        let (d, out) = h2.deliver(m);
+        assert_eq!(d, Delivery::Applied);
+        got.extend(out.into_iter().map(|r| r.event));
+    }
+    assert_eq!(
+        got,
+        vec![
+            settled(taker, A2, USD, 10_020, BTC, 10, 20),
+            bal(A2, USD, 1_000_000 - 10_020 - 25_000, 25_000),
+            bal(A2, BTC, 1_010, 0),
+            transfer_posted(500, A2, A1, USD, 25_000),
+            bal(A2, USD, 1_000_000 - 10_020 - 25_000, 0),
+        ]
+    );
+    let _ = maker;
+    assert_eq!(h2.e.ledger().order_holds_sorted(), vec![]);
+    let (o2, _) = h2.cmd(h2.op(), w);
+    assert!(o2.result.is_ok(), "{o2:?}");
+
+    h0.ack(ShardId(1), 2);
+    h0.ack(ShardId(2), 3);
+    h1.ack(ShardId(0), 3);
+    validate_quiescent(&[h0.e.clone(), h1.e.clone(), h2.e.clone()]).unwrap();
+}
+
 // ----- regressions (each was a bug) -----------------------------------------------------------
 
 /// Was a bug: a command refused for lack of authority was recorded in the idempotency table
@@ -3477,7 +3720,7 @@ fn deposits_are_capped_so_that_supply_fits_in_u64() {
         assert!(e.execute(op, &open, &mut out).result.is_ok());
     }
     let cap = u64::MAX / 4;
-    assert_eq!(crate::supply_max(e.placement()), cap);
+    assert_eq!(e.placement().supply_max(e.shard()), cap);
     let dep = |id: u64, account: u64, amount: u64| Command::Deposit {
         id: TransferId(id),
         account: AccountId(account),

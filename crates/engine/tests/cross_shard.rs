@@ -5,9 +5,11 @@
 
 mod common;
 
-use common::sim::lockstep;
+use common::sim::{lockstep, lockstep_splitting, PlannedSplit};
 use common::*;
 use proptest::prelude::*;
+use tradelog_domain::{AccountId, ShardId};
+use tradelog_engine::{Engine, Placement};
 
 proptest! {
     #![proptest_config(ProptestConfig {
@@ -19,6 +21,101 @@ proptest! {
     #[test]
     fn one_shard_and_four_shards_agree(ops in prop::collection::vec(op(), 1..120), seed in any::<u64>()) {
         lockstep(&ops, seed);
+    }
+
+    /// Splitting shards while their messages are in flight (a split's child split again,
+    /// too) changes no balance, fill, cancellation or book.
+    #[test]
+    fn splits_mid_flight_change_nothing(
+        ops in prop::collection::vec(op(), 1..120),
+        seed in any::<u64>(),
+        splits in prop::collection::vec(planned_split(), 1..4),
+    ) {
+        let splits: Vec<PlannedSplit> = splits
+            .into_iter()
+            .map(|mut p| {
+                p.at %= ops.len();
+                p
+            })
+            .collect();
+        lockstep_splitting(&ops, seed, &splits);
+    }
+}
+
+fn planned_split() -> impl Strategy<Value = PlannedSplit> {
+    (any::<usize>(), 0..40usize, 0..8usize, 1..5u32, any::<u64>()).prop_map(
+        |(at, delay, parent, bits, residue)| PlannedSplit {
+            at,
+            delay,
+            parent,
+            modulus: 1 << bits,
+            residue,
+        },
+    )
+}
+
+/// A fixed, long workload with splits at fixed steps: messages really are forwarded, the
+/// children take orders and transfers of their own, and the result equals one shard's.
+#[test]
+fn splits_forward_what_was_in_flight() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let ops = prop::collection::vec(op(), 800)
+        .new_tree(&mut runner)
+        .unwrap()
+        .current();
+    // Each split comes right after a transfer from an account it moves to an account on
+    // another shard, so the credit is in flight and its answer must be relayed.
+    let transfer_from = |account: u64, after: usize| {
+        (after..ops.len())
+            .find(|&i| matches!(ops[i], Op::Transfer { from, to, .. } if from == account && to % 4 != account % 4))
+            .expect("the workload has such a transfer")
+    };
+    // Shard 1 (accounts 1, 5) gives 5 to shard 4; shard 3 (3, 7, the fee account 999)
+    // gives 7 and 999 to shard 5; shard 5 gives 999 to shard 6.
+    let at = [transfer_from(5, 100), transfer_from(7, 250), 400];
+    let splits = [(at[0], 1, 8, 5), (at[1], 3, 8, 7), (at[2], 5, 64, 999 % 64)].map(
+        |(at, parent, modulus, residue)| PlannedSplit {
+            at,
+            delay: 0,
+            parent,
+            modulus,
+            residue,
+        },
+    );
+    let (one, split) = lockstep_splitting(&ops, 11, &splits);
+    let owner = |a: u64| split.placement.account_shard(AccountId(a));
+    assert_eq!(
+        [1, 5, 3, 7, 999].map(owner),
+        [1, 4, 3, 5, 6].map(ShardId),
+        "where the accounts ended"
+    );
+    assert_eq!(split.shards.len(), 7);
+    for s in 4..7 {
+        let e = &split.shards[s];
+        assert!(
+            e.inputs_applied() > 20,
+            "shard {s} applied only {} inputs",
+            e.inputs_applied()
+        );
+    }
+    let s = &split.stats;
+    eprintln!("{s:?}");
+    assert!(s.forwarded > 10 && s.relayed >= 1, "{s:?}");
+    assert_eq!(one.summary(), split.summary());
+    // Every shard's log replays to its state: the base shards' from empty (their splits
+    // are inputs of their logs), the children's from the state their split made.
+    for (s, e) in split.shards.iter().enumerate() {
+        let mut r = match split.initial.get(&s) {
+            Some(snapshot) => Engine::restore(snapshot).expect("restore"),
+            None => Engine::new(ShardId(s as u32), Placement::new(4)),
+        };
+        for input in &split.logs[s] {
+            r.apply(input, &mut vec![]);
+        }
+        assert_eq!(r.state_hash(), e.state_hash(), "shard {s} replays");
     }
 }
 

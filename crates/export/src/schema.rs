@@ -248,6 +248,9 @@ columns! {
     subject: Str, true;
     available: U64, true;
     held: U64, true;
+    split_modulus: U64, true;
+    split_residue: U64, true;
+    accounts_moved: U64, true;
 }
 
 fn decode(column: &'static str, row: usize, message: impl Into<String>) -> ExportError {
@@ -297,6 +300,7 @@ pub fn kind_name(e: &Event) -> &'static str {
         Event::MarketResumed { .. } => "market_resumed",
         Event::Rejected { .. } => "rejected",
         Event::Balance { .. } => "balance",
+        Event::ShardSplit { .. } => "shard_split",
     }
 }
 
@@ -664,6 +668,17 @@ fn row_of(r: &EventRecord) -> Result<Row, ExportError> {
             w.available = Some(available.0);
             w.held = Some(held.0);
         }
+        Event::ShardSplit {
+            child,
+            modulus,
+            residue,
+            accounts,
+        } => {
+            w.to_shard = Some(child.0);
+            w.split_modulus = Some(modulus);
+            w.split_residue = Some(residue);
+            w.accounts_moved = Some(accounts);
+        }
     }
     Ok(w)
 }
@@ -948,6 +963,12 @@ fn event_of(mut r: Row, i: usize) -> Result<EventRecord, ExportError> {
             asset: d::AssetId(take!(r.asset, i)),
             available: d::Amount(take!(r.available, i)),
             held: d::Amount(take!(r.held, i)),
+        },
+        "shard_split" => Event::ShardSplit {
+            child: d::ShardId(take!(r.to_shard, i)),
+            modulus: take!(r.split_modulus, i),
+            residue: take!(r.split_residue, i),
+            accounts: take!(r.accounts_moved, i),
         },
         other => return Err(decode("kind", i, format!("unknown event kind {other:?}"))),
     };

@@ -56,9 +56,10 @@ fn variant(e: &Event) -> usize {
         Event::MarketResumed { .. } => 27,
         Event::Rejected { .. } => 28,
         Event::Balance { .. } => 29,
+        Event::ShardSplit { .. } => 30,
     }
 }
-const VARIANTS: usize = 30;
+const VARIANTS: usize = 31;
 
 /// At least one event of every variant (and every subject, side, order type, time in
 /// force and cancel reason), every field set to a distinct value.
@@ -241,6 +242,12 @@ fn samples() -> Vec<Event> {
             available: Amount(112),
             held: Amount(113),
         },
+        Event::ShardSplit {
+            child: ShardId(150),
+            modulus: 151,
+            residue: 152,
+            accounts: 153,
+        },
         Event::OrderSubmitted {
             order: OrderId(114),
             account: AccountId(115),
@@ -346,7 +353,7 @@ fn every_variant_round_trips() {
 
 #[test]
 fn kind_names_are_the_api_names() {
-    let names: Vec<&str> = samples().iter().take(29).map(kind_name).collect();
+    let names: Vec<&str> = samples().iter().take(30).map(kind_name).collect();
     assert_eq!(
         vec![
             "asset_created",
@@ -377,6 +384,7 @@ fn kind_names_are_the_api_names() {
             "market_halted",
             "market_resumed",
             "balance",
+            "shard_split",
             "order_submitted",
         ],
         names

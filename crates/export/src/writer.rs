@@ -26,8 +26,10 @@ pub const MANIFEST_FILE: &str = "_tradelog_export.json";
 pub const LOCK_FILE: &str = ".tradelog-export.lock";
 /// What the manifest's `format` says.
 pub const MANIFEST_FORMAT: &str = "tradelog-events-parquet";
-/// The version of the manifest and of the schema this crate writes.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The version of the manifest and of the schema this crate writes (2: the columns of
+/// `shard_split` added; a version 1 directory is refused, so one directory never mixes
+/// schemas: export into a new one).
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// What an export directory holds: the position exported up to and every part file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

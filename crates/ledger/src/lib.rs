@@ -1295,6 +1295,73 @@ impl Ledger {
         Ok(l)
     }
 
+    /// Moves the accounts `moves` picks, with their open pending transfers, in-flight
+    /// transfers and order holds (all kept by the debit or ordering account), into a new
+    /// ledger with the same catalog, which is returned. What the moved accounts hold
+    /// counts as sent by this ledger and received by the new one, so each ledger's flow
+    /// totals still account for its balances. Accounts keep their relative order.
+    pub fn split_off(&mut self, moves: impl Fn(AccountId) -> bool) -> Ledger {
+        let parts = self.to_parts();
+        let supply_max = self.supply_max;
+        let mut keep = LedgerParts {
+            accounts: Vec::new(),
+            assets: parts.assets.clone(),
+            totals: Vec::new(),
+            pending: Vec::new(),
+            inflight: Vec::new(),
+            order_holds: Vec::new(),
+        };
+        let mut go = keep.clone();
+        let mut moved_value: BTreeMap<AssetId, u128> = BTreeMap::new();
+        for a in parts.accounts {
+            if moves(a.id) {
+                for b in &a.balances {
+                    let v = b.available.0 as u128 + b.held.0 as u128;
+                    if v > 0 {
+                        *moved_value.entry(b.asset).or_default() += v;
+                    }
+                }
+                go.accounts.push(a);
+            } else {
+                keep.accounts.push(a);
+            }
+        }
+        for p in parts.pending {
+            if moves(p.debit) { &mut go } else { &mut keep }
+                .pending
+                .push(p);
+        }
+        for f in parts.inflight {
+            if moves(f.debit) { &mut go } else { &mut keep }
+                .inflight
+                .push(f);
+        }
+        for (o, h) in parts.order_holds {
+            if moves(h.account) { &mut go } else { &mut keep }
+                .order_holds
+                .push((o, h));
+        }
+        for (asset, mut t) in parts.totals {
+            let v = moved_value.remove(&asset).unwrap_or(0);
+            t.sent += v;
+            keep.totals.push((asset, t));
+            if v > 0 {
+                let received = AssetTotals {
+                    received: v,
+                    ..AssetTotals::default()
+                };
+                go.totals.push((asset, received));
+            }
+        }
+        assert!(moved_value.is_empty(), "a moved balance has no totals");
+        let broken = |v: Violation| panic!("ledger split: {v}");
+        *self = Ledger::from_parts(keep).unwrap_or_else(broken);
+        self.supply_max = supply_max;
+        let mut child = Ledger::from_parts(go).unwrap_or_else(broken);
+        child.supply_max = supply_max;
+        child
+    }
+
     /// Splits the ledger into ordered parts (snapshot). `from_parts(to_parts())` is identity.
     pub fn to_parts(&self) -> LedgerParts {
         LedgerParts {

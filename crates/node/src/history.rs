@@ -324,12 +324,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The leader time an input carries.
 fn input_time(input: &Input) -> Timestamp {
-    match input {
-        Input::Command { meta, .. } => meta.timestamp,
-        Input::Message { timestamp, .. }
-        | Input::Ack { timestamp, .. }
-        | Input::Tick { timestamp } => *timestamp,
-    }
+    input.timestamp()
 }
 
 fn decode(r: &tradelog_storage::Record) -> Result<Input, HistoryError> {

@@ -111,12 +111,7 @@ fn input(i: u64) -> Input {
 }
 
 fn time_of(input: &Input) -> Timestamp {
-    match input {
-        Input::Command { meta, .. } => meta.timestamp,
-        Input::Message { timestamp, .. }
-        | Input::Ack { timestamp, .. }
-        | Input::Tick { timestamp } => *timestamp,
-    }
+    input.timestamp()
 }
 
 /// What the live shard did: its state hash after every index (0 = before any input) and

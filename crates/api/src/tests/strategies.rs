@@ -567,6 +567,14 @@ pub fn event() -> BoxedStrategy<d::Event> {
                 held,
             })
             .boxed(),
+        (any::<u32>(), any64(), any64(), any64())
+            .prop_map(|(child, modulus, residue, accounts)| E::ShardSplit {
+                child: d::ShardId(child),
+                modulus,
+                residue,
+                accounts,
+            })
+            .boxed(),
     ])
     .boxed()
 }
@@ -605,11 +613,12 @@ pub fn event_variant(e: &d::Event) -> usize {
         E::MarketResumed { .. } => 27,
         E::Rejected { .. } => 28,
         E::Balance { .. } => 29,
+        E::ShardSplit { .. } => 30,
     }
 }
 
 /// Number of [`d::Event`] variants.
-pub const EVENT_VARIANTS: usize = 30;
+pub const EVENT_VARIANTS: usize = 31;
 
 pub fn event_record() -> impl Strategy<Value = d::EventRecord> {
     (any::<u32>(), any64(), any64(), any64(), any64(), event()).prop_map(

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use tradelog_engine::routing::{route, Route};
-use tradelog_engine::{Applied, Engine, Input, Placement};
+use tradelog_engine::{Applied, Engine, Input, Placement, Split, SplitError};
 
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -16,10 +16,16 @@ pub struct Stats {
     pub gaps: u64,
     pub restarts: u64,
     pub acks: u64,
+    /// Messages a split shard passed on to the shard that owns what they name now.
+    pub forwarded: u64,
+    /// Of those, answers to transfers whose debit had moved.
+    pub relayed: u64,
 }
 
 pub struct Sim {
     pub shards: Vec<Engine>,
+    /// Where clients send commands: the base placement and every split so far.
+    pub placement: Placement,
     rng: Option<ChaCha8Rng>,
     pub events: Vec<EventRecord>,
     step_orders: BTreeMap<usize, (OrderId, MarketId)>,
@@ -31,6 +37,8 @@ pub struct Sim {
     pub logs: Vec<Vec<Input>>,
     /// Every event of each shard, in order.
     pub shard_events: Vec<Vec<EventRecord>>,
+    /// The snapshot each shard made by a split started from (its log follows it).
+    pub initial: BTreeMap<usize, Vec<u8>>,
 }
 
 impl OrderIds for Sim {
@@ -66,6 +74,7 @@ impl Sim {
             shards: (0..n)
                 .map(|s| Engine::new(ShardId(s), placement.clone()))
                 .collect(),
+            placement,
             rng: seed.map(ChaCha8Rng::seed_from_u64),
             events: vec![],
             step_orders: BTreeMap::new(),
@@ -75,10 +84,23 @@ impl Sim {
             stats: Stats::default(),
             logs: vec![vec![]; n as usize],
             shard_events: vec![vec![]; n as usize],
+            initial: BTreeMap::new(),
         }
     }
 
     fn apply(&mut self, s: usize, input: &Input) -> Applied {
+        if let Input::Message { message, .. } = input {
+            if matches!(message.body, MessageBody::Forwarded { .. })
+                && message.seq == self.shards[s].inbox_applied(message.from) + 1
+            {
+                self.stats.forwarded += 1;
+                if let MessageBody::Forwarded { body, .. } = &message.body {
+                    if matches!(**body, MessageBody::TransferCreditResult { .. }) {
+                        self.stats.relayed += 1;
+                    }
+                }
+            }
+        }
         let mut out = vec![];
         let r = self.shards[s].apply(input, &mut out);
         self.logs[s].push(input.clone());
@@ -122,11 +144,7 @@ impl Sim {
 
     pub fn submit(&mut self, step: usize, meta: Meta, command: Command) -> Vec<Outcome> {
         self.step = step;
-        let targets: Vec<usize> = match route(
-            &command,
-            self.shards[0].placement(),
-            self.shards[0].markets(),
-        ) {
+        let targets: Vec<usize> = match route(&command, &self.placement, self.shards[0].markets()) {
             Route::All => (0..self.shards.len()).collect(),
             Route::Shard(s) => vec![s.0 as usize],
         };
@@ -162,10 +180,54 @@ impl Sim {
         v
     }
 
+    /// Splits shard `parent` at leader time `ts` (messages may be in flight): the
+    /// accounts it owns with `id % modulus == residue` go to a new shard, numbered next.
+    pub fn split(
+        &mut self,
+        parent: usize,
+        modulus: u64,
+        residue: u64,
+        ts: u64,
+    ) -> Result<ShardId, SplitError> {
+        let split = Split {
+            parent: ShardId(parent as u32),
+            child: ShardId(self.shards.len() as u32),
+            modulus,
+            residue,
+        };
+        let input = Input::Split {
+            timestamp: Timestamp(ts),
+            split,
+        };
+        let mut out = vec![];
+        let child = self.shards[parent].split(Timestamp(ts), split, &mut out);
+        self.logs[parent].push(input);
+        self.shard_events[parent].extend(out.iter().cloned());
+        self.events.extend(out);
+        let child = child?;
+        self.placement.split(split).expect("the parent accepted it");
+        for e in [&self.shards[parent], &child] {
+            if let Err(v) = e.validate() {
+                panic!("shard {} invariant broken after {split:?}: {v}", e.shard());
+            }
+        }
+        self.initial.insert(self.shards.len(), child.snapshot());
+        self.shards.push(child);
+        self.logs.push(vec![]);
+        self.shard_events.push(vec![]);
+        Ok(split.child)
+    }
+
     /// Delivers until nothing is in flight.
     pub fn settle(&mut self, ts: u64) {
+        assert!(self.deliver(ts, usize::MAX), "messages never settled");
+    }
+
+    /// Takes up to `budget` delivery actions (all of them in order without a seed);
+    /// true once nothing is in flight (everything then acknowledged).
+    pub fn deliver(&mut self, ts: u64, budget: usize) -> bool {
         let timestamp = Timestamp(ts);
-        for _ in 0..1_000_000 {
+        for _ in 0..budget.min(1_000_000) {
             let ch = self.channels();
             let undelivered: Vec<usize> = (0..ch.len())
                 .filter(|&i| ch[i].2.iter().any(|m| m.seq > ch[i].3))
@@ -181,7 +243,7 @@ impl Sim {
                         },
                     );
                 }
-                return;
+                return true;
             }
             let Some(rng) = self.rng.as_mut() else {
                 // In order: everything on the first channel, then the next.
@@ -277,7 +339,7 @@ impl Sim {
             assert_eq!(r, Applied::Message(Delivery::Applied));
             self.stats.delivered += 1;
         }
-        panic!("messages never settled");
+        false
     }
 
     pub fn summary(&self) -> Summary {
@@ -358,13 +420,37 @@ pub fn step_time(ops: &[Op], i: usize) -> u64 {
     ts
 }
 
+/// A split planned in a workload: at step `at`, after the step's command and `delay`
+/// delivery actions (so messages are in flight), shard `parent` (modulo the shards there
+/// are then) gives the accounts with `id % modulus == residue % modulus` to a new shard.
+#[derive(Clone, Debug)]
+pub struct PlannedSplit {
+    pub at: usize,
+    pub delay: usize,
+    pub parent: usize,
+    pub modulus: u64,
+    pub residue: u64,
+}
+
 /// Runs step `i` of `ops` and settles it; checks the cluster-wide invariants.
 pub fn step(sim: &mut Sim, ops: &[Op], i: usize) {
+    step_splitting(sim, ops, i, &[]);
+}
+
+/// [`step`], with the splits planned for this step made while its messages are in flight.
+pub fn step_splitting(sim: &mut Sim, ops: &[Op], i: usize, splits: &[PlannedSplit]) {
     let step = i + 1;
     let ts = step_time(ops, i);
     sim.tick_all(ts);
     if let Some((meta, cmd)) = command(&ops[i], step, ts, sim, &sim.pendings.clone()) {
         sim.submit(step, meta, cmd);
+    }
+    for p in splits.iter().filter(|p| p.at == i) {
+        sim.deliver(ts, p.delay);
+        let parent = p.parent % sim.shards.len();
+        if let Err(e) = sim.split(parent, p.modulus, p.residue % p.modulus, ts) {
+            panic!("{p:?} refused: {e}");
+        }
     }
     sim.settle(ts);
     if let Err(v) = tradelog_engine::cluster::validate_quiescent(&sim.shards) {
@@ -375,13 +461,18 @@ pub fn step(sim: &mut Sim, ops: &[Op], i: usize) {
 /// Runs `ops` on one shard (in-order delivery) and on four shards (adversarial delivery
 /// from `seed`) side by side and compares their summaries after every step.
 pub fn lockstep(ops: &[Op], seed: u64) -> (Sim, Sim) {
+    lockstep_splitting(ops, seed, &[])
+}
+
+/// [`lockstep`], with the four-shard system also split as `splits` plan.
+pub fn lockstep_splitting(ops: &[Op], seed: u64, splits: &[PlannedSplit]) -> (Sim, Sim) {
     let mut one = Sim::new(1, None);
     let mut four = Sim::new(4, Some(seed));
     start(&mut one, [ShardId(0), ShardId(0)]);
     start(&mut four, [ShardId(1), ShardId(2)]);
     for i in 0..ops.len() {
         step(&mut one, ops, i);
-        step(&mut four, ops, i);
+        step_splitting(&mut four, ops, i, splits);
         let (a, b) = (one.summary(), four.summary());
         if a != b {
             panic!(
