@@ -825,7 +825,9 @@ impl Engine {
             Command::CreateMarket(m) => {
                 operator_only().map_err(rej)?;
                 m.validate().map_err(rej)?;
-                if m.id.0 == 0 || m.shard.0 >= placement.shard_count() {
+                // Only on a base shard: every shard knows those, whatever splits it has seen,
+                // so all of them agree on the catalog.
+                if m.id.0 == 0 || m.shard.0 >= placement.base_shard_count() {
                     return Err(rej(RejectCode::InvalidMarket));
                 }
                 if !assets.contains_key(&m.base) || !assets.contains_key(&m.quote) {

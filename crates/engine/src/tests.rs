@@ -3380,6 +3380,29 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
         assert_eq!(restored.state_hash(), e.state_hash());
     }
 
+    // A market is created on a base shard only, so shards that have not seen the split
+    // (shard 1 here) agree on the catalog with those that have.
+    let mut on_child = market_spec(ShardId(2));
+    on_child.id = MarketId(2);
+    for e in [&mut h0.e, &mut h2.e, &mut h1.e] {
+        let before = e.clone();
+        let mut out = vec![];
+        let meta = Meta {
+            timestamp: h0.now,
+            principal: OPERATOR,
+            authority: Authority::Operator,
+        };
+        let o = e.execute(meta, &Command::CreateMarket(on_child.clone()), &mut out);
+        assert_eq!(
+            o,
+            Outcome::rejected(RejectCode::InvalidMarket),
+            "shard {}",
+            e.shard()
+        );
+        assert_eq!(e.markets(), before.markets());
+        *e = before;
+    }
+
     // Commands for Bob's account now belong to shard 2.
     let w = Command::Withdraw {
         id: TransferId(77),
