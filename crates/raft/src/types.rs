@@ -142,6 +142,11 @@ pub enum BatchError {
     /// Encoded, the batch is larger than [`BATCH_BYTES_MAX`].
     #[error("batch encodes to {0} bytes (at most {BATCH_BYTES_MAX})")]
     TooLarge(usize),
+    /// The input at this position splits the shard: a replicated group cannot make the new
+    /// shard's group yet (docs/design/0014), and applying the split would leave the
+    /// moved accounts nowhere.
+    #[error("input {0} splits the shard, which a replicated shard does not do yet")]
+    Split(usize),
 }
 
 impl Batch {
@@ -153,6 +158,9 @@ impl Batch {
         }
         if inputs.len() > BATCH_INPUTS_MAX {
             return Err(BatchError::TooManyInputs(inputs.len()));
+        }
+        if let Some(k) = inputs.iter().position(|i| matches!(i, Input::Split { .. })) {
+            return Err(BatchError::Split(k));
         }
         let batch = Batch { inputs };
         let len = tradelog_codec::encode(&batch).len();

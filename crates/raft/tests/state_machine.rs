@@ -269,6 +269,19 @@ fn batches_are_checked_before_they_are_proposed() {
         Err(BatchError::TooLarge(n)) => assert!(n > BATCH_BYTES_MAX),
         other => panic!("expected TooLarge, got {other:?}"),
     }
+    let split = tradelog_engine::Input::Split {
+        timestamp: tradelog_domain::Timestamp(1),
+        split: tradelog_engine::Split {
+            parent: tradelog_domain::ShardId(0),
+            child: tradelog_domain::ShardId(1),
+            modulus: 2,
+            residue: 1,
+        },
+    };
+    assert_eq!(
+        Err(BatchError::Split(1)),
+        Batch::new(vec![input.clone(), split])
+    );
     let ok = vec![input; BATCH_INPUTS_MAX];
     assert_eq!(BATCH_INPUTS_MAX, Batch::new(ok).unwrap().inputs.len());
 }
