@@ -460,6 +460,7 @@ fn split_cost(e: &Engine) {
         child: ShardId(e.placement().shard_count()),
         modulus: 2,
         residue: 1,
+        markets: Vec::new(),
     };
     let t = Instant::now();
     let child = parent

@@ -28,6 +28,8 @@ pub const SHARD_COUNT_MAX: u32 = 4_096;
 pub const SPLITS_MAX: usize = 64;
 /// Largest modulus of a split rule (a split by `id % modulus`).
 pub const SPLIT_MODULUS_MAX: u64 = 1 << 32;
+/// Most markets one split moves.
+pub const SPLIT_MARKETS_MAX: usize = 1_024;
 /// Largest number of resting orders one market's book may hold.
 pub const BOOK_ORDERS_MAX: usize = 16_000_000;
 /// Largest number of price levels one side of a book may hold.

@@ -13,9 +13,9 @@ pub struct Placement {
     splits: Vec<Split>,
 }
 
-/// A split: the accounts `parent` owned whose id is `residue` modulo `modulus` moved to
-/// the new shard `child` (docs/design/0014-splitting-a-shard.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A split: the accounts `parent` owned whose id is `residue` modulo `modulus`, and the
+/// markets it names, moved to the new shard `child` (docs/design/0014-splitting-a-shard.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
     /// The shard that gave the accounts.
     pub parent: ShardId,
@@ -25,6 +25,9 @@ pub struct Split {
     pub modulus: u64,
     /// See `modulus`.
     pub residue: u64,
+    /// Markets `parent` held that moved with their books (sorted, at most
+    /// [`SPLIT_MARKETS_MAX`]).
+    pub markets: Vec<MarketId>,
 }
 
 /// Why a split was refused (every case leaves the placement unchanged).
@@ -51,6 +54,12 @@ pub enum SplitError {
     /// The placement already has [`SPLITS_MAX`] splits.
     #[error("the placement already has the most splits it may have")]
     TooMany,
+    /// The markets are not sorted without repeats, or more than [`SPLIT_MARKETS_MAX`].
+    #[error("the split's markets must be sorted, without repeats, at most {SPLIT_MARKETS_MAX}")]
+    Markets,
+    /// A market the split names does not live on the parent.
+    #[error("market {0} does not live on the shard that splits")]
+    MarketNotHere(MarketId),
 }
 
 /// The version 1 snapshot form of a [`Placement`] (before splits), still read.
@@ -134,8 +143,25 @@ impl Placement {
                 residue: split.residue,
             });
         }
+        if split.markets.len() > SPLIT_MARKETS_MAX || split.markets.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(SplitError::Markets);
+        }
         self.splits.push(split);
         Ok(())
+    }
+
+    /// The shard that holds `market`'s book, given the shard its [`MarketSpec`] names
+    /// (`home`): there, unless splits moved it on.
+    #[inline]
+    pub fn market_shard(&self, market: MarketId, home: ShardId) -> ShardId {
+        let mut shard = home;
+        for s in &self.splits {
+            if s.parent == shard && s.markets.binary_search(&market).is_ok() {
+                shard = s.child;
+            }
+        }
+        shard
     }
 
     /// The shard that owns `account`.
@@ -190,7 +216,14 @@ pub fn route(
     markets: &BTreeMap<MarketId, MarketSpec>,
 ) -> Route {
     let acc = |a: AccountId| Route::Shard(placement.account_shard(a));
-    let mkt = |m: MarketId| Route::Shard(markets.get(&m).map(|s| s.shard).unwrap_or(ShardId(0)));
+    let mkt = |m: MarketId| {
+        Route::Shard(
+            markets
+                .get(&m)
+                .map(|s| placement.market_shard(m, s.shard))
+                .unwrap_or(ShardId(0)),
+        )
+    };
     match cmd {
         Command::CreateAsset(_) | Command::CreateMarket(_) => Route::All,
         Command::OpenAccount { account, .. }
@@ -233,6 +266,7 @@ mod tests {
             child: ShardId(child),
             modulus,
             residue,
+            markets: vec![],
         }
     }
 
@@ -240,10 +274,25 @@ mod tests {
     fn splits_move_part_of_a_shard_and_chain() {
         let mut p = Placement::new(2);
         p.assign(AccountId(8), ShardId(1));
-        // Shard 1 owns the odd ids and 8; those that are 3 mod 4 go to shard 5.
-        p.split(split(1, 5, 4, 3)).unwrap();
-        // Shard 5's ids that are 7 mod 8 go on to shard 2.
-        p.split(split(5, 2, 8, 7)).unwrap();
+        // Shard 1 owns the odd ids and 8; those that are 3 mod 4 go to shard 5, with
+        // markets 4 and 6.
+        p.split(Split {
+            markets: vec![MarketId(4), MarketId(6)],
+            ..split(1, 5, 4, 3)
+        })
+        .unwrap();
+        // Shard 5's ids that are 7 mod 8 go on to shard 2, with market 6.
+        p.split(Split {
+            markets: vec![MarketId(6)],
+            ..split(5, 2, 8, 7)
+        })
+        .unwrap();
+        let m = |id: u32, home: u32| p.market_shard(MarketId(id), ShardId(home)).0;
+        assert_eq!(
+            [m(4, 1), m(6, 1), m(5, 1), m(4, 0), m(6, 5)],
+            [5, 2, 1, 0, 2],
+            "a market follows its shard's splits only"
+        );
         let owners: Vec<u32> = (0..16).map(|a| p.account_shard(AccountId(a)).0).collect();
         assert_eq!(
             owners,
@@ -299,8 +348,29 @@ mod tests {
                     residue: 0,
                 },
             ),
+            (
+                Split {
+                    markets: vec![MarketId(2), MarketId(1)],
+                    ..split(0, 4, 2, 0)
+                },
+                SplitError::Markets,
+            ),
+            (
+                Split {
+                    markets: vec![MarketId(1), MarketId(1)],
+                    ..split(0, 4, 2, 0)
+                },
+                SplitError::Markets,
+            ),
+            (
+                Split {
+                    markets: (0..=SPLIT_MARKETS_MAX as u32).map(MarketId).collect(),
+                    ..split(0, 4, 2, 0)
+                },
+                SplitError::Markets,
+            ),
         ] {
-            assert_eq!(p.split(s), Err(why), "{s:?}");
+            assert_eq!(p.split(s.clone()), Err(why), "{s:?}");
             assert_eq!(p, before);
         }
         for n in 1..SPLITS_MAX as u32 {

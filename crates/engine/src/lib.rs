@@ -301,7 +301,7 @@ impl Engine {
             }
             // Replay: the child's state is not needed here (it starts its own log).
             Input::Split { timestamp, split } => Applied::Split(
-                self.split(*timestamp, *split, out)
+                self.split(*timestamp, split.clone(), out)
                     .map(|c| c.ledger.len() as u64),
             ),
         }
@@ -489,8 +489,11 @@ impl Engine {
                 }
                 return self.relay.remove(id);
             }
-            // Markets do not move in a split.
-            MessageBody::OrderHeld(_) => return None,
+            MessageBody::OrderHeld(t) => {
+                let spec = self.markets.get(&t.market)?;
+                let owner = self.placement.market_shard(t.market, spec.shard);
+                return (owner != self.shard).then_some(owner);
+            }
             MessageBody::Forwarded { .. } => unreachable!("forwarded messages are not nested"),
         };
         let owner = self.placement.account_shard(account);
@@ -498,14 +501,14 @@ impl Engine {
     }
 
     /// Splits this shard: the accounts it owns that `split` names (with their balances,
-    /// holds, open pending and in-flight transfers) leave it for the new shard
-    /// `split.child`, whose initial state is returned. Books stay here. Messages that
+    /// holds, open pending and in-flight transfers) and the markets it names (with their
+    /// books) leave it for the new shard `split.child`, whose initial state is returned. Messages that
     /// still arrive here for what moved are forwarded to the child in arrival order, so
     /// each channel's order holds end to end. The value that moved counts as sent here
     /// and received there, so both shards' flow totals stay exact.
     ///
     /// Refused, changing nothing but the input count and the clock, if `split.parent` is
-    /// not this shard or the placement refuses the split.
+    /// not this shard, a market it names has no book here, or the placement refuses it.
     pub fn split(
         &mut self,
         timestamp: Timestamp,
@@ -516,8 +519,11 @@ impl Engine {
         if split.parent != self.shard {
             return Err(SplitError::WrongParent(split.parent));
         }
+        if let Some(m) = split.markets.iter().find(|m| !self.books.contains_key(m)) {
+            return Err(SplitError::MarketNotHere(*m));
+        }
         let mut placement = self.placement.clone();
-        placement.split(split)?;
+        placement.split(split.clone())?;
         let child_ledger = self
             .ledger
             .split_off(|a| placement.account_shard(a) == split.child);
@@ -547,6 +553,10 @@ impl Engine {
         let mut child = Engine::new(split.child, placement);
         child.assets = self.assets.clone();
         child.markets = self.markets.clone();
+        for m in &split.markets {
+            let book = self.books.remove(m).expect("checked above");
+            child.books.insert(*m, book);
+        }
         child.ledger = child_ledger;
         child
             .ledger
@@ -788,7 +798,7 @@ impl Engine {
         };
         let own_market = |markets: &BTreeMap<MarketId, MarketSpec>, m: MarketId| -> R {
             let spec = markets.get(&m).ok_or(RejectCode::UnknownMarket)?;
-            if spec.shard != shard {
+            if placement.market_shard(m, spec.shard) != shard {
                 return Err(RejectCode::WrongShard);
             }
             Ok(())
@@ -984,6 +994,7 @@ impl Engine {
                     .ok_or(rej(RejectCode::UnknownMarket))?;
                 let id = Self::submit_order(
                     ledger,
+                    placement,
                     spec,
                     shard,
                     order_counter,
@@ -1096,6 +1107,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn submit_order(
         ledger: &mut Ledger,
+        placement: &Placement,
         spec: &MarketSpec,
         shard: ShardId,
         order_counter: &mut u64,
@@ -1133,7 +1145,7 @@ impl Engine {
         });
         let owner = ledger.owner(o.account).expect("checked active");
         out.send(
-            spec.shard,
+            placement.market_shard(spec.id, spec.shard),
             principal,
             MessageBody::OrderHeld(OrderTicket {
                 order: id,
@@ -1286,6 +1298,7 @@ impl Engine {
                 };
                 if let Err(code) = Self::submit_order(
                     ledger,
+                    placement,
                     spec,
                     shard,
                     order_counter,
@@ -1494,12 +1507,16 @@ impl Engine {
         self.ledger.validate()?;
         for (id, b) in &self.books {
             b.validate()?;
-            if self.markets.get(id) != Some(b.spec()) || b.spec().shard != self.shard {
+            if self.markets.get(id) != Some(b.spec())
+                || self.placement.market_shard(*id, b.spec().shard) != self.shard
+            {
                 return Err(Violation(format!("book {id} does not match the catalog")));
             }
         }
         for (id, m) in &self.markets {
-            if m.shard == self.shard && !self.books.contains_key(id) {
+            if self.placement.market_shard(*id, m.shard) == self.shard
+                && !self.books.contains_key(id)
+            {
                 return Err(Violation(format!("owned market {id} has no book")));
             }
         }

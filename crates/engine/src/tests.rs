@@ -3249,20 +3249,21 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
         child: ShardId(2),
         modulus: 4,
         residue: 2,
+        markets: vec![],
     };
     // Refusals change nothing but the input count and the clock.
     for (bad, why) in [
         (
             Split {
                 parent: ShardId(1),
-                ..split
+                ..split.clone()
             },
             SplitError::WrongParent(ShardId(1)),
         ),
         (
             Split {
                 child: ShardId(1),
-                ..split
+                ..split.clone()
             },
             SplitError::ChildExists(ShardId(1)),
         ),
@@ -3270,7 +3271,7 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
             Split {
                 modulus: 1,
                 residue: 0,
-                ..split
+                ..split.clone()
             },
             SplitError::Rule {
                 modulus: 1,
@@ -3280,7 +3281,7 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
         (
             Split {
                 residue: 4,
-                ..split
+                ..split.clone()
             },
             SplitError::Rule {
                 modulus: 4,
@@ -3295,7 +3296,7 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
                 e.apply(
                     &Input::Split {
                         timestamp: h0.now,
-                        split: bad,
+                        split: bad.clone(),
                     },
                     &mut out,
                 ),
@@ -3318,7 +3319,7 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
             accounts: 1,
         }],
     );
-    let child = h0.e.split(h0.now, split, &mut out).expect("split");
+    let child = h0.e.split(h0.now, split.clone(), &mut out).expect("split");
     assert_eq!(out, want);
     h0.input += 1;
     h0.seq += 1;
@@ -3487,6 +3488,96 @@ fn a_split_moves_accounts_and_forwards_what_was_in_flight() {
     h0.ack(ShardId(2), 3);
     h1.ack(ShardId(0), 3);
     validate_quiescent(&[h0.e.clone(), h1.e.clone(), h2.e.clone()]).unwrap();
+}
+
+/// A split that takes the market: Alice's resting order goes with the book to shard 1
+/// (and Alice with it: odd ids move); Bob stays. His new order is held on shard 0 and sent
+/// to the book's new shard; cancels there are refused on shard 0.
+#[test]
+fn a_split_moves_a_market_with_its_book() {
+    let mut h = single();
+    let maker = h.rest(h.trader(ALICE), limit(A1, Side::Sell, 1_000, 10), BTC, 10);
+    let split = Split {
+        parent: ShardId(0),
+        child: ShardId(1),
+        modulus: 2,
+        residue: 1,
+        markets: vec![M],
+    };
+    let mut out = vec![];
+    let mut e = h.e.clone();
+    let missing = Split {
+        markets: vec![M, MarketId(9)],
+        ..split.clone()
+    };
+    assert_eq!(
+        e.split(h.now, missing, &mut out).err(),
+        Some(SplitError::MarketNotHere(MarketId(9)))
+    );
+    let child = h.e.split(h.now, split, &mut out).expect("split");
+    h.input += 1;
+    h.seq += 1;
+    let mut h1 = H {
+        e: child,
+        seq: 1,
+        input: 0,
+        now: h.now,
+        next_order: 1,
+    };
+    assert!(h.e.books().is_empty());
+    assert_eq!(h1.e.books().keys().collect::<Vec<_>>(), [&M]);
+    assert_eq!(book_parts(&h1.e)[0].orders.len(), 1);
+    assert_eq!(h1.e.placement().market_shard(M, ShardId(0)), ShardId(1));
+
+    // The book's commands belong to shard 1 now.
+    let cancel = Command::CancelOrder {
+        market: M,
+        order: maker,
+    };
+    let (o, _) = h.cmd(h.op(), cancel);
+    assert_eq!(o, Outcome::rejected(RejectCode::WrongShard));
+
+    // Bob buys on shard 0: held there, matched on shard 1.
+    let taker = oid(0, 2);
+    let o = limit(A2, Side::Buy, 1_000, 10);
+    let (out, _) = h.cmd(h.trader(BOB), Command::PlaceOrder(o.clone()));
+    assert_eq!(out, ok(Accepted::Order(taker)));
+    let ticket = h.outbox(1);
+    assert_eq!(ticket.len(), 1);
+    assert!(matches!(ticket[0].body, MessageBody::OrderHeld(_)));
+    let want = h1.recs(
+        BOB,
+        vec![
+            accepted(taker, &o),
+            trade(1_000, 10, Side::Buy, taker, maker, A2, A1, 20, 10),
+            filled(maker),
+            filled(taker),
+            settled(maker, A1, BTC, 10, USD, 9_990, 10),
+            bal(A1, BTC, 990, 0),
+            bal(A1, USD, 1_009_990, 0),
+            fee_account_opened(),
+            fee_collected(30),
+            bal(FEE, USD, 30, 0),
+        ],
+    );
+    let (d, got) = h1.deliver(ticket[0].clone());
+    assert_eq!((d, got), (Delivery::Applied, want));
+    let back = h1.outbox(0);
+    let want = h.recs(
+        BOB,
+        vec![
+            settled(taker, A2, USD, 10_020, BTC, 10, 20),
+            bal(A2, USD, 989_980, 0),
+            bal(A2, BTC, 1_010, 0),
+        ],
+    );
+    let (d, got) = h.deliver(back[0].clone());
+    assert_eq!((d, got), (Delivery::Applied, want));
+    let (d, got) = h.deliver(back[1].clone());
+    assert_eq!((d, got), (Delivery::Applied, vec![]));
+    h.ack(ShardId(1), 1);
+    h1.ack(ShardId(0), 2);
+    validate_quiescent(&[h.e.clone(), h1.e.clone()]).unwrap();
 }
 
 // ----- regressions (each was a bug) -----------------------------------------------------------

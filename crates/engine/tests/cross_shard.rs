@@ -8,7 +8,7 @@ mod common;
 use common::sim::{lockstep, lockstep_splitting, PlannedSplit};
 use common::*;
 use proptest::prelude::*;
-use tradelog_domain::{AccountId, ShardId};
+use tradelog_domain::{AccountId, MarketId, ShardId};
 use tradelog_engine::{Engine, Placement};
 
 proptest! {
@@ -43,15 +43,22 @@ proptest! {
 }
 
 fn planned_split() -> impl Strategy<Value = PlannedSplit> {
-    (any::<usize>(), 0..40usize, 0..8usize, 1..5u32, any::<u64>()).prop_map(
-        |(at, delay, parent, bits, residue)| PlannedSplit {
+    (
+        any::<usize>(),
+        0..40usize,
+        0..8usize,
+        1..5u32,
+        any::<u64>(),
+        0..4u8,
+    )
+        .prop_map(|(at, delay, parent, bits, residue, markets)| PlannedSplit {
             at,
             delay,
             parent,
             modulus: 1 << bits,
             residue,
-        },
-    )
+            markets,
+        })
 }
 
 /// A fixed, long workload with splits at fixed steps: messages really are forwarded, the
@@ -73,18 +80,24 @@ fn splits_forward_what_was_in_flight() {
             .find(|&i| matches!(ops[i], Op::Transfer { from, to, .. } if from == account && to % 4 != account % 4))
             .expect("the workload has such a transfer")
     };
-    // Shard 1 (accounts 1, 5) gives 5 to shard 4; shard 3 (3, 7, the fee account 999)
-    // gives 7 and 999 to shard 5; shard 5 gives 999 to shard 6.
-    let at = [transfer_from(5, 100), transfer_from(7, 250), 400];
-    let splits = [(at[0], 1, 8, 5), (at[1], 3, 8, 7), (at[2], 5, 64, 999 % 64)].map(
-        |(at, parent, modulus, residue)| PlannedSplit {
-            at,
-            delay: 0,
-            parent,
-            modulus,
-            residue,
-        },
-    );
+    // Shard 1 (accounts 1, 5, market 1) gives 5 and market 1 to shard 4; shard 3 (3, 7,
+    // the fee account 999) gives 7 and 999 to shard 5; shard 5 gives 999 to shard 6;
+    // shard 4 gives market 1 (alone: no account is 0 mod 2^32 here) on to shard 7.
+    let at = [transfer_from(5, 100), transfer_from(7, 250), 400, 550];
+    let splits = [
+        (at[0], 1, 8, 5, 1),
+        (at[1], 3, 8, 7, 0),
+        (at[2], 5, 64, 999 % 64, 0),
+        (at[3], 4, 1 << 32, 0, 1),
+    ]
+    .map(|(at, parent, modulus, residue, markets)| PlannedSplit {
+        at,
+        delay: 0,
+        parent,
+        modulus,
+        residue,
+        markets,
+    });
     let (one, split) = lockstep_splitting(&ops, 11, &splits);
     let owner = |a: u64| split.placement.account_shard(AccountId(a));
     assert_eq!(
@@ -92,8 +105,16 @@ fn splits_forward_what_was_in_flight() {
         [1, 4, 3, 5, 6].map(ShardId),
         "where the accounts ended"
     );
-    assert_eq!(split.shards.len(), 7);
-    for s in 4..7 {
+    assert_eq!(
+        split.placement.market_shard(MarketId(1), ShardId(1)),
+        ShardId(7)
+    );
+    assert_eq!(
+        split.shards[7].books().keys().collect::<Vec<_>>(),
+        [&MarketId(1)]
+    );
+    assert_eq!(split.shards.len(), 8);
+    for s in 4..8 {
         let e = &split.shards[s];
         assert!(
             e.inputs_applied() > 20,

@@ -276,6 +276,7 @@ fn batches_are_checked_before_they_are_proposed() {
             child: tradelog_domain::ShardId(1),
             modulus: 2,
             residue: 1,
+            markets: vec![],
         },
     };
     assert_eq!(

@@ -181,12 +181,14 @@ impl Sim {
     }
 
     /// Splits shard `parent` at leader time `ts` (messages may be in flight): the
-    /// accounts it owns with `id % modulus == residue` go to a new shard, numbered next.
+    /// accounts it owns with `id % modulus == residue`, and `markets`, go to a new shard,
+    /// numbered next.
     pub fn split(
         &mut self,
         parent: usize,
         modulus: u64,
         residue: u64,
+        markets: Vec<MarketId>,
         ts: u64,
     ) -> Result<ShardId, SplitError> {
         let split = Split {
@@ -194,18 +196,21 @@ impl Sim {
             child: ShardId(self.shards.len() as u32),
             modulus,
             residue,
+            markets,
         };
         let input = Input::Split {
             timestamp: Timestamp(ts),
-            split,
+            split: split.clone(),
         };
         let mut out = vec![];
-        let child = self.shards[parent].split(Timestamp(ts), split, &mut out);
+        let child = self.shards[parent].split(Timestamp(ts), split.clone(), &mut out);
         self.logs[parent].push(input);
         self.shard_events[parent].extend(out.iter().cloned());
         self.events.extend(out);
         let child = child?;
-        self.placement.split(split).expect("the parent accepted it");
+        self.placement
+            .split(split.clone())
+            .expect("the parent accepted it");
         for e in [&self.shards[parent], &child] {
             if let Err(v) = e.validate() {
                 panic!("shard {} invariant broken after {split:?}: {v}", e.shard());
@@ -422,7 +427,8 @@ pub fn step_time(ops: &[Op], i: usize) -> u64 {
 
 /// A split planned in a workload: at step `at`, after the step's command and `delay`
 /// delivery actions (so messages are in flight), shard `parent` (modulo the shards there
-/// are then) gives the accounts with `id % modulus == residue % modulus` to a new shard.
+/// are then) gives the accounts with `id % modulus == residue % modulus` to a new shard,
+/// and markets 1 (bit 0 of `markets`) and 2 (bit 1) if it holds their books.
 #[derive(Clone, Debug)]
 pub struct PlannedSplit {
     pub at: usize,
@@ -430,6 +436,7 @@ pub struct PlannedSplit {
     pub parent: usize,
     pub modulus: u64,
     pub residue: u64,
+    pub markets: u8,
 }
 
 /// Runs step `i` of `ops` and settles it; checks the cluster-wide invariants.
@@ -448,7 +455,13 @@ pub fn step_splitting(sim: &mut Sim, ops: &[Op], i: usize, splits: &[PlannedSpli
     for p in splits.iter().filter(|p| p.at == i) {
         sim.deliver(ts, p.delay);
         let parent = p.parent % sim.shards.len();
-        if let Err(e) = sim.split(parent, p.modulus, p.residue % p.modulus, ts) {
+        let markets = [1u32, 2]
+            .into_iter()
+            .filter(|m| p.markets & (1 << (m - 1)) != 0)
+            .map(MarketId)
+            .filter(|m| sim.shards[parent].books().contains_key(m))
+            .collect();
+        if let Err(e) = sim.split(parent, p.modulus, p.residue % p.modulus, markets, ts) {
             panic!("{p:?} refused: {e}");
         }
     }
