@@ -21,7 +21,8 @@ pub struct Split {
     pub parent: ShardId,
     /// The shard made for them.
     pub child: ShardId,
-    /// Accounts `parent` owned with `id % modulus == residue` moved.
+    /// Accounts `parent` owned with `id % modulus == residue` moved; 0 (with residue 0):
+    /// no account moved, only markets.
     pub modulus: u64,
     /// See `modulus`.
     pub residue: u64,
@@ -43,7 +44,8 @@ pub enum SplitError {
     /// The parent is not a shard of this placement.
     #[error("shard {0} is not in the placement")]
     UnknownParent(ShardId),
-    /// `modulus` is below 2, above [`SPLIT_MODULUS_MAX`], or `residue` is not below it.
+    /// `modulus` is 1 or above [`SPLIT_MODULUS_MAX`], `residue` is not below it (or not 0
+    /// with modulus 0), or the split moves nothing (modulus 0 and no market).
     #[error("split rule {residue} mod {modulus} is invalid")]
     Rule {
         /// Modulus asked.
@@ -137,7 +139,13 @@ impl Placement {
         if self.knows(split.child) || split.child.0 >= SHARD_COUNT_MAX {
             return Err(SplitError::ChildExists(split.child));
         }
-        if !(2..=SPLIT_MODULUS_MAX).contains(&split.modulus) || split.residue >= split.modulus {
+        let accounts_only = (2..=SPLIT_MODULUS_MAX).contains(&split.modulus);
+        let rule_ok = if split.modulus == 0 {
+            split.residue == 0 && !split.markets.is_empty()
+        } else {
+            accounts_only && split.residue < split.modulus
+        };
+        if !rule_ok {
             return Err(SplitError::Rule {
                 modulus: split.modulus,
                 residue: split.residue,
@@ -175,7 +183,7 @@ impl Placement {
         }
         // A child comes after its parent, so one pass follows a chain of splits.
         for s in &self.splits {
-            if s.parent == shard && account.0 % s.modulus == s.residue {
+            if s.parent == shard && s.modulus != 0 && account.0 % s.modulus == s.residue {
                 shard = s.child;
             }
         }
@@ -312,6 +320,15 @@ mod tests {
             .iter()
             .sum();
         assert!(sum <= u64::MAX as u128);
+        // Shard 0 gives market 9 and no account to shard 7.
+        p.split(Split {
+            markets: vec![MarketId(9)],
+            ..split(0, 7, 0, 0)
+        })
+        .unwrap();
+        assert_eq!(p.market_shard(MarketId(9), ShardId(0)), ShardId(7));
+        let after: Vec<u32> = (0..16).map(|a| p.account_shard(AccountId(a)).0).collect();
+        assert_eq!(after, owners, "no account moved");
     }
 
     #[test]
@@ -346,6 +363,23 @@ mod tests {
                 SplitError::Rule {
                     modulus: SPLIT_MODULUS_MAX + 1,
                     residue: 0,
+                },
+            ),
+            (
+                split(0, 4, 0, 0),
+                SplitError::Rule {
+                    modulus: 0,
+                    residue: 0,
+                },
+            ),
+            (
+                Split {
+                    markets: vec![MarketId(1)],
+                    ..split(0, 4, 0, 1)
+                },
+                SplitError::Rule {
+                    modulus: 0,
+                    residue: 1,
                 },
             ),
             (

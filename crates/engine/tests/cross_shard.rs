@@ -47,7 +47,7 @@ fn planned_split() -> impl Strategy<Value = PlannedSplit> {
         any::<usize>(),
         0..40usize,
         0..8usize,
-        1..5u32,
+        0..5u32,
         any::<u64>(),
         0..4u8,
     )
@@ -55,7 +55,8 @@ fn planned_split() -> impl Strategy<Value = PlannedSplit> {
             at,
             delay,
             parent,
-            modulus: 1 << bits,
+            // 0: markets only.
+            modulus: if bits == 0 { 0 } else { 1 << bits },
             residue,
             markets,
         })
@@ -82,13 +83,13 @@ fn splits_forward_what_was_in_flight() {
     };
     // Shard 1 (accounts 1, 5, market 1) gives 5 and market 1 to shard 4; shard 3 (3, 7,
     // the fee account 999) gives 7 and 999 to shard 5; shard 5 gives 999 to shard 6;
-    // shard 4 gives market 1 (alone: no account is 0 mod 2^32 here) on to shard 7.
+    // shard 4 gives market 1 and no account (modulus 0) on to shard 7.
     let at = [transfer_from(5, 100), transfer_from(7, 250), 400, 550];
     let splits = [
         (at[0], 1, 8, 5, 1),
         (at[1], 3, 8, 7, 0),
         (at[2], 5, 64, 999 % 64, 0),
-        (at[3], 4, 1 << 32, 0, 1),
+        (at[3], 4, 0, 0, 1),
     ]
     .map(|(at, parent, modulus, residue, markets)| PlannedSplit {
         at,
