@@ -385,20 +385,31 @@ impl Engine {
         let ts = ts.max(self.last_timestamp);
         self.last_timestamp = ts;
         if self.ledger.has_due_expiry(ts) {
-            let mut seq = self.next_event_seq;
-            let mut sink = EventSink::new(
-                out,
-                self.shard,
-                self.inputs,
-                ts,
-                Principal::SYSTEM,
-                &mut seq,
-            );
-            self.ledger.expire(ts, &mut sink);
-            self.next_event_seq = seq;
+            self.system_events(ts, out, |ledger, sink| ledger.expire(ts, sink));
         }
         self.dedupe.rotate(ts);
         ts
+    }
+
+    /// Runs `f` with a sink for events the engine causes itself (by the system principal,
+    /// as part of the current input).
+    fn system_events(
+        &mut self,
+        ts: Timestamp,
+        out: &mut Vec<EventRecord>,
+        f: impl FnOnce(&mut Ledger, &mut EventSink),
+    ) {
+        let mut seq = self.next_event_seq;
+        let mut sink = EventSink::new(
+            out,
+            self.shard,
+            self.inputs,
+            ts,
+            Principal::SYSTEM,
+            &mut seq,
+        );
+        f(&mut self.ledger, &mut sink);
+        self.next_event_seq = seq;
     }
 
     /// Lets time pass.
@@ -534,22 +545,13 @@ impl Engine {
         self.placement = placement.clone();
         self.ledger
             .set_supply_max(self.placement.supply_max(self.shard));
-        let mut seq = self.next_event_seq;
-        let mut sink = EventSink::new(
-            out,
-            self.shard,
-            self.inputs,
-            ts,
-            Principal::SYSTEM,
-            &mut seq,
-        );
-        sink.emit(Event::ShardSplit {
+        let event = Event::ShardSplit {
             child: split.child,
             modulus: split.modulus,
             residue: split.residue,
             accounts: child_ledger.len() as u64,
-        });
-        self.next_event_seq = seq;
+        };
+        self.system_events(ts, out, |_, sink| sink.emit(event));
         let mut child = Engine::new(split.child, placement);
         child.assets = self.assets.clone();
         child.markets = self.markets.clone();

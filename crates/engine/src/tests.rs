@@ -3112,6 +3112,32 @@ fn reject_linked_cross_shard() {
     );
 }
 
+/// On the market's shard: Bob's buy of 10 at 1_000 (`o`, order `taker`) fills Alice's
+/// resting sell `maker`; Alice and the fee account settle there.
+fn bobs_buy_meets_alices_sell(taker: OrderId, maker: OrderId, o: &NewOrder) -> Vec<Event> {
+    vec![
+        accepted(taker, o),
+        trade(1_000, 10, Side::Buy, taker, maker, A2, A1, 20, 10),
+        filled(maker),
+        filled(taker),
+        settled(maker, A1, BTC, 10, USD, 9_990, 10),
+        bal(A1, BTC, 990, 0),
+        bal(A1, USD, 1_009_990, 0),
+        fee_account_opened(),
+        fee_collected(30),
+        bal(FEE, USD, 30, 0),
+    ]
+}
+
+/// On Bob's shard: his side of [`bobs_buy_meets_alices_sell`].
+fn bobs_buy_settled(taker: OrderId) -> Vec<Event> {
+    vec![
+        settled(taker, A2, USD, 10_020, BTC, 10, 20),
+        bal(A2, USD, 989_980, 0),
+        bal(A2, BTC, 1_010, 0),
+    ]
+}
+
 #[test]
 fn cross_shard_order_settles_on_both_shards() {
     let (mut h0, mut h1) = two();
@@ -3156,21 +3182,7 @@ fn cross_shard_order_settles_on_both_shards() {
     assert_eq!(h0.outbox(1), vec![ticket.clone()]);
 
     // Shard 1 matches; Alice and the fee account settle there, Bob's legs go back.
-    let want = h1.recs(
-        BOB,
-        vec![
-            accepted(taker, &o),
-            trade(1_000, 10, Side::Buy, taker, maker, A2, A1, 20, 10),
-            filled(maker),
-            filled(taker),
-            settled(maker, A1, BTC, 10, USD, 9_990, 10),
-            bal(A1, BTC, 990, 0),
-            bal(A1, USD, 1_009_990, 0),
-            fee_account_opened(),
-            fee_collected(30),
-            bal(FEE, USD, 30, 0),
-        ],
-    );
+    let want = h1.recs(BOB, bobs_buy_meets_alices_sell(taker, maker, &o));
     let (d, got) = h1.deliver(ticket);
     assert_eq!((d, got), (Delivery::Applied, want));
     let settle = credit_msg(
@@ -3203,14 +3215,7 @@ fn cross_shard_order_settles_on_both_shards() {
     );
     assert_eq!(h1.outbox(0), vec![settle.clone(), release.clone()]);
 
-    let want = h0.recs(
-        BOB,
-        vec![
-            settled(taker, A2, USD, 10_020, BTC, 10, 20),
-            bal(A2, USD, 989_980, 0),
-            bal(A2, BTC, 1_010, 0),
-        ],
-    );
+    let want = h0.recs(BOB, bobs_buy_settled(taker));
     let (d, got) = h0.deliver(settle);
     assert_eq!((d, got), (Delivery::Applied, want));
     let (d, got) = h0.deliver(release);
@@ -3545,32 +3550,11 @@ fn a_split_moves_a_market_with_its_book() {
     let ticket = h.outbox(1);
     assert_eq!(ticket.len(), 1);
     assert!(matches!(ticket[0].body, MessageBody::OrderHeld(_)));
-    let want = h1.recs(
-        BOB,
-        vec![
-            accepted(taker, &o),
-            trade(1_000, 10, Side::Buy, taker, maker, A2, A1, 20, 10),
-            filled(maker),
-            filled(taker),
-            settled(maker, A1, BTC, 10, USD, 9_990, 10),
-            bal(A1, BTC, 990, 0),
-            bal(A1, USD, 1_009_990, 0),
-            fee_account_opened(),
-            fee_collected(30),
-            bal(FEE, USD, 30, 0),
-        ],
-    );
+    let want = h1.recs(BOB, bobs_buy_meets_alices_sell(taker, maker, &o));
     let (d, got) = h1.deliver(ticket[0].clone());
     assert_eq!((d, got), (Delivery::Applied, want));
     let back = h1.outbox(0);
-    let want = h.recs(
-        BOB,
-        vec![
-            settled(taker, A2, USD, 10_020, BTC, 10, 20),
-            bal(A2, USD, 989_980, 0),
-            bal(A2, BTC, 1_010, 0),
-        ],
-    );
+    let want = h.recs(BOB, bobs_buy_settled(taker));
     let (d, got) = h.deliver(back[0].clone());
     assert_eq!((d, got), (Delivery::Applied, want));
     let (d, got) = h.deliver(back[1].clone());

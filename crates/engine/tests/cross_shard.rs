@@ -42,6 +42,18 @@ proptest! {
     }
 }
 
+/// The first `len` operations the deterministic proptest generator draws.
+fn fixed_workload(len: usize) -> Vec<Op> {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    prop::collection::vec(op(), len)
+        .new_tree(&mut runner)
+        .unwrap()
+        .current()
+}
+
 fn planned_split() -> impl Strategy<Value = PlannedSplit> {
     (
         any::<usize>(),
@@ -66,14 +78,7 @@ fn planned_split() -> impl Strategy<Value = PlannedSplit> {
 /// children take orders and transfers of their own, and the result equals one shard's.
 #[test]
 fn splits_forward_what_was_in_flight() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let ops = prop::collection::vec(op(), 800)
-        .new_tree(&mut runner)
-        .unwrap()
-        .current();
+    let ops = fixed_workload(800);
     // Each split comes right after a transfer from an account it moves to an account on
     // another shard, so the credit is in flight and its answer must be relayed.
     let transfer_from = |account: u64, after: usize| {
@@ -145,14 +150,7 @@ fn splits_forward_what_was_in_flight() {
 /// proptest draws: checks that it really delivered duplicates, gaps and restarts.
 #[test]
 fn adversarial_delivery_is_exercised() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let ops = prop::collection::vec(op(), 1_500)
-        .new_tree(&mut runner)
-        .unwrap()
-        .current();
+    let ops = fixed_workload(1_500);
     let (one, four) = lockstep(&ops, 7);
     let s = &four.stats;
     eprintln!("{s:?}");
