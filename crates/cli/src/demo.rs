@@ -9,7 +9,9 @@ use tradelog_engine::cluster::LocalCluster;
 #[command(
     long_about = "Runs a short trading session on an in-process cluster of shards and \
         prints every event, the trades, the book and the final balances, then checks every \
-        invariant and prints each shard's state hash.",
+        invariant and prints each shard's state hash. Midway, while an order is on its way to \
+        the market, the market's shard splits: the market and some of its accounts move to a \
+        new shard, and what was in flight is forwarded there (docs/design/0014).",
     after_help = "Examples:\n  tradelog demo\n  tradelog demo --shards 1   # same balances on one shard"
 )]
 pub struct Args {
@@ -225,6 +227,11 @@ fn describe(e: &Event) -> Option<String> {
             )
         }
         Event::Rejected { subject, code } => format!("REJECTED {subject:?}: {code}"),
+        Event::ShardSplit {
+            child, accounts, ..
+        } => {
+            format!("SPLIT: this shard gave the market and {accounts} account(s) to shard {child}")
+        }
         _ => return None,
     })
 }
@@ -377,8 +384,24 @@ pub fn run(args: Args) -> Result<()> {
             },
         ),
     ]);
-    for (meta, cmd) in cmds {
+    // Dave's bid at 29,990 is held on his shard and sent to the market's: before it gets
+    // there, the market's shard splits, moving the market and, of its accounts, those
+    // with id % (2 * shards) == its own number to a new shard, which receives the bid
+    // from the old one.
+    let split_after = cmds.len() - 5;
+    for (k, (meta, cmd)) in cmds.into_iter().enumerate() {
         let answers = c.submit(meta, cmd.clone());
+        if k == split_after {
+            let modulus = 2 * u64::from(n);
+            let residue = u64::from(market_shard.0);
+            c.split(
+                meta.timestamp,
+                market_shard,
+                modulus,
+                residue,
+                vec![MarketId(1)],
+            )?;
+        }
         c.pump(meta.timestamp);
         for (shard, o) in answers {
             if let Err(r) = o.result {
@@ -417,8 +440,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
-    println!("\nbook BTC/USD (shard {market_shard}):");
-    let book = &c.shards()[market_shard.0 as usize].books()[&MarketId(1)];
+    let book_shard = c.placement().market_shard(MarketId(1), market_shard);
+    println!("\nbook BTC/USD (shard {book_shard}, split from shard {market_shard}):");
+    let book = &c.shards()[book_shard.0 as usize].books()[&MarketId(1)];
     let (bids, asks) = book.depth(5);
     for (p, q, k) in asks.iter().rev() {
         println!(
@@ -470,8 +494,9 @@ pub fn run(args: Args) -> Result<()> {
         .all_events()
         .filter(|r| matches!(r.event, Event::Trade { .. }))
         .count();
-    let events: usize = (0..n).map(|s| c.events(ShardId(s)).len()).sum();
-    println!("\n{trades} trades, {events} events over {n} shard(s)");
+    let shards = c.shards().len();
+    let events: usize = (0..shards).map(|s| c.events(ShardId(s as u32)).len()).sum();
+    println!("\n{trades} trades, {events} events over {shards} shard(s)");
     match c.validate() {
         Ok(()) => println!("invariants: OK (conservation per asset, holds == open orders + pending, books uncrossed)"),
         Err(v) => bail!("invariant violated: {v}"),

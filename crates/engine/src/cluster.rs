@@ -6,7 +6,7 @@
 //! interleavings, duplicates and delays drive [`Engine::deliver`] themselves.
 
 use crate::routing::{route, Route};
-use crate::{Applied, Engine, Input, Placement, Violation};
+use crate::{Applied, Engine, Input, Placement, Split, SplitError, Violation};
 use std::collections::BTreeMap;
 use tradelog_domain::*;
 
@@ -14,6 +14,8 @@ use tradelog_domain::*;
 #[derive(Clone, Debug)]
 pub struct LocalCluster {
     shards: Vec<Engine>,
+    /// Where commands go: the base placement and every split so far.
+    placement: Placement,
     logs: Vec<Vec<Input>>,
     events: Vec<Vec<EventRecord>>,
     timeline: Vec<EventRecord>,
@@ -29,6 +31,7 @@ impl LocalCluster {
             shards: (0..n)
                 .map(|s| Engine::new(ShardId(s), placement.clone()))
                 .collect(),
+            placement,
             logs: vec![Vec::new(); n as usize],
             events: vec![Vec::new(); n as usize],
             timeline: Vec::new(),
@@ -39,6 +42,55 @@ impl LocalCluster {
     /// The shards.
     pub fn shards(&self) -> &[Engine] {
         &self.shards
+    }
+
+    /// Where commands go: the base placement and every split so far.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Splits shard `parent` at leader time `timestamp`: the accounts it owns with
+    /// `id % modulus == residue` (none if `modulus` is 0) and `markets` go to a new shard,
+    /// numbered next, which is returned. Messages may be in flight: the parent forwards
+    /// what still reaches it. The split is an input of the parent's log; the child's log
+    /// starts from the state the split made (docs/design/0014).
+    pub fn split(
+        &mut self,
+        timestamp: Timestamp,
+        parent: ShardId,
+        modulus: u64,
+        residue: u64,
+        markets: Vec<MarketId>,
+    ) -> Result<ShardId, SplitError> {
+        let split = Split {
+            parent,
+            child: ShardId(self.shards.len() as u32),
+            modulus,
+            residue,
+            markets,
+        };
+        let p = parent.0 as usize;
+        if p >= self.shards.len() {
+            return Err(SplitError::UnknownParent(parent));
+        }
+        let mut out = Vec::new();
+        let child = self.shards[p].split(timestamp, split.clone(), &mut out);
+        if self.record {
+            self.logs[p].push(Input::Split {
+                timestamp,
+                split: split.clone(),
+            });
+            self.timeline.extend(out.iter().cloned());
+            self.events[p].extend(out);
+        }
+        let child = child?;
+        self.placement
+            .split(split.clone())
+            .expect("the parent accepted the split");
+        self.shards.push(child);
+        self.logs.push(Vec::new());
+        self.events.push(Vec::new());
+        Ok(split.child)
     }
 
     /// One shard's input log.
@@ -75,11 +127,7 @@ impl LocalCluster {
     /// Submits a command where it belongs (every shard for catalog commands) and returns
     /// each shard's answer. Messages it causes are not delivered until [`pump`](Self::pump).
     pub fn submit(&mut self, meta: Meta, command: Command) -> Vec<(ShardId, Outcome)> {
-        let targets: Vec<usize> = match route(
-            &command,
-            self.shards[0].placement(),
-            self.shards[0].markets(),
-        ) {
+        let targets: Vec<usize> = match route(&command, &self.placement, self.shards[0].markets()) {
             Route::All => (0..self.shards.len()).collect(),
             Route::Shard(s) => vec![s.0 as usize],
         };
