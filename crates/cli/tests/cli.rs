@@ -37,8 +37,14 @@ fn demo_trades_across_shards_and_checks_invariants() {
         out.contains("[3: 20] SPLIT: this shard gave the market and 1 account(s) to shard 4"),
         "{out}"
     );
-    assert!(out.contains("[4:  1] order 1 accepted by the market"), "{out}");
-    assert!(out.contains("book BTC/USD (shard 4, split from shard 3)"), "{out}");
+    assert!(
+        out.contains("[4:  1] order 1 accepted by the market"),
+        "{out}"
+    );
+    assert!(
+        out.contains("book BTC/USD (shard 4, split from shard 3)"),
+        "{out}"
+    );
     assert!(out.contains("over 5 shard(s)"), "{out}");
     // Final balances: alice paid 75,155.01 USD for 2.5 BTC, sent 500 and 250.
     assert!(

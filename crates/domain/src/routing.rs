@@ -71,6 +71,20 @@ pub struct PlacementV1 {
     accounts: BTreeMap<AccountId, ShardId>,
 }
 
+impl TryFrom<Placement> for PlacementV1 {
+    type Error = Placement;
+    /// The version 1 form, if the placement has no split.
+    fn try_from(p: Placement) -> Result<PlacementV1, Placement> {
+        if !p.splits.is_empty() {
+            return Err(p);
+        }
+        Ok(PlacementV1 {
+            shard_count: p.shard_count,
+            accounts: p.accounts,
+        })
+    }
+}
+
 impl From<PlacementV1> for Placement {
     fn from(v: PlacementV1) -> Placement {
         Placement {

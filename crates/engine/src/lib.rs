@@ -29,7 +29,7 @@ pub mod testing;
 
 use dedupe::{Dedupe, DedupeEntry, DedupeKey, NS_CLIENT_ORDER, NS_TRANSFER};
 pub use routing::{Placement, Route, Split, SplitError};
-pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use snapshot::{SnapshotError, StateBytes, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use rustc_hash::FxHasher;
 use std::collections::{BTreeMap, VecDeque};

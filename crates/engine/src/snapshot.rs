@@ -16,9 +16,28 @@ use tradelog_matching::{Book, BookParts, MatchOutput};
 
 /// First bytes of every engine snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"TLSNAPv1";
-/// Version of the snapshot payload this build writes. Version 1 (before splits: no
-/// splits in the placement, no relayed transfer answers) is still read.
+/// Version of the snapshot payload of a shard that splits have touched (splits in its
+/// placement, transfer answers to relay). A state without them is written as version 1,
+/// the layout before splits, so its bytes and state hash are what they always were: a
+/// data directory written before splits existed restores, replays and verifies against
+/// the hashes it recorded.
 pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// The canonical encoding of a state, with the snapshot version of its layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateBytes {
+    /// 1 or [`SNAPSHOT_VERSION`].
+    pub version: u32,
+    /// The encoding.
+    pub bytes: Vec<u8>,
+}
+
+impl std::ops::Deref for StateBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +68,7 @@ struct State {
     last_timestamp: Timestamp,
 }
 
-/// The state as version 1 wrote it.
+/// The state as version 1 wrote it (and as a state that no split touched is written).
 #[derive(Serialize, Deserialize)]
 struct StateV1 {
     shard: ShardId,
@@ -108,9 +127,36 @@ impl Engine {
         }
     }
 
-    /// The canonical encoding of the whole state (what the hash covers).
-    pub fn state_bytes(&self) -> Vec<u8> {
-        tradelog_codec::encode_large(&self.state())
+    /// The canonical encoding of the whole state (what the hash covers): the version 1
+    /// layout unless a split touched this shard.
+    pub fn state_bytes(&self) -> StateBytes {
+        let s = self.state();
+        if s.placement.splits().is_empty() && s.relay.is_empty() {
+            let v1 = StateV1 {
+                shard: s.shard,
+                placement: PlacementV1::try_from(s.placement).expect("no splits"),
+                assets: s.assets,
+                markets: s.markets,
+                ledger: s.ledger,
+                books: s.books,
+                dedupe: s.dedupe,
+                order_counter: s.order_counter,
+                inbox_next: s.inbox_next,
+                outbox: s.outbox,
+                next_event_seq: s.next_event_seq,
+                inputs: s.inputs,
+                last_timestamp: s.last_timestamp,
+            };
+            StateBytes {
+                version: 1,
+                bytes: tradelog_codec::encode_large(&v1),
+            }
+        } else {
+            StateBytes {
+                version: SNAPSHOT_VERSION,
+                bytes: tradelog_codec::encode_large(&s),
+            }
+        }
     }
 
     /// SHA-256 of the canonical state: equal states have equal hashes.
@@ -126,8 +172,8 @@ impl Engine {
     /// Seals [`Engine::state_bytes`] taken earlier as a snapshot (the same bytes as
     /// [`Engine::snapshot`] at that moment), so the copy of the state can be taken on one
     /// thread and the sealing, hashing and writing done on another.
-    pub fn seal_state_bytes(state_bytes: &[u8]) -> Vec<u8> {
-        tradelog_codec::seal(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, state_bytes)
+    pub fn seal_state_bytes(state: &StateBytes) -> Vec<u8> {
+        tradelog_codec::seal(SNAPSHOT_MAGIC, state.version, &state.bytes)
     }
 
     /// Restores a shard from a snapshot, checking the envelope and every invariant.
@@ -183,6 +229,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Split;
 
     /// A snapshot written before splits existed restores to the same state.
     #[test]
@@ -236,6 +283,32 @@ mod tests {
         let bytes = tradelog_codec::seal(SNAPSHOT_MAGIC, 1, &tradelog_codec::encode(&v1));
         let restored = Engine::restore(&bytes).expect("version 1 restores");
         assert_eq!(restored.state_hash(), e.state_hash());
+        // A state no split touched is still written as version 1, byte for byte, so its
+        // hash is the one recorded before splits existed.
+        assert_eq!(e.snapshot(), bytes);
+        assert_eq!(
+            e.state_hash(),
+            tradelog_codec::sha256(&tradelog_codec::encode(&v1))
+        );
+        // A split makes it version 2, for parent and child.
+        let mut parent = e.clone();
+        let split = Split {
+            parent: ShardId(1),
+            child: ShardId(2),
+            modulus: 4,
+            residue: 3,
+            markets: vec![],
+        };
+        let child = parent
+            .split(Timestamp(6), split, &mut vec![])
+            .expect("split");
+        for x in [&parent, &child] {
+            let snap = x.snapshot();
+            assert_eq!(snap[8..12], SNAPSHOT_VERSION.to_le_bytes());
+            let back = Engine::restore(&snap).expect("version 2 restores");
+            assert_eq!(back.state_hash(), x.state_hash());
+        }
+        assert_eq!(child.ledger().len(), 1);
         // A damaged version 1 snapshot is refused, not misread.
         let mut bad = bytes.clone();
         let last = bad.len() - 1;

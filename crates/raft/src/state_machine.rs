@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tradelog_domain::{EventRecord, ShardId};
-use tradelog_engine::{Engine, Placement, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+use tradelog_engine::{Engine, Placement};
 
 /// Directory of snapshot files inside a group directory.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
@@ -96,7 +96,7 @@ pub fn encode_snapshot(meta: &SnapshotMeta, engine: &Engine) -> Vec<u8> {
         meta: meta.clone(),
         shard: engine.shard(),
         state_hash: tradelog_codec::sha256(&state),
-        engine: tradelog_codec::seal(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, &state),
+        engine: Engine::seal_state_bytes(&state),
     };
     tradelog_codec::seal(
         SNAPSHOT_FILE_MAGIC,
