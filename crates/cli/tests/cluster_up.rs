@@ -157,7 +157,7 @@ fn cluster_up_runs_the_demo_and_cluster_down_stops_it() {
     // The cluster map, created once by the metadata group from the shard groups: three
     // members, replication factor 3, nothing changed since.
     let m = &v["metadata"];
-    assert_eq!(m["version"], 2, "{m}");
+    assert_eq!(m["version"], 1, "{m}");
     assert_eq!(m["replication_factor"], 3, "{m}");
     assert_eq!(m["voters"], serde_json::json!([1, 2, 3]), "{m}");
     assert!(m["leader"].is_u64(), "{m}");

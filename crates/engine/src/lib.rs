@@ -513,9 +513,9 @@ impl Engine {
 
     /// Splits this shard: the accounts it owns that `split` names (with their balances,
     /// holds, open pending and in-flight transfers) and the markets it names (with their
-    /// books) leave it for the new shard `split.child`, whose initial state is returned. Messages that
-    /// still arrive here for what moved are forwarded to the child in arrival order, so
-    /// each channel's order holds end to end. The value that moved counts as sent here
+    /// books) leave it for the new shard `split.child`, whose initial state is returned.
+    /// Messages that still arrive here for what moved are forwarded to the child in
+    /// arrival order, so each channel's order holds end to end. The value that moved counts as sent here
     /// and received there, so both shards' flow totals stay exact.
     ///
     /// Refused, changing nothing but the input count and the clock, if `split.parent` is
