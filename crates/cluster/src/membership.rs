@@ -147,19 +147,7 @@ impl ClusterNode {
             replicas,
             if_version: None,
         };
-        let answer = self.propose_map(command).await?;
-        if let Some(r) = answer.rejected {
-            return Err(ChangeError::Refused(format!(
-                "the cluster map refused the move: {r}"
-            )));
-        }
-        let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
-        if !self.wait_for_map(answer.version, wait).await {
-            return Err(ChangeError::Propose(ProposeError::Lagging {
-                group: tradelog_raft::META_GROUP,
-                reason: format!("the map did not reach version {} here", answer.version),
-            }));
-        }
+        self.change_map(command, "the move").await?;
         self.wait_until_settled().await
     }
 
@@ -174,22 +162,24 @@ impl ClusterNode {
         replication_factor: usize,
     ) -> Result<(), ChangeError> {
         let command = MapCommand::SetReplicationFactor { replication_factor };
-        let answer = self.propose_map(command).await?;
-        if let Some(r) = answer.rejected {
-            return Err(ChangeError::Refused(format!(
-                "the cluster map refused the replication factor: {r}"
-            )));
-        }
-        let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
-        if !self.wait_for_map(answer.version, wait).await {
-            return Err(ChangeError::Propose(ProposeError::Lagging {
-                group: tradelog_raft::META_GROUP,
-                reason: format!("the map did not reach version {} here", answer.version),
-            }));
-        }
+        self.change_map(command, "the replication factor").await?;
         let targets = placed(&self.map())?;
         self.record_shard_replicas(targets).await?;
         self.wait_until_settled().await
+    }
+
+    /// Commits an operator's `command` to the map (a refusal is `Refused`, naming `what`
+    /// was refused) and waits until this node's map has it.
+    async fn change_map(&self, command: MapCommand, what: &str) -> Result<(), ChangeError> {
+        let answer = self.propose_map(command).await?;
+        if let Some(r) = answer.rejected {
+            return Err(ChangeError::Refused(format!(
+                "the cluster map refused {what}: {r}"
+            )));
+        }
+        self.see_map_version(answer.version)
+            .await
+            .map_err(ChangeError::Propose)
     }
 
     /// Waits until no shard has a move under way in this node's map (every group was

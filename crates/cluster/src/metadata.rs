@@ -155,6 +155,19 @@ impl ClusterNode {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Waits until this node's map has reached `version` (read your writes: the next step
+    /// looks at it), at most [`tradelog_raft::READ_CATCH_UP_MS`]; `Lagging` if it has not.
+    pub(crate) async fn see_map_version(&self, version: u64) -> Result<(), ProposeError> {
+        let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
+        if self.wait_for_map(version, wait).await {
+            return Ok(());
+        }
+        Err(ProposeError::Lagging {
+            group: META_GROUP,
+            reason: format!("the map did not reach version {version} here"),
+        })
+    }
+
     fn init_command(&self) -> Option<MapCommand> {
         let mut nodes: BTreeMap<NodeId, String> = BTreeMap::new();
         let mut replicas = BTreeMap::new();
@@ -215,12 +228,8 @@ impl ClusterNode {
             return Ok(());
         }
         let answer = self.propose_map(command).await?;
-        let wait = Duration::from_millis(tradelog_raft::READ_CATCH_UP_MS);
-        if !no_wait && !self.wait_for_map(answer.version, wait).await {
-            return Err(ProposeError::Lagging {
-                group: META_GROUP,
-                reason: format!("the map did not reach version {} here", answer.version),
-            });
+        if !no_wait {
+            self.see_map_version(answer.version).await?;
         }
         match answer.rejected {
             None => Ok(()),
