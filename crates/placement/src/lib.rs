@@ -32,7 +32,7 @@
 
 mod map;
 
-pub use map::{ClusterMap, MapCommand, MapNode, MapReject, NODE_ADDR_BYTES_MAX};
+pub use map::{ClusterMap, ClusterMapV1, MapCommand, MapNode, MapReject, NODE_ADDR_BYTES_MAX};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use tradelog_domain::{ShardId, SHARD_COUNT_MAX};

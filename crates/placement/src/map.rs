@@ -18,7 +18,8 @@
 use crate::{Layout, NodeId, NodeState, Replicas, NODES_MAX, REPLICATION_FACTOR_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use tradelog_domain::{ShardId, SHARD_COUNT_MAX};
+use tradelog_domain::routing::{Placement, Split, SplitError};
+use tradelog_domain::{MarketId, ShardId, SHARD_COUNT_MAX};
 
 /// Most bytes of a node's address.
 pub const NODE_ADDR_BYTES_MAX: usize = 256;
@@ -50,6 +51,33 @@ pub struct ClusterMap {
     /// shards whose target or leaving set names it ([`ClusterMap::shards_of`]) and closes
     /// the others.
     pub leaving: BTreeMap<ShardId, BTreeSet<NodeId>>,
+    /// Every split recorded ([`MapCommand::SplitShard`]), oldest first: the `k`-th made
+    /// shard `base + k`, where `base` is the number of shards the cluster was formed with.
+    /// With them, [`ClusterMap::placement`] is where every account and market lives.
+    pub splits: Vec<Split>,
+}
+
+/// The map as version 1 metadata snapshots hold it (before splits), still read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMapV1 {
+    version: u64,
+    replication_factor: usize,
+    nodes: BTreeMap<NodeId, MapNode>,
+    shards: BTreeMap<ShardId, BTreeSet<NodeId>>,
+    leaving: BTreeMap<ShardId, BTreeSet<NodeId>>,
+}
+
+impl From<ClusterMapV1> for ClusterMap {
+    fn from(v: ClusterMapV1) -> ClusterMap {
+        ClusterMap {
+            version: v.version,
+            replication_factor: v.replication_factor,
+            nodes: v.nodes,
+            shards: v.shards,
+            leaving: v.leaving,
+            splits: Vec::new(),
+        }
+    }
 }
 
 /// A change to the map, applied in log order.
@@ -111,6 +139,23 @@ pub enum MapCommand {
     SetReplicationFactor {
         /// Replicas per shard, 1 to [`REPLICATION_FACTOR_MAX`].
         replication_factor: usize,
+    },
+    /// Splits a shard (docs/design/0014): the accounts `parent` owns with
+    /// `id % modulus == residue` (none when `modulus` is 0) and the `markets` it holds
+    /// will belong to a new shard, the next shard id, whose target replica set is the
+    /// parent's. Recorded before the parent's group applies the split, so that whoever is
+    /// told `WrongShard` by the parent finds the split in the map. Refused while the
+    /// parent has a move under way or a replica on a draining node (the child starts on
+    /// the parent's replicas).
+    SplitShard {
+        /// The shard that gives the accounts and markets.
+        parent: ShardId,
+        /// See [`Split::modulus`].
+        modulus: u64,
+        /// See [`Split::residue`].
+        residue: u64,
+        /// Markets that move with their books (sorted, without repeats).
+        markets: Vec<MarketId>,
     },
 }
 
@@ -203,6 +248,12 @@ pub enum MapReject {
         /// Nodes in the map that are not draining.
         nodes: usize,
     },
+    /// A split of a shard whose replicas are moving.
+    #[error("shard {0} has a move under way; split it once the move has settled")]
+    Moving(u32),
+    /// A split the placement refuses.
+    #[error("split refused: {0}")]
+    Split(SplitError),
 }
 
 impl MapReject {
@@ -227,6 +278,8 @@ impl MapReject {
             MapReject::StaleVersion { .. } => 16,
             MapReject::StaleTarget { .. } => 17,
             MapReject::NotEnoughNodes { .. } => 18,
+            MapReject::Moving(_) => 19,
+            MapReject::Split(_) => 20,
         }
     }
 }
@@ -409,10 +462,58 @@ impl ClusterMap {
                 }
                 self.leaving.remove(shard);
             }
+            MapCommand::SplitShard {
+                parent,
+                modulus,
+                residue,
+                markets,
+            } => {
+                let target = self
+                    .shards
+                    .get(parent)
+                    .ok_or(MapReject::UnknownShard(parent.0))?
+                    .clone();
+                if self.leaving.contains_key(parent) {
+                    return Err(MapReject::Moving(parent.0));
+                }
+                if let Some(n) = target.iter().find(|n| self.nodes[n].draining) {
+                    return Err(MapReject::Draining(*n));
+                }
+                let split = Split {
+                    parent: *parent,
+                    child: ShardId(self.shards.len() as u32),
+                    modulus: *modulus,
+                    residue: *residue,
+                    markets: markets.clone(),
+                };
+                self.placement()
+                    .split(split.clone())
+                    .map_err(MapReject::Split)?;
+                self.shards.insert(split.child, target);
+                self.splits.push(split);
+            }
         }
         self.version += 1;
         self.validate();
         Ok(self.version)
+    }
+
+    /// Where every account and market lives: the shards the cluster was formed with and
+    /// every split recorded. Before [`MapCommand::Init`], one shard.
+    pub fn placement(&self) -> Placement {
+        let base = (self.shards.len() - self.splits.len()).max(1) as u32;
+        let mut placement = Placement::new(base);
+        for s in &self.splits {
+            placement
+                .split(s.clone())
+                .expect("the map's splits were checked when recorded");
+        }
+        placement
+    }
+
+    /// The split that made `shard`, if a split did.
+    pub fn split_of(&self, shard: ShardId) -> Option<&Split> {
+        self.splits.iter().find(|s| s.child == shard)
     }
 
     /// The nodes that should hold `shard`, if it exists.
@@ -495,6 +596,7 @@ impl ClusterMap {
             if self.nodes.is_empty()
                 && self.shards.is_empty()
                 && self.leaving.is_empty()
+                && self.splits.is_empty()
                 && self.replication_factor == 0
             {
                 return Ok(());
@@ -525,6 +627,23 @@ impl ClusterMap {
             if let Some(n) = set.iter().find(|n| !self.nodes.contains_key(n)) {
                 return Err(format!("shard {shard} names node {n}, not a member"));
             }
+        }
+        if self.splits.len() >= self.shards.len() {
+            return Err(format!(
+                "{} splits of {} shards",
+                self.splits.len(),
+                self.shards.len()
+            ));
+        }
+        let base = (self.shards.len() - self.splits.len()) as u32;
+        let mut placement = Placement::new(base);
+        for (k, split) in self.splits.iter().enumerate() {
+            if split.child.0 != base + k as u32 {
+                return Err(format!("split {k} made shard {}", split.child));
+            }
+            placement
+                .split(split.clone())
+                .map_err(|e| format!("split {k}: {e}"))?;
         }
         for (shard, set) in &self.leaving {
             let Some(target) = self.shards.get(shard) else {
@@ -575,6 +694,25 @@ impl std::fmt::Display for MapCommand {
             } => write!(f, "shard {shard} on nodes {replicas:?}"),
             MapCommand::ShardSettled { shard, replicas } => {
                 write!(f, "shard {shard} settled on nodes {replicas:?}")
+            }
+            MapCommand::SplitShard {
+                parent,
+                modulus,
+                residue,
+                markets,
+            } => {
+                write!(f, "split shard {parent}: ")?;
+                if *modulus != 0 {
+                    write!(f, "accounts with id % {modulus} == {residue}")?;
+                    if !markets.is_empty() {
+                        write!(f, " and ")?;
+                    }
+                }
+                if !markets.is_empty() {
+                    let ids: Vec<u32> = markets.iter().map(|m| m.0).collect();
+                    write!(f, "markets {ids:?}")?;
+                }
+                write!(f, " move to a new shard")
             }
         }
     }

@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use tradelog_domain::ShardId;
+use tradelog_domain::routing::{Split, SplitError};
+use tradelog_domain::{AccountId, MarketId, ShardId};
 use tradelog_placement::{ClusterMap, Layout, MapCommand, MapNode, MapReject, NodeState, Replicas};
 
 fn addr(n: u64) -> String {
@@ -48,6 +49,7 @@ fn init_add_drain_move_remove() {
             nodes: [node(1, false), node(2, false), node(3, false)].into(),
             shards: [(ShardId(0), set(&[1, 2, 3])), (ShardId(1), set(&[1, 2, 3]))].into(),
             leaving: BTreeMap::new(),
+            splits: Vec::new(),
         }
     );
     let add = MapCommand::AddNode {
@@ -110,6 +112,7 @@ fn init_add_drain_move_remove() {
             nodes: [node(2, false), node(3, false), node(4, false)].into(),
             shards: [(ShardId(0), set(&[2, 3, 4])), (ShardId(1), set(&[2, 3, 4]))].into(),
             leaving: BTreeMap::new(),
+            splits: Vec::new(),
         }
     );
     assert_eq!(map.shards_of(4), [ShardId(0), ShardId(1)].into());
@@ -400,6 +403,18 @@ fn command() -> impl Strategy<Value = MapCommand> {
                 replicas,
             }
         }),
+        (
+            0u32..6,
+            0u64..5,
+            0u64..4,
+            proptest::collection::vec(0u32..4, 0..3)
+        )
+            .prop_map(|(s, modulus, residue, markets)| MapCommand::SplitShard {
+                parent: ShardId(s),
+                modulus,
+                residue,
+                markets: markets.into_iter().map(MarketId).collect(),
+            }),
     ]
 }
 
@@ -432,6 +447,12 @@ proptest! {
                         if !matches!(c, MapCommand::ShardSettled { .. }) {
                             prop_assert!(dropped.is_empty(), "{} dropped holders {:?} of shard {}", c, dropped, s);
                         }
+                    }
+                    // Every account lives on a shard the map places.
+                    let placement = map.placement();
+                    for a in 0..64 {
+                        let s = placement.account_shard(AccountId(a));
+                        prop_assert!(map.shards.contains_key(&s), "account {} on shard {}", a, s);
                     }
                     accepted.push(c.clone());
                 }
@@ -478,4 +499,167 @@ fn a_grown_target_is_a_move_until_it_settles() {
     assert_eq!(map.apply(&done), Ok(5));
     assert!(map.is_settled());
     assert_eq!(map.shards_of(4), [ShardId(0)].into());
+}
+
+fn split(parent: u32, modulus: u64, residue: u64, markets: &[u32]) -> MapCommand {
+    MapCommand::SplitShard {
+        parent: ShardId(parent),
+        modulus,
+        residue,
+        markets: markets.iter().copied().map(MarketId).collect(),
+    }
+}
+
+#[test]
+fn a_split_names_the_next_shard_on_the_parents_replicas() {
+    let mut map = ClusterMap::default();
+    map.apply(&init(2, &[1, 2, 3, 4], 2)).unwrap();
+    let one_on = |map: &mut ClusterMap, s: u32, nodes: &[u64]| {
+        let v = map.version;
+        map.apply(&MapCommand::SetShardReplicas {
+            shard: ShardId(s),
+            replicas: set(nodes),
+            if_version: Some(v),
+        })
+        .unwrap();
+        map.apply(&MapCommand::ShardSettled {
+            shard: ShardId(s),
+            replicas: set(nodes),
+        })
+        .unwrap();
+    };
+    one_on(&mut map, 1, &[3, 4]);
+    let v = map.version;
+    assert_eq!(map.apply(&split(1, 4, 3, &[7])), Ok(v + 1));
+    // A child of the child, markets only.
+    assert_eq!(map.apply(&split(2, 0, 0, &[7])), Ok(v + 2));
+    let made = vec![
+        Split {
+            parent: ShardId(1),
+            child: ShardId(2),
+            modulus: 4,
+            residue: 3,
+            markets: vec![MarketId(7)],
+        },
+        Split {
+            parent: ShardId(2),
+            child: ShardId(3),
+            modulus: 0,
+            residue: 0,
+            markets: vec![MarketId(7)],
+        },
+    ];
+    assert_eq!(map.splits, made);
+    assert_eq!(
+        map.shards,
+        [
+            (ShardId(0), set(&[1, 2, 3, 4])),
+            (ShardId(1), set(&[3, 4])),
+            (ShardId(2), set(&[3, 4])),
+            (ShardId(3), set(&[3, 4])),
+        ]
+        .into()
+    );
+    assert_eq!(map.split_of(ShardId(3)), Some(&made[1]));
+    assert_eq!(map.split_of(ShardId(1)), None);
+    let placement = map.placement();
+    assert_eq!(placement.base_shard_count(), 2);
+    assert_eq!(placement.splits(), &made[..]);
+    // Of shard 1's (odd) ids, those 3 mod 4 moved.
+    let shard_of = |a: u64| placement.account_shard(AccountId(a)).0;
+    assert_eq!(
+        (shard_of(1), shard_of(3), shard_of(5), shard_of(4)),
+        (1, 2, 1, 0)
+    );
+    assert_eq!(placement.market_shard(MarketId(7), ShardId(1)), ShardId(3));
+    assert_eq!(map.shards_of(3), [0, 1, 2, 3].map(ShardId).into());
+    assert_eq!(map.shards_of(1), [ShardId(0)].into());
+    map.check().unwrap();
+    assert_eq!(
+        split(1, 4, 3, &[]).to_string(),
+        "split shard 1: accounts with id % 4 == 3 move to a new shard"
+    );
+    assert_eq!(
+        split(1, 2, 0, &[1, 2]).to_string(),
+        "split shard 1: accounts with id % 2 == 0 and markets [1, 2] move to a new shard"
+    );
+}
+
+#[test]
+fn split_refusals_change_nothing() {
+    let mut map = ClusterMap::default();
+    assert_eq!(
+        map.apply(&split(0, 2, 0, &[])),
+        Err(MapReject::NotInitialised)
+    );
+    map.apply(&init(2, &[1, 2, 3], 3)).unwrap();
+    map.apply(&MapCommand::SetShardReplicas {
+        shard: ShardId(1),
+        replicas: set(&[1, 2]),
+        if_version: None,
+    })
+    .unwrap();
+    map.apply(&MapCommand::AddNode {
+        node: 4,
+        addr: addr(4),
+    })
+    .unwrap();
+    let before = map.clone();
+    let cases = [
+        (split(2, 2, 0, &[]), MapReject::UnknownShard(2)),
+        (split(1, 2, 0, &[]), MapReject::Moving(1)),
+        (
+            split(0, 1, 0, &[]),
+            MapReject::Split(SplitError::Rule {
+                modulus: 1,
+                residue: 0,
+            }),
+        ),
+        (
+            split(0, 2, 2, &[]),
+            MapReject::Split(SplitError::Rule {
+                modulus: 2,
+                residue: 2,
+            }),
+        ),
+        (
+            split(0, 0, 0, &[]),
+            MapReject::Split(SplitError::Rule {
+                modulus: 0,
+                residue: 0,
+            }),
+        ),
+        (
+            split(0, 2, 0, &[3, 1]),
+            MapReject::Split(SplitError::Markets),
+        ),
+    ];
+    for (command, why) in cases {
+        assert_eq!(map.apply(&command), Err(why.clone()), "{command}");
+        assert_eq!(map, before);
+    }
+    assert_eq!(MapReject::Moving(1).code(), 19);
+    assert_eq!(MapReject::Split(SplitError::Markets).code(), 20);
+    map.apply(&MapCommand::DrainNode { node: 3 }).unwrap();
+    let before = map.clone();
+    assert_eq!(map.apply(&split(0, 2, 0, &[])), Err(MapReject::Draining(3)));
+    assert_eq!(map, before);
+    // The placement's limit on splits.
+    map.apply(&MapCommand::ShardSettled {
+        shard: ShardId(1),
+        replicas: set(&[1, 2]),
+    })
+    .unwrap();
+    let mut made = 0;
+    while map.apply(&split(1, 2, 0, &[])).is_ok() {
+        made += 1;
+    }
+    assert_eq!(made, tradelog_domain::SPLITS_MAX);
+    let before = map.clone();
+    assert_eq!(
+        map.apply(&split(1, 2, 0, &[])),
+        Err(MapReject::Split(SplitError::TooMany))
+    );
+    assert_eq!(map, before);
+    assert_eq!(map.shards.len(), 2 + made);
 }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tradelog_domain::ShardId;
-use tradelog_placement::{ClusterMap, MapCommand, MapReject};
+use tradelog_placement::{ClusterMap, ClusterMapV1, MapCommand, MapReject};
 
 /// The group id of the metadata group on the transport: above every shard id.
 pub const META_GROUP: ShardId = ShardId(u32::MAX);
@@ -36,8 +36,9 @@ pub const META_GROUP: ShardId = ShardId(u32::MAX);
 pub const META_SNAPSHOT_FILE: &str = "meta-snapshot";
 /// First bytes of a metadata snapshot.
 pub const META_SNAPSHOT_MAGIC: [u8; 8] = *b"TLMSNAP1";
-/// Version of the metadata snapshot encoding this build writes and reads.
-pub const META_SNAPSHOT_VERSION: u32 = 1;
+/// Version of the metadata snapshot encoding this build writes (2: the map has its
+/// splits). Version 1 snapshots (a map before splits) are still read.
+pub const META_SNAPSHOT_VERSION: u32 = 2;
 /// Most bytes of one encoded [`MapCommand`] a peer may forward (64 KiB: an `Init` of
 /// `SHARD_COUNT_MAX` shards on a few nodes fits).
 pub const MAP_COMMAND_BYTES_MAX: usize = 64 << 10;
@@ -97,6 +98,13 @@ struct MetaSnapshotFile {
     map: ClusterMap,
 }
 
+/// A version 1 metadata snapshot.
+#[derive(Serialize, Deserialize)]
+struct MetaSnapshotFileV1 {
+    meta: SnapshotMeta,
+    map: ClusterMapV1,
+}
+
 /// Encodes the map at `meta` as metadata snapshot bytes.
 pub fn encode_meta_snapshot(meta: &SnapshotMeta, map: &ClusterMap) -> Vec<u8> {
     let file = MetaSnapshotFile {
@@ -116,9 +124,20 @@ pub fn decode_meta_snapshot(
     bytes: &[u8],
     expected: Option<&SnapshotMeta>,
 ) -> Result<(SnapshotMeta, ClusterMap), String> {
-    let payload = tradelog_codec::open(META_SNAPSHOT_MAGIC, META_SNAPSHOT_VERSION, bytes)
-        .map_err(|e| e.to_string())?;
-    let file: MetaSnapshotFile = tradelog_codec::decode(payload).map_err(|e| e.to_string())?;
+    let version_1 = bytes.len() >= 12 && bytes[8..12] == 1u32.to_le_bytes();
+    let file: MetaSnapshotFile = if version_1 {
+        let payload =
+            tradelog_codec::open(META_SNAPSHOT_MAGIC, 1, bytes).map_err(|e| e.to_string())?;
+        let v1: MetaSnapshotFileV1 = tradelog_codec::decode(payload).map_err(|e| e.to_string())?;
+        MetaSnapshotFile {
+            meta: v1.meta,
+            map: v1.map.into(),
+        }
+    } else {
+        let payload = tradelog_codec::open(META_SNAPSHOT_MAGIC, META_SNAPSHOT_VERSION, bytes)
+            .map_err(|e| e.to_string())?;
+        tradelog_codec::decode(payload).map_err(|e| e.to_string())?
+    };
     file.map.check()?;
     if let Some(m) = expected.filter(|m| **m != file.meta) {
         return Err(format!(

@@ -321,3 +321,56 @@ fn a_damaged_metadata_snapshot_is_refused_on_open() {
         .unwrap_err()
         .contains("node 9"));
 }
+
+#[test]
+fn a_map_with_splits_round_trips_and_version_1_snapshots_are_still_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut map = ClusterMap::default();
+    map.apply(&MapCommand::Init {
+        shards: 2,
+        replication_factor: 1,
+        nodes: [(1, "http://127.0.0.1:1".to_string())].into(),
+        replicas: [(ShardId(0), [1].into()), (ShardId(1), [1].into())].into(),
+    })
+    .unwrap();
+    let meta = tradelog_raft::SnapshotMeta::default();
+    // A version 1 file: the map's fields before splits, in order, sealed as version 1.
+    let v1_map = (
+        map.version,
+        map.replication_factor,
+        map.nodes.clone(),
+        map.shards.clone(),
+        map.leaving.clone(),
+    );
+    let v1 = tradelog_codec::seal(
+        tradelog_raft::META_SNAPSHOT_MAGIC,
+        1,
+        &tradelog_codec::encode(&(meta.clone(), v1_map)),
+    );
+    std::fs::write(tmp.path().join(META_SNAPSHOT_FILE), &v1).unwrap();
+    assert_eq!(MetaStateMachine::open(tmp.path()).unwrap().map(), &map);
+    // Written now: version 2, with the splits.
+    map.apply(&MapCommand::SplitShard {
+        parent: ShardId(1),
+        modulus: 4,
+        residue: 1,
+        markets: vec![],
+    })
+    .unwrap();
+    assert_eq!(map.splits.len(), 1);
+    let bytes = tradelog_raft::encode_meta_snapshot(&meta, &map);
+    assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+    std::fs::write(tmp.path().join(META_SNAPSHOT_FILE), &bytes).unwrap();
+    assert_eq!(MetaStateMachine::open(tmp.path()).unwrap().map(), &map);
+    // A version this build does not know is refused by name.
+    let mut v3 = bytes.clone();
+    v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let err = tradelog_raft::decode_meta_snapshot(&v3, None).unwrap_err();
+    assert!(err.contains("version"), "{err}");
+    // A split whose child is not the next shard breaks the map's invariants.
+    let mut broken = map.clone();
+    broken.splits[0].child = ShardId(5);
+    let bytes = tradelog_raft::encode_meta_snapshot(&meta, &broken);
+    let err = tradelog_raft::decode_meta_snapshot(&bytes, None).unwrap_err();
+    assert!(err.contains("split 0 made shard 5"), "{err}");
+}
