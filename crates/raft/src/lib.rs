@@ -118,9 +118,11 @@ pub use network::{
 pub use pump::{local_destinations, pump, Destinations, PUMP_MESSAGES_MAX};
 pub use runtime::{seed_thread_rng, ShardRuntime};
 pub use state_machine::{
-    decode_snapshot, encode_snapshot, verify_snapshot_envelope, EventSink, ShardSnapshotBuilder,
-    ShardStateMachine, SinkItem, SmOpenReport, SnapshotCheckError, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
-    SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION,
+    decode_snapshot, decode_split_start, encode_snapshot, encode_split_start, read_split_start,
+    verify_snapshot_envelope, ChildDirs, EventSink, ShardSnapshotBuilder, ShardStateMachine,
+    SinkItem, SmOpenReport, SnapshotCheckError, SplitStart, SNAPSHOTS_DIR, SNAPSHOTS_KEPT,
+    SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION, SPLIT_START_FILE, SPLIT_START_MAGIC,
+    SPLIT_START_VERSION,
 };
 pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
 pub use types::{

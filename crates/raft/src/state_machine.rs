@@ -17,6 +17,17 @@
 //! Installing a snapshot checks everything before anything changes: the envelope, the
 //! metadata against what openraft says it is, the shard, every engine invariant
 //! ([`Engine::restore`]) and the state hash.
+//!
+//! **Splits** (docs/design/0014): an entry whose batch is a single
+//! [`Input::Split`](tradelog_engine::Input::Split) is applied with [`Engine::split`], and
+//! the new shard's initial state is written, before the entry counts as applied, to
+//! [`SPLIT_START_FILE`] in the child's group directory (named by the [`ChildDirs`] the
+//! runner gives, [`ShardStateMachine::with_child_dirs`]), with the parent's membership at
+//! that entry: the child's group starts on those voters, each from that state, so no data
+//! crosses the network. The write is deterministic (the same entry always writes the same
+//! bytes), so a replica that applies the entry again after a restart writes it again
+//! unchanged. A child's state machine with no snapshot starts from that file instead of
+//! an empty engine.
 
 use crate::meta::write_atomically;
 use crate::runtime::run_blocking;
@@ -31,8 +42,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tradelog_domain::{EventRecord, ShardId};
-use tradelog_engine::{Engine, Placement};
+use tradelog_domain::routing::{Split, SplitError};
+use tradelog_domain::{EventRecord, ShardId, Timestamp};
+use tradelog_engine::{Applied, Engine, Input, Placement};
 
 /// Directory of snapshot files inside a group directory.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
@@ -42,6 +54,101 @@ pub const SNAPSHOT_FILE_MAGIC: [u8; 8] = *b"TLRSNAP1";
 pub const SNAPSHOT_FILE_VERSION: u32 = 1;
 /// Snapshot files kept on disk (the newest ones; older ones are removed).
 pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// Name of the file, in a split's child's group directory, that holds the child's initial
+/// state.
+pub const SPLIT_START_FILE: &str = "split-start.bin";
+/// First bytes of a split start file.
+pub const SPLIT_START_MAGIC: [u8; 8] = *b"TLSPLIT1";
+/// Version of the split start file this build writes and reads.
+pub const SPLIT_START_VERSION: u32 = 1;
+
+/// Where the group directory of a split's child is (`DATA_DIR/shard-N` in a cluster).
+pub type ChildDirs = Arc<dyn Fn(ShardId) -> PathBuf + Send + Sync>;
+
+/// A split's child as its parent's replica left it: what the child's group starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitStart {
+    /// The shard that split.
+    pub parent: ShardId,
+    /// The parent's log entry that made the split.
+    pub split_at: LogId,
+    /// The parent's membership when it applied that entry: the child's first voters.
+    pub membership: StoredMembership,
+    /// The child's state hash.
+    pub state_hash: [u8; 32],
+    /// The child's sealed engine state.
+    #[serde(with = "tradelog_codec::bytes")]
+    pub engine: Vec<u8>,
+}
+
+/// Encodes a split's child state as [`SPLIT_START_FILE`] bytes.
+pub fn encode_split_start(
+    parent: ShardId,
+    split_at: LogId,
+    membership: &StoredMembership,
+    child: &Engine,
+) -> Vec<u8> {
+    let state = child.state_bytes();
+    let start = SplitStart {
+        parent,
+        split_at,
+        membership: membership.clone(),
+        state_hash: tradelog_codec::sha256(&state),
+        engine: Engine::seal_state_bytes(&state),
+    };
+    tradelog_codec::seal(
+        SPLIT_START_MAGIC,
+        SPLIT_START_VERSION,
+        &tradelog_codec::encode_large(&start),
+    )
+}
+
+/// Checks split start bytes completely and returns them decoded with the restored child
+/// engine, which must be shard `shard`'s with the recorded state hash.
+pub fn decode_split_start(
+    bytes: &[u8],
+    shard: ShardId,
+) -> Result<(SplitStart, Engine), SnapshotCheckError> {
+    let payload = tradelog_codec::open(SPLIT_START_MAGIC, SPLIT_START_VERSION, bytes)?;
+    let start: SplitStart = tradelog_codec::decode(payload)?;
+    let engine = Engine::restore(&start.engine)?;
+    if engine.shard() != shard {
+        return Err(SnapshotCheckError::WrongShard {
+            expected: shard,
+            found: engine.shard(),
+        });
+    }
+    let actual = engine.state_hash();
+    if actual != start.state_hash {
+        return Err(SnapshotCheckError::HashMismatch {
+            expected: tradelog_codec::hex(&start.state_hash),
+            actual: tradelog_codec::hex(&actual),
+        });
+    }
+    Ok((start, engine))
+}
+
+/// Reads the split start file of shard `shard`'s group directory `group_dir`: `None` when
+/// there is none (a shard the cluster was formed with, or a replica that did not apply
+/// its parent's split); an `InvalidData` error when it does not check out (it is the only
+/// copy of the child's state before its log).
+pub fn read_split_start(
+    group_dir: &Path,
+    shard: ShardId,
+) -> io::Result<Option<(SplitStart, Engine)>> {
+    let path = group_dir.join(SPLIT_START_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => decode_split_start(&bytes, shard).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// The decoded content of a snapshot file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -243,6 +350,8 @@ pub struct SmOpenReport {
     pub restored_from: Option<PathBuf>,
     /// Snapshot files that could not be used, with the reason (newer than the one used).
     pub skipped: Vec<(PathBuf, String)>,
+    /// With no snapshot: the split start file the state came from (a split's child).
+    pub split_start: Option<PathBuf>,
 }
 
 /// The shard's engine as openraft's state machine. See the module documentation.
@@ -260,6 +369,9 @@ pub struct ShardStateMachine {
     /// Log records applied (the last applied Raft index plus one; 0: none), shared with
     /// readers of the log ([`ShardStateMachine::applied_records`]).
     applied_records: Arc<AtomicU64>,
+    /// Where a split's child's initial state goes (None: this replica refuses to apply a
+    /// split).
+    child_dirs: Option<ChildDirs>,
 }
 
 /// Receives what the state machine does to the shard's event stream, in log order, on the
@@ -282,9 +394,11 @@ pub enum SinkItem<'a> {
 impl ShardStateMachine {
     /// Opens the state machine of shard `shard` in the group directory `dir`: restored from
     /// the newest snapshot that checks out completely (damaged ones are skipped and
-    /// reported), or a new engine with `placement` when there is none.
+    /// reported); with none, from the [`SPLIT_START_FILE`] a parent's split wrote (an
+    /// error if it is damaged), or a new engine with `placement` when there is none either.
     pub fn open(dir: impl AsRef<Path>, shard: ShardId, placement: Placement) -> io::Result<Self> {
-        let dir = dir.as_ref().join(SNAPSHOTS_DIR);
+        let group_dir = dir.as_ref();
+        let dir = group_dir.join(SNAPSHOTS_DIR);
         let mut report = SmOpenReport::default();
         for path in list_snapshots(&dir)? {
             let checked = std::fs::read(&path)
@@ -305,15 +419,23 @@ impl ShardStateMachine {
                         report,
                         inline_io: false,
                         applied_records: Arc::new(AtomicU64::new(applied_records)),
+                        child_dirs: None,
                     });
                 }
                 Err(why) => report.skipped.push((path, why)),
             }
         }
+        let engine = match read_split_start(group_dir, shard)? {
+            Some((_, engine)) => {
+                report.split_start = Some(group_dir.join(SPLIT_START_FILE));
+                engine
+            }
+            None => Engine::new(shard, placement),
+        };
         Ok(ShardStateMachine {
             shard,
             dir,
-            engine: Engine::new(shard, placement),
+            engine,
             applied: None,
             membership: StoredMembership::default(),
             current: Arc::new(Mutex::new(None)),
@@ -321,7 +443,50 @@ impl ShardStateMachine {
             report,
             inline_io: false,
             applied_records: Arc::new(AtomicU64::new(0)),
+            child_dirs: None,
         })
+    }
+
+    /// Lets this replica apply splits, writing each child's initial state into the group
+    /// directory `dirs` names for it.
+    pub fn with_child_dirs(mut self, dirs: ChildDirs) -> Self {
+        self.child_dirs = Some(dirs);
+        self
+    }
+
+    /// Applies the split of entry `log_id`: the parent changes, and the child's initial
+    /// state is durable in its group directory before this returns. A split the engine
+    /// refuses changes nothing but the clock and writes nothing.
+    async fn apply_split(
+        &mut self,
+        log_id: LogId,
+        timestamp: Timestamp,
+        split: &Split,
+        out: &mut Vec<EventRecord>,
+    ) -> io::Result<Result<u64, SplitError>> {
+        let Some(dirs) = &self.child_dirs else {
+            return Err(io::Error::other(format!(
+                "shard {} cannot apply entry {log_id}: a split, and this replica has no \
+                 directory for the new shard",
+                self.shard
+            )));
+        };
+        let child_dir = dirs(split.child);
+        let child = match self.engine.split(timestamp, split.clone(), out) {
+            Ok(child) => child,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let accounts = child.ledger().len() as u64;
+        let bytes = encode_split_start(self.shard, log_id, &self.membership, &child);
+        run_blocking(self.inline_io, move || {
+            std::fs::create_dir_all(&child_dir)?;
+            if let Some(up) = child_dir.parent() {
+                tradelog_storage::sync_dir(up)?;
+            }
+            write_atomically(&child_dir, SPLIT_START_FILE, &bytes)
+        })
+        .await??;
+        Ok(Ok(accounts))
     }
 
     /// The number of log records this state machine has applied (its last applied Raft
@@ -440,11 +605,18 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
                     response.first_input = self.engine.inputs_applied() + 1;
-                    self.engine.apply_batch(
-                        &batch.inputs,
-                        &mut response.events,
-                        &mut response.results,
-                    );
+                    if let [Input::Split { timestamp, split }] = &batch.inputs[..] {
+                        let done = self
+                            .apply_split(log_id, *timestamp, split, &mut response.events)
+                            .await?;
+                        response.results.push(Applied::Split(done));
+                    } else {
+                        self.engine.apply_batch(
+                            &batch.inputs,
+                            &mut response.events,
+                            &mut response.results,
+                        );
+                    }
                     if let (Some(sink), false) = (&self.sink, response.events.is_empty()) {
                         sink(SinkItem::Applied(&response.events));
                     }

@@ -142,10 +142,10 @@ pub enum BatchError {
     /// Encoded, the batch is larger than [`BATCH_BYTES_MAX`].
     #[error("batch encodes to {0} bytes (at most {BATCH_BYTES_MAX})")]
     TooLarge(usize),
-    /// The input at this position splits the shard: a replicated group cannot make the new
-    /// shard's group yet (docs/design/0014), and applying the split would leave the
-    /// moved accounts nowhere.
-    #[error("input {0} splits the shard, which a replicated shard does not do yet")]
+    /// The input at this position splits the shard, and the batch has other inputs: a
+    /// split is an entry of its own, which each replica applies by writing the new
+    /// shard's initial state (docs/design/0014).
+    #[error("input {0} splits the shard; a split must be alone in its batch")]
     Split(usize),
 }
 
@@ -160,7 +160,9 @@ impl Batch {
             return Err(BatchError::TooManyInputs(inputs.len()));
         }
         if let Some(k) = inputs.iter().position(|i| matches!(i, Input::Split { .. })) {
-            return Err(BatchError::Split(k));
+            if inputs.len() > 1 {
+                return Err(BatchError::Split(k));
+            }
         }
         let batch = Batch { inputs };
         let len = tradelog_codec::encode(&batch).len();

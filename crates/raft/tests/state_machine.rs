@@ -281,8 +281,179 @@ fn batches_are_checked_before_they_are_proposed() {
     };
     assert_eq!(
         Err(BatchError::Split(1)),
-        Batch::new(vec![input.clone(), split])
+        Batch::new(vec![input.clone(), split.clone()])
     );
+    // Alone, a split is an entry of its own.
+    assert_eq!(Batch::new(vec![split.clone()]).unwrap().inputs, vec![split]);
     let ok = vec![input; BATCH_INPUTS_MAX];
     assert_eq!(BATCH_INPUTS_MAX, Batch::new(ok).unwrap().inputs.len());
+}
+
+fn split_input(parent: u32, child: u32) -> tradelog_engine::Input {
+    tradelog_engine::Input::Split {
+        timestamp: tradelog_domain::Timestamp(10_000),
+        split: tradelog_engine::Split {
+            parent: ShardId(parent),
+            child: ShardId(child),
+            modulus: 2,
+            residue: 1,
+            markets: vec![tradelog_domain::MarketId(1)],
+        },
+    }
+}
+
+/// Where the tests put a child's group directory.
+fn child_dirs(root: &Path) -> tradelog_raft::ChildDirs {
+    let root = root.to_path_buf();
+    std::sync::Arc::new(move |s: ShardId| root.join(format!("child-{}", s.0)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_entry_writes_the_childs_start_and_the_child_opens_from_it() {
+    use tradelog_engine::Input;
+    let tmp = tempfile::tempdir().unwrap();
+    let (parent_dir, root) = (tmp.path().join("parent"), tmp.path().join("children"));
+    // Membership at 0, 20 batches, the split at 21, 10 more batches after it.
+    let batches = workload(28, 4);
+    let mut h = vec![membership(1, 0, &[1, 2, 3])];
+    h.extend(entries(1, &batches[..20], 1));
+    let split_at = log_id(1, 1, 21);
+    h.push(normal(1, 21, vec![split_input(0, 1)]));
+    h.extend(entries(1, &batches[20..], 22));
+    // What the engine alone does: the parent after every input, and the child the split
+    // made (replay through `Engine::apply` discards it).
+    let mut parent = Engine::new(ShardId(0), Placement::new(1));
+    let mut child = None;
+    let (mut events, mut results) = (Vec::new(), Vec::new());
+    for e in &h {
+        if let tradelog_raft::EntryPayload::Normal(b) = &e.payload {
+            if let [Input::Split { timestamp, split }] = &b.inputs[..] {
+                child = Some(
+                    parent
+                        .split(*timestamp, split.clone(), &mut events)
+                        .unwrap(),
+                );
+            } else {
+                parent.apply_batch(&b.inputs, &mut events, &mut results);
+            }
+        }
+    }
+    let child = child.unwrap();
+    assert!(child.ledger().len() >= 5, "odd accounts moved");
+    // A replica without a place for the child refuses the split entry, changing nothing.
+    let mut blind = open(&parent_dir);
+    apply(&mut blind, h[..21].to_vec()).await;
+    let before = blind.state_hash();
+    let items = h[21..22].iter().cloned().map(|e| Ok((e, None)));
+    let err = blind
+        .apply(futures_util::stream::iter(items))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no directory for the new shard"),
+        "{err}"
+    );
+    assert_eq!(blind.state_hash(), before);
+    drop(blind);
+    let _ = std::fs::remove_dir_all(&parent_dir);
+
+    let published = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut sm = open(&parent_dir).with_child_dirs(child_dirs(&root));
+    let seen = published.clone();
+    sm.set_event_sink(std::sync::Arc::new(move |item| {
+        if let tradelog_raft::SinkItem::Applied(ev) = item {
+            seen.lock().unwrap().extend(ev.iter().cloned());
+        }
+    }));
+    apply(&mut sm, h[..21].to_vec()).await;
+    apply(&mut sm, h[21..].to_vec()).await;
+    assert_eq!(sm.state_hash(), parent.state_hash());
+    assert_eq!(sm.engine().placement().splits().len(), 1);
+    // Every event reached the sink, the split's too.
+    let kinds: Vec<_> = published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.event.clone())
+        .collect();
+    assert!(kinds.iter().any(|e| matches!(
+        e,
+        tradelog_domain::Event::ShardSplit {
+            child: ShardId(1),
+            ..
+        }
+    )));
+    let child_dir = root.join("child-1");
+    let (start, restored) = tradelog_raft::read_split_start(&child_dir, ShardId(1))
+        .unwrap()
+        .expect("the child's start");
+    assert_eq!(restored.state_hash(), child.state_hash());
+    assert_eq!(
+        (start.parent, start.split_at, start.membership.clone()),
+        (
+            ShardId(0),
+            split_at,
+            StoredMembership::new(Some(log_id(1, 1, 0)), members(&[1, 2, 3]))
+        )
+    );
+    // The child's state machine starts there, not empty.
+    let opened = ShardStateMachine::open(&child_dir, ShardId(1), Placement::new(1)).unwrap();
+    assert_eq!(opened.state_hash(), child.state_hash());
+    assert_eq!(opened.applied(), None);
+    assert_eq!(
+        opened.open_report().split_start,
+        Some(child_dir.join(tradelog_raft::SPLIT_START_FILE))
+    );
+    opened.engine().validate().expect("child invariants");
+    // Applying the split again (a restart from before it) writes the same bytes.
+    let first = std::fs::read(child_dir.join(tradelog_raft::SPLIT_START_FILE)).unwrap();
+    let again_dir = tmp.path().join("again");
+    let mut again = open(&again_dir).with_child_dirs(child_dirs(&root));
+    apply(&mut again, h.clone()).await;
+    assert_eq!(
+        std::fs::read(child_dir.join(tradelog_raft::SPLIT_START_FILE)).unwrap(),
+        first
+    );
+    assert_eq!(again.state_hash(), parent.state_hash());
+    // A damaged start file is refused on open, by name.
+    let mut bad = first.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(child_dir.join(tradelog_raft::SPLIT_START_FILE), &bad).unwrap();
+    let err = ShardStateMachine::open(&child_dir, ShardId(1), Placement::new(1))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        err.to_string().contains(tradelog_raft::SPLIT_START_FILE),
+        "{err}"
+    );
+    // Another shard's start file is refused too.
+    std::fs::write(child_dir.join(tradelog_raft::SPLIT_START_FILE), &first).unwrap();
+    let err = tradelog_raft::read_split_start(&child_dir, ShardId(2)).unwrap_err();
+    assert!(
+        err.to_string().contains("shard 1 offered to shard 2"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_split_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("children");
+    let mut sm = open(&tmp.path().join("parent")).with_child_dirs(child_dirs(&root));
+    let mut h = history(3);
+    // Shard 0 is asked to split shard 3 (wrong parent), then to make shard 0 (exists).
+    h.push(normal(1, 6, vec![split_input(3, 1)]));
+    h.push(normal(1, 7, vec![split_input(0, 0)]));
+    let before = {
+        let mut e = open(&tmp.path().join("reference"));
+        apply(&mut e, history(3)).await;
+        e.engine().clone()
+    };
+    apply(&mut sm, h).await;
+    assert!(!root.exists(), "nothing written for refused splits");
+    assert!(sm.engine().placement().splits().is_empty());
+    assert_eq!(sm.engine().ledger().len(), before.ledger().len());
+    assert_eq!(sm.engine().inputs_applied(), before.inputs_applied() + 2);
 }
