@@ -27,7 +27,9 @@
 //! crosses the network. The write is deterministic (the same entry always writes the same
 //! bytes), so a replica that applies the entry again after a restart writes it again
 //! unchanged. A child's state machine with no snapshot starts from that file instead of
-//! an empty engine.
+//! an empty engine; one with neither (a replica added later) applies no batch until a
+//! snapshot is installed, since the child's log does not start from an empty state (its
+//! leader purges the log before a learner joins).
 
 use crate::meta::write_atomically;
 use crate::runtime::run_blocking;
@@ -372,6 +374,9 @@ pub struct ShardStateMachine {
     /// Where a split's child's initial state goes (None: this replica refuses to apply a
     /// split).
     child_dirs: Option<ChildDirs>,
+    /// A split's child with neither its start state nor a snapshot: no batch applies
+    /// until a snapshot is installed.
+    needs_snapshot: bool,
 }
 
 /// Receives what the state machine does to the shard's event stream, in log order, on the
@@ -420,17 +425,25 @@ impl ShardStateMachine {
                         inline_io: false,
                         applied_records: Arc::new(AtomicU64::new(applied_records)),
                         child_dirs: None,
+                        needs_snapshot: false,
                     });
                 }
                 Err(why) => report.skipped.push((path, why)),
             }
         }
-        let engine = match read_split_start(group_dir, shard)? {
+        let base = shard.0 < placement.base_shard_count();
+        let (engine, needs_snapshot) = match read_split_start(group_dir, shard)? {
             Some((_, engine)) => {
                 report.split_start = Some(group_dir.join(SPLIT_START_FILE));
-                engine
+                (engine, false)
             }
-            None => Engine::new(shard, placement),
+            None if !placement.knows(shard) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("shard {shard} is not in the placement it was opened with"),
+                ))
+            }
+            None => (Engine::new(shard, placement), !base),
         };
         Ok(ShardStateMachine {
             shard,
@@ -444,6 +457,7 @@ impl ShardStateMachine {
             inline_io: false,
             applied_records: Arc::new(AtomicU64::new(0)),
             child_dirs: None,
+            needs_snapshot,
         })
     }
 
@@ -604,6 +618,14 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
+                    if self.needs_snapshot {
+                        return Err(io::Error::other(format!(
+                            "shard {} was made by a split and this replica has neither its \
+                             start state nor a snapshot: it cannot apply entry {log_id}, it \
+                             must be sent a snapshot",
+                            self.shard
+                        )));
+                    }
                     response.first_input = self.engine.inputs_applied() + 1;
                     if let [Input::Split { timestamp, split }] = &batch.inputs[..] {
                         let done = self
@@ -668,6 +690,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             .await??;
         }
         self.engine = engine;
+        self.needs_snapshot = false;
         self.applied = meta.last_log_id;
         self.applied_records
             .store(meta.last_log_id.next_index(), Ordering::Release);

@@ -2,7 +2,9 @@
 //! channel per peer; a leader is elected, batches are committed and applied on every
 //! replica with equal state hashes and the engine's own results; a new replica catches up
 //! from a snapshot streamed in chunks; the leader's node is shut down, a new leader is
-//! elected and every committed write is still there.
+//! elected and every committed write is still there; a split starts the new shard's group
+//! on the parent's voters from the state each of them wrote, and a later replica of it
+//! starts from a snapshot.
 
 mod common;
 
@@ -41,6 +43,11 @@ fn config() -> Arc<openraft::Config> {
 
 use common::bind;
 
+fn group_dir(root: &Path, node: NodeId, group: u32) -> PathBuf {
+    root.join(format!("node-{node}"))
+        .join(format!("group-{group}"))
+}
+
 /// Starts node `id` serving `groups`, with its directories under `root`.
 async fn start(
     id: NodeId,
@@ -51,28 +58,38 @@ async fn start(
 ) -> TestNode {
     let router = RaftRouter::new();
     let peers = PeerChannels::new();
-    let mut rafts = BTreeMap::new();
-    for &g in groups {
-        let dir: PathBuf = root.join(format!("node-{id}")).join(format!("group-{g}"));
-        let store = ShardLogStore::open(&dir, LogStoreConfig::default()).unwrap();
-        let sm = ShardStateMachine::open(&dir, ShardId(g), Placement::new(SHARDS)).unwrap();
-        let net = GroupNetwork::new(ShardId(g), id, peers.clone());
-        let raft = Raft::new(id, config(), net, store, sm).await.unwrap();
-        router.add(ShardId(g), raft.clone());
-        rafts.insert(g, raft);
-    }
     let server = common::serve(&router, listener);
-    TestNode {
+    let mut node = TestNode {
         id,
         addr,
         router,
         peers,
-        rafts,
+        rafts: BTreeMap::new(),
         server,
+    };
+    for &g in groups {
+        node.open(root, g, Placement::new(SHARDS)).await;
     }
+    node
 }
 
 impl TestNode {
+    /// Opens this node's replica of group `g` (a split's child finds the state its
+    /// parent's replica wrote in its directory).
+    async fn open(&mut self, root: &Path, g: u32, placement: Placement) -> ShardRaft {
+        let dir = group_dir(root, self.id, g);
+        let store = ShardLogStore::open(&dir, LogStoreConfig::default()).unwrap();
+        let (root, id) = (root.to_path_buf(), self.id);
+        let sm = ShardStateMachine::open(&dir, ShardId(g), placement)
+            .unwrap()
+            .with_child_dirs(Arc::new(move |s: ShardId| group_dir(&root, id, s.0)));
+        let net = GroupNetwork::new(ShardId(g), self.id, self.peers.clone());
+        let raft = Raft::new(self.id, config(), net, store, sm).await.unwrap();
+        self.router.add(ShardId(g), raft.clone());
+        self.rafts.insert(g, raft.clone());
+        raft
+    }
+
     /// Stops every group and the server of this node.
     async fn shutdown(&mut self) {
         for (&g, raft) in &self.rafts {
@@ -403,6 +420,164 @@ async fn a_restarted_replica_recovers_its_state_and_catches_up() {
     assert_eq!(state_hash(&leader).await, state_hash(raft).await);
 
     nodes[f] = restarted;
+    for n in &mut nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_starts_the_child_group_on_the_parents_voters_without_copying_state() {
+    use tradelog_domain::{AccountId, Amount, AssetId, Command, TransferId, TransferSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut nodes = three_nodes(root, &[0]).await;
+    let batches = workload(20, 6);
+    let l = leader_of(&nodes[0].rafts[&0]).await;
+    let parent = nodes[(l - 1) as usize].rafts[&0].clone();
+    write_all(&parent, &batches).await;
+
+    // Shard 0's accounts with id % 4 == 0 (4 and 8) and market 1 become shard 2.
+    let split = tradelog_engine::Split {
+        parent: ShardId(0),
+        child: ShardId(2),
+        modulus: 4,
+        residue: 0,
+        markets: vec![tradelog_domain::MarketId(1)],
+    };
+    let split_input = Input::Split {
+        timestamp: tradelog_domain::Timestamp(1_000_000),
+        split: split.clone(),
+    };
+    let mut reference_parent = Engine::new(ShardId(0), Placement::new(SHARDS));
+    let (mut events, mut results) = (Vec::new(), Vec::new());
+    for b in &batches {
+        reference_parent.apply_batch(b, &mut events, &mut results);
+    }
+    let mut reference_child = reference_parent
+        .split(
+            tradelog_domain::Timestamp(1_000_000),
+            split.clone(),
+            &mut events,
+        )
+        .unwrap();
+    let moved = reference_child.ledger().len() as u64;
+    assert_eq!(moved, 2, "accounts 4 and 8");
+    let (answers, split_index) = write_all(&parent, &[vec![split_input.clone()]]).await;
+    assert_eq!(answers, vec![vec![Applied::Split(Ok(moved))]]);
+    let all: Vec<&ShardRaft> = nodes.iter().map(|n| &n.rafts[&0]).collect();
+    wait_applied(&all, split_index).await;
+    for r in &all {
+        assert_eq!(reference_parent.state_hash(), state_hash(r).await);
+    }
+    // Every replica wrote the same start, naming the parent's voters.
+    let start_of = |n: NodeId| {
+        std::fs::read(group_dir(root, n, 2).join(tradelog_raft::SPLIT_START_FILE)).unwrap()
+    };
+    let first = start_of(1);
+    assert_eq!((start_of(2), start_of(3)), (first.clone(), first.clone()));
+    let (begun, _) = tradelog_raft::decode_split_start(&first, ShardId(2)).unwrap();
+    assert_eq!(begun.split_at.index, split_index);
+    let voters: BTreeMap<NodeId, Node> = begun
+        .membership
+        .membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.clone()))
+        .collect();
+    assert_eq!(voters.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    // Each voter opens the child from its own start and proposes the same first
+    // membership; the vote decides.
+    let mut placement = Placement::new(SHARDS);
+    placement.split(split.clone()).unwrap();
+    let mut children = Vec::new();
+    for n in &mut nodes {
+        let raft = n.open(root, 2, placement.clone()).await;
+        assert_eq!(reference_child.state_hash(), state_hash(&raft).await);
+        children.push(raft);
+    }
+    for c in &children {
+        if let Err(e) = c.initialize(voters.clone()).await {
+            // Another voter's vote may reach this one first.
+            assert!(e.to_string().contains("not allowed"), "{e}");
+        }
+    }
+    let l = leader_of(&children[0]).await;
+    let child = children[(l - 1) as usize].clone();
+    // The moved accounts trade on the child: 4 pays 8, twice.
+    let op = |t: u64, id: u64| Input::Command {
+        meta: tradelog_domain::Meta {
+            timestamp: tradelog_domain::Timestamp(t),
+            principal: tradelog_domain::Principal(4),
+            authority: tradelog_domain::Authority::Operator,
+        },
+        command: Command::Transfer(TransferSpec {
+            id: TransferId(id),
+            debit: AccountId(4),
+            credit: AccountId(8),
+            asset: AssetId(1),
+            amount: Amount(7),
+            balancing: false,
+        }),
+    };
+    let on_child = vec![vec![op(2_000_000, 900_001)], vec![op(2_000_001, 900_002)]];
+    let (answers, last) = write_all(&child, &on_child).await;
+    let mut expected = Vec::new();
+    for b in &on_child {
+        let mut r = Vec::new();
+        reference_child.apply_batch(b, &mut events, &mut r);
+        expected.push(r);
+    }
+    assert_eq!(answers, expected);
+    assert!(
+        matches!(&answers[0][0], Applied::Command(o) if o.result.is_ok()),
+        "{:?}",
+        answers[0][0]
+    );
+    let kids: Vec<&ShardRaft> = children.iter().collect();
+    wait_applied(&kids, last).await;
+    for c in &kids {
+        assert_eq!(reference_child.state_hash(), state_hash(c).await);
+    }
+    // The parent no longer takes them.
+    let (answers, _) = write_all(&parent, &[vec![op(2_000_002, 900_003)]]).await;
+    assert!(
+        matches!(
+            &answers[0][0],
+            Applied::Command(o) if o.result.as_ref().is_err_and(|r| r.code == tradelog_domain::RejectCode::WrongShard)
+        ),
+        "{:?}",
+        answers[0][0]
+    );
+
+    // A replica that did not apply the parent's split has no start: it refuses the log
+    // and waits for a snapshot, which the child's leader makes and then purges its log.
+    child.trigger().snapshot().await.unwrap();
+    child
+        .wait(Some(WAIT))
+        .metrics(|m| m.snapshot.is_some_and(|s| s.index >= last), "snapshot")
+        .await
+        .unwrap();
+    child.trigger().purge_log(last).await.unwrap();
+    child
+        .wait(Some(WAIT))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= last), "log purged")
+        .await
+        .unwrap();
+    let (listener, addr) = bind().await;
+    let mut newcomer = start(4, listener, addr.clone(), root, &[]).await;
+    let learner = newcomer.open(root, 2, placement.clone()).await;
+    child.add_learner(4, Node::new(&addr), true).await.unwrap();
+    learner
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "learner caught up")
+        .await
+        .unwrap();
+    assert_eq!(reference_child.state_hash(), state_hash(&learner).await);
+    assert!(!group_dir(root, 4, 2)
+        .join(tradelog_raft::SPLIT_START_FILE)
+        .exists());
+
+    newcomer.shutdown().await;
     for n in &mut nodes {
         n.shutdown().await;
     }

@@ -405,6 +405,60 @@ async fn a_split_entry_writes_the_childs_start_and_the_child_opens_from_it() {
         Some(child_dir.join(tradelog_raft::SPLIT_START_FILE))
     );
     opened.engine().validate().expect("child invariants");
+    // A replica of the child without its start state: it needs the child's placement,
+    // and applies no batch until it has a snapshot.
+    let bare_dir = tmp.path().join("bare");
+    let err = ShardStateMachine::open(&bare_dir, ShardId(1), Placement::new(1))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    let placement = opened.engine().placement().clone();
+    let mut bare = ShardStateMachine::open(&bare_dir, ShardId(1), placement).unwrap();
+    let pay = |id: u64| tradelog_engine::Input::Command {
+        meta: tradelog_domain::Meta {
+            timestamp: tradelog_domain::Timestamp(20_000 + id),
+            principal: tradelog_domain::Principal(1),
+            authority: tradelog_domain::Authority::Operator,
+        },
+        command: tradelog_domain::Command::Transfer(tradelog_domain::TransferSpec {
+            id: tradelog_domain::TransferId(id),
+            debit: tradelog_domain::AccountId(1),
+            credit: tradelog_domain::AccountId(3),
+            asset: tradelog_domain::AssetId(1),
+            amount: tradelog_domain::Amount(5),
+            balancing: false,
+        }),
+    };
+    let child_log = [
+        membership(1, 0, &[1, 2, 3]),
+        normal(1, 1, vec![pay(800_001)]),
+        normal(1, 2, vec![pay(800_002)]),
+    ];
+    let mut opened = opened;
+    apply(&mut opened, child_log[..2].to_vec()).await;
+    let items = child_log[..2].iter().cloned().map(|e| Ok((e, None)));
+    let err = bare
+        .apply(futures_util::stream::iter(items))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("must be sent a snapshot"), "{err}");
+    let snap = opened
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    bare.install_snapshot(&snap.meta, snap.snapshot.clone())
+        .await
+        .unwrap();
+    apply(&mut opened, child_log[2..].to_vec()).await;
+    apply(&mut bare, child_log[2..].to_vec()).await;
+    assert_eq!(bare.state_hash(), opened.state_hash());
+    assert_ne!(
+        opened.state_hash(),
+        child.state_hash(),
+        "the payments applied"
+    );
     // Applying the split again (a restart from before it) writes the same bytes.
     let first = std::fs::read(child_dir.join(tradelog_raft::SPLIT_START_FILE)).unwrap();
     let again_dir = tmp.path().join("again");
@@ -415,12 +469,15 @@ async fn a_split_entry_writes_the_childs_start_and_the_child_opens_from_it() {
         first
     );
     assert_eq!(again.state_hash(), parent.state_hash());
-    // A damaged start file is refused on open, by name.
+    // A damaged start file is refused on open, by name (where there is no snapshot: the
+    // child's directory has one now, which comes first).
     let mut bad = first.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    std::fs::write(child_dir.join(tradelog_raft::SPLIT_START_FILE), &bad).unwrap();
-    let err = ShardStateMachine::open(&child_dir, ShardId(1), Placement::new(1))
+    let damaged = tmp.path().join("damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    std::fs::write(damaged.join(tradelog_raft::SPLIT_START_FILE), &bad).unwrap();
+    let err = ShardStateMachine::open(&damaged, ShardId(1), Placement::new(1))
         .err()
         .unwrap();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
