@@ -216,9 +216,12 @@ impl ClusterNode {
         };
         let (store, mut sm) = {
             let (dir, placement) = (dir.clone(), self.placement.clone());
+            let data_dir = self.data_dir.clone();
+            let children: tradelog_raft::ChildDirs =
+                Arc::new(move |child: ShardId| shard_dir(&data_dir, child));
             tokio::task::spawn_blocking(move || {
                 let store = ShardLogStore::open(&dir, LogStoreConfig::default())?;
-                let sm = ShardStateMachine::open(&dir, shard, placement)?;
+                let sm = ShardStateMachine::open(&dir, shard, placement)?.with_child_dirs(children);
                 Ok::<_, std::io::Error>((store, sm))
             })
             .await
