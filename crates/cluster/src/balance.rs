@@ -205,7 +205,7 @@ impl ClusterNode {
         let view = self.balance_view();
         // Every shard here, all with the same voters: counts compare (the first rule);
         // else the map's preferred leaders decide.
-        let everywhere = view.views.len() == self.groups.len()
+        let everywhere = view.views.len() == self.shard_count_u32() as usize
             && view.views.windows(2).all(|w| w[0].voters == w[1].voters);
         let (shard, to) = if everywhere {
             next_handover(self.id, &view.views, &view.live)?

@@ -349,14 +349,16 @@ impl HistorySource for RaftLogSource {
 /// Opens the history of every shard of a replicated node whose data directory is
 /// `data_dir` (each shard's group directory `DATA_DIR/shard-{n}`, read with a
 /// [`RaftLogSource`]); `applied_records[s]` is shard `s`'s replica's applied record counter,
-/// `None` for a shard the node holds no replica of. The replicas must have been opened
-/// (their directories exist); they may be running.
+/// `None` for a shard the node holds no replica of (or keeps no history of). The replicas
+/// must have been opened (their directories exist); they may be running. `base_shards`:
+/// the shards the cluster was formed with (the placement their logs replay with).
 pub fn open_history(
     data_dir: &Path,
     applied_records: &[Option<Arc<AtomicU64>>],
+    base_shards: u32,
     limits: HistoryLimits,
 ) -> Result<NodeHistory, HistoryError> {
-    let placement = Placement::new(applied_records.len() as u32);
+    let placement = Placement::new(base_shards);
     let shards = applied_records
         .iter()
         .enumerate()

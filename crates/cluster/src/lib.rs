@@ -63,6 +63,7 @@ mod history;
 mod membership;
 mod metadata;
 mod reconcile;
+mod split;
 mod status;
 
 pub use balance::{
@@ -75,6 +76,7 @@ pub use metadata::{MAP_KEEPER_INTERVAL_MS, META_DIR, META_VOTERS_MAX};
 pub use reconcile::{
     ARCHIVE_DIR, CATCH_UP_LAG_ENTRIES_MAX, RECONCILE_INTERVAL_MS, RECONCILE_STEP_TIMEOUT_MS,
 };
+pub use split::{SplitDone, SPLIT_WAIT_MS};
 pub use status::{
     ClusterStatus, MapNodeStatus, MetadataStatus, NodeAddress, ReplicaProgress, ShardStatus,
     ROLE_NOT_HELD,
@@ -266,9 +268,16 @@ type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
 /// This node's replicas of every shard (see the crate documentation).
 pub struct ClusterNode {
     id: NodeId,
-    placement: Placement,
+    /// The shards the cluster was formed with ([`ClusterConfig::shards`]).
+    base_shards: u32,
+    /// Where accounts live before any split: what a base shard's new engine starts with.
+    base_placement: Arc<Placement>,
+    /// The map's placement (with its splits) and the map version it was made from.
+    placement: Mutex<(u64, Arc<Placement>)>,
     markets: Markets,
-    /// Every shard, in shard order.
+    /// A slot per shard the cluster may ever have, in shard order: the base shards, then
+    /// one per split the placement allows (`SPLITS_MAX`); a slot past
+    /// [`ShardHost::shard_count`] is a shard that does not exist yet.
     pub(crate) groups: Vec<Group>,
     pub(crate) meta: metadata::Meta,
     /// Where the shards were placed when this node formed the cluster with a replication
@@ -495,7 +504,11 @@ impl ClusterNode {
             .map_err(|e| ClusterError::Config(e.to_string()))??;
         }
         let formation = formation(&config)?;
-        let placement = Placement::new(config.shards);
+        let placement = Arc::new(Placement::new(config.shards));
+        let slots = config
+            .shards
+            .saturating_add(SPLITS_MAX as u32)
+            .min(SHARD_COUNT_MAX);
         let markets: Markets = Markets::default();
         let subscribers: Subscribers = Arc::default();
         let router = RaftRouter::new();
@@ -519,7 +532,7 @@ impl ClusterNode {
         let hosted = hosted_shards(&config, &meta.map.borrow(), formation.as_ref());
         let mut groups = Vec::new();
         let mut receivers = Vec::new();
-        for s in 0..config.shards {
+        for s in 0..slots {
             let shard = ShardId(s);
             let (tx, rx) = mpsc::channel(config.queue_len_max);
             receivers.push(rx);
@@ -545,7 +558,9 @@ impl ClusterNode {
         });
         let node = Arc::new(ClusterNode {
             id: config.node_id,
-            placement,
+            base_shards: config.shards,
+            base_placement: placement.clone(),
+            placement: Mutex::new((0, placement)),
             markets,
             groups,
             meta,
@@ -646,8 +661,43 @@ impl ClusterNode {
         Ok(node)
     }
 
+    /// The shards that exist now: those the cluster was formed with and the children of
+    /// the splits the map records.
     fn shard_count_u32(&self) -> u32 {
-        self.groups.len() as u32
+        let map = self.meta.map.borrow();
+        (map.shards.len() as u32).max(self.base_shards)
+    }
+
+    /// The shards the cluster was formed with.
+    pub fn base_shard_count(&self) -> u32 {
+        self.base_shards
+    }
+
+    /// Where accounts and markets live now: the map's placement, with its splits.
+    pub fn current_placement(&self) -> Arc<Placement> {
+        let map = self.meta.map.borrow();
+        if map.splits.is_empty() {
+            return self.base_placement.clone();
+        }
+        let mut cached = self
+            .placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cached.0 != map.version {
+            *cached = (map.version, Arc::new(map.placement()));
+        }
+        cached.1.clone()
+    }
+
+    /// The placement a new engine of `shard` starts with: a base shard's knows no split
+    /// (as on every replica that started it); a split's child's knows the map's splits
+    /// (its state comes from its start file or a snapshot anyway).
+    pub(crate) fn placement_for(&self, shard: ShardId) -> Placement {
+        if shard.0 < self.base_shards {
+            (*self.base_placement).clone()
+        } else {
+            (*self.current_placement()).clone()
+        }
     }
 
     /// This node's id.
@@ -674,12 +724,24 @@ impl ClusterNode {
         limits: tradelog_node::HistoryLimits,
     ) -> Result<Arc<tradelog_node::NodeHistory>, tradelog_node::HistoryError> {
         let mut kept = self.history.lock().expect("history lock");
+        // A split's child has no history here yet: its log does not start from an empty
+        // state (docs/design/0014).
         let applied: Vec<_> = self
             .groups
             .iter()
-            .map(|g| g.replica().map(|r| r.applied_records.clone()))
+            .enumerate()
+            .map(|(s, g)| {
+                g.replica()
+                    .filter(|_| s < self.base_shards as usize)
+                    .map(|r| r.applied_records.clone())
+            })
             .collect();
-        let history = Arc::new(open_history(&self.data_dir, &applied, limits.clone())?);
+        let history = Arc::new(open_history(
+            &self.data_dir,
+            &applied,
+            self.base_shards,
+            limits.clone(),
+        )?);
         *kept = Some((Arc::downgrade(&history), limits));
         Ok(history)
     }
@@ -712,10 +774,11 @@ impl ClusterNode {
     /// by (no state hash, which costs a pass over each shard's whole state on its state
     /// machine task, and the applied index from the metrics).
     pub async fn status_with(&self, state_hash: bool) -> ClusterStatus {
-        let mut shards = Vec::with_capacity(self.groups.len());
+        let count = self.shard_count_u32() as usize;
+        let mut shards = Vec::with_capacity(count);
         let mut nodes = std::collections::BTreeMap::new();
         let map = self.map();
-        for (k, g) in self.groups.iter().enumerate() {
+        for (k, g) in self.groups.iter().enumerate().take(count) {
             let s = ShardId(k as u32);
             let Some(g) = g.replica() else {
                 let leader = g.remote.leader();
@@ -972,6 +1035,10 @@ async fn propose_jobs(group: &Proposer, jobs: Vec<Job>) {
 
 impl ShardHost for ClusterNode {
     fn shard_count(&self) -> u32 {
+        self.shard_count_u32()
+    }
+
+    fn shard_slots(&self) -> u32 {
         self.groups.len() as u32
     }
 
@@ -982,8 +1049,8 @@ impl ShardHost for ClusterNode {
             .sum()
     }
 
-    fn placement(&self) -> &Placement {
-        &self.placement
+    fn placement(&self) -> Arc<Placement> {
+        self.current_placement()
     }
 
     fn submit(&self, meta: Meta, command: Command, reply: Reply) {
@@ -991,8 +1058,9 @@ impl ShardHost for ClusterNode {
             return reply(Err(SubmitError::Stopped));
         }
         let r = {
+            let placement = self.current_placement();
             let markets = self.markets.read().expect("markets lock");
-            route(&command, &self.placement, &markets)
+            route(&command, &placement, &markets)
         };
         match r {
             Route::Shard(s) => self.enqueue(s, meta, command, reply),
@@ -1068,6 +1136,7 @@ impl ClusterNode {
 pub fn voters(node: &ClusterNode) -> Vec<BTreeSet<NodeId>> {
     node.groups
         .iter()
+        .take(node.shard_count_u32() as usize)
         .map(|g| {
             g.replica()
                 .map(|r| r.handle.raft().voter_ids().collect())

@@ -169,8 +169,13 @@ impl ClusterNode {
     }
 
     /// Commits an operator's `command` to the map (a refusal is `Refused`, naming `what`
-    /// was refused) and waits until this node's map has it.
-    async fn change_map(&self, command: MapCommand, what: &str) -> Result<(), ChangeError> {
+    /// was refused) and waits until this node's map has it; returns the map version
+    /// that recorded it.
+    pub(crate) async fn change_map(
+        &self,
+        command: MapCommand,
+        what: &str,
+    ) -> Result<u64, ChangeError> {
         let answer = self.propose_map(command).await?;
         if let Some(r) = answer.rejected {
             return Err(ChangeError::Refused(format!(
@@ -179,7 +184,8 @@ impl ClusterNode {
         }
         self.see_map_version(answer.version)
             .await
-            .map_err(ChangeError::Propose)
+            .map_err(ChangeError::Propose)?;
+        Ok(answer.version)
     }
 
     /// Waits until no shard has a move under way in this node's map (every group was

@@ -183,7 +183,7 @@ impl ClusterNode {
                 .max()
                 .unwrap_or(1);
             return Some(MapCommand::Init {
-                shards: self.shard_count_u32(),
+                shards: self.base_shard_count(),
                 replication_factor: rf,
                 nodes,
                 replicas: formation
@@ -192,7 +192,7 @@ impl ClusterNode {
                     .collect(),
             });
         }
-        for s in 0..self.shard_count_u32() {
+        for s in 0..self.base_shard_count() {
             let g = self.group(ShardId(s))?;
             let m = g.raft().metrics().borrow_watched().clone();
             for (id, n) in m.membership_config.membership().nodes() {
@@ -206,7 +206,7 @@ impl ClusterNode {
         }
         let widest = replicas.values().map(|v| v.len()).max().unwrap_or(1);
         Some(MapCommand::Init {
-            shards: self.shard_count_u32(),
+            shards: self.base_shard_count(),
             replication_factor: widest.clamp(1, REPLICATION_FACTOR_MAX),
             nodes,
             replicas,

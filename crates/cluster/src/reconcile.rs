@@ -23,7 +23,7 @@
 
 use crate::{event_sink, now, ClusterError, ClusterNode, Replica, NO_SHARD, PUMP_INTERVAL_MS};
 use openraft::async_runtime::watch::WatchReceiver;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
@@ -78,6 +78,9 @@ impl ClusterNode {
         let wanted = map.shards_of(self.id);
         let held = self.hosted();
         for s in wanted.difference(&held) {
+            if !self.ready_to_open(map, *s).await {
+                continue;
+            }
             match self.open_replica(*s).await {
                 Ok(()) => tracing::info!(shard = %s, map = map.version, "opened a replica"),
                 Err(e) => tracing::warn!(shard = %s, "opening a replica: {e}"),
@@ -97,6 +100,53 @@ impl ClusterNode {
                 }
             }
         }
+    }
+
+    /// Whether this node may open its replica of `shard` now. Any shard the cluster was
+    /// formed with. A split's child: once this node's replica of the parent has applied
+    /// the split (it wrote the child's start, or, if it received the parent's state as a
+    /// snapshot past the split, it has none and waits for a snapshot of the child), or at
+    /// once on a node that holds no replica of the parent (a learner to be).
+    async fn ready_to_open(&self, map: &ClusterMap, shard: ShardId) -> bool {
+        let Some(split) = map.split_of(shard) else {
+            return true;
+        };
+
+        let start = shard_dir(&self.data_dir, shard).join(tradelog_raft::SPLIT_START_FILE);
+        if start.exists() {
+            return true;
+        }
+        match self.group(split.parent) {
+            None => true,
+            Some(parent) => parent
+                .read_local(move |e| e.placement().knows(shard))
+                .await
+                .unwrap_or(false),
+        }
+    }
+
+    /// A split's child's leader about to add a learner: snapshots and purges the log
+    /// first (once), so that the learner is sent the snapshot. The log does not start
+    /// from an empty state: replayed from its start, it would not give the child's state.
+    async fn purge_before_learner(&self, g: &GroupHandle) -> Result<(), String> {
+        let raft = g.raft();
+        raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+        let m = raft
+            .wait(Some(step_timeout()))
+            .metrics(|m| m.snapshot.is_some(), "a snapshot")
+            .await
+            .map_err(|e| e.to_string())?;
+        let upto = m.snapshot.map(|s| s.index).unwrap_or(0);
+        raft.trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|e| e.to_string())?;
+        raft.wait(Some(step_timeout()))
+            .metrics(|m| m.purged.is_some(), "the log purged")
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(shard = %g.group(), upto, "purged a split child's log before adding a learner");
+        Ok(())
     }
 
     /// One step of shard `g` (led here) towards its target in `map`.
@@ -159,6 +209,9 @@ impl ClusterNode {
         };
         tracing::info!(%shard, ?step, ?target, "moving the shard's replicas");
         let op = match step {
+            Step::AddLearner(_) if map.split_of(shard).is_some() && m.purged.is_none() => {
+                return self.purge_before_learner(g).await;
+            }
             Step::AddLearner(n) => {
                 let Some(entry) = map.nodes.get(&n) else {
                     return Err(format!("node {n} is not in the map"));
@@ -215,7 +268,7 @@ impl ClusterNode {
             source,
         };
         let (store, mut sm) = {
-            let (dir, placement) = (dir.clone(), self.placement.clone());
+            let (dir, placement) = (dir.clone(), self.placement_for(shard));
             let data_dir = self.data_dir.clone();
             let children: tradelog_raft::ChildDirs =
                 Arc::new(move |child: ShardId| shard_dir(&data_dir, child));
@@ -236,6 +289,7 @@ impl ClusterNode {
         }
         let wake = Arc::new(Notify::new());
         let applied_records = sm.applied_records();
+        let split_membership = sm.open_report().split_membership.clone();
         sm.set_event_sink(event_sink(
             shard,
             self.catalog.clone(),
@@ -252,8 +306,38 @@ impl ClusterNode {
                     reason: e.to_string(),
                 })?;
         self.router.add(shard, raft.clone());
+        // A split's child on one of the parent's voters at the split: every one of them
+        // proposes the same first membership; the vote decides. (A replica that applied
+        // the split later, as a learner of the parent, waits to be added.)
+        let voter_at_split =
+            split_membership.filter(|m| m.membership().voter_ids().any(|v| v == self.id));
+        if let Some(m) = voter_at_split {
+            let initialised = raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterError::Raft {
+                    shard,
+                    reason: e.to_string(),
+                })?;
+            if !initialised {
+                let voters: BTreeMap<NodeId, Node> = m
+                    .membership()
+                    .nodes()
+                    .filter(|(id, _)| m.membership().voter_ids().any(|v| v == **id))
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect();
+                if let Err(e) = raft.initialize(voters).await {
+                    tracing::debug!(%shard, "initialize: {e}");
+                }
+            }
+        }
         let handle = GroupHandle::new(shard, raft, self.peers.clone());
-        if let Some(history) = self.kept_history() {
+        // A split's child keeps no history yet (its log does not start from an empty
+        // state; docs/design/0014).
+        let history = self
+            .kept_history()
+            .filter(|_| shard.0 < self.base_shard_count());
+        if let Some(history) = history {
             let (h, limits) = history;
             let source =
                 crate::RaftLogSource::open(&dir, shard, applied_records.clone()).map_err(|e| {
@@ -267,7 +351,7 @@ impl ClusterNode {
                 Some(tradelog_node::ShardHistory::with_source(
                     Box::new(source),
                     shard,
-                    self.placement.clone(),
+                    (*self.base_placement).clone(),
                     limits,
                 )),
             );

@@ -15,11 +15,17 @@ pub type EngineRead = Box<dyn FnOnce(Result<&Engine, SubmitError>) + Send>;
 /// Runs a cluster's shards for a server: commands in, answers and events out, reads of a
 /// shard's state. Every method returns at once; answers come through callbacks.
 pub trait ShardHost: Send + Sync + 'static {
-    /// Number of shards.
+    /// Number of shards now (a cluster's grows when a shard splits).
     fn shard_count(&self) -> u32;
 
-    /// Where accounts live.
-    fn placement(&self) -> &Placement;
+    /// The most shards this host may ever have: the bound of its per-shard tables (shard
+    /// ids are below it). The shard count, unless shards can split while it runs.
+    fn shard_slots(&self) -> u32 {
+        self.shard_count()
+    }
+
+    /// Where accounts and markets live now (a cluster's changes when a shard splits).
+    fn placement(&self) -> Arc<Placement>;
 
     /// Submits a command; `reply` is called once it is durable (on a majority, when
     /// replicated) and applied, or refused. Never blocks: a full queue answers

@@ -135,7 +135,7 @@ type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
 /// All shards of a cluster in one process.
 pub struct Node {
     shards: Vec<ShardHandle>,
-    placement: Placement,
+    placement: Arc<Placement>,
     markets: Markets,
     subscribers: Subscribers,
     stopped: Arc<AtomicBool>,
@@ -265,7 +265,7 @@ impl Node {
         }
         Ok(Node {
             shards,
-            placement,
+            placement: Arc::new(placement),
             markets,
             subscribers,
             stopped,
@@ -429,8 +429,8 @@ impl ShardHost for Node {
         self.shards.iter().map(|h| h.client.len() as u64).sum()
     }
 
-    fn placement(&self) -> &Placement {
-        Node::placement(self)
+    fn placement(&self) -> Arc<Placement> {
+        self.placement.clone()
     }
 
     fn submit(&self, meta: Meta, command: Command, reply: Reply) {

@@ -354,6 +354,9 @@ pub struct SmOpenReport {
     pub skipped: Vec<(PathBuf, String)>,
     /// With no snapshot: the split start file the state came from (a split's child).
     pub split_start: Option<PathBuf>,
+    /// With `split_start`: the parent's membership when it split, whose voters are the
+    /// child's first voters.
+    pub split_membership: Option<StoredMembership>,
 }
 
 /// The shard's engine as openraft's state machine. See the module documentation.
@@ -433,8 +436,9 @@ impl ShardStateMachine {
         }
         let base = shard.0 < placement.base_shard_count();
         let (engine, needs_snapshot) = match read_split_start(group_dir, shard)? {
-            Some((_, engine)) => {
+            Some((start, engine)) => {
                 report.split_start = Some(group_dir.join(SPLIT_START_FILE));
+                report.split_membership = Some(start.membership);
                 (engine, false)
             }
             None if !placement.knows(shard) => {

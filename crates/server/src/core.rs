@@ -590,7 +590,7 @@ impl Core {
 
     fn start(&self, who: Identity, command: d::Command) -> Pending {
         let (tx, rx) = oneshot::channel();
-        let fallback = match route(&command, self.node.placement(), &BTreeMap::new()) {
+        let fallback = match route(&command, &self.node.placement(), &BTreeMap::new()) {
             Route::Shard(s) => s,
             Route::All => d::ShardId(0),
         };

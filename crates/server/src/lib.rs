@@ -334,9 +334,10 @@ impl Server {
         let next = if cluster.is_some() {
             // A replica's events are those of the entries it applies from now on; the first
             // read below waits for a leader, so it would hold up the start of a node whose
-            // peers are not up yet. Every event from the current state on is indexed.
+            // peers are not up yet. Every event from the current state on is indexed. The
+            // index has a slot for every shard a split may make (its events start at 1).
             let mut next = Vec::new();
-            for s in 0..node.shard_count() {
+            for s in 0..node.shard_slots() {
                 let g = cluster.as_ref().and_then(|c| c.group(ShardId(s)));
                 let seq = match g {
                     Some(g) => g
