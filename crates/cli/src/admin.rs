@@ -87,6 +87,31 @@ pub enum Cmd {
         #[arg(value_parser = clap::value_parser!(u32).range(1..=7))]
         replication_factor: u32,
     },
+    /// Splits a shard: the accounts and markets named become a new shard (the next shard
+    /// id), whose replicas start on the shard's; returns once the new shard runs.
+    #[command(
+        group(clap::ArgGroup::new("what").required(true).multiple(true).args(["accounts", "markets"])),
+        after_help = "Each replica of the shard writes the new shard's state when it applies \
+        the split, and the new shard's group starts on those replicas: nothing is copied \
+        over the network. Commands for what moved wait until the new shard runs. Refused \
+        while the shard's replicas are moving, or for a market that does not live on the \
+        shard. Move the new shard like any other with `tradelog admin move-shard`.\n\n\
+        Examples:\n  \
+        tradelog admin split-shard 1 --accounts 4:1      # ids 1 mod 4 of shard 1\n  \
+        tradelog admin split-shard 0 --markets 1,2       # markets 1 and 2, no account\n  \
+        tradelog admin split-shard 0 --accounts 2:0 --markets 3"
+    )]
+    SplitShard {
+        /// The shard that splits.
+        shard: u32,
+        /// The accounts that move: those of the shard with id % MOD == RESIDUE (MOD 2 to
+        /// 4294967296, RESIDUE below it).
+        #[arg(long, value_name = "MOD:RESIDUE", value_parser = parse_rule)]
+        accounts: Option<(u64, u64)>,
+        /// Markets that move with their books (ids, comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+        markets: Vec<u32>,
+    },
     /// Spreads leaders evenly over the nodes (shard s led by the (s mod n)-th voter; on a
     /// cluster whose shards live on different nodes, each shard the node asked holds is led
     /// by its preferred leader from the cluster map).
@@ -156,6 +181,21 @@ pub fn run(cmd: Cmd, g: &Global) -> Result<()> {
         Cmd::MoveShard { shard, nodes } => Some(ClusterChange::MoveShard { shard, nodes }),
         Cmd::SetReplicationFactor { replication_factor } => {
             Some(ClusterChange::SetReplicationFactor { replication_factor })
+        }
+        Cmd::SplitShard {
+            shard,
+            accounts,
+            mut markets,
+        } => {
+            markets.sort_unstable();
+            markets.dedup();
+            let (modulus, residue) = accounts.unwrap_or((0, 0));
+            Some(ClusterChange::SplitShard {
+                shard,
+                modulus,
+                residue,
+                markets,
+            })
         }
     };
     let mut config = g.config();
@@ -399,4 +439,40 @@ fn plan(status: &ClusterStatus, rf: Option<usize>, nodes: &NodeStates, json: boo
     }
     t.print();
     Ok(())
+}
+
+/// `MOD:RESIDUE` of `--accounts`.
+fn parse_rule(s: &str) -> Result<(u64, u64), String> {
+    let (m, r) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected MOD:RESIDUE, such as 4:1, got {s:?}"))?;
+    let modulus: u64 = m
+        .trim()
+        .parse()
+        .map_err(|_| format!("MOD must be a number, got {m:?}"))?;
+    let residue: u64 = r
+        .trim()
+        .parse()
+        .map_err(|_| format!("RESIDUE must be a number, got {r:?}"))?;
+    let max = tradelog_domain::SPLIT_MODULUS_MAX;
+    if !(2..=max).contains(&modulus) || residue >= modulus {
+        return Err(format!(
+            "MOD must be 2 to {max} and RESIDUE below it, got {modulus}:{residue}"
+        ));
+    }
+    Ok((modulus, residue))
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::parse_rule;
+
+    #[test]
+    fn split_rules_parse_or_say_why_not() {
+        assert_eq!(parse_rule("4:1"), Ok((4, 1)));
+        assert_eq!(parse_rule(" 2 : 0 "), Ok((2, 0)));
+        for bad in ["4", "x:1", "4:y", "1:0", "4:4", "0:0", "4294967297:0"] {
+            assert!(parse_rule(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -231,6 +231,7 @@ mod tests {
                 "tradelog admin transfer-leader",
                 "tradelog admin move-shard",
                 "tradelog admin set-replication-factor",
+                "tradelog admin split-shard",
                 "tradelog admin balance-leaders",
                 "tradelog admin plan",
                 "tradelog audit solvency",

@@ -6,8 +6,9 @@
 //! hold), `admin status` shows the shard a node does not hold, `admin move-shard` moves one
 //! (bad arguments refused), `events read` merges every shard's events from the nodes
 //! holding them, `events tail` follows the stream across the move, `admin
-//! set-replication-factor 3` puts every shard on every node, and every node stops
-//! cleanly on SIGTERM.
+//! set-replication-factor 3` puts every shard on every node, `admin split-shard` makes a
+//! fourth shard of part of one (bad arguments refused) whose accounts are then read and
+//! paid through every node, and every node stops cleanly on SIGTERM.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -314,6 +315,56 @@ fn serve_with_a_replication_factor_below_the_node_count() {
             .all(|r| r["voters"].as_array().unwrap().len() == 3),
         "{st}"
     );
+
+    // `admin split-shard`: shard 1's odd ids (account 1) become shard 3, on every node
+    // (shard 1 is on all three now), each from the state its replica wrote.
+    let (code, _, err) = tl(&first, &["admin", "split-shard", "1"]);
+    assert_eq!(code, 2, "neither accounts nor markets: {err}");
+    let (code, _, err) = tl(&first, &["admin", "split-shard", "1", "--accounts", "1:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("MOD must be 2 to"), "{err}");
+    let (code, _, err) = tl(&first, &["admin", "split-shard", "9", "--accounts", "2:1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("shard 9 does not exist"), "{err}");
+    let (code, _, err) = tl(&first, &["admin", "split-shard", "1", "--markets", "5"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("market 5 does not exist"), "{err}");
+    ok(
+        &nodes[1].url,
+        &["admin", "split-shard", "1", "--accounts", "2:1"],
+    );
+    let st = json(&first, &["admin", "status"]);
+    assert_eq!(st["shards"].as_array().unwrap().len(), 4, "{st}");
+    let split = &st["metadata"]["splits"][0];
+    assert_eq!(
+        (&split["parent"], &split["child"], &split["modulus"]),
+        (&Value::from(1), &Value::from(3), &Value::from(2)),
+        "{st}"
+    );
+    for n in &nodes {
+        assert!(n.dir.join("shard-3").join("split-start.bin").is_file());
+    }
+    // Account 1 lives on shard 3 now: read, and paid from and to, through every node.
+    let want = [(1, 906), (2, 1071), (3, 1023)];
+    for n in &nodes {
+        eventually("exact balances after the split", || {
+            want.iter().all(|(a, w)| usd(&n.url, *a) == *w)
+        });
+    }
+    ok(
+        &nodes[2].url,
+        &["account", "transfer", "1", "3", "USD", "6", "--id", "15"],
+    );
+    ok(
+        &nodes[0].url,
+        &["account", "transfer", "2", "1", "USD", "2", "--id", "16"],
+    );
+    let want = [(1, 902), (2, 1069), (3, 1029)];
+    for n in &nodes {
+        eventually("exact balances after transfers on the new shard", || {
+            want.iter().all(|(a, w)| usd(&n.url, *a) == *w)
+        });
+    }
 
     // SIGTERM: every node stops cleanly.
     for n in &mut nodes {

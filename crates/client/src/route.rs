@@ -85,6 +85,27 @@ pub(crate) fn normalize(url: &str) -> String {
     }
 }
 
+/// Where accounts and markets live by a node's status: the base shards (the shards
+/// minus the splits) and every split the map records, or `None` when the status does not
+/// describe a valid placement.
+pub(crate) fn placement_of(status: &ClusterStatus) -> Option<Placement> {
+    let shards = status.shards.len() as u32;
+    let splits = &status.metadata.splits;
+    let base = shards.checked_sub(splits.len() as u32)?;
+    if !(1..=d::SHARD_COUNT_MAX).contains(&base) {
+        return None;
+    }
+    let mut placement = Placement::new(base);
+    for (k, s) in splits.iter().enumerate() {
+        // The map names the k-th split's child `base + k`.
+        if s.child.0 != base + k as u32 {
+            return None;
+        }
+        placement.split(s.clone()).ok()?;
+    }
+    Some(placement)
+}
+
 fn channel(url: &str, connect_timeout: Duration) -> Result<Endpoint, ClientError> {
     Ok(Endpoint::from_shared(url.to_owned())
         .map_err(|e| ClientError::Config(format!("endpoint {url:?}: {e}")))?
@@ -390,11 +411,10 @@ impl Routes {
     /// Learns the nodes, the shard count and each shard's leader from a node's status.
     pub(crate) fn learn(&mut self, status: &ClusterStatus) {
         self.mode = Mode::Cluster;
-        let shards = status.shards.len() as u32;
-        if (1..=d::SHARD_COUNT_MAX).contains(&shards)
-            && self.placement.as_ref().map(|p| p.shard_count()) != Some(shards)
-        {
-            self.placement = Some(Placement::new(shards));
+        if let Some(p) = placement_of(status) {
+            if self.placement.as_ref() != Some(&p) {
+                self.placement = Some(p);
+            }
         }
         let mut by_id: BTreeMap<u64, usize> = BTreeMap::new();
         for n in &status.nodes {
@@ -504,6 +524,46 @@ mod tests {
             asset: d::AssetId(1),
             amount: d::Amount(1),
         }
+    }
+
+    #[tokio::test]
+    async fn commands_for_a_split_off_account_go_to_the_new_shards_leader() {
+        let mut r = routes(&["127.0.0.1:7701"]);
+        let now = Instant::now();
+        // Shards 0 and 1, and shard 2 made of shard 1's ids 1 mod 4 (1, 5, 9, ...).
+        let mut st = status(&[Some(2), Some(3), Some(1)]);
+        st.metadata.splits = vec![d::routing::Split {
+            parent: d::ShardId(1),
+            child: d::ShardId(2),
+            modulus: 4,
+            residue: 1,
+            markets: vec![],
+        }];
+        r.learn(&st);
+        assert_eq!(r.shard_of(&deposit(5)), Some(d::ShardId(2)));
+        assert_eq!(r.shard_of(&deposit(3)), Some(d::ShardId(1)));
+        assert_eq!(r.shard_of(&deposit(6)), Some(d::ShardId(0)));
+        let s = r.shard_of(&deposit(9));
+        assert_eq!(r.pick(s, now).url, "http://127.0.0.1:7701");
+        // A status whose splits do not fit its shards changes nothing.
+        let mut bad = st.clone();
+        bad.metadata.splits[0].child = d::ShardId(7);
+        r.learn(&bad);
+        assert_eq!(r.shard_of(&deposit(5)), Some(d::ShardId(2)));
+        assert_eq!(placement_of(&bad), None);
+        // Without the splits, three shards would spread by id alone.
+        assert_eq!(
+            placement_of(&status(&[None, None, None]))
+                .unwrap()
+                .account_shard(d::AccountId(5)),
+            d::ShardId(2)
+        );
+        assert_eq!(
+            placement_of(&status(&[None, None, None]))
+                .unwrap()
+                .account_shard(d::AccountId(3)),
+            d::ShardId(0)
+        );
     }
 
     // Channels are made inside a runtime (connecting lazily spawns nothing yet).

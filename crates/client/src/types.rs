@@ -545,6 +545,18 @@ pub enum ClusterChange {
         /// Replicas per shard.
         replication_factor: u32,
     },
+    /// Split shard `shard`: its accounts with `id % modulus == residue` (none when
+    /// `modulus` is 0) and the `markets` named become a new shard.
+    SplitShard {
+        /// The shard that splits.
+        shard: u32,
+        /// 0, or 2 to 2^32.
+        modulus: u64,
+        /// Below `modulus`.
+        residue: u64,
+        /// Markets that move with their books (ascending).
+        markets: Vec<u32>,
+    },
 }
 
 impl ClusterChange {
@@ -574,6 +586,17 @@ impl ClusterChange {
                     replication_factor: *replication_factor,
                 })
             }
+            ClusterChange::SplitShard {
+                shard,
+                modulus,
+                residue,
+                markets,
+            } => Change::SplitShard(pb::SplitShard {
+                shard: *shard,
+                modulus: *modulus,
+                residue: *residue,
+                markets: markets.clone(),
+            }),
         };
         pb::ChangeClusterRequest {
             change: Some(change),
@@ -611,6 +634,8 @@ pub struct MetadataStatus {
     pub learners: Vec<u64>,
     /// The map's nodes.
     pub nodes: Vec<MapNode>,
+    /// Every split the map records, oldest first.
+    pub splits: Vec<d::routing::Split>,
 }
 
 /// A node as the cluster map records it.
@@ -692,6 +717,17 @@ impl ClusterStatus {
                         node: n.node,
                         url: n.url,
                         draining: n.draining,
+                    })
+                    .collect(),
+                splits: m
+                    .splits
+                    .into_iter()
+                    .map(|s| d::routing::Split {
+                        parent: d::ShardId(s.parent),
+                        child: d::ShardId(s.child),
+                        modulus: s.modulus,
+                        residue: s.residue,
+                        markets: s.markets.into_iter().map(d::MarketId).collect(),
                     })
                     .collect(),
             },

@@ -36,6 +36,8 @@ pub struct MetadataStatus {
     pub learners: Vec<NodeId>,
     /// The map's nodes.
     pub nodes: Vec<MapNodeStatus>,
+    /// Every split the map records, oldest first.
+    pub splits: Vec<tradelog_domain::routing::Split>,
 }
 
 /// A node as the cluster map records it.
@@ -70,6 +72,7 @@ pub(crate) fn metadata_status(
                 draining: n.draining,
             })
             .collect(),
+        splits: map.splits.clone(),
     }
 }
 

@@ -405,6 +405,21 @@ pub(crate) enum ClusterChange {
         /// Replicas per shard.
         replication_factor: u64,
     },
+    /// Split a shard: its accounts with `id % modulus == residue` (none when `modulus` is
+    /// 0) and the markets named become a new shard.
+    SplitShard {
+        /// The shard that splits.
+        shard: u32,
+        /// 0, or 2 to 2^32.
+        #[serde(default)]
+        modulus: u64,
+        /// Below `modulus`.
+        #[serde(default)]
+        residue: u64,
+        /// Markets that move with their books.
+        #[serde(default)]
+        markets: Vec<u32>,
+    },
 }
 
 /// State shared by every request.
@@ -815,6 +830,30 @@ impl Core {
                         ))
                     })?;
                 c.set_replication_factor(rf).await.map_err(change_error)?;
+                Ok(())
+            }
+            ClusterChange::SplitShard {
+                shard,
+                modulus,
+                residue,
+                markets,
+            } => {
+                if shard >= self.shard_count() {
+                    return Err(Error::Invalid(format!(
+                        "invalid field `shard`: shard {shard} does not exist (this node has {} shards)",
+                        self.shard_count()
+                    )));
+                }
+                let max = d::SPLIT_MARKETS_MAX;
+                if markets.len() > max || markets.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Error::Invalid(format!(
+                        "invalid field `markets`: at most {max} market ids, ascending, without repeats"
+                    )));
+                }
+                let markets = markets.into_iter().map(d::MarketId).collect();
+                c.split_shard(d::ShardId(shard), modulus, residue, markets)
+                    .await
+                    .map_err(change_error)?;
                 Ok(())
             }
         };

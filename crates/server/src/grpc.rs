@@ -87,6 +87,17 @@ fn status_pb(v: tradelog_cluster::ClusterStatus) -> pb::GetClusterStatusResponse
                     draining: n.draining,
                 })
                 .collect(),
+            splits: m
+                .splits
+                .into_iter()
+                .map(|s| pb::MapSplit {
+                    parent: s.parent.0,
+                    child: s.child.0,
+                    modulus: s.modulus,
+                    residue: s.residue,
+                    markets: s.markets.into_iter().map(|m| m.0).collect(),
+                })
+                .collect(),
         }),
         nodes: v
             .nodes
@@ -497,6 +508,12 @@ impl Tradelog for Grpc {
             },
             Some(Change::SetReplicationFactor(a)) => ClusterChange::SetReplicationFactor {
                 replication_factor: u64::from(a.replication_factor),
+            },
+            Some(Change::SplitShard(a)) => ClusterChange::SplitShard {
+                shard: a.shard,
+                modulus: a.modulus,
+                residue: a.residue,
+                markets: a.markets,
             },
             None => return Err(Status::invalid_argument("missing field `change`")),
         };
