@@ -111,6 +111,9 @@ struct Inner {
 pub(crate) struct EventLog {
     inner: Mutex<Inner>,
     retained_max: usize,
+    /// The shards that exist now (the index has a slot for every shard a split may make;
+    /// positions and checks name only these).
+    shard_count: ShardCount,
     /// The next sequence number of each shard the index expects: lets a command's answer
     /// wait until its events are readable (read your writes).
     progress: watch::Sender<Vec<u64>>,
@@ -120,13 +123,17 @@ pub(crate) struct EventLog {
 /// answered anyway.
 pub(crate) const CATCH_UP_WAIT_MS_MAX: u64 = 5_000;
 
+/// The number of shards that exist now.
+pub(crate) type ShardCount = Arc<dyn Fn() -> u32 + Send + Sync>;
+
 impl EventLog {
     /// Starts the index thread on `feed`; `next[s]` is the sequence number of the first
     /// event of shard `s` the index will hold (events before it, also on the feed, are
-    /// skipped).
+    /// skipped), for every shard slot; `shard_count` says how many shards exist now.
     pub(crate) fn start(
         feed: Receiver<Arc<[EventRecord]>>,
         next: &[u64],
+        shard_count: ShardCount,
         retained_max: usize,
     ) -> (Arc<EventLog>, std::thread::JoinHandle<()>) {
         let started = tradelog_node::runtime::now();
@@ -145,6 +152,7 @@ impl EventLog {
                 closed: None,
             }),
             retained_max,
+            shard_count,
             progress: watch::channel(next.iter().map(|&n| n.max(1)).collect()).0,
         });
         let l = log.clone();
@@ -251,11 +259,11 @@ impl EventLog {
     pub(crate) fn read(&self, sel: &Select, after: &Position, limit: usize) -> Result<Page, Error> {
         let inner = self.lock();
         self.servable(&inner, sel, after)?;
-        let n = inner.shards.len();
+        let n = self.shards_now(&inner);
         let mut position = after.clone();
         // Per shard, the index of its next event to look at (past the end: not read).
         let mut cursor = Vec::with_capacity(n);
-        for (i, sl) in inner.shards.iter().enumerate() {
+        for (i, sl) in inner.shards.iter().enumerate().take(n) {
             let s = ShardId(i as u32);
             if !sel.covers(s) {
                 cursor.push(usize::MAX);
@@ -357,11 +365,16 @@ impl EventLog {
         self.lock().closed.clone()
     }
 
+    /// The shards that exist now, at most the index's slots.
+    fn shards_now(&self, inner: &Inner) -> usize {
+        ((self.shard_count)() as usize).min(inner.shards.len())
+    }
+
     fn servable(&self, inner: &Inner, sel: &Select, after: &Position) -> Result<(), Error> {
         if let Some(why) = &inner.closed {
             return Err(Error::Unavailable(why.clone()));
         }
-        let n = inner.shards.len();
+        let n = self.shards_now(inner);
         if let Some((s, _)) = after.0.iter().find(|(s, _)| s.0 as usize >= n) {
             return Err(Error::Invalid(format!(
                 "invalid field `after.shards`: shard {s} does not exist (this node has {n} shards)"
@@ -372,7 +385,7 @@ impl EventLog {
                 "invalid field `shards`: shard {s} does not exist (this node has {n} shards)"
             )));
         }
-        for (i, sl) in inner.shards.iter().enumerate() {
+        for (i, sl) in inner.shards.iter().enumerate().take(n) {
             let s = ShardId(i as u32);
             let consumed = after.get(s);
             if sel.covers(s) && consumed.saturating_add(1) < sl.first_seq {
@@ -737,7 +750,8 @@ mod tests {
         max: usize,
     ) -> (Arc<EventLog>, crossbeam_channel::Sender<Arc<[EventRecord]>>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let (log, _thread) = EventLog::start(rx, next, max);
+        let count = next.len() as u32;
+        let (log, _thread) = EventLog::start(rx, next, Arc::new(move || count), max);
         (log, tx)
     }
 

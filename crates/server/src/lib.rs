@@ -360,7 +360,14 @@ impl Server {
             }
             next
         };
-        let (log, feeder) = events::EventLog::start(feed, &next, retained);
+        // Weak: shutting down waits until the server holds no reference to the node.
+        let counted = Arc::downgrade(&node);
+        let (log, feeder) = events::EventLog::start(
+            feed,
+            &next,
+            Arc::new(move || counted.upgrade().map_or(0, |n| n.shard_count())),
+            retained,
+        );
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let history = history::History::new(node.clone(), history, log.clone());
