@@ -92,18 +92,7 @@ pub(crate) fn placement_of(status: &ClusterStatus) -> Option<Placement> {
     let shards = status.shards.len() as u32;
     let splits = &status.metadata.splits;
     let base = shards.checked_sub(splits.len() as u32)?;
-    if !(1..=d::SHARD_COUNT_MAX).contains(&base) {
-        return None;
-    }
-    let mut placement = Placement::new(base);
-    for (k, s) in splits.iter().enumerate() {
-        // The map names the k-th split's child `base + k`.
-        if s.child.0 != base + k as u32 {
-            return None;
-        }
-        placement.split(s.clone()).ok()?;
-    }
-    Some(placement)
+    Placement::with_splits(base, splits).ok()
 }
 
 fn channel(url: &str, connect_timeout: Duration) -> Result<Endpoint, ClientError> {

@@ -3,41 +3,12 @@
 //! step in it on every node.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tradelog_cluster::{ClusterConfig, ClusterNode};
+use tradelog_cluster::ClusterNode;
 use tradelog_domain::ShardId;
 
-const SHARDS: u32 = 2;
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn bind() -> (TcpListener, String) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", l.local_addr().unwrap());
-    (l, addr)
-}
-
-async fn start(
-    id: u64,
-    listener: TcpListener,
-    root: &std::path::Path,
-    members: &BTreeMap<u64, String>,
-) -> Arc<ClusterNode> {
-    let mut config =
-        ClusterConfig::new(id, root.join(format!("node-{id}")), SHARDS, members.clone());
-    config.leader_balance_interval_ms = 0;
-    let node = ClusterNode::start(config).await.unwrap();
-    let service = node.raft_service();
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await;
-    });
-    node
-}
+mod common;
+use common::{bind, start, SHARDS, WAIT};
 
 fn all(nodes: &[u64]) -> BTreeSet<u64> {
     nodes.iter().copied().collect()

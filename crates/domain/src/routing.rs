@@ -109,6 +109,25 @@ impl Placement {
         }
     }
 
+    /// The placement of `base` shards after `splits`, in order, the `k`-th of which made
+    /// shard `base + k` (how the cluster map names the shards it makes); why not, naming
+    /// the split, when they do not fit.
+    pub fn with_splits(base: u32, splits: &[Split]) -> Result<Placement, String> {
+        if !(1..=SHARD_COUNT_MAX).contains(&base) {
+            return Err(format!("{base} base shards"));
+        }
+        let mut placement = Placement::new(base);
+        for (k, split) in splits.iter().enumerate() {
+            if split.child.0 != base + k as u32 {
+                return Err(format!("split {k} made shard {}", split.child));
+            }
+            placement
+                .split(split.clone())
+                .map_err(|e| format!("split {k}: {e}"))?;
+        }
+        Ok(placement)
+    }
+
     /// Pins an account to a base shard (before it is opened; splits then apply to it as
     /// to any account of that shard).
     pub fn assign(&mut self, account: AccountId, shard: ShardId) {

@@ -502,13 +502,8 @@ impl ClusterMap {
     /// every split recorded. Before [`MapCommand::Init`], one shard.
     pub fn placement(&self) -> Placement {
         let base = (self.shards.len() - self.splits.len()).max(1) as u32;
-        let mut placement = Placement::new(base);
-        for s in &self.splits {
-            placement
-                .split(s.clone())
-                .expect("the map's splits were checked when recorded");
-        }
-        placement
+        Placement::with_splits(base, &self.splits)
+            .expect("the map's splits were checked when recorded")
     }
 
     /// The split that made `shard`, if a split did.
@@ -636,15 +631,7 @@ impl ClusterMap {
             ));
         }
         let base = (self.shards.len() - self.splits.len()) as u32;
-        let mut placement = Placement::new(base);
-        for (k, split) in self.splits.iter().enumerate() {
-            if split.child.0 != base + k as u32 {
-                return Err(format!("split {k} made shard {}", split.child));
-            }
-            placement
-                .split(split.clone())
-                .map_err(|e| format!("split {k}: {e}"))?;
-        }
+        Placement::with_splits(base, &self.splits)?;
         for (shard, set) in &self.leaving {
             let Some(target) = self.shards.get(shard) else {
                 return Err(format!("shard {shard} is leaving nodes but does not exist"));
