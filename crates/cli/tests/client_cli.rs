@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{json, ok, tl, Tail};
+use crate::common::{json, ok, tl, Tail};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The buyer's order: the first order of shard 1 (`1 << 48 | 1`).

@@ -16,8 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{json, ok, tl, Tail};
+use crate::common::{json, ok, tl, Tail};
 
 const NODES: u64 = 3;
 const SHARDS: u32 = 3;

@@ -7,8 +7,7 @@ use std::time::Duration;
 use tradelog_cluster::ClusterNode;
 use tradelog_domain::ShardId;
 
-mod common;
-use common::{bind, start, SHARDS, WAIT};
+use crate::common::{bind, start, SHARDS, WAIT};
 
 fn all(nodes: &[u64]) -> BTreeSet<u64> {
     nodes.iter().copied().collect()

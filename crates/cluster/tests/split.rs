@@ -12,8 +12,7 @@ use tradelog_cluster::ClusterNode;
 use tradelog_domain::*;
 use tradelog_node::ShardHost;
 
-mod common;
-use common::{bind, start, WAIT};
+use crate::common::{bind, start, WAIT};
 
 /// Submits `command` through `node` and waits for its outcome (retrying while the
 /// target shard cannot take it yet).

@@ -3,10 +3,8 @@
 //! shards restarted from snapshots mid-flight) ends every step with identical balances,
 //! fills, cancellations and books; every invariant holds after every input.
 
-mod common;
-
-use common::sim::{lockstep, lockstep_splitting, PlannedSplit};
-use common::*;
+use crate::common::sim::{lockstep, lockstep_splitting, PlannedSplit};
+use crate::common::*;
 use proptest::prelude::*;
 use tradelog_domain::{AccountId, MarketId, ShardId};
 use tradelog_engine::{Engine, Placement};

@@ -2,10 +2,8 @@
 //! same state hash; a snapshot taken anywhere plus the rest of the log gives the same
 //! state; snapshots are canonical and damaged ones are refused.
 
-mod common;
-
-use common::sim::{start, step, Sim};
-use common::*;
+use crate::common::sim::{start, step, Sim};
+use crate::common::*;
 use proptest::prelude::*;
 use tradelog_domain::*;
 use tradelog_engine::{Engine, Placement, SnapshotError};

@@ -6,9 +6,7 @@
 //! on the parent's voters from the state each of them wrote, and a later replica of it
 //! starts from a snapshot.
 
-mod common;
-
-use common::workload;
+use crate::common::workload;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
 use openraft::Raft;
@@ -41,7 +39,7 @@ fn config() -> Arc<openraft::Config> {
     common::raft_config_with_chunks(256)
 }
 
-use common::bind;
+use crate::common::bind;
 
 fn group_dir(root: &Path, node: NodeId, group: u32) -> PathBuf {
     root.join(format!("node-{node}"))

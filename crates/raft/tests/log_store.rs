@@ -1,9 +1,7 @@
 //! Our own tests of `ShardLogStore`: restart, truncation and re-append, purge into the
 //! archive, recovery of an interrupted purge, refusals that change nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openraft::storage::{LogState, RaftLogReader, RaftLogStorage};
 use std::path::Path;
 use tradelog_raft::{LogStoreConfig, RaftMeta, ShardLogStore, TypeConfig, Vote, LOG_DIR};

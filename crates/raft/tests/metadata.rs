@@ -6,8 +6,6 @@
 //! the log, then from a snapshot), and a new replica catches up from a snapshot sent over
 //! the transport.
 
-mod common;
-
 use openraft::Raft;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -40,7 +38,7 @@ fn config() -> Arc<openraft::Config> {
     common::raft_config_with_chunks(64)
 }
 
-use common::bind;
+use crate::common::bind;
 
 fn meta_dir(root: &Path, id: NodeId) -> PathBuf {
     root.join(format!("node-{id}")).join("meta")

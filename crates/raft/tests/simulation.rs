@@ -1197,7 +1197,7 @@ fn run_seeds_of(test: &str, base: u64, params_of: impl Fn(u64) -> Params) {
             out.violations.is_empty(),
             "simulation seed {seed} ({nodes} nodes, {params:?}) failed:\n  {}\n\
              replay it with: TRADELOG_SIM_SEED={seed} cargo nextest run -p tradelog-raft \
-             --test simulation {test}",
+             --test integration simulation::{test}",
             out.violations.join("\n  ")
         );
         assert!(out.acks > 0, "seed {seed}: no write was acknowledged");

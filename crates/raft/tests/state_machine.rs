@@ -2,9 +2,7 @@
 //! the same state hash, damaged or foreign snapshots are refused without any change,
 //! restart uses the newest snapshot that checks out.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::path::Path;
 use tradelog_domain::ShardId;

@@ -1,8 +1,6 @@
 //! The conformance suite for both implementations, in several configurations.
 
-mod common;
-
-use common::FileHarness;
+use crate::common::FileHarness;
 use tradelog_storage::conformance::{run_all, Harness};
 use tradelog_storage::{FileLogConfig, MemLog};
 

@@ -1,9 +1,7 @@
 //! `FileLog` on real files: reopen, torn tails, bit flips, forged records, rotation,
 //! archiving, truncation across segments, resets, verification.
 
-mod common;
-
-use common::{disk_tempdir, fast_tempdir};
+use crate::common::{disk_tempdir, fast_tempdir};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,6 @@
 //! Arbitrary damage to segment files never panics and is never accepted silently.
 
-mod common;
-
-use common::fast_tempdir;
+use crate::common::fast_tempdir;
 use proptest::prelude::*;
 use std::fs;
 use tradelog_storage::{

@@ -1,9 +1,7 @@
 //! Property test: `FileLog` and `MemLog` agree under random sequences of appends, syncs,
 //! truncations, archiving, resets, reads, clean restarts and crashes.
 
-mod common;
-
-use common::fast_tempdir;
+use crate::common::fast_tempdir;
 use proptest::prelude::*;
 use tradelog_storage::{
     chain_next, verify_dir, FileLog, FileLogConfig, LogStore, MemLog, StorageError,

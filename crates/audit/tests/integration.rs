@@ -1,0 +1,5 @@
+//! The integration tests of `tradelog-audit`, one test binary for the crate: each
+//! module is one file of `tests/` (one binary links and builds once, not once per file).
+
+mod cluster;
+mod cut;
