@@ -6,6 +6,7 @@
 //! on the parent's voters from the state each of them wrote, and a later replica of it
 //! starts from a snapshot.
 
+use crate::common;
 use crate::common::workload;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardReason, RaftError};

@@ -38,7 +38,7 @@ fn config() -> Arc<openraft::Config> {
     common::raft_config_with_chunks(64)
 }
 
-use crate::common::bind;
+use crate::common::{self, bind};
 
 fn meta_dir(root: &Path, id: NodeId) -> PathBuf {
     root.join(format!("node-{id}")).join("meta")
