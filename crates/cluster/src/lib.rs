@@ -267,6 +267,9 @@ type Subscribers = Arc<Mutex<Vec<Sender<Arc<[EventRecord]>>>>>;
 
 /// This node's replicas of every shard (see the crate documentation).
 pub struct ClusterNode {
+    /// This node itself, for replies that send their command again
+    /// ([`ClusterNode::resend_if_moved`]).
+    me: std::sync::Weak<ClusterNode>,
     id: NodeId,
     /// The shards the cluster was formed with ([`ClusterConfig::shards`]).
     base_shards: u32,
@@ -556,7 +559,8 @@ impl ClusterNode {
                 .get(to.0 as usize)
                 .map(|p| p.read().unwrap_or_else(PoisonError::into_inner).clone())
         });
-        let node = Arc::new(ClusterNode {
+        let node = Arc::new_cyclic(|me| ClusterNode {
+            me: me.clone(),
             id: config.node_id,
             base_shards: config.shards,
             base_placement: placement.clone(),
@@ -1057,20 +1061,7 @@ impl ShardHost for ClusterNode {
         if self.stopped.load(Ordering::Acquire) {
             return reply(Err(SubmitError::Stopped));
         }
-        let r = {
-            let placement = self.current_placement();
-            let markets = self.markets.read().expect("markets lock");
-            route(&command, &placement, &markets)
-        };
-        match r {
-            Route::Shard(s) => self.enqueue(s, meta, command, reply),
-            Route::All => {
-                let parts = catalog_replies(self.shard_count(), &command, &self.markets, reply);
-                for (s, part) in parts.into_iter().enumerate() {
-                    self.enqueue(ShardId(s as u32), meta, command.clone(), part);
-                }
-            }
-        }
+        self.submit_routed(meta, command, reply, 0);
     }
 
     fn read_with(&self, shard: ShardId, f: EngineRead) {
@@ -1115,7 +1106,95 @@ impl ShardHost for ClusterNode {
     }
 }
 
+/// How many times one command answered `WrongShard` is sent again
+/// ([`ClusterNode::resend_if_moved`]); each time the map must route it elsewhere.
+pub const WRONG_SHARD_RESENDS_MAX: u32 = 4;
+
+/// Longest a command answered `WrongShard` waits for this node's map to route it elsewhere
+/// before the rejection goes to the caller (ms).
+pub const WRONG_SHARD_WAIT_MS: u64 = 5_000;
+
 impl ClusterNode {
+    /// Where `command` goes by this node's map now.
+    fn route_of(&self, command: &Command) -> Route {
+        let placement = self.current_placement();
+        let markets = self.markets.read().expect("markets lock");
+        route(command, &placement, &markets)
+    }
+
+    /// Sends `command` to the shard this node's map routes it to (every shard, for a
+    /// catalog command); `resends` counts the times it was answered `WrongShard` before.
+    fn submit_routed(&self, meta: Meta, command: Command, reply: Reply, resends: u32) {
+        match self.route_of(&command) {
+            Route::Shard(s) => {
+                let reply = if resends < WRONG_SHARD_RESENDS_MAX {
+                    self.resend_if_moved(s, meta, command.clone(), reply, resends)
+                } else {
+                    reply
+                };
+                self.enqueue(s, meta, command, reply)
+            }
+            Route::All => {
+                let parts = catalog_replies(self.shard_count(), &command, &self.markets, reply);
+                for (s, part) in parts.into_iter().enumerate() {
+                    self.enqueue(ShardId(s as u32), meta, command.clone(), part);
+                }
+            }
+        }
+    }
+
+    /// `reply`, except that a `WrongShard` answer from shard `s` (its account or market
+    /// was split off after this node routed the command, and the shard applied nothing)
+    /// sends the command again once this node's map routes it elsewhere: the map records
+    /// a split before the parent applies it, so it arrives within the map's replication
+    /// lag. If the map does not move it within [`WRONG_SHARD_WAIT_MS`], the caller gets
+    /// the rejection.
+    fn resend_if_moved(
+        &self,
+        s: ShardId,
+        meta: Meta,
+        command: Command,
+        reply: Reply,
+        resends: u32,
+    ) -> Reply {
+        let me = self.me.clone();
+        Box::new(move |r: Result<CommandReply, SubmitError>| {
+            let moved = matches!(
+                &r,
+                Ok(CommandReply {
+                    outcome: Outcome { result: Err(rej), .. },
+                    ..
+                }) if rej.code == RejectCode::WrongShard
+            );
+            let node = match me.upgrade() {
+                Some(node) if moved => node,
+                _ => return reply(r),
+            };
+            let runtime = node.runtime.clone();
+            runtime.spawn(async move {
+                let mut map = node.meta.map.clone();
+                let wait = Duration::from_millis(WRONG_SHARD_WAIT_MS);
+                let elsewhere = tokio::time::timeout(wait, async {
+                    loop {
+                        if node.route_of(&command) != Route::Shard(s) {
+                            return true;
+                        }
+                        if map.changed().await.is_err() {
+                            return false;
+                        }
+                    }
+                })
+                .await;
+                if elsewhere == Ok(true) && !node.stopped.load(Ordering::Acquire) {
+                    tracing::debug!(shard = %s, "sending a command again: its shard was split");
+                    node.submit_routed(meta, command, reply, resends + 1);
+                } else {
+                    reply(r);
+                }
+            });
+        })
+    }
+
     /// This node's replica of `shard` for a read, or why there is none.
     fn local(&self, shard: ShardId) -> Result<GroupHandle, SubmitError> {
         let Some(g) = self.groups.get(shard.0 as usize) else {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tradelog_domain::routing::{Split, SplitError};
 use tradelog_domain::{MarketId, ShardId};
 use tradelog_engine::{Applied, Input};
-use tradelog_placement::MapCommand;
+use tradelog_placement::{MapCommand, MapReject};
 use tradelog_raft::Batch;
 
 /// Longest [`ClusterNode::split_shard`] waits for the parent to apply the split and for
@@ -46,8 +46,12 @@ pub struct SplitDone {
     /// Accounts that moved to the child (0 when the parent had applied the split on an
     /// earlier attempt whose answer was lost).
     pub accounts: u64,
-    /// The map version that recorded it.
+    /// The map version this node saw the split in (the one that recorded it, unless
+    /// this was a repeat).
     pub map_version: u64,
+    /// The map had this split already (a repeated command): no new shard was made, and
+    /// this finished what the first one started.
+    pub repeat: bool,
 }
 
 impl ClusterNode {
@@ -56,8 +60,9 @@ impl ClusterNode {
     /// a new shard, whose replicas start on the parent's. Returns once the new shard's
     /// group runs. Refused, with nothing changed, when a market does not exist or lives
     /// elsewhere, or when the map refuses the split (the parent is moving, a bad rule,
-    /// too many splits). Every call makes a new shard: repeat one only if it failed
-    /// before the map recorded it.
+    /// too many splits). Repeating a call is safe: the same split of the same parent is
+    /// made once, and a repeat finishes it and answers with the same child
+    /// ([`SplitDone::repeat`]).
     pub async fn split_shard(
         &self,
         parent: ShardId,
@@ -65,7 +70,17 @@ impl ClusterNode {
         residue: u64,
         markets: Vec<MarketId>,
     ) -> Result<SplitDone, ChangeError> {
-        {
+        let same = |s: &&Split| {
+            s.parent == parent
+                && s.modulus == modulus
+                && s.residue == residue
+                && s.markets == markets
+        };
+        // A repeated command (its answer lost, say) finds its split recorded: it goes on
+        // from there instead of making a second shard. The map refuses a second record of
+        // the same split too (`MapReject::SplitExists`), for two calls at once.
+        let mut repeat = self.map().splits.iter().any(|s| same(&s));
+        if !repeat {
             let placement = self.current_placement();
             let catalog = self.markets.read().expect("markets lock");
             for m in &markets {
@@ -80,32 +95,38 @@ impl ClusterNode {
                 }
             }
         }
-        let before = self.map().shards.len() as u32;
-        let command = MapCommand::SplitShard {
-            parent,
-            modulus,
-            residue,
-            markets: markets.clone(),
-        };
-        let map_version = self.change_map(command, "the split").await?;
+        if !repeat {
+            let command = MapCommand::SplitShard {
+                parent,
+                modulus,
+                residue,
+                markets: markets.clone(),
+            };
+            let answer = self
+                .propose_map(command)
+                .await
+                .map_err(ChangeError::Propose)?;
+            match answer.rejected {
+                None => {}
+                Some(MapReject::SplitExists { .. }) => repeat = true,
+                Some(r) => {
+                    return Err(ChangeError::Refused(format!(
+                        "the cluster map refused the split: {r}"
+                    )))
+                }
+            }
+            self.see_map_version(answer.version)
+                .await
+                .map_err(ChangeError::Propose)?;
+        }
         let map = self.map();
-        let split = map
-            .splits
-            .iter()
-            .find(|s| {
-                s.child.0 >= before
-                    && s.parent == parent
-                    && s.modulus == modulus
-                    && s.residue == residue
-                    && s.markets == markets
-            })
-            .cloned()
-            .ok_or_else(|| {
-                ChangeError::Refused(format!(
-                    "the map at version {} does not have the split it recorded",
-                    map.version
-                ))
-            })?;
+        let map_version = map.version;
+        let split = map.splits.iter().find(same).cloned().ok_or_else(|| {
+            ChangeError::Refused(format!(
+                "the map at version {} does not have the split it recorded",
+                map.version
+            ))
+        })?;
         let deadline = Instant::now() + Duration::from_millis(SPLIT_WAIT_MS);
         let input = Input::Split {
             timestamp: now(),
@@ -129,11 +150,12 @@ impl ClusterNode {
         // proposes anyway to expire pending transfers).
         let tick = Batch::new(vec![Input::Tick { timestamp: now() }]).expect("a tick");
         self.propose_until(split.child, tick, deadline).await?;
-        tracing::info!(?split, accounts, map_version, "split a shard");
+        tracing::info!(?split, accounts, map_version, repeat, "split a shard");
         Ok(SplitDone {
             split,
             accounts,
             map_version,
+            repeat,
         })
     }
 

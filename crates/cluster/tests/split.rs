@@ -250,6 +250,19 @@ async fn a_split_shard_runs_on_the_parents_replicas_and_a_new_node_gets_it_as_a_
         );
     }
     assert_eq!(n1.map().version, done.map_version);
+    assert!(!done.repeat);
+    // The same split again (a retried command, through another node) makes no second
+    // shard: it answers with the child the first one made.
+    let again = nodes[&2]
+        .split_shard(ShardId(1), 4, 1, vec![MarketId(1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (&again.split, again.accounts, again.repeat),
+        (&done.split, 0, true)
+    );
+    assert_eq!(n1.map().version, done.map_version);
+    assert_eq!(n1.shard_count(), 3);
 
     // The moved accounts trade on the child, through any node.
     let n2 = nodes[&2].clone();
@@ -429,6 +442,70 @@ async fn a_child_opens_only_once_its_parents_replica_applied_the_split() {
     assert_eq!(
         balance(nodes[2].as_ref(), ShardId(2), 6, 1).await,
         Some((1_005, 0))
+    );
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_parent_refuses_as_moved_goes_again_once_the_map_moves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = three_funded(tmp.path()).await;
+    // The parent applies a split the map has not recorded: every node's map lags the
+    // parent, as a node's map may for a moment after a split (here for as long as the
+    // test wants).
+    let split = tradelog_domain::routing::Split {
+        parent: ShardId(0),
+        child: ShardId(2),
+        modulus: 4,
+        residue: 2,
+        markets: vec![],
+    };
+    let input = tradelog_engine::Input::Split {
+        timestamp: tradelog_node::runtime::now(),
+        split: split.clone(),
+    };
+    let answer = nodes[0]
+        .group(ShardId(0))
+        .unwrap()
+        .propose(tradelog_raft::Batch::new(vec![input]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.results, vec![tradelog_engine::Applied::Split(Ok(2))]);
+    // Routed to the parent, refused there as moved; the map never moves it, so after
+    // the wait the caller gets the refusal.
+    let asked = std::time::Instant::now();
+    let outcome = submit(&nodes[1], transfer(2_001, 2, 6, 5)).await;
+    assert_eq!(outcome, Outcome::rejected(RejectCode::WrongShard));
+    assert!(
+        asked.elapsed() >= Duration::from_millis(tradelog_cluster::WRONG_SHARD_WAIT_MS),
+        "refused after {:?}",
+        asked.elapsed()
+    );
+    // Again; this time the map records the split while the command waits: it goes to
+    // the child and is applied there, once.
+    let n = nodes[1].clone();
+    let waiting = tokio::spawn(async move { submit(&n, transfer(2_002, 2, 6, 7)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered before the map moved it");
+    let record = tradelog_placement::MapCommand::SplitShard {
+        parent: split.parent,
+        modulus: split.modulus,
+        residue: split.residue,
+        markets: vec![],
+    };
+    assert_eq!(nodes[0].propose_map(record).await.unwrap().rejected, None);
+    let outcome = waiting.await.unwrap();
+    assert!(outcome.result.is_ok(), "{outcome:?}");
+    let all: Vec<&Arc<ClusterNode>> = nodes.iter().collect();
+    replicas_agree(&all, ShardId(2)).await;
+    assert_eq!(
+        (
+            balance(nodes[2].as_ref(), ShardId(2), 2, 1).await,
+            balance(nodes[2].as_ref(), ShardId(2), 6, 1).await
+        ),
+        (Some((993, 0)), Some((1_007, 0)))
     );
     for n in &nodes {
         n.shutdown().await;

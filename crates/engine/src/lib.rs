@@ -530,6 +530,11 @@ impl Engine {
         if split.parent != self.shard {
             return Err(SplitError::WrongParent(split.parent));
         }
+        // Before the markets: a split applied already (its markets gone with it) is
+        // answered as such, whatever it names.
+        if self.placement.knows(split.child) {
+            return Err(SplitError::ChildExists(split.child));
+        }
         if let Some(m) = split.markets.iter().find(|m| !self.books.contains_key(m)) {
             return Err(SplitError::MarketNotHere(*m));
         }

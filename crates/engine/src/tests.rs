@@ -3519,7 +3519,12 @@ fn a_split_moves_a_market_with_its_book() {
         e.split(h.now, missing, &mut out).err(),
         Some(SplitError::MarketNotHere(MarketId(9)))
     );
-    let child = h.e.split(h.now, split, &mut out).expect("split");
+    let child = h.e.split(h.now, split.clone(), &mut out).expect("split");
+    // The same split again (its market gone with it) is answered as made already.
+    assert_eq!(
+        h.e.clone().split(h.now, split, &mut vec![]).err(),
+        Some(SplitError::ChildExists(ShardId(1)))
+    );
     h.input += 1;
     h.seq += 1;
     let mut h1 = H {

@@ -254,6 +254,16 @@ pub enum MapReject {
     /// A split the placement refuses.
     #[error("split refused: {0}")]
     Split(SplitError),
+    /// A split of `parent` by the same rule and markets as one recorded: it would move
+    /// nothing (the first one took all of it). What a repeated split command gets, so a
+    /// retry does not make a second shard.
+    #[error("shard {parent} was already split by that rule: its child is shard {child}")]
+    SplitExists {
+        /// The shard split.
+        parent: u32,
+        /// The child the recorded split made.
+        child: u32,
+    },
 }
 
 impl MapReject {
@@ -280,6 +290,7 @@ impl MapReject {
             MapReject::NotEnoughNodes { .. } => 18,
             MapReject::Moving(_) => 19,
             MapReject::Split(_) => 20,
+            MapReject::SplitExists { .. } => 21,
         }
     }
 }
@@ -478,6 +489,17 @@ impl ClusterMap {
                 }
                 if let Some(n) = target.iter().find(|n| self.nodes[n].draining) {
                     return Err(MapReject::Draining(*n));
+                }
+                if let Some(done) = self.splits.iter().find(|s| {
+                    s.parent == *parent
+                        && s.modulus == *modulus
+                        && s.residue == *residue
+                        && s.markets == *markets
+                }) {
+                    return Err(MapReject::SplitExists {
+                        parent: parent.0,
+                        child: done.child.0,
+                    });
                 }
                 let split = Split {
                     parent: *parent,

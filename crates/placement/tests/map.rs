@@ -454,6 +454,16 @@ proptest! {
                         let s = placement.account_shard(AccountId(a));
                         prop_assert!(map.shards.contains_key(&s), "account {} on shard {}", a, s);
                     }
+                    // The same split again is refused, naming the child it made.
+                    if let MapCommand::SplitShard { parent, .. } = c {
+                        let mut again = map.clone();
+                        let child = map.shards.len() as u32 - 1;
+                        prop_assert_eq!(
+                            again.apply(c),
+                            Err(MapReject::SplitExists { parent: parent.0, child })
+                        );
+                        prop_assert_eq!(&again, &map);
+                    }
                     accepted.push(c.clone());
                 }
                 Err(_) => prop_assert_eq!(&map, &before),
@@ -650,14 +660,28 @@ fn split_refusals_change_nothing() {
         replicas: set(&[1, 2]),
     })
     .unwrap();
-    let mut made = 0;
-    while map.apply(&split(1, 2, 0, &[])).is_ok() {
+    // A repeat of a recorded split (a retried command) is refused and names its child.
+    map.apply(&split(1, 100, 0, &[])).unwrap();
+    let before = map.clone();
+    let repeat = map.apply(&split(1, 100, 0, &[]));
+    assert_eq!(
+        repeat,
+        Err(MapReject::SplitExists {
+            parent: 1,
+            child: 2
+        })
+    );
+    assert_eq!(repeat.unwrap_err().code(), 21);
+    assert_eq!(map, before);
+    // Another rule on the same shard is a new split.
+    let mut made = 1;
+    while map.apply(&split(1, 100 + made as u64, 0, &[])).is_ok() {
         made += 1;
     }
     assert_eq!(made, tradelog_domain::SPLITS_MAX);
     let before = map.clone();
     assert_eq!(
-        map.apply(&split(1, 2, 0, &[])),
+        map.apply(&split(1, 999, 0, &[])),
         Err(MapReject::Split(SplitError::TooMany))
     );
     assert_eq!(map, before);
