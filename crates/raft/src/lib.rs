@@ -151,6 +151,15 @@ pub const LOG_KEPT_BEHIND_SNAPSHOT_ENTRIES: u64 = 1_000;
 /// at most [`RAFT_PAYLOAD_ENTRIES_MAX`] entries per AppendEntries (so a request stays under
 /// [`RAFT_MESSAGE_BYTES_MAX`]), a snapshot every [`SNAPSHOT_EVERY_ENTRIES`] entries, snapshot
 /// chunks of [`SNAPSHOT_CHUNK_BYTES`].
+///
+/// A leader that restarts never takes its leadership back without an election
+/// (`enable_leader_restore` off; openraft's default is on). A leader sends entries to its
+/// followers before its own write of them is durable, so a majority may commit an entry
+/// that the leader loses to a crash (SIGKILL). Restored as leader of the same term, it
+/// would append different entries at those indexes under the same log ids, which the
+/// followers take for the entries they hold: the replicas' logs and states part for
+/// good. Found by `tradelog-cli`'s `cluster_kill` split test (the parent's leader killed
+/// and restarted within the election timeout; docs/design/0007).
 pub fn raft_config(cluster_name: &str) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: cluster_name.to_string(),
@@ -161,6 +170,7 @@ pub fn raft_config(cluster_name: &str) -> Result<openraft::Config, openraft::Con
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
         max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT_ENTRIES,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+        enable_leader_restore: Some(false),
         ..openraft::Config::default()
     }
     .validate()

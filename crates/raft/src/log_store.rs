@@ -89,6 +89,10 @@ pub struct LogStoreConfig {
     pub committed_persist_interval: Duration,
     /// Where appends are made durable.
     pub flush: FlushMode,
+    /// With [`FlushMode::Task`]: how long each flush takes on the runtime's clock before it
+    /// is done (a simulation's disk latency, during which a crash loses the entries
+    /// waiting). Zero: at once.
+    pub flush_delay: Duration,
 }
 
 impl Default for LogStoreConfig {
@@ -97,6 +101,7 @@ impl Default for LogStoreConfig {
             log: FileLogConfig::default(),
             committed_persist_interval: Duration::from_millis(COMMITTED_PERSIST_INTERVAL_MS),
             flush: FlushMode::Thread,
+            flush_delay: Duration::ZERO,
         }
     }
 }
@@ -373,7 +378,7 @@ impl<L: LogStore + Send + 'static, C: GroupConfig> ShardLogStore<L, C> {
             FlushMode::Task => {
                 let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                runtime.spawn(flusher_task(s, rx, interval));
+                runtime.spawn(flusher_task(s, rx, interval, config.flush_delay));
                 Flusher::Task { tx }
             }
         };
@@ -490,6 +495,7 @@ async fn flusher_task<L: LogStore, C: GroupConfig>(
     shared: Arc<Shared<L>>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<FlushRequest<C>>,
     interval: Duration,
+    delay: Duration,
 ) {
     let mut last_meta_write = tokio::time::Instant::now();
     let mut stop = false;
@@ -501,7 +507,11 @@ async fn flusher_task<L: LogStore, C: GroupConfig>(
             Err(_) => {}
         }
         if !waiting.is_empty() {
-            tokio::task::yield_now().await;
+            if delay.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(delay).await;
+            }
         }
         loop {
             match rx.try_recv() {
