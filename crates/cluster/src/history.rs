@@ -33,7 +33,9 @@ use tradelog_engine::{Engine, Input, Placement};
 use tradelog_node::{
     shard_dir, HistoryError, HistoryLimits, HistorySource, NodeHistory, ShardHistory,
 };
-use tradelog_raft::{decode_entry, decode_snapshot, EntryPayload, LOG_DIR, SNAPSHOTS_DIR};
+use tradelog_raft::{
+    decode_entry, decode_snapshot, read_split_start, EntryPayload, LOG_DIR, SNAPSHOTS_DIR,
+};
 use tradelog_storage::LogReader;
 
 /// A known point is kept every this many log records or inputs read, whichever comes
@@ -79,6 +81,9 @@ pub struct RaftLogSource {
     map: Mutex<InputMap>,
     /// Snapshot files seen, by file name.
     snaps: Mutex<BTreeMap<String, Option<SnapInfo>>>,
+    /// The state a split's child started from ([`SPLIT_START_FILE`](tradelog_raft::SPLIT_START_FILE)), read once: outer
+    /// `None` until read, inner `None` for a shard without one.
+    start: Mutex<Option<Option<Engine>>>,
 }
 
 impl std::fmt::Debug for RaftLogSource {
@@ -120,6 +125,7 @@ impl RaftLogSource {
             applied_records,
             map: Mutex::new(InputMap::default()),
             snaps: Mutex::new(BTreeMap::new()),
+            start: Mutex::new(None),
         })
     }
 
@@ -344,6 +350,22 @@ impl HistorySource for RaftLogSource {
         let (_, engine) = self.read_snapshot(&path)?;
         (engine.inputs_applied() == index).then_some(engine)
     }
+
+    /// A split's child whose log starts at record 1 starts from the state its replica of
+    /// the parent wrote ([`SPLIT_START_FILE`](tradelog_raft::SPLIT_START_FILE)); a replica whose log restarted after a
+    /// snapshot starts from that snapshot instead (its first input is past 1).
+    fn initial(&self) -> Result<Option<Engine>, HistoryError> {
+        let mut start = lock(&self.start);
+        if start.is_none() {
+            let read =
+                read_split_start(&self.dir, self.shard).map_err(|e| HistoryError::BadRecord {
+                    index: 0,
+                    reason: format!("the start of split shard {}: {e}", self.shard),
+                })?;
+            *start = Some(read.map(|(_, engine)| engine));
+        }
+        Ok(start.clone().flatten())
+    }
 }
 
 /// Opens the history of every shard of a replicated node whose data directory is
@@ -351,7 +373,8 @@ impl HistorySource for RaftLogSource {
 /// [`RaftLogSource`]); `applied_records[s]` is shard `s`'s replica's applied record counter,
 /// `None` for a shard the node holds no replica of (or keeps no history of). The replicas
 /// must have been opened (their directories exist); they may be running. `base_shards`:
-/// the shards the cluster was formed with (the placement their logs replay with).
+/// the shards the cluster was formed with (the placement their logs replay with; a
+/// split's child replays from the state its parent gave it, which has its own).
 pub fn open_history(
     data_dir: &Path,
     applied_records: &[Option<Arc<AtomicU64>>],

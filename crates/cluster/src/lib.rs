@@ -728,17 +728,12 @@ impl ClusterNode {
         limits: tradelog_node::HistoryLimits,
     ) -> Result<Arc<tradelog_node::NodeHistory>, tradelog_node::HistoryError> {
         let mut kept = self.history.lock().expect("history lock");
-        // A split's child has no history here yet: its log does not start from an empty
-        // state (docs/design/0014).
+        // A split's child replays from the state its parent gave it (`split-start.bin`,
+        // docs/design/0014).
         let applied: Vec<_> = self
             .groups
             .iter()
-            .enumerate()
-            .map(|(s, g)| {
-                g.replica()
-                    .filter(|_| s < self.base_shards as usize)
-                    .map(|r| r.applied_records.clone())
-            })
+            .map(|g| g.replica().map(|r| r.applied_records.clone()))
             .collect();
         let history = Arc::new(open_history(
             &self.data_dir,

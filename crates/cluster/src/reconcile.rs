@@ -332,12 +332,8 @@ impl ClusterNode {
             }
         }
         let handle = GroupHandle::new(shard, raft, self.peers.clone());
-        // A split's child keeps no history yet (its log does not start from an empty
-        // state; docs/design/0014).
-        let history = self
-            .kept_history()
-            .filter(|_| shard.0 < self.base_shard_count());
-        if let Some(history) = history {
+        // A split's child replays from the state its parent gave it (docs/design/0014).
+        if let Some(history) = self.kept_history() {
             let (h, limits) = history;
             let source =
                 crate::RaftLogSource::open(&dir, shard, applied_records.clone()).map_err(|e| {

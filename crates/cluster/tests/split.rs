@@ -102,6 +102,37 @@ async fn replicas_agree(nodes: &[&Arc<ClusterNode>], shard: ShardId) {
     }
 }
 
+/// `node`'s history of `shard` (what the server reads older events and past states
+/// from) replays to the live replica's state; with `start` (the state hash the split gave
+/// the child), it starts from that state and regenerates every event the shard made,
+/// numbered 1, 2, ... with none missing.
+async fn history_matches(node: &ClusterNode, shard: ShardId, start: Option<[u8; 32]>) {
+    let (applied, hash, next_seq) = node
+        .group(shard)
+        .unwrap()
+        .read_local(|e| (e.inputs_applied(), e.state_hash(), e.next_event_seq()))
+        .await
+        .unwrap();
+    let history = node
+        .history(tradelog_node::HistoryLimits::default())
+        .unwrap();
+    let h = history.shard(shard).expect("a history of the shard");
+    assert_eq!(
+        h.state_at(applied, applied, |e| e.state_hash()).unwrap(),
+        hash
+    );
+    let Some(start) = start else { return };
+    assert_eq!(h.state_at(0, applied, |e| e.state_hash()).unwrap(), start);
+    let mut events = h.events_after_seq(0, applied).unwrap();
+    let mut seqs = Vec::new();
+    while let Some(e) = events.next_event().unwrap() {
+        assert_eq!(e.shard, shard);
+        seqs.push(e.seq);
+    }
+    assert!(next_seq > 1, "the child made events");
+    assert_eq!(seqs, (1..next_seq).collect::<Vec<u64>>());
+}
+
 fn open(a: u64) -> Command {
     Command::OpenAccount {
         account: AccountId(a),
@@ -295,6 +326,15 @@ async fn a_split_shard_runs_on_the_parents_replicas_and_a_new_node_gets_it_as_a_
     for s in 0..3 {
         replicas_agree(&voters3, ShardId(s)).await;
     }
+    // Every voter's history of the child starts from the state the split gave it and
+    // regenerates all of the child's events from its log.
+    for (k, n) in voters3.iter().enumerate() {
+        let dir = tmp.path().join(format!("node-{}/shard-2", k + 1));
+        let (start, _) = tradelog_raft::read_split_start(&dir, ShardId(2))
+            .unwrap()
+            .expect("a start file");
+        history_matches(n, ShardId(2), Some(start.state_hash)).await;
+    }
 
     // Node 4 joins: every shard, the child too, gets a replica there. The parent's log
     // is purged first, so node 4 gets the parent as a snapshot past the split and never
@@ -343,6 +383,9 @@ async fn a_split_shard_runs_on_the_parents_replicas_and_a_new_node_gets_it_as_a_
         replicas_agree(&all, ShardId(s)).await;
     }
     assert_eq!(balance(&n4, ShardId(2), 5, 1).await, Some((99_351, 0)));
+    // Node 4's history of the child starts from the snapshot it was sent.
+    history_matches(&n4, ShardId(2), None).await;
+    history_matches(&n1, ShardId(2), None).await;
     for n in nodes.values() {
         n.shutdown().await;
     }

@@ -74,6 +74,12 @@ pub trait HistorySource: Send + Sync {
     /// `inputs_applied()` is `index`), or `None` when it is unreadable, gone or not this
     /// shard's.
     fn restore(&self, index: u64) -> Option<Engine>;
+
+    /// The state before input 1 when it is not the empty state: a shard a split made
+    /// starts from the state its parent gave it. `None` (the default): the empty state.
+    fn initial(&self) -> Result<Option<Engine>, HistoryError> {
+        Ok(None)
+    }
 }
 
 /// The history source of a single-node shard directory (the one a
@@ -353,7 +359,7 @@ impl ShardHistory {
     }
 
     /// The history of shard `shard` read from `source` (`placement`: the engine's, for the
-    /// empty initial state).
+    /// empty initial state, when the source has no other ([`HistorySource::initial`])).
     pub fn with_source(
         source: Box<dyn HistorySource>,
         shard: ShardId,
@@ -450,7 +456,9 @@ impl ShardHistory {
             // The history starts later now (or this is the first question): start from
             // the state before its first input.
             let base_clock = if first == 1 {
-                Timestamp(0)
+                self.source
+                    .initial()?
+                    .map_or(Timestamp(0), |engine| engine.clock())
             } else {
                 let engine = self.restore(first - 1).ok_or(HistoryError::Missing {
                     shard: self.shard,
@@ -621,8 +629,12 @@ impl ShardHistory {
                         first,
                     });
                 }
+                let engine = match self.source.initial()? {
+                    Some(engine) => engine,
+                    None => Engine::new(self.shard, self.placement.clone()),
+                };
                 Ok(Cursor {
-                    engine: Engine::new(self.shard, self.placement.clone()),
+                    engine,
                     last: Vec::new(),
                     broken: false,
                 })
