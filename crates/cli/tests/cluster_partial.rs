@@ -343,6 +343,23 @@ fn serve_with_a_replication_factor_below_the_node_count() {
     for n in &nodes {
         assert!(n.dir.join("shard-3").join("split-start.bin").is_file());
     }
+    // The same command again (an operator's retry, through another node) makes no
+    // second shard.
+    ok(
+        &nodes[2].url,
+        &["admin", "split-shard", "1", "--accounts", "2:1"],
+    );
+    let again = json(&first, &["admin", "status"]);
+    assert_eq!(again["shards"].as_array().unwrap().len(), 4, "{again}");
+    assert_eq!(
+        again["metadata"]["splits"].as_array().unwrap().len(),
+        1,
+        "{again}"
+    );
+    assert_eq!(
+        again["metadata"]["version"], st["metadata"]["version"],
+        "{again}"
+    );
     // Account 1 lives on shard 3 now: read, and paid from and to, through every node.
     let want = [(1, 906), (2, 1071), (3, 1023)];
     for n in &nodes {

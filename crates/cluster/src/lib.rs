@@ -72,7 +72,7 @@ pub use balance::{
 };
 pub use history::{open_history, RaftLogSource, INPUT_MARK_EVERY_RECORDS};
 pub use membership::{ChangeError, Rebalanced, SETTLE_WAIT_MS};
-pub use metadata::{MAP_KEEPER_INTERVAL_MS, META_DIR, META_VOTERS_MAX};
+pub use metadata::{MAP_INIT_WAIT_MS, MAP_KEEPER_INTERVAL_MS, META_DIR, META_VOTERS_MAX};
 pub use reconcile::{
     ARCHIVE_DIR, CATCH_UP_LAG_ENTRIES_MAX, RECONCILE_INTERVAL_MS, RECONCILE_STEP_TIMEOUT_MS,
 };

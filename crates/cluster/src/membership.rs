@@ -176,6 +176,7 @@ impl ClusterNode {
         command: MapCommand,
         what: &str,
     ) -> Result<u64, ChangeError> {
+        self.wait_for_map_init().await;
         let answer = self.propose_map(command).await?;
         if let Some(r) = answer.rejected {
             return Err(ChangeError::Refused(format!(

@@ -36,6 +36,8 @@ pub const META_DIR: &str = "meta";
 pub const META_VOTERS_MAX: usize = 5;
 /// How often the map keeper looks whether the map still needs creating (ms).
 pub const MAP_KEEPER_INTERVAL_MS: u64 = 200;
+/// Longest a change to the cluster map waits for the map to exist (ms).
+pub const MAP_INIT_WAIT_MS: u64 = 10_000;
 
 /// This node's metadata replica and what it publishes.
 pub(crate) struct Meta {
@@ -145,6 +147,16 @@ impl ClusterNode {
     /// the response.
     pub async fn propose_map(&self, command: MapCommand) -> Result<MapResponse, ProposeError> {
         self.meta.handle.propose(command).await
+    }
+
+    /// Before a change to the map: waits, at most [`MAP_INIT_WAIT_MS`], until this node's
+    /// map exists. A cluster's members initialise it shortly after they form it; a
+    /// change asked meanwhile (an operator's first command on a new cluster) would
+    /// otherwise be refused as made too early. After the wait the change is proposed
+    /// anyway, and refused if the map still does not exist.
+    pub(crate) async fn wait_for_map_init(&self) {
+        let wait = Duration::from_millis(MAP_INIT_WAIT_MS);
+        self.wait_for_map(1, wait).await;
     }
 
     /// Waits until this node's map is at least at `version` (or `timeout` passes).

@@ -76,6 +76,7 @@ impl ClusterNode {
                 && s.residue == residue
                 && s.markets == markets
         };
+        self.wait_for_map_init().await;
         // A repeated command (its answer lost, say) finds its split recorded: it goes on
         // from there instead of making a second shard. The map refuses a second record of
         // the same split too (`MapReject::SplitExists`), for two calls at once.
