@@ -597,18 +597,12 @@ async fn a_shard_move_finishes_after_its_leader_is_killed_mid_move() {
         tradelog(&via, &args).await
     });
     // Mid-move: the shard's leader added the new node as a learner it cannot reach.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let st = status(&urls[(leader - 1) as usize]).await;
-        if st.is_some_and(|st| st.shards[MOVED].learners.contains(&outside)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {outside} never became a learner"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    status_until(
+        &urls[(leader - 1) as usize],
+        "the new node a learner",
+        |st| st.shards[MOVED].learners.contains(&outside),
+    )
+    .await;
     nodes[(leader - 1) as usize].kill9();
     let next = leader_of(&urls, MOVED, Some(leader)).await;
     println!("shard {MOVED}: leader node {leader} killed mid-move; node {next} leads it now");
@@ -641,15 +635,7 @@ async fn a_shard_move_finishes_after_its_leader_is_killed_mid_move() {
         );
     }
     println!("converged: {views:?}");
-    {
-        let l = ledger.lock().unwrap();
-        assert_eq!(
-            l.cluster_client_errors,
-            Vec::<String>::new(),
-            "the cluster client failed over without surfacing an error"
-        );
-    }
-    println!("cluster client: {} retries", routed.retries());
+    cluster_client_clean(&ledger, &routed);
     // Readers route (a node lacks a shard): each enters the cluster at another node.
     let readers: Vec<Client> = urls
         .iter()
@@ -696,18 +682,10 @@ async fn a_split_under_load_finishes_after_the_parents_leader_is_killed() {
         tradelog(&via, &args).await
     });
     // Mid-split: the map has recorded it (the parent may or may not have applied it).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let st = status(&urls[(asked - 1) as usize]).await;
-        if st.is_some_and(|st| !st.metadata.splits.is_empty()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the map never recorded the split"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    status_until(&urls[(asked - 1) as usize], "the split in the map", |st| {
+        !st.metadata.splits.is_empty()
+    })
+    .await;
     nodes[(leader - 1) as usize].kill9();
     println!("shard {PARENT}: leader node {leader} killed mid-split (asked node {asked})");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -741,15 +719,7 @@ async fn a_split_under_load_finishes_after_the_parents_leader_is_killed() {
         assert_eq!(splits, vec![(1, 2, 4, 1)], "{u}");
     }
     println!("converged: {views:?}");
-    {
-        let l = ledger.lock().unwrap();
-        assert_eq!(
-            l.cluster_client_errors,
-            Vec::<String>::new(),
-            "the cluster client failed over without surfacing an error"
-        );
-    }
-    println!("cluster client: {} retries", routed.retries());
+    cluster_client_clean(&ledger, &routed);
     let mut readers = Vec::new();
     for u in &urls {
         readers.push(client(u).await);
@@ -1119,6 +1089,26 @@ async fn all_acknowledged_present(urls: &[String], ledger: &Mutex<Ledger>, reade
         acked.len(),
         sent.len()
     );
+}
+
+/// Waits until the status of the node at `url` satisfies `f`, polling every 5 ms.
+async fn status_until(url: &str, what: &str, f: impl Fn(&ClusterStatus) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !status(url).await.is_some_and(|st| f(&st)) {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The cluster client failed over without surfacing an error to its caller; prints how
+/// often it retried.
+fn cluster_client_clean(ledger: &Mutex<Ledger>, routed: &Client) {
+    assert_eq!(
+        ledger.lock().unwrap().cluster_client_errors,
+        Vec::<String>::new(),
+        "the cluster client failed over without surfacing an error"
+    );
+    println!("cluster client: {} retries", routed.retries());
 }
 
 /// Moves every shard's leadership to node `to` and returns once that node reports leading

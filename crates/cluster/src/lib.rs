@@ -1102,7 +1102,8 @@ impl ShardHost for ClusterNode {
 }
 
 /// How many times one command answered `WrongShard` is sent again
-/// ([`ClusterNode::resend_if_moved`]); each time the map must route it elsewhere.
+/// (a command sent to a shard that split it off meanwhile); each time the map must route
+/// it elsewhere.
 pub const WRONG_SHARD_RESENDS_MAX: u32 = 4;
 
 /// Longest a command answered `WrongShard` waits for this node's map to route it elsewhere
