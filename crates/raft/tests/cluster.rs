@@ -106,8 +106,13 @@ async fn state_hash(raft: &ShardRaft) -> [u8; 32] {
 }
 
 async fn leader_of(raft: &ShardRaft) -> NodeId {
+    // A leader elected in a term (the node that initialises a group holds a vote of term
+    // 0 for itself until its first election).
     raft.wait(Some(WAIT))
-        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .metrics(
+            |m| m.current_leader.is_some() && m.current_term >= 1,
+            "a leader",
+        )
         .await
         .unwrap()
         .current_leader
@@ -144,8 +149,10 @@ async fn write_all(leader: &ShardRaft, batches: &[Vec<Input>]) -> (Vec<Vec<Appli
                 Ok(r) => break r,
                 // A new leader accepts writes once a quorum has acknowledged it (its lease);
                 // a client retries meanwhile. Nothing was appended.
+                // An election under way (no leader known, e.g. heartbeats late on a loaded
+                // machine): nothing was appended either; this node may win it again.
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
-                    if f.reason == ForwardReason::LeaseExpired
+                    if (f.reason == ForwardReason::LeaseExpired || f.leader_id.is_none())
                         && tokio::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(20)).await
