@@ -375,7 +375,13 @@ fn serve_with_a_replication_factor_below_the_node_count() {
         &nodes[0].url,
         &["account", "transfer", "2", "1", "USD", "2", "--id", "16"],
     );
-    // The solvency audit sums the four shards (the moved balances count on shard 3).
+    let want = [(1, 902), (2, 1069), (3, 1029)];
+    for n in &nodes {
+        eventually("exact balances after transfers on the new shard", || {
+            want.iter().all(|(a, w)| usd(&n.url, *a) == *w)
+        });
+    }
+    // Once the transfers settled (nothing in flight), the solvency audit sums the four shards (the moved balances count on shard 3).
     let (code, out, err) = tl(&first, &["audit", "solvency"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("shard 3 @"), "{out}");
@@ -383,12 +389,6 @@ fn serve_with_a_replication_factor_below_the_node_count() {
         out.contains("3000       3000") && out.contains(" ok"),
         "{out}"
     );
-    let want = [(1, 902), (2, 1069), (3, 1029)];
-    for n in &nodes {
-        eventually("exact balances after transfers on the new shard", || {
-            want.iter().all(|(a, w)| usd(&n.url, *a) == *w)
-        });
-    }
 
     // SIGTERM: every node stops cleanly.
     for n in &mut nodes {
