@@ -70,33 +70,30 @@ impl ClusterNode {
         residue: u64,
         markets: Vec<MarketId>,
     ) -> Result<SplitDone, ChangeError> {
-        let same = |s: &&Split| {
-            s.parent == parent
-                && s.modulus == modulus
-                && s.residue == residue
-                && s.markets == markets
-        };
         self.wait_for_map_init().await;
         // A repeated command (its answer lost, say) finds its split recorded: it goes on
         // from there instead of making a second shard. The map refuses a second record of
         // the same split too (`MapReject::SplitExists`), for two calls at once.
-        let mut repeat = self.map().splits.iter().any(|s| same(&s));
+        let mut repeat = self
+            .map()
+            .recorded_split(parent, modulus, residue, &markets)
+            .is_some();
         if !repeat {
-            let placement = self.current_placement();
-            let catalog = self.markets.read().expect("markets lock");
-            for m in &markets {
-                let Some(spec) = catalog.get(m) else {
-                    return Err(ChangeError::Refused(format!("market {m} does not exist")));
-                };
-                let at = placement.market_shard(*m, spec.shard);
-                if at != parent {
-                    return Err(ChangeError::Refused(format!(
-                        "market {m} lives on shard {at}, not on shard {parent}"
-                    )));
+            {
+                let placement = self.current_placement();
+                let catalog = self.markets.read().expect("markets lock");
+                for m in &markets {
+                    let Some(spec) = catalog.get(m) else {
+                        return Err(ChangeError::Refused(format!("market {m} does not exist")));
+                    };
+                    let at = placement.market_shard(*m, spec.shard);
+                    if at != parent {
+                        return Err(ChangeError::Refused(format!(
+                            "market {m} lives on shard {at}, not on shard {parent}"
+                        )));
+                    }
                 }
             }
-        }
-        if !repeat {
             let command = MapCommand::SplitShard {
                 parent,
                 modulus,
@@ -122,12 +119,15 @@ impl ClusterNode {
         }
         let map = self.map();
         let map_version = map.version;
-        let split = map.splits.iter().find(same).cloned().ok_or_else(|| {
-            ChangeError::Refused(format!(
-                "the map at version {} does not have the split it recorded",
-                map.version
-            ))
-        })?;
+        let split = map
+            .recorded_split(parent, modulus, residue, &markets)
+            .cloned()
+            .ok_or_else(|| {
+                ChangeError::Refused(format!(
+                    "the map at version {} does not have the split it recorded",
+                    map.version
+                ))
+            })?;
         let deadline = Instant::now() + Duration::from_millis(SPLIT_WAIT_MS);
         let input = Input::Split {
             timestamp: now(),

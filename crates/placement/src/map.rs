@@ -490,12 +490,7 @@ impl ClusterMap {
                 if let Some(n) = target.iter().find(|n| self.nodes[n].draining) {
                     return Err(MapReject::Draining(*n));
                 }
-                if let Some(done) = self.splits.iter().find(|s| {
-                    s.parent == *parent
-                        && s.modulus == *modulus
-                        && s.residue == *residue
-                        && s.markets == *markets
-                }) {
+                if let Some(done) = self.recorded_split(*parent, *modulus, *residue, markets) {
                     return Err(MapReject::SplitExists {
                         parent: parent.0,
                         child: done.child.0,
@@ -518,6 +513,23 @@ impl ClusterMap {
         self.version += 1;
         self.validate();
         Ok(self.version)
+    }
+
+    /// The split of `parent` by the rule `id % modulus == residue` and `markets`, if the
+    /// map records one (what a repeated split command finds).
+    pub fn recorded_split(
+        &self,
+        parent: ShardId,
+        modulus: u64,
+        residue: u64,
+        markets: &[MarketId],
+    ) -> Option<&Split> {
+        self.splits.iter().find(|s| {
+            s.parent == parent
+                && s.modulus == modulus
+                && s.residue == residue
+                && s.markets == markets
+        })
     }
 
     /// Where every account and market lives: the shards the cluster was formed with and
