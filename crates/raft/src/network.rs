@@ -25,6 +25,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -57,6 +58,25 @@ pub const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
 /// Time a keep-alive ping may go unanswered before the connection is dropped (ms).
 pub const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 
+/// First pause after a replication stream to a peer failed to open (ms); it doubles with
+/// each failure in a row, up to [`STREAM_RETRY_MS_MAX`].
+///
+/// openraft backs off only between the requests of an open stream, so a peer that refuses
+/// the stream at once (it holds no replica of the group yet, as a split's child before
+/// its replica opens) would otherwise be asked again in a tight loop.
+pub const STREAM_RETRY_MS_MIN: u64 = 10;
+/// Longest pause between attempts to open a replication stream to a peer (ms): how late,
+/// at most, replication to a peer resumes once it can take the stream.
+pub const STREAM_RETRY_MS_MAX: u64 = 250;
+
+/// The pause after the `failures`-th failure in a row to open a replication stream.
+fn stream_retry_wait(failures: u32) -> Duration {
+    let ms = STREAM_RETRY_MS_MIN
+        .saturating_mul(1u64 << failures.saturating_sub(1).min(16))
+        .min(STREAM_RETRY_MS_MAX);
+    Duration::from_millis(ms)
+}
+
 /// Makes a channel from a configured endpoint (see [`PeerChannels::with_connector`]).
 type Connect = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
 
@@ -67,6 +87,8 @@ type Connect = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect: Option<Connect>,
+    /// Replication streams to peers that failed to open, by every group on this node.
+    stream_failures: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PeerChannels {
@@ -91,6 +113,7 @@ impl PeerChannels {
         PeerChannels {
             channels: Arc::default(),
             connect: Some(Arc::new(connect)),
+            stream_failures: Arc::default(),
         }
     }
 
@@ -112,6 +135,13 @@ impl PeerChannels {
         };
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
+    }
+
+    /// How many replication streams from this node's groups to peers failed to open (the
+    /// peer was unreachable or holds no replica of the group); each failure in a row
+    /// waits longer before the next attempt ([`STREAM_RETRY_MS_MIN`]).
+    pub fn stream_failures(&self) -> u64 {
+        self.stream_failures.load(Ordering::Relaxed)
     }
 
     /// Peer addresses with a channel (one per peer, whatever the number of groups).
@@ -179,6 +209,8 @@ impl<C: GroupConfig> RaftNetworkFactory<C> for GroupNetwork<C> {
             from: self.from,
             target,
             client,
+            stream_failures: 0,
+            failures_counter: self.peers.stream_failures.clone(),
             kind: PhantomData,
         }
     }
@@ -190,6 +222,10 @@ pub struct PeerClient<C: openraft::RaftTypeConfig = TypeConfig> {
     from: NodeId,
     target: NodeId,
     client: Result<RaftTransportClient<Channel>, String>,
+    /// Attempts in a row to open a replication stream that failed.
+    stream_failures: u32,
+    /// The node's count of such failures ([`PeerChannels::stream_failures`]).
+    failures_counter: Arc<AtomicU64>,
     kind: PhantomData<fn() -> C>,
 }
 
@@ -297,19 +333,38 @@ impl<C: GroupConfig> RaftNetworkV2<C> for PeerClient<C> {
         let group = self.group;
         let ttl = option.soft_ttl();
         let fu = async move {
-            let mut client = self.client()?;
-            let requests = input.map(move |r| encode(group, &r));
-            // The group is in the call's metadata too: the peer routes the stream before the
-            // first request exists (openraft produces requests once the stream is open).
-            let mut call = tonic::Request::new(requests);
-            call.metadata_mut().insert(
-                GROUP_METADATA,
-                tonic::metadata::MetadataValue::from(group.0),
-            );
-            let response = tokio::time::timeout(ttl, client.stream_append(call))
-                .await
-                .map_err(|_| self.timeout(RPCTypes::AppendEntries, ttl))?
-                .map_err(status_error)?;
+            let opened = async {
+                let mut client = self.client()?;
+                let requests = input.map(move |r| encode(group, &r));
+                // The group is in the call's metadata too: the peer routes the stream before
+                // the first request exists (openraft produces requests once it is open).
+                let mut call = tonic::Request::new(requests);
+                call.metadata_mut().insert(
+                    GROUP_METADATA,
+                    tonic::metadata::MetadataValue::from(group.0),
+                );
+                tokio::time::timeout(ttl, client.stream_append(call))
+                    .await
+                    .map_err(|_| self.timeout(RPCTypes::AppendEntries, ttl))?
+                    .map_err(status_error)
+            }
+            .await;
+            let response = match opened {
+                Ok(r) => {
+                    self.stream_failures = 0;
+                    r
+                }
+                Err(e) => {
+                    // openraft opens the next stream at once: wait here, longer each
+                    // failure in a row (a timeout has waited already).
+                    self.failures_counter.fetch_add(1, Ordering::Relaxed);
+                    self.stream_failures = self.stream_failures.saturating_add(1);
+                    if !matches!(e, RPCError::Timeout(_)) {
+                        tokio::time::sleep(stream_retry_wait(self.stream_failures)).await;
+                    }
+                    return Err(e);
+                }
+            };
             let replies = response.into_inner().map(|item| {
                 let reply = item.map_err(status_error)?;
                 decode_reply::<StreamAppendResult<C>>(reply)
@@ -412,5 +467,19 @@ fn rpc_to_streaming<C: GroupConfig>(e: RPCError<C>) -> StreamingError<C> {
         RPCError::Unreachable(u) => StreamingError::Unreachable(u),
         RPCError::Network(n) => StreamingError::Network(n),
         RPCError::RemoteError(r) => StreamingError::Network(network(r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_before_reopening_a_stream_doubles_up_to_its_max() {
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| stream_retry_wait(n).as_millis() as u64)
+            .collect();
+        assert_eq!(vec![10, 20, 40, 80, 160, 250, 250, 250], waits);
+        assert_eq!(250, stream_retry_wait(u32::MAX).as_millis());
     }
 }

@@ -378,6 +378,56 @@ async fn a_new_replica_catches_up_from_a_snapshot_sent_in_chunks() {
     }
 }
 
+/// A voter whose node holds no replica of the group yet (a split's child before its
+/// replica opens) refuses the leader's replication stream at once. The leader asks again
+/// after a pause that grows, not in a tight loop; once the replica opens it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_group_is_asked_again_after_a_pause_not_in_a_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bound = Vec::new();
+    for _ in 0..3 {
+        bound.push(bind().await);
+    }
+    let members: BTreeMap<NodeId, Node> = bound
+        .iter()
+        .enumerate()
+        .map(|(k, (_, a))| (k as u64 + 1, Node::new(a)))
+        .collect();
+    let mut nodes = Vec::new();
+    for (k, (l, a)) in bound.into_iter().enumerate() {
+        // Node 3 serves the transport but no group.
+        let groups: &[u32] = if k < 2 { &[0] } else { &[] };
+        nodes.push(start(k as u64 + 1, l, a, tmp.path(), groups).await);
+    }
+    nodes[0].rafts[&0].initialize(members).await.unwrap();
+    let l = leader_of(&nodes[0].rafts[&0]).await;
+    let leader = nodes[(l - 1) as usize].rafts[&0].clone();
+    let batches = workload(10, 4);
+    let (_, last) = write_all(&leader, &batches).await;
+
+    // The leader's node counts the streams node 3 refused while it holds no replica.
+    let peers = nodes[(l - 1) as usize].peers.clone();
+    let before = peers.stream_failures();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = peers.stream_failures() - before;
+    // With pauses of 10, 20, 40, ... 250 ms: about 12 in 2 s. In a tight loop: thousands.
+    assert!(
+        (1..=40).contains(&refused),
+        "{refused} refused streams in 2 s"
+    );
+
+    // Once node 3 opens its replica, replication resumes and it catches up.
+    let raft = nodes[2].open(tmp.path(), 0, Placement::new(SHARDS)).await;
+    raft.wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "caught up")
+        .await
+        .unwrap();
+    assert_eq!(reference(0, &batches).1, state_hash(&raft).await);
+    for n in &mut nodes {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_replica_recovers_its_state_and_catches_up() {
     let tmp = tempfile::tempdir().unwrap();
