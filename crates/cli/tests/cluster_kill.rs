@@ -154,6 +154,48 @@ struct Ledger {
     acked: BTreeMap<u64, Result<Accepted, i32>>,
     /// Errors the cluster client returned to its caller.
     cluster_client_errors: Vec<String>,
+    /// Per load task (by its first id): the command it is retrying and the last error it
+    /// got, while it has no answer (for the report when the load stalls).
+    retrying: BTreeMap<u64, String>,
+}
+
+/// Why the load gets no answers: what each load task is retrying and why, each node's
+/// view of the shards, and the end of each node's log.
+async fn stall_report(urls: &[String], nodes: &[NodeProc], ledger: &Mutex<Ledger>) -> String {
+    let mut out = String::from("\nload tasks retrying:");
+    for (task, why) in &ledger.lock().unwrap().retrying {
+        out += &format!("\n  task {}: {why}", task >> 32);
+    }
+    for (u, n) in urls.iter().zip(nodes) {
+        out += &format!("\nnode {} ({u}):", n.id);
+        match status(u).await {
+            None => out += " no status",
+            Some(st) => {
+                for r in &st.shards {
+                    out += &format!(
+                        "\n  shard {}: {} leader {:?} term {} log {:?} committed {:?} \
+                         applied {:?} voters {:?}",
+                        r.shard,
+                        r.role,
+                        r.leader,
+                        r.term,
+                        r.last_log_index,
+                        r.committed,
+                        r.applied,
+                        r.voters
+                    );
+                }
+                out += &format!("\n  map version {}", st.metadata.version);
+            }
+        }
+        let log = std::fs::read_to_string(n.dir.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        out += &format!("\n  log ({} lines), last 40:", lines.len());
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            out += &format!("\n    {l}");
+        }
+    }
+    out
 }
 
 async fn status(url: &str) -> Option<ClusterStatus> {
@@ -367,11 +409,20 @@ async fn load(
             let c = &clients[turn % clients.len()];
             match c.submit(command.clone()).await {
                 Ok(a) => {
-                    ledger.lock().unwrap().acked.insert(id, answer(&a));
+                    let mut l = ledger.lock().unwrap();
+                    l.acked.insert(id, answer(&a));
+                    l.retrying.remove(&first_id);
                     break;
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => return,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => {
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .retrying
+                        .insert(first_id, format!("{work:?} {id}: {e}"));
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
             }
         }
     }
@@ -396,15 +447,18 @@ async fn cluster_load(
         loop {
             match client.submit(command.clone()).await {
                 Ok(a) => {
-                    ledger.lock().unwrap().acked.insert(id, answer(&a));
+                    let mut l = ledger.lock().unwrap();
+                    l.acked.insert(id, answer(&a));
+                    l.retrying.remove(&first_id);
                     break;
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => return,
-                Err(e) => ledger
-                    .lock()
-                    .unwrap()
-                    .cluster_client_errors
-                    .push(format!("{work:?} {id}: {e}")),
+                Err(e) => {
+                    let mut l = ledger.lock().unwrap();
+                    let e = format!("{work:?} {id}: {e}");
+                    l.retrying.insert(first_id, e.clone());
+                    l.cluster_client_errors.push(e);
+                }
             }
         }
     }
@@ -701,7 +755,10 @@ async fn a_split_under_load_finishes_after_the_parents_leader_is_killed() {
     let acked = ledger.lock().unwrap().acked.len();
     let deadline = Instant::now() + WAIT;
     while ledger.lock().unwrap().acked.len() < acked + 100 {
-        assert!(Instant::now() < deadline, "no answers after the split");
+        if Instant::now() > deadline {
+            let why = stall_report(&urls, &nodes, &ledger).await;
+            panic!("no answers after the split:{why}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
