@@ -76,15 +76,24 @@ where
     }
 }
 
-/// Every node's replica of `shard` reaches the same applied index and state hash.
+/// Every node opens its replica of `shard`, and they reach the same applied index and
+/// state hash.
 async fn replicas_agree(nodes: &[&Arc<ClusterNode>], shard: ShardId) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut seen = BTreeSet::new();
+        let mut closed = Vec::new();
         for n in nodes {
-            seen.insert(n.state_hash(shard).await.unwrap());
+            match n.state_hash(shard).await {
+                Ok(h) => {
+                    seen.insert(h);
+                }
+                // A split's child opens once the node's replica of the parent applied the
+                // split.
+                Err(e) => closed.push(format!("{e}")),
+            }
         }
-        if seen.len() == 1 {
+        if seen.len() == 1 && closed.is_empty() {
             for n in nodes {
                 n.group(shard)
                     .unwrap()
@@ -96,7 +105,7 @@ async fn replicas_agree(nodes: &[&Arc<ClusterNode>], shard: ShardId) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "shard {shard}'s replicas differ: {seen:?}"
+            "shard {shard}'s replicas differ: {seen:?}; not open: {closed:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

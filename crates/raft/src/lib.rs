@@ -113,7 +113,7 @@ pub use metadata::{
 pub use network::{
     GroupNetwork, PeerChannels, PeerClient, CONNECT_TIMEOUT_MS, GROUP_METADATA,
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
-    SNAPSHOT_CHUNK_BYTES, WIRE_ENCODING,
+    SNAPSHOT_CHUNK_BYTES, STREAM_RETRY_MS_MAX, STREAM_RETRY_MS_MIN, WIRE_ENCODING,
 };
 pub use pump::{local_destinations, pump, Destinations, PUMP_MESSAGES_MAX};
 pub use runtime::{seed_thread_rng, ShardRuntime};
