@@ -515,6 +515,12 @@ impl ClusterNode {
         let markets: Markets = Markets::default();
         let subscribers: Subscribers = Arc::default();
         let router = RaftRouter::new();
+        // A peer whose replica of a split's parent skipped the split (it received the
+        // parent's state as a snapshot past it) asks for the child's start file.
+        let dir = config.data_dir.clone();
+        router.serve_split_starts(Arc::new(move |child: ShardId| {
+            std::fs::read(shard_dir(&dir, child).join(tradelog_raft::SPLIT_START_FILE)).ok()
+        }));
         let peers = PeerChannels::new();
         let raft_config = Arc::new(
             config

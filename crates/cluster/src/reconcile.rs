@@ -104,9 +104,14 @@ impl ClusterNode {
 
     /// Whether this node may open its replica of `shard` now. Any shard the cluster was
     /// formed with. A split's child: once this node's replica of the parent has applied
-    /// the split (it wrote the child's start, or, if it received the parent's state as a
-    /// snapshot past the split, it has none and waits for a snapshot of the child), or at
-    /// once on a node that holds no replica of the parent (a learner to be).
+    /// the split (it wrote the child's start file), or at once on a node that holds no
+    /// replica of the parent (a learner to be, sent a snapshot of the child).
+    ///
+    /// A replica of the parent that received the parent's state as a snapshot past the
+    /// split wrote no start file, yet it may be one of the child's first voters, which
+    /// are sent the child's log from its first entry: it copies the start file from
+    /// another node of the child first ([`Self::fetch_split_start`]). If none of them
+    /// has one, it opens without (a learner to be, sent a snapshot).
     async fn ready_to_open(&self, map: &ClusterMap, shard: ShardId) -> bool {
         let Some(split) = map.split_of(shard) else {
             return true;
@@ -116,12 +121,80 @@ impl ClusterNode {
         if start.exists() {
             return true;
         }
-        match self.group(split.parent) {
-            None => true,
-            Some(parent) => parent
-                .read_local(move |e| e.placement().knows(shard))
-                .await
-                .unwrap_or(false),
+        let Some(parent) = self.group(split.parent) else {
+            return true;
+        };
+        let applied = parent
+            .read_local(move |e| e.placement().knows(shard))
+            .await
+            .unwrap_or(false);
+        if !applied {
+            return false;
+        }
+        match self.fetch_split_start(map, shard, split.parent).await {
+            Ok(fetched) => {
+                tracing::info!(%shard, fetched, "the parent's replica skipped the split");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%shard, "copying the split's start file: {e}");
+                false
+            }
+        }
+    }
+
+    /// Copies the start file of split child `shard` from another node placed on it, for a
+    /// replica of the parent that never applied the split: `Ok(true)` once written,
+    /// `Ok(false)` when every such node answered that it has none, an error when one could
+    /// not be asked (try again) or sent a file that does not check out.
+    async fn fetch_split_start(
+        &self,
+        map: &ClusterMap,
+        shard: ShardId,
+        parent: ShardId,
+    ) -> Result<bool, String> {
+        // The child's nodes first (its voters at the split wrote the file), then the
+        // parent's.
+        let mut asked: Vec<NodeId> = Vec::new();
+        for n in [map.replicas(shard), map.replicas(parent)]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if *n != self.id && !asked.contains(n) {
+                asked.push(*n);
+            }
+        }
+        let mut unreachable = None;
+        for n in asked {
+            let Some(addr) = map.nodes.get(&n).map(|m| m.addr.clone()) else {
+                continue;
+            };
+            let bytes = match self.peers.split_start(&addr, shard).await {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => {
+                    unreachable = Some(format!("node {n}: {e}"));
+                    continue;
+                }
+            };
+            let (start, _) = tradelog_raft::decode_split_start(&bytes, shard)
+                .map_err(|e| format!("node {n} sent a start file that does not check out: {e}"))?;
+            if start.parent != parent {
+                return Err(format!(
+                    "node {n} sent the start file of a split of shard {}, not {parent}",
+                    start.parent
+                ));
+            }
+            let dir = shard_dir(&self.data_dir, shard);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            tradelog_storage::write_atomically(&dir, tradelog_raft::SPLIT_START_FILE, &bytes)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            return Ok(true);
+        }
+        match unreachable {
+            Some(e) => Err(e),
+            None => Ok(false),
         }
     }
 

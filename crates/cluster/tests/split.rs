@@ -12,7 +12,7 @@ use tradelog_cluster::ClusterNode;
 use tradelog_domain::*;
 use tradelog_node::ShardHost;
 
-use crate::common::{bind, start, WAIT};
+use crate::common::{bind, start, start_served, WAIT};
 
 /// Submits `command` through `node` and waits for its outcome (retrying while the
 /// target shard cannot take it yet).
@@ -429,6 +429,137 @@ async fn three_funded(root: &std::path::Path) -> Vec<Arc<ClusterNode>> {
         accepted(&nodes[0], deposit(a * 10 + 1, a, 1, 1_000)).await;
     }
     nodes
+}
+
+/// A voter of the parent that was down during the split and then received the parent's
+/// state as a snapshot past it never applied the split, so it wrote no start file for the
+/// child, of which it is a voter. It copies the start file from another node: its replica
+/// of the child opens and agrees with the others (without it, the child's leader sends
+/// it the child's log from the first entry, which it cannot apply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_replica_sent_a_snapshot_past_the_split_copies_the_childs_start_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bound = Vec::new();
+    for _ in 0..3 {
+        bound.push(bind().await);
+    }
+    let members: BTreeMap<u64, String> = bound
+        .iter()
+        .enumerate()
+        .map(|(k, (_, a))| (k as u64 + 1, a.clone()))
+        .collect();
+    let mut nodes = Vec::new();
+    let mut servers = Vec::new();
+    for (k, (l, _)) in bound.into_iter().enumerate() {
+        let (n, s) = start_served(k as u64 + 1, l, tmp.path(), &members).await;
+        nodes.push(n);
+        servers.push(s);
+    }
+    for n in &nodes {
+        assert!(n.wait_for_map(1, WAIT).await);
+    }
+    let usd = Asset {
+        id: AssetId(1),
+        code: "USD".into(),
+        scale: 2,
+    };
+    accepted(&nodes[0], Command::CreateAsset(usd)).await;
+    for a in 1..=8 {
+        accepted(&nodes[0], open(a)).await;
+        accepted(&nodes[0], deposit(a * 10 + 1, a, 1, 1_000)).await;
+    }
+    let all: Vec<&Arc<ClusterNode>> = nodes.iter().collect();
+    replicas_agree(&all, ShardId(0)).await;
+
+    // Node 3 goes down; nodes 1 and 2 split shard 0 and go on.
+    nodes[2].shutdown().await;
+    servers[2].stop().await;
+    let done = nodes[0]
+        .split_shard(ShardId(0), 4, 2, vec![])
+        .await
+        .unwrap();
+    assert_eq!(done.split.child, ShardId(2));
+    accepted(&nodes[0], transfer(3_001, 2, 6, 5)).await;
+    accepted(&nodes[0], transfer(3_002, 4, 8, 3)).await;
+
+    // The parent's leader snapshots past the split and purges its log: node 3 can only
+    // be sent the parent's state as a snapshot.
+    let leader = nodes[..2]
+        .iter()
+        .find(|n| n.group(ShardId(0)).is_some_and(|g| g.is_leader()))
+        .expect("shard 0 has a leader on node 1 or 2")
+        .group(ShardId(0))
+        .unwrap();
+    let raft = leader.raft();
+    let applied = raft.metrics().borrow_watched().last_applied.unwrap().index;
+    raft.trigger().snapshot().await.unwrap();
+    let snap = raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied),
+            "a snapshot past the split",
+        )
+        .await
+        .unwrap()
+        .snapshot
+        .unwrap()
+        .index;
+    raft.trigger().purge_log(snap).await.unwrap();
+    raft.wait(Some(WAIT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= snap),
+            "the log purged",
+        )
+        .await
+        .unwrap();
+
+    // Node 3 comes back on its address, from its directory.
+    let addr = members[&3].clone();
+    let listener = tokio::net::TcpListener::bind(addr.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (n3, s3) = start_served(3, listener, tmp.path(), &members).await;
+    nodes[2] = n3;
+    servers[2] = s3;
+    let all: Vec<&Arc<ClusterNode>> = nodes.iter().collect();
+    replicas_agree(&all, ShardId(0)).await;
+    let installed = nodes[2]
+        .group(ShardId(0))
+        .unwrap()
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .snapshot;
+    let dbg: Vec<String> = nodes.iter().map(|n| format!("{:?}", n.group(ShardId(0)).unwrap().raft().metrics().borrow_watched())).collect();
+    assert!(
+        installed.is_some_and(|s| s.index >= snap),
+        "node 3 was sent the parent's snapshot: {installed:?} snap {snap} {dbg:#?}"
+    );
+    replicas_agree(&all, ShardId(2)).await;
+    let start = tmp
+        .path()
+        .join("node-3")
+        .join("shard-2")
+        .join(tradelog_raft::SPLIT_START_FILE);
+    let copied = std::fs::read(&start).unwrap();
+    let original = std::fs::read(
+        tmp.path()
+            .join("node-1")
+            .join("shard-2")
+            .join(tradelog_raft::SPLIT_START_FILE),
+    )
+    .unwrap();
+    assert_eq!(original, copied);
+    assert_eq!(
+        balance(nodes[2].as_ref(), ShardId(2), 6, 1).await,
+        Some((1_005, 0))
+    );
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    for s in &mut servers {
+        s.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,7 +113,8 @@ pub use metadata::{
 pub use network::{
     GroupNetwork, PeerChannels, PeerClient, CONNECT_TIMEOUT_MS, GROUP_METADATA,
     KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, RAFT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX,
-    SNAPSHOT_CHUNK_BYTES, STREAM_RETRY_MS_MAX, STREAM_RETRY_MS_MIN, WIRE_ENCODING,
+    SNAPSHOT_CHUNK_BYTES, SPLIT_START_TIMEOUT_MS, STREAM_RETRY_MS_MAX, STREAM_RETRY_MS_MIN,
+    WIRE_ENCODING,
 };
 pub use pump::{local_destinations, pump, Destinations, PUMP_MESSAGES_MAX};
 pub use runtime::{seed_thread_rng, ShardRuntime};
@@ -124,7 +125,7 @@ pub use state_machine::{
     SNAPSHOT_FILE_MAGIC, SNAPSHOT_FILE_VERSION, SPLIT_START_FILE, SPLIT_START_MAGIC,
     SPLIT_START_VERSION,
 };
-pub use transport::{RaftRouter, TransportStats, SNAPSHOT_BYTES_MAX};
+pub use transport::{RaftRouter, SplitStarts, TransportStats, SNAPSHOT_BYTES_MAX};
 pub use types::{
     Batch, BatchError, BatchResponse, CommittedLeaderId, Entry, EntryPayload, GroupConfig,
     GroupRaft, LogId, Node, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,

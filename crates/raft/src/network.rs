@@ -77,6 +77,9 @@ fn stream_retry_wait(failures: u32) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// Longest wait for a peer's split start file ([`PeerChannels::split_start`], ms).
+pub const SPLIT_START_TIMEOUT_MS: u64 = 10_000;
+
 /// Makes a channel from a configured endpoint (see [`PeerChannels::with_connector`]).
 type Connect = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
 
@@ -142,6 +145,34 @@ impl PeerChannels {
     /// waits longer before the next attempt ([`STREAM_RETRY_MS_MIN`]).
     pub fn stream_failures(&self) -> u64 {
         self.stream_failures.load(Ordering::Relaxed)
+    }
+
+    /// The start file of split child `child` as the node at `addr` has it
+    /// ([`SPLIT_START_FILE`](crate::SPLIT_START_FILE)'s bytes, unchecked): `Ok(None)` when
+    /// that node has none, an error when it could not be asked.
+    pub async fn split_start(&self, addr: &str, child: ShardId) -> Result<Option<Vec<u8>>, String> {
+        let channel = self.channel(addr).map_err(|e| e.to_string())?;
+        let mut client = RaftTransportClient::new(channel)
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+        let call = client.split_start(RaftRequest {
+            group: child.0,
+            encoding: WIRE_ENCODING,
+            payload: Vec::new(),
+        });
+        let wait = Duration::from_millis(SPLIT_START_TIMEOUT_MS);
+        match tokio::time::timeout(wait, call).await {
+            Err(_) => Err(format!(
+                "no answer from {addr} within {SPLIT_START_TIMEOUT_MS} ms"
+            )),
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(None),
+            Ok(Err(s)) => Err(format!("{addr}: {s}")),
+            Ok(Ok(r)) => match r.into_inner().result {
+                Some(PbResult::Ok(bytes)) => Ok(Some(bytes)),
+                Some(PbResult::Error(e)) => Err(format!("{addr}: {e}")),
+                None => Err(format!("{addr}: empty reply")),
+            },
+        }
     }
 
     /// Peer addresses with a channel (one per peer, whatever the number of groups).

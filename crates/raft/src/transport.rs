@@ -34,7 +34,12 @@ pub struct RaftRouter {
     groups: Arc<RwLock<HashMap<u32, ShardRaft>>>,
     meta: Arc<RwLock<Option<MetaRaft>>>,
     counters: Arc<Counters>,
+    split_starts: Arc<RwLock<Option<SplitStarts>>>,
 }
+
+/// The bytes of this node's start file of a split's child, if it has one (see
+/// [`RaftRouter::serve_split_starts`]).
+pub type SplitStarts = Arc<dyn Fn(ShardId) -> Option<Vec<u8>> + Send + Sync>;
 
 /// A group this node serves, of either kind.
 enum Member {
@@ -106,6 +111,13 @@ impl RaftRouter {
             .write()
             .expect("router poisoned")
             .remove(&group.0)
+    }
+
+    /// Answers `SplitStart` calls with `starts`: a peer asks for a split's child's start
+    /// file when its replica of the parent received the parent's state as a snapshot past
+    /// the split. Without it, every such call is answered `NOT_FOUND`.
+    pub fn serve_split_starts(&self, starts: SplitStarts) {
+        *self.split_starts.write().expect("router poisoned") = Some(starts);
     }
 
     /// The gRPC service to add to a tonic server.
@@ -242,6 +254,28 @@ impl RaftTransport for RaftRouter {
         Ok(Response::new(
             with_member!(member, raft => reply(answer_read_index(&raft).await)),
         ))
+    }
+
+    async fn split_start(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let r = request.into_inner();
+        check_encoding(r.encoding)?;
+        let starts = self
+            .split_starts
+            .read()
+            .expect("router poisoned")
+            .clone()
+            .ok_or_else(|| Status::not_found("this node serves no split start files"))?;
+        let child = ShardId(r.group);
+        let bytes = tokio::task::spawn_blocking(move || starts(child))
+            .await
+            .map_err(|e| Status::internal(format!("reading a split start file: {e}")))?
+            .ok_or_else(|| Status::not_found(format!("no split start file of shard {child}")))?;
+        Ok(Response::new(RaftReply {
+            result: Some(PbResult::Ok(bytes)),
+        }))
     }
 
     async fn manage(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

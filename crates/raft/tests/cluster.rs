@@ -638,3 +638,25 @@ async fn a_split_starts_the_child_group_on_the_parents_voters_without_copying_st
         n.shutdown().await;
     }
 }
+
+/// `SplitStart` answers a node's start file of a split's child, or that it has none; a
+/// node that cannot be asked is an error (ask again later), not "none".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_answers_a_split_start_file_or_that_it_has_none() {
+    let (listener, addr) = bind().await;
+    let router = RaftRouter::new();
+    let mut server = common::serve(&router, listener);
+    let peers = PeerChannels::new();
+    assert_eq!(Ok(None), peers.split_start(&addr, ShardId(5)).await);
+    router.serve_split_starts(Arc::new(|s: ShardId| {
+        (s == ShardId(5)).then(|| b"the start of shard 5".to_vec())
+    }));
+    assert_eq!(
+        Ok(Some(b"the start of shard 5".to_vec())),
+        peers.split_start(&addr, ShardId(5)).await
+    );
+    assert_eq!(Ok(None), peers.split_start(&addr, ShardId(6)).await);
+    server.stop().await;
+    let down = peers.split_start(&addr, ShardId(5)).await;
+    assert!(down.is_err(), "{down:?}");
+}

@@ -44,3 +44,57 @@ pub async fn start(
     });
     node
 }
+
+/// A node's node-to-node server, until [`Served::stop`].
+pub struct Served {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Stops serving: a graceful stop waits for open connections, and the other nodes'
+    /// replication streams keep theirs open, so after a moment they are dropped, as a
+    /// crash would.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(mut h) = self.handle.take() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut h)
+                .await
+                .is_err()
+            {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// As [`start`], with a server that can be stopped, so the node can start again on the
+/// same address from its directory.
+pub async fn start_served(
+    id: u64,
+    listener: TcpListener,
+    root: &std::path::Path,
+    members: &BTreeMap<u64, String>,
+) -> (Arc<ClusterNode>, Served) {
+    let mut config =
+        ClusterConfig::new(id, root.join(format!("node-{id}")), SHARDS, members.clone());
+    config.leader_balance_interval_ms = 0;
+    let node = ClusterNode::start(config).await.unwrap();
+    let service = node.raft_service();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let served = Served {
+        stop: Some(stop),
+        handle: Some(handle),
+    };
+    (node, served)
+}
