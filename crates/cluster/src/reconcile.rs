@@ -110,8 +110,9 @@ impl ClusterNode {
     /// A replica of the parent that received the parent's state as a snapshot past the
     /// split wrote no start file, yet it may be one of the child's first voters, which
     /// are sent the child's log from its first entry: it copies the start file from
-    /// another node of the child first ([`Self::fetch_split_start`]). If none of them
-    /// has one, it opens without (a learner to be, sent a snapshot).
+    /// another node of the child first ([`Self::fetch_split_start`]). A replica that was
+    /// not a voter of the parent at the split (a node added since) opens without one: it
+    /// is added to the child as a learner and sent a snapshot.
     async fn ready_to_open(&self, map: &ClusterMap, shard: ShardId) -> bool {
         let Some(split) = map.split_of(shard) else {
             return true;
@@ -144,9 +145,10 @@ impl ClusterNode {
     }
 
     /// Copies the start file of split child `shard` from another node placed on it, for a
-    /// replica of the parent that never applied the split: `Ok(true)` once written,
-    /// `Ok(false)` when every such node answered that it has none, an error when one could
-    /// not be asked (try again) or sent a file that does not check out.
+    /// replica of the parent that never applied the split: `Ok(true)` once written;
+    /// `Ok(false)` when this node was not one of the parent's voters at the split (the
+    /// file says who was) or every node asked answered that it has none; an error when
+    /// one could not be asked (try again) or sent a file that does not check out.
     async fn fetch_split_start(
         &self,
         map: &ClusterMap,
@@ -185,6 +187,16 @@ impl ClusterNode {
                     "node {n} sent the start file of a split of shard {}, not {parent}",
                     start.parent
                 ));
+            }
+            // Only the parent's voters at the split start the child from this state; a
+            // replica added since is sent a snapshot of the child.
+            if !start
+                .membership
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.id)
+            {
+                return Ok(false);
             }
             let dir = shard_dir(&self.data_dir, shard);
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -523,18 +523,19 @@ async fn a_parent_replica_sent_a_snapshot_past_the_split_copies_the_childs_start
     servers[2] = s3;
     let all: Vec<&Arc<ClusterNode>> = nodes.iter().collect();
     replicas_agree(&all, ShardId(0)).await;
-    let installed = nodes[2]
+    // Its replica of the parent was sent the snapshot (openraft reports it once the
+    // install is through).
+    nodes[2]
         .group(ShardId(0))
         .unwrap()
         .raft()
-        .metrics()
-        .borrow_watched()
-        .snapshot;
-    let dbg: Vec<String> = nodes.iter().map(|n| format!("{:?}", n.group(ShardId(0)).unwrap().raft().metrics().borrow_watched())).collect();
-    assert!(
-        installed.is_some_and(|s| s.index >= snap),
-        "node 3 was sent the parent's snapshot: {installed:?} snap {snap} {dbg:#?}"
-    );
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= snap),
+            "node 3 was sent the parent's snapshot",
+        )
+        .await
+        .unwrap();
     replicas_agree(&all, ShardId(2)).await;
     let start = tmp
         .path()
