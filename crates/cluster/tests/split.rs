@@ -12,7 +12,7 @@ use tradelog_cluster::ClusterNode;
 use tradelog_domain::*;
 use tradelog_node::ShardHost;
 
-use crate::common::{bind, start, start_served, WAIT};
+use crate::common::{bind, start, start_served, Served, WAIT};
 
 /// Submits `command` through `node` and waits for its outcome (retrying while the
 /// target shard cannot take it yet).
@@ -402,43 +402,15 @@ async fn a_split_shard_runs_on_the_parents_replicas_and_a_new_node_gets_it_as_a_
 
 /// Starts three members holding every shard, with an asset and accounts 1..=8 funded.
 async fn three_funded(root: &std::path::Path) -> Vec<Arc<ClusterNode>> {
-    let mut bound = Vec::new();
-    for _ in 0..3 {
-        bound.push(bind().await);
-    }
-    let members: BTreeMap<u64, String> = bound
-        .iter()
-        .enumerate()
-        .map(|(k, (_, a))| (k as u64 + 1, a.clone()))
-        .collect();
-    let mut nodes = Vec::new();
-    for (k, (l, _)) in bound.into_iter().enumerate() {
-        nodes.push(start(k as u64 + 1, l, root, &members).await);
-    }
-    for n in &nodes {
-        assert!(n.wait_for_map(1, WAIT).await);
-    }
-    let usd = Asset {
-        id: AssetId(1),
-        code: "USD".into(),
-        scale: 2,
-    };
-    accepted(&nodes[0], Command::CreateAsset(usd)).await;
-    for a in 1..=8 {
-        accepted(&nodes[0], open(a)).await;
-        accepted(&nodes[0], deposit(a * 10 + 1, a, 1, 1_000)).await;
-    }
-    nodes
+    // The servers run until the test ends.
+    three_funded_served(root).await.0
 }
 
-/// A voter of the parent that was down during the split and then received the parent's
-/// state as a snapshot past it never applied the split, so it wrote no start file for the
-/// child, of which it is a voter. It copies the start file from another node: its replica
-/// of the child opens and agrees with the others (without it, the child's leader sends
-/// it the child's log from the first entry, which it cannot apply).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parent_replica_sent_a_snapshot_past_the_split_copies_the_childs_start_file() {
-    let tmp = tempfile::tempdir().unwrap();
+/// As [`three_funded`], with the nodes' servers (to stop one and start its node again)
+/// and the members.
+async fn three_funded_served(
+    root: &std::path::Path,
+) -> (Vec<Arc<ClusterNode>>, Vec<Served>, BTreeMap<u64, String>) {
     let mut bound = Vec::new();
     for _ in 0..3 {
         bound.push(bind().await);
@@ -451,7 +423,7 @@ async fn a_parent_replica_sent_a_snapshot_past_the_split_copies_the_childs_start
     let mut nodes = Vec::new();
     let mut servers = Vec::new();
     for (k, (l, _)) in bound.into_iter().enumerate() {
-        let (n, s) = start_served(k as u64 + 1, l, tmp.path(), &members).await;
+        let (n, s) = start_served(k as u64 + 1, l, root, &members).await;
         nodes.push(n);
         servers.push(s);
     }
@@ -468,6 +440,18 @@ async fn a_parent_replica_sent_a_snapshot_past_the_split_copies_the_childs_start
         accepted(&nodes[0], open(a)).await;
         accepted(&nodes[0], deposit(a * 10 + 1, a, 1, 1_000)).await;
     }
+    (nodes, servers, members)
+}
+
+/// A voter of the parent that was down during the split and then received the parent's
+/// state as a snapshot past it never applied the split, so it wrote no start file for the
+/// child, of which it is a voter. It copies the start file from another node: its replica
+/// of the child opens and agrees with the others (without it, the child's leader sends
+/// it the child's log from the first entry, which it cannot apply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_replica_sent_a_snapshot_past_the_split_copies_the_childs_start_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut nodes, mut servers, members) = three_funded_served(tmp.path()).await;
     let all: Vec<&Arc<ClusterNode>> = nodes.iter().collect();
     replicas_agree(&all, ShardId(0)).await;
 

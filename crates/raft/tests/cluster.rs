@@ -176,6 +176,12 @@ async fn wait_applied(rafts: &[&ShardRaft], index: u64) {
 }
 
 async fn three_nodes(root: &Path, groups: &[u32]) -> Vec<TestNode> {
+    three_nodes_serving(root, [groups; 3], groups).await
+}
+
+/// Nodes 1 to 3, node `k + 1` serving the groups `serving[k]`; node 1 initialises each
+/// group of `init` with all three as voters.
+async fn three_nodes_serving(root: &Path, serving: [&[u32]; 3], init: &[u32]) -> Vec<TestNode> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -191,9 +197,9 @@ async fn three_nodes(root: &Path, groups: &[u32]) -> Vec<TestNode> {
         .collect();
     let mut nodes = Vec::new();
     for (k, (l, a)) in bound.into_iter().enumerate() {
-        nodes.push(start(k as u64 + 1, l, a, root, groups).await);
+        nodes.push(start(k as u64 + 1, l, a, root, serving[k]).await);
     }
-    for &g in groups {
+    for &g in init {
         nodes[0].rafts[&g]
             .initialize(members.clone())
             .await
@@ -384,22 +390,8 @@ async fn a_new_replica_catches_up_from_a_snapshot_sent_in_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_the_group_is_asked_again_after_a_pause_not_in_a_loop() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut bound = Vec::new();
-    for _ in 0..3 {
-        bound.push(bind().await);
-    }
-    let members: BTreeMap<NodeId, Node> = bound
-        .iter()
-        .enumerate()
-        .map(|(k, (_, a))| (k as u64 + 1, Node::new(a)))
-        .collect();
-    let mut nodes = Vec::new();
-    for (k, (l, a)) in bound.into_iter().enumerate() {
-        // Node 3 serves the transport but no group.
-        let groups: &[u32] = if k < 2 { &[0] } else { &[] };
-        nodes.push(start(k as u64 + 1, l, a, tmp.path(), groups).await);
-    }
-    nodes[0].rafts[&0].initialize(members).await.unwrap();
+    // Node 3 serves the transport but no group.
+    let mut nodes = three_nodes_serving(tmp.path(), [&[0], &[0], &[]], &[0]).await;
     let l = leader_of(&nodes[0].rafts[&0]).await;
     let leader = nodes[(l - 1) as usize].rafts[&0].clone();
     let batches = workload(10, 4);

@@ -45,7 +45,7 @@ pub async fn start(
     node
 }
 
-/// A node's node-to-node server, until [`Served::stop`].
+/// A node's node-to-node server, until [`Served::stop`] (dropped, it goes on serving).
 pub struct Served {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -88,7 +88,10 @@ pub async fn start_served(
         let _ = tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
+                // A `Served` dropped without `stop` leaves the server running.
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await
+                }
             })
             .await;
     });
