@@ -60,6 +60,9 @@ impl ClusterNode {
     /// moves (learner, caught up, promoted, the old replica removed); this returns once
     /// every shard's group matches the map. Safe to repeat.
     pub async fn add_node(&self, node: NodeId, addr: &str) -> Result<(), ChangeError> {
+        // A join recorded before the map exists would be lost: the map, once created,
+        // places the shards on the groups' voters, without the new node.
+        self.wait_for_map_init().await;
         let join = MapCommand::AddNode {
             node,
             addr: addr.to_string(),
@@ -96,6 +99,7 @@ impl ClusterNode {
     /// the metadata group and the map. Stop its process afterwards. Refused when it would
     /// leave a shard without a replica.
     pub async fn remove_node(&self, node: NodeId) -> Result<(), ChangeError> {
+        self.wait_for_map_init().await;
         let gone = |r: &MapReject| matches!(r, MapReject::UnknownNode(n) if *n == node);
         if !self.map().nodes.contains_key(&node) && self.map().is_initialised() {
             return Ok(());
