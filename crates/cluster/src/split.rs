@@ -1,7 +1,9 @@
 //! Splitting a shard of a running cluster (docs/design/0014): part of a shard's accounts
 //! and markets become a new shard, whose group starts on the parent's voters, each from
 //! the state its own replica of the parent wrote when it applied the split. No state
-//! crosses the network.
+//! crosses the network, except for a parent's voter that skipped the split (sent the
+//! parent's state as a snapshot past it): it copies the child's start file from another
+//! node (module `reconcile`).
 //!
 //! [`ClusterNode::split_shard`] runs it:
 //!

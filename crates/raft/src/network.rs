@@ -167,11 +167,9 @@ impl PeerChannels {
             )),
             Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(None),
             Ok(Err(s)) => Err(format!("{addr}: {s}")),
-            Ok(Ok(r)) => match r.into_inner().result {
-                Some(PbResult::Ok(bytes)) => Ok(Some(bytes)),
-                Some(PbResult::Error(e)) => Err(format!("{addr}: {e}")),
-                None => Err(format!("{addr}: empty reply")),
-            },
+            Ok(Ok(r)) => decode_reply(r.into_inner())
+                .map(Some)
+                .map_err(|e| format!("{addr}: {e}")),
         }
     }
 

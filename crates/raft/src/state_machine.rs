@@ -24,7 +24,8 @@
 //! [`SPLIT_START_FILE`] in the child's group directory (named by the [`ChildDirs`] the
 //! runner gives, [`ShardStateMachine::with_child_dirs`]), with the parent's membership at
 //! that entry: the child's group starts on those voters, each from that state, so no data
-//! crosses the network. The write is deterministic (the same entry always writes the same
+//! crosses the network (a voter that skipped the entry, sent a snapshot past it, copies the
+//! file from a peer: `RaftRouter::serve_split_starts`). The write is deterministic (the same entry always writes the same
 //! bytes), so a replica that applies the entry again after a restart writes it again
 //! unchanged. A child's state machine with no snapshot starts from that file instead of
 //! an empty engine; one with neither (a replica added later) applies no batch until a

@@ -273,9 +273,7 @@ impl RaftTransport for RaftRouter {
             .await
             .map_err(|e| Status::internal(format!("reading a split start file: {e}")))?
             .ok_or_else(|| Status::not_found(format!("no split start file of shard {child}")))?;
-        Ok(Response::new(RaftReply {
-            result: Some(PbResult::Ok(bytes)),
-        }))
+        Ok(Response::new(reply(Ok::<_, String>(bytes))))
     }
 
     async fn manage(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
