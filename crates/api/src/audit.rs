@@ -5,7 +5,8 @@ use crate::error::{at_most_items, required, shard, ApiError, Reason, Res};
 use crate::proto as pb;
 use tradelog_domain as d;
 use tradelog_domain::audit::{
-    AssetFigures, FlowEffect, InFlightTransfer, OutFlow, PeerSeqs, ShardFigures, AUDIT_FLOWS_MAX,
+    AssetFigures, FlowEffect, InFlightTransfer, OutFlow, PeerSeqs, ShardFigures, SplitOrigin,
+    AUDIT_FLOWS_MAX,
 };
 use tradelog_domain::jobs::{
     Candle, Holding, MarketActivity, ShardActivity, ShardStatements, StatementLine,
@@ -85,6 +86,18 @@ impl From<ShardFigures> for pb::ShardFigures {
                     posted: t.posted,
                 })
                 .collect(),
+            origin: f.origin.map(|o| pb::AuditSplitOrigin {
+                parent: o.parent.0,
+                parent_log_index: o.index,
+            }),
+            relayed: f
+                .relayed
+                .into_iter()
+                .map(|(id, to)| pb::AuditRelayed {
+                    transfer_id: id.0,
+                    to_shard: to.0,
+                })
+                .collect(),
         }
     }
 }
@@ -95,6 +108,7 @@ impl TryFrom<pb::ShardFigures> for ShardFigures {
     fn try_from(f: pb::ShardFigures) -> Res<ShardFigures> {
         at_most_items(f.outbox.len(), AUDIT_FLOWS_MAX, "outbox")?;
         at_most_items(f.inflight.len(), AUDIT_FLOWS_MAX, "inflight")?;
+        at_most_items(f.relayed.len(), AUDIT_FLOWS_MAX, "relayed")?;
         at_most_items(f.peers.len(), d::SHARD_COUNT_MAX as usize, "peers")?;
         let mut assets = std::collections::BTreeMap::new();
         for (i, a) in f.assets.into_iter().enumerate() {
@@ -153,9 +167,24 @@ impl TryFrom<pb::ShardFigures> for ShardFigures {
             .map_err(|e: ApiError| e.inside_item("outbox", i))?;
             outbox.push(flow);
         }
+        let origin = match f.origin {
+            Some(o) => Some(SplitOrigin {
+                parent: shard(o.parent, "origin.parent")?,
+                index: o.parent_log_index,
+            }),
+            None => None,
+        };
+        let mut relayed = Vec::with_capacity(f.relayed.len());
+        for (i, r) in f.relayed.into_iter().enumerate() {
+            let to = shard(r.to_shard, "to_shard").map_err(|e| e.inside_item("relayed", i))?;
+            relayed.push((d::TransferId(r.transfer_id), to));
+        }
         Ok(ShardFigures {
             shard: shard(f.shard, "shard")?,
             index: f.log_index,
+            origin,
+            // A shard answers figures of a state it has: never before its start.
+            before_start: false,
             assets,
             peers,
             outbox,
@@ -168,6 +197,7 @@ impl TryFrom<pb::ShardFigures> for ShardFigures {
                     posted: t.posted,
                 })
                 .collect(),
+            relayed,
         })
     }
 }
@@ -398,6 +428,12 @@ mod tests {
                 asset: d::AssetId(1),
                 posted: 2,
             }],
+            origin: Some(SplitOrigin {
+                parent: d::ShardId(0),
+                index: 41,
+            }),
+            before_start: false,
+            relayed: vec![(d::TransferId(8), d::ShardId(3))],
         };
         let wire = pb::ShardFigures::from(f.clone());
         assert_eq!(Ok(f), ShardFigures::try_from(wire));
@@ -422,8 +458,22 @@ mod tests {
         });
         assert_eq!(
             Err(ApiError::new("outbox[0].effect", Reason::Missing)),
-            ShardFigures::try_from(wire)
+            ShardFigures::try_from(wire.clone())
         );
+        wire.outbox.clear();
+        wire.relayed.push(pb::AuditRelayed {
+            transfer_id: 4,
+            to_shard: u32::MAX,
+        });
+        let err = ShardFigures::try_from(wire.clone()).unwrap_err();
+        assert_eq!("relayed[0].to_shard", err.field);
+        wire.relayed.clear();
+        wire.origin = Some(pb::AuditSplitOrigin {
+            parent: u32::MAX,
+            parent_log_index: 3,
+        });
+        let err = ShardFigures::try_from(wire).unwrap_err();
+        assert_eq!("origin.parent", err.field);
     }
 
     fn line(account: u64, asset: u32) -> StatementLine {

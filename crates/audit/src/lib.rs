@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tradelog_client::{Client, ClientConfig, ClientError, ShardVerification};
-use tradelog_domain::audit::{check_cut, solvency, AuditFailure, ShardFigures, Solvency};
+use tradelog_domain::audit::{check_cut, solvency, AuditFailure, CutFault, ShardFigures, Solvency};
 use tradelog_domain::jobs::{
     MarketActivity, StatementFault, StatementLine, ACTIVITY_MARKETS_MAX, STATEMENT_ACCOUNTS_MAX,
 };
@@ -141,31 +141,30 @@ pub async fn find_cut<S: FiguresSource>(source: &S, shards: u32) -> Result<Cut, 
     let mut probes = 0;
     while let Some(fault) = check_cut(&cut) {
         let s = fault.shard().0 as usize;
-        // Invariant: `lo` is cured (index 0 always is), `hi` is not.
-        let mut lo = ShardFigures {
-            shard: fault.shard(),
-            ..ShardFigures::default()
-        };
+        // Before the shard's first input (for a shard made by a split, before the split
+        // made it) every fault is cured.
+        let start = ShardFigures::before_start(fault.shard(), cut[s].origin);
+        if let CutFault::ChildBeforeSplit { .. } = fault {
+            cut[s] = start;
+            continue;
+        }
+        // Invariant: `lo` is cured, `hi` is not.
+        let mut lo = start;
         let mut hi = cut[s].index;
         while hi - lo.index > 1 {
             let mid = lo.index + (hi - lo.index) / 2;
-            probes += 1;
-            if probes > CUT_PROBES_MAX {
-                return Err(AuditError::CutProbes(CUT_PROBES_MAX));
-            }
-            let f = source.figures(fault.shard(), Some(mid)).await?;
-            if f.shard != fault.shard() || f.index != mid {
-                return Err(AuditError::WrongFigures {
-                    shard: fault.shard(),
-                    asked: Some(mid),
-                    got_shard: f.shard,
-                    got_index: f.index,
-                });
-            }
+            let f = probe(source, fault.shard(), mid, &mut probes).await?;
             if fault.cured_by(&f) {
                 lo = f;
             } else {
                 hi = mid;
+            }
+        }
+        // A shard made by a split has figures at index 0 (its start state), which may do.
+        if lo.before_start && hi > 0 {
+            let f = probe(source, fault.shard(), 0, &mut probes).await?;
+            if fault.cured_by(&f) {
+                lo = f;
             }
         }
         cut[s] = lo;
@@ -175,6 +174,30 @@ pub async fn find_cut<S: FiguresSource>(source: &S, shards: u32) -> Result<Cut, 
         started,
         probes,
     })
+}
+
+/// Shard `shard`'s figures at `index`, one more probe of the cut search (at most
+/// [`CUT_PROBES_MAX`]).
+async fn probe<S: FiguresSource>(
+    source: &S,
+    shard: ShardId,
+    index: u64,
+    probes: &mut usize,
+) -> Result<ShardFigures, AuditError> {
+    *probes += 1;
+    if *probes > CUT_PROBES_MAX {
+        return Err(AuditError::CutProbes(CUT_PROBES_MAX));
+    }
+    let f = source.figures(shard, Some(index)).await?;
+    if f.shard != shard || f.index != index {
+        return Err(AuditError::WrongFigures {
+            shard,
+            asked: Some(index),
+            got_shard: f.shard,
+            got_index: f.index,
+        });
+    }
+    Ok(f)
 }
 
 /// The solvency audit's result: the cut and the audit at it.

@@ -7,10 +7,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tradelog_audit::{find_cut, AuditError, FiguresSource};
-use tradelog_domain::audit::{check_cut, solvency, AuditFailure, CutFault, ShardFigures};
+use tradelog_domain::audit::{
+    check_cut, solvency, AuditFailure, CutFault, ShardFigures, SplitOrigin,
+};
 use tradelog_domain::*;
 use tradelog_engine::routing::{route, Route};
-use tradelog_engine::{Engine, Input, Placement};
+use tradelog_engine::{Engine, Input, Placement, Split};
 
 const SHARDS: u32 = 3;
 const USD: AssetId = AssetId(1);
@@ -33,12 +35,15 @@ impl Rng {
     }
 }
 
-/// Every shard's figures after every input it applied (`[s][i]`: at index `i`).
+/// Every shard's figures after every input it applied (`[s][i]`: at index `i`; a child
+/// made by a split starts at its start state, index 0).
 struct Recorded {
     shards: Vec<Engine>,
     history: Vec<Vec<ShardFigures>>,
     /// Inputs applied with at least one message in flight somewhere.
     busy: usize,
+    /// Splits made: (parent, child, the parent's index after the split).
+    splits: Vec<(ShardId, ShardId, u64)>,
 }
 
 impl Recorded {
@@ -55,7 +60,41 @@ impl Recorded {
             shards,
             history,
             busy: 0,
+            splits: Vec::new(),
         }
+    }
+
+    /// Splits `parent`: accounts with `id % modulus == residue` and `markets` go to a new
+    /// shard, numbered next. Messages may be in flight; the parent forwards them.
+    fn split(
+        &mut self,
+        t: u64,
+        parent: ShardId,
+        modulus: u64,
+        residue: u64,
+        markets: Vec<MarketId>,
+    ) {
+        let child = ShardId(self.shards.len() as u32);
+        let p = parent.0 as usize;
+        let mut out = Vec::new();
+        let split = Split {
+            parent,
+            child,
+            modulus,
+            residue,
+            markets,
+        };
+        let c = self.shards[p]
+            .split(Timestamp(t), split, &mut out)
+            .expect("split accepted");
+        let f = self.shards[p].audit_figures().unwrap();
+        assert_eq!(self.history[p].len() as u64, f.index);
+        self.splits.push((parent, child, f.index));
+        self.history[p].push(f);
+        let f = c.audit_figures().unwrap();
+        assert_eq!(0, f.index);
+        self.history.push(vec![f]);
+        self.shards.push(c);
     }
 
     fn apply(&mut self, s: usize, input: Input) {
@@ -85,7 +124,7 @@ impl Recorded {
             self.shards[0].placement(),
             self.shards[0].markets(),
         ) {
-            Route::All => (0..SHARDS as usize).collect(),
+            Route::All => (0..self.shards.len()).collect(),
             Route::Shard(s) => vec![s.0 as usize],
         };
         for s in targets {
@@ -103,7 +142,7 @@ impl Recorded {
     /// one; false if nothing is in flight.
     fn deliver_one(&mut self, t: u64, rng: &mut Rng) -> bool {
         let mut channels = Vec::new();
-        for from in 0..SHARDS as usize {
+        for from in 0..self.shards.len() {
             for to in self.shards[from].outbox_destinations() {
                 channels.push((from, to));
             }
@@ -149,6 +188,13 @@ impl Recorded {
 /// A seeded run: catalog, accounts on every shard, deposits, then transfers, orders and
 /// withdrawals interleaved with message deliveries.
 fn run(seed: u64, steps: u64) -> Recorded {
+    run_splitting(seed, steps, false)
+}
+
+/// [`run`]; with `splits`, shard 0 gives half its accounts to a new shard a third of the
+/// way in, and shard 1 gives the market and half its accounts to another two thirds of
+/// the way in, while messages are in flight.
+fn run_splitting(seed: u64, steps: u64, splits: bool) -> Recorded {
     let mut r = Recorded::new();
     let mut rng = Rng(seed | 1);
     let mut t = 1;
@@ -204,8 +250,16 @@ fn run(seed: u64, steps: u64) -> Recorded {
             );
         }
     }
-    for _ in 0..steps {
+    for step in 0..steps {
         t += 1;
+        if splits && step == steps / 3 {
+            // Accounts 3, 9 and the fee account 99 move.
+            r.split(t, ShardId(0), 2, 1, Vec::new());
+        }
+        if splits && step == 2 * steps / 3 {
+            // Account 4 and the market's book move.
+            r.split(t, ShardId(1), 2, 0, vec![MARKET]);
+        }
         let a = accounts[rng.below(9) as usize];
         let b = accounts[rng.below(9) as usize];
         id += 1;
@@ -347,6 +401,99 @@ fn the_cut_search_ends_consistent_and_solvent_from_any_start() {
 }
 
 #[test]
+fn the_cut_search_across_splits_ends_consistent_and_solvent_from_any_start() {
+    // Shard 0 splits into shard 3 and shard 1 (with the market) into shard 4 while value
+    // is in flight. A cut that has a parent before its split must not count the child
+    // (what moved is still on the parent), and one that has a child must have its parent
+    // after the split (else what moved is counted twice).
+    let mut before_split_seen = 0;
+    let mut child_counted = 0;
+    for seed in 1..=6u64 {
+        let r = run_splitting(seed * 104_729, 600, true);
+        assert_eq!(5, r.shards.len());
+        let ends: Vec<u64> = r.history.iter().map(|h| h.len() as u64 - 1).collect();
+        // At the end every shard's figures together are a consistent, solvent cut.
+        let last: Vec<ShardFigures> = r
+            .history
+            .iter()
+            .map(|h| h.last().unwrap().clone())
+            .collect();
+        assert_eq!(None, check_cut(&last), "seed {seed}");
+        assert_eq!(
+            Vec::<AuditFailure>::new(),
+            solvency(&last).failures,
+            "seed {seed}"
+        );
+        let mut rng = Rng(seed);
+        for _ in 0..60 {
+            let mut current: Vec<u64> = ends.iter().map(|e| rng.below(e + 1)).collect();
+            // Often a parent that lags behind its split while its child runs.
+            for (parent, _, index) in &r.splits {
+                if rng.below(2) == 0 {
+                    current[parent.0 as usize] = rng.below(*index);
+                }
+            }
+            let source = Source {
+                history: &r.history,
+                current: current.clone(),
+                asked: AtomicUsize::new(0),
+            };
+            let cut = block_on(find_cut(&source, r.shards.len() as u32)).unwrap();
+            assert_eq!(
+                None,
+                check_cut(&cut.figures),
+                "seed {seed} from {current:?}"
+            );
+            for (parent, child, index) in &r.splits {
+                let (p, c) = (
+                    &cut.figures[parent.0 as usize],
+                    &cut.figures[child.0 as usize],
+                );
+                if c.before_start {
+                    before_split_seen += 1;
+                    assert!(p.before_start || p.index < *index, "seed {seed}: {p:?}");
+                    assert!(c.assets.is_empty() && c.peers.is_empty(), "{c:?}");
+                } else {
+                    child_counted += 1;
+                    assert!(
+                        p.index >= *index,
+                        "seed {seed} from {current:?}: parent {} at {}",
+                        parent,
+                        p.index
+                    );
+                    assert_eq!(
+                        Some(SplitOrigin {
+                            parent: *parent,
+                            index: *index
+                        }),
+                        c.origin
+                    );
+                }
+            }
+            let audit = solvency(&cut.figures);
+            assert_eq!(
+                Vec::<AuditFailure>::new(),
+                audit.failures,
+                "seed {seed} from {current:?} at {:?}",
+                cut.indexes()
+            );
+            for (asset, l) in &audit.assets {
+                assert_eq!(
+                    l.balances + l.withdrawn + l.in_flight_received,
+                    l.deposited + l.in_flight_sent,
+                    "asset {asset}: balances == deposits - withdrawals + value in flight"
+                );
+            }
+        }
+    }
+    assert!(
+        before_split_seen > 20,
+        "{before_split_seen} cuts before a split"
+    );
+    assert!(child_counted > 20, "{child_counted} cuts with a child");
+}
+
+#[test]
 fn every_moment_of_the_run_is_a_consistent_solvent_cut() {
     // The shards' states at the same moment are always a consistent cut, whatever is in
     // flight: replaying the run's global order gives such moments.
@@ -448,4 +595,59 @@ fn a_shard_whose_figures_do_not_add_up_is_named() {
         matches!(&failures[0], AuditFailure::NotConserved { asset, .. } if *asset == BTC),
         "{failures:?}"
     );
+}
+
+#[test]
+fn a_cut_that_counts_a_split_twice_or_not_at_all_names_the_shard() {
+    let r = run_splitting(77, 600, true);
+    let (parent, child, index) = r.splits[0];
+    let last = |s: ShardId| r.history[s.0 as usize].last().unwrap().clone();
+    let mut cut: Vec<ShardFigures> = r
+        .history
+        .iter()
+        .map(|h| h.last().unwrap().clone())
+        .collect();
+    assert_eq!(None, check_cut(&cut));
+    // The parent before the split and the child after it: what moved counts twice.
+    cut[parent.0 as usize] = r.history[parent.0 as usize][index as usize - 1].clone();
+    let fault = CutFault::ChildBeforeSplit {
+        shard: child,
+        parent,
+        index,
+    };
+    assert_eq!(Some(fault), check_cut(&cut));
+    assert_eq!(child, fault.shard());
+    assert!(!fault.cured_by(&last(child)));
+    assert!(fault.cured_by(&ShardFigures::before_start(child, last(child).origin)));
+    let failures = solvency(&cut).failures;
+    assert!(
+        failures.contains(&AuditFailure::InconsistentCut(fault)),
+        "{failures:?}"
+    );
+    assert_eq!(
+        format!("shard {child}: counted although its parent, shard {parent}, had not applied the split at its index {index} at the cut"),
+        AuditFailure::InconsistentCut(fault).to_string()
+    );
+    // The parent after the split and the child before its start: what moved counts nowhere.
+    cut[parent.0 as usize] = last(parent);
+    cut[child.0 as usize] = ShardFigures::before_start(child, last(child).origin);
+    let fault = CutFault::ParentPastSplit {
+        shard: parent,
+        child,
+        index,
+    };
+    assert_eq!(Some(fault), check_cut(&cut));
+    assert!(!fault.cured_by(&last(parent)));
+    assert!(!fault.cured_by(&r.history[parent.0 as usize][index as usize]));
+    assert!(fault.cured_by(&r.history[parent.0 as usize][index as usize - 1]));
+    assert_eq!(
+        format!("shard {parent}: past its split at index {index} while the cut takes shard {child}, which the split made, before its start"),
+        AuditFailure::InconsistentCut(fault).to_string()
+    );
+    // Both before the split: consistent as far as the split goes.
+    cut[parent.0 as usize] = r.history[parent.0 as usize][index as usize - 1].clone();
+    assert!(!matches!(
+        check_cut(&cut),
+        Some(CutFault::ChildBeforeSplit { .. } | CutFault::ParentPastSplit { .. })
+    ));
 }

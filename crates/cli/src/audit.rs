@@ -212,10 +212,15 @@ async fn solvency(a: &Auditor, json: bool) -> Result<()> {
     } else {
         let cut: Vec<String> = r
             .cut
-            .indexes()
+            .figures
             .iter()
-            .enumerate()
-            .map(|(s, i)| format!("shard {s} @ {i}"))
+            .map(|f| match f.origin {
+                Some(o) if f.before_start => format!(
+                    "shard {} before its split (shard {} @ {})",
+                    f.shard, o.parent, o.index
+                ),
+                _ => format!("shard {} @ {}", f.shard, f.index),
+            })
             .collect();
         println!(
             "consistent cut: {} ({} extra figures tasks)",

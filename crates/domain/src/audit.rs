@@ -107,13 +107,30 @@ pub struct InFlightTransfer {
     pub posted: u64,
 }
 
+/// Where a shard made by a split came from: its parent, and the parent's index whose
+/// input was the split (the parent's figures at that index and later no longer hold what
+/// moved; the child's figures, from its start state on, do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitOrigin {
+    /// The shard that gave the accounts and markets.
+    pub parent: ShardId,
+    /// The parent's index of the split.
+    pub index: u64,
+}
+
 /// One shard's audit figures at one log index.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardFigures {
     /// The shard.
     pub shard: ShardId,
-    /// The log index (inputs applied) these figures are of.
+    /// The log index (inputs applied) these figures are of. A shard made by a split is at
+    /// index 0 in its start state.
     pub index: u64,
+    /// For a shard made by a split, where it came from.
+    pub origin: Option<SplitOrigin>,
+    /// A shard made by a split, taken at a cut before it existed (before its parent's
+    /// split): it holds nothing and exchanged nothing ([`ShardFigures::before_start`]).
+    pub before_start: bool,
     /// Per asset (every asset of the catalog).
     pub assets: BTreeMap<AssetId, AssetFigures>,
     /// Per other shard this one exchanged messages with.
@@ -122,9 +139,23 @@ pub struct ShardFigures {
     pub outbox: Vec<OutFlow>,
     /// Cross-shard transfers in flight from here.
     pub inflight: Vec<InFlightTransfer>,
+    /// Cross-shard transfers whose debit moved away in a split, by the shard it moved to:
+    /// their credit's result, arriving here, is forwarded there.
+    pub relayed: Vec<(TransferId, ShardId)>,
 }
 
 impl ShardFigures {
+    /// A shard's figures before its first input: nothing held, nothing exchanged. For a
+    /// shard made by a split (`origin`), the moment before the split made it.
+    pub fn before_start(shard: ShardId, origin: Option<SplitOrigin>) -> ShardFigures {
+        ShardFigures {
+            shard,
+            origin,
+            before_start: origin.is_some(),
+            ..ShardFigures::default()
+        }
+    }
+
     /// The sequence numbers towards `peer` (zeros if none were exchanged).
     pub fn peer(&self, peer: ShardId) -> PeerSeqs {
         self.peers.get(&peer).copied().unwrap_or_default()
@@ -172,32 +203,81 @@ pub enum CutFault {
         /// How many `peer` had applied.
         limit: u64,
     },
+    /// `shard` was made by a split that its parent, at its index, had not applied yet:
+    /// what moved is still the parent's, so `shard` must move back to before its start.
+    ChildBeforeSplit {
+        /// The child, which must move back.
+        shard: ShardId,
+        /// Its parent.
+        parent: ShardId,
+        /// The parent's index of the split.
+        index: u64,
+    },
+    /// `shard` had applied the split that made `child`, which the cut takes before its
+    /// start: what moved would be counted nowhere, so `shard` must move back to before
+    /// `index`.
+    ParentPastSplit {
+        /// The parent, which must move back.
+        shard: ShardId,
+        /// The child.
+        child: ShardId,
+        /// The parent's index of the split.
+        index: u64,
+    },
 }
 
 impl CutFault {
     /// The shard that must move back.
     pub fn shard(&self) -> ShardId {
         match self {
-            CutFault::ReceivedUnsent { shard, .. } | CutFault::AckedUnapplied { shard, .. } => {
-                *shard
-            }
+            CutFault::ReceivedUnsent { shard, .. }
+            | CutFault::AckedUnapplied { shard, .. }
+            | CutFault::ChildBeforeSplit { shard, .. }
+            | CutFault::ParentPastSplit { shard, .. } => *shard,
         }
     }
 
     /// Whether `f` (figures of [`shard`](Self::shard) at some index) no longer has this
-    /// fault. Monotone: true at an index means true at every earlier index.
+    /// fault. Monotone: true at an index means true at every earlier index (and before
+    /// the start).
     pub fn cured_by(&self, f: &ShardFigures) -> bool {
         match *self {
             CutFault::ReceivedUnsent { peer, limit, .. } => f.peer(peer).received <= limit,
             CutFault::AckedUnapplied { peer, limit, .. } => f.peer(peer).acked <= limit,
+            CutFault::ChildBeforeSplit { .. } => f.before_start,
+            CutFault::ParentPastSplit { index, .. } => f.before_start || f.index < index,
         }
     }
 }
 
 /// The first reason `cut` (every shard's figures, one per shard) is not a consistent cut,
-/// or `None` if it is: for every pair of shards, what one applied from the other is
+/// or `None` if it is: a shard made by a split is there exactly when its parent had
+/// applied the split, and for every pair of shards, what one applied from the other is
 /// between what the sender saw acknowledged and what it had sent.
 pub fn check_cut(cut: &[ShardFigures]) -> Option<CutFault> {
+    for child in cut {
+        let Some(origin) = child.origin else {
+            continue;
+        };
+        let Some(parent) = cut.iter().find(|f| f.shard == origin.parent) else {
+            continue;
+        };
+        let parent_split = !parent.before_start && parent.index >= origin.index;
+        if !child.before_start && !parent_split {
+            return Some(CutFault::ChildBeforeSplit {
+                shard: child.shard,
+                parent: parent.shard,
+                index: origin.index,
+            });
+        }
+        if child.before_start && parent_split {
+            return Some(CutFault::ParentPastSplit {
+                shard: parent.shard,
+                child: child.shard,
+                index: origin.index,
+            });
+        }
+    }
     for dst in cut {
         for src in cut {
             if src.shard == dst.shard {
@@ -323,6 +403,24 @@ impl std::fmt::Display for AuditFailure {
                      {peer} had applied at the cut"
                 )
             }
+            AuditFailure::InconsistentCut(CutFault::ChildBeforeSplit {
+                shard,
+                parent,
+                index,
+            }) => write!(
+                f,
+                "shard {shard}: counted although its parent, shard {parent}, had not applied \
+                 the split at its index {index} at the cut"
+            ),
+            AuditFailure::InconsistentCut(CutFault::ParentPastSplit {
+                shard,
+                child,
+                index,
+            }) => write!(
+                f,
+                "shard {shard}: past its split at index {index} while the cut takes shard \
+                 {child}, which the split made, before its start"
+            ),
             AuditFailure::UnknownTransfer { shard, id } => write!(
                 f,
                 "shard {shard}: a credit result in flight for transfer {id}, which the shard \
@@ -336,6 +434,25 @@ impl std::fmt::Display for AuditFailure {
             ),
         }
     }
+}
+
+/// The shard that holds in-flight transfer `id` whose credit result is on its way to
+/// `dst`: `dst`, or the shard(s) its debit moved to in splits (`None` if one is not in
+/// the cut).
+fn holder<'a>(
+    by_shard: &BTreeMap<ShardId, &'a ShardFigures>,
+    dst: &'a ShardFigures,
+    id: TransferId,
+) -> Option<&'a ShardFigures> {
+    let mut at = dst;
+    // Each hop goes to a child, made later than its parent: at most one hop per shard.
+    for _ in 0..=by_shard.len() {
+        match at.relayed.iter().find(|(t, _)| *t == id) {
+            Some((_, to)) => at = by_shard.get(to)?,
+            None => return Some(at),
+        }
+    }
+    None
 }
 
 /// The solvency audit over `cut` (every shard's figures, one per shard): each shard's
@@ -383,7 +500,9 @@ pub fn solvency(cut: &[ShardFigures]) -> Solvency {
                     l.in_flight_received += received as u128;
                 }
                 FlowEffect::TransferPosted { id } => {
-                    match dst.inflight.iter().find(|t| t.id == id) {
+                    match holder(&by_shard, dst, id)
+                        .and_then(|h| h.inflight.iter().find(|t| t.id == id))
+                    {
                         Some(t) => {
                             out.assets.entry(t.asset).or_default().in_flight_sent +=
                                 t.posted as u128;

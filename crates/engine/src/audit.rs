@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use tradelog_domain::audit::{
     AssetFigures, FlowEffect, InFlightTransfer, OutFlow, PeerSeqs, ShardFigures, AUDIT_FLOWS_MAX,
 };
-use tradelog_domain::{MessageBody, ShardId};
+use tradelog_domain::{MessageBody, ShardId, TransferId};
 
 /// Why a shard's figures were not computed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +127,9 @@ impl Engine {
                 posted: f.posted.0,
             })
             .collect();
-        let count = outbox.len() + inflight.len();
+        let relayed: Vec<(TransferId, ShardId)> =
+            self.relay.iter().map(|(t, s)| (*t, *s)).collect();
+        let count = outbox.len() + inflight.len() + relayed.len();
         if count > AUDIT_FLOWS_MAX {
             return Err(FiguresError::TooManyInFlight {
                 shard: self.shard(),
@@ -138,10 +140,13 @@ impl Engine {
         Ok(ShardFigures {
             shard: self.shard(),
             index: self.inputs_applied(),
+            origin: self.origin,
+            before_start: false,
             assets,
             peers,
             outbox,
             inflight,
+            relayed,
         })
     }
 }

@@ -34,6 +34,7 @@ pub use snapshot::{SnapshotError, StateBytes, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 use rustc_hash::FxHasher;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use tradelog_domain::audit::SplitOrigin;
 use tradelog_domain::*;
 use tradelog_ledger::Ledger;
 use tradelog_matching::{AmendResult, Book, Closed, MatchEvent, MatchOutput, TakerEnd};
@@ -157,6 +158,8 @@ pub struct Engine {
     next_event_seq: u64,
     inputs: u64,
     last_timestamp: Timestamp,
+    /// For a shard made by a split: its parent and the parent's index of the split.
+    origin: Option<SplitOrigin>,
     // Scratch space, always empty between inputs; not part of the state.
     local: VecDeque<(Principal, MessageBody)>,
     match_out: MatchOutput,
@@ -196,6 +199,7 @@ impl Engine {
             next_event_seq: 1,
             inputs: 0,
             last_timestamp: Timestamp(0),
+            origin: None,
             local: VecDeque::new(),
             match_out: MatchOutput::default(),
         }
@@ -242,6 +246,12 @@ impl Engine {
     /// Number of inputs applied.
     pub fn inputs_applied(&self) -> u64 {
         self.inputs
+    }
+
+    /// For a shard made by a split: its parent and the parent's index of the split
+    /// (`None` for a base shard, and for a child restored from a version 2 snapshot).
+    pub fn origin(&self) -> Option<SplitOrigin> {
+        self.origin
     }
 
     /// Sequence number the next event will get.
@@ -570,6 +580,10 @@ impl Engine {
             .set_supply_max(child.placement.supply_max(split.child));
         child.dedupe = self.dedupe.clone();
         child.last_timestamp = ts;
+        child.origin = Some(SplitOrigin {
+            parent: self.shard,
+            index: self.inputs,
+        });
         for e in [&*self, &child] {
             if let Err(v) = e.validate() {
                 panic!("shard {} after split: {v}", e.shard);

@@ -9,6 +9,7 @@ use crate::dedupe::{Dedupe, DedupeParts};
 use crate::{Engine, Outbox, Placement, Violation};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use tradelog_domain::audit::SplitOrigin;
 use tradelog_domain::routing::PlacementV1;
 use tradelog_domain::*;
 use tradelog_ledger::{Ledger, LedgerParts};
@@ -16,12 +17,14 @@ use tradelog_matching::{Book, BookParts, MatchOutput};
 
 /// First bytes of every engine snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"TLSNAPv1";
-/// Version of the snapshot payload of a shard that splits have touched (splits in its
-/// placement, transfer answers to relay). A state without them is written as version 1,
-/// the layout before splits, so its bytes and state hash are what they always were: a
-/// data directory written before splits existed restores, replays and verifies against
-/// the hashes it recorded.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// Version of the snapshot payload of a shard made by a split (it records its origin for
+/// the audit). Each layout is written only for the states that need it, so the bytes and
+/// state hash of every other state are what they always were: a state no split touched
+/// is written as version 1 (the layout before splits), one that splits touched (splits
+/// in its placement, transfer answers to relay) but not made by one as version 2. A data
+/// directory written by an older version restores, replays and verifies against the
+/// hashes it recorded.
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// The canonical encoding of a state, with the snapshot version of its layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +69,49 @@ struct State {
     next_event_seq: u64,
     inputs: u64,
     last_timestamp: Timestamp,
+    origin: Option<SplitOrigin>,
+}
+
+/// The state as version 2 wrote it (and as a state that splits touched, not made by one,
+/// is written).
+#[derive(Serialize, Deserialize)]
+struct StateV2 {
+    shard: ShardId,
+    placement: Placement,
+    assets: Vec<Asset>,
+    markets: Vec<MarketSpec>,
+    ledger: LedgerParts,
+    books: Vec<BookParts>,
+    dedupe: DedupeParts,
+    order_counter: u64,
+    inbox_next: Vec<(ShardId, u64)>,
+    outbox: Vec<(ShardId, Outbox)>,
+    relay: Vec<(TransferId, ShardId)>,
+    next_event_seq: u64,
+    inputs: u64,
+    last_timestamp: Timestamp,
+}
+
+impl From<StateV2> for State {
+    fn from(v: StateV2) -> State {
+        State {
+            shard: v.shard,
+            placement: v.placement,
+            assets: v.assets,
+            markets: v.markets,
+            ledger: v.ledger,
+            books: v.books,
+            dedupe: v.dedupe,
+            order_counter: v.order_counter,
+            inbox_next: v.inbox_next,
+            outbox: v.outbox,
+            relay: v.relay,
+            next_event_seq: v.next_event_seq,
+            inputs: v.inputs,
+            last_timestamp: v.last_timestamp,
+            origin: None,
+        }
+    }
 }
 
 /// The state as version 1 wrote it (and as a state that no split touched is written).
@@ -103,6 +149,7 @@ impl From<StateV1> for State {
             next_event_seq: v.next_event_seq,
             inputs: v.inputs,
             last_timestamp: v.last_timestamp,
+            origin: None,
         }
     }
 }
@@ -124,13 +171,20 @@ impl Engine {
             next_event_seq: self.next_event_seq,
             inputs: self.inputs,
             last_timestamp: self.last_timestamp,
+            origin: self.origin,
         }
     }
 
     /// The canonical encoding of the whole state (what the hash covers): the version 1
-    /// layout unless a split touched this shard.
+    /// layout unless a split touched this shard, version 2 unless a split made it.
     pub fn state_bytes(&self) -> StateBytes {
         let s = self.state();
+        if s.origin.is_some() {
+            return StateBytes {
+                version: SNAPSHOT_VERSION,
+                bytes: tradelog_codec::encode_large(&s),
+            };
+        }
         if s.placement.splits().is_empty() && s.relay.is_empty() {
             let v1 = StateV1 {
                 shard: s.shard,
@@ -152,9 +206,25 @@ impl Engine {
                 bytes: tradelog_codec::encode_large(&v1),
             }
         } else {
+            let v2 = StateV2 {
+                shard: s.shard,
+                placement: s.placement,
+                assets: s.assets,
+                markets: s.markets,
+                ledger: s.ledger,
+                books: s.books,
+                dedupe: s.dedupe,
+                order_counter: s.order_counter,
+                inbox_next: s.inbox_next,
+                outbox: s.outbox,
+                relay: s.relay,
+                next_event_seq: s.next_event_seq,
+                inputs: s.inputs,
+                last_timestamp: s.last_timestamp,
+            };
             StateBytes {
-                version: SNAPSHOT_VERSION,
-                bytes: tradelog_codec::encode_large(&s),
+                version: 2,
+                bytes: tradelog_codec::encode_large(&v2),
             }
         }
     }
@@ -178,10 +248,13 @@ impl Engine {
 
     /// Restores a shard from a snapshot, checking the envelope and every invariant.
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
-        let version_1 = bytes.len() >= 12 && bytes[8..12] == 1u32.to_le_bytes();
-        let s: State = if version_1 {
+        let version = |v: u32| bytes.len() >= 12 && bytes[8..12] == v.to_le_bytes();
+        let s: State = if version(1) {
             let payload = tradelog_codec::open(SNAPSHOT_MAGIC, 1, bytes)?;
             tradelog_codec::decode::<StateV1>(payload)?.into()
+        } else if version(2) {
+            let payload = tradelog_codec::open(SNAPSHOT_MAGIC, 2, bytes)?;
+            tradelog_codec::decode::<StateV2>(payload)?.into()
         } else {
             tradelog_codec::decode(tradelog_codec::open(
                 SNAPSHOT_MAGIC,
@@ -218,6 +291,7 @@ impl Engine {
             next_event_seq: s.next_event_seq,
             inputs: s.inputs,
             last_timestamp: s.last_timestamp,
+            origin: s.origin,
             local: VecDeque::new(),
             match_out: MatchOutput::default(),
         };
@@ -290,7 +364,8 @@ mod tests {
             e.state_hash(),
             tradelog_codec::sha256(&tradelog_codec::encode(&v1))
         );
-        // A split makes it version 2, for parent and child.
+        // A split makes the parent version 2 and the child, which records its origin,
+        // version 3.
         let mut parent = e.clone();
         let split = Split {
             parent: ShardId(1),
@@ -302,12 +377,43 @@ mod tests {
         let child = parent
             .split(Timestamp(6), split, &mut vec![])
             .expect("split");
-        for x in [&parent, &child] {
+        for (x, version) in [(&parent, 2u32), (&child, SNAPSHOT_VERSION)] {
             let snap = x.snapshot();
-            assert_eq!(snap[8..12], SNAPSHOT_VERSION.to_le_bytes());
-            let back = Engine::restore(&snap).expect("version 2 restores");
+            assert_eq!(snap[8..12], version.to_le_bytes());
+            let back = Engine::restore(&snap).expect("version 2 and 3 restore");
             assert_eq!(back.state_hash(), x.state_hash());
+            assert_eq!(back.origin(), x.origin());
         }
+        assert_eq!(None, parent.origin());
+        assert_eq!(
+            Some(SplitOrigin {
+                parent: ShardId(1),
+                index: parent.inputs_applied(),
+            }),
+            child.origin()
+        );
+        // A child written by version 2 (before origins) restores, without an origin.
+        let c = child.state();
+        let v2 = StateV2 {
+            shard: c.shard,
+            placement: c.placement,
+            assets: c.assets,
+            markets: c.markets,
+            ledger: c.ledger,
+            books: c.books,
+            dedupe: c.dedupe,
+            order_counter: c.order_counter,
+            inbox_next: c.inbox_next,
+            outbox: c.outbox,
+            relay: c.relay,
+            next_event_seq: c.next_event_seq,
+            inputs: c.inputs,
+            last_timestamp: c.last_timestamp,
+        };
+        let old = tradelog_codec::seal(SNAPSHOT_MAGIC, 2, &tradelog_codec::encode(&v2));
+        let back = Engine::restore(&old).expect("a version 2 child restores");
+        assert_eq!(None, back.origin());
+        assert_eq!(back.ledger().len(), child.ledger().len());
         assert_eq!(child.ledger().len(), 1);
         // A damaged version 1 snapshot is refused, not misread.
         let mut bad = bytes.clone();
@@ -318,12 +424,12 @@ mod tests {
             Err(SnapshotError::Codec(_))
         ));
         // Other versions are refused by name.
-        let mut v3 = e.snapshot();
-        v3[8] = 3;
+        let mut v4 = e.snapshot();
+        v4[8] = 4;
         assert!(matches!(
-            Engine::restore(&v3),
+            Engine::restore(&v4),
             Err(SnapshotError::Codec(
-                tradelog_codec::CodecError::UnsupportedVersion { found: 3, .. }
+                tradelog_codec::CodecError::UnsupportedVersion { found: 4, .. }
             ))
         ));
     }
