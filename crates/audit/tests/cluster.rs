@@ -238,6 +238,136 @@ async fn audits_pass_under_load_and_with_a_node_down() {
     tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }
 
+/// The audits across a split, under load: shard 1 gives accounts 1 and 5 and the market
+/// (with its book) to a new shard 2 while cross-shard transfers and orders go on. The
+/// auditor then counts three shards; the solvency audit finds consistent cuts that count
+/// what moved once (the child only with its parent past the split), the trial balance
+/// passes, and the replay verification of the child (from its start state) matches. The
+/// market's book and trades are read from the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audits_pass_across_a_split_under_load() {
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
+    let members: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, urls[id as usize - 1].clone()))
+        .collect();
+    let mut servers = BTreeMap::new();
+    for id in 1..=3u64 {
+        let dir = root.path().join(format!("node-{id}"));
+        servers.insert(id, start(id, ports[id as usize - 1], dir, &members).await);
+    }
+    let client = Client::new(config(&urls)).unwrap();
+    setup(&client).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(load(client.clone(), stop.clone()));
+    let trades_at_least = |n: usize| {
+        let client = client.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let t = client
+                    .trades_to_end(MARKET, Timestamp(0), None, None, None)
+                    .await
+                    .unwrap();
+                if t.trades.len() >= n {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} trades, not {n}",
+                    t.trades.len()
+                );
+            }
+        }
+    };
+    trades_at_least(20).await;
+    let before = Auditor::connect(&config(&urls)).await.unwrap();
+    assert_eq!(SHARDS, before.shard_count());
+    let s = before.solvency().await.unwrap();
+    assert!(s.passed(), "{:?}", s.solvency.failures);
+
+    let split = tradelog_client::ClusterChange::SplitShard {
+        shard: 1,
+        modulus: 4,
+        residue: 1,
+        markets: vec![MARKET.0],
+    };
+    let st = client.change_cluster(&split).await.unwrap();
+    assert_eq!(1, st.metadata.splits.len(), "{:?}", st.metadata.splits);
+    // The load goes on, on three shards: wait for the child to apply some of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = client.cluster_status().await.unwrap();
+        let applied = st.shards.get(2).and_then(|r| r.applied).unwrap_or(0);
+        if applied >= 300 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "child at {applied}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let auditor = Auditor::connect(&config(&urls)).await.unwrap();
+    // The market's reads follow it to the child: every node answers its book and its
+    // trades since the split from shard 2 (the parent no longer has the book).
+    for u in &urls {
+        let c = Client::new(config(std::slice::from_ref(u))).unwrap();
+        let book = c.book(MARKET, 10).await.unwrap();
+        assert_eq!(ShardId(2), book.position.shard, "{u}");
+        let t = c
+            .trades_to_end(MARKET, Timestamp(0), None, None, None)
+            .await
+            .unwrap();
+        assert_eq!(ShardId(2), t.position.shard, "{u}");
+        assert!(!t.trades.is_empty(), "{u}");
+    }
+    assert_eq!(SHARDS + 1, auditor.shard_count());
+    for _ in 0..3 {
+        let s = auditor.solvency().await.unwrap();
+        assert!(s.passed(), "{:?}", s.solvency.failures);
+        assert_eq!(None, tradelog_domain::audit::check_cut(&s.cut.figures));
+        let (parent, child) = (&s.cut.figures[1], &s.cut.figures[2]);
+        let origin = child.origin.expect("the child knows its origin");
+        assert_eq!(ShardId(1), origin.parent);
+        assert!(
+            child.before_start || parent.index >= origin.index,
+            "{parent:?} {child:?}"
+        );
+        for asset in [USD, BTC] {
+            let l = s.solvency.assets[&asset];
+            assert_eq!(8_000_000, l.deposited, "asset {asset}");
+            assert_eq!(
+                l.balances + l.withdrawn + l.in_flight_received,
+                l.deposited + l.in_flight_sent,
+                "asset {asset}"
+            );
+        }
+        let tb = auditor.trial_balance().await.unwrap();
+        assert!(tb.passed(), "{:?}", tb.failures);
+        assert_eq!(3, tb.shards.len());
+        let v = auditor.verify().await.unwrap();
+        assert_eq!(3, v.shards.len());
+        assert!(v.passed(), "{:?}", v.shards);
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let accepted = writer.await.unwrap();
+    assert!(accepted > 60, "{accepted}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = auditor.solvency().await.unwrap();
+    assert!(s.passed(), "{:?}", s.solvency.failures);
+    assert!(!s.cut.figures[2].before_start);
+    // The child holds what moved: accounts 1 and 5 have balances there.
+    let child_usd = s.cut.figures[2].assets[&USD];
+    assert!(child_usd.balances() > 0, "{child_usd:?}");
+    for (asset, l) in &s.solvency.assets {
+        assert_eq!(l.deposited, l.balances + l.withdrawn, "asset {asset}");
+        assert_eq!(l.sent, l.received, "asset {asset}");
+    }
+    tradelog_server::testing::shutdown_all(servers.into_values()).await;
+}
+
 /// The same jobs on a cluster whose shards live on different nodes (four nodes, two
 /// shards, two replicas each: every node holds one shard): every task runs on a replica
 /// of its shard at the first attempt, and the audits and data jobs pass.

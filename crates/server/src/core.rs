@@ -691,17 +691,22 @@ impl Core {
         })
     }
 
-    /// The shard that owns a market's book (read from the catalog, stale or not).
+    /// The shard that owns a market's book: where the catalog created it (read stale or
+    /// not), followed through the splits of the current placement.
     pub(crate) async fn market_shard(
         &self,
         market: d::MarketId,
         stale: bool,
     ) -> Result<d::ShardId, Error> {
-        self.read_as(self.catalog_shard(), stale, move |e| {
-            e.markets().get(&market).map(|m| m.shard)
-        })
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("market {market} does not exist")))
+        let home = self
+            .read_as(self.catalog_shard(), stale, move |e| {
+                e.markets().get(&market).map(|m| m.shard)
+            })
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("market {market} does not exist")))?;
+        // A split may have moved the market (with its book) to another shard since it was
+        // created there.
+        Ok(self.node.placement().market_shard(market, home))
     }
 
     pub(crate) async fn order(&self, q: OrderQuery) -> Result<OrderView, Error> {
