@@ -294,6 +294,12 @@ async fn audits_pass_across_a_split_under_load() {
         residue: 1,
         markets: vec![MARKET.0],
     };
+    let before_split = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
     let st = client.change_cluster(&split).await.unwrap();
     assert_eq!(1, st.metadata.splits.len(), "{:?}", st.metadata.splits);
     // The load goes on, on three shards: wait for the child to apply some of it.
@@ -351,6 +357,48 @@ async fn audits_pass_across_a_split_under_load() {
         assert!(v.passed(), "{:?}", v.shards);
     }
 
+    let now = || {
+        Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+        )
+    };
+    // Statements up to a time before the split: the parent answers for the accounts
+    // that moved since (the child's start state is not counted a second time).
+    let moved = [AccountId(1), AccountId(5)];
+    let r = auditor
+        .statements(Timestamp(0), before_split, &[])
+        .await
+        .unwrap();
+    assert!(r.passed(), "{:?}", r.failures);
+    for l in &r.lines {
+        assert_ne!(ShardId(2), l.shard, "{l:?}");
+        assert_eq!(0, l.line.opening.total(), "{l:?}");
+        if moved.contains(&l.line.account) {
+            assert_eq!(ShardId(1), l.shard, "{l:?}");
+        }
+    }
+    let r = auditor
+        .statements(Timestamp(0), before_split, &moved)
+        .await
+        .unwrap();
+    assert!(r.passed() && r.unknown_accounts.is_empty(), "{r:?}");
+    assert!(
+        !r.lines.is_empty() && r.lines.iter().all(|l| l.shard == ShardId(1)),
+        "{r:?}"
+    );
+    // Up to now, the child answers for them.
+    let r = auditor
+        .statements(Timestamp(0), now(), &moved)
+        .await
+        .unwrap();
+    assert!(r.passed() && r.unknown_accounts.is_empty(), "{r:?}");
+    assert!(
+        !r.lines.is_empty() && r.lines.iter().all(|l| l.shard == ShardId(2)),
+        "{r:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     let accepted = writer.await.unwrap();
     assert!(accepted > 60, "{accepted}");

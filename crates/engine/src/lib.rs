@@ -248,6 +248,12 @@ impl Engine {
         self.inputs
     }
 
+    /// Leader time of the last input applied (for a shard made by a split that applied
+    /// nothing yet, the time of the split).
+    pub fn last_timestamp(&self) -> Timestamp {
+        self.last_timestamp
+    }
+
     /// For a shard made by a split: its parent and the parent's index of the split
     /// (`None` for a base shard, and for a child restored from a version 2 snapshot).
     pub fn origin(&self) -> Option<SplitOrigin> {

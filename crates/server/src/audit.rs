@@ -193,18 +193,20 @@ impl Core {
             0 => STATEMENT_ACCOUNTS_MAX,
             n => n as usize,
         };
-        let placement = self.node.placement().clone();
-        let asked: Option<BTreeSet<d::AccountId>> = (!t.account_ids.is_empty()).then(|| {
-            t.account_ids
-                .iter()
-                .map(|a| d::AccountId(*a))
-                .filter(|a| placement.account_shard(*a) == s)
-                .collect()
-        });
+        // The accounts asked that the closing state holds: at `to`, an account that a
+        // split moved since was still its parent's.
+        let asked: Option<BTreeSet<d::AccountId>> = (!t.account_ids.is_empty())
+            .then(|| t.account_ids.iter().map(|a| d::AccountId(*a)).collect());
         let after = d::AccountId(t.after_account);
+        let to = d::Timestamp(t.to_ns);
         let (page, next_after, closing_index, last_seq) = self
             .history
-            .state_before_time_on(s, d::Timestamp(t.to_ns), true, move |e| {
+            .state_before_time_on(s, to, true, move |e| {
+                // A shard made by a split at or after `to`: its start state's accounts
+                // were the parent's then, which answers for them.
+                if e.origin().is_some() && e.inputs_applied() == 0 && e.last_timestamp() >= to {
+                    return Ok((Vec::new(), None, 0, e.next_event_seq() - 1));
+                }
                 let mut accounts: Vec<_> = e
                     .ledger()
                     .accounts()
