@@ -270,6 +270,10 @@ impl From<ShardStatements> for pb::ShardStatements {
                 })
                 .collect(),
             next_after_account: s.next_after.map(|a| a.0),
+            from_split: s.from_split.map(|o| pb::AuditSplitOrigin {
+                parent: o.parent.0,
+                parent_log_index: o.index,
+            }),
         }
     }
 }
@@ -299,12 +303,20 @@ impl TryFrom<pb::ShardStatements> for ShardStatements {
                 .map_err(|e: ApiError| e.inside_item("lines", i))
             })
             .collect::<Res<Vec<_>>>()?;
+        let from_split = match s.from_split {
+            Some(o) => Some(SplitOrigin {
+                parent: shard(o.parent, "from_split.parent")?,
+                index: o.parent_log_index,
+            }),
+            None => None,
+        };
         Ok(ShardStatements {
             shard: shard(s.shard, "shard")?,
             opening_index: s.opening_index,
             closing_index: s.closing_index,
             lines,
             next_after: s.next_after_account.map(d::AccountId),
+            from_split,
         })
     }
 }
@@ -506,11 +518,16 @@ mod tests {
             closing_index: 10,
             lines: vec![line(1, 1), line(1, 2), line(9, 1)],
             next_after: Some(d::AccountId(9)),
+            from_split: Some(SplitOrigin {
+                parent: d::ShardId(1),
+                index: 17,
+            }),
         };
         let wire = pb::ShardStatements::from(st.clone());
         assert_eq!(Ok(st.clone()), ShardStatements::try_from(wire));
         let last_page = ShardStatements {
             next_after: None,
+            from_split: None,
             ..st
         };
         let wire = pb::ShardStatements::from(last_page.clone());
@@ -578,6 +595,7 @@ mod tests {
             closing_index: 0,
             lines: vec![line(1, 1), line(2, 1)],
             next_after: None,
+            from_split: None,
         });
         wire.lines[1].debits = "1e3".into();
         assert_eq!(

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tradelog_client::{Client, ClientConfig, ClientError, ShardVerification};
+use tradelog_domain::audit::SplitOrigin;
 use tradelog_domain::audit::{check_cut, solvency, AuditFailure, CutFault, ShardFigures, Solvency};
 use tradelog_domain::jobs::{
     MarketActivity, StatementFault, StatementLine, ACTIVITY_MARKETS_MAX, STATEMENT_ACCOUNTS_MAX,
@@ -644,6 +645,7 @@ impl Auditor {
                 let shard = ShardId(s);
                 let mut lines = Vec::new();
                 let mut tasks = 0;
+                let mut from_split = None;
                 if asked.is_empty() {
                     let mut after = AccountId(0);
                     loop {
@@ -654,6 +656,7 @@ impl Auditor {
                             })
                             .await?;
                         check_shard(shard, page.shard)?;
+                        from_split = from_split.or(page.from_split);
                         lines.extend(page.lines);
                         match page.next_after {
                             Some(n) if n > after => after = n,
@@ -680,10 +683,28 @@ impl Auditor {
                             })
                             .await?;
                         check_shard(shard, page.shard)?;
+                        from_split = from_split.or(page.from_split);
                         lines.extend(page.lines);
                     }
                 }
-                Ok::<_, AuditError>((lines, tasks))
+                // Accounts a split moved here after `from`: their lines start at the
+                // split; the earlier part is on the parent.
+                let mut faults = Vec::new();
+                if let Some(origin) = from_split.filter(|_| !lines.is_empty()) {
+                    let accounts = sorted_unique(
+                        &lines
+                            .iter()
+                            .map(|l: &StatementLine| l.account)
+                            .collect::<Vec<_>>(),
+                    );
+                    let (earlier, t, f) = self.before_split(origin, from, &accounts).await?;
+                    tasks += t;
+                    faults = f;
+                    let (joined, f) = join_lines(earlier, lines, shard);
+                    lines = joined;
+                    faults.extend(f);
+                }
+                Ok::<_, AuditError>((lines, tasks, faults))
             }
         }))
         .await;
@@ -699,8 +720,9 @@ impl Auditor {
         let mut seen = std::collections::BTreeSet::new();
         for (s, r) in per_shard.into_iter().enumerate() {
             let shard = ShardId(s as u32);
-            let (lines, tasks) = r?;
+            let (lines, tasks, faults) = r?;
             report.tasks += tasks;
+            report.failures.extend(faults);
             for line in lines {
                 if let Some(f) = line.fault(shard) {
                     report.failures.push(f);
@@ -724,6 +746,49 @@ impl Auditor {
         let held: std::collections::BTreeSet<AccountId> = seen.iter().map(|(a, _)| *a).collect();
         report.unknown_accounts = asked.into_iter().filter(|a| !held.contains(a)).collect();
         Ok(report)
+    }
+
+    /// The statement lines of `accounts` on `origin.parent` from `from` up to the index
+    /// before the split that moved them (joined with the grandparent's part if the parent
+    /// too was made by a split after `from`), with the tasks sent and the joins' faults.
+    async fn before_split(
+        &self,
+        origin: SplitOrigin,
+        from: Timestamp,
+        accounts: &[AccountId],
+    ) -> Result<(Vec<StatementLine>, usize, Vec<StatementFault>), AuditError> {
+        let parent = origin.parent;
+        // A split is an input of its parent's log: its index is at least 1.
+        let to_index = origin.index.checked_sub(1).ok_or_else(|| {
+            AuditError::Inconsistent(format!("a split of shard {parent} at index 0"))
+        })?;
+        let (mut lines, mut tasks, mut earlier) = (Vec::new(), 0, None);
+        for chunk in accounts.chunks(STATEMENT_ACCOUNTS_MAX) {
+            tasks += 1;
+            let chunk = chunk.to_vec();
+            let page = self
+                .run(parent, |c| {
+                    let chunk = chunk.clone();
+                    async move {
+                        c.shard_statements_to_index(parent, from, to_index, &chunk)
+                            .await
+                    }
+                })
+                .await?;
+            check_shard(parent, page.shard)?;
+            earlier = earlier.or(page.from_split);
+            lines.extend(page.lines);
+        }
+        let mut faults = Vec::new();
+        if let Some(o) = earlier.filter(|_| !lines.is_empty()) {
+            let (older, t, f) = Box::pin(self.before_split(o, from, accounts)).await?;
+            tasks += t;
+            faults = f;
+            let (joined, f) = join_lines(older, lines, parent);
+            lines = joined;
+            faults.extend(f);
+        }
+        Ok((lines, tasks, faults))
     }
 
     /// VWAP and OHLCV (candles of `interval_s` seconds, 0: none) of `markets`, or of every
@@ -779,6 +844,36 @@ impl Auditor {
             unknown_markets,
         })
     }
+}
+
+/// Each of `later` (lines of shard `shard` that start at a split) joined with the line of
+/// the same account and asset in `earlier` (the parent's, up to the split), and the
+/// `earlier` lines no later one continues; by account, then asset. A pair whose balances
+/// at the split differ is a fault (the later line is kept as it is).
+fn join_lines(
+    earlier: Vec<StatementLine>,
+    later: Vec<StatementLine>,
+    shard: ShardId,
+) -> (Vec<StatementLine>, Vec<StatementFault>) {
+    let mut before: BTreeMap<(AccountId, AssetId), StatementLine> = earlier
+        .into_iter()
+        .map(|l| ((l.account, l.asset), l))
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut faults = Vec::new();
+    for l in later {
+        let key = (l.account, l.asset);
+        let line = match before.remove(&key) {
+            Some(e) => e.then(&l, shard).unwrap_or_else(|f| {
+                faults.push(f);
+                l
+            }),
+            None => l,
+        };
+        out.insert(key, line);
+    }
+    out.extend(before);
+    (out.into_values().collect(), faults)
 }
 
 /// `ids` sorted, each once.

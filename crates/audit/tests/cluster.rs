@@ -389,7 +389,8 @@ async fn audits_pass_across_a_split_under_load() {
         !r.lines.is_empty() && r.lines.iter().all(|l| l.shard == ShardId(1)),
         "{r:?}"
     );
-    // Up to now, the child answers for them.
+    // Up to now, the child answers for them, with their history on the parent before
+    // the split joined in front: they open at zero and their deposits are there.
     let r = auditor
         .statements(Timestamp(0), now(), &moved)
         .await
@@ -399,6 +400,10 @@ async fn audits_pass_across_a_split_under_load() {
         !r.lines.is_empty() && r.lines.iter().all(|l| l.shard == ShardId(2)),
         "{r:?}"
     );
+    for l in &r.lines {
+        assert_eq!(0, l.line.opening.total(), "{l:?}");
+        assert!(l.line.credits >= 1_000_000, "{l:?}");
+    }
     stop.store(true, Ordering::Relaxed);
     let accepted = writer.await.unwrap();
     assert!(accepted > 60, "{accepted}");
@@ -412,6 +417,28 @@ async fn audits_pass_across_a_split_under_load() {
     for (asset, l) in &s.solvency.assets {
         assert_eq!(l.deposited, l.balances + l.withdrawn, "asset {asset}");
         assert_eq!(l.sent, l.received, "asset {asset}");
+    }
+    // The whole history of every account, quiet: from zero to the deposits, every
+    // account once, the moved ones on the child with their whole history.
+    let all = auditor.statements(Timestamp(0), now(), &[]).await.unwrap();
+    assert!(all.passed(), "{:?}", all.failures);
+    for asset in [USD, BTC] {
+        let t = all.totals[&asset];
+        assert_eq!(
+            (0, 8_000_000),
+            (t.opening, t.closing),
+            "asset {asset}: {t:?}"
+        );
+        assert_eq!(t.closing, t.credits - t.debits, "asset {asset}");
+    }
+    for l in &all.lines {
+        let expected = if moved.contains(&l.line.account) {
+            2
+        } else {
+            l.line.account.0 % 2
+        };
+        assert_eq!(ShardId(expected as u32), l.shard, "{l:?}");
+        assert_eq!(0, l.line.opening.total(), "{l:?}");
     }
     tradelog_server::testing::shutdown_all(servers.into_values()).await;
 }

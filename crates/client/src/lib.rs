@@ -1142,17 +1142,53 @@ impl Client {
         after: d::AccountId,
         limit: u32,
     ) -> Result<d::jobs::ShardStatements, ClientError> {
+        self.statements_task(
+            shard,
+            pb::StatementsTask {
+                from_ns: from.0,
+                to_ns: to.0,
+                account_ids: accounts.iter().map(|a| a.0).collect(),
+                after_account: after.0,
+                limit,
+                to_log_index: None,
+            },
+        )
+        .await
+    }
+
+    /// Statement lines of `accounts` on shard `shard` from `from` up to log index
+    /// `to_index` of the shard (the state after it, the events up to its last): the part of
+    /// a moved account's statement on the shard it left in a split, up to the index
+    /// before the split (an audit task, as [`shard_statements`](Self::shard_statements)).
+    pub async fn shard_statements_to_index(
+        &self,
+        shard: d::ShardId,
+        from: d::Timestamp,
+        to_index: u64,
+        accounts: &[d::AccountId],
+    ) -> Result<d::jobs::ShardStatements, ClientError> {
+        self.statements_task(
+            shard,
+            pb::StatementsTask {
+                from_ns: from.0,
+                to_ns: u64::MAX,
+                account_ids: accounts.iter().map(|a| a.0).collect(),
+                after_account: 0,
+                limit: 0,
+                to_log_index: Some(to_index),
+            },
+        )
+        .await
+    }
+
+    async fn statements_task(
+        &self,
+        shard: d::ShardId,
+        task: pb::StatementsTask,
+    ) -> Result<d::jobs::ShardStatements, ClientError> {
         let m = pb::RunShardTaskRequest {
             shard: shard.0,
-            task: Some(pb::run_shard_task_request::Task::Statements(
-                pb::StatementsTask {
-                    from_ns: from.0,
-                    to_ns: to.0,
-                    account_ids: accounts.iter().map(|a| a.0).collect(),
-                    after_account: after.0,
-                    limit,
-                },
-            )),
+            task: Some(pb::run_shard_task_request::Task::Statements(task)),
         };
         match rpc!(self, m, Repeat::Safe, run_shard_task)?.result {
             Some(pb::run_shard_task_response::Result::Statements(s)) => {

@@ -5,6 +5,7 @@
 //! reducer checks and sums the answers ([`StatementLine::fault`]). Plain data and pure
 //! functions: the same wherever a task runs.
 
+use crate::audit::SplitOrigin;
 use crate::{AccountId, AssetId, EventRecord, MarketId, MarketSpec, Price, ShardId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +84,24 @@ pub enum StatementFault {
         /// Closing total.
         closing: u128,
     },
+    /// An account that a split moved: the balance its parent's statement closes with at
+    /// the split differs from the one the child's opens with.
+    #[error(
+        "shard {shard}: account {account} asset {asset}: the parent's statement ends at the \
+         split with {parent:?}, the shard's starts with {child:?}"
+    )]
+    SplitDiffers {
+        /// The child (where the account is now).
+        shard: ShardId,
+        /// The account.
+        account: AccountId,
+        /// The asset.
+        asset: AssetId,
+        /// The parent's closing balance at the split.
+        parent: Holding,
+        /// The child's opening balance.
+        child: Holding,
+    },
     /// The events end at another balance than the state holds.
     #[error(
         "shard {shard}: account {account} asset {asset}: the events end at {events:?}, the \
@@ -114,6 +133,37 @@ impl StatementLine {
             closing: opening,
             state_closing: Holding::default(),
         }
+    }
+
+    /// The line of an account that a split moved: `self`, its parent's line up to the
+    /// split, followed by `later`, the child's from its start. The result opens with the
+    /// parent's opening and closes with the child's closing; `Err` if the parent's
+    /// closing balance is not the child's opening one (`shard`: the child).
+    pub fn then(
+        &self,
+        later: &StatementLine,
+        shard: ShardId,
+    ) -> Result<StatementLine, StatementFault> {
+        assert!(self.account == later.account && self.asset == later.asset);
+        if self.closing != later.opening {
+            return Err(StatementFault::SplitDiffers {
+                shard,
+                account: self.account,
+                asset: self.asset,
+                parent: self.closing,
+                child: later.opening,
+            });
+        }
+        Ok(StatementLine {
+            account: self.account,
+            asset: self.asset,
+            opening: self.opening,
+            credits: self.credits + later.credits,
+            debits: self.debits + later.debits,
+            changes: self.changes + later.changes,
+            closing: later.closing,
+            state_closing: later.state_closing,
+        })
     }
 
     /// What is wrong with the line, if anything (`shard`: where it came from).
@@ -339,6 +389,9 @@ pub struct ShardStatements {
     pub lines: Vec<StatementLine>,
     /// More accounts follow this one (ask the next page after it).
     pub next_after: Option<AccountId>,
+    /// For a shard made by a split after the range's start: where the lines' earlier
+    /// part is (the parent, up to the index before the split).
+    pub from_split: Option<SplitOrigin>,
 }
 
 /// An activity task's answer: one shard's markets.
@@ -559,6 +612,41 @@ mod tests {
 
     fn h(available: u64, held: u64) -> Holding {
         Holding { available, held }
+    }
+
+    #[test]
+    fn a_line_up_to_a_split_and_the_childs_from_it_join_into_one() {
+        let line = |opening, credits, debits, changes, closing| StatementLine {
+            account: AccountId(5),
+            asset: AssetId(1),
+            opening,
+            credits,
+            debits,
+            changes,
+            closing,
+            state_closing: closing,
+        };
+        let parent = line(h(0, 0), 1_000, 200, 3, h(700, 100));
+        let child = line(h(700, 100), 50, 600, 2, h(250, 0));
+        let joined = parent.then(&child, ShardId(2)).unwrap();
+        assert_eq!(line(h(0, 0), 1_050, 800, 5, h(250, 0)), joined);
+        assert_eq!(None, joined.fault(ShardId(2)));
+        // The balance at the split must be the same on both sides (held included).
+        let other = line(h(800, 0), 50, 600, 2, h(250, 0));
+        let err = parent.then(&other, ShardId(2)).unwrap_err();
+        assert_eq!(
+            StatementFault::SplitDiffers {
+                shard: ShardId(2),
+                account: AccountId(5),
+                asset: AssetId(1),
+                parent: h(700, 100),
+                child: h(800, 0),
+            },
+            err
+        );
+        assert!(err.to_string().starts_with(
+            "shard 2: account 5 asset 1: the parent's statement ends at the split with"
+        ));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tradelog_domain::jobs::{
 };
 use tradelog_domain::EventRecord;
 use tradelog_engine::audit::FiguresError;
+use tradelog_engine::Engine;
 
 /// Longest candle of an activity task (one day), in seconds.
 pub const ACTIVITY_INTERVAL_S_MAX: u32 = 86_400;
@@ -199,59 +200,81 @@ impl Core {
             .then(|| t.account_ids.iter().map(|a| d::AccountId(*a)).collect());
         let after = d::AccountId(t.after_account);
         let to = d::Timestamp(t.to_ns);
-        let (page, next_after, closing_index, last_seq) = self
-            .history
-            .state_before_time_on(s, to, true, move |e| {
-                // A shard made by a split at or after `to`: its start state's accounts
-                // were the parent's then, which answers for them.
-                if e.origin().is_some() && e.inputs_applied() == 0 && e.last_timestamp() >= to {
-                    return Ok((Vec::new(), None, 0, e.next_event_seq() - 1));
-                }
-                let mut accounts: Vec<_> = e
-                    .ledger()
-                    .accounts()
-                    .iter()
-                    .filter(|a| match &asked {
-                        Some(set) => set.contains(&a.id),
-                        None => a.id > after,
-                    })
-                    .collect();
-                accounts.sort_by_key(|a| a.id);
-                let mut page: Page = Vec::new();
-                let (mut lines, mut next) = (0, None);
-                for a in accounts {
-                    let n = a.balances.len();
-                    if !page.is_empty() && (page.len() == limit || lines + n > STATEMENT_LINES_MAX)
-                    {
-                        if asked.is_some() {
-                            return Err(Error::LimitExceeded(format!(
-                                "the accounts asked have more than {STATEMENT_LINES_MAX} \
+        type Closing = (Page, Option<d::AccountId>, u64, u64);
+        let page_of = move |e: &Engine| -> Result<Closing, Error> {
+            // A shard made by a split at or after `to`: its start state's accounts
+            // were the parent's then, which answers for them.
+            if e.origin().is_some() && e.inputs_applied() == 0 && e.last_timestamp() >= to {
+                return Ok((Vec::new(), None, 0, e.next_event_seq() - 1));
+            }
+            let mut accounts: Vec<_> = e
+                .ledger()
+                .accounts()
+                .iter()
+                .filter(|a| match &asked {
+                    Some(set) => set.contains(&a.id),
+                    None => a.id > after,
+                })
+                .collect();
+            accounts.sort_by_key(|a| a.id);
+            let mut page: Page = Vec::new();
+            let (mut lines, mut next) = (0, None);
+            for a in accounts {
+                let n = a.balances.len();
+                if !page.is_empty() && (page.len() == limit || lines + n > STATEMENT_LINES_MAX) {
+                    if asked.is_some() {
+                        return Err(Error::LimitExceeded(format!(
+                            "the accounts asked have more than {STATEMENT_LINES_MAX} \
                                  (account, asset) lines on shard {s} (limit \
                                  `STATEMENT_LINES_MAX`); ask for fewer accounts"
-                            )));
-                        }
-                        next = page.last().map(|(id, _)| *id);
-                        break;
+                        )));
                     }
-                    lines += n;
-                    page.push((a.id, holdings(a)));
+                    next = page.last().map(|(id, _)| *id);
+                    break;
                 }
-                Ok((page, next, e.inputs_applied(), e.next_event_seq() - 1))
-            })
-            .await??;
+                lines += n;
+                page.push((a.id, holdings(a)));
+            }
+            Ok((page, next, e.inputs_applied(), e.next_event_seq() - 1))
+        };
+        let (page, next_after, closing_index, last_seq) = match t.to_log_index {
+            Some(index) => self.history.state_at_replica(s, index, page_of).await??,
+            None => {
+                self.history
+                    .state_before_time_on(s, to, true, page_of)
+                    .await??
+            }
+        };
         let ids: Vec<d::AccountId> = page.iter().map(|(id, _)| *id).collect();
         let wanted = ids.clone();
-        let (opening, opening_index, after_seq) = self
+        let from = d::Timestamp(t.from_ns);
+        let (opening, opening_index, after_seq, from_split) = self
             .history
-            .state_before_time_on(s, d::Timestamp(t.from_ns), true, move |e| {
+            .state_before_time_on(s, from, true, move |e| {
                 let opening: Vec<_> = wanted
                     .iter()
                     .filter_map(|id| e.ledger().account(*id))
                     .map(|a| (a.id, holdings(a)))
                     .collect();
-                (opening, e.inputs_applied(), e.next_event_seq() - 1)
+                // The start state of a shard made by a split at or after `from`: the
+                // range's earlier part is on the parent.
+                let from_split = e
+                    .origin()
+                    .filter(|_| e.inputs_applied() == 0 && e.last_timestamp() >= from);
+                (
+                    opening,
+                    e.inputs_applied(),
+                    e.next_event_seq() - 1,
+                    from_split,
+                )
             })
             .await?;
+        if opening_index > closing_index {
+            return Err(Error::Invalid(format!(
+                "invalid field `to_log_index`: {closing_index} is before the state at \
+                 `from_ns` (index {opening_index})"
+            )));
+        }
         let mut st = Statements::new(ids, last_seq);
         for (account, hs) in opening {
             for (asset, h) in hs {
@@ -288,6 +311,7 @@ impl Core {
             closing_index,
             lines: st.finish(),
             next_after,
+            from_split,
         })
     }
 
