@@ -31,6 +31,7 @@ use tradelog_domain::audit::{check_cut, solvency, AuditFailure, CutFault, ShardF
 use tradelog_domain::jobs::{
     MarketActivity, StatementFault, StatementLine, ACTIVITY_MARKETS_MAX, STATEMENT_ACCOUNTS_MAX,
 };
+use tradelog_domain::routing::{market_path, Split};
 use tradelog_domain::{AccountId, AssetId, MarketId, ShardId, Timestamp};
 
 /// Most figures tasks the cut search sends (all shards together) before it gives up.
@@ -368,6 +369,8 @@ pub struct Auditor {
     /// said at connection (empty: not known, any node may be asked; one that holds none
     /// answers `WrongNode` and the next is tried).
     holders: Vec<Vec<usize>>,
+    /// Every split the cluster map recorded at connection, oldest first.
+    splits: Vec<Split>,
     book: Mutex<Book>,
     progress: Option<Progress>,
 }
@@ -412,6 +415,7 @@ impl Auditor {
         let mut urls: Vec<String> = Vec::new();
         // Per shard, the ids of the nodes holding it.
         let mut held_by: Vec<Vec<u64>> = Vec::new();
+        let mut splits = Vec::new();
         let mut ids: Vec<u64> = Vec::new();
         let mut last = None;
         for url in &config.endpoints {
@@ -420,6 +424,7 @@ impl Auditor {
                 Ok(st) => {
                     ids = st.nodes.iter().map(|n| n.node).collect();
                     urls = st.nodes.into_iter().map(|n| n.url).collect();
+                    splits = st.metadata.splits.clone();
                     held_by = st
                         .shards
                         .iter()
@@ -485,6 +490,7 @@ impl Auditor {
             nodes,
             shards,
             holders,
+            splits,
             book: Mutex::new(Book {
                 reported,
                 running: vec![0; n],
@@ -823,12 +829,24 @@ impl Auditor {
             let a = r?;
             check_shard(shard, a.shard)?;
             for m in a.markets {
-                if let Some((other, ..)) = by_market.get(&m.market) {
-                    return Err(AuditError::Inconsistent(format!(
-                        "market {} was answered by shards {other} and {shard}",
-                        m.market
-                    )));
-                }
+                // Shards answer in ascending order, and a child is numbered after its
+                // parent: a market a split moved comes from its parent first.
+                let m = match by_market.get(&m.market) {
+                    Some((other, _, earlier))
+                        if market_path(&self.splits, m.market, *other).contains(&shard) =>
+                    {
+                        earlier
+                            .then(&m)
+                            .map_err(|e| AuditError::Inconsistent(e.to_string()))?
+                    }
+                    Some((other, ..)) => {
+                        return Err(AuditError::Inconsistent(format!(
+                            "market {} was answered by shards {other} and {shard}",
+                            m.market
+                        )))
+                    }
+                    None => m,
+                };
                 by_market.insert(m.market, (shard, a.last_seq, m));
             }
         }

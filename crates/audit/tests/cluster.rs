@@ -418,6 +418,56 @@ async fn audits_pass_across_a_split_under_load() {
         assert_eq!(l.deposited, l.balances + l.withdrawn, "asset {asset}");
         assert_eq!(l.sent, l.received, "asset {asset}");
     }
+    // VWAP and OHLCV over the last hour, quiet: the market's trades on the parent before
+    // the split and on the child after it, as one market (each trade once).
+    let mut trades: Vec<EventRecord> = Vec::new();
+    let mut after = tradelog_client::Position::default();
+    loop {
+        let page = client
+            .read_events(tradelog_client::EventStream::Market(MARKET), &after, 500)
+            .await
+            .unwrap();
+        let moved = page.position != after;
+        trades.extend(
+            page.events
+                .into_iter()
+                .filter(|e| matches!(e.event, Event::Trade { .. })),
+        );
+        after = page.position;
+        if !moved {
+            break;
+        }
+    }
+    let on = |s: u32| trades.iter().filter(|e| e.shard == ShardId(s)).count() as u64;
+    assert!(
+        on(1) > 0 && on(2) > 0,
+        "trades on the parent {} and child {}",
+        on(1),
+        on(2)
+    );
+    let hour_ago = Timestamp(now().0 - 3_600_000_000_000);
+    let r = auditor.activity(hour_ago, now(), 60, &[]).await.unwrap();
+    assert_eq!(1, r.markets.len(), "{r:?}");
+    let (shard, _, m) = &r.markets[0];
+    assert_eq!((ShardId(2), MARKET), (*shard, m.market));
+    assert_eq!(on(1) + on(2), m.trades);
+    let volume: u128 = trades
+        .iter()
+        .map(|e| match e.event {
+            Event::Trade { qty, .. } => u128::from(qty.0),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(volume, m.volume);
+    let candle_trades: u64 = m.candles.iter().map(|c| c.trades).sum();
+    assert_eq!(m.trades, candle_trades);
+    // Up to before the split: the parent's part only.
+    let r = auditor
+        .activity(hour_ago, before_split, 60, &[])
+        .await
+        .unwrap();
+    let before = trades.iter().filter(|e| e.timestamp < before_split).count() as u64;
+    assert_eq!(before, r.markets[0].2.trades);
     // The whole history of every account, quiet: from zero to the deposits, every
     // account once, the moved ones on the child with their whole history.
     let all = auditor.statements(Timestamp(0), now(), &[]).await.unwrap();

@@ -321,6 +321,22 @@ impl Candle {
         self.quote_volume = quote_volume;
         Some(())
     }
+
+    /// This candle followed by `later` of the same interval (its trades all after this
+    /// one's); `None` when a volume would exceed `u64::MAX`.
+    pub fn then(&self, later: &Candle) -> Option<Candle> {
+        assert_eq!(self.start, later.start, "candles of different intervals");
+        Some(Candle {
+            start: self.start,
+            open: self.open,
+            high: self.high.max(later.high),
+            low: self.low.min(later.low),
+            close: later.close,
+            volume: self.volume.checked_add(later.volume)?,
+            quote_volume: self.quote_volume.checked_add(later.quote_volume)?,
+            trades: self.trades + later.trades,
+        })
+    }
 }
 
 /// One market's trading over a range.
@@ -354,6 +370,42 @@ pub struct MarketActivity {
 }
 
 impl MarketActivity {
+    /// This market's activity followed by `later`, the same market's over the same range
+    /// on the shard it moved to in a split (every trade of `later` after every trade of
+    /// this one): sums, the first open, the last close, the extremes, candles of the same
+    /// interval joined. `Err` when a candle's volume would exceed `u64::MAX`.
+    pub fn then(&self, later: &MarketActivity) -> Result<MarketActivity, ActivityError> {
+        assert_eq!(self.market, later.market, "activity of different markets");
+        let mut candles: BTreeMap<u64, Candle> =
+            self.candles.iter().map(|c| (c.start, *c)).collect();
+        for c in &later.candles {
+            let joined = match candles.get(&c.start) {
+                Some(e) => e
+                    .then(c)
+                    .ok_or(ActivityError::CandleOverflow(self.market))?,
+                None => *c,
+            };
+            candles.insert(c.start, joined);
+        }
+        Ok(MarketActivity {
+            market: self.market,
+            base: self.base,
+            quote: self.quote,
+            trades: self.trades + later.trades,
+            volume: self.volume + later.volume,
+            quote_volume: self.quote_volume + later.quote_volume,
+            price_volume: self.price_volume + later.price_volume,
+            open: self.open.or(later.open),
+            high: self.high.max(later.high),
+            low: match (self.low, later.low) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            close: later.close.or(self.close),
+            candles: candles.into_values().collect(),
+        })
+    }
+
     /// The volume-weighted average price, quote minor units per lot, as a fraction
     /// (numerator, denominator); `None` without trades.
     pub fn vwap(&self) -> Option<(u128, u128)> {
@@ -612,6 +664,96 @@ mod tests {
 
     fn h(available: u64, held: u64) -> Holding {
         Holding { available, held }
+    }
+
+    #[test]
+    fn a_markets_activity_before_and_after_a_split_join_into_one() {
+        let candle = |start, open, high, low, close, volume, trades| Candle {
+            start,
+            open: Price(open),
+            high: Price(high),
+            low: Price(low),
+            close: Price(close),
+            volume,
+            quote_volume: volume,
+            trades,
+        };
+        let activity = |trades: u64,
+                        open: Option<u64>,
+                        high: Option<u64>,
+                        low: Option<u64>,
+                        close: Option<u64>,
+                        candles: Vec<Candle>| MarketActivity {
+            market: MarketId(1),
+            base: AssetId(2),
+            quote: AssetId(1),
+            trades,
+            volume: u128::from(trades) * 10,
+            quote_volume: u128::from(trades) * 20,
+            price_volume: u128::from(trades) * 1_000,
+            open: open.map(Price),
+            high: high.map(Price),
+            low: low.map(Price),
+            close: close.map(Price),
+            candles,
+        };
+        let parent = activity(
+            3,
+            Some(100),
+            Some(120),
+            Some(90),
+            Some(110),
+            vec![
+                candle(0, 100, 120, 95, 118, 20, 2),
+                candle(60, 90, 110, 90, 110, 10, 1),
+            ],
+        );
+        let child = activity(
+            2,
+            Some(105),
+            Some(130),
+            Some(80),
+            Some(80),
+            vec![
+                candle(60, 105, 130, 105, 130, 5, 1),
+                candle(120, 80, 80, 80, 80, 5, 1),
+            ],
+        );
+        let joined = parent.then(&child).unwrap();
+        let expected = MarketActivity {
+            trades: 5,
+            volume: 50,
+            quote_volume: 100,
+            price_volume: 5_000,
+            open: Some(Price(100)),
+            high: Some(Price(130)),
+            low: Some(Price(80)),
+            close: Some(Price(80)),
+            candles: vec![
+                candle(0, 100, 120, 95, 118, 20, 2),
+                candle(60, 90, 130, 90, 130, 15, 2),
+                candle(120, 80, 80, 80, 80, 5, 1),
+            ],
+            ..parent.clone()
+        };
+        assert_eq!(expected, joined);
+        // A side without trades changes nothing.
+        let none = activity(0, None, None, None, None, vec![]);
+        assert_eq!(parent, parent.then(&none).unwrap());
+        assert_eq!(child, none.then(&child).unwrap());
+        // A joined candle's volume beyond u64::MAX is refused, naming the market.
+        let big = activity(
+            1,
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            vec![candle(0, 1, 1, 1, 1, u64::MAX, 1)],
+        );
+        assert_eq!(
+            Err(ActivityError::CandleOverflow(MarketId(1))),
+            parent.then(&big)
+        );
     }
 
     #[test]

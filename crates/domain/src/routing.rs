@@ -31,6 +31,21 @@ pub struct Split {
     pub markets: Vec<MarketId>,
 }
 
+/// Every shard that has owned `market`, starting at `shard`, oldest first: `shard`, then
+/// each child that `splits` (oldest first) moved it to.
+pub fn market_path(splits: &[Split], market: MarketId, shard: ShardId) -> Vec<ShardId> {
+    let mut path = vec![shard];
+    let mut at = shard;
+    // A child comes after its parent, so one pass follows a chain of splits.
+    for s in splits {
+        if s.parent == at && s.markets.binary_search(&market).is_ok() {
+            at = s.child;
+            path.push(at);
+        }
+    }
+    path
+}
+
 /// Why a split was refused (every case leaves the placement unchanged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SplitError {
@@ -203,6 +218,12 @@ impl Placement {
             }
         }
         shard
+    }
+
+    /// Every shard that has owned `market` (created on `home`), oldest first: `home`,
+    /// then each child a split moved it to ([`market_path`]).
+    pub fn market_shards(&self, market: MarketId, home: ShardId) -> Vec<ShardId> {
+        market_path(&self.splits, market, home)
     }
 
     /// The shard that owns `account`.

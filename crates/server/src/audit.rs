@@ -315,8 +315,8 @@ impl Core {
         })
     }
 
-    /// VWAP and OHLCV of shard `s`'s markets over `[from, to)` from this replica's
-    /// events.
+    /// VWAP and OHLCV of shard `s`'s markets (those it owns or owned before a split moved
+    /// them) over `[from, to)` from this replica's events.
     async fn activity(&self, s: d::ShardId, t: pb::ActivityTask) -> Result<ShardActivity, Error> {
         if t.interval_s > ACTIVITY_INTERVAL_S_MAX {
             return Err(Error::Invalid(format!(
@@ -334,7 +334,12 @@ impl Core {
         let specs: Vec<d::MarketSpec> = read_as(&*self.node, s, true, move |e| {
             e.markets()
                 .values()
-                .filter(|m| m.shard == s && (asked.is_empty() || asked.contains(&m.id)))
+                // A market a split moved has its trades before the split on the
+                // parent, after it on the child: each answers for its part.
+                .filter(|m| {
+                    (asked.is_empty() || asked.contains(&m.id))
+                        && e.placement().market_shards(m.id, m.shard).contains(&s)
+                })
                 .cloned()
                 .collect()
         })
