@@ -461,6 +461,18 @@ async fn audits_pass_across_a_split_under_load() {
     assert_eq!(volume, m.volume);
     let candle_trades: u64 = m.candles.iter().map(|c| c.trades).sum();
     assert_eq!(m.trades, candle_trades);
+    // GetCandles reads the market's shards in order too: the same candles as the job.
+    let end = now();
+    let r = auditor.activity(hour_ago, end, 60, &[]).await.unwrap();
+    let job: Vec<tradelog_client::Candle> =
+        r.markets[0].2.candles.iter().map(|c| (*c).into()).collect();
+    let got = client.candles(MARKET, 60, hour_ago, end).await.unwrap();
+    assert_eq!(job, got.candles);
+    assert_eq!(ShardId(2), got.position.shard);
+    assert_eq!(
+        on(1) + on(2),
+        got.candles.iter().map(|c| c.trades).sum::<u64>()
+    );
     // Up to before the split: the parent's part only.
     let r = auditor
         .activity(hour_ago, before_split, 60, &[])

@@ -43,6 +43,10 @@ use tradelog_storage::LogReader;
 pub const INPUT_MARK_EVERY_RECORDS: u64 = 1_024;
 /// Log records read from the files per step.
 const READ_CHUNK_RECORDS: usize = 256;
+/// Longest a read waits for an applied record to reach this replica's log file (ms). A
+/// leader may apply an entry that a majority of *other* replicas made durable before its
+/// own append has run; the record is in the file moments later.
+pub const APPLIED_RECORD_WAIT_MS: u64 = 2_000;
 
 /// What a snapshot file holds, learnt once per file.
 #[derive(Clone, Copy, Debug)]
@@ -137,8 +141,23 @@ impl RaftLogSource {
         upto: u64,
         max: usize,
     ) -> Result<Vec<(u64, Vec<Input>)>, HistoryError> {
-        self.log
-            .read(from, upto, max)?
+        // Only records applied are asked for (`upto` is at most `applied_records`), but
+        // one may not be in the file yet: wait for it, a little at a time.
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(APPLIED_RECORD_WAIT_MS);
+        let mut pause = std::time::Duration::from_millis(1);
+        let records = loop {
+            match self.log.read(from, upto, max) {
+                Err(tradelog_storage::StorageError::OutOfRange { index, first, last })
+                    if index >= first && index > last && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                r => break r?,
+            }
+        };
+        records
             .iter()
             .map(|r| {
                 let entry = decode_entry(&r.payload).map_err(|e| bad(r.index, e))?;

@@ -376,3 +376,40 @@ async fn a_replica_that_installed_a_snapshot_answers_from_it_on() {
         );
     }
 }
+
+/// A leader may apply an entry that the other replicas made durable before its own append
+/// has run: the history waits for such a record to reach the file instead of failing
+/// (`APPLIED_RECORD_WAIT_MS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_applied_before_it_is_in_this_replicas_file_is_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = log();
+    let exp = expected(&entries);
+    let mut r = Replica::open(tmp.path());
+    let half = entries.len() / 2;
+    r.write(&entries[..half]).await;
+    // The second half applied before this replica appended it.
+    for e in &entries[half..] {
+        let item = Ok((e.clone(), None));
+        r.sm.apply(futures_util::stream::iter([item]))
+            .await
+            .unwrap();
+    }
+    let applied = r.applied();
+    let h = r.history(tmp.path());
+    let reader =
+        tokio::task::spawn_blocking(move || h.state_at(applied, applied, |e| e.state_hash()));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!reader.is_finished(), "the read waits for the records");
+    let (tx, rx) = TypeConfig::oneshot();
+    r.store
+        .append(entries[half..].to_vec(), IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    rx.await.unwrap().unwrap();
+    let hash = reader
+        .await
+        .unwrap()
+        .expect("the state once the records are there");
+    assert_eq!(exp.hashes[applied as usize], hash);
+}

@@ -513,8 +513,10 @@ impl ShardStateMachine {
     /// date as it applies and installs snapshots. Whoever reads a state of the engine
     /// (e.g. through `with_state_machine`) and then loads this counter (`Acquire`) gets a
     /// record number at or after the entry that produced that state: a bound for readers
-    /// of the log that must not go past what is applied (applied entries are committed
-    /// and durable on this replica).
+    /// of the log that must not go past what is applied (applied entries are committed:
+    /// durable on a majority, though not always yet in this replica's own log file: a
+    /// leader may apply an entry the other replicas made durable before its own append
+    /// has run, so a reader waits for such a record; see the cluster crate's history).
     pub fn applied_records(&self) -> Arc<AtomicU64> {
         self.applied_records.clone()
     }

@@ -698,15 +698,23 @@ impl Core {
         market: d::MarketId,
         stale: bool,
     ) -> Result<d::ShardId, Error> {
-        let home = self
-            .read_as(self.catalog_shard(), stale, move |e| {
-                e.markets().get(&market).map(|m| m.shard)
-            })
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("market {market} does not exist")))?;
+        let home = self.market_home(market, stale).await?;
         // A split may have moved the market (with its book) to another shard since it was
         // created there.
         Ok(self.node.placement().market_shard(market, home))
+    }
+
+    /// The shard the catalog created a market on (read stale or not).
+    pub(crate) async fn market_home(
+        &self,
+        market: d::MarketId,
+        stale: bool,
+    ) -> Result<d::ShardId, Error> {
+        self.read_as(self.catalog_shard(), stale, move |e| {
+            e.markets().get(&market).map(|m| m.shard)
+        })
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("market {market} does not exist")))
     }
 
     pub(crate) async fn order(&self, q: OrderQuery) -> Result<OrderView, Error> {

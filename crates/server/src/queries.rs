@@ -179,12 +179,20 @@ struct Candles {
     to: d::Timestamp,
     candles: BTreeMap<u64, CandleView>,
     overflow: bool,
+    /// The shard a split moved the market to from the shard read now: its trades end at
+    /// that split.
+    moved_to: Option<d::ShardId>,
 }
 
 impl Visitor for Candles {
     fn visit(&mut self, e: &EventRecord) -> ControlFlow<()> {
         if e.timestamp >= self.to {
             return ControlFlow::Break(());
+        }
+        if let Event::ShardSplit { child, .. } = e.event {
+            if Some(child) == self.moved_to {
+                return ControlFlow::Break(());
+            }
         }
         let Event::Trade {
             market, price, qty, ..
@@ -326,36 +334,47 @@ impl Core {
     pub(crate) async fn candles(&self, q: CandlesQuery) -> Result<CandlesView, Error> {
         // Read your writes: the events these read are those the node had applied.
         self.index_caught_up().await;
-        let shard = self.market_shard(q.market, q.stale).await?;
+        // A split may have moved the market: its trades before the split are on the
+        // shards it left, oldest first (a node holding every one of them answers).
+        let home = self.market_home(q.market, q.stale).await?;
+        let path = self.node.placement().market_shards(q.market, home);
         let lot_size = self
             .read_as(self.catalog_shard(), q.stale, move |e| {
                 e.markets().get(&q.market).map(|m| m.lot_size)
             })
             .await?
             .ok_or_else(|| Error::NotFound(format!("market {} does not exist", q.market)))?;
-        let after = self.history.seq_before_time(shard, q.from).await?;
-        let visitor = Candles {
+        let mut v = Candles {
             market: q.market,
             lot_size,
             interval_ns: q.interval_ns,
             to: q.to,
             candles: BTreeMap::new(),
             overflow: false,
+            moved_to: None,
         };
-        let (v, end) = self.history.scan(shard, after, visitor).await?;
-        if v.overflow {
-            return Err(Error::LimitExceeded(
-                "a candle's volume exceeds 2^64 - 1 minor units; ask for a shorter interval".into(),
-            ));
+        let mut position = None;
+        for (i, shard) in path.iter().copied().enumerate() {
+            v.moved_to = path.get(i + 1).copied();
+            let after = self.history.seq_before_time(shard, q.from).await?;
+            let (next, end) = self.history.scan(shard, after, v).await?;
+            v = next;
+            if v.overflow {
+                return Err(Error::LimitExceeded(
+                    "a candle's volume exceeds 2^64 - 1 minor units; ask for a shorter interval"
+                        .into(),
+                ));
+            }
+            let last = match end {
+                Scanned::Limit(l) => return Err(limit_exceeded("the range", shard, l)),
+                Scanned::Stopped(l) => l.saturating_sub(1).max(after),
+                Scanned::End(l) => l,
+            };
+            position = Some(ShardPos { shard, seq: last });
         }
-        let last = match end {
-            Scanned::Limit(l) => return Err(limit_exceeded("the range", shard, l)),
-            Scanned::Stopped(l) => l.saturating_sub(1).max(after),
-            Scanned::End(l) => l,
-        };
         Ok(CandlesView {
             candles: v.candles.into_values().collect(),
-            position: ShardPos { shard, seq: last },
+            position: position.expect("a market's path has its home shard"),
         })
     }
 
@@ -559,6 +578,16 @@ mod tests {
             to: d::Timestamp(1_000),
             candles: BTreeMap::new(),
             overflow: false,
+            moved_to: Some(d::ShardId(4)),
+        };
+        let split = |seq, child| EventRecord {
+            event: Event::ShardSplit {
+                child: d::ShardId(child),
+                modulus: 2,
+                residue: 1,
+                accounts: 3,
+            },
+            ..trade(seq, 310, 1, 1)
         };
         for e in [
             trade(1, 105, 50, 20),
@@ -569,8 +598,13 @@ mod tests {
         ] {
             assert!(c.visit(&e).is_continue());
         }
+        // A split that did not move the market changes nothing; the one that did ends
+        // the market's trades on this shard.
+        assert!(c.visit(&split(5, 3)).is_continue());
+        assert!(c.visit(&split(6, 4)).is_break(), "the market moved");
+        c.moved_to = None;
         assert!(
-            c.visit(&trade(5, 1_000, 1, 10)).is_break(),
+            c.visit(&trade(7, 1_000, 1, 10)).is_break(),
             "the range ended"
         );
         let got: Vec<_> = c.candles.into_values().collect();
