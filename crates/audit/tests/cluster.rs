@@ -118,6 +118,26 @@ async fn load(c: Client, stop: Arc<AtomicBool>) -> u64 {
     accepted.load(Ordering::Relaxed)
 }
 
+/// Three nodes of a new cluster (every node a replica of both shards) with the catalog and
+/// funded accounts: their URLs, the servers by node id, and a client of all three.
+async fn three_nodes(
+    root: &std::path::Path,
+) -> (Vec<String>, BTreeMap<u64, RunningServer>, Client) {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
+    let members: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, urls[id as usize - 1].clone()))
+        .collect();
+    let mut servers = BTreeMap::new();
+    for id in 1..=3u64 {
+        let dir = root.join(format!("node-{id}"));
+        servers.insert(id, start(id, ports[id as usize - 1], dir, &members).await);
+    }
+    let client = Client::new(config(&urls)).unwrap();
+    setup(&client).await;
+    (urls, servers, client)
+}
+
 fn config(urls: &[String]) -> ClientConfig {
     let mut c = ClientConfig::cluster(urls.iter().cloned());
     c.request_timeout_ms = 30_000;
@@ -129,18 +149,7 @@ fn config(urls: &[String]) -> ClientConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audits_pass_under_load_and_with_a_node_down() {
     let root = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
-    let members: BTreeMap<u64, String> = (1..=3)
-        .map(|id| (id, urls[id as usize - 1].clone()))
-        .collect();
-    let mut servers = BTreeMap::new();
-    for id in 1..=3u64 {
-        let dir = root.path().join(format!("node-{id}"));
-        servers.insert(id, start(id, ports[id as usize - 1], dir, &members).await);
-    }
-    let client = Client::new(config(&urls)).unwrap();
-    setup(&client).await;
+    let (urls, mut servers, client) = three_nodes(root.path()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(load(client.clone(), stop.clone()));
@@ -247,18 +256,7 @@ async fn audits_pass_under_load_and_with_a_node_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audits_pass_across_a_split_under_load() {
     let root = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
-    let members: BTreeMap<u64, String> = (1..=3)
-        .map(|id| (id, urls[id as usize - 1].clone()))
-        .collect();
-    let mut servers = BTreeMap::new();
-    for id in 1..=3u64 {
-        let dir = root.path().join(format!("node-{id}"));
-        servers.insert(id, start(id, ports[id as usize - 1], dir, &members).await);
-    }
-    let client = Client::new(config(&urls)).unwrap();
-    setup(&client).await;
+    let (urls, servers, client) = three_nodes(root.path()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(load(client.clone(), stop.clone()));
     let trades_at_least = |n: usize| {

@@ -335,6 +335,26 @@ impl FiguresSource for Source<'_> {
     }
 }
 
+/// The solvency audit at `cut`, which must pass: per asset, balances == deposits -
+/// withdrawals + value in flight (`what`: the case, for failures).
+fn solvent(cut: &tradelog_audit::Cut, what: &str) -> tradelog_domain::audit::Solvency {
+    let audit = solvency(&cut.figures);
+    assert_eq!(
+        Vec::<AuditFailure>::new(),
+        audit.failures,
+        "{what} at {:?}",
+        cut.indexes()
+    );
+    for (asset, l) in &audit.assets {
+        assert_eq!(
+            l.balances + l.withdrawn + l.in_flight_received,
+            l.deposited + l.in_flight_sent,
+            "{what}: asset {asset}: balances == deposits - withdrawals + value in flight"
+        );
+    }
+    audit
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -376,21 +396,11 @@ fn the_cut_search_ends_consistent_and_solvent_from_any_start() {
             if cut.indexes() != current {
                 moved += 1;
             }
-            let audit = solvency(&cut.figures);
-            assert_eq!(
-                Vec::<AuditFailure>::new(),
-                audit.failures,
-                "seed {seed} from {current:?} at {:?}",
-                cut.indexes()
-            );
-            for (asset, l) in &audit.assets {
-                assert_eq!(
-                    l.balances + l.withdrawn + l.in_flight_received,
-                    l.deposited + l.in_flight_sent,
-                    "asset {asset}: balances == deposits - withdrawals + value in flight"
-                );
-                in_flight_seen |= l.in_flight_sent > 0 || l.in_flight_received > 0;
-            }
+            let audit = solvent(&cut, &format!("seed {seed} from {current:?}"));
+            in_flight_seen |= audit
+                .assets
+                .values()
+                .any(|l| l.in_flight_sent > 0 || l.in_flight_received > 0);
         }
         assert!(moved > 5, "seed {seed}: only {moved} starts needed a move");
         assert!(
@@ -470,20 +480,7 @@ fn the_cut_search_across_splits_ends_consistent_and_solvent_from_any_start() {
                     );
                 }
             }
-            let audit = solvency(&cut.figures);
-            assert_eq!(
-                Vec::<AuditFailure>::new(),
-                audit.failures,
-                "seed {seed} from {current:?} at {:?}",
-                cut.indexes()
-            );
-            for (asset, l) in &audit.assets {
-                assert_eq!(
-                    l.balances + l.withdrawn + l.in_flight_received,
-                    l.deposited + l.in_flight_sent,
-                    "asset {asset}: balances == deposits - withdrawals + value in flight"
-                );
-            }
+            solvent(&cut, &format!("seed {seed} from {current:?}"));
         }
     }
     assert!(
