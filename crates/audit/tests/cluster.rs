@@ -138,6 +138,26 @@ async fn three_nodes(
     (urls, servers, client)
 }
 
+/// Waits (at most 120 s) until the market has at least `n` trades.
+async fn trades_at_least(client: &Client, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = client
+            .trades_to_end(MARKET, Timestamp(0), None, None, None)
+            .await
+            .unwrap();
+        if t.trades.len() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} trades, not {n}",
+            t.trades.len()
+        );
+    }
+}
+
 fn config(urls: &[String]) -> ClientConfig {
     let mut c = ClientConfig::cluster(urls.iter().cloned());
     c.request_timeout_ms = 30_000;
@@ -154,18 +174,7 @@ async fn audits_pass_under_load_and_with_a_node_down() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(load(client.clone(), stop.clone()));
     // Let the load build up some history (and messages in flight) first.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let t = client
-            .trades_to_end(MARKET, Timestamp(0), None, None, None)
-            .await
-            .unwrap();
-        if t.trades.len() >= 20 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no trades");
-    }
+    trades_at_least(&client, 20).await;
 
     let done: Arc<Mutex<Vec<TaskDone>>> = Arc::default();
     let d = done.clone();
@@ -259,28 +268,7 @@ async fn audits_pass_across_a_split_under_load() {
     let (urls, servers, client) = three_nodes(root.path()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(load(client.clone(), stop.clone()));
-    let trades_at_least = |n: usize| {
-        let client = client.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(120);
-            loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let t = client
-                    .trades_to_end(MARKET, Timestamp(0), None, None, None)
-                    .await
-                    .unwrap();
-                if t.trades.len() >= n {
-                    return;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{} trades, not {n}",
-                    t.trades.len()
-                );
-            }
-        }
-    };
-    trades_at_least(20).await;
+    trades_at_least(&client, 20).await;
     let before = Auditor::connect(&config(&urls)).await.unwrap();
     assert_eq!(SHARDS, before.shard_count());
     let s = before.solvency().await.unwrap();
